@@ -1,0 +1,258 @@
+// Content-addressed artifact store on a local folder.
+//   blobs/sha256/ab/<sha256>   immutable file contents
+//   outputs/<key>.json         which refs an activity produced for a given input key
+// Writes go to a temporary file first and are renamed into place, so a crash never leaves a partial
+// blob under its final name.
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL, fileURLToPath } from 'node:url';
+import { ArtifactRef, ArtifactRefSchema, collectRefs } from './ref';
+
+export { collectRefs };
+
+export class ArtifactError extends Error {
+  constructor(
+    message: string,
+    readonly ref: ArtifactRef,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+export class ArtifactMissingError extends ArtifactError {}
+export class ArtifactCorruptedError extends ArtifactError {}
+
+/** A directory artifact is stored as a manifest blob naming one blob per file. */
+export interface DirectoryManifest {
+  files: { path: string; sha256: string; bytes: number }[];
+}
+
+export async function sha256File(file: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(file)) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+/** A stable key for "this activity with these inputs": canonical JSON (sorted keys) hashed. */
+export function outputKey(name: string, inputs: unknown): string {
+  return `${name}-${createHash('sha256').update(canonicalJson(inputs)).digest('hex').slice(0, 32)}`;
+}
+
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]))
+      : v,
+  );
+}
+
+export class ArtifactStore {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  private blobPath(sha256: string): string {
+    return path.join(this.root, 'blobs', 'sha256', sha256.slice(0, 2), sha256);
+  }
+
+  /** Local path of a ref's blob (for child processes such as the trainer). Does not verify. */
+  pathOf(ref: ArtifactRef): string {
+    return ref.uri.startsWith('file:') ? fileURLToPath(ref.uri) : this.blobPath(ref.sha256);
+  }
+
+  /** A fresh scratch folder inside the store's volume (same filesystem, so renames are atomic). */
+  async scratchDir(prefix: string): Promise<string> {
+    const dir = path.join(this.root, 'tmp', `${prefix}-${randomUUID()}`);
+    await fs.mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  /** A stable work folder for one activity's output key: resumable work (checkpoints) lives here. */
+  async workDir(key: string): Promise<string> {
+    const dir = path.join(this.root, 'work', key);
+    await fs.mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  async putBytes(kind: string, content: Buffer | string): Promise<ArtifactRef> {
+    const tmpDir = await this.scratchDir('put');
+    const tmp = path.join(tmpDir, 'blob');
+    await fs.writeFile(tmp, content);
+    try {
+      return await this.putFile(kind, tmp);
+    } finally {
+      await fs.rm(tmpDir, { recursive: true, force: true });
+    }
+  }
+
+  async putJson(kind: string, value: unknown): Promise<ArtifactRef> {
+    return this.putBytes(kind, JSON.stringify(value, null, 2) + '\n');
+  }
+
+  async putJsonl(kind: string, rows: readonly unknown[]): Promise<ArtifactRef> {
+    return this.putBytes(kind, rows.map((r) => JSON.stringify(r) + '\n').join(''));
+  }
+
+  /** Copies a file into the store (the source is left in place). */
+  async putFile(kind: string, file: string): Promise<ArtifactRef> {
+    const { sha256, bytes } = await sha256File(file);
+    const dest = this.blobPath(sha256);
+    const existing = await fs.stat(dest).catch(() => undefined);
+    if (!existing || existing.size !== bytes || (await sha256File(dest)).sha256 !== sha256) {
+      await fs.mkdir(path.dirname(dest), { recursive: true });
+      const tmp = `${dest}.${randomUUID()}.partial`;
+      await fs.copyFile(file, tmp);
+      await fs.rename(tmp, dest);
+    }
+    return { uri: pathToFileURL(dest).href, sha256, bytes, kind };
+  }
+
+  /** Stores every file of a folder and a manifest naming them; the ref points to the manifest. */
+  async putDirectory(kind: string, dir: string): Promise<ArtifactRef> {
+    if (!isDirectoryKind(kind)) throw new Error(`directory artifact kinds end with "/dir", got ${JSON.stringify(kind)}`);
+    const files: DirectoryManifest['files'] = [];
+    for (const rel of await listFiles(dir)) {
+      const ref = await this.putFile(`${kind}/file`, path.join(dir, rel));
+      files.push({ path: rel, sha256: ref.sha256, bytes: ref.bytes });
+    }
+    return this.putJson(kind, { files } satisfies DirectoryManifest);
+  }
+
+  /** Throws ArtifactMissingError / ArtifactCorruptedError unless the blob exists with the ref's hash. */
+  async verify(ref: ArtifactRef): Promise<string> {
+    ArtifactRefSchema.parse(ref);
+    const file = this.pathOf(ref);
+    const stat = await fs.stat(file).catch(() => undefined);
+    if (!stat) throw new ArtifactMissingError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is missing (${file})`, ref);
+    const actual = await sha256File(file);
+    if (actual.sha256 !== ref.sha256 || actual.bytes !== ref.bytes) {
+      throw new ArtifactCorruptedError(
+        `artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is corrupted: expected sha256 ${ref.sha256} (${ref.bytes} bytes), ` +
+          `found ${actual.sha256} (${actual.bytes} bytes) at ${file}`,
+        ref,
+      );
+    }
+    return file;
+  }
+
+  async readBytes(ref: ArtifactRef): Promise<Buffer> {
+    const file = await this.verify(ref);
+    const content = await fs.readFile(file);
+    // Guard against a change between verify and read.
+    if (createHash('sha256').update(content).digest('hex') !== ref.sha256) {
+      throw new ArtifactCorruptedError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} changed while being read`, ref);
+    }
+    return content;
+  }
+
+  async readText(ref: ArtifactRef): Promise<string> {
+    return (await this.readBytes(ref)).toString('utf8');
+  }
+
+  async readJson<T = unknown>(ref: ArtifactRef): Promise<T> {
+    return JSON.parse(await this.readText(ref)) as T;
+  }
+
+  async readJsonl<T = unknown>(ref: ArtifactRef): Promise<T[]> {
+    const text = await this.readText(ref);
+    return text
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as T);
+  }
+
+  /** Verifies every file of a directory artifact and copies it into `dest` (created fresh). */
+  async materializeDirectory(ref: ArtifactRef, dest: string): Promise<string> {
+    const manifest = await this.readJson<DirectoryManifest>(ref);
+    await fs.rm(dest, { recursive: true, force: true });
+    for (const file of manifest.files) {
+      const src = await this.verifyMember(ref, file);
+      const target = path.join(dest, file.path);
+      await fs.mkdir(path.dirname(target), { recursive: true });
+      await fs.copyFile(src, target);
+    }
+    return dest;
+  }
+
+  /** Verifies a directory artifact and all its members without copying. */
+  async verifyDirectory(ref: ArtifactRef): Promise<void> {
+    const manifest = await this.readJson<DirectoryManifest>(ref);
+    for (const file of manifest.files) await this.verifyMember(ref, file);
+  }
+
+  /** A broken member breaks the directory artifact as a whole: the error names the directory ref. */
+  private async verifyMember(dir: ArtifactRef, file: DirectoryManifest['files'][number]): Promise<string> {
+    const member: ArtifactRef = { uri: pathToFileURL(this.blobPath(file.sha256)).href, sha256: file.sha256, bytes: file.bytes, kind: `${dir.kind}/file` };
+    try {
+      return await this.verify(member);
+    } catch (err) {
+      if (err instanceof ArtifactError) throw new (err.constructor as typeof ArtifactError)(`${err.message} (member ${file.path})`, dir);
+      throw err;
+    }
+  }
+
+  private outputPath(key: string): string {
+    return path.join(this.root, 'outputs', `${key}.json`);
+  }
+
+  /** The refs recorded for `key`, if all of them still verify; otherwise undefined. */
+  async findOutput<T extends Record<string, unknown>>(key: string): Promise<T | undefined> {
+    const raw = await fs.readFile(this.outputPath(key), 'utf8').catch(() => undefined);
+    if (raw === undefined) return undefined;
+    const record = JSON.parse(raw) as { value: T };
+    try {
+      for (const ref of collectRefs(record.value)) {
+        if (isDirectoryKind(ref.kind)) await this.verifyDirectory(ref);
+        else await this.verify(ref);
+      }
+    } catch (err) {
+      if (err instanceof ArtifactError) {
+        await fs.rm(this.outputPath(key), { force: true });
+        return undefined;
+      }
+      throw err;
+    }
+    return record.value;
+  }
+
+  async recordOutput<T extends Record<string, unknown>>(key: string, value: T): Promise<T> {
+    const file = this.outputPath(key);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    const tmp = `${file}.${randomUUID()}.partial`;
+    await fs.writeFile(tmp, JSON.stringify({ key, value, recordedAt: new Date().toISOString() }, null, 2));
+    await fs.rename(tmp, file);
+    return value;
+  }
+
+  /**
+   * Runs `produce` unless an output for `key` already exists and verifies. Returns the output and
+   * whether it was reused, so activities can report skipped work.
+   */
+  async memo<T extends Record<string, unknown>>(key: string, produce: () => Promise<T>): Promise<{ value: T; reused: boolean }> {
+    const existing = await this.findOutput<T>(key);
+    if (existing) return { value: existing, reused: true };
+    return { value: await this.recordOutput(key, await produce()), reused: false };
+  }
+}
+
+export function isDirectoryKind(kind: string): boolean {
+  return kind.endsWith('/dir');
+}
+
+async function listFiles(dir: string, prefix = ''): Promise<string[]> {
+  const entries = await fs.readdir(path.join(dir, prefix), { withFileTypes: true });
+  const out: string[] = [];
+  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    const rel = prefix ? path.join(prefix, entry.name) : entry.name;
+    if (entry.isDirectory()) out.push(...(await listFiles(dir, rel)));
+    else if (entry.isFile()) out.push(rel);
+  }
+  return out;
+}

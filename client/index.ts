@@ -1,0 +1,50 @@
+// Start and watch pipelines from another service:
+//   const client = await connectClient();
+//   const handle = await startPipeline(client, { task: { trainLimit: 500 } });
+//   console.log(await handle.query(progressQuery));
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { randomUUID } from 'node:crypto';
+import { readEnv, type SupertinyEnv } from '../config/env';
+import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
+import { distillationPipeline } from '../workflows/pipeline';
+import { cancelUpdate, progressQuery, type PipelineProgress } from '../workflows/messages';
+
+export { progressQuery, cancelUpdate, cancelSignal } from '../workflows/messages';
+export type { PipelineProgress } from '../workflows/messages';
+export type { PipelineResult } from '../activities/types';
+
+export async function connectClient(env: SupertinyEnv = readEnv()): Promise<Client> {
+  const connection = await Connection.connect({ address: env.temporalAddress });
+  return new Client({ connection, namespace: env.namespace });
+}
+
+export interface StartPipelineOptions {
+  workflowId?: string;
+  taskQueue?: string;
+}
+
+/**
+ * Validates the config here (an InvalidConfigError names the bad field before anything starts),
+ * then starts `distillationPipeline` with the validated, defaulted config.
+ */
+export async function startPipeline(
+  client: Client,
+  input: PipelineConfigInput,
+  options: StartPipelineOptions = {},
+): Promise<WorkflowHandle<typeof distillationPipeline>> {
+  const config = parsePipelineConfig(input);
+  const env = readEnv();
+  return client.workflow.start(distillationPipeline, {
+    taskQueue: options.taskQueue ?? env.taskQueue,
+    workflowId: options.workflowId ?? `supertiny-${config.name}-${randomUUID().slice(0, 8)}`,
+    args: [config],
+  });
+}
+
+export async function pipelineProgress(handle: WorkflowHandle): Promise<PipelineProgress> {
+  return handle.query(progressQuery);
+}
+
+export async function cancelPipeline(handle: WorkflowHandle, reason = 'cancelled by client') {
+  return handle.executeUpdate(cancelUpdate, { args: [reason] });
+}

@@ -1,0 +1,60 @@
+// The one place that reads environment variables. Everything else takes these values as arguments.
+import * as path from 'node:path';
+
+const projectRoot = path.resolve(__dirname, '..');
+
+function fromEnv(name: string, fallback: string): string {
+  const value = process.env[name];
+  return value === undefined || value === '' ? fallback : value;
+}
+
+function intFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+export interface SupertinyEnv {
+  /** Repository root (where package.json lives). */
+  projectRoot: string;
+  /** Folder for the artifact store, the dev server's SQLite file and run folders. SUPERTINY_DATA_DIR. */
+  dataDir: string;
+  /** Temporal frontend address, host:port. TEMPORAL_ADDRESS. */
+  temporalAddress: string;
+  /** Temporal namespace. TEMPORAL_NAMESPACE. */
+  namespace: string;
+  /** Task queue for CPU work (teacher calls, evaluation) and workflows. SUPERTINY_TASK_QUEUE. */
+  taskQueue: string;
+  /** Task queue for GPU-bound work (training, compression). SUPERTINY_GPU_TASK_QUEUE. */
+  gpuTaskQueue: string;
+  /** Python interpreter of the trainer environment. SUPERTINY_PYTHON. */
+  python: string;
+  /** The Temporal CLI binary. TEMPORAL_CLI. */
+  temporalCli: string;
+  /** Port of the Temporal UI of the local dev server. TEMPORAL_UI_PORT. */
+  uiPort: number;
+  /** MASSIVE en-US JSONL file. SUPERTINY_MASSIVE_PATH. */
+  massivePath: string;
+}
+
+export function readEnv(): SupertinyEnv {
+  const address = fromEnv('TEMPORAL_ADDRESS', '127.0.0.1:7233');
+  return {
+    projectRoot,
+    dataDir: path.resolve(fromEnv('SUPERTINY_DATA_DIR', path.join(projectRoot, '.data'))),
+    temporalAddress: address,
+    namespace: fromEnv('TEMPORAL_NAMESPACE', 'default'),
+    taskQueue: fromEnv('SUPERTINY_TASK_QUEUE', 'supertiny'),
+    gpuTaskQueue: fromEnv('SUPERTINY_GPU_TASK_QUEUE', 'supertiny-gpu'),
+    python: fromEnv('SUPERTINY_PYTHON', path.join(projectRoot, '.venv', 'bin', 'python')),
+    temporalCli: fromEnv('TEMPORAL_CLI', path.join(projectRoot, '.tools', 'bin', 'temporal')),
+    uiPort: intFromEnv('TEMPORAL_UI_PORT', 8233),
+    massivePath: path.resolve(
+      fromEnv('SUPERTINY_MASSIVE_PATH', path.join(projectRoot, '..', 'shared', 'data', 'massive-en-US', 'en-US.jsonl')),
+    ),
+  };
+}

@@ -1,0 +1,6 @@
+// Every workflow the worker registers.
+export { distillationPipeline } from './pipeline';
+export { prototypeStage } from './prototype';
+export { transferStage } from './transfer';
+export { compressStage } from './compress';
+export { evaluateStage } from './evaluate';

@@ -1,0 +1,175 @@
+// distillationPipeline: prototype -> transfer -> compress -> evaluate, each a child workflow.
+// A corrupted or missing artifact re-runs the stage that produced it (its memoised activities redo
+// only the broken part); a cancel signal or update stops the running stage cleanly.
+import {
+  ApplicationFailure,
+  CancellationScope,
+  executeChild,
+  isCancellation,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { collectRefs } from '../artifacts/ref';
+import { ARTIFACT_CORRUPTED, ARTIFACT_MISSING, type ArtifactRef } from '../artifacts/ref';
+import { parsePipelineConfig, InvalidConfigError, type PipelineConfig, type PipelineConfigInput } from '../config/pipeline';
+import type { PipelineResult } from '../activities/types';
+import {
+  cancelSignal,
+  cancelUpdate,
+  progressQuery,
+  STAGE_SEARCH_ATTRIBUTE,
+  stageProgressSignal,
+  STAGES,
+  type PipelineProgress,
+  type StageName,
+} from './messages';
+import { prototypeStage } from './prototype';
+import { transferStage } from './transfer';
+import { compressStage } from './compress';
+import { evaluateStage } from './evaluate';
+
+const MAX_RECOVERIES = 3;
+
+export async function distillationPipeline(input: PipelineConfigInput): Promise<PipelineResult> {
+  let config: PipelineConfig;
+  try {
+    config = parsePipelineConfig(input);
+  } catch (err) {
+    if (err instanceof InvalidConfigError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidConfig', err.issues);
+    throw err;
+  }
+
+  const progress: PipelineProgress = {
+    status: 'running',
+    stage: 'prototype',
+    step: 'starting',
+    done: 0,
+    total: 0,
+    stagesDone: [],
+    artifacts: {},
+    recoveries: 0,
+  };
+  const result: PipelineResult = { status: 'completed', recoveries: 0 };
+  const producedBy = new Map<string, StageName>();
+  const stageScope = new CancellationScope();
+  let cancelRequested = false;
+
+  const requestCancel = (reason?: string) => {
+    if (cancelRequested) return;
+    cancelRequested = true;
+    progress.cancelReason = reason ?? 'cancel requested';
+    stageScope.cancel();
+  };
+  setHandler(progressQuery, () => progress);
+  setHandler(stageProgressSignal, (p) => {
+    if (p.stage === progress.stage) Object.assign(progress, p);
+  });
+  setHandler(cancelSignal, requestCancel);
+  setHandler(
+    cancelUpdate,
+    (reason) => {
+      requestCancel(reason);
+      return { accepted: true as const, stage: progress.stage };
+    },
+    {
+      validator: (_reason: string) => {
+        if (progress.status !== 'running') throw new Error(`pipeline already ${progress.status}`);
+      },
+    },
+  );
+
+  const enterStage = (stage: StageName) => {
+    Object.assign(progress, { stage, step: 'starting', done: 0, total: 0, counts: undefined });
+    upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: stage }]);
+    setCurrentDetails(`**${stage}**: starting`);
+  };
+  const child = <T>(stage: StageName, run: (workflowId: string) => Promise<T>): Promise<T> =>
+    stageScope.run(() => run(`${workflowInfo().workflowId}/${stage}`));
+
+  const runStage = async (stage: StageName): Promise<void> => {
+    enterStage(stage);
+    const opts = (workflowId: string) => ({ workflowId, taskQueue: workflowInfo().taskQueue });
+    switch (stage) {
+      case 'prototype':
+        result.prototype = await child(stage, (id) => executeChild(prototypeStage, { ...opts(id), args: [{ config }] }));
+        break;
+      case 'transfer':
+        result.transfer = await child(stage, (id) =>
+          executeChild(transferStage, { ...opts(id), args: [{ config, prototype: result.prototype! }] }),
+        );
+        break;
+      case 'compress':
+        result.compress = await child(stage, (id) =>
+          executeChild(compressStage, { ...opts(id), args: [{ config, prototype: result.prototype!, transfer: result.transfer! }] }),
+        );
+        break;
+      case 'evaluate':
+        result.evaluate = await child(stage, (id) =>
+          executeChild(evaluateStage, {
+            ...opts(id),
+            args: [{ config, prototype: result.prototype!, transfer: result.transfer!, compress: result.compress! }],
+          }),
+        );
+        break;
+    }
+    for (const ref of collectRefs(result[stage])) if (!producedBy.has(ref.sha256)) producedBy.set(ref.sha256, stage);
+    progress.artifacts = { ...progress.artifacts, ...namedRefs(stage, result[stage]) };
+    progress.stagesDone = [...progress.stagesDone.filter((s) => s !== stage), stage];
+  };
+
+  let next = 0;
+  while (next < STAGES.length) {
+    try {
+      await runStage(STAGES[next]);
+      next += 1;
+    } catch (err) {
+      if (cancelRequested && isCancellation(err)) break;
+      const broken = findArtifactFailure(err);
+      if (!broken || progress.recoveries >= MAX_RECOVERIES) throw err;
+      // Re-run from the stage that produced the broken artifact (or the failing stage itself).
+      const producer = producedBy.get(broken.sha256) ?? STAGES[next];
+      progress.recoveries += 1;
+      result.recoveries = progress.recoveries;
+      progress.step = `recovering ${broken.kind} ${broken.sha256.slice(0, 12)} from ${producer}`;
+      next = STAGES.indexOf(producer);
+    }
+  }
+
+  if (cancelRequested) {
+    progress.status = 'cancelled';
+    result.status = 'cancelled';
+    result.cancelReason = progress.cancelReason;
+    setCurrentDetails(`cancelled during **${progress.stage}**: ${progress.cancelReason}`);
+  } else {
+    progress.status = 'completed';
+    progress.step = 'done';
+    upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: 'done' }]);
+    setCurrentDetails(`done${result.evaluate ? `: report ${result.evaluate.reportPath}` : ''}`);
+  }
+  return result;
+}
+
+function namedRefs(stage: StageName, value: unknown): Record<string, ArtifactRef> {
+  const out: Record<string, ArtifactRef> = {};
+  if (!value || typeof value !== 'object') return out;
+  for (const [name, v] of Object.entries(value)) {
+    const refs = collectRefs(v);
+    if (refs.length === 1 && refs[0] === v) out[`${stage}.${name}`] = refs[0];
+  }
+  return out;
+}
+
+/** The ArtifactRef named by an ArtifactMissing/ArtifactCorrupted failure anywhere in the cause chain. */
+function findArtifactFailure(err: unknown): ArtifactRef | undefined {
+  let cur: unknown = err;
+  for (let depth = 0; cur && depth < 10; depth += 1) {
+    if (cur instanceof ApplicationFailure && (cur.type === ARTIFACT_CORRUPTED || cur.type === ARTIFACT_MISSING)) {
+      const ref = cur.details?.[0] as ArtifactRef | undefined;
+      if (ref && typeof ref.sha256 === 'string') return ref;
+    }
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

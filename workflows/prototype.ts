@@ -1,0 +1,45 @@
+// Stage 1: the teacher labels the unlabelled train traffic in batches; rejection sampling keeps what
+// the samples agree on. Continues as new every `batchesPerRun` batches so history stays bounded.
+import { continueAsNew, proxyActivities } from '@temporalio/workflow';
+import type { SupertinyActivities } from '../activities';
+import type { ArtifactRef } from '../artifacts/ref';
+import type { PipelineConfig } from '../config/pipeline';
+import type { PrototypeResult, TaskData } from '../activities/types';
+import { activityOptions } from './activity-options';
+import { reportStageProgress } from './stage-progress';
+
+export interface PrototypeStageInput {
+  config: PipelineConfig;
+  data?: TaskData;
+  labelled?: ArtifactRef[];
+  /** Batches labelled concurrently (each batch also has its own request concurrency). */
+  parallelBatches?: number;
+  batchesPerRun?: number;
+}
+
+export async function prototypeStage(input: PrototypeStageInput): Promise<PrototypeResult> {
+  const { config } = input;
+  const cpu = proxyActivities<SupertinyActivities>(activityOptions(config, 'cpu'));
+  const data = input.data ?? (await cpu.prepareTaskData({ config }));
+  const labelled = [...(input.labelled ?? [])];
+  const batchSize = config.teacher.batchSize;
+  const totalBatches = Math.ceil(data.counts.train / batchSize);
+  const parallel = input.parallelBatches ?? 2;
+  const perRun = input.batchesPerRun ?? 100;
+  const firstThisRun = labelled.length;
+
+  while (labelled.length < totalBatches) {
+    if (labelled.length - firstThisRun >= perRun) {
+      await continueAsNew<typeof prototypeStage>({ ...input, data, labelled });
+    }
+    await reportStageProgress({ stage: 'prototype', step: 'label with teacher', done: labelled.length, total: totalBatches });
+    const window = Array.from({ length: Math.min(parallel, totalBatches - labelled.length) }, (_, i) => labelled.length + i);
+    const results = await Promise.all(
+      window.map((batchIndex) => cpu.labelBatch({ config, inputs: data.train, batchIndex, batchSize })),
+    );
+    labelled.push(...results.map((r) => r.samples));
+  }
+
+  await reportStageProgress({ stage: 'prototype', step: 'assemble dataset', done: totalBatches, total: totalBatches });
+  return cpu.assembleDataset({ config, data, batches: labelled });
+}

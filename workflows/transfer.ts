@@ -1,0 +1,29 @@
+// Stage 2: tokenizer, student initialisation, then the configured training steps in order.
+import { proxyActivities } from '@temporalio/workflow';
+import type { SupertinyActivities } from '../activities';
+import type { PipelineConfig } from '../config/pipeline';
+import type { PrototypeResult, TransferResult } from '../activities/types';
+import { activityOptions } from './activity-options';
+import { reportStageProgress } from './stage-progress';
+
+export interface TransferStageInput {
+  config: PipelineConfig;
+  prototype: PrototypeResult;
+}
+
+export async function transferStage({ config, prototype }: TransferStageInput): Promise<TransferResult> {
+  const gpu = proxyActivities<SupertinyActivities>(activityOptions(config, 'gpu'));
+  const total = config.transfer.steps.length + 2;
+  await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });
+  const tokenizer = await gpu.trainTokenizer({ config, sft: prototype.sft });
+  await reportStageProgress({ stage: 'transfer', step: 'init student', done: 1, total });
+  let model = await gpu.initStudent({ config, tokenizer });
+  const steps: TransferResult['steps'] = [];
+  for (const [i, step] of config.transfer.steps.entries()) {
+    await reportStageProgress({ stage: 'transfer', step, done: 2 + i, total });
+    const trained = await gpu.trainStudent({ config, step, model, prototype, tokenizer });
+    steps.push({ step, model: trained.model, metrics: trained.metrics });
+    model = trained.model;
+  }
+  return { tokenizer, steps, student: model };
+}
