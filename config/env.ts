@@ -27,10 +27,8 @@ export interface SupertinyEnv {
   temporalAddress: string;
   /** Temporal namespace. TEMPORAL_NAMESPACE. */
   namespace: string;
-  /** Task queue for CPU work (teacher calls, evaluation) and workflows. SUPERTINY_TASK_QUEUE. */
+  /** Task queue of the workflows and CPU work; GPU work goes to "<taskQueue>-gpu". SUPERTINY_TASK_QUEUE. */
   taskQueue: string;
-  /** Task queue for GPU-bound work (training, compression). SUPERTINY_GPU_TASK_QUEUE. */
-  gpuTaskQueue: string;
   /** Python interpreter of the trainer environment. SUPERTINY_PYTHON. */
   python: string;
   /** The Temporal CLI binary. TEMPORAL_CLI. */
@@ -39,22 +37,35 @@ export interface SupertinyEnv {
   uiPort: number;
   /** MASSIVE en-US JSONL file. SUPERTINY_MASSIVE_PATH. */
   massivePath: string;
+  /** Default teacher endpoint when a config names none. SUPERTINY_TEACHER_URL; unset = the teacher simulator. */
+  teacherUrl?: string;
+  /** Worker role: all, cpu or gpu queue. SUPERTINY_WORKER_ROLE. */
+  workerRole: 'all' | 'cpu' | 'gpu';
+  /** How long a worker waits for the Temporal frontend to answer at start. SUPERTINY_CONNECT_TIMEOUT_S. */
+  connectTimeoutSeconds: number;
+  /** Reads the teacher's API key from the variable a config names (apiKeyEnv). */
+  secret(name: string): string | undefined;
 }
 
 export function readEnv(): SupertinyEnv {
   const address = fromEnv('TEMPORAL_ADDRESS', '127.0.0.1:7233');
+  const role = fromEnv('SUPERTINY_WORKER_ROLE', 'all');
+  if (role !== 'all' && role !== 'cpu' && role !== 'gpu') throw new Error(`SUPERTINY_WORKER_ROLE must be all, cpu or gpu, got ${JSON.stringify(role)}`);
   return {
     projectRoot,
     dataDir: path.resolve(fromEnv('SUPERTINY_DATA_DIR', path.join(projectRoot, '.data'))),
     temporalAddress: address,
     namespace: fromEnv('TEMPORAL_NAMESPACE', 'default'),
     taskQueue: fromEnv('SUPERTINY_TASK_QUEUE', 'supertiny'),
-    gpuTaskQueue: fromEnv('SUPERTINY_GPU_TASK_QUEUE', 'supertiny-gpu'),
     python: fromEnv('SUPERTINY_PYTHON', path.join(projectRoot, '.venv', 'bin', 'python')),
     temporalCli: fromEnv('TEMPORAL_CLI', path.join(projectRoot, '.tools', 'bin', 'temporal')),
     uiPort: intFromEnv('TEMPORAL_UI_PORT', 8233),
     massivePath: path.resolve(
       fromEnv('SUPERTINY_MASSIVE_PATH', path.join(projectRoot, '..', 'shared', 'data', 'massive-en-US', 'en-US.jsonl')),
     ),
+    teacherUrl: process.env.SUPERTINY_TEACHER_URL || undefined,
+    workerRole: role,
+    connectTimeoutSeconds: intFromEnv('SUPERTINY_CONNECT_TIMEOUT_S', 120),
+    secret: (name) => process.env[name] || undefined,
   };
 }

@@ -1,0 +1,166 @@
+// The durable adapter around the Python trainer (trainer/, see DESIGN.md "Trainer CLI"):
+// runs one command as a child process in its own process group, turns `progress` and `checkpoint`
+// events into heartbeats, kills the whole group when the activity is cancelled, and resumes from the
+// newest checkpoint when an attempt is retried.
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { ApplicationFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
+import type { SupertinyEnv } from '../../config/env';
+import { createLogger } from '../../config/logger';
+
+const log = createLogger('trainer');
+
+export type TrainerCommand = 'tokenizer' | 'init' | 'sft' | 'dpo' | 'kd' | 'predict' | 'export' | 'quantize';
+
+export type TrainerEvent =
+  | { event: 'progress'; step: number; total: number; loss?: number; tokens_per_s?: number; [k: string]: unknown }
+  | { event: 'checkpoint'; step: number; path: string }
+  | { event: 'done'; metrics: Record<string, number>; outputs: Record<string, string> }
+  | { event: 'error'; kind: string; message: string };
+
+export type TrainerDone = Extract<TrainerEvent, { event: 'done' }>;
+
+/** Heartbeat details of a trainer activity: where a retry resumes. */
+export interface TrainerHeartbeat {
+  step: number;
+  total: number;
+  checkpoint?: string;
+  loss?: number;
+  tokensPerSecond?: number;
+}
+
+/** Error kinds for which a retry of the same activity cannot help. */
+const NON_RETRYABLE_KINDS = new Set(['config', 'data', 'missing_model', 'oom']);
+
+export interface RunTrainerOptions {
+  env: SupertinyEnv;
+  command: TrainerCommand;
+  config: Record<string, unknown>;
+  /** Stable across attempts of one activity, so a retry finds the checkpoints. */
+  runDir: string;
+  onEvent?: (event: TrainerEvent) => void;
+}
+
+export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDone> {
+  const { env, command, config, runDir } = options;
+  await fs.mkdir(runDir, { recursive: true });
+  await killStaleTrainer(runDir);
+  const configPath = path.join(runDir, `${command}.config.json`);
+  await fs.writeFile(configPath, JSON.stringify(config, null, 2));
+
+  const ctx = currentActivity();
+  const previous = ctx?.info.heartbeatDetails as TrainerHeartbeat | undefined;
+  const resume = previous?.checkpoint !== undefined || (await hasCheckpoint(runDir));
+  const args = ['-m', 'supertiny_trainer', command, '--config', configPath, '--run-dir', runDir, ...(resume ? ['--resume'] : [])];
+  log.info(`${command}: ${resume ? `resuming from the newest checkpoint in ${runDir}` : `starting in ${runDir}`}`);
+
+  const child = spawn(env.python, args, {
+    cwd: env.projectRoot,
+    env: { ...process.env, PYTHONPATH: path.join(env.projectRoot, 'trainer'), HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', PYTHONUNBUFFERED: '1' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true, // its own process group: cancellation kills the trainer and anything it started
+  });
+  await fs.writeFile(path.join(runDir, 'trainer.pid'), String(child.pid));
+
+  const stderrTail: string[] = [];
+  child.stderr!.on('data', (chunk: Buffer) => {
+    for (const line of chunk.toString().split('\n')) if (line.trim()) stderrTail.push(line);
+    stderrTail.splice(0, Math.max(0, stderrTail.length - 40));
+  });
+
+  let done: TrainerDone | undefined;
+  let error: Extract<TrainerEvent, { event: 'error' }> | undefined;
+  let beat: TrainerHeartbeat = { step: previous?.step ?? 0, total: previous?.total ?? 0, checkpoint: previous?.checkpoint };
+  const lines = readline.createInterface({ input: child.stdout! });
+  lines.on('line', (line) => {
+    let event: TrainerEvent;
+    try {
+      event = JSON.parse(line) as TrainerEvent;
+    } catch {
+      log.debug(`${command} stdout: ${line}`);
+      return;
+    }
+    if (event.event === 'progress') {
+      beat = { ...beat, step: event.step, total: event.total, loss: event.loss, tokensPerSecond: event.tokens_per_s };
+      ctx?.heartbeat(beat);
+    } else if (event.event === 'checkpoint') {
+      beat = { ...beat, step: event.step, checkpoint: event.path };
+      ctx?.heartbeat(beat);
+    } else if (event.event === 'done') done = event;
+    else if (event.event === 'error') error = event;
+    options.onEvent?.(event);
+  });
+
+  const killGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      /* already gone */
+    }
+  };
+  const onCancel = () => {
+    log.warn(`${command}: activity cancelled, stopping the trainer process group`);
+    killGroup('SIGTERM');
+    setTimeout(() => killGroup('SIGKILL'), 5000).unref();
+  };
+  ctx?.cancellationSignal.addEventListener('abort', onCancel);
+
+  const exitCode = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve(code));
+  });
+  ctx?.cancellationSignal.removeEventListener('abort', onCancel);
+  await fs.rm(path.join(runDir, 'trainer.pid'), { force: true });
+
+  if (ctx?.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
+  if (error) {
+    const message = `trainer ${command} failed (${error.kind}): ${error.message}`;
+    throw ApplicationFailure.create({
+      message,
+      type: error.kind === 'config' || error.kind === 'data' || error.kind === 'missing_model' ? 'TrainerConfigError' : `Trainer_${error.kind}`,
+      nonRetryable: NON_RETRYABLE_KINDS.has(error.kind),
+      details: [{ kind: error.kind, stderr: stderrTail.slice(-10) }],
+    });
+  }
+  if (exitCode !== 0 || !done) {
+    throw new Error(`trainer ${command} exited with code ${exitCode} without a done event; last stderr:\n${stderrTail.slice(-15).join('\n')}`);
+  }
+  return done;
+}
+
+async function hasCheckpoint(runDir: string): Promise<boolean> {
+  const entries = await fs.readdir(runDir).catch(() => [] as string[]);
+  return entries.some((e) => e.startsWith('checkpoint'));
+}
+
+/** A worker killed with SIGKILL leaves its trainer running; stop it before a new attempt starts. */
+async function killStaleTrainer(runDir: string): Promise<void> {
+  const pidText = await fs.readFile(path.join(runDir, 'trainer.pid'), 'utf8').catch(() => undefined);
+  const pid = Number(pidText);
+  if (!pidText || !Number.isInteger(pid) || pid <= 1) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+    log.warn(`stopped a stale trainer process group ${pid} left by a previous attempt`);
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 50; i += 1) {
+    try {
+      process.kill(-pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function currentActivity(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
+}

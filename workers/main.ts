@@ -1,0 +1,20 @@
+// Worker entry point: `npm run worker` (or `node -r tsx/cjs workers/main.ts`).
+// Environment (all optional): TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SUPERTINY_TASK_QUEUE,
+// SUPERTINY_WORKER_ROLE (all|cpu|gpu), SUPERTINY_DATA_DIR, SUPERTINY_PYTHON, SUPERTINY_MASSIVE_PATH,
+// SUPERTINY_TEACHER_URL (default: start the teacher simulator in this process). See README.
+import { readEnv } from '../config/env';
+import { createLogger } from '../config/logger';
+import { createWorkers } from './worker';
+
+const log = createLogger('worker');
+
+async function main() {
+  const env = readEnv();
+  const workers = await createWorkers(env, { role: env.workerRole });
+  await workers.run();
+}
+
+main().catch((err) => {
+  log.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  process.exit(1);
+});
