@@ -63,7 +63,7 @@ export function readEnv(): SupertinyEnv {
     massivePath: path.resolve(
       fromEnv('SUPERTINY_MASSIVE_PATH', path.join(projectRoot, '..', 'shared', 'data', 'massive-en-US', 'en-US.jsonl')),
     ),
-    teacherUrl: process.env.SUPERTINY_TEACHER_URL || undefined,
+    teacherUrl: fromEnv('SUPERTINY_TEACHER_URL', '') || undefined,
     workerRole: role,
     connectTimeoutSeconds: intFromEnv('SUPERTINY_CONNECT_TIMEOUT_S', 120),
     secret: (name) => process.env[name] || undefined,

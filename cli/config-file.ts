@@ -1,0 +1,17 @@
+// Reads a pipeline config file (JSON or YAML) and validates it with the one schema.
+import { promises as fs } from 'node:fs';
+import * as YAML from 'yaml';
+import { parsePipelineConfig, type PipelineConfig } from '../config/pipeline';
+
+export async function readConfigFile(file: string): Promise<PipelineConfig> {
+  const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    throw new Error(`cannot read config file ${file}: ${err.code ?? err.message}`);
+  });
+  let raw: unknown;
+  try {
+    raw = /\.ya?ml$/i.test(file) ? YAML.parse(text) : JSON.parse(text);
+  } catch (err) {
+    throw new Error(`config file ${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(err as Error).message}`);
+  }
+  return parsePipelineConfig(raw);
+}

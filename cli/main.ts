@@ -1,0 +1,140 @@
+// The `supertiny` command line.
+//   supertiny demo                      server + worker + the pipeline on the embedded default
+//   supertiny server                    the local Temporal server (SQLite state, UI) until Ctrl-C
+//   supertiny dev                       server + worker, for driving pipelines from the Temporal CLI
+//   supertiny worker                    a worker against TEMPORAL_ADDRESS
+//   supertiny start [--config FILE] [--wait]
+//   supertiny progress WORKFLOW_ID      supertiny cancel WORKFLOW_ID [REASON]
+import { readEnv } from '../config/env';
+import { createLogger } from '../config/logger';
+import { parsePipelineConfig } from '../config/pipeline';
+import { startDevServer, type DevServer } from './dev-server';
+import { readConfigFile } from './config-file';
+import { watchPipeline } from './watch';
+import { connectClient, startPipeline, pipelineProgress, cancelPipeline } from '../client';
+import { createWorkers } from '../workers/worker';
+import { printReportTable } from './report-table';
+
+const log = createLogger('cli');
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+/** Resolves on Ctrl-C or SIGTERM. */
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+async function withServer<T>(run: (server: DevServer) => Promise<T>): Promise<T> {
+  const env = readEnv();
+  const server = await startDevServer(env);
+  try {
+    return await run(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function demo(args: string[]) {
+  const env = readEnv();
+  const configFile = flag(args, '--config');
+  const config = configFile ? await readConfigFile(configFile) : parsePipelineConfig({});
+  await withServer(async (server) => {
+    const workers = await createWorkers(env);
+    const running = workers.run();
+    try {
+      const client = await connectClient(env);
+      const handle = await startPipeline(client, config);
+      process.stdout.write(
+        `pipeline ${handle.workflowId} started; watch it in the Temporal UI: ${server.uiUrl}/namespaces/${env.namespace}/workflows/${encodeURIComponent(handle.workflowId)}\n`,
+      );
+      const interrupted = untilSignal().then(async (sig) => {
+        log.warn(`${sig}: cancelling the pipeline`);
+        await cancelPipeline(handle, `demo interrupted by ${sig}`).catch(() => undefined);
+      });
+      void interrupted;
+      await watchPipeline(client, handle);
+      const result = await handle.result();
+      if (result.status === 'cancelled') {
+        process.stdout.write(`pipeline cancelled: ${result.cancelReason}\n`);
+        process.exitCode = 130;
+        return;
+      }
+      if (result.evaluate) {
+        await printReportTable(result.evaluate.reportPath);
+        process.stdout.write(`report: ${result.evaluate.reportPath}\n`);
+      }
+    } finally {
+      workers.shutdown();
+      await running;
+    }
+  });
+}
+
+async function main() {
+  const [command, ...args] = process.argv.slice(2);
+  const env = readEnv();
+  switch (command) {
+    case 'demo':
+      return demo(args);
+    case 'server':
+      return withServer(async (server) => {
+        process.stdout.write(`Temporal server on ${server.address}; UI at ${server.uiUrl}. Ctrl-C stops it.\n`);
+        await untilSignal();
+      });
+    case 'dev':
+      return withServer(async (server) => {
+        const workers = await createWorkers(env);
+        process.stdout.write(
+          `Temporal server on ${server.address}, UI at ${server.uiUrl}, worker on task queue "${env.taskQueue}". Ctrl-C stops both.\n` +
+            `Start a pipeline: .tools/bin/temporal workflow start --type distillationPipeline --task-queue ${env.taskQueue} --input-file examples/pipeline.json\n`,
+        );
+        const running = workers.run();
+        await Promise.race([untilSignal(), running]);
+        workers.shutdown();
+        await running;
+      });
+    case 'worker': {
+      const workers = await createWorkers(env, { role: env.workerRole });
+      return workers.run();
+    }
+    case 'start': {
+      const configFile = flag(args, '--config');
+      const config = configFile ? await readConfigFile(configFile) : parsePipelineConfig({});
+      const client = await connectClient(env);
+      const handle = await startPipeline(client, config, { workflowId: flag(args, '--workflow-id') });
+      process.stdout.write(`started ${handle.workflowId}\n`);
+      if (args.includes('--wait')) {
+        await watchPipeline(client, handle);
+        process.stdout.write(JSON.stringify(await handle.result(), null, 2) + '\n');
+      }
+      return;
+    }
+    case 'progress': {
+      const client = await connectClient(env);
+      process.stdout.write(JSON.stringify(await pipelineProgress(client.workflow.getHandle(args[0])), null, 2) + '\n');
+      return;
+    }
+    case 'cancel': {
+      const client = await connectClient(env);
+      process.stdout.write(JSON.stringify(await cancelPipeline(client.workflow.getHandle(args[0]), args[1])) + '\n');
+      return;
+    }
+    default:
+      process.stderr.write('usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]\n');
+      process.exitCode = 2;
+  }
+}
+
+main().then(
+  () => process.exit(process.exitCode ?? 0),
+  (err) => {
+    log.error(err instanceof Error ? err.message : String(err));
+    process.exit(1);
+  },
+);
