@@ -1,0 +1,80 @@
+"""CLI entry point: `python -m supertiny_trainer <command> --config cfg.json --run-dir DIR [--resume]`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from pathlib import Path
+
+from .core.events import EventReporter, isolate_stdout
+
+# command -> (module, config class, runner class); modules import lazily so `tokenizer` never loads torch
+COMMANDS = {
+    "tokenizer": ("supertiny_trainer.commands.tokenizer", "TokenizerConfig", "TokenizerTrainer"),
+    "init": ("supertiny_trainer.commands.init", "InitConfig", "ModelInitializer"),
+    "sft": ("supertiny_trainer.commands.sft", "SftConfig", "SftRunner"),
+    "dpo": ("supertiny_trainer.commands.dpo", "DpoConfig", "DpoRunner"),
+    "kd": ("supertiny_trainer.commands.kd", "KdConfig", "KdRunner"),
+    "predict": ("supertiny_trainer.commands.predict", "PredictConfig", "Predictor"),
+    "export": ("supertiny_trainer.commands.export", "ExportConfig", "OnnxExporter"),
+    "quantize": ("supertiny_trainer.commands.quantize", "QuantizeConfig", "Int8Quantizer"),
+}
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    events = EventReporter(isolate_stdout())
+
+    parser = argparse.ArgumentParser(prog="python -m supertiny_trainer")
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("--config", required=True, help="JSON config file for the command")
+    parser.add_argument("--run-dir", required=True, help="folder for checkpoints and outputs")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --run-dir")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        if exit_.code:
+            events.error("config", "invalid command line (see stderr for usage)")
+        return int(exit_.code or 0)
+
+    from .core.runtime import configure_environment
+
+    configure_environment()
+    from .core.command import RunContext
+    from .core.config import load_config
+    from .core.errors import TrainerError
+
+    try:
+        module_name, config_name, runner_name = COMMANDS[args.command]
+        module = importlib.import_module(module_name)
+        config = load_config(getattr(module, config_name), args.config)
+        run_dir = Path(args.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runner = getattr(module, runner_name)(config, RunContext(run_dir=run_dir, resume=args.resume, events=events))
+        result = runner.run()
+    except TrainerError as e:
+        events.error(e.kind, e.message)
+        return 2
+    except BaseException as e:  # noqa: BLE001 - every failure must become an error event
+        if isinstance(e, KeyboardInterrupt):
+            events.error("internal", "interrupted")
+            return 130
+        traceback.print_exc(file=sys.stderr)
+        if _is_out_of_memory(e):
+            events.error("oom", f"out of memory: {e}")
+        else:
+            events.error("internal", f"{type(e).__name__}: {e}")
+        return 1
+    events.done(result.metrics, result.outputs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

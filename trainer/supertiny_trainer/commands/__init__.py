@@ -1,0 +1,1 @@
+"""One module per command: a config dataclass and a runner with `run() -> CommandResult`."""

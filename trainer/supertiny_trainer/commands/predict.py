@@ -1,0 +1,92 @@
+"""`predict`: greedy compact-call predictions for a jsonl of {id, utterance}, in batches."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from ..core.checkpoints import atomic_write_text
+from ..core.command import CommandResult, RunContext
+from ..core.config import require_positive
+from ..core.errors import ConfigError
+from ..core.runtime import device, peak_memory, set_threads
+from ..student.datasets import load_utterances
+from ..student.model_folder import load_student
+
+
+@dataclass
+class PredictConfig:
+    model: str = ""  # model folder
+    data: str = ""  # jsonl of {"id", "utterance"}
+    batch_size: int = 64
+    max_new_tokens: int = 64
+    num_threads: int | None = None
+
+    def validate(self) -> None:
+        if not self.model:
+            raise ConfigError("config field 'model' is required (a model folder)")
+        if not self.data:
+            raise ConfigError("config field 'data' is required (a jsonl of {id, utterance})")
+        require_positive(self, "batch_size", "max_new_tokens", "num_threads")
+
+
+class Predictor:
+    def __init__(self, config: PredictConfig, context: RunContext):
+        self.config = config
+        self.context = context
+
+    def run(self) -> CommandResult:
+        import torch
+
+        set_threads(self.config.num_threads)
+        items = load_utterances(self.config.data)
+        student = load_student(self.config.model, device=device())
+        model, tokenizer, template = student.model.eval(), student.tokenizer, student.template
+        tokenizer.padding_side = "left"
+        eos_id = tokenizer.convert_tokens_to_ids(template.eos_token)
+        pad_id = tokenizer.convert_tokens_to_ids(template.pad_token)
+
+        # Similar lengths per batch waste less compute on padding; the output keeps the input order.
+        order = sorted(range(len(items)), key=lambda i: len(items[i].utterance))
+        predictions: dict[int, str] = {}
+        generated_tokens = 0
+        started = time.monotonic()
+        for start in range(0, len(order), self.config.batch_size):
+            batch = order[start : start + self.config.batch_size]
+            prompts = [template.prompt(items[i].utterance) for i in batch]
+            encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.inference_mode():
+                output = model.generate(
+                    **encoded, max_new_tokens=self.config.max_new_tokens, do_sample=False,
+                    eos_token_id=eos_id, pad_token_id=pad_id,
+                )
+            new_tokens = output[:, encoded["input_ids"].shape[1]:]
+            for i, tokens in zip(batch, new_tokens):
+                tokens = tokens.tolist()
+                if eos_id in tokens:
+                    tokens = tokens[: tokens.index(eos_id)]
+                generated_tokens += len(tokens) + 1
+                predictions[i] = tokenizer.decode(tokens, skip_special_tokens=True)
+            self.context.events.progress(
+                step=min(start + len(batch), len(items)), total=len(items), loss=None,
+                tokens_per_s=round(generated_tokens / max(time.monotonic() - started, 1e-9), 1),
+            )
+        elapsed = time.monotonic() - started
+
+        destination = self.context.run_dir / "predictions.jsonl"
+        atomic_write_text(destination, "".join(
+            json.dumps({"id": item.id, "prediction": predictions[i]}, ensure_ascii=False) + "\n"
+            for i, item in enumerate(items)
+        ))
+        return CommandResult(
+            metrics={
+                "examples": len(items),
+                "seconds": round(elapsed, 2),
+                "examples_per_s": round(len(items) / max(elapsed, 1e-9), 1),
+                "generated_tokens_per_s": round(generated_tokens / max(elapsed, 1e-9), 1),
+                "device": str(model.device),
+                **peak_memory(),
+            },
+            outputs={"predictions": str(destination)},
+        )

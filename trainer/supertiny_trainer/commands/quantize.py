@@ -1,0 +1,130 @@
+"""`quantize`: int8 weight quantization of an exported ONNX student (onnxruntime quantize_dynamic).
+
+Weights of MatMul (and, by default, the embedding Gather) become int8; activations are quantized on the
+fly at run time. The result must load and run with the same I/O; its logits are compared with float32.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.checkpoints import atomic_output_dir
+from ..core.command import CommandResult, RunContext
+from ..core.config import require_positive
+from ..core.errors import ConfigError, MissingModelError
+
+
+@dataclass
+class QuantizeConfig:
+    model: str = ""  # folder written by `export` (or its model.onnx)
+    weight_type: str = "int8"  # "int8" or "uint8"
+    per_channel: bool = False
+    reduce_range: bool = False
+    quantize_embeddings: bool = True  # also quantize the token embedding Gather (tied to the LM head)
+    check_batch_size: int = 2
+    check_prompt_length: int = 8
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.model:
+            raise ConfigError("config field 'model' is required (an exported ONNX folder)")
+        if self.weight_type not in ("int8", "uint8"):
+            raise ConfigError(f"config field 'weight_type' must be 'int8' or 'uint8', got {self.weight_type!r}")
+        require_positive(self, "check_batch_size", "check_prompt_length")
+
+
+def _onnx_files(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.startswith("model.onnx"))
+
+
+class Int8Quantizer:
+    def __init__(self, config: QuantizeConfig, context: RunContext):
+        self.config = config
+        self.context = context
+
+    def run(self) -> CommandResult:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        source = Path(self.config.model)
+        folder = source.parent if source.suffix == ".onnx" else source
+        source_model = folder / "model.onnx"
+        if not source_model.is_file():
+            raise MissingModelError(f"no model.onnx in {folder} (run `export` first)")
+        io_path = folder / "onnx_io.json"
+        if not io_path.is_file():
+            raise MissingModelError(f"no onnx_io.json in {folder} (run `export` first)")
+        io = json.loads(io_path.read_text(encoding="utf-8"))
+
+        destination = self.context.run_dir / "onnx-int8"
+        started = time.monotonic()
+        with atomic_output_dir(destination) as staging:
+            target = staging / "model.onnx"
+            quantize_dynamic(
+                str(source_model),
+                str(target),
+                weight_type=QuantType.QInt8 if self.config.weight_type == "int8" else QuantType.QUInt8,
+                per_channel=self.config.per_channel,
+                reduce_range=self.config.reduce_range,
+                op_types_to_quantize=["MatMul", "Gather"] if self.config.quantize_embeddings else ["MatMul"],
+                use_external_data_format=bool(io.get("external_data")),
+            )
+            quantize_s = time.monotonic() - started
+            check = self._check(source_model, target, io)
+            for name in folder.iterdir():
+                if name.is_file() and not name.name.startswith("model.onnx"):
+                    shutil.copy2(name, staging / name.name)
+            io.update({"weights": self.config.weight_type, "quantization": "dynamic",
+                       "per_channel": self.config.per_channel})
+            (staging / "onnx_io.json").write_text(json.dumps(io, indent=2) + "\n", encoding="utf-8")
+
+        bytes_before, bytes_after = _onnx_files(folder), _onnx_files(destination)
+        return CommandResult(
+            metrics={
+                "bytes_before": bytes_before,
+                "bytes_after": bytes_after,
+                "compression": round(bytes_before / max(bytes_after, 1), 3),
+                "quantize_s": round(quantize_s, 2),
+                "weight_type": self.config.weight_type,
+                "per_channel": self.config.per_channel,
+                **check,
+            },
+            outputs={
+                "onnx_dir": str(destination),
+                "model": str(destination / "model.onnx"),
+                "onnx_io": str(destination / "onnx_io.json"),
+            },
+        )
+
+    def _check(self, float_model: Path, int8_model: Path, io: dict) -> dict:
+        """Both graphs run on the same prompt batch; report logit drift and next-token agreement."""
+        import numpy as np
+        import onnxruntime as ort
+
+        rng = np.random.default_rng(self.config.seed)
+        batch, length = self.config.check_batch_size, self.config.check_prompt_length
+        low = 4 if io["vocab_size"] > 8 else 0
+        feed = {
+            "input_ids": rng.integers(low, io["vocab_size"], size=(batch, length), dtype=np.int64),
+            "attention_mask": np.ones((batch, length), dtype=np.int64),
+            "position_ids": np.tile(np.arange(length, dtype=np.int64), (batch, 1)),
+        }
+        for name in io["inputs"][3:]:
+            feed[name] = np.zeros((batch, io["num_kv_heads"], 0, io["head_dim"]), dtype=np.float32)
+        logits = {}
+        for label, path in (("float", float_model), ("int8", int8_model)):
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            outputs = session.run(None, feed)
+            if outputs[0].shape != (batch, length, io["vocab_size"]):
+                raise RuntimeError(f"{label} model returned logits of shape {outputs[0].shape}")
+            logits[label] = outputs[0]
+        if not np.isfinite(logits["int8"]).all():
+            raise RuntimeError("the int8 model produced non-finite logits")
+        agreement = float((logits["float"].argmax(-1) == logits["int8"].argmax(-1)).mean())
+        return {
+            "check_max_abs_diff": float(np.abs(logits["float"] - logits["int8"]).max()),
+            "check_top1_agreement": round(agreement, 4),
+        }

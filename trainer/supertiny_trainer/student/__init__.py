@@ -1,0 +1,1 @@
+"""The student's text contract with the TypeScript runtime and the datasets the prototype stage writes."""
