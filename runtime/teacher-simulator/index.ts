@@ -1,0 +1,7 @@
+// The TEACHER SIMULATOR: an OpenAI-compatible stand-in for a large LLM on the MASSIVE task.
+export { startTeacherSimulator, FaultConfigSchema } from './server';
+export type { FaultConfig, RunningTeacherSimulator, TeacherSimulatorOptions, TeacherSimulatorStats } from './server';
+export { TeacherSimulator, contentHash, ChatRequestSchema, inventedFunctionName } from './simulator';
+export type { ChoiceKind, SimulatedCompletion, SimulatorRole } from './simulator';
+export { DEFAULT_ERROR_MODEL, ErrorModelConfigSchema, paraphraseValue, rateAtTemperature, temperatureDistribution } from './error-model';
+export type { AnswerKind, ErrorModelConfig } from './error-model';

@@ -1,0 +1,59 @@
+// Starts the TEACHER SIMULATOR alone:
+//   npx tsx runtime/teacher-simulator/main.ts --port 8787 [--seed 0] [--model teacher-simulator]
+//     [--latency-ms 0] [--rate-429 0] [--rate-500 0] [--retry-after-ms 1000] [--api-key KEY] [--massive FILE]
+import { parseArgs } from 'node:util';
+import { createLogger } from '../../config/logger';
+import { startTeacherSimulator } from './server';
+
+const log = createLogger('teacher-simulator');
+
+function numberOption(values: Record<string, unknown>, name: string): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!Number.isFinite(value)) throw new Error(`--${name} must be a number, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string', default: '8787' },
+      host: { type: 'string', default: '127.0.0.1' },
+      seed: { type: 'string', default: '0' },
+      model: { type: 'string' },
+      'api-key': { type: 'string' },
+      massive: { type: 'string' },
+      'latency-ms': { type: 'string' },
+      'rate-429': { type: 'string' },
+      'rate-500': { type: 'string' },
+      'retry-after-ms': { type: 'string' },
+    },
+  });
+  const simulator = await startTeacherSimulator({
+    port: numberOption(values, 'port'),
+    host: values.host,
+    seed: values.seed,
+    model: values.model,
+    apiKey: values['api-key'],
+    massivePath: values.massive,
+    faults: {
+      latencyMs: numberOption(values, 'latency-ms'),
+      rate429: numberOption(values, 'rate-429'),
+      rate500: numberOption(values, 'rate-500'),
+      retryAfterMs: numberOption(values, 'retry-after-ms'),
+    },
+  });
+  log.info('teacher simulator listening (a simulator of a large LLM, answering from MASSIVE annotations)', { url: simulator.url, model: simulator.model });
+  process.stdout.write(`${simulator.url}\n`);
+  const stop = () => {
+    simulator.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main().catch((err) => {
+  log.error((err as Error).message);
+  process.exit(1);
+});

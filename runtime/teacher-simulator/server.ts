@@ -1,0 +1,236 @@
+// The TEACHER SIMULATOR's OpenAI-compatible HTTP server (node:http):
+//   POST /v1/chat/completions   answers through the simulator, with injected latency, 429 and 500
+//   GET  /v1/models             the one simulated model
+//   GET  /v1/simulator/stats    request counts (also by content hash) so tests can see repeats
+//   POST /v1/simulator/reset    zeroes the counts
+// Injected faults are drawn per (content hash, attempt number), so a retried request eventually passes
+// and a run is reproducible whatever the arrival order.
+import { createServer, IncomingMessage, ServerResponse } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import { createLogger } from '../../config/logger';
+import { loadMassiveTask } from '../../tasks/massive';
+import { ErrorModelConfig } from './error-model';
+import { ChatRequestSchema, ChoiceKind, contentHash, SimulatorRole, TeacherSimulator } from './simulator';
+import { SeededRandom } from './random';
+
+const log = createLogger('teacher-simulator');
+
+export const FaultConfigSchema = z.object({
+  /** Mean added latency per chat request, in ms (uniform between 0.5x and 1.5x of it). */
+  latencyMs: z.number().min(0).default(0),
+  /** Fraction of chat requests answered 429 (with Retry-After) / 500. */
+  rate429: z.number().min(0).max(1).default(0),
+  rate500: z.number().min(0).max(1).default(0),
+  /** Retry-After sent with a 429, in ms (`retry-after-ms`; `retry-after` carries it rounded up to seconds). */
+  retryAfterMs: z.number().int().min(0).default(1000),
+});
+export type FaultConfig = z.input<typeof FaultConfigSchema>;
+
+export interface TeacherSimulatorOptions {
+  /** 0 (default) picks a free port. */
+  port?: number;
+  host?: string;
+  /** Seed of the error model and of the fault draws. */
+  seed?: string | number;
+  /** The model name it reports and answers as. */
+  model?: string;
+  /** When set, requests must carry `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  /** MASSIVE JSONL file (default readEnv().massivePath). */
+  massivePath?: string;
+  errorModel?: Partial<ErrorModelConfig>;
+  faults?: FaultConfig;
+}
+
+export interface TeacherSimulatorStats {
+  /** Every HTTP request received. */
+  requests: number;
+  /** POST /v1/chat/completions received, answered 200, and refused by injection or validation. */
+  chatRequests: number;
+  completions: number;
+  injected429: number;
+  injected500: number;
+  badRequests: number;
+  promptTokens: number;
+  completionTokens: number;
+  byRole: Record<SimulatorRole, number>;
+  byChoiceKind: Partial<Record<ChoiceKind, number>>;
+  unknownUtterances: number;
+  /** Chat requests received per content hash (sha256 of the canonical request JSON). */
+  receivedByContentHash: Record<string, number>;
+  /** Chat requests answered 200 per content hash. */
+  answeredByContentHash: Record<string, number>;
+  /** Content hashes answered more than once: what a client cache should keep at 0. */
+  repeatedAnswers: number;
+}
+
+export interface RunningTeacherSimulator {
+  /** Base URL for an OpenAI client, ending in /v1. */
+  url: string;
+  port: number;
+  model: string;
+  simulator: TeacherSimulator;
+  stats(): TeacherSimulatorStats;
+  resetStats(): void;
+  close(): Promise<void>;
+}
+
+function emptyStats(): TeacherSimulatorStats {
+  return {
+    requests: 0,
+    chatRequests: 0,
+    completions: 0,
+    injected429: 0,
+    injected500: 0,
+    badRequests: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    byRole: { route: 0, final: 0, judge: 0, text: 0, unsupported: 0 },
+    byChoiceKind: {},
+    unknownUtterances: 0,
+    receivedByContentHash: {},
+    answeredByContentHash: {},
+    repeatedAnswers: 0,
+  };
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function apiError(res: ServerResponse, status: number, type: string, message: string, headers: Record<string, string> = {}): void {
+  sendJson(res, status, { error: { message, type, param: null, code: type } }, headers);
+}
+
+async function readBody(req: IncomingMessage, limit = 32 * 1024 * 1024): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new Error(`request body over ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Starts the teacher simulator on a port (0 = any free one). */
+export async function startTeacherSimulator(options: TeacherSimulatorOptions = {}): Promise<RunningTeacherSimulator> {
+  const { task: _task, schema, examples } = await loadMassiveTask({ massivePath: options.massivePath });
+  const model = options.model ?? 'teacher-simulator';
+  const seed = options.seed ?? 0;
+  const faults = FaultConfigSchema.parse(options.faults ?? {});
+  const simulator = new TeacherSimulator(examples, schema, { seed, model, errorModel: options.errorModel });
+  let stats = emptyStats();
+
+  const handleChat = async (req: IncomingMessage, res: ServerResponse) => {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(await readBody(req));
+    } catch (err) {
+      stats.badRequests++;
+      return apiError(res, 400, 'invalid_request_error', `request body is not valid JSON: ${(err as Error).message}`);
+    }
+    stats.chatRequests++;
+    const hash = contentHash(raw);
+    const attempt = (stats.receivedByContentHash[hash] = (stats.receivedByContentHash[hash] ?? 0) + 1);
+    const fault = new SeededRandom(seed, 'fault', hash, attempt);
+    if (faults.latencyMs > 0) await sleep(faults.latencyMs * fault.between(0.5, 1.5));
+
+    const u = fault.next();
+    if (u < faults.rate429) {
+      stats.injected429++;
+      return apiError(res, 429, 'rate_limit_exceeded', 'Rate limit reached (injected by the teacher simulator).', {
+        'retry-after': String(Math.ceil(faults.retryAfterMs / 1000)),
+        'retry-after-ms': String(faults.retryAfterMs),
+      });
+    }
+    if (u < faults.rate429 + faults.rate500) {
+      stats.injected500++;
+      return apiError(res, 500, 'server_error', 'Internal error (injected by the teacher simulator).');
+    }
+
+    const parsed = ChatRequestSchema.safeParse(raw);
+    if (!parsed.success) {
+      stats.badRequests++;
+      const issue = parsed.error.issues[0];
+      return apiError(res, 400, 'invalid_request_error', `${issue.path.join('.') || 'body'}: ${issue.message}`);
+    }
+    if (parsed.data.stream) {
+      stats.badRequests++;
+      return apiError(res, 400, 'invalid_request_error', 'stream=true is not supported by the teacher simulator');
+    }
+    if (parsed.data.model !== model) {
+      stats.badRequests++;
+      return apiError(res, 404, 'model_not_found', `The model "${parsed.data.model}" does not exist; the teacher simulator serves "${model}".`);
+    }
+
+    const completion = simulator.complete(parsed.data, hash);
+    stats.completions++;
+    const answered = (stats.answeredByContentHash[hash] = (stats.answeredByContentHash[hash] ?? 0) + 1);
+    if (answered === 2) stats.repeatedAnswers++;
+    stats.byRole[completion.role]++;
+    if (!completion.known) stats.unknownUtterances++;
+    for (const kind of completion.choiceKinds) stats.byChoiceKind[kind] = (stats.byChoiceKind[kind] ?? 0) + 1;
+    const usage = completion.body.usage as { prompt_tokens: number; completion_tokens: number };
+    stats.promptTokens += usage.prompt_tokens;
+    stats.completionTokens += usage.completion_tokens;
+    sendJson(res, 200, completion.body);
+  };
+
+  const server = createServer((req, res) => {
+    stats.requests++;
+    const url = new URL(req.url ?? '/', 'http://simulator');
+    const route = `${req.method} ${url.pathname.replace(/\/+$/, '')}`;
+    if (options.apiKey !== undefined && url.pathname.startsWith('/v1/') && !url.pathname.startsWith('/v1/simulator/')) {
+      if (req.headers.authorization !== `Bearer ${options.apiKey}`) return apiError(res, 401, 'invalid_api_key', 'Incorrect API key provided.');
+    }
+    const handle = async () => {
+      switch (route) {
+        case 'POST /v1/chat/completions':
+          return handleChat(req, res);
+        case 'GET /v1/models':
+          return sendJson(res, 200, { object: 'list', data: [{ id: model, object: 'model', created: 0, owned_by: 'supertiny-teacher-simulator' }] });
+        case 'GET /v1/simulator/stats':
+          return sendJson(res, 200, stats);
+        case 'POST /v1/simulator/reset':
+          stats = emptyStats();
+          return sendJson(res, 200, { ok: true });
+        default:
+          return apiError(res, 404, 'not_found', `no route ${route} on the teacher simulator`);
+      }
+    };
+    handle().catch((err) => {
+      log.error('request failed', { route, error: (err as Error).message });
+      if (!res.headersSent) apiError(res, 500, 'server_error', `teacher simulator error: ${(err as Error).message}`);
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = options.host ?? '127.0.0.1';
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/v1`,
+    port,
+    model,
+    simulator,
+    stats: () => structuredClone(stats),
+    resetStats: () => {
+      stats = emptyStats();
+    },
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
+}
