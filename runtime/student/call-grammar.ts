@@ -1,0 +1,317 @@
+// Constrained decoding: a byte-level prefix checker for the compact call format of one task. A token is
+// allowed when its bytes keep the output a prefix of `name(key="value", ...)` that the task's schema
+// accepts. Only the printed form is accepted (separator ", ", no other whitespace), as the student is
+// trained on printCall's output.
+import type { z } from 'zod';
+import type { Call } from '../../tasks/call-format';
+import type { TaskSpec } from '../../tasks/define';
+
+/**
+ * Which slot values may be generated:
+ * - `spans`: substrings of the input that start and end at word boundaries and are not padded with
+ *   whitespace (MASSIVE's slot values are such spans; its verifier checks exactly this);
+ * - `substrings`: any non-empty substring of the input;
+ * - `any`: any non-empty JSON string.
+ */
+export type SlotValueRule = 'spans' | 'substrings' | 'any';
+
+interface FunctionGrammar {
+  slots: readonly string[];
+  repeatable: ReadonlySet<string>;
+  parameters: z.ZodObject;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const isIdentifierByte = (b: number) => (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x5f;
+const isHexByte = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66) || (b >= 0x41 && b <= 0x46);
+const JSON_ESCAPES = new Set([...'"\\/bfnrtu'].map((c) => c.charCodeAt(0)));
+// The word characters of MASSIVE's span check (tasks/massive/task.ts, spanOffsets).
+const isWordChar = (ch: string | undefined) => ch !== undefined && /[A-Za-z0-9]/.test(ch);
+const isSpace = (ch: string | undefined) => ch !== undefined && /\s/.test(ch);
+
+const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
+/** The input as it appears inside a JSON string literal, with where a slot value may start and end. */
+interface InputText {
+  /** UTF-8 bytes of JSON.stringify(input) without the quotes. */
+  bytes: Uint8Array;
+  /** Offsets where a value may start. */
+  starts: number[];
+  /** endAllowed[i]: a value may end just before bytes[i] (i may be bytes.length). */
+  endAllowed: Uint8Array;
+}
+
+function inputText(input: string, rule: 'spans' | 'substrings'): InputText {
+  const chars = [...input];
+  const pieces = chars.map((ch) => utf8.encode(JSON.stringify(ch).slice(1, -1)));
+  const length = pieces.reduce((n, p) => n + p.length, 0);
+  const bytes = new Uint8Array(length);
+  const starts: number[] = [];
+  const endAllowed = new Uint8Array(length + 1);
+  let offset = 0;
+  for (let i = 0; i <= chars.length; i++) {
+    if (rule === 'substrings') {
+      if (i < chars.length) starts.push(offset);
+      endAllowed[offset] = 1;
+    } else {
+      if (i < chars.length && !isWordChar(chars[i - 1]) && !isSpace(chars[i])) starts.push(offset);
+      endAllowed[offset] = i > 0 && !isWordChar(chars[i]) && !isSpace(chars[i - 1]) ? 1 : 0;
+    }
+    if (i < chars.length) {
+      bytes.set(pieces[i], offset);
+      offset += pieces[i].length;
+    }
+  }
+  return { bytes, starts, endAllowed };
+}
+
+/** The grammar of one task's calls; `start(input)` begins the prefix of one answer. */
+export class CallGrammar {
+  private readonly functions: ReadonlyMap<string, FunctionGrammar>;
+  private readonly namePrefixes: ReadonlySet<string>;
+
+  constructor(
+    private readonly task: Pick<TaskSpec, 'functions' | 'validateCall'>,
+    readonly slotValues: SlotValueRule = 'spans',
+  ) {
+    const functions = new Map<string, FunctionGrammar>();
+    for (const [name, fn] of Object.entries(task.functions)) {
+      const shape = fn.parameters.shape as Record<string, z.ZodType>;
+      const slots = Object.keys(shape);
+      // A repeated key becomes an array of values (callArgumentsObject); the schema says whether it may.
+      const repeatable = new Set(slots.filter((key) => shape[key].safeParse(['a', 'b']).success));
+      functions.set(name, { slots, repeatable, parameters: fn.parameters });
+    }
+    this.functions = functions;
+    this.namePrefixes = new Set([...functions.keys()].flatMap((name) => [...name].map((_, i) => name.slice(0, i + 1))));
+  }
+
+  start(input: string): CallPrefix {
+    const text = this.slotValues === 'any' ? undefined : inputText(input, this.slotValues);
+    return new CallPrefix(this, text);
+  }
+
+  /** @internal */ isNamePrefix(prefix: string): boolean {
+    return this.namePrefixes.has(prefix);
+  }
+
+  /** @internal */ function(name: string): FunctionGrammar | undefined {
+    return this.functions.get(name);
+  }
+
+  /** @internal */ acceptsValue(fn: FunctionGrammar, key: string, value: string): boolean {
+    return (fn.parameters.shape[key] as z.ZodType).safeParse(value).success;
+  }
+
+  /** @internal */ acceptsCall(call: Call): boolean {
+    return this.task.validateCall(call).ok;
+  }
+}
+
+enum Phase {
+  Name,
+  ArgsOrClose,
+  Key,
+  KeyStart,
+  Quote,
+  Value,
+  AfterValue,
+  Space,
+  Done,
+}
+
+/** The state of one answer being generated; `accepts` tries bytes without changing the state. */
+export class CallPrefix {
+  private phase = Phase.Name;
+  private name = '';
+  private fn: FunctionGrammar | undefined;
+  private key = '';
+  private args: { key: string; value: string }[] = [];
+  /** Raw bytes of the current value between its quotes. */
+  private valueBytes: number[] = [];
+  /** For `spans`/`substrings`: offsets into the input's bytes where the value continues. */
+  private matches: number[] = [];
+  /** For `any`: 0 outside an escape, 1 after a backslash, 2..5 hex digits still expected + 1. */
+  private escape = 0;
+  /** For `any`: UTF-8 continuation bytes still expected. */
+  private continuation = 0;
+  private readonly bytes: number[] = [];
+
+  /** @internal */ constructor(
+    private readonly grammar: CallGrammar,
+    private readonly text: InputText | undefined,
+  ) {}
+
+  /** The call text so far. */
+  get textSoFar(): string {
+    return utf8Decoder.decode(Uint8Array.from(this.bytes));
+  }
+
+  /** True when the call is complete: the only continuation is the end of the answer. */
+  get complete(): boolean {
+    return this.phase === Phase.Done;
+  }
+
+  /** Would the bytes keep the output a valid prefix? The state is not changed. */
+  accepts(bytes: Uint8Array): boolean {
+    if (bytes.length === 0) return false;
+    const trial = this.clone();
+    for (const b of bytes) if (!trial.step(b)) return false;
+    return true;
+  }
+
+  /** Appends bytes that `accepts` allowed; throws on bytes that break the grammar. */
+  advance(bytes: Uint8Array): void {
+    for (const b of bytes) {
+      if (!this.step(b)) throw new Error(`byte ${b} does not continue the call ${JSON.stringify(this.textSoFar)}`);
+    }
+  }
+
+  private clone(): CallPrefix {
+    const copy = new CallPrefix(this.grammar, this.text);
+    copy.phase = this.phase;
+    copy.name = this.name;
+    copy.fn = this.fn;
+    copy.key = this.key;
+    copy.args = this.args;
+    copy.valueBytes = this.valueBytes.slice();
+    copy.matches = this.matches;
+    copy.escape = this.escape;
+    copy.continuation = this.continuation;
+    return copy;
+  }
+
+  private keyAvailable(key: string): boolean {
+    return !this.args.some((a) => a.key === key) || this.fn!.repeatable.has(key);
+  }
+
+  private isKeyPrefix(prefix: string): boolean {
+    return this.fn!.slots.some((key) => key.startsWith(prefix) && this.keyAvailable(key));
+  }
+
+  private closeCall(): boolean {
+    if (!this.grammar.acceptsCall({ name: this.name, args: this.args })) return false;
+    this.phase = Phase.Done;
+    return true;
+  }
+
+  /** Consumes one byte; false (state unusable) when the byte breaks the grammar. */
+  private step(b: number): boolean {
+    const ok = this.consume(b);
+    if (ok) this.bytes.push(b);
+    return ok;
+  }
+
+  private consume(b: number): boolean {
+    const ch = String.fromCharCode(b);
+    switch (this.phase) {
+      case Phase.Name:
+        if (isIdentifierByte(b) && this.grammar.isNamePrefix(this.name + ch)) {
+          this.name += ch;
+          return true;
+        }
+        if (ch === '(' && this.grammar.function(this.name)) {
+          this.fn = this.grammar.function(this.name);
+          this.phase = Phase.ArgsOrClose;
+          return true;
+        }
+        return false;
+      case Phase.ArgsOrClose:
+        if (ch === ')') return this.closeCall();
+        return this.startKey(b, ch);
+      case Phase.KeyStart:
+        return this.startKey(b, ch);
+      case Phase.Key:
+        if (isIdentifierByte(b) && this.isKeyPrefix(this.key + ch)) {
+          this.key += ch;
+          return true;
+        }
+        if (ch === '=' && this.fn!.slots.includes(this.key) && this.keyAvailable(this.key)) {
+          this.phase = Phase.Quote;
+          return true;
+        }
+        return false;
+      case Phase.Quote:
+        if (b !== QUOTE) return false;
+        this.phase = Phase.Value;
+        this.valueBytes = [];
+        this.escape = 0;
+        this.continuation = 0;
+        this.matches = this.text ? this.text.starts : [];
+        return true;
+      case Phase.Value:
+        return this.text ? this.consumeSpanByte(b, this.text) : this.consumeStringByte(b);
+      case Phase.AfterValue:
+        if (ch === ',') {
+          this.phase = Phase.Space;
+          return true;
+        }
+        if (ch === ')') return this.closeCall();
+        return false;
+      case Phase.Space:
+        if (ch !== ' ') return false;
+        this.phase = Phase.KeyStart;
+        return true;
+      case Phase.Done:
+        return false;
+    }
+  }
+
+  private startKey(b: number, ch: string): boolean {
+    if (!isIdentifierByte(b) || !this.isKeyPrefix(ch)) return false;
+    this.key = ch;
+    this.phase = Phase.Key;
+    return true;
+  }
+
+  private consumeSpanByte(b: number, text: InputText): boolean {
+    if (b === QUOTE && this.valueBytes.length > 0 && this.matches.some((at) => text.endAllowed[at])) return this.closeValue();
+    const next: number[] = [];
+    for (const at of this.matches) if (at < text.bytes.length && text.bytes[at] === b) next.push(at + 1);
+    if (next.length === 0) return false;
+    this.matches = next;
+    this.valueBytes.push(b);
+    return true;
+  }
+
+  private consumeStringByte(b: number): boolean {
+    if (this.escape === 1) {
+      if (!JSON_ESCAPES.has(b)) return false;
+      this.escape = b === 0x75 ? 5 : 0;
+    } else if (this.escape > 1) {
+      if (!isHexByte(b)) return false;
+      this.escape = this.escape === 2 ? 0 : this.escape - 1;
+    } else if (this.continuation > 0) {
+      if ((b & 0xc0) !== 0x80) return false;
+      this.continuation--;
+    } else if (b === QUOTE) {
+      return this.valueBytes.length > 0 && this.closeValue();
+    } else if (b === BACKSLASH) {
+      this.escape = 1;
+    } else if (b < 0x20) {
+      return false;
+    } else if (b >= 0x80) {
+      if ((b & 0xe0) === 0xc0 && b >= 0xc2) this.continuation = 1;
+      else if ((b & 0xf0) === 0xe0) this.continuation = 2;
+      else if ((b & 0xf8) === 0xf0 && b <= 0xf4) this.continuation = 3;
+      else return false;
+    }
+    this.valueBytes.push(b);
+    return true;
+  }
+
+  private closeValue(): boolean {
+    let value: string;
+    try {
+      value = JSON.parse(`"${utf8Decoder.decode(Uint8Array.from(this.valueBytes))}"`) as string;
+    } catch {
+      return false;
+    }
+    if (!this.grammar.acceptsValue(this.fn!, this.key, value)) return false;
+    this.args = [...this.args, { key: this.key, value }];
+    this.phase = Phase.AfterValue;
+    return true;
+  }
+}

@@ -1,0 +1,113 @@
+// The files of an exported student folder (written by the trainer's `export` and `quantize` commands):
+// the ONNX graph, tokenizer.json, supertiny.json (the text template) and onnx_io.json (the graph's I/O).
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { StudentModelError } from './errors';
+
+/** supertiny.json: prompt = prompt_prefix + utterance + prompt_suffix; the answer ends with eos_token. */
+export const StudentTemplateSchema = z.looseObject({
+  prompt_prefix: z.string(),
+  prompt_suffix: z.string(),
+  eos_token: z.string().min(1),
+  pad_token: z.string().min(1).optional(),
+  target_format: z.literal('compact_call').optional(),
+});
+export type StudentTemplate = z.infer<typeof StudentTemplateSchema>;
+
+/** onnx_io.json: the KV-cache graph contract ("supertiny-onnx-kv-cache/1"). */
+export const OnnxIoSchema = z.looseObject({
+  format: z.literal('supertiny-onnx-kv-cache/1'),
+  num_layers: z.number().int().positive(),
+  num_kv_heads: z.number().int().positive(),
+  head_dim: z.number().int().positive(),
+  vocab_size: z.number().int().positive(),
+  max_position_embeddings: z.number().int().positive(),
+  inputs: z.array(z.string()),
+  outputs: z.array(z.string()),
+  past_key: z.string().includes('{i}'),
+  past_value: z.string().includes('{i}'),
+  present_key: z.string().includes('{i}'),
+  present_value: z.string().includes('{i}'),
+  eos_token_id: z.number().int().nonnegative().optional(),
+  pad_token_id: z.number().int().nonnegative().optional(),
+});
+export type OnnxIo = z.infer<typeof OnnxIoSchema>;
+
+export const TEMPLATE_FILE = 'supertiny.json';
+export const ONNX_IO_FILE = 'onnx_io.json';
+
+export async function requireFile(folder: string, name: string, what: string): Promise<string> {
+  const file = path.join(folder, name);
+  const stat = await fs.stat(file).catch(() => undefined);
+  if (!stat?.isFile()) throw new StudentModelError('missing_file', `student model folder ${folder} has no ${name} (${what})`, file);
+  return file;
+}
+
+async function readJsonFile<S extends z.ZodType>(folder: string, name: string, what: string, schema: S): Promise<z.infer<S>> {
+  const file = await requireFile(folder, name, what);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await fs.readFile(file, 'utf8'));
+  } catch (err) {
+    throw new StudentModelError('invalid_file', `${file} is not valid JSON: ${(err as Error).message}`, file, { cause: err });
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new StudentModelError('invalid_file', `${file}: field ${issue.path.join('.') || '(root)'} ${issue.message}`, file);
+  }
+  return parsed.data;
+}
+
+export function readTemplate(folder: string): Promise<StudentTemplate> {
+  return readJsonFile(folder, TEMPLATE_FILE, 'the student text template', StudentTemplateSchema);
+}
+
+export function readOnnxIo(folder: string): Promise<OnnxIo> {
+  return readJsonFile(folder, ONNX_IO_FILE, 'the ONNX graph I/O description', OnnxIoSchema);
+}
+
+/** Names of the cache tensors of each layer, in onnx_io.json's templates. */
+export interface CacheNames {
+  pastKey: string[];
+  pastValue: string[];
+  presentKey: string[];
+  presentValue: string[];
+}
+
+export function cacheNames(io: OnnxIo): CacheNames {
+  const layers = Array.from({ length: io.num_layers }, (_, i) => String(i));
+  return {
+    pastKey: layers.map((i) => io.past_key.replace('{i}', i)),
+    pastValue: layers.map((i) => io.past_value.replace('{i}', i)),
+    presentKey: layers.map((i) => io.present_key.replace('{i}', i)),
+    presentValue: layers.map((i) => io.present_value.replace('{i}', i)),
+  };
+}
+
+/**
+ * Checks that the session's inputs and outputs are the ones the runtime feeds and reads;
+ * the error names the missing and the unexpected tensors.
+ */
+export function checkGraphNames(modelFile: string, io: OnnxIo, inputNames: readonly string[], outputNames: readonly string[]): void {
+  const cache = cacheNames(io);
+  const needIn = ['input_ids', 'attention_mask', 'position_ids', ...cache.pastKey.flatMap((k, i) => [k, cache.pastValue[i]])];
+  const needOut = ['logits', ...cache.presentKey.flatMap((k, i) => [k, cache.presentValue[i]])];
+  const problems: string[] = [];
+  const compare = (kind: string, need: string[], have: readonly string[]) => {
+    const missing = need.filter((n) => !have.includes(n));
+    const extra = have.filter((n) => !need.includes(n));
+    if (missing.length) problems.push(`missing ${kind} ${missing.join(', ')}`);
+    if (extra.length) problems.push(`unexpected ${kind} ${extra.join(', ')}`);
+  };
+  compare('inputs', needIn, inputNames);
+  compare('outputs', needOut, outputNames);
+  if (problems.length) {
+    throw new StudentModelError(
+      'io_mismatch',
+      `${modelFile} does not match ${ONNX_IO_FILE} (${io.num_layers} layers): ${problems.join('; ')}`,
+      modelFile,
+    );
+  }
+}

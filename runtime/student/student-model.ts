@@ -1,0 +1,316 @@
+// The student in TypeScript: an exported ONNX decoder run by onnxruntime-node, greedy decoding with the
+// KV cache, optionally constrained to the task's calls, one request at a time or in left-padded batches.
+import { promises as fs } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import * as ort from 'onnxruntime-node';
+import { Call, parseCall } from '../../tasks/call-format';
+import type { TaskSpec } from '../../tasks/define';
+import { CallGrammar, CallPrefix, SlotValueRule } from './call-grammar';
+import { StudentModelError, StudentRequestError } from './errors';
+import { CacheNames, cacheNames, checkGraphNames, OnnxIo, readOnnxIo, readTemplate, requireFile, StudentTemplate } from './model-folder';
+import { StudentTokenizer } from './tokenizer';
+
+/** What the runtime needs of a task: its output functions and their validation. */
+export type StudentTask = Pick<TaskSpec, 'functions' | 'validateCall'>;
+
+export interface StudentModelOptions {
+  /** The task whose calls the student emits; needed for constrained decoding and to validate answers. */
+  task?: StudentTask;
+  /** The ONNX file inside the folder (e.g. the int8 variant). Default "model.onnx". */
+  modelFile?: string;
+  /** onnxruntime intra-op threads. Default min(4, available cores): the model is small, more threads only contend. */
+  threads?: number;
+}
+
+export interface DecodeOptions {
+  /** Allow only tokens that keep the output a prefix of a call the task accepts. Default: true when a task is given. */
+  constrained?: boolean;
+  /** Which slot values constrained decoding allows (see SlotValueRule). Default "spans". */
+  slotValues?: SlotValueRule;
+  /** Default 64, as the trainer's `predict`. */
+  maxNewTokens?: number;
+}
+
+export interface BatchDecodeOptions extends DecodeOptions {
+  /** Requests decoded together. Default 16. */
+  batchSize?: number;
+}
+
+export type StopReason = 'eos' | 'max_new_tokens' | 'no_allowed_token';
+
+export interface StudentPrediction {
+  input: string;
+  /** The generated text up to eos, special tokens removed (the trainer's `predict` text). */
+  text: string;
+  /** Generated token ids, without the eos. */
+  tokenIds: number[];
+  stopReason: StopReason;
+  /** The call, when the text parses and (with a task) the task's schema accepts it. */
+  call?: Call;
+  /** Why there is no call. */
+  errors?: string[];
+}
+
+export interface TimedStudentPrediction extends StudentPrediction {
+  /** Wall time of the whole request: tokenizing, prefill, decoding, parsing. */
+  latencyMs: number;
+  /** Wall time of the prompt's forward pass (time to first token). */
+  prefillMs: number;
+}
+
+const DEFAULT_MAX_NEW_TOKENS = 64;
+const DEFAULT_BATCH_SIZE = 16;
+
+/** A left-padded batch of requests being decoded; rows leave the batch when they finish. */
+interface DecodingRow {
+  index: number;
+  input: string;
+  prefix: CallPrefix | undefined;
+  generated: number[];
+  stopReason?: StopReason;
+  /** Position id of the next token. */
+  nextPosition: number;
+}
+
+export class StudentModel {
+  private readonly cache: CacheNames;
+  private readonly eosId: number;
+  private readonly padId: number;
+  private readonly grammars = new Map<SlotValueRule, CallGrammar>();
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly tokenizer: StudentTokenizer,
+    readonly template: StudentTemplate,
+    readonly io: OnnxIo,
+    readonly task: StudentTask | undefined,
+    readonly modelFile: string,
+  ) {
+    this.cache = cacheNames(io);
+    this.eosId = tokenizer.requireTokenId(template.eos_token, 'eos');
+    this.padId = template.pad_token ? tokenizer.requireTokenId(template.pad_token, 'pad') : this.eosId;
+  }
+
+  /** Loads an exported student folder; errors name the missing file or the mismatched tensors. */
+  static async load(folder: string, options: StudentModelOptions = {}): Promise<StudentModel> {
+    const stat = await fs.stat(folder).catch(() => undefined);
+    if (!stat?.isDirectory()) throw new StudentModelError('missing_file', `student model folder not found: ${folder}`, folder);
+    const modelFile = await requireFile(folder, options.modelFile ?? 'model.onnx', 'the ONNX graph');
+    await requireFile(folder, 'tokenizer.json', 'the tokenizer');
+    const [template, io, tokenizer] = await Promise.all([readTemplate(folder), readOnnxIo(folder), StudentTokenizer.load(folder)]);
+    const threads = options.threads ?? Math.min(4, availableParallelism());
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(modelFile, {
+        executionProviders: ['cpu'],
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+      });
+    } catch (err) {
+      throw new StudentModelError('session', `onnxruntime cannot load ${modelFile}: ${(err as Error).message}`, modelFile, { cause: err });
+    }
+    checkGraphNames(modelFile, io, session.inputNames, session.outputNames);
+    const model = new StudentModel(session, tokenizer, template, io, options.task, modelFile);
+    if (io.eos_token_id !== undefined && io.eos_token_id !== model.eosId) {
+      throw new StudentModelError('io_mismatch', `onnx_io.json says eos is token ${io.eos_token_id}, the tokenizer says ${model.eosId}`, modelFile);
+    }
+    return model;
+  }
+
+  /** One request, timed (the single-request latency of a served student). */
+  async predict(input: string, options: DecodeOptions = {}): Promise<TimedStudentPrediction> {
+    const started = performance.now();
+    const timing = { prefillMs: 0 };
+    const [prediction] = await this.decode([input], options, timing);
+    return { ...prediction, latencyMs: performance.now() - started, prefillMs: timing.prefillMs };
+  }
+
+  /**
+   * Many requests in left-padded batches of similar prompt length; answers come back in input order and
+   * are the same as one request at a time.
+   */
+  async predictBatch(inputs: readonly string[], options: BatchDecodeOptions = {}): Promise<StudentPrediction[]> {
+    const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new StudentRequestError(`batchSize must be a positive integer, got ${batchSize}`);
+    const lengths = inputs.map((input) => this.promptIds(input).length);
+    const order = inputs.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+    const results: StudentPrediction[] = new Array(inputs.length);
+    for (let start = 0; start < order.length; start += batchSize) {
+      const batch = order.slice(start, start + batchSize);
+      const predictions = await this.decode(batch.map((i) => inputs[i]), options);
+      batch.forEach((i, k) => (results[i] = predictions[k]));
+    }
+    return results;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+
+  private promptIds(input: string): number[] {
+    return this.tokenizer.encode(this.template.prompt_prefix + input + this.template.prompt_suffix);
+  }
+
+  private grammar(rule: SlotValueRule): CallGrammar {
+    if (!this.task) throw new StudentRequestError('constrained decoding needs the task: pass `task` to StudentModel.load');
+    if (!this.tokenizer.tokenBytes) {
+      throw new StudentRequestError('constrained decoding needs a byte-level BPE tokenizer (tokenizer.json decoder "ByteLevel")');
+    }
+    let grammar = this.grammars.get(rule);
+    if (!grammar) {
+      grammar = new CallGrammar(this.task, rule);
+      this.grammars.set(rule, grammar);
+    }
+    return grammar;
+  }
+
+  /** Greedy decoding of one batch with the KV cache: prefill the left-padded prompts, then a token per step. */
+  private async decode(inputs: readonly string[], options: DecodeOptions, timing?: { prefillMs: number }): Promise<StudentPrediction[]> {
+    const constrained = options.constrained ?? this.task !== undefined;
+    const grammar = constrained ? this.grammar(options.slotValues ?? 'spans') : undefined;
+    const maxNewTokens = options.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new StudentRequestError(`maxNewTokens must be a positive integer, got ${maxNewTokens}`);
+
+    const prompts = inputs.map((input) => this.promptIds(input));
+    const width = Math.max(...prompts.map((p) => p.length));
+    const longest = prompts.findIndex((p) => p.length === width);
+    if (width >= this.io.max_position_embeddings) {
+      throw new StudentRequestError(`the prompt of ${JSON.stringify(inputs[longest])} has ${width} tokens; the model takes at most ${this.io.max_position_embeddings - 1}`);
+    }
+    const newTokenLimit = Math.min(maxNewTokens, this.io.max_position_embeddings - width);
+    const rows: DecodingRow[] = inputs.map((input, index) => ({
+      index,
+      input,
+      prefix: grammar?.start(input),
+      generated: [],
+      nextPosition: prompts[index].length,
+    }));
+
+    // Prefill: left padding, pads masked out; position ids count real tokens only (pads get 0).
+    const count = rows.length;
+    const inputIds = new BigInt64Array(count * width).fill(BigInt(this.padId));
+    const positions = new BigInt64Array(count * width);
+    let mask: BigInt64Array<ArrayBuffer> = new BigInt64Array(count * width);
+    prompts.forEach((prompt, r) => {
+      const pad = width - prompt.length;
+      prompt.forEach((id, j) => {
+        inputIds[r * width + pad + j] = BigInt(id);
+        positions[r * width + pad + j] = BigInt(j);
+        mask[r * width + pad + j] = 1n;
+      });
+    });
+    const emptyPast = new ort.Tensor('float32', new Float32Array(0), [count, this.io.num_kv_heads, 0, this.io.head_dim]);
+    let past: ort.Tensor[] = this.cache.pastKey.flatMap(() => [emptyPast, emptyPast]);
+    const prefillStarted = performance.now();
+    let output = await this.step(inputIds, mask, positions, past, count, width);
+    if (timing) timing.prefillMs = performance.now() - prefillStarted;
+
+    let active = rows;
+    let totalLength = width;
+    for (;;) {
+      const logits = output[0];
+      const [, seq, vocab] = logits.dims;
+      const data = logits.data as Float32Array;
+      active.forEach((row, r) => {
+        const token = this.nextToken(data, (r * seq + seq - 1) * vocab, vocab, row.prefix);
+        if (token === undefined) row.stopReason = 'no_allowed_token';
+        else if (token === this.eosId) row.stopReason = 'eos';
+        else {
+          row.generated.push(token);
+          row.prefix?.advance(this.tokenizer.tokenBytes![token]!);
+          if (row.generated.length >= newTokenLimit) row.stopReason = 'max_new_tokens';
+        }
+      });
+      const keep = active.map((row, r) => (row.stopReason ? -1 : r)).filter((r) => r >= 0);
+      if (keep.length === 0) break;
+      past = output.slice(1);
+      if (keep.length < active.length) {
+        // Finished rows leave the batch: the others' cache rows are copied out (rows are independent).
+        past = past.map((tensor) => selectRows(tensor, keep));
+        mask = selectMaskRows(mask, totalLength, keep);
+        active = keep.map((r) => active[r]);
+      }
+      totalLength += 1;
+      const nextMask = new BigInt64Array(active.length * totalLength);
+      for (let r = 0; r < active.length; r++) {
+        nextMask.set(mask.subarray(r * (totalLength - 1), (r + 1) * (totalLength - 1)), r * totalLength);
+        nextMask[r * totalLength + totalLength - 1] = 1n;
+      }
+      mask = nextMask;
+      const nextIds = BigInt64Array.from(active, (row) => BigInt(row.generated[row.generated.length - 1]));
+      const nextPositions = BigInt64Array.from(active, (row) => BigInt(row.nextPosition++));
+      output = await this.step(nextIds, mask, nextPositions, past, active.length, 1);
+    }
+    return rows.map((row) => this.prediction(row));
+  }
+
+  private async step(
+    inputIds: BigInt64Array,
+    mask: BigInt64Array,
+    positions: BigInt64Array,
+    past: ort.Tensor[],
+    batch: number,
+    seq: number,
+  ): Promise<ort.Tensor[]> {
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', inputIds, [batch, seq]),
+      attention_mask: new ort.Tensor('int64', mask, [batch, mask.length / batch]),
+      position_ids: new ort.Tensor('int64', positions, [batch, seq]),
+    };
+    this.cache.pastKey.forEach((name, i) => {
+      feeds[name] = past[2 * i];
+      feeds[this.cache.pastValue[i]] = past[2 * i + 1];
+    });
+    const result = await this.session.run(feeds);
+    return [result.logits, ...this.cache.presentKey.flatMap((name, i) => [result[name], result[this.cache.presentValue[i]]])];
+  }
+
+  /** Greedy choice; constrained, the best-scoring allowed token, checking candidates best-first. */
+  private nextToken(logits: Float32Array, offset: number, vocab: number, prefix: CallPrefix | undefined): number | undefined {
+    let best = 0;
+    for (let id = 1; id < vocab; id++) if (logits[offset + id] > logits[offset + best]) best = id;
+    if (!prefix || this.allowed(best, prefix)) return best;
+    const candidates = new Uint32Array(vocab);
+    for (let id = 0; id < vocab; id++) candidates[id] = id;
+    // Stable order: higher logit first, lower id first on ties (as argmax).
+    candidates.sort((a, b) => logits[offset + b] - logits[offset + a] || a - b);
+    for (const id of candidates) if (id !== best && this.allowed(id, prefix)) return id;
+    return undefined;
+  }
+
+  private allowed(id: number, prefix: CallPrefix): boolean {
+    if (id === this.eosId) return prefix.complete;
+    const bytes = this.tokenizer.tokenBytes![id];
+    return bytes !== undefined && !prefix.complete && prefix.accepts(bytes);
+  }
+
+  private prediction(row: DecodingRow): StudentPrediction {
+    const text = this.tokenizer.decode(row.generated);
+    const base = { input: row.input, text, tokenIds: row.generated, stopReason: row.stopReason! };
+    const parsed = parseCall(text);
+    if (!parsed.ok) return { ...base, errors: [parsed.error] };
+    if (this.task) {
+      const validation = this.task.validateCall(parsed.call);
+      if (!validation.ok) return { ...base, errors: validation.errors };
+    }
+    return { ...base, call: parsed.call };
+  }
+}
+
+/** The given batch rows of a [batch, ...] float32 tensor. */
+function selectRows(tensor: ort.Tensor, rows: readonly number[]): ort.Tensor {
+  const data = tensor.data as Float32Array;
+  const rowSize = data.length / tensor.dims[0];
+  const selected = new Float32Array(rows.length * rowSize);
+  rows.forEach((r, k) => selected.set(data.subarray(r * rowSize, (r + 1) * rowSize), k * rowSize));
+  return new ort.Tensor('float32', selected, [rows.length, ...tensor.dims.slice(1)]);
+}
+
+function selectMaskRows(mask: BigInt64Array, width: number, rows: readonly number[]): BigInt64Array<ArrayBuffer> {
+  const selected = new BigInt64Array(rows.length * width);
+  rows.forEach((r, k) => selected.set(mask.subarray(r * width, (r + 1) * width), k * width));
+  return selected;
+}

@@ -1,0 +1,124 @@
+import { z } from 'zod';
+import { printCall } from '../tasks/call-format';
+import { compactCallFormat, defineTask } from '../tasks/define';
+import { callMetrics } from '../tasks/metrics';
+import { CallGrammar, CallPrefix } from '../runtime/student/call-grammar';
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+const task = defineTask({
+  name: 'grammar-fixture',
+  systemPrompt: 'Answer with one call.',
+  tools: {},
+  functions: {
+    alarm_set: { description: 'set an alarm', parameters: z.strictObject({ time: z.string().optional(), date: z.string().optional() }) },
+    alarm_query: { description: 'list alarms', parameters: z.strictObject({ date: z.string().optional() }) },
+    qa_currency: {
+      description: 'convert',
+      parameters: z.strictObject({ currency_name: z.union([z.string(), z.array(z.string()).min(2)]).optional() }),
+    },
+    play_radio: { description: 'play', parameters: z.strictObject({ radio_name: z.string().max(8).optional() }) },
+  },
+  entryTools: ['alarm_set'],
+  maxSteps: 1,
+  callFormat: compactCallFormat,
+  input: (e: { id: string; split: 'dev'; text: string }) => e.text,
+  gold: () => undefined,
+  verify: () => ({ ok: true }),
+  metrics: callMetrics,
+  dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
+});
+
+/** Feeds text byte by byte; returns the prefix state, or the text accepted before the first refused byte. */
+function feed(prefix: CallPrefix, text: string): { accepted: boolean; at: string } {
+  for (const b of bytes(text)) {
+    if (!prefix.accepts(Uint8Array.of(b))) return { accepted: false, at: prefix.textSoFar };
+    prefix.advance(Uint8Array.of(b));
+  }
+  return { accepted: true, at: prefix.textSoFar };
+}
+
+const acceptsWhole = (grammar: CallGrammar, input: string, text: string) => {
+  const prefix = grammar.start(input);
+  return feed(prefix, text).accepted && prefix.complete;
+};
+
+describe('constrained decoding grammar', () => {
+  const spans = new CallGrammar(task, 'spans');
+  const utterance = 'wake me up at five am this week';
+
+  test('accepts the printed form of a call whose values are spans of the input', () => {
+    const text = printCall({ name: 'alarm_set', args: [{ key: 'time', value: 'five am' }, { key: 'date', value: 'this week' }] });
+    expect(acceptsWhole(spans, utterance, text)).toBe(true);
+    expect(acceptsWhole(spans, utterance, 'alarm_query()')).toBe(true);
+  });
+
+  test('a prefix of a call is not complete until its closing parenthesis', () => {
+    const prefix = spans.start(utterance);
+    feed(prefix, 'alarm_set(time="five am"');
+    expect(prefix.complete).toBe(false);
+    feed(prefix, ')');
+    expect(prefix.complete).toBe(true);
+    expect(prefix.accepts(bytes(' '))).toBe(false);
+  });
+
+  test('refuses unknown functions, unknown or repeated slots and other whitespace', () => {
+    expect(feed(spans.start(utterance), 'alarm_snooze(').at).toBe('alarm_s');
+    expect(feed(spans.start(utterance), 'alarm_query(time=').at).toBe('alarm_query(');
+    expect(feed(spans.start(utterance), 'alarm_set(time="five am", time="this week")').at).toBe('alarm_set(time="five am", ');
+    expect(feed(spans.start(utterance), 'alarm_set( time="five am")').at).toBe('alarm_set(');
+    expect(feed(spans.start(utterance), 'alarm_set(time="five am",date="this week")').at).toBe('alarm_set(time="five am",');
+  });
+
+  test('a slot that the schema lets repeat may repeat', () => {
+    const input = 'how many euros is ten dollars';
+    expect(acceptsWhole(spans, input, 'qa_currency(currency_name="euros", currency_name="dollars")')).toBe(true);
+  });
+
+  test('with spans, a value is a whole-word substring of the input, not empty and not padded', () => {
+    expect(feed(spans.start(utterance), 'alarm_set(time="five pm")').at).toBe('alarm_set(time="five ');
+    expect(acceptsWhole(spans, utterance, 'alarm_set(time="ive am")')).toBe(false);
+    expect(acceptsWhole(spans, utterance, 'alarm_set(time="five a")')).toBe(false);
+    expect(acceptsWhole(spans, utterance, 'alarm_set(time="")')).toBe(false);
+    expect(acceptsWhole(spans, utterance, 'alarm_set(time="five am ")')).toBe(false);
+  });
+
+  test('with substrings, any non-empty substring of the input is a value', () => {
+    const substrings = new CallGrammar(task, 'substrings');
+    expect(acceptsWhole(substrings, utterance, 'alarm_set(time="ive a")')).toBe(true);
+    expect(acceptsWhole(substrings, utterance, 'alarm_set(time="five pm")')).toBe(false);
+  });
+
+  test('with any, a value is any JSON string, escapes and non-ASCII included', () => {
+    const any = new CallGrammar(task, 'any');
+    expect(acceptsWhole(any, utterance, 'alarm_set(time="five pm")')).toBe(true);
+    expect(acceptsWhole(any, utterance, printCall({ name: 'alarm_set', args: [{ key: 'time', value: 'sept 3 "über" \\ \n ☃' }] }))).toBe(true);
+    expect(acceptsWhole(any, utterance, 'alarm_set(time="bad \\x escape")')).toBe(false);
+  });
+
+  test('input characters that JSON escapes are matched in their escaped form', () => {
+    const input = 'play "jazz" über café';
+    expect(acceptsWhole(spans, input, printCall({ name: 'alarm_set', args: [{ key: 'time', value: '"jazz" über' }] }))).toBe(true);
+    expect(acceptsWhole(spans, input, 'alarm_set(time="café")')).toBe(true);
+    // A value may not end inside a multi-byte character.
+    const cafe = bytes('alarm_set(time="caf');
+    const prefix = spans.start(input);
+    prefix.advance(cafe);
+    expect(prefix.accepts(Uint8Array.of(0xc3))).toBe(true);
+    expect(prefix.accepts(Uint8Array.of(0xc3, 0x22))).toBe(false);
+  });
+
+  test('a value the slot schema refuses cannot be closed', () => {
+    const any = new CallGrammar(task, 'any');
+    expect(acceptsWhole(any, 'play bbc one please', 'play_radio(radio_name="bbc one")')).toBe(true);
+    expect(acceptsWhole(any, 'play bbc one please', 'play_radio(radio_name="bbc one please")')).toBe(false);
+  });
+
+  test('a multi-byte token is checked as a whole and leaves the state unchanged', () => {
+    const prefix = spans.start(utterance);
+    prefix.advance(bytes('alarm_set(time="five am'));
+    expect(prefix.accepts(bytes('", date="this'))).toBe(true);
+    expect(prefix.accepts(bytes('", time="this'))).toBe(false);
+    expect(prefix.textSoFar).toBe('alarm_set(time="five am');
+  });
+});
