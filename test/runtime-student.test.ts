@@ -1,0 +1,296 @@
+// The student runtime against a real exported student: a tiny model built by the trainer CLI
+// (tokenizer, init, a few sft steps, export, quantize, predict), cached by a hash of the trainer's source.
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import * as vm from 'node:vm';
+import { readEnv } from '../config/env';
+import { printCall } from '../tasks/call-format';
+import { loadMassiveTask, massiveGoldCall, MassiveExample, MassiveTask, verifyMassiveCall } from '../tasks/massive';
+import type * as Student from '../runtime/student';
+
+// onnxruntime-node creates output tensors from typed arrays of Node's main realm, but jest runs each test
+// file in its own realm, whose typed-array classes fail onnxruntime-common's instanceof checks. The
+// runtime is therefore loaded after this file's realm is given the main realm's typed-array classes.
+for (const name of ['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array']) {
+  (globalThis as Record<string, unknown>)[name] = vm.runInThisContext(name);
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { StudentModel, StudentModelError, StudentRequestError, StudentTokenizer } = require('../runtime/student') as typeof Student;
+
+const run = promisify(execFile);
+const env = readEnv();
+const trainerRoot = path.join(env.projectRoot, 'trainer');
+
+const BUILD = {
+  version: 1,
+  trainExamples: 1200,
+  devExamples: 100,
+  tokenizer: { vocab_size: 1024 },
+  init: { hidden_size: 64, num_layers: 2, num_heads: 4, num_kv_heads: 2, intermediate_size: 128 },
+  sft: { max_steps: 120, batch_size: 16, learning_rate: 0.005, max_length: 64, save_steps: 1000, logging_steps: 50, num_threads: 2 },
+  predict: { batch_size: 32, max_new_tokens: 64, num_threads: 1 },
+};
+const TOKENIZER_PROBES = ['héllo wörld ☃ 日本 🎉  two  spaces\tand a tab', 'x<|eos|>y', 'set_alarm(time="five am", date="this week")<|eos|>'];
+
+interface BuiltStudent {
+  fp32: string;
+  int8: string;
+  /** The trainer's `predict` on the dev utterances, by utterance index. */
+  trainerPredictions: string[];
+  /** Token ids of HF `tokenizers` (Python) for the probe texts. */
+  pythonIds: { text: string; ids: number[] }[];
+}
+
+async function trainerSourceHash(): Promise<string> {
+  const hash = createHash('sha256').update(JSON.stringify(BUILD));
+  const walk = async (dir: string): Promise<string[]> => {
+    const entries = await fs.readdir(dir, { withFileTypes: true });
+    const nested = await Promise.all(
+      entries.map((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : Promise.resolve(e.name.endsWith('.py') ? [path.join(dir, e.name)] : []))),
+    );
+    return nested.flat();
+  };
+  for (const file of (await walk(path.join(trainerRoot, 'supertiny_trainer'))).sort()) {
+    hash.update(path.relative(trainerRoot, file)).update(await fs.readFile(file));
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+/** Runs one trainer command and returns the outputs of its `done` event. */
+async function trainer(command: string, dir: string, config: object): Promise<Record<string, string>> {
+  const configFile = path.join(dir, `${command}.json`);
+  await fs.writeFile(configFile, JSON.stringify(config));
+  let stdout: string;
+  try {
+    ({ stdout } = await run(env.python, ['-m', 'supertiny_trainer', command, '--config', configFile, '--run-dir', path.join(dir, command)], {
+      cwd: env.projectRoot,
+      env: { ...process.env, PYTHONPATH: trainerRoot },
+      maxBuffer: 64 * 1024 * 1024,
+    }));
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    throw new Error(`trainer ${command} failed: ${e.stdout?.slice(-2000)}\n${e.stderr?.slice(-2000)}`);
+  }
+  const done = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((e) => e.event === 'done');
+  if (!done) throw new Error(`trainer ${command} printed no done event:\n${stdout.slice(-2000)}`);
+  return done.outputs;
+}
+
+/** The model folder of a command's outputs (its "model" output is the folder or the file in it). */
+async function modelFolder(outputs: Record<string, string>): Promise<string> {
+  return (await fs.stat(outputs.model)).isDirectory() ? outputs.model : path.dirname(outputs.model);
+}
+
+/** One OpenAI chat fine-tuning line per example: the user utterance and the gold call as a tool call. */
+function sftLine(example: MassiveExample): string {
+  const args = Object.fromEntries(example.slots.map((s) => [s.type, s.value]));
+  return JSON.stringify({
+    messages: [
+      { role: 'user', content: example.utterance },
+      { role: 'assistant', tool_calls: [{ id: 'call_0', type: 'function', function: { name: example.intent, arguments: JSON.stringify(args) } }] },
+    ],
+  });
+}
+
+async function buildStudent(train: MassiveExample[], dev: MassiveExample[]): Promise<BuiltStudent> {
+  const cacheRoot = path.join(os.tmpdir(), 'supertiny-runtime-test');
+  const dir = path.join(cacheRoot, await trainerSourceHash());
+  const manifest = path.join(dir, 'built.json');
+  const cached = await fs.readFile(manifest, 'utf8').catch(() => undefined);
+  if (cached) return JSON.parse(cached) as BuiltStudent;
+
+  await fs.mkdir(cacheRoot, { recursive: true });
+  const staging = await fs.mkdtemp(path.join(cacheRoot, 'build-'));
+  // A slot type repeated in one utterance has no single-valued arguments object: leave those out.
+  const sftExamples = train.filter((e) => new Set(e.slots.map((s) => s.type)).size === e.slots.length).slice(0, BUILD.trainExamples);
+  const sftFile = path.join(staging, 'sft.jsonl');
+  await fs.writeFile(sftFile, sftExamples.map(sftLine).join('\n') + '\n');
+  const devFile = path.join(staging, 'dev.jsonl');
+  await fs.writeFile(devFile, dev.map((e, i) => JSON.stringify({ id: i, utterance: e.utterance })).join('\n') + '\n');
+
+  const tokenizer = await trainer('tokenizer', staging, { data: sftFile, ...BUILD.tokenizer });
+  const init = await trainer('init', staging, { tokenizer: tokenizer.tokenizer, ...BUILD.init });
+  const sft = await trainer('sft', staging, { model: init.model, data: sftFile, ...BUILD.sft });
+  const [exported, predicted] = await Promise.all([
+    trainer('export', staging, { model: sft.model, num_threads: 1 }),
+    trainer('predict', staging, { model: sft.model, data: devFile, ...BUILD.predict }),
+  ]);
+  const fp32Folder = await modelFolder(exported);
+  const int8Folder = await modelFolder(await trainer('quantize', staging, { model: fp32Folder }));
+
+  const probeTexts = [...dev.map((e) => `<|bos|>${e.utterance}<|sep|>`), ...TOKENIZER_PROBES];
+  const probeFile = path.join(staging, 'probes.json');
+  await fs.writeFile(probeFile, JSON.stringify(probeTexts));
+  const { stdout } = await run(env.python, [
+    '-c',
+    'import json,sys\nfrom tokenizers import Tokenizer\nt=Tokenizer.from_file(sys.argv[1])\n' +
+      'print(json.dumps([{"text":x,"ids":t.encode(x,add_special_tokens=False).ids} for x in json.load(open(sys.argv[2]))]))',
+    tokenizer.tokenizer_json,
+    probeFile,
+  ]);
+
+  const predictions = (await fs.readFile(predicted.predictions, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { id: number; prediction: string });
+  const rel = (p: string) => path.join(dir, path.relative(staging, p));
+  const built: BuiltStudent = {
+    fp32: rel(fp32Folder),
+    int8: rel(int8Folder),
+    trainerPredictions: predictions.sort((a, b) => a.id - b.id).map((p) => p.prediction),
+    pythonIds: JSON.parse(stdout),
+  };
+  await fs.writeFile(path.join(staging, 'built.json'), JSON.stringify(built));
+  await fs.rm(dir, { recursive: true, force: true });
+  await fs.rename(staging, dir);
+  return built;
+}
+
+let massive: MassiveTask;
+let dev: MassiveExample[];
+let built: BuiltStudent;
+let student: Student.StudentModel;
+
+beforeAll(async () => {
+  massive = await loadMassiveTask();
+  dev = (await massive.task.dataset.load('dev')).slice(0, BUILD.devExamples);
+  built = await buildStudent(await massive.task.dataset.load('train'), dev);
+  student = await StudentModel.load(built.fp32, { task: massive.task, threads: 1 });
+}, 600_000);
+
+afterAll(async () => {
+  await student?.release();
+});
+
+const utterances = () => dev.map((e) => e.utterance);
+
+describe('student tokenizer', () => {
+  test('encodes exactly as HF tokenizers (Python) and decodes back to the same text', async () => {
+    const tokenizer = await StudentTokenizer.load(built.fp32);
+    for (const { text, ids } of built.pythonIds) {
+      expect(tokenizer.encode(text)).toEqual(ids);
+    }
+    for (const text of [...utterances(), TOKENIZER_PROBES[0]]) {
+      expect(tokenizer.decode(tokenizer.encode(text))).toBe(text);
+    }
+  });
+
+  test('every non-special token has the bytes it decodes to', async () => {
+    const tokenizer = await StudentTokenizer.load(built.fp32);
+    const bytes = tokenizer.tokenBytes!;
+    const ascii = bytes.map((b, id) => ({ b, id })).filter(({ b }) => b && b.every((x) => x < 0x80));
+    expect(ascii.length).toBeGreaterThan(500);
+    for (const { b, id } of ascii) expect(tokenizer.decode([id])).toBe(new TextDecoder().decode(b));
+    expect(bytes[tokenizer.requireTokenId('<|eos|>', 'eos')]).toBeUndefined();
+  });
+});
+
+describe('student decoding', () => {
+  let unconstrained: Student.StudentPrediction[];
+  let constrained: Student.StudentPrediction[];
+  beforeAll(async () => {
+    unconstrained = await student.predictBatch(utterances(), { constrained: false, batchSize: 32 });
+    constrained = await student.predictBatch(utterances(), { batchSize: 32 });
+  });
+
+  test("unconstrained greedy decoding reproduces the trainer's predict on 100 dev utterances", () => {
+    const mismatches = dev.map((e, i) => ({ utterance: e.utterance, ts: unconstrained[i].text, python: built.trainerPredictions[i] })).filter((m) => m.ts !== m.python);
+    expect(mismatches).toEqual([]);
+  });
+
+  test('a constrained answer is always a call the task accepts, with slot values that are spans of the input', () => {
+    for (const [i, prediction] of constrained.entries()) {
+      expect(prediction.stopReason).toBe('eos');
+      expect(prediction.errors).toBeUndefined();
+      const call = prediction.call!;
+      expect(printCall(call)).toBe(prediction.text);
+      expect(massive.task.validateCall(call)).toEqual({ ok: true });
+      expect(verifyMassiveCall(call, dev[i].utterance)).toEqual({ ok: true });
+    }
+    const differs = constrained.filter((p, i) => p.text !== unconstrained[i].text).length;
+    const validUnconstrained = unconstrained.filter((p) => p.call).length;
+    console.log(`constrained differs from unconstrained on ${differs}/${dev.length}; unconstrained schema-valid ${validUnconstrained}/${dev.length}`);
+  });
+
+  test('with free-text slot values the constrained answer is still schema-valid', async () => {
+    const predictions = await student.predictBatch(utterances().slice(0, 30), { slotValues: 'any', batchSize: 16 });
+    for (const p of predictions) expect(p.call && massive.task.validateCall(p.call).ok).toBe(true);
+  });
+
+  test('batched decoding gives the same tokens as one request at a time', async () => {
+    const sample = utterances().slice(0, 24);
+    for (const constrainedMode of [false, true]) {
+      const batched = await student.predictBatch(sample, { constrained: constrainedMode, batchSize: 7 });
+      for (const [i, utterance] of sample.entries()) {
+        const single = await student.predict(utterance, { constrained: constrainedMode });
+        expect(single.tokenIds).toEqual(batched[i].tokenIds);
+        expect(single.latencyMs).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  test('decoding stops at maxNewTokens', async () => {
+    const prediction = await student.predict(dev[0].utterance, { constrained: false, maxNewTokens: 2 });
+    expect(prediction.tokenIds).toHaveLength(2);
+    expect(prediction.stopReason).toBe('max_new_tokens');
+  });
+
+  test('the gold answer of a dev utterance is a call the constrained decoder allows', () => {
+    // Sanity check of the fixture: the constraint does not exclude the right answers.
+    const grammarAccepts = dev.filter((e) => massive.task.validateCall(massiveGoldCall(e)).ok).length;
+    expect(grammarAccepts).toBeGreaterThan(90);
+  });
+});
+
+describe('int8 student', () => {
+  test('loads and decodes schema-valid calls, from a smaller file', async () => {
+    const int8 = await StudentModel.load(built.int8, { task: massive.task, threads: 1 });
+    try {
+      const predictions = await int8.predictBatch(utterances().slice(0, 20), { batchSize: 10 });
+      for (const p of predictions) expect(p.call).toBeDefined();
+      const [fp32Bytes, int8Bytes] = await Promise.all([built.fp32, built.int8].map(async (d) => (await fs.stat(path.join(d, 'model.onnx'))).size));
+      expect(int8Bytes).toBeLessThan(fp32Bytes);
+    } finally {
+      await int8.release();
+    }
+  });
+});
+
+describe('loading errors', () => {
+  let broken: string;
+  beforeEach(async () => {
+    broken = await fs.mkdtemp(path.join(os.tmpdir(), 'student-broken-'));
+    await fs.cp(built.fp32, broken, { recursive: true });
+  });
+  afterEach(async () => {
+    await fs.rm(broken, { recursive: true, force: true });
+  });
+
+  test('a missing folder or file is an error naming it', async () => {
+    await expect(StudentModel.load(path.join(broken, 'nope'))).rejects.toThrow(/folder not found/);
+    await fs.rm(path.join(broken, 'tokenizer.json'));
+    await expect(StudentModel.load(broken)).rejects.toMatchObject({ kind: 'missing_file', file: path.join(broken, 'tokenizer.json') });
+    await expect(StudentModel.load(built.fp32, { modelFile: 'model.int4.onnx' })).rejects.toThrow(/no model\.int4\.onnx/);
+  });
+
+  test('an I/O description that does not match the graph names the mismatched tensors', async () => {
+    const ioFile = path.join(broken, 'onnx_io.json');
+    const io = JSON.parse(await fs.readFile(ioFile, 'utf8'));
+    await fs.writeFile(ioFile, JSON.stringify({ ...io, num_layers: io.num_layers + 1 }));
+    const error = await StudentModel.load(broken).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StudentModelError);
+    expect((error as Student.StudentModelError).kind).toBe('io_mismatch');
+    expect((error as Error).message).toContain(`missing inputs past_key_values.${io.num_layers}.key`);
+  });
+
+  test('constrained decoding without a task is a request error', async () => {
+    const plain = await StudentModel.load(built.fp32, { threads: 1 });
+    try {
+      await expect(plain.predict('hello', { constrained: true })).rejects.toBeInstanceOf(StudentRequestError);
+      expect((await plain.predict('hello')).text).toEqual(expect.any(String));
+    } finally {
+      await plain.release();
+    }
+  });
+});
