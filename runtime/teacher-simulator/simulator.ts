@@ -132,6 +132,7 @@ export class TeacherSimulator {
   readonly index: AnnotationIndex;
   readonly errorModel: ErrorModelConfig;
   private readonly profiles = new Map<string, UtteranceProfile>();
+  private readonly toolTokenCounts = new Map<string, number>();
 
   constructor(
     examples: readonly MassiveExample[],
@@ -140,6 +141,18 @@ export class TeacherSimulator {
   ) {
     this.index = new AnnotationIndex(examples, schema);
     this.errorModel = ErrorModelConfigSchema.parse({ ...DEFAULT_ERROR_MODEL, ...options.errorModel });
+  }
+
+  /** Token estimate of the tool definitions, memoized: a run offers the same few tool sets again and again. */
+  private toolTokens(tools: unknown[]): number {
+    const text = JSON.stringify(tools);
+    let count = this.toolTokenCounts.get(text);
+    if (count === undefined) {
+      count = countTokens(text);
+      if (this.toolTokenCounts.size > 1000) this.toolTokenCounts.clear();
+      this.toolTokenCounts.set(text, count);
+    }
+    return count;
   }
 
   profileOf(answer: KnownAnswer): UtteranceProfile {
@@ -260,7 +273,7 @@ export class TeacherSimulator {
       request.messages.reduce(
         (sum, m) => sum + 4 + countTokens(messageText(m.content)) + (m.tool_calls ?? []).reduce((s, t) => s + countTokens(t.function.name + t.function.arguments), 0),
         0,
-      ) + (tools.length > 0 ? countTokens(JSON.stringify(tools)) : 0);
+      ) + (tools.length > 0 ? this.toolTokens(tools) : 0);
     return {
       role,
       known: answer.known,
