@@ -21,7 +21,11 @@ export const TeacherClientConfigSchema = ChatClientConfigSchema.extend({
   temperature: z.number().min(0).max(2).default(0.7),
   /** Base seed; sample i continues with seed + i. */
   seed: z.number().int().default(0),
-  /** Ask for the first step's samples with one `n` request (cheaper); false sends n separate requests. */
+  /**
+   * Ask for the first step's samples with one `n` request (prompt paid once). false sends one request per
+   * sample, so sample i's requests do not depend on the sample count: raising it later pays only for the
+   * new samples (with `n`, a different count is a different first request).
+   */
   useN: z.boolean().default(true),
   /** "required" forces a tool call; "auto" for endpoints that lack it. */
   toolChoice: z.enum(['required', 'auto']).default('required'),
