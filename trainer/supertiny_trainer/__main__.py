@@ -7,6 +7,7 @@ import importlib
 import sys
 import traceback
 from pathlib import Path
+from typing import TextIO
 
 from .core.events import EventReporter, isolate_stdout
 
@@ -29,8 +30,9 @@ def _is_out_of_memory(error: BaseException) -> bool:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    events = EventReporter(isolate_stdout())
+def main(argv: list[str] | None = None, events_stream: TextIO | None = None) -> int:
+    """Run one command; `events_stream` (tests) replaces the isolated real stdout."""
+    events = EventReporter(events_stream if events_stream is not None else isolate_stdout())
 
     parser = argparse.ArgumentParser(prog="python -m supertiny_trainer")
     parser.add_argument("command", choices=sorted(COMMANDS))

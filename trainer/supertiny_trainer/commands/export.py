@@ -153,8 +153,8 @@ class OnnxExporter:
                 "bytes": sum(size for name, size in files.items() if name.startswith("model.onnx")),
             },
             outputs={
-                "onnx_dir": str(destination),
-                "model": str(destination / "model.onnx"),
+                "model": str(destination),  # the folder, like every other command's "model"
+                "onnx": str(destination / "model.onnx"),
                 "onnx_io": str(destination / "onnx_io.json"),
                 "tokenizer": str(destination / "tokenizer.json"),
                 "template": str(destination / TEMPLATE_FILE),

@@ -1,8 +1,8 @@
 """`kd`: logit distillation from a white-box teacher sharing the student's tokenizer.
 
-Loss per answer token = alpha * cross-entropy(gold) + (1 - alpha) * T^2 * KL(teacher_topk || student),
-where the teacher distribution is its softmax over its top-k logits (renormalized) and the student's
-log-probabilities are full-vocabulary log-softmax values read at those k tokens.
+Loss per answer token = alpha * cross-entropy(gold) + (1 - alpha) * T^2 * KL(teacher_k || student_k):
+both distributions are softmaxes over the teacher's top-k token ids only (so only the teacher's top-k
+logits are needed; the KL is zero when the student matches the teacher there, and is the full KL at k = vocab).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def topk_distillation_loss(student_logits, teacher_logits, labels, top_k: int, a
     k = min(top_k, teacher.shape[-1])
     teacher_top, teacher_index = (teacher / temperature).topk(k, dim=-1)
     teacher_logp = torch.log_softmax(teacher_top, dim=-1)
-    student_logp = torch.log_softmax(student / temperature, dim=-1).gather(-1, teacher_index)
+    student_logp = torch.log_softmax((student / temperature).gather(-1, teacher_index), dim=-1)
     kl = (teacher_logp.exp() * (teacher_logp - student_logp)).sum()
     total = alpha * ce + (1 - alpha) * temperature**2 * kl
     return total, ce.detach(), kl.detach(), mask.sum()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ class PredictConfig:
     batch_size: int = 64
     max_new_tokens: int = 64
     num_threads: int | None = None
+    latency_samples: int = 0  # also time this many single requests (batch 1), for latency p50/p95
 
     def validate(self) -> None:
         if not self.model:
@@ -29,6 +31,13 @@ class PredictConfig:
         if not self.data:
             raise ConfigError("config field 'data' is required (a jsonl of {id, utterance})")
         require_positive(self, "batch_size", "max_new_tokens", "num_threads")
+        if self.latency_samples < 0:
+            raise ConfigError("config field 'latency_samples' must be >= 0")
+
+
+def _percentile(sorted_values: list[float], p: float) -> float:
+    rank = min(len(sorted_values) - 1, max(0, math.ceil(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[rank]
 
 
 class Predictor:
@@ -73,6 +82,7 @@ class Predictor:
                 tokens_per_s=round(generated_tokens / max(time.monotonic() - started, 1e-9), 1),
             )
         elapsed = time.monotonic() - started
+        latency = self._single_request_latency(model, tokenizer, template, items, eos_id, pad_id)
 
         destination = self.context.run_dir / "predictions.jsonl"
         atomic_write_text(destination, "".join(
@@ -86,7 +96,35 @@ class Predictor:
                 "examples_per_s": round(len(items) / max(elapsed, 1e-9), 1),
                 "generated_tokens_per_s": round(generated_tokens / max(elapsed, 1e-9), 1),
                 "device": str(model.device),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                **latency,
                 **peak_memory(),
             },
             outputs={"predictions": str(destination)},
         )
+
+    def _single_request_latency(self, model, tokenizer, template, items, eos_id, pad_id) -> dict:
+        """Wall time of single requests (batch 1, eager mode): tokenize, generate, decode."""
+        import torch
+
+        count = min(self.config.latency_samples, len(items))
+        if count == 0:
+            return {}
+        timings = []
+        for item in items[:count]:
+            started = time.perf_counter()
+            encoded = tokenizer([template.prompt(item.utterance)], return_tensors="pt", add_special_tokens=False).to(model.device)
+            with torch.inference_mode():
+                output = model.generate(
+                    **encoded, max_new_tokens=self.config.max_new_tokens, do_sample=False,
+                    eos_token_id=eos_id, pad_token_id=pad_id,
+                )
+            tokenizer.decode(output[0, encoded["input_ids"].shape[1]:].tolist(), skip_special_tokens=True)
+            timings.append((time.perf_counter() - started) * 1000)
+        ordered = sorted(timings)
+        return {
+            "latency_samples": count,
+            "latency_ms_p50": round(_percentile(ordered, 50), 3),
+            "latency_ms_p95": round(_percentile(ordered, 95), 3),
+            "latency_throughput_rps": round(count / (sum(timings) / 1000), 2),
+        }

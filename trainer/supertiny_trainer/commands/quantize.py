@@ -93,8 +93,8 @@ class Int8Quantizer:
                 **check,
             },
             outputs={
-                "onnx_dir": str(destination),
-                "model": str(destination / "model.onnx"),
+                "model": str(destination),  # the folder, like every other command's "model"
+                "onnx": str(destination / "model.onnx"),
                 "onnx_io": str(destination / "onnx_io.json"),
             },
         )
