@@ -19,7 +19,7 @@ for (const name of ['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', '
   (globalThis as Record<string, unknown>)[name] = vm.runInThisContext(name);
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { StudentModel, StudentModelError, StudentRequestError, StudentTokenizer } = require('../runtime/student') as typeof Student;
+const { CallGrammar, StudentModel, StudentModelError, StudentRequestError, StudentTokenizer } = require('../runtime/student') as typeof Student;
 
 const run = promisify(execFile);
 const env = readEnv();
@@ -236,10 +236,17 @@ describe('student decoding', () => {
     expect(prediction.stopReason).toBe('max_new_tokens');
   });
 
-  test('the gold answer of a dev utterance is a call the constrained decoder allows', () => {
-    // Sanity check of the fixture: the constraint does not exclude the right answers.
-    const grammarAccepts = dev.filter((e) => massive.task.validateCall(massiveGoldCall(e)).ok).length;
-    expect(grammarAccepts).toBeGreaterThan(90);
+  test('the constraint allows every schema-valid gold answer of the dev utterances', () => {
+    const grammar = new CallGrammar(massive.task, 'spans');
+    const gold = dev.map((e) => ({ e, call: massiveGoldCall(e) })).filter(({ call }) => massive.task.validateCall(call).ok);
+    expect(gold.length).toBeGreaterThan(90);
+    for (const { e, call } of gold) {
+      const prefix = grammar.start(e.utterance);
+      const text = new TextEncoder().encode(printCall(call));
+      expect(prefix.accepts(text)).toBe(true);
+      prefix.advance(text);
+      expect(prefix.complete).toBe(true);
+    }
   });
 });
 
@@ -282,6 +289,9 @@ describe('loading errors', () => {
     expect(error).toBeInstanceOf(StudentModelError);
     expect((error as Student.StudentModelError).kind).toBe('io_mismatch');
     expect((error as Error).message).toContain(`missing inputs past_key_values.${io.num_layers}.key`);
+
+    await fs.writeFile(ioFile, JSON.stringify({ ...io, num_kv_heads: io.num_kv_heads + 1 }));
+    await expect(StudentModel.load(broken)).rejects.toThrow(/past_key_values\.0\.key has shape/);
   });
 
   test('constrained decoding without a task is a request error', async () => {

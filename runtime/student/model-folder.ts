@@ -90,7 +90,13 @@ export function cacheNames(io: OnnxIo): CacheNames {
  * Checks that the session's inputs and outputs are the ones the runtime feeds and reads;
  * the error names the missing and the unexpected tensors.
  */
-export function checkGraphNames(modelFile: string, io: OnnxIo, inputNames: readonly string[], outputNames: readonly string[]): void {
+export function checkGraphNames(
+  modelFile: string,
+  io: OnnxIo,
+  inputNames: readonly string[],
+  outputNames: readonly string[],
+  inputShapes: ReadonlyMap<string, readonly (number | string)[]> = new Map(),
+): void {
   const cache = cacheNames(io);
   const needIn = ['input_ids', 'attention_mask', 'position_ids', ...cache.pastKey.flatMap((k, i) => [k, cache.pastValue[i]])];
   const needOut = ['logits', ...cache.presentKey.flatMap((k, i) => [k, cache.presentValue[i]])];
@@ -103,6 +109,16 @@ export function checkGraphNames(modelFile: string, io: OnnxIo, inputNames: reado
   };
   compare('inputs', needIn, inputNames);
   compare('outputs', needOut, outputNames);
+  // Past tensors are [batch, kv_heads, past, head_dim]; the graph fixes kv_heads and head_dim.
+  for (const name of [...cache.pastKey, ...cache.pastValue]) {
+    const shape = inputShapes.get(name);
+    if (!shape || shape.length !== 4) continue;
+    const [, heads, , dim] = shape;
+    if ((typeof heads === 'number' && heads !== io.num_kv_heads) || (typeof dim === 'number' && dim !== io.head_dim)) {
+      problems.push(`input ${name} has shape [${shape.join(', ')}], ${ONNX_IO_FILE} says [batch, ${io.num_kv_heads}, past, ${io.head_dim}]`);
+      break;
+    }
+  }
   if (problems.length) {
     throw new StudentModelError(
       'io_mismatch',

@@ -64,7 +64,6 @@ const DEFAULT_BATCH_SIZE = 16;
 
 /** A left-padded batch of requests being decoded; rows leave the batch when they finish. */
 interface DecodingRow {
-  index: number;
   input: string;
   prefix: CallPrefix | undefined;
   generated: number[];
@@ -112,7 +111,8 @@ export class StudentModel {
     } catch (err) {
       throw new StudentModelError('session', `onnxruntime cannot load ${modelFile}: ${(err as Error).message}`, modelFile, { cause: err });
     }
-    checkGraphNames(modelFile, io, session.inputNames, session.outputNames);
+    const inputShapes = new Map(session.inputMetadata.flatMap((m) => (m.isTensor ? [[m.name, m.shape] as const] : [])));
+    checkGraphNames(modelFile, io, session.inputNames, session.outputNames, inputShapes);
     const model = new StudentModel(session, tokenizer, template, io, options.task, modelFile);
     if (io.eos_token_id !== undefined && io.eos_token_id !== model.eosId) {
       throw new StudentModelError('io_mismatch', `onnx_io.json says eos is token ${io.eos_token_id}, the tokenizer says ${model.eosId}`, modelFile);
@@ -124,7 +124,7 @@ export class StudentModel {
   async predict(input: string, options: DecodeOptions = {}): Promise<TimedStudentPrediction> {
     const started = performance.now();
     const timing = { prefillMs: 0 };
-    const [prediction] = await this.decode([input], options, timing);
+    const [prediction] = await this.decode([input], [this.promptIds(input)], options, timing);
     return { ...prediction, latencyMs: performance.now() - started, prefillMs: timing.prefillMs };
   }
 
@@ -135,12 +135,12 @@ export class StudentModel {
   async predictBatch(inputs: readonly string[], options: BatchDecodeOptions = {}): Promise<StudentPrediction[]> {
     const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new StudentRequestError(`batchSize must be a positive integer, got ${batchSize}`);
-    const lengths = inputs.map((input) => this.promptIds(input).length);
-    const order = inputs.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+    const prompts = inputs.map((input) => this.promptIds(input));
+    const order = inputs.map((_, i) => i).sort((a, b) => prompts[a].length - prompts[b].length || a - b);
     const results: StudentPrediction[] = new Array(inputs.length);
     for (let start = 0; start < order.length; start += batchSize) {
       const batch = order.slice(start, start + batchSize);
-      const predictions = await this.decode(batch.map((i) => inputs[i]), options);
+      const predictions = await this.decode(batch.map((i) => inputs[i]), batch.map((i) => prompts[i]), options);
       batch.forEach((i, k) => (results[i] = predictions[k]));
     }
     return results;
@@ -168,13 +168,17 @@ export class StudentModel {
   }
 
   /** Greedy decoding of one batch with the KV cache: prefill the left-padded prompts, then a token per step. */
-  private async decode(inputs: readonly string[], options: DecodeOptions, timing?: { prefillMs: number }): Promise<StudentPrediction[]> {
+  private async decode(
+    inputs: readonly string[],
+    prompts: readonly number[][],
+    options: DecodeOptions,
+    timing?: { prefillMs: number },
+  ): Promise<StudentPrediction[]> {
     const constrained = options.constrained ?? this.task !== undefined;
     const grammar = constrained ? this.grammar(options.slotValues ?? 'spans') : undefined;
     const maxNewTokens = options.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new StudentRequestError(`maxNewTokens must be a positive integer, got ${maxNewTokens}`);
 
-    const prompts = inputs.map((input) => this.promptIds(input));
     const width = Math.max(...prompts.map((p) => p.length));
     const longest = prompts.findIndex((p) => p.length === width);
     if (width >= this.io.max_position_embeddings) {
@@ -182,7 +186,6 @@ export class StudentModel {
     }
     const newTokenLimit = Math.min(maxNewTokens, this.io.max_position_embeddings - width);
     const rows: DecodingRow[] = inputs.map((input, index) => ({
-      index,
       input,
       prefix: grammar?.start(input),
       generated: [],
@@ -273,11 +276,14 @@ export class StudentModel {
     let best = 0;
     for (let id = 1; id < vocab; id++) if (logits[offset + id] > logits[offset + best]) best = id;
     if (!prefix || this.allowed(best, prefix)) return best;
-    const candidates = new Uint32Array(vocab);
-    for (let id = 0; id < vocab; id++) candidates[id] = id;
-    // Stable order: higher logit first, lower id first on ties (as argmax).
-    candidates.sort((a, b) => logits[offset + b] - logits[offset + a] || a - b);
-    for (const id of candidates) if (id !== best && this.allowed(id, prefix)) return id;
+    // Higher logit first, lower id first on ties (as argmax). The allowed token is nearly always among the
+    // best few, so those are ranked first and the whole vocabulary only when none of them is allowed.
+    const before = (a: number, b: number) => logits[offset + b] - logits[offset + a] || a - b;
+    const top = topCandidates(logits, offset, vocab, TOP_CANDIDATES, before);
+    for (const id of top) if (id !== best && this.allowed(id, prefix)) return id;
+    if (top.length === vocab) return undefined;
+    const rest = Uint32Array.from({ length: vocab }, (_, id) => id).sort(before);
+    for (const id of rest.subarray(top.length)) if (this.allowed(id, prefix)) return id;
     return undefined;
   }
 
@@ -298,6 +304,21 @@ export class StudentModel {
     }
     return { ...base, call: parsed.call };
   }
+}
+
+const TOP_CANDIDATES = 64;
+
+/** The k best ids in `before` order, by one pass keeping a small sorted list. */
+function topCandidates(logits: Float32Array, offset: number, vocab: number, k: number, before: (a: number, b: number) => number): number[] {
+  const top: number[] = [];
+  for (let id = 0; id < vocab; id++) {
+    if (top.length === k && before(id, top[k - 1]) >= 0) continue;
+    let at = top.length === k ? k - 1 : top.length;
+    while (at > 0 && before(id, top[at - 1]) < 0) at--;
+    top.splice(at, 0, id);
+    if (top.length > k) top.pop();
+  }
+  return top;
 }
 
 /** The given batch rows of a [batch, ...] float32 tensor. */
