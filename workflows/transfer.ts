@@ -1,6 +1,7 @@
 // Stage 2: tokenizer, student initialisation, then the configured training steps in order.
 import { proxyActivities } from '@temporalio/workflow';
 import type { SupertinyActivities } from '../activities';
+import type { ArtifactRef } from '../artifacts/ref';
 import type { PipelineConfig } from '../config/pipeline';
 import type { PrototypeResult, TransferResult } from '../activities/types';
 import { activityOptions } from './activity-options';
@@ -19,9 +20,16 @@ export async function transferStage({ config, prototype }: TransferStageInput): 
   await reportStageProgress({ stage: 'transfer', step: 'init student', done: 1, total });
   let model = await gpu.initStudent({ config, tokenizer });
   const steps: TransferResult['steps'] = [];
+  let kdTeacher: ArtifactRef | undefined;
   for (const [i, step] of config.transfer.steps.entries()) {
+    if (step === 'kd' && !kdTeacher) {
+      // The white-box teacher for logit distillation: a larger student trained first on the same data.
+      await reportStageProgress({ stage: 'transfer', step: 'kd teacher', done: 2 + i, total });
+      const teacherInit = await gpu.initStudent({ config, tokenizer, shape: config.transfer.kdTeacher });
+      kdTeacher = (await gpu.trainStudent({ config, step: 'sft', model: teacherInit, prototype, tokenizer })).model;
+    }
     await reportStageProgress({ stage: 'transfer', step, done: 2 + i, total });
-    const trained = await gpu.trainStudent({ config, step, model, prototype, tokenizer });
+    const trained = await gpu.trainStudent({ config, step, model, prototype, tokenizer, teacherModel: step === 'kd' ? kdTeacher : undefined });
     steps.push({ step, model: trained.model, metrics: trained.metrics });
     model = trained.model;
   }

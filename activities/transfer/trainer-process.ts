@@ -107,12 +107,16 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
     setTimeout(() => killGroup('SIGKILL'), 5000).unref();
   };
   ctx?.cancellationSignal.addEventListener('abort', onCancel);
+  // Liveness: some commands (export, quantize, predict) are quiet for a while; beat while the process lives.
+  const beatEveryMs = Math.max(1000, Math.min(10_000, (ctx?.info.heartbeatTimeoutMs ?? 30_000) / 3));
+  const liveness = ctx ? setInterval(() => ctx.heartbeat(beat), beatEveryMs) : undefined;
 
   const exitCode = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code) => resolve(code));
   });
   ctx?.cancellationSignal.removeEventListener('abort', onCancel);
+  if (liveness) clearInterval(liveness);
   await fs.rm(path.join(runDir, 'trainer.pid'), { force: true });
 
   if (ctx?.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
@@ -131,9 +135,10 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
   return done;
 }
 
+/** The trainer publishes complete checkpoints as <runDir>/checkpoints/checkpoint-N (atomic renames). */
 async function hasCheckpoint(runDir: string): Promise<boolean> {
-  const entries = await fs.readdir(runDir).catch(() => [] as string[]);
-  return entries.some((e) => e.startsWith('checkpoint'));
+  const entries = await fs.readdir(path.join(runDir, 'checkpoints')).catch(() => [] as string[]);
+  return entries.some((e) => /^checkpoint-\d+$/.test(e));
 }
 
 /** A worker killed with SIGKILL leaves its trainer running; stop it before a new attempt starts. */

@@ -1,0 +1,34 @@
+// Compress-stage activities: ONNX export (checked against PyTorch logits by the trainer) and int8
+// weight quantization, each a trainer command whose output folder becomes a directory artifact.
+import type { ArtifactRef } from '../../artifacts/ref';
+import { outputKey } from '../../artifacts/store';
+import type { PipelineConfig } from '../../config/pipeline';
+import type { ActivityDeps } from '../deps';
+import { runTrainer, type TrainerCommand } from '../transfer/trainer-process';
+import * as path from 'node:path';
+
+export function createCompressActivities(deps: ActivityDeps) {
+  const { store, env } = deps;
+
+  async function convert(command: TrainerCommand, kind: string, model: ArtifactRef): Promise<ArtifactRef> {
+    const key = outputKey(command, { model: model.sha256 });
+    const { value } = await store.memo(key, async () => {
+      const runDir = await store.workDir(key);
+      const input = await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model'));
+      const done = await runTrainer({ env, command, config: { model: input }, runDir });
+      const folder = done.outputs.model;
+      if (!folder) throw new Error(`trainer ${command} reported no "model" output`);
+      return { model: await store.putDirectory(kind, folder) };
+    });
+    return value.model;
+  }
+
+  return {
+    async exportOnnx({ model }: { config: PipelineConfig; model: ArtifactRef }): Promise<ArtifactRef> {
+      return convert('export', 'onnx/dir', model);
+    },
+    async quantizeInt8({ model }: { config: PipelineConfig; model: ArtifactRef }): Promise<ArtifactRef> {
+      return convert('quantize', 'onnx-int8/dir', model);
+    },
+  };
+}

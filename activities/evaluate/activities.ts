@@ -1,0 +1,227 @@
+// The one evaluator: scores the teacher (over its API), the PyTorch student (trainer `predict`) and the
+// ONNX students (onnxruntime-node) with the same metrics, measures single-request latency, and writes
+// report.json and report.html.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { ArtifactRef } from '../../artifacts/ref';
+import { outputKey } from '../../artifacts/store';
+import type { PipelineConfig } from '../../config/pipeline';
+import { parseCall, type Call } from '../../tasks/call-format';
+import { callMetrics, type CallPrediction } from '../../tasks/metrics';
+import { StudentModel } from '../../runtime/student';
+import type { ActivityDeps } from '../deps';
+import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } from '../types';
+import type { GoldExample } from '../prototype/stage-activities';
+import { createTeacherClient } from '../prototype/teacher-client';
+import type { TaskResources } from '../task-resources';
+import { runTrainer } from '../transfer/trainer-process';
+import { renderReportHtml, type ModelReport, type PipelineReport } from './report';
+
+export interface DevScore extends Record<string, unknown> {
+  exactMatch: number;
+  intentAccuracy: number;
+  slotF1: number;
+  schemaValidRate: number;
+  count: number;
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank];
+}
+
+function latencySummary(latencies: number[]): Pick<ModelReport, 'latency_ms_p50' | 'latency_ms_p95' | 'throughput_rps'> {
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const total = latencies.reduce((a, b) => a + b, 0);
+  return { latency_ms_p50: percentile(sorted, 50), latency_ms_p95: percentile(sorted, 95), throughput_rps: total > 0 ? (latencies.length / total) * 1000 : 0 };
+}
+
+function scoreRows(gold: readonly GoldExample[], predictions: Map<string, { call?: Call; schemaValid: boolean }>): CallPrediction[] {
+  return gold.map((g) => {
+    const parsed = parseCall(g.gold);
+    if (!parsed.ok) throw new Error(`gold of ${g.id} does not parse: ${parsed.error}`);
+    const p = predictions.get(g.id);
+    return { gold: parsed.call, prediction: p?.call, schemaValid: p?.schemaValid ?? false };
+  });
+}
+
+async function folderBytes(dir: string, match: (name: string) => boolean): Promise<number> {
+  let total = 0;
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    if (entry.isFile() && match(entry.name)) total += (await fs.stat(path.join(dir, entry.name))).size;
+  }
+  return total;
+}
+
+export function createEvaluateActivities(deps: ActivityDeps, resources: TaskResources) {
+  const { store, env } = deps;
+
+  /** Materialises a model folder once per worker under a path named by its hash. */
+  async function localFolder(ref: ArtifactRef): Promise<string> {
+    const dir = path.join(env.dataDir, 'models', ref.sha256);
+    const marker = path.join(dir, '.complete');
+    if (await fs.stat(marker).then(() => true, () => false)) return dir;
+    await store.materializeDirectory(ref, dir);
+    await fs.writeFile(marker, ref.sha256);
+    return dir;
+  }
+
+  async function onnxPredictions(config: PipelineConfig, ref: ArtifactRef, gold: readonly GoldExample[]) {
+    const { task } = await resources.massive(config);
+    const folder = await localFolder(ref);
+    const model = await StudentModel.load(folder, { task });
+    try {
+      const out = await model.predictBatch(gold.map((g) => g.text), { batchSize: 16 });
+      const predictions = new Map(gold.map((g, i) => [g.id, { call: out[i].call, schemaValid: out[i].call !== undefined }]));
+      return { model, predictions, folder };
+    } catch (err) {
+      await model.release();
+      throw err;
+    }
+  }
+
+  return {
+    async scoreOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
+      const key = outputKey('scoreOnDev', { model: model.sha256, dev: dev.sha256 });
+      const { value } = await store.memo(key, async () => {
+        const gold = await store.readJsonl<GoldExample>(dev);
+        const { model: session, predictions } = await onnxPredictions(config, model, gold);
+        await session.release();
+        const m = callMetrics(scoreRows(gold, predictions));
+        return { score: await store.putJson('dev-score', m), exactMatch: m.exactMatch, intentAccuracy: m.intentAccuracy, slotF1: m.slotF1, schemaValidRate: m.schemaValidRate, count: m.count };
+      });
+      const { score: _score, ...rest } = value;
+      return rest as DevScore;
+    },
+
+    async evaluateModels(input: { config: PipelineConfig; prototype: PrototypeResult; transfer: TransferResult; compress: CompressResult }): Promise<EvaluateResult> {
+      const { config, prototype, transfer, compress } = input;
+      const split = config.evaluate.split;
+      const goldRef = prototype.data[split];
+      const key = outputKey('evaluateModels', {
+        gold: goldRef.sha256,
+        teacher: { baseURL: config.teacher.baseURL ?? null, model: config.teacher.model },
+        student: transfer.student.sha256,
+        onnx: compress.onnx.sha256,
+        int8: compress.int8?.sha256 ?? null,
+        latencySamples: config.evaluate.latencySamples,
+      });
+      const heartbeat = (step: string, done: number, total: number) => Context.current().heartbeat({ step: done, total, phase: step });
+      const { value } = await store.memo(key, async () => {
+        const gold = await store.readJsonl<GoldExample>(goldRef);
+        const latencyGold = gold.slice(0, config.evaluate.latencySamples);
+        const models: PipelineReport['models'] = {};
+        const total = 4;
+
+        // Teacher, over its API: quality at temperature 0 (cached, paid once); latency on uncached requests.
+        heartbeat('teacher', 0, total);
+        const { task } = await resources.massive(config);
+        const baseURL = await resources.teacherBaseURL(config);
+        const teacherOptions = {
+          baseURL,
+          apiKey: env.secret(config.teacher.apiKeyEnv) ?? 'sk-no-key',
+          model: config.teacher.model,
+          temperature: 0,
+          timeoutMs: config.teacher.timeoutMs,
+          maxRetries: config.teacher.maxRetries,
+        };
+        const teacher = createTeacherClient(task, { ...teacherOptions, concurrency: config.teacher.concurrency, cacheDir: path.join(env.dataDir, 'teacher-cache') });
+        const teacherResults = await Promise.all(gold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
+        const teacherPredictions = new Map(teacherResults.map((r) => [r.id, { call: r.samples[0]?.call, schemaValid: r.samples[0]?.outcome === 'ok' }]));
+        const uncached = createTeacherClient(task, { ...teacherOptions, concurrency: 1 });
+        const teacherLatencies: number[] = [];
+        for (const g of latencyGold) {
+          const started = performance.now();
+          await uncached.label({ id: g.id, text: g.text }, 1);
+          teacherLatencies.push(performance.now() - started);
+        }
+        models.teacher = {
+          ...metricsRow(callMetrics(scoreRows(gold, teacherPredictions))),
+          ...latencySummary(teacherLatencies),
+          params: null,
+          bytes: null,
+          latency_note: `${teacherLatencies.length} sequential requests (routing + final call) to ${config.teacher.model} at ${baseURL}, uncached`,
+        };
+
+        // The PyTorch student checkpoint, through the trainer's `predict` (eager mode, batch 1 for latency).
+        heartbeat('student', 1, total);
+        const studentDir = await localFolder(transfer.student);
+        const runDir = await store.workDir(key);
+        const inputsFile = path.join(runDir, 'predict-inputs.jsonl');
+        await fs.writeFile(inputsFile, gold.map((g) => JSON.stringify({ id: g.id, utterance: g.text })).join('\n') + '\n');
+        const done = await runTrainer({ env, command: 'predict', runDir, config: { model: studentDir, data: inputsFile, latency_samples: latencyGold.length } });
+        const rows = (await fs.readFile(done.outputs.predictions, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; prediction: string });
+        const studentPredictions = new Map(
+          rows.map((r) => {
+            const parsed = parseCall(r.prediction);
+            const valid = parsed.ok && task.validateCall(parsed.call).ok;
+            return [r.id, { call: valid && parsed.ok ? parsed.call : undefined, schemaValid: valid }];
+          }),
+        );
+        const params = Number(done.metrics.parameters ?? NaN);
+        models.student = {
+          ...metricsRow(callMetrics(scoreRows(gold, studentPredictions))),
+          latency_ms_p50: Number(done.metrics.latency_ms_p50),
+          latency_ms_p95: Number(done.metrics.latency_ms_p95),
+          throughput_rps: Number(done.metrics.latency_throughput_rps ?? 0),
+          params: Number.isFinite(params) ? params : null,
+          bytes: await folderBytes(studentDir, (n) => n.endsWith('.safetensors') || n.endsWith('.bin')),
+          latency_note: `PyTorch eager, unconstrained greedy, batch 1, ${latencyGold.length} sequential requests (measured by the trainer)`,
+        };
+
+        // The ONNX students in TypeScript: constrained greedy decoding with the KV cache.
+        const onnxRow = async (ref: ArtifactRef, label: string): Promise<ModelReport> => {
+          const { model, predictions, folder } = await onnxPredictions(config, ref, gold);
+          try {
+            const latencies: number[] = [];
+            for (const g of latencyGold) latencies.push((await model.predict(g.text)).latencyMs);
+            return {
+              ...metricsRow(callMetrics(scoreRows(gold, predictions))),
+              ...latencySummary(latencies),
+              params: models.student?.params ?? null,
+              bytes: await folderBytes(folder, (n) => n.startsWith('model.onnx')),
+              latency_note: `onnxruntime-node ${label}, constrained greedy with KV cache, batch 1, ${latencies.length} sequential requests`,
+            };
+          } finally {
+            await model.release();
+          }
+        };
+        heartbeat('student_onnx', 2, total);
+        models.student_onnx = await onnxRow(compress.onnx, 'fp32');
+        if (compress.int8) {
+          heartbeat('student_int8', 3, total);
+          models.student_int8 = await onnxRow(compress.int8, 'int8');
+        }
+
+        const report: PipelineReport = {
+          pipeline: config.name,
+          dataset: { name: 'MASSIVE en-US', path: config.task.dataPath ?? env.massivePath, split, examples: gold.length },
+          config,
+          models,
+          gates: compress.gates,
+          prototype: prototype.summary,
+          createdAt: new Date().toISOString(),
+        };
+        const html = renderReportHtml(report);
+        // A readable copy for people; the artifacts are the content-addressed originals.
+        const reportDir = path.join(env.dataDir, 'reports', `${config.name}-${key.slice(-12)}`);
+        await fs.mkdir(reportDir, { recursive: true });
+        await fs.writeFile(path.join(reportDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+        await fs.writeFile(path.join(reportDir, 'report.html'), html);
+        return {
+          report: await store.putJson('report', report),
+          html: await store.putBytes('report-html', html),
+          reportPath: path.join(reportDir, 'report.json'),
+          models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, { exact_match: m.exact_match, intent_acc: m.intent_acc, latency_ms_p50: m.latency_ms_p50 }])),
+        };
+      });
+      return value as EvaluateResult;
+    },
+  };
+}
+
+function metricsRow(m: ReturnType<typeof callMetrics>): Pick<ModelReport, 'intent_acc' | 'slot_f1' | 'exact_match' | 'schema_valid'> {
+  return { intent_acc: m.intentAccuracy, slot_f1: m.slotF1, exact_match: m.exactMatch, schema_valid: m.schemaValidRate };
+}

@@ -1,0 +1,102 @@
+// report.json and report.html: the model comparison a user reads first.
+export interface ModelReport {
+  intent_acc: number;
+  slot_f1: number;
+  exact_match: number;
+  schema_valid: number;
+  latency_ms_p50: number;
+  latency_ms_p95: number;
+  /** Single requests per second, sequential. */
+  throughput_rps: number;
+  params: number | null;
+  bytes: number | null;
+  /** How latency was measured (runtime, batch size, threads). */
+  latency_note: string;
+}
+
+export type ModelName = 'teacher' | 'student' | 'student_onnx' | 'student_int8';
+
+export interface PipelineReport {
+  pipeline: string;
+  dataset: { name: string; path: string; split: string; examples: number };
+  config: unknown;
+  models: Partial<Record<ModelName, ModelReport>>;
+  gates: { step: string; exactMatchBefore: number; exactMatchAfter: number; kept: boolean; reason: string }[];
+  prototype: Record<string, number>;
+  createdAt: string;
+}
+
+const LABELS: Record<ModelName, string> = {
+  teacher: 'Teacher (API)',
+  student: 'Student (PyTorch)',
+  student_onnx: 'Student (ONNX fp32)',
+  student_int8: 'Student (ONNX int8)',
+};
+const COLORS: Record<ModelName, string> = { teacher: '#b5523b', student: '#4a6fa5', student_onnx: '#3f8f6b', student_int8: '#7a4fa0' };
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+const human = (x: number | null, unit = '') =>
+  x === null ? '–' : x >= 1e9 ? `${(x / 1e9).toFixed(2)} G${unit}` : x >= 1e6 ? `${(x / 1e6).toFixed(2)} M${unit}` : x >= 1e3 ? `${(x / 1e3).toFixed(1)} k${unit}` : `${x} ${unit}`;
+
+/** A log-x scatter of exact match against a cost (latency or bytes), as inline SVG. */
+function scatter(report: PipelineReport, title: string, xLabel: string, x: (m: ModelReport) => number | null): string {
+  const points = (Object.entries(report.models) as [ModelName, ModelReport][])
+    .map(([name, m]) => ({ name, x: x(m), y: m.exact_match }))
+    .filter((p): p is { name: ModelName; x: number; y: number } => p.x !== null && p.x > 0);
+  const W = 460, H = 300, L = 60, R = 20, T = 30, B = 50;
+  if (points.length === 0) return `<figure><figcaption>${escapeHtml(title)}: no data</figcaption></figure>`;
+  const lx = points.map((p) => Math.log10(p.x));
+  const [minX, maxX] = [Math.floor(Math.min(...lx)), Math.ceil(Math.max(...lx) + 1e-9)];
+  const span = Math.max(maxX - minX, 1);
+  const sx = (v: number) => L + ((Math.log10(v) - minX) / span) * (W - L - R);
+  const sy = (v: number) => T + (1 - v) * (H - T - B);
+  const ticks = Array.from({ length: span + 1 }, (_, i) => minX + i);
+  return `<figure>
+<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${escapeHtml(title)}">
+  <text x="${W / 2}" y="18" text-anchor="middle" class="t">${escapeHtml(title)}</text>
+  <line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" class="ax"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" class="ax"/>
+  ${ticks.map((t) => `<text x="${sx(10 ** t)}" y="${H - B + 16}" text-anchor="middle" class="tk">${human(10 ** t)}</text>`).join('')}
+  ${[0, 0.25, 0.5, 0.75, 1].map((v) => `<text x="${L - 6}" y="${sy(v) + 4}" text-anchor="end" class="tk">${v * 100}%</text><line x1="${L}" x2="${W - R}" y1="${sy(v)}" y2="${sy(v)}" class="grid"/>`).join('')}
+  <text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" class="tk">${escapeHtml(xLabel)} (log scale)</text>
+  <text x="14" y="${(T + H - B) / 2}" text-anchor="middle" class="tk" transform="rotate(-90 14 ${(T + H - B) / 2})">exact match</text>
+  ${points.map((p) => `<circle cx="${sx(p.x)}" cy="${sy(p.y)}" r="6" fill="${COLORS[p.name]}"><title>${LABELS[p.name]}: ${pct(p.y)}</title></circle><text x="${sx(p.x) + 9}" y="${sy(p.y) - 8}" class="lbl">${LABELS[p.name]}</text>`).join('\n  ')}
+</svg></figure>`;
+}
+
+export function renderReportHtml(report: PipelineReport): string {
+  const rows = (Object.entries(report.models) as [ModelName, ModelReport][])
+    .map(
+      ([name, m]) => `<tr><th scope="row"><span class="dot" style="background:${COLORS[name]}"></span>${LABELS[name]}</th>
+<td>${pct(m.intent_acc)}</td><td>${pct(m.slot_f1)}</td><td>${pct(m.exact_match)}</td><td>${pct(m.schema_valid)}</td>
+<td>${m.latency_ms_p50.toFixed(2)}</td><td>${m.latency_ms_p95.toFixed(2)}</td><td>${m.throughput_rps.toFixed(0)}</td><td>${human(m.params)}</td><td>${human(m.bytes, 'B')}</td></tr>`,
+    )
+    .join('\n');
+  const gates = report.gates
+    .map((g) => `<li><strong>${escapeHtml(g.step)}</strong>: dev exact match ${pct(g.exactMatchBefore)} → ${pct(g.exactMatchAfter)}; ${g.kept ? 'kept' : '<em>rolled back</em>'} (${escapeHtml(g.reason)})</li>`)
+    .join('');
+  const notes = (Object.entries(report.models) as [ModelName, ModelReport][]).map(([n, m]) => `<li>${LABELS[n]}: ${escapeHtml(m.latency_note)}</li>`).join('');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>supertiny report: ${escapeHtml(report.pipeline)}</title>
+<style>
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,sans-serif;color:#1d2433;max-width:1000px;margin:2rem auto;padding:0 1rem}
+h1{font-size:1.5rem;margin-bottom:.2rem}.sub{color:#5b6475;margin-top:0}
+table{border-collapse:collapse;width:100%;margin:1rem 0}th,td{padding:.45rem .6rem;border-bottom:1px solid #e3e6ec;text-align:right}
+th[scope=row],thead th:first-child{text-align:left}thead th{font-weight:600;background:#f5f7fa}
+.dot{display:inline-block;width:.7em;height:.7em;border-radius:50%;margin-right:.5em}
+.charts{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}svg{background:#fbfcfd;border:1px solid #e3e6ec;border-radius:6px}
+.t{font-weight:600;font-size:13px}.tk{font-size:11px;fill:#5b6475}.lbl{font-size:11px}.ax{stroke:#8a93a3}.grid{stroke:#eef0f4}
+small{color:#5b6475}
+</style></head><body>
+<h1>supertiny: ${escapeHtml(report.pipeline)}</h1>
+<p class="sub">${escapeHtml(report.dataset.name)}, ${escapeHtml(report.dataset.split)} split, ${report.dataset.examples} utterances · ${escapeHtml(report.createdAt)}</p>
+<table><thead><tr><th>model</th><th>intent acc</th><th>slot F1</th><th>exact match</th><th>schema valid</th><th>p50 ms</th><th>p95 ms</th><th>req/s</th><th>params</th><th>bytes</th></tr></thead>
+<tbody>${rows}</tbody></table>
+<div class="charts">${scatter(report, 'Quality against latency', 'p50 latency, ms', (m) => m.latency_ms_p50)}${scatter(report, 'Quality against size', 'bytes on disk', (m) => m.bytes)}</div>
+<h2>Compression gates (dev split)</h2><ul>${gates || '<li>no compression steps</li>'}</ul>
+<h2>How it was measured</h2><ul>${notes}</ul>
+<p><small>Generated by supertiny. The teacher row is the configured teacher endpoint${report.dataset.name ? '' : ''}; when that is the teacher simulator its quality and latency are those of a simulator, not of a real LLM.</small></p>
+</body></html>
+`;
+}

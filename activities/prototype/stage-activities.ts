@@ -1,0 +1,182 @@
+// Prototype-stage activities: the task data, the teacher labelling in resumable batches, and the
+// rejection-sampled dataset (sft.jsonl, preferences.jsonl, rejected.jsonl, stats.json).
+import * as path from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { ArtifactRef } from '../../artifacts/ref';
+import { outputKey, sha256File } from '../../artifacts/store';
+import type { PipelineConfig } from '../../config/pipeline';
+import { createLogger } from '../../config/logger';
+import { printCall, parseCall, type Call } from '../../tasks/call-format';
+import type { ActivityDeps } from '../deps';
+import { InvalidInputError } from '../failures';
+import { processResumably } from '../resumable';
+import type { LabelBatchInput, LabelBatchResult, PrototypeResult, TaskData } from '../types';
+import { createTeacherClient, type TeacherInput, type TeacherResult } from './teacher-client';
+import { buildPreferenceRows, buildRejectedRows, buildSftRows, buildStats, reviewAll, applyJudge } from './rejection-sampling';
+import { calibrateJudge, createJudge, judgeCalibrationItems } from './judge';
+import type { TaskResources } from '../task-resources';
+
+const log = createLogger('prototype');
+
+/** A labelled example of dev or test: the gold call in the compact format. */
+export interface GoldExample {
+  id: string;
+  text: string;
+  gold: string;
+}
+
+export function createPrototypeActivities(deps: ActivityDeps, resources: TaskResources) {
+  const { store, env } = deps;
+
+  async function teacherFor(config: PipelineConfig) {
+    const { task } = await resources.massive(config);
+    const t = config.teacher;
+    const baseURL = await resources.teacherBaseURL(config);
+    return createTeacherClient(task, {
+      baseURL,
+      apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
+      model: t.model,
+      timeoutMs: t.timeoutMs,
+      maxRetries: t.maxRetries,
+      concurrency: t.concurrency,
+      temperature: t.temperature,
+      prices: { inputPerMillionTokens: t.prices.inputPerMTok, outputPerMillionTokens: t.prices.outputPerMTok },
+      cacheDir: path.join(env.dataDir, 'teacher-cache'),
+    });
+  }
+
+  return {
+    async prepareTaskData({ config }: { config: PipelineConfig }): Promise<TaskData> {
+      const dataPath = config.task.dataPath ?? env.massivePath;
+      const { sha256 } = await sha256File(dataPath).catch((err: NodeJS.ErrnoException) => {
+        throw new InvalidInputError(`task.dataPath: cannot read ${dataPath} (${err.code ?? err.message})`);
+      });
+      const { trainLimit, devLimit, testLimit } = config.task;
+      const key = outputKey('prepareTaskData', { sha256, trainLimit, devLimit, testLimit });
+      const { value } = await store.memo(key, async () => {
+        const { task } = await resources.massive(config);
+        const [train, dev, test] = await Promise.all((['train', 'dev', 'test'] as const).map((s) => task.dataset.load(s)));
+        const take = <T>(rows: T[], limit?: number) => (limit ? rows.slice(0, limit) : rows);
+        const trainInputs: TeacherInput[] = take(train, trainLimit).map((e) => ({ id: e.id, text: task.input(e) }));
+        const gold = (rows: typeof dev): GoldExample[] => rows.map((e) => ({ id: e.id, text: task.input(e), gold: printCall(task.gold(e)!) }));
+        const devRows = gold(take(dev, devLimit));
+        const testRows = gold(take(test, testLimit));
+        return {
+          train: await store.putJsonl('inputs', trainInputs),
+          dev: await store.putJsonl('gold/dev', devRows),
+          test: await store.putJsonl('gold/test', testRows),
+          counts: { train: trainInputs.length, dev: devRows.length, test: testRows.length },
+        };
+      });
+      return value as TaskData;
+    },
+
+    async labelBatch({ config, inputs, batchIndex, batchSize }: LabelBatchInput): Promise<LabelBatchResult> {
+      const t = config.teacher;
+      const key = outputKey('labelBatch', {
+        inputs: inputs.sha256,
+        batchIndex,
+        batchSize,
+        teacher: { baseURL: t.baseURL ?? null, model: t.model, temperature: t.temperature, samples: t.samples },
+      });
+      let resumedFrom = 0;
+      const { value, reused } = await store.memo(key, async () => {
+        const all = await store.readJsonl<TeacherInput>(inputs);
+        const items = all.slice(batchIndex * batchSize, (batchIndex + 1) * batchSize);
+        const teacher = await teacherFor(config);
+        const out = await processResumably<TeacherInput, TeacherResult>({
+          store,
+          key,
+          items,
+          chunkSize: Math.max(1, Math.min(items.length, t.concurrency)),
+          processChunk: async (chunk) => {
+            const results = await Promise.all(chunk.map((input) => teacher.label(input, t.samples)));
+            const counts: Record<string, number> = {};
+            for (const r of results) for (const s of r.samples) counts[s.outcome] = (counts[s.outcome] ?? 0) + 1;
+            return { results, counts };
+          },
+        });
+        resumedFrom = out.resumedFrom;
+        if (resumedFrom > 0) log.info(`label batch ${batchIndex}: resumed from item ${resumedFrom} (heartbeat details)`);
+        return {
+          samples: await store.putJsonl('teacher-samples', out.results),
+          items: items.length,
+          resumedFrom,
+          counts: out.counts,
+        };
+      });
+      if (reused) Context.current().log.info(`label batch ${batchIndex}: output exists, skipped`);
+      return value as LabelBatchResult;
+    },
+
+    async assembleDataset({ config, data, batches }: { config: PipelineConfig; data: TaskData; batches: ArtifactRef[] }): Promise<PrototypeResult> {
+      const t = config.teacher;
+      const key = outputKey('assembleDataset', {
+        batches: batches.map((b) => b.sha256),
+        dev: data.dev.sha256,
+        voteThreshold: t.voteThreshold,
+        judge: t.judge,
+      });
+      const { value } = await store.memo(key, async () => {
+        const { task, goldById } = await resources.massive(config);
+        const results: TeacherResult[] = [];
+        for (const ref of batches) results.push(...(await store.readJsonl<TeacherResult>(ref)));
+        let decisions = reviewAll(task, results, { voteThreshold: t.voteThreshold });
+        let judgeReport: Parameters<typeof buildStats>[0]['judge'];
+        if (t.judge.enabled) {
+          const judge = createJudge(task, {
+            baseURL: await resources.teacherBaseURL(config),
+            apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
+            model: t.judge.model,
+            concurrency: t.concurrency,
+            cacheDir: path.join(env.dataDir, 'judge-cache'),
+          });
+          // Agreement with gold is measured on labelled dev samples before any verdict is used.
+          const devGold = (await store.readJsonl<GoldExample>(data.dev)).slice(0, t.judge.devSample);
+          const teacher = await teacherFor(config);
+          const devResults = await Promise.all(devGold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
+          const devGoldById = new Map<string, Call>(devGold.map((g) => [g.id, parseGold(g)]));
+          const calibration = await calibrateJudge(judge, judgeCalibrationItems(task, devResults, devGoldById));
+          const judged = await applyJudge(decisions, judge, calibration);
+          decisions = judged.decisions;
+          judgeReport = { stats: judge.stats(), report: judged.report };
+        }
+        const sftRows = buildSftRows(task, decisions);
+        if (sftRows.length === 0) {
+          throw new InvalidInputError(
+            `the teacher produced no accepted samples for ${results.length} inputs (vote threshold ${t.voteThreshold}); see rejected.jsonl reasons in the logs`,
+          );
+        }
+        const stats = buildStats({ results, decisions, judge: judgeReport, goldById });
+        return {
+          data,
+          sft: await store.putJsonl('sft', sftRows),
+          preferences: await store.putJsonl('preferences', buildPreferenceRows(task, decisions)),
+          rejected: await store.putJsonl('rejected', buildRejectedRows(decisions)),
+          stats: await store.putJson('stats', stats),
+          summary: {
+            inputs: stats.inputs,
+            accepted: sftRows.length,
+            acceptanceRate: stats.acceptanceRate,
+            costUsd: stats.costUsd.total,
+            ...(stats.labelAccuracy ? flattenNumbers('labelAccuracy', stats.labelAccuracy) : {}),
+          },
+        };
+      });
+      return value as PrototypeResult;
+    },
+  };
+}
+
+function parseGold(g: GoldExample): Call {
+  const parsed = parseCall(g.gold);
+  if (!parsed.ok) throw new InvalidInputError(`gold call of ${g.id} does not parse: ${parsed.error}`);
+  return parsed.call;
+}
+
+function flattenNumbers(prefix: string, value: unknown): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (typeof value === 'number') out[prefix] = value;
+  else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) Object.assign(out, flattenNumbers(`${prefix}.${k}`, v));
+  return out;
+}

@@ -1,0 +1,137 @@
+// The foundation, end to end on a real Temporal dev server: the pipeline through the plugin, again from
+// the Temporal CLI, a replay of its history, and bad input (config, missing and corrupted artifacts).
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { WorkflowFailedError } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { startPipeline, pipelineProgress } from '../client';
+import { InvalidConfigError } from '../config/pipeline';
+import type { SupertinyEnv } from '../config/env';
+import { ArtifactStore } from '../artifacts/store';
+import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
+import type { PipelineResult } from '../activities/types';
+import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers, workflowBundle } from './support/temporal';
+import { smallPipelineConfig } from './support/pipeline-config';
+
+const run = promisify(execFile);
+
+describe('distillation pipeline on a real Temporal server', () => {
+  let server: TestWorkflowEnvironment;
+  let env: SupertinyEnv;
+  let store: ArtifactStore;
+  let simulator: RunningTeacherSimulator;
+  let workers: () => Promise<Worker[]>;
+  let firstResult: PipelineResult;
+  const taskQueue = `pipeline-test-${Date.now()}`;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    env = await testEnv(server.address, { taskQueue });
+    simulator = await startTeacherSimulator({ massivePath: env.massivePath });
+    const deps = testDeps(env, { teacherBaseURL: simulator.url });
+    store = deps.store;
+    workers = () => createTestWorkers(server, taskQueue, deps);
+  }, 120_000);
+
+  afterAll(async () => {
+    await simulator?.close();
+    await server?.teardown();
+    if (env) await fs.rm(env.dataDir, { recursive: true, force: true });
+  });
+
+  test('runs to completion through SupertinyPlugin and reports every model', async () => {
+    const handle = await startPipeline(server.client, smallPipelineConfig('plugin-run'), { taskQueue });
+    firstResult = await withWorkers(workers, async () => {
+      const result = await handle.result();
+      const progress = await pipelineProgress(handle);
+      expect(progress.status).toBe('completed');
+      expect(progress.stagesDone).toEqual(['prototype', 'transfer', 'compress', 'evaluate']);
+      return result;
+    });
+    expect(firstResult.status).toBe('completed');
+    const report = JSON.parse(await fs.readFile(firstResult.evaluate!.reportPath, 'utf8'));
+    expect(Object.keys(report.models).sort()).toEqual(['student', 'student_int8', 'student_onnx', 'teacher']);
+    for (const m of Object.values(report.models) as Record<string, number>[]) {
+      expect(m.exact_match).toBeGreaterThanOrEqual(0);
+      expect(m.exact_match).toBeLessThanOrEqual(1);
+      expect(m.latency_ms_p50).toBeGreaterThan(0);
+    }
+    const described = await handle.describe();
+    expect(described.searchAttributes.SupertinyStage).toEqual(['done']);
+    // Every artifact the pipeline returned is in the store with its hash.
+    for (const ref of [firstResult.prototype!.sft, firstResult.transfer!.student, firstResult.compress!.onnx]) {
+      await expect(store.verify(ref)).resolves.toBeDefined();
+    }
+  }, 900_000);
+
+  test('runs again from the Temporal CLI, reusing every existing output', async () => {
+    const requestsBefore = simulator.stats().chatRequests;
+    const inputFile = path.join(env.dataDir, 'pipeline.json');
+    await fs.writeFile(inputFile, JSON.stringify(smallPipelineConfig('plugin-run')));
+    const workflowId = `cli-run-${Date.now()}`;
+    const cli = (...args: string[]) => run(env.temporalCli, [...args, '--address', server.address], { maxBuffer: 16 << 20 });
+    const output = await withWorkers(workers, async () => {
+      await cli('workflow', 'start', '--type', 'distillationPipeline', '--task-queue', taskQueue, '--workflow-id', workflowId, '--input-file', inputFile);
+      return (await cli('workflow', 'result', '--workflow-id', workflowId, '--output', 'json')).stdout;
+    });
+    const result = JSON.parse(output).result as PipelineResult;
+    expect(result.status).toBe('completed');
+    // Same inputs, same content-addressed outputs; the teacher was not asked again.
+    expect(result.prototype!.sft).toEqual(firstResult.prototype!.sft);
+    expect(result.transfer!.student).toEqual(firstResult.transfer!.student);
+    expect(simulator.stats().chatRequests).toBe(requestsBefore);
+  }, 600_000);
+
+  test('a recorded history of the pipeline replays without a determinism error', async () => {
+    const handle = server.client.workflow.getHandle(`${(await firstWorkflowId())}`);
+    const history = await handle.fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history);
+    const fixture = JSON.parse(await fs.readFile(path.join(__dirname, 'fixtures', 'pipeline-history.json'), 'utf8'));
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture);
+  }, 120_000);
+
+  async function firstWorkflowId(): Promise<string> {
+    for await (const wf of server.client.workflow.list({ query: `WorkflowType = 'distillationPipeline' AND TaskQueue = '${taskQueue}'` })) {
+      if (wf.workflowId.startsWith('supertiny-plugin-run')) return wf.workflowId;
+    }
+    throw new Error('the first pipeline run was not found');
+  }
+
+  test('an invalid config is refused at start with the field named', async () => {
+    await expect(startPipeline(server.client, { teacher: { samples: 0 } } as never, { taskQueue })).rejects.toThrow(InvalidConfigError);
+    await expect(startPipeline(server.client, { transfer: { steps: ['sft', 'magic'] } } as never, { taskQueue })).rejects.toThrow(/transfer\.steps\.1/);
+    // Started around the client (as the Temporal CLI can), the workflow itself refuses it.
+    const handle = await server.client.workflow.start('distillationPipeline', { taskQueue, workflowId: `bad-config-${Date.now()}`, args: [{ teacher: { samples: 'five' } }] });
+    const err = await withWorkers(workers, () => handle.result().catch((e: unknown) => e));
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/teacher\.samples/);
+  }, 120_000);
+
+  test.each([
+    ['corrupted', (file: string) => fs.writeFile(file, 'not the dataset anymore')],
+    ['missing', (file: string) => fs.rm(file)],
+  ])('a %s artifact read mid-run makes the producing stage run again', async (label, breakArtifact) => {
+    // A new teacher temperature gives a fresh prototype output (new sft.jsonl) and so a fresh transfer.
+    const config = smallPipelineConfig(`broken-${label}`, { teacher: { temperature: label === 'missing' ? 0.5 : 0.6 } });
+    const handle = await startPipeline(server.client, config, { taskQueue });
+    const result = await withWorkers(workers, async () => {
+      // Break sft.jsonl as soon as the prototype stage has produced it, before training reads it.
+      for (;;) {
+        const progress = await pipelineProgress(handle).catch(() => undefined);
+        const sft = progress?.artifacts['prototype.sft'];
+        if (sft) {
+          await breakArtifact(store.pathOf(sft));
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return handle.result();
+    });
+    expect(result.status).toBe('completed');
+    expect(result.recoveries).toBeGreaterThanOrEqual(1);
+    await expect(store.verify(result.prototype!.sft)).resolves.toBeDefined();
+  }, 900_000);
+});

@@ -1,0 +1,72 @@
+// A real Temporal dev server (the project's CLI binary, no download) and workers for the tests.
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promises as fs } from 'node:fs';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { readEnv, type SupertinyEnv } from '../../config/env';
+import { ArtifactStore } from '../../artifacts/store';
+import { STAGE_SEARCH_ATTRIBUTE } from '../../workflows/messages';
+import { gpuQueueOf } from '../../workflows/activity-options';
+import { SupertinyPlugin, WORKFLOWS_PATH } from '../../workers/plugin';
+import type { ActivityDeps } from '../../activities';
+
+let runtimeInstalled = false;
+
+export async function startTestServer(): Promise<TestWorkflowEnvironment> {
+  if (!runtimeInstalled) {
+    // Worker lifecycle chatter at INFO drowns the test output; warnings and errors still show.
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+    runtimeInstalled = true;
+  }
+  const cli = readEnv().temporalCli;
+  await fs.access(cli).catch(() => {
+    throw new Error(`Temporal CLI not found at ${cli}: run "npm run setup" first`);
+  });
+  return TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: cli }, searchAttributes: [STAGE_SEARCH_ATTRIBUTE], log: { format: 'pretty', level: 'error' } },
+  });
+}
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** Bundling takes seconds; do it once per test file. */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { info() {}, warn() {}, error: console.error, debug() {}, trace() {}, log() {} } as never });
+  return bundle;
+}
+
+/** An environment whose data folder is a fresh temporary directory. */
+export async function testEnv(address: string, overrides: Partial<SupertinyEnv> = {}): Promise<SupertinyEnv> {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'supertiny-test-'));
+  return { ...readEnv(), temporalAddress: address, dataDir, ...overrides };
+}
+
+export function testDeps(env: SupertinyEnv, extra: Partial<ActivityDeps> = {}): ActivityDeps {
+  return { env, store: new ArtifactStore(path.join(env.dataDir, 'artifacts')), ...extra };
+}
+
+/** CPU and GPU workers in this process, as `supertiny worker` runs them. */
+export async function createTestWorkers(testEnvironment: TestWorkflowEnvironment, taskQueue: string, deps: ActivityDeps): Promise<Worker[]> {
+  const plugin = new SupertinyPlugin({ deps, workflowBundle: await workflowBundle() });
+  return [
+    await Worker.create({ connection: testEnvironment.nativeConnection, taskQueue, plugins: [plugin] }),
+    await Worker.create({
+      connection: testEnvironment.nativeConnection,
+      taskQueue: gpuQueueOf(taskQueue),
+      maxConcurrentActivityTaskExecutions: 1,
+      plugins: [new SupertinyPlugin({ deps, workflows: false })],
+    }),
+  ];
+}
+
+/** Runs `fn` while fresh workers poll, then shuts them down (a Worker runs once). */
+export async function withWorkers<T>(create: () => Promise<Worker[]>, fn: () => Promise<T>): Promise<T> {
+  const workers = await create();
+  const running = workers.map((w) => w.run());
+  try {
+    return await fn();
+  } finally {
+    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    await Promise.all(running);
+  }
+}
