@@ -31,7 +31,7 @@ const BUILD = {
   devExamples: 100,
   tokenizer: { vocab_size: 1024 },
   init: { hidden_size: 64, num_layers: 2, num_heads: 4, num_kv_heads: 2, intermediate_size: 128 },
-  sft: { max_steps: 120, batch_size: 16, learning_rate: 0.005, max_length: 64, save_steps: 1000, logging_steps: 50, num_threads: 2 },
+  sft: { max_steps: 200, batch_size: 16, learning_rate: 0.01, max_length: 64, save_steps: 1000, logging_steps: 50, num_threads: 2 },
   predict: { batch_size: 32, max_new_tokens: 64, num_threads: 1 },
 };
 const TOKENIZER_PROBES = ['héllo wörld ☃ 日本 🎉  two  spaces\tand a tab', 'x<|eos|>y', 'set_alarm(time="five am", date="this week")<|eos|>'];
@@ -115,12 +115,14 @@ async function buildStudent(train: MassiveExample[], dev: MassiveExample[]): Pro
   const tokenizer = await trainer('tokenizer', staging, { data: sftFile, ...BUILD.tokenizer });
   const init = await trainer('init', staging, { tokenizer: tokenizer.tokenizer, ...BUILD.init });
   const sft = await trainer('sft', staging, { model: init.model, data: sftFile, ...BUILD.sft });
-  const [exported, predicted] = await Promise.all([
-    trainer('export', staging, { model: sft.model, num_threads: 1 }),
+  const exportAndQuantize = async () => {
+    const fp32 = await modelFolder(await trainer('export', staging, { model: sft.model, num_threads: 1 }));
+    return [fp32, await modelFolder(await trainer('quantize', staging, { model: fp32 }))];
+  };
+  const [[fp32Folder, int8Folder], predicted] = await Promise.all([
+    exportAndQuantize(),
     trainer('predict', staging, { model: sft.model, data: devFile, ...BUILD.predict }),
   ]);
-  const fp32Folder = await modelFolder(exported);
-  const int8Folder = await modelFolder(await trainer('quantize', staging, { model: fp32Folder }));
 
   const probeTexts = [...dev.map((e) => `<|bos|>${e.utterance}<|sep|>`), ...TOKENIZER_PROBES];
   const probeFile = path.join(staging, 'probes.json');
