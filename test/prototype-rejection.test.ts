@@ -49,7 +49,7 @@ function syntheticResult(text: string, calls: (Call | 'malformed')[]): TeacherRe
       ? { index, outcome: 'malformed_arguments', error: 'not JSON', lastToolCall: { name: 'alarm_set', arguments: '{"time": "fi' }, toolSteps: [], offered, steps: 2 }
       : { index, outcome: 'ok', call, lastToolCall: { name: call.name, arguments: '{}' }, toolSteps: [], offered, steps: 2 },
   );
-  return { id: 's', text, samples, usage: { requests: 0, cachedRequests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 } };
+  return { id: 's', text, samples, usage: { requests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 } };
 }
 
 const call = (name: string, ...pairs: [string, string][]): Call => ({ name, args: pairs.map(([key, value]) => ({ key, value })) });

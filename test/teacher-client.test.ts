@@ -88,8 +88,9 @@ describe('teacher client against the teacher simulator over HTTP', () => {
       expect(sim.stats().chatRequests).toBe(afterFirst.chatRequests);
       expect(rerunClient.stats().cacheHits).toBe(afterFirst.completions);
       expect(rerunClient.stats().httpRequests).toBe(0);
-      expect(second.reduce((sum, r) => sum + r.usage.costUsd, 0)).toBe(0);
-      expect(second.map((r) => r.samples)).toEqual(first.map((r) => r.samples));
+      // Nothing paid now; the results still carry what the labels cost (so re-runs give identical artifacts).
+      expect(rerunClient.stats().costUsd).toBe(0);
+      expect(second).toEqual(first);
     });
   });
 

@@ -209,20 +209,23 @@ export class ChatClient {
             timedOut = true;
             deadline.abort();
           }, this.config.timeoutMs);
+          let answer: ChatCompletion;
           try {
-            return await this.openai.chat.completions.create(
+            answer = await this.openai.chat.completions.create(
               { ...request, model: this.config.model, stream: false },
               { timeout: this.config.timeoutMs + 5_000, maxRetries: 0, signal: deadline.signal },
             );
           } finally {
             clearTimeout(timer);
           }
+          // The slot is held until the paid answer is on disk: a crash loses at most `concurrency` answers.
+          if (this.cache) await this.cache.put(key, answer);
+          return answer;
         });
         const costUsd = this.costOf(completion.usage);
         this.counters.promptTokens += completion.usage?.prompt_tokens ?? 0;
         this.counters.completionTokens += completion.usage?.completion_tokens ?? 0;
         this.counters.costUsd += costUsd;
-        if (this.cache) await this.cache.put(key, completion);
         return { ok: true, completion, cached: false, attempts: attempt, costUsd };
       } catch (err) {
         if (timedOut || err instanceof APIConnectionTimeoutError) {

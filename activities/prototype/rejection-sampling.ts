@@ -288,7 +288,7 @@ export interface PrototypeStats {
   };
   /** accepted / inputs */
   acceptanceRate: number;
-  requests: { teacher: number; teacherCached: number; judge: number; judgeCached: number };
+  requests: { teacher: number; judge: number; judgeCached: number };
   tokens: { prompt: number; completion: number; judgePrompt: number; judgeCompletion: number };
   costUsd: { teacher: number; judge: number; total: number };
   judge?: JudgePassReport;
@@ -352,7 +352,6 @@ export function buildStats(input: PrototypeStatsInput): PrototypeStats {
     acceptanceRate: results.length === 0 ? NaN : count('accepted') / results.length,
     requests: {
       teacher: sum((r) => r.usage.requests),
-      teacherCached: sum((r) => r.usage.cachedRequests),
       judge: judge ? judge.stats.httpRequests - judge.stats.retries + judge.stats.cacheHits : 0,
       judgeCached: judge?.stats.cacheHits ?? 0,
     },

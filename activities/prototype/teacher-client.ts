@@ -80,9 +80,13 @@ export interface TeacherSample {
   logprob?: number;
 }
 
+/**
+ * What obtaining these labels cost, whether the answers came over HTTP now or from the request cache
+ * (they were paid once, when first asked). Keeping cache provenance out of the result keeps the stage's
+ * artifacts byte-identical however often it is retried or re-run; the client's stats() show cache hits.
+ */
 export interface TeacherUsage {
   requests: number;
-  cachedRequests: number;
   promptTokens: number;
   completionTokens: number;
   costUsd: number;
@@ -147,17 +151,14 @@ export class TeacherClient<E extends TaskExample = TaskExample> {
 
   /** Labels one input with `samples` samples (default 1). */
   async label(input: TeacherInput, samples = 1): Promise<TeacherResult> {
-    const usage: TeacherUsage = { requests: 0, cachedRequests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 };
+    const usage: TeacherUsage = { requests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 };
     const send = async (request: ChatRequest, sampleIndex: number): Promise<ChatOutcome> => {
       const outcome = await this.chat.complete(request, sampleIndex);
       usage.requests++;
       if (outcome.ok) {
-        if (outcome.cached) usage.cachedRequests++;
-        else {
-          usage.promptTokens += outcome.completion.usage?.prompt_tokens ?? 0;
-          usage.completionTokens += outcome.completion.usage?.completion_tokens ?? 0;
-          usage.costUsd += outcome.costUsd;
-        }
+        usage.promptTokens += outcome.completion.usage?.prompt_tokens ?? 0;
+        usage.completionTokens += outcome.completion.usage?.completion_tokens ?? 0;
+        usage.costUsd += this.chat.costOf(outcome.completion.usage);
       }
       return outcome;
     };

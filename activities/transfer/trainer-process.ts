@@ -3,7 +3,7 @@
 // events into heartbeats, kills the whole group when the activity is cancelled, and resumes from the
 // newest checkpoint when an attempt is retried.
 import { spawn } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { ApplicationFailure } from '@temporalio/common';
@@ -75,6 +75,8 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
   let error: Extract<TrainerEvent, { event: 'error' }> | undefined;
   let beat: TrainerHeartbeat = { step: previous?.step ?? 0, total: previous?.total ?? 0, checkpoint: previous?.checkpoint };
   const lines = readline.createInterface({ input: child.stdout! });
+  // Every event also goes to <runDir>/events.jsonl, so a run can be inspected after the fact.
+  const eventLog = createWriteStream(path.join(runDir, 'events.jsonl'), { flags: 'a' });
   lines.on('line', (line) => {
     let event: TrainerEvent;
     try {
@@ -83,6 +85,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
       log.debug(`${command} stdout: ${line}`);
       return;
     }
+    eventLog.write(JSON.stringify({ command, at: new Date().toISOString(), ...event }) + '\n');
     if (event.event === 'progress') {
       beat = { ...beat, step: event.step, total: event.total, loss: event.loss, tokensPerSecond: event.tokens_per_s };
       ctx?.heartbeat(beat);
@@ -117,6 +120,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
   });
   ctx?.cancellationSignal.removeEventListener('abort', onCancel);
   if (liveness) clearInterval(liveness);
+  await new Promise<void>((resolve) => eventLog.end(resolve));
   await fs.rm(path.join(runDir, 'trainer.pid'), { force: true });
 
   if (ctx?.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');

@@ -41,6 +41,8 @@ export interface TeacherSimulatorOptions {
   massivePath?: string;
   errorModel?: Partial<ErrorModelConfig>;
   faults?: FaultConfig;
+  /** Called when a chat request arrives (before any injected latency), e.g. for tests that time a crash. */
+  onChatRequest?: (info: { hash: string; attempt: number }) => void;
 }
 
 export interface TeacherSimulatorStats {
@@ -63,6 +65,8 @@ export interface TeacherSimulatorStats {
   answeredByContentHash: Record<string, number>;
   /** Content hashes answered more than once: what a client cache should keep at 0. */
   repeatedAnswers: number;
+  /** Requests whose client hung up before the answer was ready: not answered, not counted as served. */
+  abandoned: number;
 }
 
 export interface RunningTeacherSimulator {
@@ -92,6 +96,7 @@ function emptyStats(): TeacherSimulatorStats {
     receivedByContentHash: {},
     answeredByContentHash: {},
     repeatedAnswers: 0,
+    abandoned: 0,
   };
 }
 
@@ -139,7 +144,12 @@ export async function startTeacherSimulator(options: TeacherSimulatorOptions = {
     const hash = contentHash(raw);
     const attempt = (stats.receivedByContentHash[hash] = (stats.receivedByContentHash[hash] ?? 0) + 1);
     const fault = new SeededRandom(seed, 'fault', hash, attempt);
+    options.onChatRequest?.({ hash, attempt });
     if (faults.latencyMs > 0) await sleep(faults.latencyMs * fault.between(0.5, 1.5));
+    if (res.destroyed || req.socket.destroyed) {
+      stats.abandoned++;
+      return;
+    }
 
     const u = fault.next();
     if (u < faults.rate429) {
