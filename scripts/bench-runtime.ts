@@ -4,7 +4,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { loadMassiveTask } from '../tasks/massive';
+import { parseCall } from '../tasks/call-format';
+import { loadMassiveTask, massiveGoldCall } from '../tasks/massive';
 import { DecodeOptions, StudentModel, StudentPrediction } from '../runtime/student';
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -67,8 +68,13 @@ async function main() {
       const batchStarted = performance.now();
       const batched = await model.predictBatch(inputs, { constrained, batchSize });
       const batchSeconds = (performance.now() - batchStarted) / 1000;
-      const valid = single.predictions.filter((p) => p.call).length;
-      const exact = dev.filter((e, i) => single.predictions[i].call?.name === e.intent).length;
+      const metrics = task.metrics(
+        dev.map((e, i) => {
+          const parsed = parseCall(single.predictions[i].text);
+          return { gold: massiveGoldCall(e), prediction: parsed.ok ? parsed.call : undefined, schemaValid: single.predictions[i].call !== undefined };
+        }),
+      );
+      const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
       const sameAsBatch = single.predictions.filter((p, i) => p.text === batched[i].text).length;
       const { latencies, prefills } = single;
       console.log(
@@ -77,8 +83,8 @@ async function main() {
           `  ${(single.tokens / single.seconds).toFixed(0)} tok/s`,
       );
       console.log(
-        `  ${label} batch ${batchSize}: ${(inputs.length / batchSeconds).toFixed(1)} req/s   schema-valid ${valid}/${inputs.length}` +
-          `  intent right ${exact}/${inputs.length}  batch == single ${sameAsBatch}/${inputs.length}`,
+        `  ${label} batch ${batchSize}: ${(inputs.length / batchSeconds).toFixed(1)} req/s   batch == single ${sameAsBatch}/${inputs.length}` +
+          `   schema-valid ${pct(metrics.schemaValidRate)}  intent ${pct(metrics.intentAccuracy)}  slot F1 ${pct(metrics.slotF1)}  exact ${pct(metrics.exactMatch)}`,
       );
       answers.set(`${folder}|${constrained}`, single.predictions.map((p) => p.text));
     }

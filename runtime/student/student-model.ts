@@ -129,8 +129,9 @@ export class StudentModel {
   }
 
   /**
-   * Many requests in left-padded batches of similar prompt length; answers come back in input order and
-   * are the same as one request at a time.
+   * Many requests in left-padded batches of similar prompt length; answers come back in input order and,
+   * for a float32 graph, are the same as one request at a time. A dynamically quantized int8 graph picks
+   * its activation scales per batch tensor, so there a few answers can differ from single requests.
    */
   async predictBatch(inputs: readonly string[], options: BatchDecodeOptions = {}): Promise<StudentPrediction[]> {
     const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
