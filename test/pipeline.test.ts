@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { startPipeline, pipelineProgress } from '../client';
 import { InvalidConfigError } from '../config/pipeline';
 import type { SupertinyEnv } from '../config/env';
@@ -86,11 +87,17 @@ describe('distillation pipeline on a real Temporal server', () => {
   }, 600_000);
 
   test('a recorded history of the pipeline replays without a determinism error', async () => {
-    const handle = server.client.workflow.getHandle(`${(await firstWorkflowId())}`);
-    const history = await handle.fetchHistory();
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history);
+    const workflowId = await firstWorkflowId();
+    const history = await server.client.workflow.getHandle(workflowId).fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, workflowId);
+    // SUPERTINY_RECORD_HISTORY=path saves this run's history (how test/fixtures/pipeline-history.json was made).
+    if (process.env.SUPERTINY_RECORD_HISTORY) {
+      const shown = await run(env.temporalCli, ['workflow', 'show', '--workflow-id', workflowId, '--output', 'json', '--address', server.address], { maxBuffer: 64 << 20 });
+      await fs.writeFile(process.env.SUPERTINY_RECORD_HISTORY, JSON.stringify({ workflowId, history: JSON.parse(shown.stdout) }));
+    }
+    // A history recorded from an earlier version of the workflows: today's code must still replay it.
     const fixture = JSON.parse(await fs.readFile(path.join(__dirname, 'fixtures', 'pipeline-history.json'), 'utf8'));
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture);
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, historyFromJSON(fixture.history), fixture.workflowId);
   }, 120_000);
 
   async function firstWorkflowId(): Promise<string> {
