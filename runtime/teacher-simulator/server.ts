@@ -41,8 +41,8 @@ export interface TeacherSimulatorOptions {
   massivePath?: string;
   errorModel?: Partial<ErrorModelConfig>;
   faults?: FaultConfig;
-  /** Called when a chat request arrives (before any injected latency), e.g. for tests that time a crash. */
-  onChatRequest?: (info: { hash: string; attempt: number }) => void;
+  /** Awaited when a chat request arrives (before any injected latency), e.g. by tests that time a crash. */
+  onChatRequest?: (info: { hash: string; attempt: number }) => void | Promise<void>;
 }
 
 export interface TeacherSimulatorStats {
@@ -144,9 +144,10 @@ export async function startTeacherSimulator(options: TeacherSimulatorOptions = {
     const hash = contentHash(raw);
     const attempt = (stats.receivedByContentHash[hash] = (stats.receivedByContentHash[hash] ?? 0) + 1);
     const fault = new SeededRandom(seed, 'fault', hash, attempt);
-    options.onChatRequest?.({ hash, attempt });
+    await options.onChatRequest?.({ hash, attempt });
     if (faults.latencyMs > 0) await sleep(faults.latencyMs * fault.between(0.5, 1.5));
-    if (res.destroyed || req.socket.destroyed) {
+    // A client that died (e.g. SIGKILL) has closed its side: the socket has ended or is gone.
+    if (res.destroyed || req.socket.destroyed || req.socket.readableEnded) {
       stats.abandoned++;
       return;
     }
