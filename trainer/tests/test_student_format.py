@@ -90,3 +90,12 @@ def test_utterance_file_rejects_duplicate_ids(tmp_path):
     path = write_jsonl(tmp_path / "u.jsonl", [{"id": "1", "utterance": "a"}, {"id": "1", "utterance": "b"}])
     with pytest.raises(DataError, match="line 2: duplicate id"):
         load_utterances(path)
+
+
+def test_a_repeated_slot_prints_as_a_repeated_key_like_the_typescript_printer():
+    from supertiny_trainer.student.text_format import compact_call
+
+    assert (
+        compact_call("qa_currency", {"currency_name": ["dollars", "euros"], "date": "today"})
+        == 'qa_currency(currency_name="dollars", currency_name="euros", date="today")'
+    )

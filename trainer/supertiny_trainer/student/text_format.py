@@ -51,6 +51,14 @@ class StudentTemplate:
 
 
 def compact_call(name: str, arguments: dict[str, Any]) -> str:
-    """`name(key="value", key2="value2")`, keys in the arguments' order, values as JSON literals."""
-    rendered = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in arguments.items())
+    """`name(key="value", key2="value2")`, keys in the arguments' order, values as JSON literals.
+
+    A slot given twice arrives as a list in the tool call's JSON (`{"currency_name": ["dollars", "euros"]}`)
+    and is printed as a repeated key, as tasks/call-format.ts does: `currency_name="dollars", currency_name="euros"`.
+    """
+    rendered = ", ".join(
+        f"{key}={json.dumps(item, ensure_ascii=False)}"
+        for key, value in arguments.items()
+        for item in (value if isinstance(value, list) else [value])
+    )
     return f"{name}({rendered})"
