@@ -12,7 +12,11 @@ interface Fine {
   extra: string;
 }
 
-/** Progress of the stage's running activity, from its last heartbeat ({step,total} or {next,total}). */
+/**
+ * Progress of the stage's running trainer activity, from its last heartbeat ({step, total}). Short
+ * activities (a label batch takes seconds) finish between throttled heartbeats, so for them the stage's
+ * own counts (batches done) are the better bar.
+ */
 async function activityProgress(client: Client, workflowId: string, stage: string): Promise<Fine | undefined> {
   const child = client.workflow.getHandle(`${workflowId}/${stage}`);
   const description = await child.describe().catch(() => undefined);
@@ -20,7 +24,7 @@ async function activityProgress(client: Client, workflowId: string, stage: strin
     const payload = pending.heartbeatDetails?.payloads?.[0];
     if (!payload) continue;
     const details = defaultPayloadConverter.fromPayload<Record<string, unknown>>(payload as never);
-    const done = Number(details.step ?? details.next);
+    const done = Number(details.step);
     const total = Number(details.total);
     if (!Number.isFinite(done) || !Number.isFinite(total) || total <= 0) continue;
     const extra = [
@@ -52,7 +56,7 @@ export async function watchPipeline(client: Client, handle: WorkflowHandle, opti
         bar?.stop();
         label = nextLabel;
         bar = new SingleBar(
-          { format: `${label.padEnd(30).slice(0, 30)} [{bar}] {value}/{total} {extra}`, stream, noTTYOutput: true, notTTYSchedule: 15000 },
+          { format: `${label.padEnd(30).slice(0, 30)} [{bar}] {value}/{total} eta {eta_formatted} {extra}`, stream, noTTYOutput: true, notTTYSchedule: 15000 },
           Presets.shades_classic,
         );
         bar.start(total, done, { extra: '' });

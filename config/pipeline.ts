@@ -24,7 +24,7 @@ export const TeacherConfigSchema = z
     temperature: z.number().min(0).max(2).default(0.7),
     samples: positiveInt.max(16).default(5).describe('n samples per input for rejection sampling'),
     voteThreshold: fraction.default(0.8).describe('share of samples that must agree on the answer'),
-    concurrency: positiveInt.max(256).default(8),
+    concurrency: positiveInt.max(256).default(16),
     timeoutMs: positiveInt.default(30000),
     maxRetries: z.number().int().min(0).max(20).default(6),
     maxSteps: positiveInt.max(8).default(4),
@@ -43,11 +43,11 @@ export const TeacherConfigSchema = z
 export const StudentConfigSchema = z
   .object({
     baseModelPath: z.string().min(1).optional().describe('a local model folder (e.g. Qwen2.5-0.5B-Instruct); unset = tiny model from config'),
-    hiddenSize: positiveInt.default(256),
+    hiddenSize: positiveInt.default(192),
     layers: positiveInt.default(4),
-    heads: positiveInt.default(4),
+    heads: positiveInt.default(6),
     kvHeads: positiveInt.default(2),
-    intermediateSize: positiveInt.default(768),
+    intermediateSize: positiveInt.default(512),
     vocabSize: positiveInt.default(2048),
   })
   .strict();
@@ -58,18 +58,22 @@ export const TransferConfigSchema = z
   .object({
     steps: z.array(TransferStepSchema).min(1).default(['sft']),
     student: StudentConfigSchema.default(StudentConfigSchema.parse({})),
-    epochs: z.number().positive().default(6),
-    learningRate: z.number().positive().default(1e-3),
+    // Sized so that `npm run demo` (full MASSIVE train) trains in about 10 minutes on 2 CPU cores.
+    epochs: z.number().positive().default(4),
+    learningRate: z.number().positive().default(3e-3),
     dpoEpochs: z.number().positive().default(1),
     dpoLearningRate: z.number().positive().default(5e-5),
     kdTeacher: StudentConfigSchema.default(
-      StudentConfigSchema.parse({ hiddenSize: 384, layers: 6, heads: 6, kvHeads: 2, intermediateSize: 1152 }),
+      StudentConfigSchema.parse({ hiddenSize: 256, layers: 6, heads: 8, kvHeads: 2, intermediateSize: 768 }),
     ).describe('shape of the larger white-box student trained first for kd'),
     batchSize: positiveInt.default(32),
     maxSteps: positiveInt.optional().describe('stop each training step after this many optimizer steps'),
-    checkpointEvery: positiveInt.default(100),
+    checkpointEvery: positiveInt.default(200),
     seed: z.number().int().default(1234),
-    trainer: z.record(z.string(), z.unknown()).default({}).describe('extra fields passed to the trainer config'),
+    trainer: z
+      .record(z.string(), z.unknown())
+      .default({ warmup_ratio: 0.03, weight_decay: 0.01 })
+      .describe('extra fields passed to the trainer config (see trainer/README.md)'),
   })
   .strict();
 
