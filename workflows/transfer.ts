@@ -30,7 +30,13 @@ export async function transferStage({ config, prototype }: TransferStageInput): 
     }
     await reportStageProgress({ stage: 'transfer', step, done: 2 + i, total });
     const trained = await gpu.trainStudent({ config, step, model, prototype, tokenizer, teacherModel: step === 'kd' ? kdTeacher : undefined });
-    steps.push({ step, model: trained.model, metrics: trained.metrics });
+    // Dev quality after every step, so the value of each step is visible in the result and the report.
+    const dev = await gpu.scoreStudentOnDev({ config, model: trained.model, dev: prototype.data.dev });
+    steps.push({
+      step,
+      model: trained.model,
+      metrics: { ...trained.metrics, dev_exact_match: dev.exactMatch, dev_intent_accuracy: dev.intentAccuracy, dev_slot_f1: dev.slotF1 },
+    });
     model = trained.model;
   }
   return { tokenizer, steps, student: model };

@@ -82,7 +82,38 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
     }
   }
 
+  /** The PyTorch student's answers through the trainer's `predict`, parsed and checked against the task. */
+  async function predictWithTrainer(config: PipelineConfig, model: ArtifactRef, gold: readonly GoldExample[], latencySamples: number, runDir: string) {
+    const { task } = await resources.massive(config);
+    const modelDir = await localFolder(model);
+    const inputsFile = path.join(runDir, 'predict-inputs.jsonl');
+    await fs.writeFile(inputsFile, gold.map((g) => JSON.stringify({ id: g.id, utterance: g.text })).join('\n') + '\n');
+    const done = await runTrainer({ env, command: 'predict', runDir, config: { model: modelDir, data: inputsFile, latency_samples: latencySamples } });
+    const rows = (await fs.readFile(done.outputs.predictions, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; prediction: string });
+    const predictions = new Map(
+      rows.map((r) => {
+        const parsed = parseCall(r.prediction);
+        const valid = parsed.ok && task.validateCall(parsed.call).ok;
+        return [r.id, { call: valid && parsed.ok ? parsed.call : undefined, schemaValid: valid }];
+      }),
+    );
+    return { predictions, metrics: done.metrics };
+  }
+
   return {
+    /** Dev quality of a PyTorch checkpoint after a transfer step, so the value of each step is visible. */
+    async scoreStudentOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
+      const key = outputKey('scoreStudentOnDev', { model: model.sha256, dev: dev.sha256 });
+      const { value } = await store.memo(key, async () => {
+        const gold = await store.readJsonl<GoldExample>(dev);
+        const { predictions } = await predictWithTrainer(config, model, gold, 0, await store.workDir(key));
+        const m = callMetrics(scoreRows(gold, predictions));
+        return { score: await store.putJson('dev-score', m), exactMatch: m.exactMatch, intentAccuracy: m.intentAccuracy, slotF1: m.slotF1, schemaValidRate: m.schemaValidRate, count: m.count };
+      });
+      const { score: _score, ...rest } = value;
+      return rest as DevScore;
+    },
+
     async scoreOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
       const key = outputKey('scoreOnDev', { model: model.sha256, dev: dev.sha256 });
       const { value } = await store.memo(key, async () => {
@@ -148,24 +179,13 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         // The PyTorch student checkpoint, through the trainer's `predict` (eager mode, batch 1 for latency).
         heartbeat('student', 1, total);
         const studentDir = await localFolder(transfer.student);
-        const runDir = await store.workDir(key);
-        const inputsFile = path.join(runDir, 'predict-inputs.jsonl');
-        await fs.writeFile(inputsFile, gold.map((g) => JSON.stringify({ id: g.id, utterance: g.text })).join('\n') + '\n');
-        const done = await runTrainer({ env, command: 'predict', runDir, config: { model: studentDir, data: inputsFile, latency_samples: latencyGold.length } });
-        const rows = (await fs.readFile(done.outputs.predictions, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; prediction: string });
-        const studentPredictions = new Map(
-          rows.map((r) => {
-            const parsed = parseCall(r.prediction);
-            const valid = parsed.ok && task.validateCall(parsed.call).ok;
-            return [r.id, { call: valid && parsed.ok ? parsed.call : undefined, schemaValid: valid }];
-          }),
-        );
-        const params = Number(done.metrics.parameters ?? NaN);
+        const pytorch = await predictWithTrainer(config, transfer.student, gold, latencyGold.length, await store.workDir(key));
+        const params = Number(pytorch.metrics.parameters ?? NaN);
         models.student = {
-          ...metricsRow(callMetrics(scoreRows(gold, studentPredictions))),
-          latency_ms_p50: Number(done.metrics.latency_ms_p50),
-          latency_ms_p95: Number(done.metrics.latency_ms_p95),
-          throughput_rps: Number(done.metrics.latency_throughput_rps ?? 0),
+          ...metricsRow(callMetrics(scoreRows(gold, pytorch.predictions))),
+          latency_ms_p50: Number(pytorch.metrics.latency_ms_p50),
+          latency_ms_p95: Number(pytorch.metrics.latency_ms_p95),
+          throughput_rps: Number(pytorch.metrics.latency_throughput_rps ?? 0),
           params: Number.isFinite(params) ? params : null,
           bytes: await folderBytes(studentDir, (n) => n.endsWith('.safetensors') || n.endsWith('.bin')),
           latency_note: `PyTorch eager, unconstrained greedy, batch 1, ${latencyGold.length} sequential requests (measured by the trainer)`,
@@ -201,6 +221,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           config,
           models,
           gates: compress.gates,
+          transfer: transfer.steps.map((t) => ({ step: t.step, dev_exact_match: t.metrics.dev_exact_match ?? null, dev_intent_acc: t.metrics.dev_intent_accuracy ?? null })),
           prototype: prototype.summary,
           createdAt: new Date().toISOString(),
         };
