@@ -24,7 +24,7 @@ from massive_fixtures import (  # noqa: E402
 INTENTS = ["alarm_set", "weather_query", "play_music"]
 TINY_ARCHITECTURE = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 128}
 # Enough steps for the tiny model to memorize 24 samples; the resume test interrupts it after step 50.
-SFT_CONFIG = {"max_steps": 150, "batch_size": 8, "learning_rate": 0.003, "save_steps": 50, "logging_steps": 10,
+SFT_CONFIG = {"max_steps": 150, "batch_size": 8, "learning_rate": 0.005, "save_steps": 50, "logging_steps": 10,
               "num_threads": 1, "seed": 0}
 
 

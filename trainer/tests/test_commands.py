@@ -139,12 +139,15 @@ def test_sft_puts_the_loss_on_the_answer_tokens_only(tiny, tmp_path):
 
 def test_predict_returns_the_memorized_calls_in_input_order(tiny):
     run = run_cli("predict", {"model": str(tiny.sft_model), "data": str(tiny.utterances), "batch_size": 10,
-                              "num_threads": 1}, tiny.root / "predict")
+                              "num_threads": 1, "latency_samples": 4}, tiny.root / "predict")
     assert run.returncode == 0, run.stderr[-2000:]
     rows = list(read_jsonl(run.done["outputs"]["predictions"]))
     assert [r["id"] for r in rows] == [r["id"] for r in tiny.records]
     assert exact_match([r["prediction"] for r in rows], tiny.records) >= 0.9
     assert run.of("progress")[-1]["step"] == len(tiny.records)
+    metrics = run.done["metrics"]
+    assert metrics["examples"] == len(tiny.records) and metrics["latency_samples"] == 4
+    assert 0 < metrics["latency_ms_p50"] <= metrics["latency_ms_p95"]
 
 
 def test_export_matches_pytorch_and_decodes_with_its_kv_cache(tiny, exported):
@@ -224,6 +227,7 @@ def test_dpo_raises_the_preferred_over_the_rejected_call(tiny):
 
 
 def _teacher_student_kl(teacher_dir: Path, student_dir: Path, samples) -> float:
+    """Mean KL(teacher || student) over the positions that predict answer tokens."""
     import torch
 
     from supertiny_trainer.student.model_folder import load_student
@@ -231,10 +235,11 @@ def _teacher_student_kl(teacher_dir: Path, student_dir: Path, samples) -> float:
     teacher, student = load_student(teacher_dir), load_student(student_dir)
     t, total = teacher.template, 0.0
     for s in samples:
+        prompt_length = len(teacher.tokenizer(t.prompt(s.utterance), add_special_tokens=False)["input_ids"])
         ids = torch.tensor([teacher.tokenizer(t.prompt(s.utterance) + t.target(s.call), add_special_tokens=False)["input_ids"]])
         with torch.no_grad():
-            p = torch.log_softmax(teacher.model(ids).logits, -1)
-            q = torch.log_softmax(student.model(ids).logits, -1)
+            p = torch.log_softmax(teacher.model(ids).logits[0, prompt_length - 1:-1], -1)
+            q = torch.log_softmax(student.model(ids).logits[0, prompt_length - 1:-1], -1)
         total += (p.exp() * (p - q)).sum(-1).mean().item()
     return total / len(samples)
 
@@ -251,3 +256,19 @@ def test_kd_moves_the_student_toward_the_teacher(tiny):
     before = _teacher_student_kl(tiny.sft_model, tiny.init_model, samples[:8])
     after = _teacher_student_kl(tiny.sft_model, Path(run.done["outputs"]["model"]), samples[:8])
     assert after < before / 2
+
+
+def test_tokenizer_gives_a_slot_value_the_same_tokens_as_in_the_utterance(tiny):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tiny.tokenizer_dir / "tokenizer.json"))
+    record = next(r for r in tiny.records if "[time : nine am]" in r["annot_utt"])
+    utterance = tokenizer.encode(record["utt"], add_special_tokens=False).tokens
+    call = tokenizer.encode(gold_call(record), add_special_tokens=False).tokens
+    value = tokenizer.encode("nine am", add_special_tokens=False).tokens
+    assert len(value) >= 2  # "nine", " ", "am": the space is its own token
+
+    def contains(haystack, needle):
+        return any(haystack[i:i + len(needle)] == needle for i in range(len(haystack) - len(needle) + 1))
+
+    assert contains(utterance, value) and contains(call, value)

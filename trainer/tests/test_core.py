@@ -112,3 +112,28 @@ def test_topk_kl_is_zero_for_identical_logits_and_matches_full_kl_when_k_is_the_
     assert torch.allclose(kl, expected, atol=1e-4)
     assert torch.allclose(total, kl, atol=1e-6)  # alpha=0: the KL term alone
     assert ce.item() > 0
+
+
+def test_length_grouped_sampler_replays_an_epoch_from_seed_and_epoch_alone():
+    import random
+
+    from supertiny_trainer.core.training import LengthGroupedEpochSampler
+
+    lengths = [random.Random(i).randint(5, 60) for i in range(203)]
+    sampler = LengthGroupedEpochSampler(lengths, batch_size=8, seed=3, megabatch_batches=4)
+    sampler.set_epoch(2)
+    first = list(sampler)
+    replay = LengthGroupedEpochSampler(lengths, batch_size=8, seed=3, megabatch_batches=4)
+    replay.set_epoch(2)
+    assert list(replay) == first
+    assert sorted(first) == list(range(203))
+    sampler.set_epoch(3)
+    assert list(sampler) != first
+
+    def padded(order):
+        return sum(max(lengths[i] for i in order[j:j + 8]) * len(order[j:j + 8]) for j in range(0, len(order), 8))
+
+    shuffled = list(range(203))
+    random.Random(0).shuffle(shuffled)
+    assert padded(first) < 0.8 * padded(shuffled)
+    assert len(first) % 8 == 203 % 8 and all(len(set(first[j:j + 8])) == 8 for j in range(0, 200, 8))

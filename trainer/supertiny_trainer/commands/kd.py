@@ -17,7 +17,7 @@ from ..core.runtime import set_threads
 from ..core.training import run_training
 from ..student.datasets import load_sft_samples
 from ..student.model_folder import load_student
-from .sft import SftConfig, finish, prompt_completion_dataset, sft_arguments
+from .sft import SftConfig, finish, prompt_completion_dataset, sft_arguments, student_sft_trainer_class
 
 
 @dataclass
@@ -56,9 +56,7 @@ def topk_distillation_loss(student_logits, teacher_logits, labels, top_k: int, a
 
 
 def _distillation_trainer_class():
-    from trl import SFTTrainer
-
-    class TopKDistillationTrainer(SFTTrainer):
+    class TopKDistillationTrainer(student_sft_trainer_class()):
         loss_is_scaled_for_ga = True  # compute_loss divides by the tokens of the whole accumulated batch
 
         def __init__(self, *args, teacher, top_k: int, alpha: float, temperature: float, **kwargs):
@@ -115,6 +113,7 @@ class KdRunner:
             top_k=self.config.top_k,
             alpha=self.config.alpha,
             temperature=self.config.temperature,
+            group_by_length=self.config.group_by_length,
         )
         metrics = run_training(trainer, store, self.context.events, resume_from)
         metrics.update({"top_k": self.config.top_k, "alpha": self.config.alpha, "temperature": self.config.temperature,

@@ -13,7 +13,7 @@ from ..core.checkpoints import CheckpointStore
 from ..core.command import CommandResult, RunContext
 from ..core.errors import ConfigError
 from ..core.runtime import set_threads
-from ..core.training import TrainingConfig, run_training, training_arguments
+from ..core.training import LengthGroupedTrainerMixin, TrainingConfig, run_training, training_arguments
 from ..student.datasets import SftSample, load_sft_samples
 from ..student.model_folder import StudentModel, load_student, parameter_count, save_student
 from ..student.text_format import StudentTemplate
@@ -51,6 +51,18 @@ def sft_arguments(config: TrainingConfig, store: CheckpointStore, template: Stud
     )
 
 
+def student_sft_trainer_class():
+    """TRL's SFTTrainer with the resumable length-grouped sampler."""
+    from trl import SFTTrainer
+
+    class StudentSFTTrainer(LengthGroupedTrainerMixin, SFTTrainer):
+        def __init__(self, *args, group_by_length: bool = True, **kwargs):
+            self.group_by_length = group_by_length
+            super().__init__(*args, **kwargs)
+
+    return StudentSFTTrainer
+
+
 def finish(student: StudentModel, trained_model: Any, context: RunContext, metrics: dict[str, Any]) -> CommandResult:
     destination = context.run_dir / "model"
     save_student(trained_model, student.tokenizer, student.template, destination)
@@ -64,18 +76,17 @@ class SftRunner:
         self.context = context
 
     def run(self) -> CommandResult:
-        from trl import SFTTrainer
-
         set_threads(self.config.num_threads)
         samples, report = load_sft_samples(self.config.data)
         student = load_student(self.config.model)
         store = CheckpointStore(self.context.run_dir, keep=self.config.keep_checkpoints)
         resume_from = store.prepare(self.context.resume)
-        trainer = SFTTrainer(
+        trainer = student_sft_trainer_class()(
             model=student.model,
             args=sft_arguments(self.config, store, student.template),
             train_dataset=prompt_completion_dataset(samples, student.template),
             processing_class=student.tokenizer,
+            group_by_length=self.config.group_by_length,
         )
         metrics = run_training(trainer, store, self.context.events, resume_from)
         metrics.update(report.as_metrics("samples"))

@@ -19,6 +19,9 @@ class TokenizerConfig:
     vocab_size: int = 2048
     min_frequency: int = 2
     model_max_length: int = 256
+    # A space is its own token, so a word has the same tokens in the utterance (" vegas") and inside a quoted
+    # slot value ("vegas"): the student copies token ids instead of learning a second spelling of every word.
+    isolate_spaces: bool = True
 
     def validate(self) -> None:
         if not self.data:
@@ -38,7 +41,11 @@ class TokenizerTrainer:
 
         texts, report = load_tokenizer_texts(self.config.data)
         tokenizer = Tokenizer(models.BPE())
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.pre_tokenizer = (
+            pre_tokenizers.Sequence([pre_tokenizers.Split(" ", behavior="isolated"), byte_level])
+            if self.config.isolate_spaces else byte_level
+        )
         tokenizer.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=self.config.vocab_size,

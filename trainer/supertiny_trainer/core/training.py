@@ -42,6 +42,7 @@ class TrainingConfig:
     logging_steps: int = 10
     save_steps: int = 200
     keep_checkpoints: int = 2
+    group_by_length: bool = True  # batches of similar length: about half the padding compute on short samples
     bf16: bool = False  # mixed precision on GPUs that support it
     num_threads: int | None = None  # CPU threads for torch; default min(cores, 8)
 
@@ -92,6 +93,54 @@ def training_arguments(args_class: type, config: TrainingConfig, store: Checkpoi
         remove_unused_columns=False,
         **extra,
     )
+
+
+class LengthGroupedEpochSampler:
+    """Sample order with batches of similar length, a function of (seed, epoch) only.
+
+    Depending on nothing but the seed and the epoch (not the global RNG) is what lets a resumed run replay
+    the interrupted epoch's order exactly. Full batches come in random order; the one partial batch is last.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, megabatch_batches: int = 64):
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.megabatch = batch_size * megabatch_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        grouped = []
+        for start in range(0, len(order), self.megabatch):
+            grouped += sorted(order[start : start + self.megabatch], key=lambda i: self.lengths[i], reverse=True)
+        batches = [grouped[i : i + self.batch_size] for i in range(0, len(grouped), self.batch_size)]
+        partial = batches.pop() if len(batches[-1]) < self.batch_size else None
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        if partial:
+            shuffled.append(partial)
+        return iter([i for batch in shuffled for i in batch])
+
+
+class LengthGroupedTrainerMixin:
+    """Mixed into a (TRL) Trainer: uses LengthGroupedEpochSampler when the config asks for it."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not getattr(self, "group_by_length", False) or "input_ids" not in dataset.column_names:
+            return super()._get_train_sampler(train_dataset)
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return LengthGroupedEpochSampler(lengths, batch, seed=self.args.data_seed or self.args.seed)
 
 
 class EventCallback(TrainerCallback):
