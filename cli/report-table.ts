@@ -1,16 +1,7 @@
 // Prints report.json's model comparison as a plain table on stdout.
 import { promises as fs } from 'node:fs';
+import type { ModelReport as ModelRow } from '../activities/evaluate/report';
 
-interface ModelRow {
-  intent_acc: number;
-  slot_f1: number;
-  exact_match: number;
-  schema_valid: number;
-  latency_ms_p50: number;
-  latency_ms_p95: number;
-  params: number | null;
-  bytes: number | null;
-}
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const num = (x: number | null) => (x === null || x === undefined ? '-' : x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)}k` : String(x));
