@@ -58,8 +58,8 @@ export const TransferConfigSchema = z
   .object({
     steps: z.array(TransferStepSchema).min(1).default(['sft']),
     student: StudentConfigSchema.default(StudentConfigSchema.parse({})),
-    // Sized so that `npm run demo` (full MASSIVE train) trains in about 10 minutes on 2 CPU cores.
-    epochs: z.number().positive().default(4),
+    // Sized so that `npm run demo` (full MASSIVE train) trains in about 8 minutes on 2 quiet CPU cores.
+    epochs: z.number().positive().default(8),
     learningRate: z.number().positive().default(3e-3),
     dpoEpochs: z.number().positive().default(1),
     dpoLearningRate: z.number().positive().default(5e-5),

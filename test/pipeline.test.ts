@@ -8,7 +8,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
-import { startPipeline, pipelineProgress } from '../client';
+import { startPipeline, pipelineProgress, cancelPipeline } from '../client';
 import { InvalidConfigError } from '../config/pipeline';
 import type { SupertinyEnv } from '../config/env';
 import { ArtifactStore } from '../artifacts/store';
@@ -116,6 +116,32 @@ describe('distillation pipeline on a real Temporal server', () => {
     expect(err).toBeInstanceOf(WorkflowFailedError);
     expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/teacher\.samples/);
   }, 120_000);
+
+  test('a cancel update stops the pipeline cleanly and kills the running trainer', async () => {
+    const config = smallPipelineConfig('cancel-run', { teacher: { temperature: 0.55 }, transfer: { maxSteps: 2000, checkpointEvery: 100 } });
+    const handle = await startPipeline(server.client, config, { taskQueue });
+    const result = await withWorkers(workers, async () => {
+      for (;;) {
+        const progress = await pipelineProgress(handle).catch(() => undefined);
+        if (progress?.stage === 'transfer' && progress.step === 'sft') break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await new Promise((r) => setTimeout(r, 3000)); // the trainer process is running now
+      const ack = await cancelPipeline(handle, 'no longer needed');
+      expect(ack).toEqual({ accepted: true, stage: 'transfer' });
+      return handle.result();
+    });
+    expect(result).toMatchObject({ status: 'cancelled', cancelReason: 'no longer needed' });
+    expect(result.transfer).toBeUndefined();
+    expect(await pipelineProgress(handle)).toMatchObject({ status: 'cancelled', stage: 'transfer' });
+    // The sft run folder has no trainer left: its pid file goes when the process group is gone.
+    const work = path.join(env.dataDir, 'artifacts', 'work');
+    for (const dir of (await fs.readdir(work)).filter((d) => d.startsWith('train-sft-'))) {
+      await expect(fs.access(path.join(work, dir, 'trainer.pid'))).rejects.toThrow();
+    }
+    // A second cancel is refused: the pipeline is no longer running.
+    await expect(cancelPipeline(handle, 'again')).rejects.toThrow();
+  }, 600_000);
 
   test.each([
     ['corrupted', (file: string) => fs.writeFile(file, 'not the dataset anymore')],

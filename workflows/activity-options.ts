@@ -1,5 +1,5 @@
 // Activity options shared by the stage workflows: timeouts from the config, one CPU and one GPU queue.
-import { workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { PipelineConfig } from '../config/pipeline';
 
 /** Errors that retrying the same activity cannot fix. */
@@ -15,6 +15,8 @@ export function activityOptions(config: PipelineConfig, queue: 'cpu' | 'gpu'): A
     taskQueue: queue === 'gpu' ? gpuQueueOf(workflowInfo().taskQueue) : undefined,
     startToCloseTimeout: `${config.timeouts.activityMinutes} minutes`,
     heartbeatTimeout: `${config.timeouts.heartbeatSeconds} seconds`,
+    // A cancelled pipeline ends only after its activities stopped (e.g. the trainer process was killed).
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: {
       initialInterval: '1 second',
       backoffCoefficient: 2,
