@@ -12,6 +12,7 @@ import { startDevServer, type DevServer } from './dev-server';
 import { readConfigFile } from './config-file';
 import { watchPipeline } from './watch';
 import { connectClient, startPipeline, pipelineProgress, cancelPipeline } from '../client';
+import { Runtime } from '@temporalio/worker';
 import { createWorkers } from '../workers/worker';
 import { printReportTable } from './report-table';
 
@@ -41,6 +42,9 @@ async function withServer<T>(run: (server: DevServer) => Promise<T>): Promise<T>
 }
 
 async function demo(args: string[]) {
+  // Ctrl-C must cancel the pipeline first (which needs a running worker), then stop the worker:
+  // take signal handling away from the Temporal runtime, which would stop the workers at once.
+  Runtime.install({ shutdownSignals: [] });
   const env = readEnv();
   const configFile = flag(args, '--config');
   const config = configFile ? await readConfigFile(configFile) : parsePipelineConfig({});
