@@ -7,7 +7,6 @@ import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
-import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { startPipeline, pipelineProgress, cancelPipeline } from '../client';
 import { InvalidConfigError } from '../config/pipeline';
 import type { SupertinyEnv } from '../config/env';
@@ -97,7 +96,7 @@ describe('distillation pipeline on a real Temporal server', () => {
     }
     // A history recorded from an earlier version of the workflows: today's code must still replay it.
     const fixture = JSON.parse(await fs.readFile(path.join(__dirname, 'fixtures', 'pipeline-history.json'), 'utf8'));
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, historyFromJSON(fixture.history), fixture.workflowId);
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture.history, fixture.workflowId);
   }, 120_000);
 
   async function firstWorkflowId(): Promise<string> {
@@ -129,11 +128,13 @@ describe('distillation pipeline on a real Temporal server', () => {
       await new Promise((r) => setTimeout(r, 3000)); // the trainer process is running now
       const ack = await cancelPipeline(handle, 'no longer needed');
       expect(ack).toEqual({ accepted: true, stage: 'transfer' });
-      return handle.result();
+      const outcome = await handle.result();
+      // Queries are answered by a worker: ask while this one still runs.
+      expect(await pipelineProgress(handle)).toMatchObject({ status: 'cancelled', stage: 'transfer' });
+      return outcome;
     });
     expect(result).toMatchObject({ status: 'cancelled', cancelReason: 'no longer needed' });
     expect(result.transfer).toBeUndefined();
-    expect(await pipelineProgress(handle)).toMatchObject({ status: 'cancelled', stage: 'transfer' });
     // The sft run folder has no trainer left: its pid file goes when the process group is gone.
     const work = path.join(env.dataDir, 'artifacts', 'work');
     for (const dir of (await fs.readdir(work)).filter((d) => d.startsWith('train-sft-'))) {
