@@ -90,3 +90,23 @@ def test_config_file_that_is_not_json_is_a_config_error(tmp_path):
     code = main(["predict", "--config", str(config), "--run-dir", str(tmp_path / "run")], events_stream=stream)
     run = CliRun(code, parse_events(stream.getvalue()), stream.getvalue(), "")
     assert code != 0 and run.error["kind"] == "config" and "not valid JSON" in run.error["message"]
+
+
+def test_out_of_memory_failures_are_reported_as_oom(tmp_path, monkeypatch):
+    import io
+
+    import torch
+
+    from cli_harness import CliRun, parse_events
+    from supertiny_trainer import __main__ as cli
+    from supertiny_trainer.commands import predict
+
+    def exhausted(self):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(predict.Predictor, "run", exhausted)
+    config = write_config(tmp_path, "predict", {"model": str(tmp_path), "data": str(tmp_path / "u.jsonl")})
+    stream = io.StringIO()
+    code = cli.main(["predict", "--config", str(config), "--run-dir", str(tmp_path / "run")], events_stream=stream)
+    run = CliRun(code, parse_events(stream.getvalue()), stream.getvalue(), "")
+    assert code != 0 and run.error["kind"] == "oom" and "2.00 GiB" in run.error["message"]

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Benchmark of the embedded-default student on this machine: sft throughput, peak memory, dev accuracy.
+
+Trains on gold MASSIVE en-US train (sft.jsonl built from the annotations), through the same CLI the
+TypeScript adapter runs (tokenizer -> init -> sft -> predict -> export -> quantize), then scores dev:
+intent accuracy and exact match, for the PyTorch model (`predict`) and for the int8 ONNX model (greedy
+decoding with ONNX Runtime and its KV cache, as the TypeScript runtime does).
+
+  .venv/bin/python scripts/bench-trainer.py --out /tmp/bench [--epochs 6 --hidden 192 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINER = ROOT / "trainer"
+sys.path.insert(0, str(TRAINER / "tests"))  # the gold-data builder and ONNX decoder shared with the tests
+
+from massive_fixtures import gold_call, massive_records, sft_line, utterance_line, write_jsonl  # noqa: E402
+
+# The suggested embedded default (see trainer/README.md); every field can be overridden on the command line.
+DEFAULTS = {
+    "vocab_size": 2048, "hidden_size": 192, "num_layers": 4, "num_heads": 6, "num_kv_heads": 2,
+    "intermediate_size": 512, "epochs": 6.0, "learning_rate": 3e-3, "batch_size": 32, "warmup_ratio": 0.03,
+    "weight_decay": 0.01,
+}
+
+
+def run(command: str, config: dict, run_dir: Path, threads: int, rates: list | None = None,
+        resume: bool = False) -> tuple[dict, float]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / f"{command}.config.json"
+    config_path.write_text(json.dumps(config, indent=2))
+    env = {**os.environ, "PYTHONPATH": str(TRAINER), "OMP_NUM_THREADS": str(threads)}
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "supertiny_trainer", command, "--config", str(config_path),
+                             "--run-dir", str(run_dir)] + (["--resume"] if resume else []), stdout=subprocess.PIPE, stderr=open(run_dir / "stderr.log", "w"),
+                            text=True, env=env)
+    done = None
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == "progress" and command == "sft":
+            if rates is not None and event["step"] > 1:
+                rates.append(event["tokens_per_s"])
+            print(f"  sft step {event['step']}/{event['total']} loss {event['loss']:.4f} "
+                  f"{event['tokens_per_s']:.0f} tok/s", flush=True)
+        elif event["event"] == "error":
+            raise SystemExit(f"{command} failed: {event['kind']}: {event['message']} (see {run_dir}/stderr.log)")
+        elif event["event"] == "done":
+            done = event
+    proc.wait()
+    if proc.returncode != 0 or done is None:
+        raise SystemExit(f"{command} exited {proc.returncode} without done (see {run_dir}/stderr.log)")
+    return done, time.monotonic() - started
+
+
+def score(predictions: list[str], records: list[dict]) -> dict:
+    intent = sum(p.split("(", 1)[0] == r["intent"] for p, r in zip(predictions, records))
+    exact = sum(p == gold_call(r) for p, r in zip(predictions, records))
+    return {"intent_accuracy": round(intent / len(records), 4), "exact_match": round(exact / len(records), 4),
+            "examples": len(records)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/supertiny-bench"))
+    for name, value in DEFAULTS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2))
+    parser.add_argument("--dev-limit", type=int, default=None, help="score only the first N dev utterances")
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--skip-onnx", action="store_true", help="skip export, quantize and the int8 score")
+    args = parser.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+
+    train = massive_records("train", limit=args.train_limit)
+    dev = massive_records("dev", limit=args.dev_limit)
+    sft_data = write_jsonl(out / "data" / "sft.jsonl", [sft_line(r) for r in train])
+    dev_data = write_jsonl(out / "data" / "dev.jsonl", [utterance_line(r) for r in dev])
+    results: dict = {"config": vars(args) | {"out": str(out)}, "train_examples": len(train), "cpu_count": os.cpu_count()}
+
+    tok, tok_s = run("tokenizer", {"data": str(sft_data), "vocab_size": args.vocab_size}, out / "tokenizer", args.threads)
+    init, _ = run("init", {"tokenizer": tok["outputs"]["tokenizer"], "hidden_size": args.hidden_size,
+                           "num_layers": args.num_layers, "num_heads": args.num_heads,
+                           "num_kv_heads": args.num_kv_heads, "intermediate_size": args.intermediate_size},
+                  out / "init", args.threads)
+    print(f"student: {init['metrics']['parameters']:,} parameters, vocab {init['metrics']['vocab_size']}", flush=True)
+    rates: list[float] = []
+    sft, sft_s = run("sft", {"model": init["outputs"]["model"], "data": str(sft_data), "epochs": args.epochs,
+                             "learning_rate": args.learning_rate, "batch_size": args.batch_size,
+                             "warmup_ratio": args.warmup_ratio, "weight_decay": args.weight_decay,
+                             "num_threads": args.threads, "save_steps": 250, "logging_steps": 50},
+                     out / "sft", args.threads, rates, resume=True)  # rerunning the bench after a kill resumes
+    predict, predict_s = run("predict", {"model": sft["outputs"]["model"], "data": str(dev_data), "batch_size": 64,
+                                         "num_threads": args.threads}, out / "predict", args.threads)
+    rows = {r["id"]: r["prediction"] for r in map(json.loads, open(predict["outputs"]["predictions"]))}
+    results.update({
+        "parameters": init["metrics"]["parameters"],
+        "tokenizer_s": round(tok_s, 1),
+        "sft": {k: sft["metrics"][k] for k in ("steps", "epochs", "tokens_seen", "tokens_per_s", "train_runtime_s",
+                                               "resumed_from_step",
+                                               "peak_memory_bytes", "peak_memory_kind", "train_loss", "final_loss")},
+        "sft_wall_s": round(sft_s, 1),
+        # Per logging interval: the machine is shared, so the best intervals show the uncontended rate.
+        "sft_interval_tokens_per_s": {"median": sorted(rates)[len(rates) // 2] if rates else None,
+                                      "p90": sorted(rates)[int(len(rates) * 0.9)] if rates else None},
+        "predict": {"wall_s": round(predict_s, 1), **{k: predict["metrics"][k] for k in ("examples_per_s", "seconds")}},
+        "dev_pytorch": score([rows[r["id"]] for r in dev], dev),
+    })
+    print(f"dev (PyTorch fp32): {results['dev_pytorch']}", flush=True)
+
+    if not args.skip_onnx:
+        from onnx_greedy import OnnxStudent
+
+        export, export_s = run("export", {"model": sft["outputs"]["model"], "num_threads": args.threads},
+                               out / "export", args.threads)
+        quantize, _ = run("quantize", {"model": export["outputs"]["model"]}, out / "quantize", args.threads)
+        student = OnnxStudent(quantize["outputs"]["model"], threads=args.threads)
+        started = time.monotonic()
+        predictions = []
+        ordered = sorted(dev, key=lambda r: len(r["utt"]))
+        for i in range(0, len(ordered), 64):
+            predictions += student.generate([r["utt"] for r in ordered[i:i + 64]])
+        int8_s = time.monotonic() - started
+        results.update({
+            "export": {"wall_s": round(export_s, 1), "max_abs_diff": export["metrics"]["max_abs_diff"],
+                       "bytes": export["metrics"]["bytes"]},
+            "quantize": {k: quantize["metrics"][k] for k in ("bytes_before", "bytes_after", "check_top1_agreement")},
+            "dev_int8_onnx": {**score(predictions, ordered), "decode_s": round(int8_s, 1)},
+        })
+        print(f"dev (int8 ONNX): {results['dev_int8_onnx']}", flush=True)
+
+    results["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
