@@ -274,3 +274,32 @@ def test_tokenizer_with_isolated_spaces_gives_a_slot_value_the_same_tokens_as_in
         return any(haystack[i:i + len(needle)] == needle for i in range(len(haystack) - len(needle) + 1))
 
     assert contains(utterance, value) and contains(call, value)
+
+
+def test_prompt_loss_weight_adds_the_utterance_tokens_at_that_weight(tiny, tmp_path):
+    import torch
+
+    from supertiny_trainer.commands.sft import SftConfig, prompt_completion_dataset, sft_arguments, student_sft_trainer_class
+    from supertiny_trainer.core.checkpoints import CheckpointStore
+    from supertiny_trainer.student.datasets import load_sft_samples
+    from supertiny_trainer.student.model_folder import load_student
+
+    samples, _ = load_sft_samples(tiny.sft_data)
+    losses = {}
+    for weight in (0.0, 0.5, 1.0):
+        student = load_student(tiny.sft_model)
+        store = CheckpointStore(tmp_path / str(weight))
+        store.prepare(resume=False)
+        config = SftConfig(model=str(tiny.sft_model), data=str(tiny.sft_data), max_steps=1)
+        trainer = student_sft_trainer_class()(
+            model=student.model, args=sft_arguments(config, store, student.template, weight),
+            train_dataset=prompt_completion_dataset(samples, student.template), processing_class=student.tokenizer,
+            prompt_loss_weight=weight)
+        rows = [trainer.train_dataset[i] for i in range(4)]
+        batch = {k: v for k, v in trainer.data_collator(rows).items()}
+        with torch.no_grad():
+            losses[weight] = trainer.compute_loss(trainer.model.eval(), batch).item()
+    answer = losses[0.0]  # TRL's own answer-only loss
+    prompt = losses[1.0] - answer  # what the utterance tokens add per answer token
+    assert prompt > 0.1
+    assert abs(losses[0.5] - (answer + 0.5 * prompt)) < 1e-3

@@ -22,11 +22,16 @@ from ..student.text_format import StudentTemplate
 @dataclass
 class SftConfig(TrainingConfig):
     data: str = ""  # sft.jsonl (OpenAI chat fine-tuning format with tools)
+    # 0: loss on the answer tokens only. > 0: the utterance tokens also count, with this weight (an auxiliary
+    # language-modelling signal for a student trained from scratch on little data).
+    prompt_loss_weight: float = 0.0
 
     def validate(self) -> None:
         super().validate()
         if not self.data:
             raise ConfigError("config field 'data' is required (an sft.jsonl file)")
+        if not 0 <= self.prompt_loss_weight <= 1:
+            raise ConfigError(f"config field 'prompt_loss_weight' must be in [0, 1], got {self.prompt_loss_weight}")
 
 
 def prompt_completion_dataset(samples: list[SftSample], template: StudentTemplate) -> Any:
@@ -37,7 +42,8 @@ def prompt_completion_dataset(samples: list[SftSample], template: StudentTemplat
     )
 
 
-def sft_arguments(config: TrainingConfig, store: CheckpointStore, template: StudentTemplate) -> Any:
+def sft_arguments(config: TrainingConfig, store: CheckpointStore, template: StudentTemplate,
+                  prompt_loss_weight: float = 0.0) -> Any:
     from trl import SFTConfig as TrlSFTConfig
 
     return training_arguments(
@@ -45,7 +51,7 @@ def sft_arguments(config: TrainingConfig, store: CheckpointStore, template: Stud
         config,
         store,
         max_length=config.max_length,
-        completion_only_loss=True,
+        completion_only_loss=prompt_loss_weight == 0,  # otherwise StudentSFTTrainer weighs the prompt tokens
         packing=False,
         eos_token=template.eos_token,
     )
@@ -56,9 +62,32 @@ def student_sft_trainer_class():
     from trl import SFTTrainer
 
     class StudentSFTTrainer(LengthGroupedTrainerMixin, SFTTrainer):
-        def __init__(self, *args, group_by_length: bool = True, **kwargs):
+        def __init__(self, *args, group_by_length: bool = True, prompt_loss_weight: float = 0.0, **kwargs):
             self.group_by_length = group_by_length
+            self.prompt_loss_weight = prompt_loss_weight
             super().__init__(*args, **kwargs)
+            self.answer_start_id = self.processing_class.convert_tokens_to_ids(StudentTemplate().prompt_suffix)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.prompt_loss_weight == 0:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            import torch
+            import torch.nn.functional as F
+
+            labels = inputs["labels"][:, 1:]
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+            logits = outputs.logits[:, :-1].float()
+            per_token = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                        reduction="none").view_as(labels)
+            # Position t predicts token t+1: from the <|sep|> position on, the predicted tokens are the answer.
+            is_answer = (inputs["input_ids"] == self.answer_start_id).cumsum(-1)[:, :-1] > 0
+            valid = labels != -100
+            weights = torch.where(is_answer, 1.0, self.prompt_loss_weight) * valid
+            answer_tokens = (is_answer & valid).sum().clamp(min=1)
+            if num_items_in_batch is not None:  # Trainer then leaves gradient-accumulation scaling to the loss
+                answer_tokens = answer_tokens * self.current_gradient_accumulation_steps
+            loss = (per_token * weights).sum() / answer_tokens
+            return (loss, outputs) if return_outputs else loss
 
     return StudentSFTTrainer
 
@@ -83,10 +112,11 @@ class SftRunner:
         resume_from = store.prepare(self.context.resume)
         trainer = student_sft_trainer_class()(
             model=student.model,
-            args=sft_arguments(self.config, store, student.template),
+            args=sft_arguments(self.config, store, student.template, self.config.prompt_loss_weight),
             train_dataset=prompt_completion_dataset(samples, student.template),
             processing_class=student.tokenizer,
             group_by_length=self.config.group_by_length,
+            prompt_loss_weight=self.config.prompt_loss_weight,
         )
         metrics = run_training(trainer, store, self.context.events, resume_from)
         metrics.update(report.as_metrics("samples"))
