@@ -168,15 +168,44 @@ export class ArtifactStore {
       .map((line) => JSON.parse(line) as T);
   }
 
-  /** Verifies every file of a directory artifact and copies it into `dest` (created fresh). */
+  /**
+   * Copies a file artifact to `dest` and verifies the copy, not the source: a child process that reads
+   * `dest` sees exactly the bytes the ref names, even if the blob is damaged a moment later.
+   */
+  async materializeFile(ref: ArtifactRef, dest: string): Promise<string> {
+    const src = await this.verify(ref);
+    await fs.mkdir(path.dirname(dest), { recursive: true });
+    const tmp = `${dest}.${randomUUID()}.partial`;
+    try {
+      await fs.copyFile(src, tmp).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') throw new ArtifactMissingError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is missing (${src})`, ref);
+        throw err;
+      });
+      const copy = await sha256File(tmp);
+      if (copy.sha256 !== ref.sha256 || copy.bytes !== ref.bytes) {
+        throw new ArtifactCorruptedError(
+          `artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is corrupted: expected sha256 ${ref.sha256} (${ref.bytes} bytes), ` +
+            `copied ${copy.sha256} (${copy.bytes} bytes) from ${src}`,
+          ref,
+        );
+      }
+      await fs.rename(tmp, dest);
+      return dest;
+    } finally {
+      await fs.rm(tmp, { force: true });
+    }
+  }
+
+  /** Copies every file of a directory artifact into `dest` (created fresh), verifying each copy. */
   async materializeDirectory(ref: ArtifactRef, dest: string): Promise<string> {
     const manifest = await this.readJson<DirectoryManifest>(ref);
     await fs.rm(dest, { recursive: true, force: true });
     for (const file of manifest.files) {
-      const src = await this.verifyMember(ref, file);
-      const target = path.join(dest, file.path);
-      await fs.mkdir(path.dirname(target), { recursive: true });
-      await fs.copyFile(src, target);
+      try {
+        await this.materializeFile(this.memberRef(ref, file), path.join(dest, file.path));
+      } catch (err) {
+        throw this.asDirectoryError(ref, file, err);
+      }
     }
     return dest;
   }
@@ -189,13 +218,20 @@ export class ArtifactStore {
 
   /** A broken member breaks the directory artifact as a whole: the error names the directory ref. */
   private async verifyMember(dir: ArtifactRef, file: DirectoryManifest['files'][number]): Promise<string> {
-    const member: ArtifactRef = { uri: pathToFileURL(this.blobPath(file.sha256)).href, sha256: file.sha256, bytes: file.bytes, kind: `${dir.kind}/file` };
     try {
-      return await this.verify(member);
+      return await this.verify(this.memberRef(dir, file));
     } catch (err) {
-      if (err instanceof ArtifactError) throw new (err.constructor as typeof ArtifactError)(`${err.message} (member ${file.path})`, dir);
-      throw err;
+      throw this.asDirectoryError(dir, file, err);
     }
+  }
+
+  private memberRef(dir: ArtifactRef, file: DirectoryManifest['files'][number]): ArtifactRef {
+    return { uri: pathToFileURL(this.blobPath(file.sha256)).href, sha256: file.sha256, bytes: file.bytes, kind: `${dir.kind}/file` };
+  }
+
+  private asDirectoryError(dir: ArtifactRef, file: DirectoryManifest['files'][number], err: unknown): unknown {
+    if (err instanceof ArtifactError) return new (err.constructor as typeof ArtifactError)(`${err.message} (member ${file.path})`, dir);
+    return err;
   }
 
   private outputPath(key: string): string {

@@ -72,6 +72,21 @@ describe('artifact store', () => {
     expect((err as Error).message).toContain('weights.bin');
   });
 
+  test('materializeFile gives a child process a verified private copy; a damaged blob leaves no file behind', async () => {
+    const ref = await store.putJsonl('sft', [{ messages: [] }]);
+    const dest = path.join(root, 'run', 'inputs', 'sft.jsonl');
+    await store.materializeFile(ref, dest);
+    expect(await fs.readFile(dest, 'utf8')).toBe('{"messages":[]}\n');
+    // Damaging the blob afterwards does not touch the copy the trainer reads.
+    await fs.writeFile(store.pathOf(ref), 'not the dataset anymore');
+    expect(await fs.readFile(dest, 'utf8')).toBe('{"messages":[]}\n');
+    const other = path.join(root, 'run2', 'sft.jsonl');
+    await expect(store.materializeFile(ref, other)).rejects.toBeInstanceOf(ArtifactCorruptedError);
+    expect(await fs.readdir(path.dirname(other)).catch(() => [])).toEqual([]);
+    await fs.rm(store.pathOf(ref));
+    await expect(store.materializeFile(ref, other)).rejects.toBeInstanceOf(ArtifactMissingError);
+  });
+
   test('output keys are stable under key order and change with the inputs', () => {
     expect(outputKey('a', { x: 1, y: 2 })).toBe(outputKey('a', { y: 2, x: 1 }));
     expect(outputKey('a', { x: 1 })).not.toBe(outputKey('a', { x: 2 }));

@@ -65,8 +65,8 @@ export function createTransferActivities(deps: ActivityDeps) {
     async trainTokenizer({ config, sft }: { config: PipelineConfig; sft: ArtifactRef }): Promise<ArtifactRef> {
       const vocabSize = config.transfer.student.vocabSize;
       const key = outputKey('trainTokenizer', { sft: sft.sha256, vocabSize });
-      const out = await trainerStep(key, 'tokenizer', 'tokenizer/dir', 'tokenizer', async () => ({
-        data: await store.verify(sft),
+      const out = await trainerStep(key, 'tokenizer', 'tokenizer/dir', 'tokenizer', async (runDir) => ({
+        data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
         vocab_size: vocabSize,
       }));
       return out.model;
@@ -109,7 +109,7 @@ export function createTransferActivities(deps: ActivityDeps) {
       return trainerStep(key, step, 'model/dir', 'model', async (runDir) => ({
         ...common,
         model: await materialize(model, runDir, 'model'),
-        data: await store.verify(data),
+        data: await store.materializeFile(data, path.join(runDir, 'inputs', step === 'dpo' ? 'preferences.jsonl' : 'sft.jsonl')),
         ...(teacherModel ? { teacher: await materialize(teacherModel, runDir, 'teacher') } : {}),
       }));
     },
