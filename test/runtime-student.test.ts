@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as vm from 'node:vm';
 import { readEnv } from '../config/env';
+import { trainerCodeVersion } from '../activities/transfer/trainer-process';
 import { printCall } from '../tasks/call-format';
 import { loadMassiveTask, massiveGoldCall, MassiveExample, MassiveTask, verifyMassiveCall } from '../tasks/massive';
 import type * as Student from '../runtime/student';
@@ -46,18 +47,7 @@ interface BuiltStudent {
 }
 
 async function trainerSourceHash(): Promise<string> {
-  const hash = createHash('sha256').update(JSON.stringify(BUILD));
-  const walk = async (dir: string): Promise<string[]> => {
-    const entries = await fs.readdir(dir, { withFileTypes: true });
-    const nested = await Promise.all(
-      entries.map((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : Promise.resolve(e.name.endsWith('.py') ? [path.join(dir, e.name)] : []))),
-    );
-    return nested.flat();
-  };
-  for (const file of (await walk(path.join(trainerRoot, 'supertiny_trainer'))).sort()) {
-    hash.update(path.relative(trainerRoot, file)).update(await fs.readFile(file));
-  }
-  return hash.digest('hex').slice(0, 16);
+  return createHash('sha256').update(JSON.stringify(BUILD)).update(await trainerCodeVersion(env.projectRoot)).digest('hex').slice(0, 16);
 }
 
 /** Runs one trainer command and returns the outputs of its `done` event. */

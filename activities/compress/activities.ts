@@ -4,14 +4,14 @@ import type { ArtifactRef } from '../../artifacts/ref';
 import { outputKey } from '../../artifacts/store';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
-import { runTrainer, type TrainerCommand } from '../transfer/trainer-process';
+import { runTrainer, trainerCodeVersion, type TrainerCommand } from '../transfer/trainer-process';
 import * as path from 'node:path';
 
 export function createCompressActivities(deps: ActivityDeps) {
   const { store, env } = deps;
 
   async function convert(command: TrainerCommand, kind: string, model: ArtifactRef): Promise<ArtifactRef> {
-    const key = outputKey(command, { model: model.sha256 });
+    const key = outputKey(command, { model: model.sha256, trainer: await trainerCodeVersion(env.projectRoot) });
     const { value } = await store.memo(key, async () => {
       const runDir = await store.workDir(key);
       const input = await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model'));

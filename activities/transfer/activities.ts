@@ -7,7 +7,7 @@ import { outputKey } from '../../artifacts/store';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
 import type { PrototypeResult } from '../types';
-import { runTrainer, type TrainerCommand } from './trainer-process';
+import { runTrainer, trainerCodeVersion, type TrainerCommand } from './trainer-process';
 
 export interface TrainStudentInput {
   config: PipelineConfig;
@@ -64,7 +64,7 @@ export function createTransferActivities(deps: ActivityDeps) {
   return {
     async trainTokenizer({ config, sft }: { config: PipelineConfig; sft: ArtifactRef }): Promise<ArtifactRef> {
       const vocabSize = config.transfer.student.vocabSize;
-      const key = outputKey('trainTokenizer', { sft: sft.sha256, vocabSize });
+      const key = outputKey('trainTokenizer', { sft: sft.sha256, vocabSize, trainer: await trainerCodeVersion(env.projectRoot) });
       const out = await trainerStep(key, 'tokenizer', 'tokenizer/dir', 'tokenizer', async (runDir) => ({
         data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
         vocab_size: vocabSize,
@@ -83,7 +83,7 @@ export function createTransferActivities(deps: ActivityDeps) {
     }): Promise<ArtifactRef> {
       const student = shape ?? config.transfer.student;
       const init = studentInitConfig(student, config.transfer.seed);
-      const key = outputKey('initStudent', { tokenizer: tokenizer.sha256, init });
+      const key = outputKey('initStudent', { tokenizer: tokenizer.sha256, init, trainer: await trainerCodeVersion(env.projectRoot) });
       const out = await trainerStep(key, 'init', 'model/dir', 'model', async (runDir) => ({
         ...init,
         ...(student.baseModelPath ? {} : { tokenizer: await materialize(tokenizer, runDir, 'tokenizer') }),
@@ -105,7 +105,13 @@ export function createTransferActivities(deps: ActivityDeps) {
         ...(t.maxSteps ? { max_steps: t.maxSteps } : {}),
         ...t.trainer,
       };
-      const key = outputKey(`train-${step}`, { model: model.sha256, data: data.sha256, teacher: teacherModel?.sha256, common });
+      const key = outputKey(`train-${step}`, {
+        model: model.sha256,
+        data: data.sha256,
+        teacher: teacherModel?.sha256,
+        common,
+        trainer: await trainerCodeVersion(env.projectRoot),
+      });
       return trainerStep(key, step, 'model/dir', 'model', async (runDir) => ({
         ...common,
         model: await materialize(model, runDir, 'model'),

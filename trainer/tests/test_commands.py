@@ -36,6 +36,32 @@ def test_tokenizer_has_the_student_special_tokens_and_round_trips_a_sample(tiny)
     assert tiny.tokenizer_run.done["metrics"]["vocab_size"] <= 400
 
 
+def test_tokenizer_makes_function_and_slot_names_single_tokens_within_the_vocabulary(tiny, tmp_path):
+    from transformers import AutoTokenizer
+
+    record = next(r for r in tiny.records if "[time : nine am]" in r["annot_utt"] and "[date" in r["annot_utt"])
+    call = gold_call(record)  # alarm_set(time="nine am", date="...")
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny.tokenizer_dir))
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer(call, add_special_tokens=False)["input_ids"])
+    assert tokens[:2] == [record["intent"] + "(", 'time="'] and ' date="' in tokens
+    assert tokenizer.decode(tokenizer(call, add_special_tokens=False)["input_ids"]) == call
+    metrics = tiny.tokenizer_run.done["metrics"]
+    assert metrics["call_tokens"] > 0 and metrics["vocab_size"] <= 400
+
+    # Off, the same call is spelled in sub-word pieces, and so takes more tokens.
+    run = run_in_process("tokenizer", {"data": str(tiny.sft_data), "vocab_size": 400, "min_frequency": 1,
+                                       "call_tokens": False}, tmp_path)
+    plain = AutoTokenizer.from_pretrained(run.done["outputs"]["tokenizer"])
+    assert run.done["metrics"]["call_tokens"] == 0
+    assert len(plain(call, add_special_tokens=False)["input_ids"]) > len(tokens)
+
+
+def test_a_vocabulary_too_small_for_the_call_tokens_is_refused_by_name(tiny, tmp_path):
+    run = run_in_process("tokenizer", {"data": str(tiny.sft_data), "vocab_size": 262, "min_frequency": 1}, tmp_path)
+    assert run.returncode != 0
+    assert run.error["kind"] == "config" and "vocab_size" in run.error["message"] and "call_tokens" in run.error["message"]
+
+
 def test_init_builds_a_qwen2_model_shaped_by_the_config(tiny):
     config = json.loads((tiny.init_model / "config.json").read_text())
     assert config["model_type"] == "qwen2" and config["architectures"] == ["Qwen2ForCausalLM"]
@@ -171,6 +197,10 @@ def test_export_matches_pytorch_and_decodes_with_its_kv_cache(tiny, exported):
     assert inputs["input_ids"].type == "tensor(int64)" and inputs["past_key_values.0.key"].type == "tensor(float)"
     batch, kv_heads, past, head_dim = inputs["past_key_values.0.key"].shape
     assert (kv_heads, head_dim) == (2, 16) and isinstance(batch, str) and isinstance(past, str)
+    import onnx
+
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    assert not any(node.metadata_props or node.doc_string for node in graph.node), "exporter debug metadata left in the graph"
 
     records = tiny.records[::3]
     predictions = OnnxStudent(folder).generate([r["utt"] for r in records])

@@ -58,6 +58,33 @@ def io_names(num_layers: int) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
+def _strip_debug_info(path: Path, external_data: bool) -> None:
+    """Drops the exporter's per-node debug metadata (stack traces, module paths) and doc strings.
+
+    torch's dynamo exporter records about 2 KB of it on every node: 0.6 MB on the embedded-default
+    student, a quarter of its int8 file. Inference never reads it.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=external_data)
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        graph.doc_string = ""
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            for attr in node.attribute:
+                graphs.extend([attr.g] if attr.HasField("g") else [])
+                graphs.extend(attr.graphs)
+    if external_data:
+        for stale in path.parent.glob(path.name + "*"):
+            stale.unlink()
+        onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data")
+    else:
+        onnx.save_model(model, str(path))
+
+
 def _kv_cache_wrapper(model: Any) -> Any:
     """A module whose flat tensor signature is the ONNX graph's: past tensors in, present tensors out."""
     import torch
@@ -186,6 +213,7 @@ class OnnxExporter:
                 dynamic_shapes=dynamic_shapes, opset_version=self.config.opset, dynamo=True,
                 external_data=external_data, verbose=False,
             )
+        _strip_debug_info(path, external_data)
 
     def _check(self, model, path: Path, input_names, kv_heads, head_dim, tokenizer) -> dict[str, float]:
         """Max abs logit difference on a left-padded batch, first without a past, then continuing with it."""

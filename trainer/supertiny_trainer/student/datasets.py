@@ -196,9 +196,14 @@ def load_utterances(path: str | Path) -> list[Utterance]:
     return items
 
 
-def load_tokenizer_texts(path: str | Path) -> tuple[list[str], LoadReport]:
-    """Texts to train a tokenizer on: {"text"} lines, or sft lines (utterance and target call both count)."""
+def load_tokenizer_texts(path: str | Path) -> tuple[list[str], list[str], LoadReport]:
+    """Texts to train a tokenizer on: {"text"} lines, or sft lines (utterance and target call both count).
+
+    Also returns the target calls on their own (empty for a plain text corpus), from which the tokenizer
+    takes its call tokens.
+    """
     texts: list[str] = []
+    calls: list[str] = []
     report = LoadReport()
     for number, record in read_jsonl(path, "tokenizer corpus"):
         where = f"tokenizer corpus {path} line {number}"
@@ -207,10 +212,11 @@ def load_tokenizer_texts(path: str | Path) -> tuple[list[str], LoadReport]:
         elif isinstance(record.get("messages"), list):
             texts.append(_last_user_utterance(record["messages"], where))
             try:
-                texts.append(_last_tool_call(record["messages"], where))
+                calls.append(_last_tool_call(record["messages"], where))
             except RejectedSample as e:
                 report.rejected[str(e)] += 1
                 continue
+            texts.append(calls[-1])
         elif isinstance(record.get("utterance"), str):
             texts.append(record["utterance"])
         else:
@@ -218,4 +224,4 @@ def load_tokenizer_texts(path: str | Path) -> tuple[list[str], LoadReport]:
         report.accepted += 1
     if not any(t.strip() for t in texts):
         raise DataError(f"tokenizer corpus {path} has no text to train on")
-    return texts, report
+    return texts, calls, report
