@@ -29,7 +29,7 @@ from massive_fixtures import gold_call, massive_records, sft_line, utterance_lin
 DEFAULTS = {
     "vocab_size": 2048, "hidden_size": 192, "num_layers": 4, "num_heads": 6, "num_kv_heads": 2,
     "intermediate_size": 512, "epochs": 6.0, "learning_rate": 3e-3, "batch_size": 32, "warmup_ratio": 0.03,
-    "weight_decay": 0.01,
+    "weight_decay": 0.01, "prompt_loss_weight": 0.0, "input_noise": 0.0,
 }
 
 
@@ -98,6 +98,7 @@ def main() -> None:
     sft, sft_s = run("sft", {"model": init["outputs"]["model"], "data": str(sft_data), "epochs": args.epochs,
                              "learning_rate": args.learning_rate, "batch_size": args.batch_size,
                              "warmup_ratio": args.warmup_ratio, "weight_decay": args.weight_decay,
+                             "prompt_loss_weight": args.prompt_loss_weight, "input_noise": args.input_noise,
                              "num_threads": args.threads, "save_steps": 250, "logging_steps": 50},
                      out / "sft", args.threads, rates, resume=True)  # rerunning the bench after a kill resumes
     predict, predict_s = run("predict", {"model": sft["outputs"]["model"], "data": str(dev_data), "batch_size": 64,

@@ -137,3 +137,22 @@ def test_length_grouped_sampler_replays_an_epoch_from_seed_and_epoch_alone():
     random.Random(0).shuffle(shuffled)
     assert padded(first) < 0.8 * padded(shuffled)
     assert len(first) % 8 == 203 % 8 and all(len(set(first[j:j + 8])) == 8 for j in range(0, 200, 8))
+
+
+def test_input_noise_replaces_only_utterance_tokens_at_about_the_given_rate():
+    import torch
+
+    from supertiny_trainer.commands.sft import noisy_utterance_ids
+
+    sep, special = 2, [0, 1, 2, 3]
+    # pad pad bos u u u u u u u u sep a a a eos
+    row = [0, 0, 1] + list(range(10, 18)) + [2, 40, 41, 42, 3]
+    ids = torch.tensor([row] * 500)
+    mask = (ids != 0).long()
+    noisy = noisy_utterance_ids(ids, mask, sep, special, vocab_size=300, probability=0.25,
+                                generator=torch.Generator().manual_seed(0))
+    changed = noisy != ids
+    assert not changed[:, :3].any() and not changed[:, 11:].any(), "pads, bos, sep and the answer stay"
+    assert 0.2 < changed[:, 3:11].float().mean().item() < 0.3
+    assert not torch.isin(noisy[:, 3:11], torch.tensor(special)).any()
+    assert torch.equal(noisy_utterance_ids(ids, mask, sep, special, 300, 0.0), ids)

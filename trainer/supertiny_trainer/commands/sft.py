@@ -25,9 +25,15 @@ class SftConfig(TrainingConfig):
     # 0: loss on the answer tokens only. > 0: the utterance tokens also count, with this weight (an auxiliary
     # language-modelling signal for a student trained from scratch on little data).
     prompt_loss_weight: float = 0.0
+    # Each utterance token is replaced by a random vocabulary token with this probability while training
+    # (special tokens and the answer never): a regularizer for a small student trained from scratch for
+    # many epochs, which otherwise learns its 10 k utterances by heart.
+    input_noise: float = 0.0
 
     def validate(self) -> None:
         super().validate()
+        if not 0 <= self.input_noise < 1:
+            raise ConfigError(f"config field 'input_noise' must be in [0, 1), got {self.input_noise}")
         if not self.data:
             raise ConfigError("config field 'data' is required (an sft.jsonl file)")
         if not 0 <= self.prompt_loss_weight <= 1:
@@ -40,6 +46,23 @@ def prompt_completion_dataset(samples: list[SftSample], template: StudentTemplat
     return Dataset.from_list(
         [{"prompt": template.prompt(s.utterance), "completion": template.target(s.call)} for s in samples]
     )
+
+
+def noisy_utterance_ids(ids: Any, attention_mask: Any, sep_id: int, special_ids: list[int], vocab_size: int,
+                        probability: float, generator: Any = None) -> Any:
+    """A copy of `ids` in which each utterance token (before <|sep|>, not special, not padding) is replaced
+    by a random non-special token with `probability`; the answer is never touched."""
+    import torch
+
+    in_prompt = (ids == sep_id).cumsum(-1) == 0
+    replaceable = in_prompt & ~torch.isin(ids, torch.tensor(special_ids, device=ids.device))
+    if attention_mask is not None:
+        replaceable &= attention_mask.bool()
+    hit = replaceable & (torch.rand(ids.shape, generator=generator, device=ids.device) < probability)
+    random_ids = torch.randint(0, vocab_size, ids.shape, generator=generator, device=ids.device)
+    # Random ids that happen to be special are left as the original token.
+    random_ids = torch.where(torch.isin(random_ids, torch.tensor(special_ids, device=ids.device)), ids, random_ids)
+    return torch.where(hit, random_ids, ids)
 
 
 def sft_arguments(config: TrainingConfig, store: CheckpointStore, template: StudentTemplate,
@@ -62,13 +85,21 @@ def student_sft_trainer_class():
     from trl import SFTTrainer
 
     class StudentSFTTrainer(LengthGroupedTrainerMixin, SFTTrainer):
-        def __init__(self, *args, group_by_length: bool = True, prompt_loss_weight: float = 0.0, **kwargs):
+        def __init__(self, *args, group_by_length: bool = True, prompt_loss_weight: float = 0.0,
+                     input_noise: float = 0.0, **kwargs):
             self.group_by_length = group_by_length
             self.prompt_loss_weight = prompt_loss_weight
+            self.input_noise = input_noise
             super().__init__(*args, **kwargs)
             self.answer_start_id = self.processing_class.convert_tokens_to_ids(StudentTemplate().prompt_suffix)
+            self.special_ids = sorted(set(self.processing_class.all_special_ids))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.input_noise > 0 and model.training:
+                ids = noisy_utterance_ids(inputs["input_ids"], inputs.get("attention_mask"), self.answer_start_id,
+                                          self.special_ids, model.get_input_embeddings().num_embeddings,
+                                          self.input_noise)
+                inputs = {**inputs, "input_ids": ids}
             if self.prompt_loss_weight == 0:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             import torch
@@ -117,6 +148,7 @@ class SftRunner:
             processing_class=student.tokenizer,
             group_by_length=self.config.group_by_length,
             prompt_loss_weight=self.config.prompt_loss_weight,
+            input_noise=self.config.input_noise,
         )
         metrics = run_training(trainer, store, self.context.events, resume_from)
         metrics.update(report.as_metrics("samples"))
