@@ -42,6 +42,10 @@ export async function watchPipeline(client: Client, handle: WorkflowHandle, opti
   const stream = options.stream ?? process.stderr;
   let bar: SingleBar | undefined;
   let label = '';
+  // cli-progress estimates from every update; progress arrives with heartbeats, less often than the
+  // bar is refreshed, so its estimate swings to "INF". The estimate here is the average rate since the
+  // bar started.
+  let started = { at: 0, value: 0 };
   let finished = false;
   const result = handle.result().finally(() => (finished = true));
   result.catch(() => undefined);
@@ -56,15 +60,29 @@ export async function watchPipeline(client: Client, handle: WorkflowHandle, opti
         bar?.stop();
         label = nextLabel;
         bar = new SingleBar(
-          { format: `${label.padEnd(30).slice(0, 30)} [{bar}] {value}/{total} eta {eta_formatted} {extra}`, stream, noTTYOutput: true, notTTYSchedule: 15000 },
+          { format: `${label.padEnd(30).slice(0, 30)} [{bar}] {value}/{total} eta {eta} {extra}`, stream, noTTYOutput: true, notTTYSchedule: 15000 },
           Presets.shades_classic,
         );
-        bar.start(total, done, { extra: '' });
+        started = { at: Date.now(), value: done };
+        bar.start(total, done, { extra: '', eta: '–' });
       }
       bar?.setTotal(total);
-      bar?.update(done, { extra: fine?.extra ?? '' });
+      bar?.update(done, { extra: fine?.extra ?? '', eta: formatEta(started, done, total) });
     }
     await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, options.intervalMs ?? 1000))]);
   }
   bar?.stop();
+}
+
+/** Remaining time at the average rate since `started`, as "1h02m", "3m05s" or "12s"; "–" before any progress. */
+export function formatEta(started: { at: number; value: number }, done: number, total: number, now = Date.now()): string {
+  const progressed = done - started.value;
+  if (progressed <= 0 || now <= started.at) return '–';
+  const seconds = Math.max(0, Math.round(((total - done) * (now - started.at)) / progressed / 1000));
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const sec = seconds % 60;
+  if (h > 0) return `${h}h${String(m).padStart(2, '0')}m`;
+  if (m > 0) return `${m}m${String(sec).padStart(2, '0')}s`;
+  return `${sec}s`;
 }
