@@ -131,14 +131,7 @@ export class ArtifactStore {
     const file = this.pathOf(ref);
     const stat = await fs.stat(file).catch(() => undefined);
     if (!stat) throw new ArtifactMissingError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is missing (${file})`, ref);
-    const actual = await sha256File(file);
-    if (actual.sha256 !== ref.sha256 || actual.bytes !== ref.bytes) {
-      throw new ArtifactCorruptedError(
-        `artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is corrupted: expected sha256 ${ref.sha256} (${ref.bytes} bytes), ` +
-          `found ${actual.sha256} (${actual.bytes} bytes) at ${file}`,
-        ref,
-      );
-    }
+    checkContent(ref, await sha256File(file), `found at ${file}`);
     return file;
   }
 
@@ -181,14 +174,7 @@ export class ArtifactStore {
         if (err.code === 'ENOENT') throw new ArtifactMissingError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is missing (${src})`, ref);
         throw err;
       });
-      const copy = await sha256File(tmp);
-      if (copy.sha256 !== ref.sha256 || copy.bytes !== ref.bytes) {
-        throw new ArtifactCorruptedError(
-          `artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is corrupted: expected sha256 ${ref.sha256} (${ref.bytes} bytes), ` +
-            `copied ${copy.sha256} (${copy.bytes} bytes) from ${src}`,
-          ref,
-        );
-      }
+      checkContent(ref, await sha256File(tmp), `copied from ${src}`);
       await fs.rename(tmp, dest);
       return dest;
     } finally {
@@ -276,6 +262,16 @@ export class ArtifactStore {
     if (existing) return { value: existing, reused: true };
     return { value: await this.recordOutput(key, await produce()), reused: false };
   }
+}
+
+/** Throws ArtifactCorruptedError unless `actual` is the content the ref names; `where` ends the message. */
+function checkContent(ref: ArtifactRef, actual: { sha256: string; bytes: number }, where: string): void {
+  if (actual.sha256 === ref.sha256 && actual.bytes === ref.bytes) return;
+  throw new ArtifactCorruptedError(
+    `artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is corrupted: expected sha256 ${ref.sha256} (${ref.bytes} bytes), ` +
+      `got ${actual.sha256} (${actual.bytes} bytes) ${where}`,
+    ref,
+  );
 }
 
 export function isDirectoryKind(kind: string): boolean {
