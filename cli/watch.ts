@@ -60,14 +60,14 @@ export async function watchPipeline(client: Client, handle: WorkflowHandle, opti
         bar?.stop();
         label = nextLabel;
         bar = new SingleBar(
-          { format: `${label.padEnd(30).slice(0, 30)} [{bar}] {value}/{total} eta {eta} {extra}`, stream, noTTYOutput: true, notTTYSchedule: 15000 },
+          { format: `${label.padEnd(30).slice(0, 30)} [{bar}] {value}/{total} eta {remaining} {extra}`, stream, noTTYOutput: true, notTTYSchedule: 15000 },
           Presets.shades_classic,
         );
         started = { at: Date.now(), value: done };
-        bar.start(total, done, { extra: '', eta: '–' });
+        bar.start(total, done, { extra: '', remaining: '–' });
       }
       bar?.setTotal(total);
-      bar?.update(done, { extra: fine?.extra ?? '', eta: formatEta(started, done, total) });
+      bar?.update(done, { extra: fine?.extra ?? '', remaining: formatEta(started, done, total) });
     }
     await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, options.intervalMs ?? 1000))]);
   }
