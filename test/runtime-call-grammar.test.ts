@@ -70,6 +70,12 @@ describe('constrained decoding grammar', () => {
     expect(feed(spans.start(utterance), 'alarm_set(time="five am",date="this week")').at).toBe('alarm_set(time="five am",');
   });
 
+  test('no comma once every slot is used and none may repeat, so decoding never reaches a dead end', () => {
+    expect(feed(spans.start(utterance), 'alarm_query(date="this week", ').at).toBe('alarm_query(date="this week"');
+    expect(feed(spans.start(utterance), 'alarm_set(time="five am", date="this week", ').at).toBe('alarm_set(time="five am", date="this week"');
+    expect(feed(spans.start('how many euros is ten dollars'), 'qa_currency(currency_name="euros", ').accepted).toBe(true);
+  });
+
   test('a slot that the schema lets repeat may repeat', () => {
     const input = 'how many euros is ten dollars';
     expect(acceptsWhole(spans, input, 'qa_currency(currency_name="euros", currency_name="dollars")')).toBe(true);

@@ -244,7 +244,8 @@ export class CallPrefix {
       case Phase.Value:
         return this.text ? this.consumeSpanByte(b, this.text) : this.consumeStringByte(b);
       case Phase.AfterValue:
-        if (ch === ',') {
+        // A comma only where another slot can follow: otherwise the call would reach a dead end.
+        if (ch === ',' && this.fn!.slots.some((key) => this.keyAvailable(key))) {
           this.phase = Phase.Space;
           return true;
         }
