@@ -139,7 +139,8 @@ describe('durability', () => {
     let checkpointStep = 0;
     for (let i = 0; i < 1200 && checkpointStep === 0; i += 1) {
       const beat = await pendingHeartbeat<TrainerHeartbeat>(server, `${workflowId}`, 'trainStudent').catch(() => undefined);
-      if (beat?.checkpoint) checkpointStep = beat.step;
+      // The checkpoint's own step: progress heartbeats move `step` on past it before the kill.
+      if (beat?.checkpoint && beat.checkpointStep) checkpointStep = beat.checkpointStep;
       else await new Promise((r) => setTimeout(r, 250));
     }
     expect(checkpointStep).toBeGreaterThan(0);

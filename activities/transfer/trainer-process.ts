@@ -29,6 +29,8 @@ export interface TrainerHeartbeat {
   step: number;
   total: number;
   checkpoint?: string;
+  /** The step of `checkpoint` (progress events move `step` on past it). */
+  checkpointStep?: number;
   loss?: number;
   tokensPerSecond?: number;
 }
@@ -103,7 +105,12 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
 
   let done: TrainerDone | undefined;
   let error: Extract<TrainerEvent, { event: 'error' }> | undefined;
-  let beat: TrainerHeartbeat = { step: previous?.step ?? 0, total: previous?.total ?? 0, checkpoint: previous?.checkpoint };
+  let beat: TrainerHeartbeat = {
+    step: previous?.step ?? 0,
+    total: previous?.total ?? 0,
+    checkpoint: previous?.checkpoint,
+    checkpointStep: previous?.checkpointStep,
+  };
   const lines = readline.createInterface({ input: child.stdout! });
   // Every event also goes to <runDir>/events.jsonl, so a run can be inspected after the fact.
   const eventLog = createWriteStream(path.join(runDir, 'events.jsonl'), { flags: 'a' });
@@ -120,7 +127,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
       beat = { ...beat, step: event.step, total: event.total, loss: event.loss, tokensPerSecond: event.tokens_per_s };
       ctx?.heartbeat(beat);
     } else if (event.event === 'checkpoint') {
-      beat = { ...beat, step: event.step, checkpoint: event.path };
+      beat = { ...beat, step: event.step, checkpoint: event.path, checkpointStep: event.step };
       ctx?.heartbeat(beat);
     } else if (event.event === 'done') done = event;
     else if (event.event === 'error') error = event;
