@@ -1,17 +1,16 @@
 // Compress-stage activities: ONNX export (checked against PyTorch logits by the trainer) and int8
 // weight quantization, each a trainer command whose output folder becomes a directory artifact.
 import type { ArtifactRef } from '../../artifacts/ref';
-import { outputKey } from '../../artifacts/store';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
-import { runTrainer, trainerCodeVersion, type TrainerCommand } from '../transfer/trainer-process';
+import { runTrainer, trainerOutputKey, type TrainerCommand } from '../transfer/trainer-process';
 import * as path from 'node:path';
 
 export function createCompressActivities(deps: ActivityDeps) {
   const { store, env } = deps;
 
   async function convert(command: TrainerCommand, kind: string, model: ArtifactRef): Promise<ArtifactRef> {
-    const key = outputKey(command, { model: model.sha256, trainer: await trainerCodeVersion(env.projectRoot) });
+    const key = await trainerOutputKey(env.projectRoot, command, { model: model.sha256 });
     const { value } = await store.memo(key, async () => {
       const runDir = await store.workDir(key);
       const input = await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model'));

@@ -15,7 +15,7 @@ import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } 
 import type { GoldExample } from '../prototype/stage-activities';
 import { createTeacherClient } from '../prototype/teacher-client';
 import type { TaskResources } from '../task-resources';
-import { runTrainer, trainerCodeVersion } from '../transfer/trainer-process';
+import { runTrainer, trainerOutputKey } from '../transfer/trainer-process';
 import { renderReportHtml, type ModelReport, type PipelineReport } from './report';
 
 export interface DevScore extends Record<string, unknown> {
@@ -103,7 +103,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
   return {
     /** Dev quality of a PyTorch checkpoint after a transfer step, so the value of each step is visible. */
     async scoreStudentOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
-      const key = outputKey('scoreStudentOnDev', { model: model.sha256, dev: dev.sha256, trainer: await trainerCodeVersion(env.projectRoot) });
+      const key = await trainerOutputKey(env.projectRoot, 'scoreStudentOnDev', { model: model.sha256, dev: dev.sha256 });
       const { value } = await store.memo(key, async () => {
         const gold = await store.readJsonl<GoldExample>(dev);
         const { predictions } = await predictWithTrainer(config, model, gold, 0, await store.workDir(key));
@@ -131,14 +131,13 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const { config, prototype, transfer, compress } = input;
       const split = config.evaluate.split;
       const goldRef = prototype.data[split];
-      const key = outputKey('evaluateModels', {
+      const key = await trainerOutputKey(env.projectRoot, 'evaluateModels', {
         gold: goldRef.sha256,
         teacher: { baseURL: config.teacher.baseURL ?? null, model: config.teacher.model },
         student: transfer.student.sha256,
         onnx: compress.onnx.sha256,
         int8: compress.int8?.sha256 ?? null,
         latencySamples: config.evaluate.latencySamples,
-        trainer: await trainerCodeVersion(env.projectRoot),
       });
       const heartbeat = (step: string, done: number, total: number) => Context.current().heartbeat({ step: done, total, phase: step });
       const { value } = await store.memo(key, async () => {

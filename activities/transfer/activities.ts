@@ -3,11 +3,10 @@
 // their inputs, and a retried attempt resumes from the run folder's newest checkpoint.
 import * as path from 'node:path';
 import type { ArtifactRef } from '../../artifacts/ref';
-import { outputKey } from '../../artifacts/store';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
 import type { PrototypeResult } from '../types';
-import { runTrainer, trainerCodeVersion, type TrainerCommand } from './trainer-process';
+import { runTrainer, trainerOutputKey, type TrainerCommand } from './trainer-process';
 
 export interface TrainStudentInput {
   config: PipelineConfig;
@@ -64,7 +63,7 @@ export function createTransferActivities(deps: ActivityDeps) {
   return {
     async trainTokenizer({ config, sft }: { config: PipelineConfig; sft: ArtifactRef }): Promise<ArtifactRef> {
       const vocabSize = config.transfer.student.vocabSize;
-      const key = outputKey('trainTokenizer', { sft: sft.sha256, vocabSize, trainer: await trainerCodeVersion(env.projectRoot) });
+      const key = await trainerOutputKey(env.projectRoot, 'trainTokenizer', { sft: sft.sha256, vocabSize });
       const out = await trainerStep(key, 'tokenizer', 'tokenizer/dir', 'tokenizer', async (runDir) => ({
         data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
         vocab_size: vocabSize,
@@ -83,7 +82,7 @@ export function createTransferActivities(deps: ActivityDeps) {
     }): Promise<ArtifactRef> {
       const student = shape ?? config.transfer.student;
       const init = studentInitConfig(student, config.transfer.seed);
-      const key = outputKey('initStudent', { tokenizer: tokenizer.sha256, init, trainer: await trainerCodeVersion(env.projectRoot) });
+      const key = await trainerOutputKey(env.projectRoot, 'initStudent', { tokenizer: tokenizer.sha256, init });
       const out = await trainerStep(key, 'init', 'model/dir', 'model', async (runDir) => ({
         ...init,
         ...(student.baseModelPath ? {} : { tokenizer: await materialize(tokenizer, runDir, 'tokenizer') }),
@@ -105,12 +104,11 @@ export function createTransferActivities(deps: ActivityDeps) {
         ...(t.maxSteps ? { max_steps: t.maxSteps } : {}),
         ...t.trainer,
       };
-      const key = outputKey(`train-${step}`, {
+      const key = await trainerOutputKey(env.projectRoot, `train-${step}`, {
         model: model.sha256,
         data: data.sha256,
         teacher: teacherModel?.sha256,
         common,
-        trainer: await trainerCodeVersion(env.projectRoot),
       });
       return trainerStep(key, step, 'model/dir', 'model', async (runDir) => ({
         ...common,

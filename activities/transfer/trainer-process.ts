@@ -11,6 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
 import type { SupertinyEnv } from '../../config/env';
 import { createLogger } from '../../config/logger';
+import { outputKey } from '../../artifacts/store';
 
 const log = createLogger('trainer');
 
@@ -60,6 +61,11 @@ export function trainerCodeVersion(projectRoot: string): Promise<string> {
     codeVersions.set(projectRoot, version);
   }
   return version;
+}
+
+/** The output key of a trainer activity: its inputs plus the trainer's code version. */
+export async function trainerOutputKey(projectRoot: string, name: string, inputs: Record<string, unknown>): Promise<string> {
+  return outputKey(name, { ...inputs, trainer: await trainerCodeVersion(projectRoot) });
 }
 
 async function hashTrainerSource(trainerRoot: string): Promise<string> {
