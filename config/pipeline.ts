@@ -63,6 +63,12 @@ export const TransferConfigSchema = z
     // teacher's accepted labels 12 epochs gave 76.0% on the whole dev split.
     epochs: z.number().positive().default(20),
     learningRate: z.number().positive().default(3e-3),
+    dropout: z
+      .number()
+      .min(0)
+      .lt(1)
+      .default(0)
+      .describe('dropout while training sft and kd (embeddings, residual branches, attention); the exported model has none'),
     dpoEpochs: z.number().positive().default(1),
     dpoLearningRate: z.number().positive().default(5e-5),
     kdTeacher: StudentConfigSchema.default(

@@ -30,6 +30,7 @@ DEFAULTS = {
     "vocab_size": 2048, "hidden_size": 192, "num_layers": 4, "num_heads": 6, "num_kv_heads": 2,
     "intermediate_size": 512, "epochs": 6.0, "learning_rate": 3e-3, "batch_size": 32, "warmup_ratio": 0.03,
     "weight_decay": 0.01, "prompt_loss_weight": 0.0, "input_noise": 0.0,
+    "dropout": 0.0,
 }
 
 
@@ -76,6 +77,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2))
     parser.add_argument("--dev-limit", type=int, default=None, help="score only the first N dev utterances")
     parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--sft-data", type=Path, default=None,
+                        help="train on this sft.jsonl (e.g. the teacher's accepted samples from a pipeline run) "
+                             "instead of gold train")
     parser.add_argument("--skip-onnx", action="store_true", help="skip export, quantize and the int8 score")
     args = parser.parse_args()
     out: Path = args.out
@@ -84,7 +88,13 @@ def main() -> None:
 
     train = massive_records("train", limit=args.train_limit)
     dev = massive_records("dev", limit=args.dev_limit)
-    sft_data = write_jsonl(out / "data" / "sft.jsonl", [sft_line(r) for r in train])
+    if args.sft_data:
+        if not args.sft_data.is_file():
+            raise SystemExit(f"--sft-data: no such file: {args.sft_data}")
+        sft_data = args.sft_data
+        train = [None] * sum(1 for line in open(sft_data) if line.strip())
+    else:
+        sft_data = write_jsonl(out / "data" / "sft.jsonl", [sft_line(r) for r in train])
     dev_data = write_jsonl(out / "data" / "dev.jsonl", [utterance_line(r) for r in dev])
     results: dict = {"config": vars(args) | {"out": str(out)}, "train_examples": len(train), "cpu_count": os.cpu_count()}
 
@@ -99,7 +109,7 @@ def main() -> None:
                              "learning_rate": args.learning_rate, "batch_size": args.batch_size,
                              "warmup_ratio": args.warmup_ratio, "weight_decay": args.weight_decay,
                              "prompt_loss_weight": args.prompt_loss_weight, "input_noise": args.input_noise,
-                             "num_threads": args.threads, "save_steps": 250, "logging_steps": 50},
+                             "dropout": args.dropout, "num_threads": args.threads, "save_steps": 250, "logging_steps": 50},
                      out / "sft", args.threads, rates, resume=True)  # rerunning the bench after a kill resumes
     predict, predict_s = run("predict", {"model": sft["outputs"]["model"], "data": str(dev_data), "batch_size": 64,
                                          "num_threads": args.threads}, out / "predict", args.threads)

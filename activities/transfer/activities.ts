@@ -102,6 +102,7 @@ export function createTransferActivities(deps: ActivityDeps) {
         seed: t.seed,
         save_steps: t.checkpointEvery,
         ...(t.maxSteps ? { max_steps: t.maxSteps } : {}),
+        ...(step !== 'dpo' && t.dropout > 0 ? { dropout: t.dropout } : {}),
         ...t.trainer,
       };
       const key = await trainerOutputKey(env.projectRoot, `train-${step}`, {

@@ -333,3 +333,38 @@ def test_prompt_loss_weight_adds_the_utterance_tokens_at_that_weight(tiny, tmp_p
     prompt = losses[1.0] - answer  # what the utterance tokens add per answer token
     assert prompt > 0.1
     assert abs(losses[0.5] - (answer + 0.5 * prompt)) < 1e-3
+
+
+def test_training_dropout_is_active_in_training_only_and_leaves_the_saved_model_unchanged(tiny, tmp_path):
+    import torch
+
+    from supertiny_trainer.commands.sft import add_training_dropout
+    from supertiny_trainer.student.model_folder import load_student, save_student
+
+    student = load_student(tiny.sft_model)
+    model = student.model
+    ids = torch.tensor([student.tokenizer.encode(StudentTemplate().prompt("wake me up at nine am"))])
+    with torch.no_grad():
+        before = model.eval()(ids).logits
+    handles = add_training_dropout(model, 0.3)
+    assert len(handles) == 1 + 2 * model.config.num_hidden_layers
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(ids).logits, before, atol=1e-6)  # eval: no dropout
+        model.train()
+        first, second = model(ids).logits, model(ids).logits
+    assert not torch.allclose(first, second)  # training: a fresh mask per forward pass
+    assert (first - before).abs().max() > 1e-3
+    model.eval()
+    save_student(model, student.tokenizer, student.template, tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved.get("attention_dropout", 0.0) == 0.0
+    for handle in handles:
+        handle.remove()
+
+
+def test_dropout_outside_zero_to_one_is_refused_by_name():
+    from supertiny_trainer.commands.sft import SftConfig
+    from supertiny_trainer.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dropout"):
+        SftConfig(model="m", data="d", dropout=1.0).validate()

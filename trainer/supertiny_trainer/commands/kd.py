@@ -114,6 +114,7 @@ class KdRunner:
             alpha=self.config.alpha,
             temperature=self.config.temperature,
             group_by_length=self.config.group_by_length,
+            dropout=self.config.dropout,
         )
         metrics = run_training(trainer, store, self.context.events, resume_from)
         metrics.update({"top_k": self.config.top_k, "alpha": self.config.alpha, "temperature": self.config.temperature,

@@ -29,9 +29,16 @@ class SftConfig(TrainingConfig):
     # (special tokens and the answer never): a regularizer for a small student trained from scratch for
     # many epochs, which otherwise learns its 10 k utterances by heart.
     input_noise: float = 0.0
+    # Dropout while training (the saved model has none): on the token embeddings, on the output of every
+    # attention and MLP block before it joins the residual stream, and on the attention probabilities.
+    # Qwen2 has no hidden dropout of its own; a student trained from scratch on a few thousand samples for
+    # many epochs needs one.
+    dropout: float = 0.0
 
     def validate(self) -> None:
         super().validate()
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"config field 'dropout' must be in [0, 1), got {self.dropout}")
         if not 0 <= self.input_noise < 1:
             raise ConfigError(f"config field 'input_noise' must be in [0, 1), got {self.input_noise}")
         if not self.data:
@@ -65,6 +72,35 @@ def noisy_utterance_ids(ids: Any, attention_mask: Any, sep_id: int, special_ids:
     return torch.where(hit, random_ids, ids)
 
 
+def add_training_dropout(model: Any, probability: float) -> list[Any]:
+    """Dropout hooks on a decoder's embeddings and residual branches, active only in training mode, plus
+    attention-probability dropout. Returns the hook handles; nothing is written into the model's config, so
+    the saved and exported model is unchanged."""
+    import torch.nn.functional as F
+
+    if probability <= 0:
+        return []
+    decoder = model.get_decoder()
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise ConfigError(f"config field 'dropout' is not supported for {type(model).__name__} (no decoder layers found)")
+
+    def drop(module, args, output):
+        if not module.training:
+            return output
+        if isinstance(output, tuple):
+            return (F.dropout(output[0], probability, True),) + tuple(output[1:])
+        return F.dropout(output, probability, True)
+
+    handles = [model.get_input_embeddings().register_forward_hook(drop)]
+    for layer in layers:
+        handles.append(layer.self_attn.register_forward_hook(drop))
+        handles.append(layer.mlp.register_forward_hook(drop))
+        if hasattr(layer.self_attn, "attention_dropout"):
+            layer.self_attn.attention_dropout = probability
+    return handles
+
+
 def sft_arguments(config: TrainingConfig, store: CheckpointStore, template: StudentTemplate,
                   prompt_loss_weight: float = 0.0) -> Any:
     from trl import SFTConfig as TrlSFTConfig
@@ -86,13 +122,14 @@ def student_sft_trainer_class():
 
     class StudentSFTTrainer(LengthGroupedTrainerMixin, SFTTrainer):
         def __init__(self, *args, group_by_length: bool = True, prompt_loss_weight: float = 0.0,
-                     input_noise: float = 0.0, **kwargs):
+                     input_noise: float = 0.0, dropout: float = 0.0, **kwargs):
             self.group_by_length = group_by_length
             self.prompt_loss_weight = prompt_loss_weight
             self.input_noise = input_noise
             super().__init__(*args, **kwargs)
             self.answer_start_id = self.processing_class.convert_tokens_to_ids(StudentTemplate().prompt_suffix)
             self.special_ids = sorted(set(self.processing_class.all_special_ids))
+            add_training_dropout(self.model, dropout)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.input_noise > 0 and model.training:
@@ -149,6 +186,7 @@ class SftRunner:
             group_by_length=self.config.group_by_length,
             prompt_loss_weight=self.config.prompt_loss_weight,
             input_noise=self.config.input_noise,
+            dropout=self.config.dropout,
         )
         metrics = run_training(trainer, store, self.context.events, resume_from)
         metrics.update(report.as_metrics("samples"))
