@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { printCall } from '../tasks/call-format';
 import { compactCallFormat, defineTask } from '../tasks/define';
 import { callMetrics } from '../tasks/metrics';
-import { CallGrammar, CallPrefix } from '../runtime/student/call-grammar';
+import { CallGrammar, CallPrefix, MAX_KEY_REPEATS } from '../runtime/student/call-grammar';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -79,6 +79,14 @@ describe('constrained decoding grammar', () => {
   test('a slot that the schema lets repeat may repeat', () => {
     const input = 'how many euros is ten dollars';
     expect(acceptsWhole(spans, input, 'qa_currency(currency_name="euros", currency_name="dollars")')).toBe(true);
+  });
+
+  test('a repeatable slot is written at most MAX_KEY_REPEATS times, so a looping student must close the call', () => {
+    const input = 'how many euros is ten dollars';
+    const thrice = 'qa_currency(currency_name="euros", currency_name="dollars", currency_name="euros"';
+    expect(MAX_KEY_REPEATS).toBe(3);
+    expect(feed(spans.start(input), `${thrice})`).accepted).toBe(true);
+    expect(feed(spans.start(input), `${thrice}, currency_name="dollars")`).at).toBe(thrice);
   });
 
   test('with spans, a value is a whole-word substring of the input, not empty and not padded', () => {

@@ -67,6 +67,13 @@ function inputText(input: string, rule: 'spans' | 'substrings'): InputText {
   return { bytes, starts, endAllowed };
 }
 
+/**
+ * How many times one key may appear in a call when the schema lets it repeat. The schema itself sets no
+ * bound; without one a student stuck in a loop writes the same slot until the token limit cuts the answer
+ * (seen once in 2,974 MASSIVE test answers). MASSIVE never has a slot type more than 3 times in an utterance.
+ */
+export const MAX_KEY_REPEATS = 3;
+
 /** The grammar of one task's calls; `start(input)` begins the prefix of one answer. */
 export class CallGrammar {
   private readonly functions: ReadonlyMap<string, FunctionGrammar>;
@@ -184,7 +191,8 @@ export class CallPrefix {
   }
 
   private keyAvailable(key: string): boolean {
-    return !this.args.some((a) => a.key === key) || this.fn!.repeatable.has(key);
+    const uses = this.args.filter((a) => a.key === key).length;
+    return uses === 0 || (this.fn!.repeatable.has(key) && uses < MAX_KEY_REPEATS);
   }
 
   private isKeyPrefix(prefix: string): boolean {
