@@ -1,3 +1,4 @@
+import { trainingStepConfig } from '../activities/transfer/activities';
 import { InvalidConfigError, parsePipelineConfig } from '../config/pipeline';
 
 describe('pipeline config', () => {
@@ -26,5 +27,16 @@ describe('pipeline config', () => {
     expect(err).toBeInstanceOf(InvalidConfigError);
     expect(err.message).toMatch(/transfer/);
     expect(err.message).toMatch(/epochz/);
+  });
+
+  test('transfer.dropout reaches sft and kd, not dpo (which has no such field), and 0 adds nothing', () => {
+    const t = parsePipelineConfig({ transfer: { dropout: 0.1 } }).transfer;
+    expect(trainingStepConfig(t, 'sft')).toMatchObject({ dropout: 0.1, learning_rate: t.learningRate, epochs: t.epochs });
+    expect(trainingStepConfig(t, 'kd')).toMatchObject({ dropout: 0.1 });
+    expect(trainingStepConfig(t, 'dpo')).not.toHaveProperty('dropout');
+    expect(trainingStepConfig(t, 'dpo')).toMatchObject({ learning_rate: t.dpoLearningRate, epochs: t.dpoEpochs });
+    // The default: no field, so the output keys (and cached artifacts) of runs before the option still match.
+    expect(trainingStepConfig(parsePipelineConfig({}).transfer, 'sft')).not.toHaveProperty('dropout');
+    expect(() => parsePipelineConfig({ transfer: { dropout: 1 } })).toThrow(/transfer\.dropout/);
   });
 });

@@ -37,6 +37,21 @@ export function studentInitConfig(student: PipelineConfig['transfer']['student']
       };
 }
 
+/** The trainer config fields of one training step that come from the pipeline config (not the paths). */
+export function trainingStepConfig(t: PipelineConfig['transfer'], step: TrainStudentInput['step']): Record<string, unknown> {
+  return {
+    epochs: step === 'dpo' ? t.dpoEpochs : t.epochs,
+    batch_size: t.batchSize,
+    learning_rate: step === 'dpo' ? t.dpoLearningRate : t.learningRate,
+    seed: t.seed,
+    save_steps: t.checkpointEvery,
+    ...(t.maxSteps ? { max_steps: t.maxSteps } : {}),
+    // dpo has no dropout field; 0 is left out so that the output keys of earlier runs still match.
+    ...(step !== 'dpo' && t.dropout > 0 ? { dropout: t.dropout } : {}),
+    ...t.trainer,
+  };
+}
+
 export function createTransferActivities(deps: ActivityDeps) {
   const { store, env } = deps;
 
@@ -95,16 +110,7 @@ export function createTransferActivities(deps: ActivityDeps) {
       const t = config.transfer;
       const data = step === 'dpo' ? prototype.preferences : prototype.sft;
       if (step === 'kd' && !teacherModel) throw new Error('kd needs a teacher model (transfer.kdTeacher)');
-      const common = {
-        epochs: step === 'dpo' ? t.dpoEpochs : t.epochs,
-        batch_size: t.batchSize,
-        learning_rate: step === 'dpo' ? t.dpoLearningRate : t.learningRate,
-        seed: t.seed,
-        save_steps: t.checkpointEvery,
-        ...(t.maxSteps ? { max_steps: t.maxSteps } : {}),
-        ...(step !== 'dpo' && t.dropout > 0 ? { dropout: t.dropout } : {}),
-        ...t.trainer,
-      };
+      const common = trainingStepConfig(t, step);
       const key = await trainerOutputKey(env.projectRoot, `train-${step}`, {
         model: model.sha256,
         data: data.sha256,
