@@ -89,6 +89,8 @@ def main() -> None:
     train = massive_records("train", limit=args.train_limit)
     dev = massive_records("dev", limit=args.dev_limit)
     if args.sft_data:
+        if args.train_limit:
+            raise SystemExit("--train-limit applies to gold train only, not to --sft-data")
         if not args.sft_data.is_file():
             raise SystemExit(f"--sft-data: no such file: {args.sft_data}")
         sft_data = args.sft_data

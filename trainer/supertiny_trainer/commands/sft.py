@@ -31,8 +31,8 @@ class SftConfig(TrainingConfig):
     input_noise: float = 0.0
     # Dropout while training (the saved model has none): on the token embeddings, on the output of every
     # attention and MLP block before it joins the residual stream, and on the attention probabilities.
-    # Qwen2 has no hidden dropout of its own; a student trained from scratch on a few thousand samples for
-    # many epochs needs one.
+    # Qwen2 has no hidden dropout of its own. On MASSIVE (12 epochs, the embedded-default student) 0.1 and 0.2
+    # slowed fitting more than they regularized and lowered dev accuracy (BENCHMARKS.md), so it is off.
     dropout: float = 0.0
 
     def validate(self) -> None:
