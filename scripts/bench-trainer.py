@@ -28,7 +28,7 @@ from massive_fixtures import gold_call, massive_records, sft_line, utterance_lin
 # The suggested embedded default (see trainer/README.md); every field can be overridden on the command line.
 DEFAULTS = {
     "vocab_size": 2048, "hidden_size": 192, "num_layers": 4, "num_heads": 6, "num_kv_heads": 2,
-    "intermediate_size": 512, "epochs": 6.0, "learning_rate": 3e-3, "batch_size": 32, "warmup_ratio": 0.03,
+    "intermediate_size": 512, "epochs": 6.0, "learning_rate": 1e-3, "batch_size": 32, "warmup_ratio": 0.03,
     "weight_decay": 0.01, "prompt_loss_weight": 0.0, "input_noise": 0.0,
     "dropout": 0.0,
 }
