@@ -158,7 +158,6 @@ export class TeacherClient<E extends TaskExample = TaskExample> {
       if (outcome.ok) {
         usage.promptTokens += outcome.completion.usage?.prompt_tokens ?? 0;
         usage.completionTokens += outcome.completion.usage?.completion_tokens ?? 0;
-        usage.costUsd += this.chat.costOf(outcome.completion.usage);
       }
       return outcome;
     };
@@ -186,6 +185,9 @@ export class TeacherClient<E extends TaskExample = TaskExample> {
     );
     this.inputs++;
     for (const s of results) this.outcomes[s.outcome]++;
+    // From the token totals, not summed per request: the samples' requests finish in any order, and a
+    // floating-point sum in arrival order made the same labels cost 0.0124675 or 0.012467500000000001.
+    usage.costUsd = this.chat.costOf({ prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens, total_tokens: usage.promptTokens + usage.completionTokens });
     return { id: input.id, text: input.text, samples: results, usage };
   }
 
