@@ -94,11 +94,12 @@ def main() -> None:
         if not args.sft_data.is_file():
             raise SystemExit(f"--sft-data: no such file: {args.sft_data}")
         sft_data = args.sft_data
-        train = [None] * sum(1 for line in open(sft_data) if line.strip())
+        train_examples = sum(1 for line in open(sft_data) if line.strip())
     else:
         sft_data = write_jsonl(out / "data" / "sft.jsonl", [sft_line(r) for r in train])
+        train_examples = len(train)
     dev_data = write_jsonl(out / "data" / "dev.jsonl", [utterance_line(r) for r in dev])
-    results: dict = {"config": vars(args) | {"out": str(out)}, "train_examples": len(train), "cpu_count": os.cpu_count()}
+    results: dict = {"config": vars(args) | {"out": str(out)}, "train_examples": train_examples, "cpu_count": os.cpu_count()}
 
     tok, tok_s = run("tokenizer", {"data": str(sft_data), "vocab_size": args.vocab_size}, out / "tokenizer", args.threads)
     init, _ = run("init", {"tokenizer": tok["outputs"]["tokenizer"], "hidden_size": args.hidden_size,
