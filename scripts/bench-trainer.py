@@ -99,7 +99,7 @@ def main() -> None:
         sft_data = write_jsonl(out / "data" / "sft.jsonl", [sft_line(r) for r in train])
         train_examples = len(train)
     dev_data = write_jsonl(out / "data" / "dev.jsonl", [utterance_line(r) for r in dev])
-    results: dict = {"config": vars(args) | {"out": str(out)}, "train_examples": train_examples, "cpu_count": os.cpu_count()}
+    results: dict = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "train_examples": train_examples, "cpu_count": os.cpu_count()}
 
     tok, tok_s = run("tokenizer", {"data": str(sft_data), "vocab_size": args.vocab_size}, out / "tokenizer", args.threads)
     init, _ = run("init", {"tokenizer": tok["outputs"]["tokenizer"], "hidden_size": args.hidden_size,
