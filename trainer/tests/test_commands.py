@@ -368,3 +368,13 @@ def test_dropout_outside_zero_to_one_is_refused_by_name():
 
     with pytest.raises(ConfigError, match="dropout"):
         SftConfig(model="m", data="d", dropout=1.0).validate()
+
+
+@pytest.mark.parametrize("field", ["prompt_loss_weight", "input_noise"])
+def test_kd_refuses_the_sft_loss_options_it_does_not_apply(field):
+    from supertiny_trainer.commands.kd import KdConfig
+    from supertiny_trainer.core.errors import ConfigError
+
+    KdConfig(model="m", data="d", teacher="t", dropout=0.1).validate()  # dropout applies to kd
+    with pytest.raises(ConfigError, match=field):
+        KdConfig(model="m", data="d", teacher="t", **{field: 0.25}).validate()

@@ -34,6 +34,10 @@ class KdConfig(SftConfig):
         require_positive(self, "top_k", "temperature")
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"config field 'alpha' must be in [0, 1], got {self.alpha}")
+        # Inherited from sft but not part of the distillation loss: refused rather than silently ignored.
+        for name in ("prompt_loss_weight", "input_noise"):
+            if getattr(self, name):
+                raise ConfigError(f"config field '{name}' is an sft option that kd does not apply; leave it at 0 for kd")
 
 
 def topk_distillation_loss(student_logits, teacher_logits, labels, top_k: int, alpha: float, temperature: float):
