@@ -31,6 +31,7 @@ DEFAULTS = {
     "intermediate_size": 512, "epochs": 6.0, "learning_rate": 1e-3, "batch_size": 32, "warmup_ratio": 0.03,
     "weight_decay": 0.01, "prompt_loss_weight": 0.0, "input_noise": 0.0,
     "dropout": 0.0,
+    "seed": 0,  # init and sft (the trainer's default; the pipeline's transfer.seed is 1234)
 }
 
 
@@ -104,7 +105,8 @@ def main() -> None:
     tok, tok_s = run("tokenizer", {"data": str(sft_data), "vocab_size": args.vocab_size}, out / "tokenizer", args.threads)
     init, _ = run("init", {"tokenizer": tok["outputs"]["tokenizer"], "hidden_size": args.hidden_size,
                            "num_layers": args.num_layers, "num_heads": args.num_heads,
-                           "num_kv_heads": args.num_kv_heads, "intermediate_size": args.intermediate_size},
+                           "num_kv_heads": args.num_kv_heads, "intermediate_size": args.intermediate_size,
+                           "seed": args.seed},
                   out / "init", args.threads)
     print(f"student: {init['metrics']['parameters']:,} parameters, vocab {init['metrics']['vocab_size']}", flush=True)
     rates: list[float] = []
@@ -112,7 +114,7 @@ def main() -> None:
                              "learning_rate": args.learning_rate, "batch_size": args.batch_size,
                              "warmup_ratio": args.warmup_ratio, "weight_decay": args.weight_decay,
                              "prompt_loss_weight": args.prompt_loss_weight, "input_noise": args.input_noise,
-                             "dropout": args.dropout, "num_threads": args.threads, "save_steps": 250, "logging_steps": 50},
+                             "dropout": args.dropout, "seed": args.seed, "num_threads": args.threads, "save_steps": 250, "logging_steps": 50},
                      out / "sft", args.threads, rates, resume=True)  # rerunning the bench after a kill resumes
     predict, predict_s = run("predict", {"model": sft["outputs"]["model"], "data": str(dev_data), "batch_size": 64,
                                          "num_threads": args.threads}, out / "predict", args.threads)
