@@ -36,7 +36,8 @@ export const TeacherConfigSchema = z
     judge: z
       .object({ enabled: z.boolean().default(false), model: z.string().min(1).default('teacher-simulator'), devSample: positiveInt.default(50) })
       .strict()
-      .default({ enabled: false, model: 'teacher-simulator', devSample: 50 }),
+      .default({ enabled: false, model: 'teacher-simulator', devSample: 50 })
+      .describe('LLM-as-judge of the accepted samples; its requests use the teacher timeouts, retries and prices'),
   })
   .strict();
 

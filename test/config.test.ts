@@ -1,3 +1,4 @@
+import { sharedChatSettings } from '../activities/prototype/stage-activities';
 import { trainingStepConfig } from '../activities/transfer/activities';
 import { InvalidConfigError, parsePipelineConfig } from '../config/pipeline';
 
@@ -8,6 +9,16 @@ describe('pipeline config', () => {
     expect(config.transfer.steps).toEqual(['sft']);
     expect(config.compress.steps).toEqual(['int8']);
     expect(config.teacher.samples).toBe(5);
+  });
+
+  test('the judge gets the teacher timeouts, retries and prices (its cost was reported as 0 without them)', () => {
+    const t = parsePipelineConfig({ teacher: { prices: { inputPerMTok: 2, outputPerMTok: 8 }, maxRetries: 3 } }).teacher;
+    expect(sharedChatSettings(t)).toEqual({
+      timeoutMs: 30000,
+      maxRetries: 3,
+      concurrency: 16,
+      prices: { inputPerMillionTokens: 2, outputPerMillionTokens: 8 },
+    });
   });
 
   test('a bad field is refused with its path in the message', () => {

@@ -25,6 +25,19 @@ export interface GoldExample {
   gold: string;
 }
 
+/**
+ * Transport, retry and price settings that the teacher's and the judge's clients share. The judge is
+ * priced at `teacher.prices` (the config has one price list), so its requests count in `costUsd`.
+ */
+export function sharedChatSettings(t: PipelineConfig['teacher']) {
+  return {
+    timeoutMs: t.timeoutMs,
+    maxRetries: t.maxRetries,
+    concurrency: t.concurrency,
+    prices: { inputPerMillionTokens: t.prices.inputPerMTok, outputPerMillionTokens: t.prices.outputPerMTok },
+  };
+}
+
 export function createPrototypeActivities(deps: ActivityDeps, resources: TaskResources) {
   const { store, env } = deps;
 
@@ -36,11 +49,8 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
       baseURL,
       apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
       model: t.model,
-      timeoutMs: t.timeoutMs,
-      maxRetries: t.maxRetries,
-      concurrency: t.concurrency,
+      ...sharedChatSettings(t),
       temperature: t.temperature,
-      prices: { inputPerMillionTokens: t.prices.inputPerMTok, outputPerMillionTokens: t.prices.outputPerMTok },
       cacheDir: path.join(env.dataDir, 'teacher-cache'),
     });
   }
@@ -116,6 +126,7 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         dev: data.dev.sha256,
         voteThreshold: t.voteThreshold,
         judge: t.judge,
+        ...(t.judge.enabled ? { prices: t.prices } : {}), // the judge's cost is part of the output
       });
       const { value } = await store.memo(key, async () => {
         const { task, goldById } = await resources.massive(config);
@@ -128,7 +139,8 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
             baseURL: await resources.teacherBaseURL(config),
             apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
             model: t.judge.model,
-            concurrency: t.concurrency,
+            // Before this, the judge's client had no prices (its cost showed as 0) and default retries.
+            ...sharedChatSettings(t),
             cacheDir: path.join(env.dataDir, 'judge-cache'),
           });
           // Agreement with gold is measured on labelled dev samples before any verdict is used.
