@@ -139,7 +139,6 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
             baseURL: await resources.teacherBaseURL(config),
             apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
             model: t.judge.model,
-            // Before this, the judge's client had no prices (its cost showed as 0) and default retries.
             ...sharedChatSettings(t),
             cacheDir: path.join(env.dataDir, 'judge-cache'),
           });
