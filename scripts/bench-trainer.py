@@ -87,7 +87,6 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
 
-    train = massive_records("train", limit=args.train_limit)
     dev = massive_records("dev", limit=args.dev_limit)
     if args.sft_data:
         if args.train_limit:
@@ -97,6 +96,7 @@ def main() -> None:
         sft_data = args.sft_data
         train_examples = sum(1 for line in open(sft_data) if line.strip())
     else:
+        train = massive_records("train", limit=args.train_limit)
         sft_data = write_jsonl(out / "data" / "sft.jsonl", [sft_line(r) for r in train])
         train_examples = len(train)
     dev_data = write_jsonl(out / "data" / "dev.jsonl", [utterance_line(r) for r in dev])
