@@ -1,10 +1,13 @@
 // What the activities need, injected by the plugin (or a test).
 import type { ArtifactStore } from '../artifacts/store';
 import type { SupertinyEnv } from '../config/env';
+import type { TeacherEndpoint } from '../config/endpoints';
 
 export interface ActivityDeps {
   env: SupertinyEnv;
   store: ArtifactStore;
-  /** Default teacher endpoint when a config names none; unset = start the teacher simulator in-process. */
-  teacherBaseURL?: string;
+  /** The operator's teacher endpoints (config/endpoints.ts); unset = only the built-in simulator. */
+  endpoints?: TeacherEndpoint[];
+  /** A running teacher simulator to use for the "simulator" endpoint; unset = start one in-process on first use. */
+  simulatorBaseURL?: string;
 }

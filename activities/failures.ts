@@ -4,6 +4,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { ArtifactCorruptedError, ArtifactMissingError } from '../artifacts/store';
 import { ARTIFACT_CORRUPTED, ARTIFACT_MISSING } from '../artifacts/ref';
 import { InvalidConfigError } from '../config/pipeline';
+import { EndpointConfigError, redact } from '../config/endpoints';
+import { MassiveDataError } from '../tasks/massive/data';
 
 /** Bad user input (dataset lines, task specs): retrying cannot help. */
 export class InvalidInputError extends Error {
@@ -18,14 +20,33 @@ export function toActivityFailure(err: unknown): unknown {
   if (err instanceof ArtifactCorruptedError) return ApplicationFailure.create({ message: err.message, type: ARTIFACT_CORRUPTED, nonRetryable: true, details: [err.ref] });
   if (err instanceof ArtifactMissingError) return ApplicationFailure.create({ message: err.message, type: ARTIFACT_MISSING, nonRetryable: true, details: [err.ref] });
   if (err instanceof InvalidConfigError) return ApplicationFailure.create({ message: err.message, type: 'InvalidConfig', nonRetryable: true, details: [err.issues] });
-  if (err instanceof InvalidInputError) return ApplicationFailure.create({ message: err.message, type: 'InvalidInput', nonRetryable: true });
+  if (err instanceof EndpointConfigError) return ApplicationFailure.create({ message: err.message, type: 'InvalidConfig', nonRetryable: true });
+  if (err instanceof InvalidInputError || err instanceof MassiveDataError) return ApplicationFailure.create({ message: err.message, type: 'InvalidInput', nonRetryable: true });
   return err;
 }
 
 type AsyncFn = (...args: any[]) => Promise<unknown>;
 
-/** Wraps every activity so that domain errors leave the worker as typed failures. */
-export function withTypedFailures<T extends Record<string, AsyncFn>>(activities: T): T {
+/** The error with every secret replaced: a key must never reach workflow history through a message. */
+function scrubbed(err: unknown, secrets: readonly string[]): unknown {
+  if (secrets.length === 0 || !(err instanceof Error)) return err;
+  const message = redact(err.message, secrets);
+  const stack = err.stack === undefined ? undefined : redact(err.stack, secrets);
+  if (message === err.message && stack === err.stack) return err;
+  if (err instanceof ApplicationFailure) {
+    return ApplicationFailure.create({ message, type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined, details: err.details ? [...err.details] : undefined });
+  }
+  const clean = new Error(message);
+  clean.name = err.name;
+  if (stack !== undefined) clean.stack = stack;
+  return clean;
+}
+
+/**
+ * Wraps every activity so that domain errors leave the worker as typed failures, with the worker's
+ * secrets (the teacher endpoints' keys) scrubbed from their messages.
+ */
+export function withTypedFailures<T extends Record<string, AsyncFn>>(activities: T, secrets: readonly string[] = []): T {
   const wrapped: Record<string, AsyncFn> = {};
   for (const [name, fn] of Object.entries(activities)) {
     wrapped[name] = {
@@ -33,7 +54,7 @@ export function withTypedFailures<T extends Record<string, AsyncFn>>(activities:
         try {
           return await fn(...args);
         } catch (err) {
-          throw toActivityFailure(err);
+          throw scrubbed(toActivityFailure(err), secrets);
         }
       },
     }[name];

@@ -3,6 +3,9 @@
 import type { ActivityDeps } from './deps';
 import { withTypedFailures } from './failures';
 import { createTaskResources } from './task-resources';
+import { checkConfigOnWorker } from './config-check';
+import { secretsOf } from '../config/endpoints';
+import type { PipelineConfig } from '../config/pipeline';
 import { createPrototypeActivities } from './prototype/stage-activities';
 import { createTransferActivities } from './transfer/activities';
 import { createCompressActivities } from './compress/activities';
@@ -13,11 +16,15 @@ export type { ActivityDeps } from './deps';
 export function createActivities(deps: ActivityDeps) {
   const resources = createTaskResources(deps);
   return withTypedFailures({
+    /** The pipeline's first activity: worker-side checks of the config, before anything is paid. */
+    async checkPipelineConfig({ config }: { config: PipelineConfig }): Promise<void> {
+      await checkConfigOnWorker(config, deps.env, resources);
+    },
     ...createPrototypeActivities(deps, resources),
     ...createTransferActivities(deps),
     ...createCompressActivities(deps),
     ...createEvaluateActivities(deps, resources),
-  });
+  }, secretsOf(deps.endpoints ?? []));
 }
 
 export type SupertinyActivities = ReturnType<typeof createActivities>;

@@ -13,5 +13,8 @@ export async function readConfigFile(file: string): Promise<PipelineConfig> {
   } catch (err) {
     throw new Error(`config file ${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(err as Error).message}`);
   }
+  if (raw === null || raw === undefined || (typeof raw === 'string' && raw.trim() === '')) {
+    throw new Error(`config file ${file} is empty; write {} to run the embedded default`);
+  }
   return parsePipelineConfig(raw);
 }

@@ -15,6 +15,7 @@ import { connectClient, startPipeline, pipelineProgress, cancelPipeline } from '
 import { Runtime } from '@temporalio/worker';
 import { createWorkers } from '../workers/worker';
 import { printReportTable } from './report-table';
+import { causeChain } from './cause-chain';
 
 const log = createLogger('cli');
 
@@ -29,6 +30,12 @@ function untilSignal(): Promise<NodeJS.Signals> {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+}
+
+/** No --config: say so, rather than silently running the whole default demo. */
+function defaultConfig() {
+  process.stderr.write('no --config given: running the embedded default pipeline (MASSIVE, the teacher simulator); see examples/pipeline.json\n');
+  return parsePipelineConfig({});
 }
 
 async function withServer<T>(run: (server: DevServer) => Promise<T>): Promise<T> {
@@ -47,7 +54,7 @@ async function demo(args: string[]) {
   Runtime.install({ shutdownSignals: [] });
   const env = readEnv();
   const configFile = flag(args, '--config');
-  const config = configFile ? await readConfigFile(configFile) : parsePipelineConfig({});
+  const config = configFile ? await readConfigFile(configFile) : defaultConfig();
   await withServer(async (server) => {
     const workers = await createWorkers(env);
     const running = workers.run();
@@ -109,7 +116,7 @@ async function main() {
     }
     case 'start': {
       const configFile = flag(args, '--config');
-      const config = configFile ? await readConfigFile(configFile) : parsePipelineConfig({});
+      const config = configFile ? await readConfigFile(configFile) : defaultConfig();
       const client = await connectClient(env);
       const handle = await startPipeline(client, config, { workflowId: flag(args, '--workflow-id') });
       process.stdout.write(`started ${handle.workflowId}\n`);
@@ -138,7 +145,10 @@ async function main() {
 main().then(
   () => process.exit(process.exitCode ?? 0),
   (err) => {
-    log.error(err instanceof Error ? err.message : String(err));
+    // The last line is the root cause (e.g. the activity's InvalidConfig message), not "Workflow execution failed".
+    const chain = causeChain(err);
+    if (chain.length > 1) log.error(chain.slice(0, -1).join(' <- '));
+    process.stderr.write(`error: ${chain[chain.length - 1]}\n`);
     process.exit(1);
   },
 );

@@ -6,52 +6,77 @@ import { z } from 'zod';
 const positiveInt = z.number().int().positive();
 const fraction = z.number().min(0).max(1);
 
+// Every number and string has a bound: a config is input from whoever may start a workflow.
+const MAX_ITEMS = 10_000_000;
+const limit = positiveInt.max(MAX_ITEMS);
+const modelName = z.string().min(1).max(200);
+const path = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'must not contain NUL');
+
 export const TaskConfigSchema = z
   .object({
     name: z.literal('massive').default('massive').describe('built-in task; only MASSIVE en-US for now'),
-    dataPath: z.string().min(1).optional().describe('MASSIVE JSONL; defaults to SUPERTINY_MASSIVE_PATH'),
-    trainLimit: positiveInt.optional().describe('use only the first N train utterances (unlabelled traffic)'),
-    devLimit: positiveInt.optional().describe('use only the first N dev utterances for gates'),
-    testLimit: positiveInt.optional().describe('use only the first N test utterances for the report'),
+    dataPath: path
+      .optional()
+      .describe("MASSIVE JSONL inside one of the worker's data roots (SUPERTINY_DATA_ROOTS); defaults to SUPERTINY_MASSIVE_PATH"),
+    trainLimit: limit.optional().describe('use only the first N train utterances (unlabelled traffic)'),
+    devLimit: limit.optional().describe('use only the first N dev utterances for gates'),
+    testLimit: limit.optional().describe('use only the first N test utterances for the report'),
   })
   .strict();
 
 export const TeacherConfigSchema = z
   .object({
-    baseURL: z.string().url().optional().describe('OpenAI-compatible endpoint; unset = the teacher simulator'),
-    apiKeyEnv: z.string().default('OPENAI_API_KEY').describe('name of the env var holding the API key (never the key itself)'),
-    model: z.string().min(1).default('teacher-simulator'),
+    endpoint: z
+      .string()
+      .min(1)
+      .max(64)
+      .default('simulator')
+      .describe("name of one of the worker's teacher endpoints (SUPERTINY_TEACHER_ENDPOINTS); \"simulator\" is the built-in teacher simulator"),
+    model: modelName.default('teacher-simulator').describe("one of the endpoint's allowed models"),
     temperature: z.number().min(0).max(2).default(0.7),
     samples: positiveInt.max(16).default(5).describe('n samples per input for rejection sampling'),
     voteThreshold: fraction.default(0.8).describe('share of samples that must agree on the answer'),
     concurrency: positiveInt.max(256).default(16),
-    timeoutMs: positiveInt.default(30000),
+    timeoutMs: positiveInt.min(100).max(600_000).default(30000).describe('per request'),
     maxRetries: z.number().int().min(0).max(20).default(6),
-    maxSteps: positiveInt.max(8).default(4),
-    batchSize: positiveInt.default(200).describe('inputs per activity; bounds workflow history'),
-    prices: z
-      .object({ inputPerMTok: z.number().min(0).default(0.15), outputPerMTok: z.number().min(0).default(0.6) })
-      .strict()
-      .default({ inputPerMTok: 0.15, outputPerMTok: 0.6 }),
+    batchSize: positiveInt.max(10_000).default(200).describe('inputs per activity; bounds workflow history'),
     judge: z
-      .object({ enabled: z.boolean().default(false), model: z.string().min(1).default('teacher-simulator'), devSample: positiveInt.default(50) })
+      .object({ enabled: z.boolean().default(false), model: modelName.default('teacher-simulator'), devSample: positiveInt.max(10_000).default(50) })
       .strict()
       .default({ enabled: false, model: 'teacher-simulator', devSample: 50 })
-      .describe('LLM-as-judge of the accepted samples; its requests use the teacher timeouts, retries and prices'),
+      .describe("LLM-as-judge of the accepted samples, on the teacher's endpoint; its requests use the teacher timeouts and retries"),
   })
   .strict();
 
 export const StudentConfigSchema = z
   .object({
-    baseModelPath: z.string().min(1).optional().describe('a local model folder (e.g. Qwen2.5-0.5B-Instruct); unset = tiny model from config'),
-    hiddenSize: positiveInt.default(192),
-    layers: positiveInt.default(4),
-    heads: positiveInt.default(6),
-    kvHeads: positiveInt.default(2),
-    intermediateSize: positiveInt.default(512),
-    vocabSize: positiveInt.default(2048),
+    baseModelPath: path
+      .optional()
+      .describe("a local model folder (e.g. Qwen2.5-0.5B-Instruct) inside one of the worker's model roots (SUPERTINY_MODEL_ROOTS); unset = tiny model from config"),
+    hiddenSize: positiveInt.max(16_384).default(192),
+    layers: positiveInt.max(256).default(4),
+    heads: positiveInt.max(256).default(6),
+    kvHeads: positiveInt.max(256).default(2),
+    intermediateSize: positiveInt.max(65_536).default(512),
+    vocabSize: positiveInt.max(1_000_000).default(2048),
   })
-  .strict();
+  .strict()
+  .refine((s) => s.hiddenSize % s.heads === 0, { message: 'hiddenSize must be a multiple of heads', path: ['hiddenSize'] })
+  .refine((s) => s.heads % s.kvHeads === 0, { message: 'heads must be a multiple of kvHeads', path: ['kvHeads'] });
+
+// Fields the trainer config takes from the pipeline itself (paths, the model): the pass-through cannot set them.
+const RESERVED_TRAINER_FIELDS = new Set(['model', 'data', 'teacher', 'tokenizer', 'base_model', 'run_dir', 'output', 'output_dir', 'config']);
+
+const TrainerPassThroughSchema = z
+  .record(z.string(), z.union([z.number().finite(), z.boolean(), z.string().max(200)]))
+  .superRefine((fields, ctx) => {
+    const keys = Object.keys(fields);
+    if (keys.length > 32) ctx.addIssue({ code: 'custom', message: 'at most 32 fields' });
+    for (const key of keys) {
+      if (!/^[a-z][a-z0-9_]{0,63}$/.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: 'not a trainer config field name (snake_case)' });
+      else if (RESERVED_TRAINER_FIELDS.has(key)) ctx.addIssue({ code: 'custom', path: [key], message: 'is set by the pipeline, not by transfer.trainer' });
+    }
+  });
 
 export const TransferStepSchema = z.enum(['sft', 'dpo', 'kd']);
 
@@ -62,28 +87,26 @@ export const TransferConfigSchema = z
     // At learning rate 1e-3, 12 epochs give the demo's int8 student the same test quality as 20 (intent 79.3%
     // both, exact match 50.5% vs 50.6%) in 60% of the training time; on gold train 20 epochs gave 82.0% dev
     // intent against 82.3% for 12 (BENCHMARKS.md).
-    epochs: z.number().positive().default(12),
+    epochs: z.number().positive().max(1000).default(12),
     // Gold train, 12 epochs, whole dev split: 3e-3 gave 80.3% intent / 46.1% exact match, 1.5e-3 82.2% / 48.6%,
     // 1e-3 82.3% / 49.6%; 6e-3 trained far worse (BENCHMARKS.md).
-    learningRate: z.number().positive().default(1e-3),
+    learningRate: z.number().positive().max(1).default(1e-3),
     dropout: z
       .number()
       .min(0)
       .lt(1)
       .default(0)
       .describe('dropout while training sft and kd (embeddings, residual branches, attention); the exported model has none'),
-    dpoEpochs: z.number().positive().default(1),
-    dpoLearningRate: z.number().positive().default(5e-5),
+    dpoEpochs: z.number().positive().max(1000).default(1),
+    dpoLearningRate: z.number().positive().max(1).default(5e-5),
     kdTeacher: StudentConfigSchema.default(
       StudentConfigSchema.parse({ hiddenSize: 256, layers: 6, heads: 8, kvHeads: 2, intermediateSize: 768 }),
     ).describe('shape of the larger white-box student trained first for kd'),
-    batchSize: positiveInt.default(32),
-    maxSteps: positiveInt.optional().describe('stop each training step after this many optimizer steps'),
-    checkpointEvery: positiveInt.default(200),
-    seed: z.number().int().default(1234),
-    trainer: z
-      .record(z.string(), z.unknown())
-      .default({ warmup_ratio: 0.03, weight_decay: 0.01 })
+    batchSize: positiveInt.max(4096).default(32),
+    maxSteps: limit.optional().describe('stop each training step after this many optimizer steps'),
+    checkpointEvery: limit.default(200),
+    seed: z.number().int().min(0).max(2 ** 31 - 1).default(1234),
+    trainer: TrainerPassThroughSchema.default({ warmup_ratio: 0.03, weight_decay: 0.01 })
       .describe('extra fields passed to the trainer config (see trainer/README.md)'),
   })
   .strict();
@@ -100,20 +123,20 @@ export const CompressConfigSchema = z
 export const EvaluateConfigSchema = z
   .object({
     split: z.enum(['dev', 'test']).default('test'),
-    latencySamples: positiveInt.default(200),
+    latencySamples: positiveInt.max(10_000).default(200),
   })
   .strict();
 
 export const TimeoutsConfigSchema = z
   .object({
-    heartbeatSeconds: positiveInt.default(30).describe('a worker that dies is noticed after this long'),
-    activityMinutes: positiveInt.default(240),
+    heartbeatSeconds: positiveInt.min(5).max(3600).default(30).describe('a worker that dies is noticed after this long'),
+    activityMinutes: positiveInt.max(7 * 24 * 60).default(240),
   })
   .strict();
 
 export const PipelineConfigSchema = z
   .object({
-    name: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dot, dash and underscore only').default('massive-demo'),
+    name: z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dot, dash and underscore only').default('massive-demo'),
     task: TaskConfigSchema.default(TaskConfigSchema.parse({})),
     teacher: TeacherConfigSchema.default(TeacherConfigSchema.parse({})),
     transfer: TransferConfigSchema.default(TransferConfigSchema.parse({})),
@@ -133,9 +156,15 @@ export class InvalidConfigError extends Error {
   }
 }
 
-/** Parses a config, throwing InvalidConfigError whose message names each bad field by its path. */
+/**
+ * Parses a config, throwing InvalidConfigError whose message names each bad field by its path. A missing
+ * config (null, undefined) is an error, not the default: `{}` asks for the default explicitly.
+ */
 export function parsePipelineConfig(input: unknown): PipelineConfig {
-  const result = PipelineConfigSchema.safeParse(input ?? {});
+  if (input === null || input === undefined) {
+    throw new InvalidConfigError([{ path: '', message: 'no pipeline config given; pass {} to run the embedded default' }]);
+  }
+  const result = PipelineConfigSchema.safeParse(input);
   if (!result.success) {
     throw new InvalidConfigError(result.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })));
   }

@@ -11,9 +11,13 @@ describe('pipeline config', () => {
     expect(config.teacher.samples).toBe(5);
   });
 
-  test('the judge gets the teacher timeouts, retries and prices (its cost was reported as 0 without them)', () => {
-    const t = parsePipelineConfig({ teacher: { prices: { inputPerMTok: 2, outputPerMTok: 8 }, maxRetries: 3 } }).teacher;
-    expect(sharedChatSettings(t)).toEqual({
+  test("the judge gets the teacher timeouts and retries and the endpoint's prices (its cost was reported as 0 without them)", () => {
+    const t = parsePipelineConfig({ teacher: { maxRetries: 3 } }).teacher;
+    const resolved = { endpoint: 'e', baseURL: 'http://127.0.0.1:9/v1', apiKey: 'k', model: 'm', prices: { inputPerMTok: 2, outputPerMTok: 8 }, simulated: false, identity: 'e@x' };
+    expect(sharedChatSettings(t, resolved)).toEqual({
+      baseURL: 'http://127.0.0.1:9/v1',
+      apiKey: 'k',
+      model: 'm',
       timeoutMs: 30000,
       maxRetries: 3,
       concurrency: 16,
@@ -21,10 +25,32 @@ describe('pipeline config', () => {
     });
   });
 
+  test('a config cannot name a URL, a key variable or prices: those belong to the worker', () => {
+    expect(() => parsePipelineConfig({ teacher: { baseURL: 'http://attacker.example/v1' } })).toThrow(/teacher.*baseURL/);
+    expect(() => parsePipelineConfig({ teacher: { apiKeyEnv: 'SUPERTINY_DATA_DIR' } })).toThrow(/teacher.*apiKeyEnv/);
+    expect(() => parsePipelineConfig({ teacher: { prices: { inputPerMTok: 0, outputPerMTok: 0 } } })).toThrow(/teacher.*prices/);
+    expect(parsePipelineConfig({ teacher: { endpoint: 'openai', model: 'gpt-4o-mini' } }).teacher.endpoint).toBe('openai');
+  });
+
+  test('hostile but schema-shaped values are refused by bounds', () => {
+    expect(() => parsePipelineConfig({ name: 'x'.repeat(300) })).toThrow(/name/);
+    expect(() => parsePipelineConfig({ teacher: { timeoutMs: 3e9 } })).toThrow(/teacher\.timeoutMs/);
+    expect(() => parsePipelineConfig({ task: { trainLimit: 1e12 } })).toThrow(/task\.trainLimit/);
+    expect(() => parsePipelineConfig({ transfer: { epochs: 1e9 } })).toThrow(/transfer\.epochs/);
+    expect(() => parsePipelineConfig({ transfer: { student: { hiddenSize: 190 } } })).toThrow(/transfer\.student\.hiddenSize.*multiple/);
+    expect(() => parsePipelineConfig({ transfer: { trainer: { data: '/etc/passwd' } } })).toThrow(/transfer\.trainer\.data.*set by the pipeline/);
+    expect(() => parsePipelineConfig({ transfer: { trainer: { warmup_ratio: { nested: 1 } } } })).toThrow(/transfer\.trainer\.warmup_ratio/);
+    expect(() => parsePipelineConfig({ task: { dataPath: 'a\0b' } })).toThrow(/task\.dataPath/);
+  });
+
+  test('a missing config is an error that says how to ask for the default', () => {
+    expect(() => parsePipelineConfig(null)).toThrow(/pass \{\} to run the embedded default/);
+    expect(() => parsePipelineConfig(undefined)).toThrow(InvalidConfigError);
+  });
+
   test('a bad field is refused with its path in the message', () => {
     expect(() => parsePipelineConfig({ teacher: { samples: 0 } })).toThrow(/teacher\.samples/);
     expect(() => parsePipelineConfig({ transfer: { steps: ['sft', 'magic'] } })).toThrow(/transfer\.steps\.1/);
-    expect(() => parsePipelineConfig({ teacher: { baseURL: 'not a url' } })).toThrow(/teacher\.baseURL/);
   });
 
   test('unknown fields are refused by name rather than ignored', () => {

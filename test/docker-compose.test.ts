@@ -70,7 +70,7 @@ describe('docker-compose.yml', () => {
     const envSource = readFileSync(path.join(root, 'config', 'env.ts'), 'utf8');
     for (const worker of ['worker-cpu', 'worker-gpu']) {
       for (const name of Object.keys(envOf(worker))) {
-        if (name === 'OPENAI_API_KEY') continue; // read through the config's apiKeyEnv
+        if (name === 'OPENAI_API_KEY') continue; // read through the operator's endpoints file (apiKeyEnv)
         expect(envSource).toContain(`'${name}'`);
       }
     }

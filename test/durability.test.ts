@@ -79,7 +79,7 @@ describe('durability', () => {
   });
 
   function worker(): WorkerProcess {
-    const w = startWorkerProcess(env, { SUPERTINY_TEACHER_URL: simulator.url });
+    const w = startWorkerProcess(env, { SUPERTINY_SIMULATOR_URL: simulator.url });
     workers.push(w);
     return w;
   }
@@ -119,7 +119,7 @@ describe('durability', () => {
     const referenceEnv = await testEnv(server.address, { taskQueue: `${taskQueue}-reference` });
     try {
       const reference = await withWorkers(
-        () => createTestWorkers(server, referenceEnv.taskQueue, testDeps(referenceEnv, { teacherBaseURL: referenceSimulator.url })),
+        () => createTestWorkers(server, referenceEnv.taskQueue, testDeps(referenceEnv, { simulatorBaseURL: referenceSimulator.url })),
         () => server.client.workflow.execute(prototypeStage, { taskQueue: referenceEnv.taskQueue, workflowId: `${workflowId}-reference`, args: [{ config }] }),
       );
       for (const name of ['sft', 'preferences', 'rejected', 'stats'] as const) expect(prototype[name].sha256).toBe(reference[name].sha256);

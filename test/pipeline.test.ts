@@ -31,7 +31,7 @@ describe('distillation pipeline on a real Temporal server', () => {
     server = await startTestServer();
     env = await testEnv(server.address, { taskQueue });
     simulator = await startTeacherSimulator({ massivePath: env.massivePath });
-    const deps = testDeps(env, { teacherBaseURL: simulator.url });
+    const deps = testDeps(env, { simulatorBaseURL: simulator.url });
     store = deps.store;
     workers = () => createTestWorkers(server, taskQueue, deps);
   }, 120_000);
@@ -114,6 +114,30 @@ describe('distillation pipeline on a real Temporal server', () => {
     const err = await withWorkers(workers, () => handle.result().catch((e: unknown) => e));
     expect(err).toBeInstanceOf(WorkflowFailedError);
     expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/teacher\.samples/);
+  }, 120_000);
+
+  test.each([
+    ['an endpoint the worker lacks', { teacher: { endpoint: 'attacker' } }, /teacher\.endpoint: no endpoint "attacker"/],
+    ['a data file outside the data roots', { task: { dataPath: '/etc/passwd' } }, /task\.dataPath: \/etc\/passwd is outside/],
+    ['a base model outside the model roots', { transfer: { student: { baseModelPath: '/etc' } } }, /transfer\.student\.baseModelPath: \/etc is outside/],
+  ])('a config with %s fails on the worker before any teacher request, naming the field', async (_label, override, message) => {
+    const requestsBefore = simulator.stats().chatRequests;
+    const handle = await server.client.workflow.start('distillationPipeline', {
+      taskQueue,
+      workflowId: `worker-check-${Date.now()}`,
+      args: [{ ...smallPipelineConfig('worker-check'), ...override }],
+    });
+    const err = await withWorkers(workers, () => handle.result().catch((e: unknown) => e));
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const chain: string[] = [];
+    for (let cur: unknown = err; cur instanceof Error; cur = (cur as { cause?: unknown }).cause) chain.push(cur.message);
+    expect(chain[chain.length - 1]).toMatch(message);
+    expect(chain.join('\n')).not.toMatch(/root:x:/);
+    // Non-retryable: one attempt, and the teacher was never asked.
+    const history = await handle.fetchHistory();
+    const attempts = history.events?.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt) ?? [];
+    expect(attempts).toEqual([1]);
+    expect(simulator.stats().chatRequests).toBe(requestsBefore);
   }, 120_000);
 
   test('a cancel update stops the pipeline cleanly and kills the running trainer', async () => {

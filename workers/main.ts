@@ -1,7 +1,7 @@
 // Worker entry point: `npm run worker` (or `node -r tsx/cjs workers/main.ts`).
 // Environment (all optional): TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SUPERTINY_TASK_QUEUE,
 // SUPERTINY_WORKER_ROLE (all|cpu|gpu), SUPERTINY_DATA_DIR, SUPERTINY_PYTHON, SUPERTINY_MASSIVE_PATH,
-// SUPERTINY_TEACHER_URL (default: start the teacher simulator in this process). See README.
+// SUPERTINY_TEACHER_ENDPOINTS (the operator's teacher endpoints file; the simulator is always there). See README.
 import { readEnv } from '../config/env';
 import { createLogger } from '../config/logger';
 import { createWorkers } from './worker';

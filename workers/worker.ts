@@ -9,6 +9,7 @@ import { gpuQueueOf } from '../workflows/activity-options';
 import { SupertinyPlugin } from './plugin';
 import { ensureSearchAttributes } from './search-attributes';
 import type { ActivityDeps } from '../activities';
+import { loadTeacherEndpoints } from '../config/endpoints';
 
 const log = createLogger('worker');
 
@@ -27,12 +28,14 @@ export async function createWorkers(
 ): Promise<SupertinyWorkers> {
   const role = options.role ?? 'all';
   const taskQueue = options.taskQueue ?? env.taskQueue;
+  // Refuses a bad endpoints file (non-http(s) URL, unset key variable) before polling anything.
+  const endpoints = options.deps?.endpoints ?? (await loadTeacherEndpoints(env.teacherEndpointsFile, env.secret));
   const connection = await connectWithRetry(env);
   const admin = await Connection.connect({ address: env.temporalAddress });
   await ensureSearchAttributes(admin, env.namespace);
   await admin.close();
 
-  const deps: ActivityDeps = { env, store: new ArtifactStore(`${env.dataDir}/artifacts`), ...options.deps };
+  const deps: ActivityDeps = { env, store: new ArtifactStore(`${env.dataDir}/artifacts`), ...options.deps, endpoints };
   const workers: Worker[] = [];
   if (role === 'all' || role === 'cpu') {
     workers.push(
@@ -56,7 +59,9 @@ export async function createWorkers(
       }),
     );
   }
-  log.info(`worker polling ${workers.map((w) => w.options.taskQueue).join(' and ')} on ${env.temporalAddress}`);
+  log.info(`worker polling ${workers.map((w) => w.options.taskQueue).join(' and ')} on ${env.temporalAddress}`, {
+    teacherEndpoints: endpoints.map((e) => e.name),
+  });
   return {
     workers,
     run: async () => {

@@ -6,6 +6,8 @@ import {
   CancellationScope,
   executeChild,
   isCancellation,
+  patched,
+  proxyActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -15,6 +17,8 @@ import { collectRefs } from '../artifacts/ref';
 import { ARTIFACT_CORRUPTED, ARTIFACT_MISSING, type ArtifactRef } from '../artifacts/ref';
 import { parsePipelineConfig, InvalidConfigError, type PipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import type { PipelineResult } from '../activities/types';
+import type { SupertinyActivities } from '../activities';
+import { activityOptions } from './activity-options';
 import {
   cancelSignal,
   cancelUpdate,
@@ -31,11 +35,21 @@ import { compressStage } from './compress';
 import { evaluateStage } from './evaluate';
 
 const MAX_RECOVERIES = 3;
+const TEACHER_ENDPOINTS_PATCH = 'teacher-endpoints-and-config-check';
+
+/** A config recorded before teacher endpoints were the worker's: its URL, key variable and prices are dropped. */
+function withoutLegacyTeacherFields(input: unknown): unknown {
+  if (!input || typeof input !== 'object' || !('teacher' in input)) return input;
+  const { baseURL: _u, apiKeyEnv: _k, prices: _p, maxSteps: _s, ...teacher } = (input as { teacher: Record<string, unknown> }).teacher ?? {};
+  return { ...input, teacher };
+}
 
 export async function distillationPipeline(input: PipelineConfigInput): Promise<PipelineResult> {
   let config: PipelineConfig;
+  // Histories from before named teacher endpoints carry the old teacher fields and no config check.
+  const legacy = !patched(TEACHER_ENDPOINTS_PATCH);
   try {
-    config = parsePipelineConfig(input);
+    config = parsePipelineConfig(legacy ? withoutLegacyTeacherFields(input) : input);
   } catch (err) {
     if (err instanceof InvalidConfigError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidConfig', err.issues);
     throw err;
@@ -118,6 +132,12 @@ export async function distillationPipeline(input: PipelineConfigInput): Promise<
     progress.artifacts = { ...progress.artifacts, ...namedRefs(stage, result[stage]) };
     progress.stagesDone = [...progress.stagesDone.filter((s) => s !== stage), stage];
   };
+
+  // Worker-side checks (endpoint, models, paths inside the worker's roots) before anything is paid.
+  if (!legacy) {
+    setCurrentDetails('checking the config on the worker');
+    await proxyActivities<SupertinyActivities>({ ...activityOptions(config, 'cpu'), startToCloseTimeout: '2 minutes' }).checkPipelineConfig({ config });
+  }
 
   let next = 0;
   while (next < STAGES.length) {

@@ -12,7 +12,7 @@ import { callMetrics, type CallPrediction } from '../../tasks/metrics';
 import { StudentModel } from '../../runtime/student';
 import type { ActivityDeps } from '../deps';
 import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } from '../types';
-import type { GoldExample } from '../prototype/stage-activities';
+import { sharedChatSettings, teacherKeyParts, type GoldExample } from '../prototype/stage-activities';
 import { createTeacherClient } from '../prototype/teacher-client';
 import type { TaskResources } from '../task-resources';
 import { runTrainer, trainerOutputKey } from '../transfer/trainer-process';
@@ -131,9 +131,17 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const { config, prototype, transfer, compress } = input;
       const split = config.evaluate.split;
       const goldRef = prototype.data[split];
+      const resolved = await resources.teacher(config);
+      // Everything the report shows: the config's name, the gates and the transfer metrics are in it too.
       const key = await trainerOutputKey(env.projectRoot, 'evaluateModels', {
+        name: config.name,
+        split,
         gold: goldRef.sha256,
-        teacher: { baseURL: config.teacher.baseURL ?? null, model: config.teacher.model },
+        teacher: teacherKeyParts(resolved),
+        teacherSettings: { timeoutMs: config.teacher.timeoutMs, maxRetries: config.teacher.maxRetries, concurrency: config.teacher.concurrency },
+        transferSteps: transfer.steps.map((s) => ({ step: s.step, model: s.model.sha256, metrics: s.metrics })),
+        gates: compress.gates,
+        chosen: compress.chosen.sha256,
         student: transfer.student.sha256,
         onnx: compress.onnx.sha256,
         int8: compress.int8?.sha256 ?? null,
@@ -149,16 +157,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         // Teacher, over its API: quality at temperature 0 (cached, paid once); latency on uncached requests.
         heartbeat('teacher', 0, total);
         const { task } = await resources.massive(config);
-        const baseURL = await resources.teacherBaseURL(config);
-        const teacherOptions = {
-          baseURL,
-          apiKey: env.secret(config.teacher.apiKeyEnv) ?? 'sk-no-key',
-          model: config.teacher.model,
-          temperature: 0,
-          timeoutMs: config.teacher.timeoutMs,
-          maxRetries: config.teacher.maxRetries,
-        };
-        const teacher = createTeacherClient(task, { ...teacherOptions, concurrency: config.teacher.concurrency, cacheDir: path.join(env.dataDir, 'teacher-cache') });
+        const teacherOptions = { ...sharedChatSettings(config.teacher, resolved), temperature: 0 };
+        const teacher = createTeacherClient(task, { ...teacherOptions, cacheDir: path.join(env.dataDir, 'teacher-cache') });
         const teacherResults = await Promise.all(gold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
         const teacherPredictions = new Map(teacherResults.map((r) => [r.id, { call: r.samples[0]?.call, schemaValid: r.samples[0]?.outcome === 'ok' }]));
         const uncached = createTeacherClient(task, { ...teacherOptions, concurrency: 1 });
@@ -173,7 +173,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           ...latencySummary(teacherLatencies),
           params: null,
           bytes: null,
-          latency_note: `${teacherLatencies.length} sequential requests (routing + final call) to ${config.teacher.model} at ${baseURL}, uncached`,
+          latency_note: `${teacherLatencies.length} sequential requests (routing + final call) to ${config.teacher.model} on endpoint "${resolved.endpoint}"${resolved.simulated ? ' (the teacher SIMULATOR on loopback: not an LLM latency)' : ''}, uncached`,
         };
 
         // The PyTorch student checkpoint, through the trainer's `predict` (eager mode, batch 1 for latency).

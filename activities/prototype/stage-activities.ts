@@ -14,7 +14,8 @@ import type { LabelBatchInput, LabelBatchResult, PrototypeResult, TaskData } fro
 import { createTeacherClient, type TeacherInput, type TeacherResult } from './teacher-client';
 import { buildPreferenceRows, buildRejectedRows, buildSftRows, buildStats, reviewAll, applyJudge } from './rejection-sampling';
 import { calibrateJudge, createJudge, judgeCalibrationItems } from './judge';
-import type { TaskResources } from '../task-resources';
+import type { ResolvedTeacher, TaskResources } from '../task-resources';
+import { taskDataPath } from '../config-check';
 
 const log = createLogger('prototype');
 
@@ -26,38 +27,41 @@ export interface GoldExample {
 }
 
 /**
- * Transport, retry and price settings that the teacher's and the judge's clients share. The judge is
- * priced at `teacher.prices` (the config has one price list), so its requests count in `costUsd`.
+ * Endpoint, transport, retry and price settings that the teacher's and the judge's clients share. Prices
+ * are the endpoint's (the operator's), so the judge's requests count in `costUsd` too.
  */
-export function sharedChatSettings(t: PipelineConfig['teacher']) {
+export function sharedChatSettings(t: PipelineConfig['teacher'], teacher: ResolvedTeacher) {
   return {
+    baseURL: teacher.baseURL,
+    apiKey: teacher.apiKey,
+    model: teacher.model,
     timeoutMs: t.timeoutMs,
     maxRetries: t.maxRetries,
     concurrency: t.concurrency,
-    prices: { inputPerMillionTokens: t.prices.inputPerMTok, outputPerMillionTokens: t.prices.outputPerMTok },
+    prices: { inputPerMillionTokens: teacher.prices.inputPerMTok, outputPerMillionTokens: teacher.prices.outputPerMTok },
   };
+}
+
+/** What a teacher's answers and their cost depend on, for output keys: never the key itself. */
+export function teacherKeyParts(teacher: ResolvedTeacher) {
+  return { endpoint: teacher.identity, model: teacher.model, prices: teacher.prices };
 }
 
 export function createPrototypeActivities(deps: ActivityDeps, resources: TaskResources) {
   const { store, env } = deps;
 
-  async function teacherFor(config: PipelineConfig) {
+  async function teacherFor(config: PipelineConfig, teacher: ResolvedTeacher) {
     const { task } = await resources.massive(config);
-    const t = config.teacher;
-    const baseURL = await resources.teacherBaseURL(config);
     return createTeacherClient(task, {
-      baseURL,
-      apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
-      model: t.model,
-      ...sharedChatSettings(t),
-      temperature: t.temperature,
+      ...sharedChatSettings(config.teacher, teacher),
+      temperature: config.teacher.temperature,
       cacheDir: path.join(env.dataDir, 'teacher-cache'),
     });
   }
 
   return {
     async prepareTaskData({ config }: { config: PipelineConfig }): Promise<TaskData> {
-      const dataPath = config.task.dataPath ?? env.massivePath;
+      const dataPath = await taskDataPath(config, env);
       const { sha256 } = await sha256File(dataPath).catch((err: NodeJS.ErrnoException) => {
         throw new InvalidInputError(`task.dataPath: cannot read ${dataPath} (${err.code ?? err.message})`);
       });
@@ -83,17 +87,18 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
 
     async labelBatch({ config, inputs, batchIndex, batchSize }: LabelBatchInput): Promise<LabelBatchResult> {
       const t = config.teacher;
+      const resolved = await resources.teacher(config);
       const key = outputKey('labelBatch', {
         inputs: inputs.sha256,
         batchIndex,
         batchSize,
-        teacher: { baseURL: t.baseURL ?? null, model: t.model, temperature: t.temperature, samples: t.samples },
+        teacher: { ...teacherKeyParts(resolved), temperature: t.temperature, samples: t.samples },
       });
       let resumedFrom = 0;
       const { value, reused } = await store.memo(key, async () => {
         const all = await store.readJsonl<TeacherInput>(inputs);
         const items = all.slice(batchIndex * batchSize, (batchIndex + 1) * batchSize);
-        const teacher = await teacherFor(config);
+        const teacher = await teacherFor(config, resolved);
         const out = await processResumably<TeacherInput, TeacherResult>({
           store,
           key,
@@ -121,12 +126,15 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
 
     async assembleDataset({ config, data, batches }: { config: PipelineConfig; data: TaskData; batches: ArtifactRef[] }): Promise<PrototypeResult> {
       const t = config.teacher;
+      // The judge's answers and cost are part of the output; without a judge the endpoint is not read.
+      const judging = t.judge.enabled
+        ? { judge: t.judge, teacher: teacherKeyParts(await resources.teacher(config)), judgeModel: teacherKeyParts(await resources.teacher(config, t.judge.model)) }
+        : { judge: t.judge };
       const key = outputKey('assembleDataset', {
         batches: batches.map((b) => b.sha256),
         dev: data.dev.sha256,
         voteThreshold: t.voteThreshold,
-        judge: t.judge,
-        ...(t.judge.enabled ? { prices: t.prices } : {}), // the judge's cost is part of the output
+        ...judging,
       });
       const { value } = await store.memo(key, async () => {
         const { task, goldById } = await resources.massive(config);
@@ -136,15 +144,12 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         let judgeReport: Parameters<typeof buildStats>[0]['judge'];
         if (t.judge.enabled) {
           const judge = createJudge(task, {
-            baseURL: await resources.teacherBaseURL(config),
-            apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
-            model: t.judge.model,
-            ...sharedChatSettings(t),
+            ...sharedChatSettings(t, await resources.teacher(config, t.judge.model)),
             cacheDir: path.join(env.dataDir, 'judge-cache'),
           });
           // Agreement with gold is measured on labelled dev samples before any verdict is used.
           const devGold = (await store.readJsonl<GoldExample>(data.dev)).slice(0, t.judge.devSample);
-          const teacher = await teacherFor(config);
+          const teacher = await teacherFor(config, await resources.teacher(config));
           const devResults = await Promise.all(devGold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
           const devGoldById = new Map<string, Call>(devGold.map((g) => [g.id, parseGold(g)]));
           const calibration = await calibrateJudge(judge, judgeCalibrationItems(task, devResults, devGoldById));

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import type { ArtifactRef } from '../../artifacts/ref';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
+import { baseModelPath } from '../config-check';
 import type { PrototypeResult } from '../types';
 import { runTrainer, trainerOutputKey, type TrainerCommand } from './trainer-process';
 
@@ -96,7 +97,9 @@ export function createTransferActivities(deps: ActivityDeps) {
       shape?: PipelineConfig['transfer']['student'];
     }): Promise<ArtifactRef> {
       const student = shape ?? config.transfer.student;
-      const init = studentInitConfig(student, config.transfer.seed);
+      // The checked real path: a config cannot point the trainer outside the worker's model roots.
+      const baseModel = await baseModelPath(config, env, student);
+      const init = studentInitConfig({ ...student, baseModelPath: baseModel }, config.transfer.seed);
       const key = await trainerOutputKey(env.projectRoot, 'initStudent', { tokenizer: tokenizer.sha256, init });
       const out = await trainerStep(key, 'init', 'model/dir', 'model', async (runDir) => ({
         ...init,

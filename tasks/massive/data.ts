@@ -38,10 +38,10 @@ export function parseAnnotation(annotated: string): { utterance: string; slots: 
       break;
     }
     const close = annotated.indexOf(']', open);
-    if (close < 0) throw new Error(`unclosed "[" at column ${open + 1} in ${JSON.stringify(annotated)}`);
+    if (close < 0) throw new Error(`unclosed "[" at column ${open + 1} of annot_utt`);
     const inner = annotated.slice(open + 1, close);
     const sep = inner.indexOf(' : ');
-    if (sep < 0 || inner.includes('[')) throw new Error(`slot without "type : value" at column ${open + 1} in ${JSON.stringify(annotated)}`);
+    if (sep < 0 || inner.includes('[')) throw new Error(`slot without "type : value" at column ${open + 1} of annot_utt`);
     const type = inner.slice(0, sep).trim();
     const value = inner.slice(sep + 3).trim();
     utterance += annotated.slice(i, open) + value;
@@ -51,23 +51,36 @@ export function parseAnnotation(annotated: string): { utterance: string; slots: 
   return { utterance, slots };
 }
 
+/** A bad line of the data file: names the line and field, never quotes the content. */
+export class MassiveDataError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MassiveDataError';
+  }
+}
+
 export function parseMassiveLine(line: string, lineNumber: number): MassiveExample {
   let raw: unknown;
   try {
     raw = JSON.parse(line);
-  } catch (err) {
-    throw new Error(`MASSIVE line ${lineNumber}: invalid JSON (${(err as Error).message})`);
+  } catch {
+    // The parser's message quotes the line: a config may point at any file, so its content stays out.
+    throw new MassiveDataError(`MASSIVE line ${lineNumber}: not valid JSON`);
   }
   const parsed = MassiveLineSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`MASSIVE line ${lineNumber}: field ${issue.path.join('.')} ${issue.message}`);
+    throw new MassiveDataError(`MASSIVE line ${lineNumber}: field ${issue.path.join('.') || '(root)'}: ${issue.message}`);
   }
   const row = parsed.data;
-  const { utterance, slots } = parseAnnotation(row.annot_utt);
-  if (utterance !== row.utt) {
-    throw new Error(`MASSIVE line ${lineNumber}: annotation ${JSON.stringify(row.annot_utt)} does not spell utterance ${JSON.stringify(row.utt)}`);
+  let annotation: ReturnType<typeof parseAnnotation>;
+  try {
+    annotation = parseAnnotation(row.annot_utt);
+  } catch (err) {
+    throw new MassiveDataError(`MASSIVE line ${lineNumber}: field annot_utt: ${(err as Error).message}`);
   }
+  const { utterance, slots } = annotation;
+  if (utterance !== row.utt) throw new MassiveDataError(`MASSIVE line ${lineNumber}: field annot_utt does not spell field utt`);
   return { id: row.id, split: row.partition as Split, utterance, scenario: row.scenario, intent: row.intent, slots };
 }
 
