@@ -37,7 +37,7 @@ export async function taskDataPath(config: PipelineConfig, env: SupertinyEnv): P
   return pathInRoots('task.dataPath', config.task.dataPath, env.dataRoots, 'SUPERTINY_DATA_ROOTS', 'file');
 }
 
-export async function baseModelPath(config: PipelineConfig, env: SupertinyEnv, student = config.transfer.student): Promise<string | undefined> {
+export async function baseModelPath(config: PipelineConfig, env: SupertinyEnv, student: { baseModelPath?: string } = config.transfer.student): Promise<string | undefined> {
   if (student.baseModelPath === undefined) return undefined;
   const field = student === config.transfer.kdTeacher ? 'transfer.kdTeacher.baseModelPath' : 'transfer.student.baseModelPath';
   const dir = await pathInRoots(field, student.baseModelPath, env.modelRoots, 'SUPERTINY_MODEL_ROOTS', 'directory');

@@ -38,7 +38,8 @@ export interface PrototypeResult extends Record<string, unknown> {
 }
 
 export interface TransferResult extends Record<string, unknown> {
-  tokenizer: ArtifactRef;
+  /** The decoder's trained tokenizer; the encoder's comes with its pretrained folder. */
+  tokenizer?: ArtifactRef;
   /** Model folder after each configured step, in order. */
   steps: { step: string; model: ArtifactRef; metrics: Record<string, number> }[];
   student: ArtifactRef;

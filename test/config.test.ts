@@ -43,6 +43,23 @@ describe('pipeline config', () => {
     expect(() => parsePipelineConfig({ task: { dataPath: 'a\0b' } })).toThrow(/task\.dataPath/);
   });
 
+  test('the student family: a discriminator, decoder implied by a decoder shape, per-family training defaults', () => {
+    const encoder = parsePipelineConfig({ transfer: { student: { family: 'encoder' } } }).transfer;
+    expect(encoder.student).toEqual({ family: 'encoder', maxLength: 64, headLearningRateScale: 10 });
+    expect(encoder).toMatchObject({ epochs: 7, learningRate: 1.5e-4 });
+    const decoder = parsePipelineConfig({ transfer: { student: { hiddenSize: 64, heads: 2, kvHeads: 1 } } }).transfer;
+    expect(decoder.student).toMatchObject({ family: 'decoder', hiddenSize: 64, layers: 4 });
+    expect(decoder).toMatchObject({ epochs: 12, learningRate: 1e-3 });
+    expect(parsePipelineConfig({ transfer: { student: { family: 'encoder' }, epochs: 3 } }).transfer.epochs).toBe(3);
+    expect(() => parsePipelineConfig({ transfer: { student: { family: 'encoder', hiddenSize: 64 } } })).toThrow(/transfer\.student.*hiddenSize/);
+    expect(() => parsePipelineConfig({ transfer: { student: { family: 'encoder' }, steps: ['sft', 'dpo'] } })).toThrow(
+      /transfer\.steps\.1: "dpo" is a decoder step; the encoder student trains with "sft" only/,
+    );
+    expect(() => parsePipelineConfig({ transfer: { student: { family: 'lstm' } } })).toThrow(/transfer\.student\.family/);
+    const encoderStep = trainingStepConfig(encoder, 'sft');
+    expect(encoderStep).toMatchObject({ learning_rate: 1.5e-4, head_learning_rate_scale: 10, max_length: 64, epochs: 7 });
+  });
+
   test('a missing config is an error that says how to ask for the default', () => {
     expect(() => parsePipelineConfig(null)).toThrow(/pass \{\} to run the embedded default/);
     expect(() => parsePipelineConfig(undefined)).toThrow(InvalidConfigError);

