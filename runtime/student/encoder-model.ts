@@ -81,7 +81,11 @@ export class EncoderStudent implements StudentRuntime {
     return { ...prediction, latencyMs: performance.now() - started };
   }
 
-  /** Many requests in right-padded batches of similar length; answers come back in input order. */
+  /**
+   * Many requests in right-padded batches of similar length; answers come back in input order and, for a
+   * float32 graph, are those of one request at a time. A dynamically quantized int8 graph picks its activation
+   * scales per batch tensor (pads included), so there some answers differ from single requests.
+   */
   async predictBatch(inputs: readonly string[], options: RuntimeBatchOptions = {}): Promise<EncoderPrediction[]> {
     const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new StudentRequestError(`batchSize must be a positive integer, got ${batchSize}`);
