@@ -1,12 +1,16 @@
-// Latency and throughput of exported students (fp32 and int8) on MASSIVE dev utterances.
+// Latency and throughput of exported students (fp32 and int8, either family) on MASSIVE dev utterances.
 //   npx tsx scripts/bench-runtime.ts --model DIR [--model DIR2 ...] [--n 200] [--threads 1] [--batch-size 32]
+//     [--model-file model.onnx] [--no-task]
+// Single-request latency includes tokenization. --no-task loads without the MASSIVE task (no quality
+// numbers): for folders with other labels, e.g. test/fixtures/make-encoder-fixture.py's random-weight ones.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { parseCall } from '../tasks/call-format';
-import { loadMassiveTask, massiveGoldCall } from '../tasks/massive';
-import { DecodeOptions, StudentModel, StudentPrediction } from '../runtime/student';
+import { type Call, parseCall, printCall } from '../tasks/call-format';
+import type { TaskSpec } from '../tasks/define';
+import { loadMassiveTask, massiveGoldCall, type MassiveExample } from '../tasks/massive';
+import { DecodeOptions, loadStudent, StudentModel, StudentPrediction, type StudentRuntime } from '../runtime/student';
 
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
@@ -33,6 +37,37 @@ async function singleRequests(model: StudentModel, inputs: readonly string[], op
   return { latencies, prefills, predictions, seconds, tokens };
 }
 
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/** Any family: single requests (tokenization included), batches, and quality when the task is loaded. */
+async function benchRuntime(model: StudentRuntime, inputs: readonly string[], dev: readonly MassiveExample[], task: TaskSpec<MassiveExample> | undefined, batchSize: number) {
+  const latencies: number[] = [];
+  const single: string[] = [];
+  const calls: (Call | undefined)[] = [];
+  const started = performance.now();
+  for (const input of inputs) {
+    const p = await model.predict(input);
+    latencies.push(p.latencyMs);
+    single.push(p.call ? printCall(p.call) : `error: ${p.errors?.join('; ')}`);
+    calls.push(p.call);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  const batchStarted = performance.now();
+  const batched = await model.predictBatch(inputs, { batchSize });
+  const batchSeconds = (performance.now() - batchStarted) / 1000;
+  const sameAsBatch = batched.filter((p, i) => (p.call ? printCall(p.call) : `error: ${p.errors?.join('; ')}`) === single[i]).length;
+  console.log(
+    `  single: p50 ${fmt(percentile(latencies, 50))} ms  p95 ${fmt(percentile(latencies, 95))} ms  p99 ${fmt(percentile(latencies, 99))} ms` +
+      `  ${(inputs.length / seconds).toFixed(1)} req/s   batch ${batchSize}: ${(inputs.length / batchSeconds).toFixed(1)} req/s   batch == single ${sameAsBatch}/${inputs.length}`,
+  );
+  if (task) {
+    const metrics = task.metrics(dev.map((e, i) => ({ gold: massiveGoldCall(e), prediction: calls[i], schemaValid: calls[i] !== undefined })));
+    console.log(`  schema-valid ${pct(metrics.schemaValidRate)}  intent ${pct(metrics.intentAccuracy)}  slot F1 ${pct(metrics.slotF1)}  exact ${pct(metrics.exactMatch)}`);
+  }
+  return single;
+}
+
 async function main() {
   const { values } = parseArgs({
     options: {
@@ -41,6 +76,8 @@ async function main() {
       threads: { type: 'string', default: '1' },
       'batch-size': { type: 'string', default: '32' },
       warmup: { type: 'string', default: '10' },
+      'model-file': { type: 'string', default: 'model.onnx' },
+      'no-task': { type: 'boolean', default: false },
     },
   });
   const folders = values.model ?? [];
@@ -56,11 +93,16 @@ async function main() {
   const answers = new Map<string, string[]>();
   for (const folder of folders) {
     const loadStarted = performance.now();
-    const model = await StudentModel.load(folder, { task, threads });
+    const model = await loadStudent(folder, { task: values['no-task'] ? undefined : task, threads, modelFile: values['model-file'] });
     const loadMs = performance.now() - loadStarted;
     const bytes = (await fs.stat(model.modelFile)).size;
-    console.log(`\n${folder}  (${(bytes / 1e6).toFixed(2)} MB ${path.basename(model.modelFile)}, loaded in ${loadMs.toFixed(0)} ms)`);
+    console.log(`\n${folder}  (${model.family}, ${(bytes / 1e6).toFixed(2)} MB ${path.basename(model.modelFile)}, loaded in ${loadMs.toFixed(0)} ms)`);
     for (const input of inputs.slice(0, Number(values.warmup))) await model.predict(input);
+    if (!(model instanceof StudentModel)) {
+      answers.set(`${folder}|true`, await benchRuntime(model, inputs, dev, values['no-task'] ? undefined : task, batchSize));
+      await model.release();
+      continue;
+    }
 
     for (const constrained of [true, false]) {
       const label = constrained ? 'constrained  ' : 'unconstrained';
@@ -74,7 +116,6 @@ async function main() {
           return { gold: massiveGoldCall(e), prediction: parsed.ok ? parsed.call : undefined, schemaValid: single.predictions[i].call !== undefined };
         }),
       );
-      const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
       const sameAsBatch = single.predictions.filter((p, i) => p.text === batched[i].text).length;
       const { latencies, prefills } = single;
       console.log(

@@ -20,7 +20,7 @@ for (const name of ['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', '
   (globalThis as Record<string, unknown>)[name] = vm.runInThisContext(name);
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { CallGrammar, StudentModel, StudentModelError, StudentRequestError, StudentTokenizer } = require('../runtime/student') as typeof Student;
+const { CallGrammar, loadStudent, StudentModel, StudentModelError, StudentRequestError, StudentTokenizer } = require('../runtime/student') as typeof Student;
 
 const run = promisify(execFile);
 const env = readEnv();
@@ -219,6 +219,25 @@ describe('student decoding', () => {
         expect(single.tokenIds).toEqual(batched[i].tokenIds);
         expect(single.latencyMs).toBeGreaterThan(0);
       }
+    }
+  });
+
+  test('an answer with a call has a confidence in (0, 1], one without has 0', () => {
+    for (const p of [...constrained, ...unconstrained]) {
+      if (p.call) expect(p.confidence > 0 && p.confidence <= 1).toBe(true);
+      else expect(p.confidence).toBe(0);
+    }
+    expect(unconstrained.some((p) => p.confidence < 1)).toBe(true);
+  });
+
+  test('loadStudent gives this decoder for a folder without a family', async () => {
+    const loaded = await loadStudent(built.fp32, { task: massive.task, threads: 1 });
+    try {
+      expect(loaded).toBeInstanceOf(StudentModel);
+      expect(loaded.family).toBe('decoder');
+      expect((await loaded.predict(dev[0].utterance)).call).toEqual(constrained[0].call);
+    } finally {
+      await loaded.release();
     }
   });
 

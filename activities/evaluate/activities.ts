@@ -9,7 +9,7 @@ import { outputKey } from '../../artifacts/store';
 import type { PipelineConfig } from '../../config/pipeline';
 import { parseCall, type Call } from '../../tasks/call-format';
 import { callMetrics, type CallPrediction } from '../../tasks/metrics';
-import { StudentModel } from '../../runtime/student';
+import { loadStudent } from '../../runtime/student';
 import type { ActivityDeps } from '../deps';
 import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } from '../types';
 import { sharedChatSettings, teacherKeyParts, type GoldExample } from '../prototype/stage-activities';
@@ -71,7 +71,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
   async function onnxPredictions(config: PipelineConfig, ref: ArtifactRef, gold: readonly GoldExample[]) {
     const { task } = await resources.massive(config);
     const folder = await localFolder(ref);
-    const model = await StudentModel.load(folder, { task });
+    const model = await loadStudent(folder, { task });
     try {
       const out = await model.predictBatch(gold.map((g) => g.text), { batchSize: 16 });
       const predictions = new Map(gold.map((g, i) => [g.id, { call: out[i].call, schemaValid: out[i].call !== undefined }]));

@@ -1,10 +1,26 @@
-// The student runtime: load an exported student folder and decode calls with onnxruntime-node.
+// The student runtime: load an exported student folder of either family (loadStudent) and answer with calls
+// through onnxruntime-node: the encoder (intent + BIO tags) or the decoder (constrained decoding).
+export { loadStudent } from './student-runtime';
+export type {
+  RuntimeBatchOptions,
+  RuntimePrediction,
+  StudentLoadOptions,
+  StudentRuntime,
+  StudentTask,
+  TimedRuntimePrediction,
+} from './student-runtime';
+export { EncoderStudent } from './encoder-model';
+export type { EncoderPrediction, SlotSpan, TimedEncoderPrediction } from './encoder-model';
+export { EncoderTokenizer } from './encoder-tokenizer';
+export type { EncodedText } from './encoder-tokenizer';
+export { allowedTagIndices, bioSpans, parseBioTag, spanText, viterbiBio } from './bio-tags';
+export type { BioTag, CharSpan, TagSpan } from './bio-tags';
 export { CallGrammar, CallPrefix } from './call-grammar';
 export type { SlotValueRule } from './call-grammar';
 export { StudentModelError, StudentRequestError } from './errors';
 export type { StudentModelErrorKind } from './errors';
-export { OnnxIoSchema, StudentTemplateSchema } from './model-folder';
-export type { OnnxIo, StudentTemplate } from './model-folder';
+export { EncoderLabelsSchema, OnnxIoSchema, STUDENT_FAMILIES, StudentTemplateSchema } from './model-folder';
+export type { EncoderLabels, OnnxIo, StudentFamily, StudentTemplate } from './model-folder';
 export { StudentModel } from './student-model';
 export type {
   BatchDecodeOptions,
@@ -12,7 +28,6 @@ export type {
   StopReason,
   StudentModelOptions,
   StudentPrediction,
-  StudentTask,
   TimedStudentPrediction,
 } from './student-model';
 export { StudentTokenizer } from './tokenizer';

@@ -1,5 +1,6 @@
 // The files of an exported student folder (written by the trainer's `export` and `quantize` commands):
-// the ONNX graph, tokenizer.json, supertiny.json (the text template) and onnx_io.json (the graph's I/O).
+// the ONNX graph, tokenizer.json, supertiny.json (the decoder's text template or the encoder's label spaces,
+// trainer/ENCODER_FORMAT.md) and, for a decoder, onnx_io.json (the graph's I/O).
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
@@ -37,6 +38,46 @@ export type OnnxIo = z.infer<typeof OnnxIoSchema>;
 export const TEMPLATE_FILE = 'supertiny.json';
 export const ONNX_IO_FILE = 'onnx_io.json';
 
+export const STUDENT_FAMILIES = ['encoder', 'decoder'] as const;
+export type StudentFamily = (typeof STUDENT_FAMILIES)[number];
+
+/** Only the family of supertiny.json; a decoder's template predates the field, so absent means decoder. */
+const FamilySchema = z.looseObject({ family: z.enum(STUDENT_FAMILIES).optional() });
+
+const BIO_TAG = /^[BI]-[A-Za-z_][A-Za-z0-9_]*$/;
+const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an identifier ([A-Za-z_][A-Za-z0-9_]*)');
+const unique = (list: readonly string[]) => new Set(list).size === list.length;
+
+/** The encoder's supertiny.json ("supertiny-encoder/1", trainer/ENCODER_FORMAT.md). */
+export const EncoderLabelsSchema = z
+  .looseObject({
+    format: z.literal('supertiny-encoder/1'),
+    family: z.literal('encoder'),
+    max_length: z.number().int().min(3),
+    intents: z.array(identifier).min(1).refine(unique, 'must not repeat an intent'),
+    tags: z
+      .array(z.string())
+      .min(1)
+      .refine((tags) => tags[0] === 'O', 'must start with "O" (tag 0)')
+      .refine((tags) => tags.slice(1).every((t) => BIO_TAG.test(t)), 'must be "O" then B-<slot> / I-<slot> tags')
+      .refine(unique, 'must not repeat a tag'),
+    intent_slots: z.record(z.string(), z.array(identifier).refine(unique, 'must not repeat a slot')),
+  })
+  .superRefine((labels, ctx) => {
+    for (const intent of labels.intents) {
+      if (!(intent in labels.intent_slots)) ctx.addIssue({ code: 'custom', path: ['intent_slots', intent], message: 'is missing (every intent needs its list of slots, [] for none)' });
+    }
+    for (const intent of Object.keys(labels.intent_slots)) {
+      if (!labels.intents.includes(intent)) ctx.addIssue({ code: 'custom', path: ['intent_slots', intent], message: 'names an intent that is not in intents' });
+    }
+  });
+export type EncoderLabels = z.infer<typeof EncoderLabelsSchema>;
+
+export async function requireFolder(folder: string): Promise<void> {
+  const stat = await fs.stat(folder).catch(() => undefined);
+  if (!stat?.isDirectory()) throw new StudentModelError('missing_file', `student model folder not found: ${folder}`, folder);
+}
+
 export async function requireFile(folder: string, name: string, what: string): Promise<string> {
   const file = path.join(folder, name);
   const stat = await fs.stat(file).catch(() => undefined);
@@ -44,7 +85,7 @@ export async function requireFile(folder: string, name: string, what: string): P
   return file;
 }
 
-async function readJsonFile<S extends z.ZodType>(folder: string, name: string, what: string, schema: S): Promise<z.infer<S>> {
+export async function readJsonFile<S extends z.ZodType>(folder: string, name: string, what: string, schema: S): Promise<z.infer<S>> {
   const file = await requireFile(folder, name, what);
   let raw: unknown;
   try {
@@ -66,6 +107,34 @@ export function readTemplate(folder: string): Promise<StudentTemplate> {
 
 export function readOnnxIo(folder: string): Promise<OnnxIo> {
   return readJsonFile(folder, ONNX_IO_FILE, 'the ONNX graph I/O description', OnnxIoSchema);
+}
+
+export function readEncoderLabels(folder: string): Promise<EncoderLabels> {
+  return readJsonFile(folder, TEMPLATE_FILE, "the encoder's label spaces", EncoderLabelsSchema);
+}
+
+export async function readStudentFamily(folder: string): Promise<StudentFamily> {
+  const { family } = await readJsonFile(folder, TEMPLATE_FILE, 'the student description', FamilySchema);
+  return family ?? 'decoder';
+}
+
+/** "missing inputs a, b; unexpected outputs c": how a session's tensor names differ from the needed ones. */
+export function graphNameProblems(
+  needInputs: readonly string[],
+  needOutputs: readonly string[],
+  inputNames: readonly string[],
+  outputNames: readonly string[],
+): string[] {
+  const problems: string[] = [];
+  const compare = (kind: string, need: readonly string[], have: readonly string[]) => {
+    const missing = need.filter((n) => !have.includes(n));
+    const extra = have.filter((n) => !need.includes(n));
+    if (missing.length) problems.push(`missing ${kind} ${missing.join(', ')}`);
+    if (extra.length) problems.push(`unexpected ${kind} ${extra.join(', ')}`);
+  };
+  compare('inputs', needInputs, inputNames);
+  compare('outputs', needOutputs, outputNames);
+  return problems;
 }
 
 /** Names of the cache tensors of each layer, in onnx_io.json's templates. */
@@ -100,15 +169,7 @@ export function checkGraphNames(
   const cache = cacheNames(io);
   const needIn = ['input_ids', 'attention_mask', 'position_ids', ...cache.pastKey.flatMap((k, i) => [k, cache.pastValue[i]])];
   const needOut = ['logits', ...cache.presentKey.flatMap((k, i) => [k, cache.presentValue[i]])];
-  const problems: string[] = [];
-  const compare = (kind: string, need: string[], have: readonly string[]) => {
-    const missing = need.filter((n) => !have.includes(n));
-    const extra = have.filter((n) => !need.includes(n));
-    if (missing.length) problems.push(`missing ${kind} ${missing.join(', ')}`);
-    if (extra.length) problems.push(`unexpected ${kind} ${extra.join(', ')}`);
-  };
-  compare('inputs', needIn, inputNames);
-  compare('outputs', needOut, outputNames);
+  const problems = graphNameProblems(needIn, needOut, inputNames, outputNames);
   // Past tensors are [batch, kv_heads, past, head_dim]; the graph fixes kv_heads and head_dim.
   for (const name of [...cache.pastKey, ...cache.pastValue]) {
     const shape = inputShapes.get(name);

@@ -1,27 +1,17 @@
 // The student in TypeScript: an exported ONNX decoder run by onnxruntime-node, greedy decoding with the
 // KV cache, optionally constrained to the task's calls, one request at a time or in left-padded batches.
-import { promises as fs } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
-import { Call, parseCall } from '../../tasks/call-format';
-import type { TaskSpec } from '../../tasks/define';
+import { parseCall } from '../../tasks/call-format';
 import { CallGrammar, CallPrefix, SlotValueRule } from './call-grammar';
 import { StudentModelError, StudentRequestError } from './errors';
-import { CacheNames, cacheNames, checkGraphNames, OnnxIo, readOnnxIo, readTemplate, requireFile, StudentTemplate } from './model-folder';
+import { CacheNames, cacheNames, checkGraphNames, OnnxIo, readOnnxIo, readTemplate, requireFile, requireFolder, StudentTemplate } from './model-folder';
+import { logSumExp } from './log-softmax';
+import { createStudentSession } from './onnx-session';
+import type { RuntimePrediction, StudentLoadOptions, StudentRuntime, StudentTask, TimedRuntimePrediction } from './student-runtime';
 import { StudentTokenizer } from './tokenizer';
 
-/** What the runtime needs of a task: its output functions and their validation. */
-export type StudentTask = Pick<TaskSpec, 'functions' | 'validateCall'>;
-
-export interface StudentModelOptions {
-  /** The task whose calls the student emits; needed for constrained decoding and to validate answers. */
-  task?: StudentTask;
-  /** The ONNX file inside the folder (e.g. the int8 variant). Default "model.onnx". */
-  modelFile?: string;
-  /** onnxruntime intra-op threads. Default min(4, available cores): the model is small, more threads only contend. */
-  threads?: number;
-}
+export type StudentModelOptions = StudentLoadOptions;
 
 export interface DecodeOptions {
   /** Allow only tokens that keep the output a prefix of a call the task accepts. Default: true when a task is given. */
@@ -39,20 +29,20 @@ export interface BatchDecodeOptions extends DecodeOptions {
 
 export type StopReason = 'eos' | 'max_new_tokens' | 'no_allowed_token';
 
-export interface StudentPrediction {
-  input: string;
+export interface StudentPrediction extends RuntimePrediction {
   /** The generated text up to eos, special tokens removed (the trainer's `predict` text). */
   text: string;
   /** Generated token ids, without the eos. */
   tokenIds: number[];
   stopReason: StopReason;
-  /** The call, when the text parses and (with a task) the task's schema accepts it. */
-  call?: Call;
-  /** Why there is no call. */
-  errors?: string[];
+  /**
+   * With a call, the geometric mean of the chosen tokens' probabilities (eos included) under the model's full
+   * softmax, so a token the grammar forced against the model's belief lowers it; 0 without a call.
+   */
+  confidence: number;
 }
 
-export interface TimedStudentPrediction extends StudentPrediction {
+export interface TimedStudentPrediction extends StudentPrediction, TimedRuntimePrediction {
   /** Wall time of the whole request: tokenizing, prefill, decoding, parsing. */
   latencyMs: number;
   /** Wall time of the prompt's forward pass (time to first token). */
@@ -70,9 +60,12 @@ interface DecodingRow {
   stopReason?: StopReason;
   /** Position id of the next token. */
   nextPosition: number;
+  /** Sum of the chosen tokens' log-probabilities (eos included), for the confidence. */
+  logProbSum: number;
 }
 
-export class StudentModel {
+export class StudentModel implements StudentRuntime {
+  readonly family = 'decoder' as const;
   private readonly cache: CacheNames;
   private readonly eosId: number;
   private readonly padId: number;
@@ -93,24 +86,11 @@ export class StudentModel {
 
   /** Loads an exported student folder; errors name the missing file or the mismatched tensors. */
   static async load(folder: string, options: StudentModelOptions = {}): Promise<StudentModel> {
-    const stat = await fs.stat(folder).catch(() => undefined);
-    if (!stat?.isDirectory()) throw new StudentModelError('missing_file', `student model folder not found: ${folder}`, folder);
+    await requireFolder(folder);
     const modelFile = await requireFile(folder, options.modelFile ?? 'model.onnx', 'the ONNX graph');
     await requireFile(folder, 'tokenizer.json', 'the tokenizer');
     const [template, io, tokenizer] = await Promise.all([readTemplate(folder), readOnnxIo(folder), StudentTokenizer.load(folder)]);
-    const threads = options.threads ?? Math.min(4, availableParallelism());
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(modelFile, {
-        executionProviders: ['cpu'],
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-      });
-    } catch (err) {
-      throw new StudentModelError('session', `onnxruntime cannot load ${modelFile}: ${(err as Error).message}`, modelFile, { cause: err });
-    }
+    const session = await createStudentSession(modelFile, options.threads);
     const inputShapes = new Map(session.inputMetadata.flatMap((m) => (m.isTensor ? [[m.name, m.shape] as const] : [])));
     checkGraphNames(modelFile, io, session.inputNames, session.outputNames, inputShapes);
     const model = new StudentModel(session, tokenizer, template, io, options.task, modelFile);
@@ -191,6 +171,7 @@ export class StudentModel {
       prefix: grammar?.start(input),
       generated: [],
       nextPosition: prompts[index].length,
+      logProbSum: 0,
     }));
 
     // Prefill: left padding, pads masked out; position ids count real tokens only (pads get 0).
@@ -219,7 +200,9 @@ export class StudentModel {
       const [, seq, vocab] = logits.dims;
       const data = logits.data as Float32Array;
       active.forEach((row, r) => {
-        const token = this.nextToken(data, (r * seq + seq - 1) * vocab, vocab, row.prefix);
+        const offset = (r * seq + seq - 1) * vocab;
+        const token = this.nextToken(data, offset, vocab, row.prefix);
+        if (token !== undefined) row.logProbSum += data[offset + token] - logSumExp(data, offset, vocab);
         if (token === undefined) row.stopReason = 'no_allowed_token';
         else if (token === this.eosId) row.stopReason = 'eos';
         else {
@@ -296,14 +279,15 @@ export class StudentModel {
 
   private prediction(row: DecodingRow): StudentPrediction {
     const text = this.tokenizer.decode(row.generated);
-    const base = { input: row.input, text, tokenIds: row.generated, stopReason: row.stopReason! };
+    const base = { input: row.input, text, tokenIds: row.generated, stopReason: row.stopReason!, confidence: 0 };
     const parsed = parseCall(text);
     if (!parsed.ok) return { ...base, errors: [parsed.error] };
     if (this.task) {
       const validation = this.task.validateCall(parsed.call);
       if (!validation.ok) return { ...base, errors: validation.errors };
     }
-    return { ...base, call: parsed.call };
+    const chosen = row.generated.length + (row.stopReason === 'eos' ? 1 : 0);
+    return { ...base, call: parsed.call, confidence: chosen > 0 ? Math.exp(row.logProbSum / chosen) : 0 };
   }
 }
 

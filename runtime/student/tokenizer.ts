@@ -42,6 +42,32 @@ async function readJson(file: string, what: string): Promise<unknown> {
   }
 }
 
+export interface TokenizerFiles {
+  tokenizer: Tokenizer;
+  tokenizerFile: string;
+  tokenizerJson: Record<string, unknown>;
+  /** tokenizer_config.json, {} when the folder has none. */
+  config: Record<string, unknown>;
+}
+
+/** Builds the @huggingface/tokenizers Tokenizer of a model folder (tokenizer.json, optional tokenizer_config.json). */
+export async function loadTokenizerFiles(folder: string): Promise<TokenizerFiles> {
+  const tokenizerFile = path.join(folder, 'tokenizer.json');
+  const tokenizerJson = (await readJson(tokenizerFile, 'tokenizer file')) as Record<string, unknown>;
+  const configFile = path.join(folder, 'tokenizer_config.json');
+  const config = (await readJson(configFile, 'tokenizer config').catch((err: StudentModelError) => {
+    if (err.kind === 'missing_file') return {};
+    throw err;
+  })) as Record<string, unknown>;
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = new Tokenizer(tokenizerJson, config);
+  } catch (err) {
+    throw new StudentModelError('tokenizer', `cannot build a tokenizer from ${tokenizerFile}: ${(err as Error).message}`, tokenizerFile, { cause: err });
+  }
+  return { tokenizer, tokenizerFile, tokenizerJson, config };
+}
+
 export class StudentTokenizer {
   /** Ids of special added tokens (pad, bos, sep, eos, ...): never part of a call's text. */
   readonly specialIds: ReadonlySet<number>;
@@ -65,19 +91,7 @@ export class StudentTokenizer {
 
   /** Reads tokenizer.json (required) and tokenizer_config.json (optional) from a model folder. */
   static async load(folder: string): Promise<StudentTokenizer> {
-    const tokenizerFile = path.join(folder, 'tokenizer.json');
-    const tokenizerJson = (await readJson(tokenizerFile, 'tokenizer file')) as Record<string, unknown>;
-    const configFile = path.join(folder, 'tokenizer_config.json');
-    const config = await readJson(configFile, 'tokenizer config').catch((err: StudentModelError) => {
-      if (err.kind === 'missing_file') return {};
-      throw err;
-    });
-    let tokenizer: Tokenizer;
-    try {
-      tokenizer = new Tokenizer(tokenizerJson, config as object);
-    } catch (err) {
-      throw new StudentModelError('tokenizer', `cannot build a tokenizer from ${tokenizerFile}: ${(err as Error).message}`, tokenizerFile, { cause: err });
-    }
+    const { tokenizer, tokenizerJson, config } = await loadTokenizerFiles(folder);
     const addedTokens = Array.isArray(tokenizerJson.added_tokens) ? (tokenizerJson.added_tokens as AddedTokenJson[]) : [];
     const vocab = tokenizer.get_vocab(true);
     const vocabSize = Math.max(...vocab.values()) + 1;

@@ -1,0 +1,192 @@
+// The encoder student in TypeScript (trainer/ENCODER_FORMAT.md): one forward pass of a BERT encoder with an
+// intent head and a BIO tag head, then the intent's argmax and a Viterbi over the tags that intent allows,
+// so every answer is a call of a known function with allowed slots, its values the input's own text.
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import * as ort from 'onnxruntime-node';
+import type { Call } from '../../tasks/call-format';
+import { allowedTagIndices, type BioTag, bioSpans, type CharSpan, parseBioTag, spanText, viterbiBio } from './bio-tags';
+import { EncoderTokenizer, type EncodedText } from './encoder-tokenizer';
+import { StudentModelError, StudentRequestError } from './errors';
+import { type EncoderLabels, graphNameProblems, readEncoderLabels, requireFile, requireFolder, TEMPLATE_FILE } from './model-folder';
+import { logSumExp, softmax } from './log-softmax';
+import { createStudentSession } from './onnx-session';
+import type { RuntimeBatchOptions, RuntimePrediction, StudentLoadOptions, StudentRuntime, StudentTask, TimedRuntimePrediction } from './student-runtime';
+
+/** A slot value found in the input. */
+export interface SlotSpan extends CharSpan {
+  slot: string;
+  /** input.slice(start, end): the user's own casing and spacing. */
+  value: string;
+  /** The lowest probability among the span's tokens' chosen tags. */
+  probability: number;
+}
+
+export interface EncoderPrediction extends RuntimePrediction {
+  /** The predicted function (also when the task rejects the call). */
+  intent: string;
+  intentProbability: number;
+  /** The tagged spans in input order; a call's arguments are these, a repeated slot repeated. */
+  spans: SlotSpan[];
+  /**
+   * With a call, the intent's probability times the lowest probability of any token's chosen tag (its O too:
+   * a token left outside every span at low probability may be a missed argument); 0 without a call.
+   * The minimum, not the product, so that a long utterance or span is not less sure for its length alone.
+   */
+  confidence: number;
+}
+
+export interface TimedEncoderPrediction extends EncoderPrediction, TimedRuntimePrediction {}
+
+const INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'];
+const OUTPUTS = ['intent_logits', 'tag_logits'];
+const DEFAULT_BATCH_SIZE = 16;
+
+export class EncoderStudent implements StudentRuntime {
+  readonly family = 'encoder' as const;
+  private readonly tags: readonly BioTag[];
+  /** Per intent index, the indices into tags that its slots allow (O included). */
+  private readonly intentTags: readonly (readonly number[])[];
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly tokenizer: EncoderTokenizer,
+    readonly labels: EncoderLabels,
+    readonly task: StudentTask | undefined,
+    readonly modelFile: string,
+  ) {
+    this.tags = labels.tags.map(parseBioTag);
+    this.intentTags = labels.intents.map((intent) => allowedTagIndices(this.tags, new Set(labels.intent_slots[intent])));
+  }
+
+  /** Loads an exported encoder folder; errors name the missing file, the wrong field or the mismatched tensors. */
+  static async load(folder: string, options: StudentLoadOptions = {}): Promise<EncoderStudent> {
+    await requireFolder(folder);
+    const modelFile = await requireFile(folder, options.modelFile ?? 'model.onnx', 'the ONNX graph');
+    await requireFile(folder, 'tokenizer.json', 'the tokenizer');
+    const [labels, tokenizer] = await Promise.all([readEncoderLabels(folder), EncoderTokenizer.load(folder)]);
+    if (options.task) checkTaskLabels(folder, labels, options.task);
+    const session = await createStudentSession(modelFile, options.threads);
+    const problems = graphNameProblems(INPUTS, OUTPUTS, session.inputNames, session.outputNames);
+    if (problems.length) {
+      await session.release();
+      throw new StudentModelError('io_mismatch', `${modelFile} is not a supertiny-encoder/1 graph: ${problems.join('; ')}`, modelFile);
+    }
+    return new EncoderStudent(session, tokenizer, labels, options.task, modelFile);
+  }
+
+  async predict(input: string): Promise<TimedEncoderPrediction> {
+    const started = performance.now();
+    const [prediction] = await this.run([input], [this.tokenizer.encode(input, this.labels.max_length)]);
+    return { ...prediction, latencyMs: performance.now() - started };
+  }
+
+  /**
+   * Many requests in right-padded batches of similar length; answers come back in input order and, for a
+   * float32 graph, are those of one request at a time. A dynamically quantized int8 graph picks its activation
+   * scales per batch tensor (pads included), so there some answers differ from single requests.
+   */
+  async predictBatch(inputs: readonly string[], options: RuntimeBatchOptions = {}): Promise<EncoderPrediction[]> {
+    const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new StudentRequestError(`batchSize must be a positive integer, got ${batchSize}`);
+    const encoded = inputs.map((input) => this.tokenizer.encode(input, this.labels.max_length));
+    const order = inputs.map((_, i) => i).sort((a, b) => encoded[a].ids.length - encoded[b].ids.length || a - b);
+    const results: EncoderPrediction[] = new Array(inputs.length);
+    for (let start = 0; start < order.length; start += batchSize) {
+      const batch = order.slice(start, start + batchSize);
+      const predictions = await this.run(batch.map((i) => inputs[i]), batch.map((i) => encoded[i]));
+      batch.forEach((i, k) => (results[i] = predictions[k]));
+    }
+    return results;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+
+  /** One forward pass over a right-padded batch (pads masked out, token types all 0), then decoding per row. */
+  private async run(inputs: readonly string[], encoded: readonly EncodedText[]): Promise<EncoderPrediction[]> {
+    const count = inputs.length;
+    const width = Math.max(...encoded.map((e) => e.ids.length));
+    const ids = new BigInt64Array(count * width);
+    const mask = new BigInt64Array(count * width);
+    encoded.forEach((e, r) =>
+      e.ids.forEach((id, j) => {
+        ids[r * width + j] = BigInt(id);
+        mask[r * width + j] = 1n;
+      }),
+    );
+    const shape = [count, width];
+    const result = await this.session.run({
+      input_ids: new ort.Tensor('int64', ids, shape),
+      attention_mask: new ort.Tensor('int64', mask, shape),
+      token_type_ids: new ort.Tensor('int64', new BigInt64Array(count * width), shape),
+    });
+    const intentLogits = this.checkOutput(result, 'intent_logits', [count, this.labels.intents.length], 'intents');
+    const tagLogits = this.checkOutput(result, 'tag_logits', [count, width, this.labels.tags.length], 'tags');
+    return inputs.map((input, r) => this.decodeRow(input, encoded[r], intentLogits, tagLogits, r, width));
+  }
+
+  private checkOutput(result: ort.InferenceSession.ReturnType, name: string, expected: number[], labelField: string): Float32Array {
+    const tensor = result[name];
+    if (tensor.type !== 'float32' || tensor.dims.length !== expected.length || tensor.dims.some((d, i) => d !== expected[i])) {
+      throw new StudentModelError(
+        'io_mismatch',
+        `${this.modelFile}: output ${name} is ${tensor.type} [${tensor.dims.join(', ')}], expected float32 [${expected.join(', ')}] (${expected[expected.length - 1]} ${labelField} in ${TEMPLATE_FILE})`,
+        this.modelFile,
+      );
+    }
+    return tensor.data as Float32Array;
+  }
+
+  private decodeRow(input: string, encoded: EncodedText, intentLogits: Float32Array, tagLogits: Float32Array, row: number, width: number): EncoderPrediction {
+    const nIntents = this.labels.intents.length;
+    const intentProbs = softmax(intentLogits, row * nIntents, nIntents);
+    let intentIndex = 0;
+    for (let i = 1; i < nIntents; i++) if (intentProbs[i] > intentProbs[intentIndex]) intentIndex = i;
+    const intent = this.labels.intents[intentIndex];
+    const intentProbability = intentProbs[intentIndex];
+
+    // Tag scores of the input's own tokens (not [CLS]/[SEP]), over the tags the intent allows; the log-softmax
+    // is over all tags, so a tag the constraint forces against the model's belief shows a low probability.
+    const nTags = this.labels.tags.length;
+    const allowed = this.intentTags[intentIndex];
+    const positions = encoded.offsets.flatMap((o, j) => (o ? [j] : []));
+    const scores = new Float64Array(positions.length * allowed.length);
+    positions.forEach((j, t) => {
+      const offset = (row * width + j) * nTags;
+      const norm = logSumExp(tagLogits, offset, nTags);
+      allowed.forEach((tag, k) => (scores[t * allowed.length + k] = tagLogits[offset + tag] - norm));
+    });
+    const allowedTags = allowed.map((k) => this.tags[k]);
+    const path = viterbiBio(scores, positions.length, allowedTags);
+    const tokenProbability = path.map((k, t) => Math.exp(scores[t * allowed.length + k]));
+    const offsets = positions.map((j) => encoded.offsets[j]!);
+    const spans = bioSpans(path, allowedTags).map((span) => ({
+      slot: span.slot,
+      ...spanText(input, offsets, span),
+      probability: Math.min(...tokenProbability.slice(span.first, span.last + 1)),
+    }));
+
+    const call: Call = { name: intent, args: spans.map((s) => ({ key: s.slot, value: s.value })) };
+    const base = { input, intent, intentProbability, spans };
+    if (this.task) {
+      const validation = this.task.validateCall(call);
+      if (!validation.ok) return { ...base, confidence: 0, errors: validation.errors };
+    }
+    return { ...base, call, confidence: intentProbability * Math.min(1, ...tokenProbability) };
+  }
+}
+
+/** A folder trained for another task fails at load, not as wrong answers: intents and slots must be the task's. */
+function checkTaskLabels(folder: string, labels: EncoderLabels, task: StudentTask): void {
+  const file = path.join(folder, TEMPLATE_FILE);
+  for (const intent of labels.intents) {
+    const fn = task.functions[intent];
+    if (!fn) throw new StudentModelError('io_mismatch', `${file}: intent "${intent}" is not a function of the task`, file);
+    const unknown = labels.intent_slots[intent].filter((slot) => !(slot in fn.parameters.shape));
+    if (unknown.length) {
+      throw new StudentModelError('io_mismatch', `${file}: intent_slots.${intent} names ${unknown.join(', ')}, which function "${intent}" does not take`, file);
+    }
+  }
+}

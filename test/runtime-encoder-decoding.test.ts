@@ -1,0 +1,149 @@
+// The encoder student's decoding rules without a model: the constrained BIO Viterbi, spans, and the
+// tokenizer's character offsets (a WordPiece tokenizer.json written here).
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { allowedTagIndices, bioSpans, type BioTag, EncoderTokenizer, parseBioTag, spanText, StudentModelError, viterbiBio } from '../runtime/student';
+
+const TAGS = ['O', 'B-time', 'I-time', 'B-date', 'I-date', 'B-place', 'I-place'].map(parseBioTag);
+const tagNames = (path: number[], tags: readonly BioTag[] = TAGS) => path.map((k) => (tags[k].kind === 'O' ? 'O' : `${tags[k].kind}-${(tags[k] as { slot: string }).slot}`));
+
+/** Scores from per-token preferences: the named tag gets `high`, every other tag 0 (log-space). */
+function scores(prefs: Record<string, number>[], tags: readonly BioTag[] = TAGS): number[] {
+  const names = tagNames(tags.map((_, k) => k), tags);
+  return prefs.flatMap((pref) => names.map((name) => pref[name] ?? 0));
+}
+
+describe('viterbiBio', () => {
+  test('follows the per-token best tags when they form a valid BIO sequence', () => {
+    const s = scores([{ O: 5 }, { 'B-time': 5 }, { 'I-time': 5 }, { O: 5 }]);
+    expect(tagNames(viterbiBio(s, 4, TAGS))).toEqual(['O', 'B-time', 'I-time', 'O']);
+  });
+
+  test('never starts with an I- tag', () => {
+    const s = scores([{ 'I-time': 5, O: 1 }, { O: 5 }]);
+    expect(tagNames(viterbiBio(s, 2, TAGS))).toEqual(['O', 'O']);
+  });
+
+  test('puts an I-x only after B-x or I-x, choosing the best whole path', () => {
+    // The best single tags O, I-time would be invalid; B-time I-time (4 + 5) beats O O (5 + 1).
+    const s = scores([{ O: 5, 'B-time': 4 }, { 'I-time': 5, O: 1 }]);
+    expect(tagNames(viterbiBio(s, 2, TAGS))).toEqual(['B-time', 'I-time']);
+    // I-date cannot follow B-time even when both are each token's best.
+    const t = scores([{ 'B-time': 5 }, { 'I-date': 5, 'I-time': 1 }]);
+    expect(tagNames(viterbiBio(t, 2, TAGS))).toEqual(['B-time', 'I-time']);
+  });
+
+  test('over an intent\'s allowed tags only, a disallowed slot is never chosen', () => {
+    const allowed = allowedTagIndices(TAGS, new Set(['date'])).map((k) => TAGS[k]);
+    expect(tagNames(allowed.map((_, k) => k), allowed)).toEqual(['O', 'B-date', 'I-date']);
+    const s = scores([{ 'B-time': 9, 'B-date': 2 }, { 'I-time': 9, O: 1 }], TAGS);
+    const restricted = [0, 1].flatMap((t) => allowedTagIndices(TAGS, new Set(['date'])).map((k) => s[t * TAGS.length + k]));
+    expect(tagNames(viterbiBio(restricted, 2, allowed), allowed)).toEqual(['B-date', 'O']);
+  });
+
+  test('handles no tokens, and rejects scores of the wrong size', () => {
+    expect(viterbiBio([], 0, TAGS)).toEqual([]);
+    expect(() => viterbiBio([1, 2, 3], 1, TAGS)).toThrow(/3 scores for 1 tokens x 7 tags/);
+  });
+});
+
+describe('bioSpans and spanText', () => {
+  test('B- opens a span, I- continues it, O and a new B- close it; a repeated slot gives two spans', () => {
+    const path = ['B-time', 'I-time', 'O', 'B-date', 'B-date', 'I-date'].map((name) => tagNames(TAGS.map((_, k) => k)).indexOf(name));
+    expect(bioSpans(path, TAGS)).toEqual([
+      { slot: 'time', first: 0, last: 1 },
+      { slot: 'date', first: 3, last: 3 },
+      { slot: 'date', first: 4, last: 5 },
+    ]);
+  });
+
+  test('a span\'s value is the input between its first token\'s start and its last token\'s end', () => {
+    const text = 'Wake me at Five-Thirty, ok';
+    const offsets = [
+      { start: 0, end: 4 },
+      { start: 5, end: 7 },
+      { start: 8, end: 10 },
+      { start: 11, end: 15 },
+      { start: 15, end: 16 },
+      { start: 16, end: 22 },
+      { start: 22, end: 23 },
+    ];
+    expect(spanText(text, offsets, { first: 3, last: 5 })).toEqual({ start: 11, end: 22, value: 'Five-Thirty' });
+  });
+});
+
+describe('EncoderTokenizer offsets', () => {
+  let dir: string;
+  const specials = ['[PAD]', '[UNK]', '[CLS]', '[SEP]'];
+  const vocab = [...specials, 'wake', 'me', 'at', 'five', 'play', 'weather', 'sao', 'paulo', '##s', '##ly', '##ing', 'ok', ',', '!', '-', "'", 'e', '##t', '##h', '##i', '##r', '##y', 'is', 't', 'h'];
+
+  function tokenizerJson(extra: Record<string, unknown> = {}) {
+    return {
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      added_tokens: specials.map((content) => ({ id: vocab.indexOf(content), content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+      normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
+      pre_tokenizer: { type: 'BertPreTokenizer' },
+      post_processor: { type: 'BertProcessing', sep: ['[SEP]', 3], cls: ['[CLS]', 2] },
+      decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+      model: { type: 'WordPiece', unk_token: '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab: Object.fromEntries(vocab.map((t, i) => [t, i])) },
+      ...extra,
+    };
+  }
+
+  async function load(extra: Record<string, unknown> = {}): Promise<EncoderTokenizer> {
+    await fs.writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson(extra)));
+    return EncoderTokenizer.load(dir);
+  }
+
+  /** Each token's text in the input, '' for tokens without a span. */
+  function pieces(text: string, encoded: ReturnType<EncoderTokenizer['encode']>): string[] {
+    return encoded.offsets.map((o) => (o ? text.slice(o.start, o.end) : ''));
+  }
+
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'encoder-tokenizer-'));
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('keeps the input\'s casing and punctuation and maps sub-word pieces to their characters', async () => {
+    const tokenizer = await load();
+    const text = 'WAKE me at Five, Wakeings!';
+    const encoded = tokenizer.encode(text, 64);
+    expect(encoded.ids[0]).toBe(2);
+    expect(encoded.ids[encoded.ids.length - 1]).toBe(3);
+    expect(pieces(text, encoded)).toEqual(['', 'WAKE', 'me', 'at', 'Five', ',', 'Wake', 'ing', 's', '!', '']);
+  });
+
+  test('maps accents, whitespace runs, tabs, [UNK] words, CJK and astral characters back to the input', async () => {
+    const tokenizer = await load();
+    const text = '  Sāo\t Paulo  — 日本 🎉 weatherly';
+    const encoded = tokenizer.encode(text, 64);
+    // "—", "日", "本" and "🎉" are unknown words: each [UNK] covers its whole word.
+    expect(pieces(text, encoded)).toEqual(['', 'Sāo', 'Paulo', '—', '日', '本', '🎉', 'weather', 'ly', '']);
+    expect(encoded.ids.filter((id) => id === 1)).toHaveLength(4);
+  });
+
+  test('a special token written in the input keeps its place, so later words stay aligned', async () => {
+    const tokenizer = await load();
+    const text = 'play [SEP] Paulo';
+    expect(pieces(text, tokenizer.encode(text, 64))).toEqual(['', 'play', '[SEP]', 'Paulo', '']);
+  });
+
+  test('truncates the input\'s tokens and keeps [CLS] and [SEP] within max_length', async () => {
+    const tokenizer = await load();
+    const text = 'wake me at five wake me at five';
+    const encoded = tokenizer.encode(text, 6);
+    expect(encoded.ids).toEqual([2, 4, 5, 6, 7, 3]);
+    expect(pieces(text, encoded)).toEqual(['', 'wake', 'me', 'at', 'five', '']);
+  });
+
+  test('refuses a tokenizer whose offsets it cannot follow, naming the field', async () => {
+    await expect(load({ normalizer: { type: 'Replace', pattern: { String: 'a' }, content: 'b' } })).rejects.toThrow(/tokenizer\.json: field normalizer has type Replace/);
+    await expect(load({ model: { type: 'BPE', vocab: {}, merges: [] } })).rejects.toThrow(StudentModelError);
+  });
+});

@@ -1,0 +1,283 @@
+// The encoder student end to end on a real ONNX graph: a tiny random-weight BERT with intent and tag heads,
+// exported by test/fixtures/make-encoder-fixture.py, checked against the PyTorch model and the Python tokenizer.
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { z } from 'zod';
+import { readEnv } from '../config/env';
+import { compactCallFormat, defineTask, type TaskSpec } from '../tasks/define';
+import {
+  allowedTagIndices,
+  bioSpans,
+  EncoderStudent,
+  type EncoderPrediction,
+  loadStudent,
+  parseBioTag,
+  StudentModelError,
+  viterbiBio,
+} from '../runtime/student';
+
+const run = promisify(execFile);
+const env = readEnv();
+
+const INTENT_SLOTS: Record<string, string[]> = {
+  alarm_set: ['time', 'date'],
+  play_music: ['artist_name', 'song_name'],
+  weather_query: ['place_name', 'date'],
+  greet: [],
+};
+const UTTERANCES = [
+  'wake me up at five am tomorrow',
+  'Set an ALARM for seven thirty pm on Monday!',
+  'play some music by the Beatles',
+  "what's the weather in New York today?",
+  'hello',
+  'hi, please play Yesterday',
+  'weather in São Paulo, London and Paris',
+  'wake me up',
+  'zzqx weatherly 日本 🎉',
+  '',
+  'set an alarm for five am tomorrow and play music by the beatles in london please',
+];
+
+interface Probe {
+  text: string;
+  ids: number[];
+  offsets: [number, number][];
+  special: number[];
+  intent_logits: number[];
+  tag_logits: number[][];
+}
+
+/** A task whose functions take the fixture's slots; `slot` makes each slot's schema (default: any string). */
+function fixtureTask(slot: () => z.ZodType = () => z.string()): TaskSpec {
+  return defineTask({
+    name: 'encoder-fixture',
+    systemPrompt: 'Answer with one call.',
+    tools: {},
+    functions: Object.fromEntries(
+      Object.entries(INTENT_SLOTS).map(([name, slots]) => [
+        name,
+        { description: name, parameters: z.strictObject(Object.fromEntries(slots.map((s) => [s, z.union([slot(), z.array(slot()).min(2)]).optional()]))) },
+      ]),
+    ),
+    entryTools: Object.keys(INTENT_SLOTS),
+    maxSteps: 1,
+    callFormat: compactCallFormat,
+    input: () => '',
+    gold: () => undefined,
+    verify: () => ({ ok: true }),
+    metrics: () => {
+      throw new Error('not used');
+    },
+    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
+  });
+}
+
+const softmax = (logits: number[]) => {
+  const max = Math.max(...logits);
+  const exps = logits.map((l) => Math.exp(l - max));
+  const sum = exps.reduce((a, b) => a + b, 0);
+  return exps.map((e) => e / sum);
+};
+
+let root: string;
+let folder: string;
+let probes: Probe[];
+
+beforeAll(async () => {
+  root = await fs.mkdtemp(path.join(os.tmpdir(), 'encoder-student-'));
+  folder = path.join(root, 'student');
+  await run(env.python, [path.join(env.projectRoot, 'test', 'fixtures', 'make-encoder-fixture.py'), folder], { cwd: env.projectRoot });
+  probes = JSON.parse(await fs.readFile(path.join(folder, 'probes.json'), 'utf8'));
+}, 120_000);
+
+afterAll(async () => {
+  await fs.rm(root, { recursive: true, force: true });
+});
+
+describe('EncoderStudent on a real ONNX graph', () => {
+  let student: EncoderStudent;
+  const task = fixtureTask();
+
+  beforeAll(async () => {
+    const loaded = await loadStudent(folder, { task, threads: 1 });
+    expect(loaded).toBeInstanceOf(EncoderStudent);
+    student = loaded as EncoderStudent;
+  });
+  afterAll(async () => {
+    await student?.release();
+  });
+
+  test('loadStudent picks the encoder family from supertiny.json', () => {
+    expect(student.family).toBe('encoder');
+    expect(path.basename(student.modelFile)).toBe('model.onnx');
+  });
+
+  test('token ids and character offsets equal the Python tokenizer\'s', () => {
+    for (const probe of probes) {
+      const encoded = student.tokenizer.encode(probe.text, 64);
+      expect(encoded.ids).toEqual(probe.ids);
+      const expected = probe.offsets.map(([start, end], j) => (probe.special[j] ? null : { start, end }));
+      expect({ text: probe.text, offsets: encoded.offsets }).toEqual({ text: probe.text, offsets: expected });
+    }
+  });
+
+  test('answers are PyTorch\'s: its intent and probability, and the constrained tags of its logits', async () => {
+    const tags = student.labels.tags.map(parseBioTag);
+    const predictions = await student.predictBatch(probes.map((p) => p.text), { batchSize: 8 });
+    probes.forEach((probe, i) => {
+      const intentProbs = softmax(probe.intent_logits);
+      const intentIndex = intentProbs.indexOf(Math.max(...intentProbs));
+      expect(predictions[i].intent).toBe(student.labels.intents[intentIndex]);
+      expect(predictions[i].intentProbability).toBeCloseTo(intentProbs[intentIndex], 4);
+      const allowed = allowedTagIndices(tags, new Set(INTENT_SLOTS[predictions[i].intent]));
+      const content = probe.tag_logits.filter((_, j) => !probe.special[j]);
+      const scores = content.flatMap((logits) => {
+        const probs = softmax(logits);
+        return allowed.map((k) => Math.log(probs[k]));
+      });
+      const spans = bioSpans(viterbiBio(scores, content.length, allowed.map((k) => tags[k])), allowed.map((k) => tags[k]));
+      const offsets = probe.offsets.filter((_, j) => !probe.special[j]);
+      expect(predictions[i].spans.map((s) => [s.slot, s.start, s.end])).toEqual(spans.map((s) => [s.slot, offsets[s.first][0], offsets[s.last][1]]));
+    });
+  });
+
+  test('every answer is a call the task accepts, its values the input\'s own characters', async () => {
+    const predictions = await student.predictBatch(UTTERANCES);
+    for (const [i, p] of predictions.entries()) {
+      expect(p.input).toBe(UTTERANCES[i]);
+      expect(p.errors).toBeUndefined();
+      expect(p.call).toBeDefined();
+      expect(task.validateCall(p.call!)).toEqual({ ok: true });
+      expect(p.call!.name).toBe(p.intent);
+      expect(p.call!.args).toEqual(p.spans.map((s) => ({ key: s.slot, value: s.value })));
+      for (const span of p.spans) {
+        expect(INTENT_SLOTS[p.intent]).toContain(span.slot);
+        expect(span.value).toBe(p.input.slice(span.start, span.end));
+        expect(span.value).toBe(span.value.trim());
+        expect(span.value.length).toBeGreaterThan(0);
+      }
+      for (let s = 1; s < p.spans.length; s++) expect(p.spans[s].start).toBeGreaterThanOrEqual(p.spans[s - 1].end);
+      expect(p.confidence).toBeGreaterThan(0);
+      expect(p.confidence).toBeLessThanOrEqual(p.intentProbability);
+    }
+    // The random heads are decisive enough to tag spans, so the checks above are not vacuous.
+    expect(predictions.filter((p) => p.spans.length > 0).length).toBeGreaterThanOrEqual(3);
+    expect(new Set(predictions.map((p) => p.intent)).size).toBeGreaterThanOrEqual(2);
+  });
+
+  test('a batch answers as single requests do (right padding is masked out)', async () => {
+    const strip = (p: EncoderPrediction) => ({ call: p.call, spans: p.spans.map(({ probability: _p, ...s }) => s), intent: p.intent });
+    const batched = await student.predictBatch(UTTERANCES, { batchSize: 4 });
+    for (const [i, input] of UTTERANCES.entries()) {
+      const single = await student.predict(input);
+      expect(single.latencyMs).toBeGreaterThan(0);
+      expect(strip(batched[i])).toEqual(strip(single));
+      expect(batched[i].confidence).toBeCloseTo(single.confidence, 4);
+    }
+  });
+
+  test('rejects a batch size that is not a positive integer', async () => {
+    await expect(student.predictBatch(['hi'], { batchSize: 0 })).rejects.toThrow(/batchSize must be a positive integer/);
+  });
+});
+
+describe('EncoderStudent answers the task rejects', () => {
+  test('come back as errors without a call, as the decoder\'s do', async () => {
+    // A task whose slots take one character at most: every answer with a longer span fails validation.
+    const strict = fixtureTask(() => z.string().max(1));
+    const student = await loadStudent(folder, { task: strict, threads: 1 });
+    try {
+      const predictions = (await student.predictBatch(UTTERANCES)) as EncoderPrediction[];
+      const longSpan = (p: EncoderPrediction) => p.spans.some((s) => s.value.length > 1);
+      expect(predictions.filter(longSpan).length).toBeGreaterThan(0);
+      for (const p of predictions) {
+        if (longSpan(p)) {
+          expect(p.call).toBeUndefined();
+          expect(p.confidence).toBe(0);
+          expect(p.errors?.join('; ')).toMatch(/slot "\w+"/);
+        } else expect(p.call?.name).toBe(p.intent);
+      }
+    } finally {
+      await student.release();
+    }
+  });
+});
+
+describe('a broken encoder folder fails to load with an error naming the file and field', () => {
+  async function brokenCopy(name: string, change: (dir: string) => Promise<void>): Promise<string> {
+    const dir = path.join(root, name);
+    await fs.cp(folder, dir, { recursive: true });
+    await change(dir);
+    return dir;
+  }
+  async function editLabels(dir: string, edit: (labels: Record<string, any>) => void) {
+    const file = path.join(dir, 'supertiny.json');
+    const labels = JSON.parse(await fs.readFile(file, 'utf8'));
+    edit(labels);
+    await fs.writeFile(file, JSON.stringify(labels));
+  }
+  async function loadError(dir: string, options = {}): Promise<StudentModelError> {
+    const err = await loadStudent(dir, options).then(
+      async (s) => {
+        await s.release();
+        throw new Error('loaded a broken folder');
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(StudentModelError);
+    return err as StudentModelError;
+  }
+
+  test('a missing tokenizer.json', async () => {
+    const dir = await brokenCopy('no-tokenizer', (d) => fs.rm(path.join(d, 'tokenizer.json')));
+    const err = await loadError(dir);
+    expect(err.kind).toBe('missing_file');
+    expect(err.message).toMatch(/has no tokenizer\.json/);
+  });
+
+  test('a missing model file', async () => {
+    const err = await loadError(folder, { modelFile: 'model.int8.onnx' });
+    expect(err.kind).toBe('missing_file');
+    expect(err.message).toMatch(/has no model\.int8\.onnx/);
+  });
+
+  test.each([
+    ['tags that do not start with O', (l: Record<string, any>) => (l.tags = [...l.tags.slice(1), 'O']), /supertiny\.json: field tags must start with "O"/],
+    ['a max_length that is not a number', (l: Record<string, any>) => (l.max_length = '64'), /supertiny\.json: field max_length/],
+    ['an intent without its slots', (l: Record<string, any>) => delete l.intent_slots.greet, /supertiny\.json: field intent_slots\.greet is missing/],
+    ['an unknown format', (l: Record<string, any>) => (l.format = 'supertiny-encoder/9'), /supertiny\.json: field format/],
+    ['an unknown family', (l: Record<string, any>) => (l.family = 'seq2seq'), /supertiny\.json: field family/],
+  ])('%s', async (name, edit, message) => {
+    const dir = await brokenCopy(name.replace(/\W+/g, '-'), (d) => editLabels(d, edit));
+    const err = await loadError(dir);
+    expect(err.kind).toBe('invalid_file');
+    expect(err.message).toMatch(message);
+    expect(err.file).toBe(path.join(dir, 'supertiny.json'));
+  });
+
+  test('labels for another task', async () => {
+    const dir = await brokenCopy('other-task', (d) => editLabels(d, (l) => (l.intent_slots.greet = ['mood'])));
+    const err = await loadError(dir, { task: fixtureTask() });
+    expect(err.kind).toBe('io_mismatch');
+    expect(err.message).toMatch(/intent_slots\.greet names mood, which function "greet" does not take/);
+  });
+
+  test('label spaces that do not match the graph\'s outputs', async () => {
+    const dir = await brokenCopy('extra-intent', (d) =>
+      editLabels(d, (l) => {
+        l.intents.push('goodbye');
+        l.intent_slots.goodbye = [];
+      }),
+    );
+    const student = await loadStudent(dir);
+    try {
+      await expect(student.predict('hello')).rejects.toThrow(/output intent_logits is float32 \[1, 4\], expected float32 \[1, 5\] \(5 intents in supertiny\.json\)/);
+    } finally {
+      await student.release();
+    }
+  });
+});
