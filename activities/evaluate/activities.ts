@@ -188,7 +188,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           throughput_rps: Number(pytorch.metrics.latency_throughput_rps ?? 0),
           params: Number.isFinite(params) ? params : null,
           bytes: await folderBytes(studentDir, (n) => n.endsWith('.safetensors') || n.endsWith('.bin')),
-          latency_note: `PyTorch eager, unconstrained greedy, batch 1, ${latencyGold.length} sequential requests (measured by the trainer)`,
+          latency_note: `PyTorch eager, ${config.transfer.student.family === 'encoder' ? 'one forward pass, constrained tags' : 'unconstrained greedy'}, batch 1, ${latencyGold.length} sequential requests (measured by the trainer)`,
         };
 
         // The ONNX students in TypeScript: constrained greedy decoding with the KV cache.
@@ -202,7 +202,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
               ...latencySummary(latencies),
               params: models.student?.params ?? null,
               bytes: await folderBytes(folder, (n) => n.startsWith('model.onnx')),
-              latency_note: `onnxruntime-node ${label}, constrained greedy with KV cache, batch 1, ${latencies.length} sequential requests`,
+              latency_note: `onnxruntime-node ${label}, ${model.family === 'encoder' ? 'one forward pass, tokenization included, constrained BIO decoding' : 'constrained greedy with KV cache'}, batch 1, ${latencies.length} sequential requests`,
             };
           } finally {
             await model.release();
