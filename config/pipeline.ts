@@ -103,12 +103,12 @@ export type DecoderStudentConfig = Extract<StudentConfig, { family: 'decoder' }>
 export type EncoderStudentConfig = Extract<StudentConfig, { family: 'encoder' }>;
 
 /** Per-family training defaults, where the families differ (measurements in BENCHMARKS.md). */
-export const FAMILY_TRAINING_DEFAULTS: Record<StudentFamily, { epochs: number; learningRate: number }> = {
+export const FAMILY_TRAINING_DEFAULTS: Record<StudentFamily, { epochs: number; learningRate: number; trainer: Record<string, number> }> = {
   // At learning rate 1e-3, 12 epochs give the demo's int8 student the same test quality as 20 (intent 79.3%
   // both, exact match 50.5% vs 50.6%) in 60% of the training time; 3e-3 and 1.5e-3 trained worse (BENCHMARKS.md).
-  decoder: { epochs: 12, learningRate: 1e-3 },
+  decoder: { epochs: 12, learningRate: 1e-3, trainer: { warmup_ratio: 0.03, weight_decay: 0.01 } },
   // The feasibility run: encoder 1.5e-4, heads 10x, 7 epochs on gold train.
-  encoder: { epochs: 7, learningRate: 1.5e-4 },
+  encoder: { epochs: 7, learningRate: 1.5e-4, trainer: {} },
 };
 
 // Fields the trainer config takes from the pipeline itself (paths, the model): the pass-through cannot set them.
@@ -148,8 +148,7 @@ export const TransferConfigSchema = z
     maxSteps: limit.optional().describe('stop each training step after this many optimizer steps'),
     checkpointEvery: limit.default(200),
     seed: z.number().int().min(0).max(2 ** 31 - 1).default(1234),
-    trainer: TrainerPassThroughSchema.default({ warmup_ratio: 0.03, weight_decay: 0.01 })
-      .describe('extra fields passed to the trainer config (see trainer/README.md)'),
+    trainer: TrainerPassThroughSchema.optional().describe("extra fields passed to the trainer config (see trainer/README.md); default: the family's"),
   })
   .strict()
   .superRefine((t, ctx) => {
@@ -162,6 +161,7 @@ export const TransferConfigSchema = z
     ...t,
     epochs: t.epochs ?? FAMILY_TRAINING_DEFAULTS[t.student.family].epochs,
     learningRate: t.learningRate ?? FAMILY_TRAINING_DEFAULTS[t.student.family].learningRate,
+    trainer: t.trainer ?? FAMILY_TRAINING_DEFAULTS[t.student.family].trainer,
   }));
 
 export const CompressStepSchema = z.enum(['int8']);

@@ -57,7 +57,9 @@ describe('pipeline config', () => {
     );
     expect(() => parsePipelineConfig({ transfer: { student: { family: 'lstm' } } })).toThrow(/transfer\.student\.family/);
     const encoderStep = trainingStepConfig(encoder, 'sft');
-    expect(encoderStep).toMatchObject({ learning_rate: 1.5e-4, head_learning_rate_scale: 10, max_length: 64, epochs: 7 });
+    expect(encoderStep).toMatchObject({ learning_rate: 1.5e-4, head_learning_rate: 1.5e-3, max_length: 64, epochs: 7 });
+    expect(encoderStep).not.toHaveProperty('warmup_ratio');
+    expect(trainingStepConfig(decoder, 'sft')).toMatchObject({ warmup_ratio: 0.03, weight_decay: 0.01 });
   });
 
   test('a missing config is an error that says how to ask for the default', () => {

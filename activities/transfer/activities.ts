@@ -58,7 +58,7 @@ export function trainingStepConfig(t: PipelineConfig['transfer'], step: TrainStu
       epochs: t.epochs,
       batch_size: t.batchSize,
       learning_rate: t.learningRate,
-      head_learning_rate_scale: t.student.headLearningRateScale,
+      head_learning_rate: Number((t.learningRate * t.student.headLearningRateScale).toPrecision(12)),
       max_length: t.student.maxLength,
       seed: t.seed,
       save_steps: t.checkpointEvery,
