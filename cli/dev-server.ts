@@ -1,7 +1,9 @@
 // The local Temporal server: `temporal server start-dev` with its SQLite file in the data folder, so
-// workflow state survives a restart. Reuses a server that already answers on the address.
+// workflow state survives a restart. Reuses a server that already answers on the address, except for the
+// demo, which never shares one.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { SupertinyEnv } from '../config/env';
@@ -32,28 +34,61 @@ export async function serverAnswers(address: string): Promise<boolean> {
   }
 }
 
-export async function startDevServer(env: SupertinyEnv, options: { headless?: boolean; timeoutMs?: number } = {}): Promise<DevServer> {
-  const [host, portText] = env.temporalAddress.split(':');
-  const uiUrl = `http://${host === '0.0.0.0' ? 'localhost' : host}:${env.uiPort}`;
+/** A TCP port nothing listens on now (the OS picks it). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+export interface DevServerOptions {
+  headless?: boolean;
+  timeoutMs?: number;
+  /**
+   * "reuse" (npm run server/dev): a server already answering on the address is used as it is.
+   * "own" (the demo): never share one; when the address is taken, start a private server (in-memory
+   * state) on free ports, so another run's worker cannot pick up this run's workflows or stop its server.
+   */
+  share?: 'reuse' | 'own';
+}
+
+export async function startDevServer(env: SupertinyEnv, options: DevServerOptions = {}): Promise<DevServer> {
+  let [host, portText] = env.temporalAddress.split(':');
+  let uiPort = env.uiPort;
+  let dbFile: string | undefined = path.join(env.dataDir, 'temporal.sqlite');
   if (await serverAnswers(env.temporalAddress)) {
-    log.info(`reusing the Temporal server already answering on ${env.temporalAddress}`);
-    return { address: env.temporalAddress, uiUrl, owned: false, stop: async () => undefined };
+    if (options.share !== 'own') {
+      log.info(`reusing the Temporal server already answering on ${env.temporalAddress}`);
+      const uiUrl = `http://${host === '0.0.0.0' ? 'localhost' : host}:${env.uiPort}`;
+      return { address: env.temporalAddress, uiUrl, owned: false, stop: async () => undefined };
+    }
+    host = '127.0.0.1';
+    portText = String(await freePort(host));
+    uiPort = await freePort(host);
+    dbFile = undefined;
+    log.info(`another Temporal server answers on ${env.temporalAddress}: starting a private one on ${host}:${portText}`);
   }
+  const address = `${host}:${portText}`;
+  const uiUrl = `http://${host === '0.0.0.0' ? 'localhost' : host}:${uiPort}`;
   if (!existsSync(env.temporalCli)) {
     throw new Error(`Temporal CLI not found at ${env.temporalCli}; run "npm run setup" (or set TEMPORAL_CLI)`);
   }
   mkdirSync(env.dataDir, { recursive: true });
-  const dbFile = path.join(env.dataDir, 'temporal.sqlite');
   const logFile = path.join(env.dataDir, 'temporal-server.log');
   const args = [
     'server', 'start-dev',
-    '--db-filename', dbFile,
+    ...(dbFile ? ['--db-filename', dbFile] : []),
     '--ip', host,
     '--port', portText,
     '--namespace', env.namespace,
     '--log-level', 'warn',
     ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
-    ...(options.headless ? ['--headless'] : ['--ui-port', String(env.uiPort)]),
+    ...(options.headless ? ['--headless'] : ['--ui-port', String(uiPort)]),
   ];
   const out = openSync(logFile, 'a');
   const child: ChildProcess = spawn(env.temporalCli, args, { stdio: ['ignore', out, out] });
@@ -61,18 +96,18 @@ export async function startDevServer(env: SupertinyEnv, options: { headless?: bo
   child.on('exit', () => (exited = true));
 
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
-  while (!(await serverAnswers(env.temporalAddress))) {
+  while (!(await serverAnswers(address))) {
     if (exited) throw new Error(`temporal server start-dev exited early (code ${child.exitCode}); see ${logFile}`);
     if (Date.now() > deadline) {
       child.kill('SIGTERM');
-      throw new Error(`Temporal server did not answer on ${env.temporalAddress} within ${options.timeoutMs ?? 60_000} ms; see ${logFile}`);
+      throw new Error(`Temporal server did not answer on ${address} within ${options.timeoutMs ?? 60_000} ms; see ${logFile}`);
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  log.info(`Temporal server on ${env.temporalAddress}, state in ${dbFile}${options.headless ? '' : `, UI at ${uiUrl}`}`);
+  log.info(`Temporal server on ${address}, state ${dbFile ? `in ${dbFile}` : 'in memory'}${options.headless ? '' : `, UI at ${uiUrl}`}`);
 
   return {
-    address: env.temporalAddress,
+    address,
     uiUrl,
     owned: true,
     stop: () =>

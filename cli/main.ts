@@ -5,6 +5,9 @@
 //   supertiny worker                    a worker against TEMPORAL_ADDRESS
 //   supertiny start [--config FILE] [--wait]
 //   supertiny progress WORKFLOW_ID      supertiny cancel WORKFLOW_ID [REASON]
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { readEnv } from '../config/env';
 import { createLogger } from '../config/logger';
 import { parsePipelineConfig } from '../config/pipeline';
@@ -38,9 +41,9 @@ function defaultConfig() {
   return parsePipelineConfig({});
 }
 
-async function withServer<T>(run: (server: DevServer) => Promise<T>): Promise<T> {
+async function withServer<T>(run: (server: DevServer) => Promise<T>, share: 'reuse' | 'own' = 'reuse'): Promise<T> {
   const env = readEnv();
-  const server = await startDevServer(env);
+  const server = await startDevServer(env, { share });
   try {
     return await run(server);
   } finally {
@@ -55,12 +58,16 @@ async function demo(args: string[]) {
   const env = readEnv();
   const configFile = flag(args, '--config');
   const config = configFile ? await readConfigFile(configFile) : defaultConfig();
+  const releaseDataDir = await lockDataDir(env.dataDir);
+  // A queue of this data folder's own: a worker never runs a pipeline whose artifacts live elsewhere.
+  const taskQueue = `${env.taskQueue}-demo-${createHash('sha256').update(env.dataDir).digest('hex').slice(0, 8)}`;
   await withServer(async (server) => {
-    const workers = await createWorkers(env);
+    const runEnv = { ...env, temporalAddress: server.address };
+    const workers = await createWorkers(runEnv, { taskQueue });
     const running = workers.run();
     try {
-      const client = await connectClient(env);
-      const handle = await startPipeline(client, config);
+      const client = await connectClient(runEnv);
+      const handle = await startPipeline(client, config, { taskQueue });
       process.stdout.write(
         `pipeline ${handle.workflowId} started; watch it in the Temporal UI: ${server.uiUrl}/namespaces/${env.namespace}/workflows/${encodeURIComponent(handle.workflowId)}\n`,
       );
@@ -84,7 +91,33 @@ async function demo(args: string[]) {
       workers.shutdown();
       await running;
     }
-  });
+  }, 'own').finally(releaseDataDir);
+}
+
+/** One demo per data folder: two would write the same artifacts and run folders at once. */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  await fs.mkdir(dataDir, { recursive: true });
+  const lock = path.join(dataDir, 'demo.lock');
+  for (let tries = 0; tries < 2; tries++) {
+    try {
+      await fs.writeFile(lock, String(process.pid), { flag: 'wx' });
+      return () => fs.rm(lock, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(await fs.readFile(lock, 'utf8').catch(() => ''));
+      const alive = Number.isInteger(pid) && pid > 0 && (() => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      if (alive) throw new Error(`another supertiny demo (pid ${pid}) is using the data folder ${dataDir}; set SUPERTINY_DATA_DIR to run a second one`);
+      await fs.rm(lock, { force: true }); // left by a demo that was killed
+    }
+  }
+  throw new Error(`cannot lock the data folder ${dataDir} (${lock})`);
 }
 
 async function main() {
