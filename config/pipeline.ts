@@ -184,6 +184,12 @@ export const TimeoutsConfigSchema = z
   .object({
     heartbeatSeconds: positiveInt.min(5).max(3600).default(30).describe('a worker that dies is noticed after this long'),
     activityMinutes: positiveInt.max(7 * 24 * 60).default(240),
+    queueMinutes: z
+      .number()
+      .min(0.1)
+      .max(7 * 24 * 60)
+      .default(120)
+      .describe('an activity that no worker picks up within this long fails, naming its queue (a busy GPU worker also delays pickup)'),
   })
   .strict();
 

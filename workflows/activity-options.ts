@@ -1,9 +1,21 @@
 // Activity options shared by the stage workflows: timeouts from the config, one CPU and one GPU queue.
-import { ActivityCancellationType, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import {
+  ActivityCancellationType,
+  ActivityFailure,
+  ApplicationFailure,
+  proxyActivities,
+  TimeoutFailure,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type { SupertinyActivities } from '../activities';
 import type { PipelineConfig } from '../config/pipeline';
 
 /** Errors that retrying the same activity cannot fix. */
 export const NON_RETRYABLE = ['InvalidConfig', 'InvalidInput', 'ArtifactMissing', 'ArtifactCorrupted', 'TrainerConfigError'];
+
+/** The failure type when no worker picks up an activity within timeouts.queueMinutes. */
+export const NO_WORKER = 'NoWorkerOnQueue';
 
 /** GPU-bound work goes to "<workflow task queue>-gpu"; workers serve both unless told otherwise. */
 export function gpuQueueOf(taskQueue: string): string {
@@ -14,6 +26,8 @@ export function activityOptions(config: PipelineConfig, queue: 'cpu' | 'gpu'): A
   return {
     taskQueue: queue === 'gpu' ? gpuQueueOf(workflowInfo().taskQueue) : undefined,
     startToCloseTimeout: `${config.timeouts.activityMinutes} minutes`,
+    // Without it an activity on a queue that no worker polls waits forever, silently.
+    scheduleToStartTimeout: `${config.timeouts.queueMinutes} minutes`,
     heartbeatTimeout: `${config.timeouts.heartbeatSeconds} seconds`,
     // A cancelled pipeline ends only after its activities stopped (e.g. the trainer process was killed).
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -25,4 +39,33 @@ export function activityOptions(config: PipelineConfig, queue: 'cpu' | 'gpu'): A
       nonRetryableErrorTypes: NON_RETRYABLE,
     },
   };
+}
+
+/**
+ * The stage's activities on one queue, where "no worker picked this up in time" becomes a non-retryable
+ * failure that names the queue and the worker role to start.
+ */
+export function queueActivities(config: PipelineConfig, queue: 'cpu' | 'gpu') {
+  const options = activityOptions(config, queue);
+  const activities = proxyActivities<SupertinyActivities>(options);
+  const queueName = options.taskQueue ?? workflowInfo().taskQueue;
+  return new Proxy(activities, {
+    get(target, name) {
+      const activity = target[name as keyof typeof target] as (...args: unknown[]) => Promise<unknown>;
+      return async (...args: unknown[]) => {
+        try {
+          return await activity(...args);
+        } catch (err) {
+          if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === 'SCHEDULE_TO_START') {
+            throw ApplicationFailure.nonRetryable(
+              `no worker picked up ${String(name)} on task queue "${queueName}" within ${config.timeouts.queueMinutes} minutes: ` +
+                `start a worker with SUPERTINY_WORKER_ROLE=${queue} (or all) and SUPERTINY_TASK_QUEUE=${workflowInfo().taskQueue}`,
+              NO_WORKER,
+            );
+          }
+          throw err;
+        }
+      };
+    },
+  });
 }

@@ -1,9 +1,7 @@
 // Stage 3: ONNX export, then each compression step behind a dev exact-match gate.
-import { proxyActivities } from '@temporalio/workflow';
-import type { SupertinyActivities } from '../activities';
 import type { PipelineConfig } from '../config/pipeline';
 import type { CompressResult, GateDecision, PrototypeResult, TransferResult } from '../activities/types';
-import { activityOptions } from './activity-options';
+import { queueActivities } from './activity-options';
 import { reportStageProgress } from './stage-progress';
 
 export interface CompressStageInput {
@@ -13,8 +11,8 @@ export interface CompressStageInput {
 }
 
 export async function compressStage({ config, prototype, transfer }: CompressStageInput): Promise<CompressResult> {
-  const gpu = proxyActivities<SupertinyActivities>(activityOptions(config, 'gpu'));
-  const cpu = proxyActivities<SupertinyActivities>(activityOptions(config, 'cpu'));
+  const gpu = queueActivities(config, 'gpu');
+  const cpu = queueActivities(config, 'cpu');
   const total = config.compress.steps.length + 1;
   await reportStageProgress({ stage: 'compress', step: 'export onnx', done: 0, total });
   const onnx = await gpu.exportOnnx({ config, model: transfer.student });

@@ -1,11 +1,10 @@
 // Stage 1: the teacher labels the unlabelled train traffic in batches; rejection sampling keeps what
 // the samples agree on. Continues as new every `batchesPerRun` batches so history stays bounded.
-import { continueAsNew, proxyActivities } from '@temporalio/workflow';
-import type { SupertinyActivities } from '../activities';
+import { continueAsNew } from '@temporalio/workflow';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { PipelineConfig } from '../config/pipeline';
 import type { PrototypeResult, TaskData } from '../activities/types';
-import { activityOptions } from './activity-options';
+import { queueActivities } from './activity-options';
 import { reportStageProgress } from './stage-progress';
 
 export interface PrototypeStageInput {
@@ -19,7 +18,7 @@ export interface PrototypeStageInput {
 
 export async function prototypeStage(input: PrototypeStageInput): Promise<PrototypeResult> {
   const { config } = input;
-  const cpu = proxyActivities<SupertinyActivities>(activityOptions(config, 'cpu'));
+  const cpu = queueActivities(config, 'cpu');
   const data = input.data ?? (await cpu.prepareTaskData({ config }));
   const labelled = [...(input.labelled ?? [])];
   const batchSize = config.teacher.batchSize;

@@ -1,10 +1,8 @@
 // Stage 2: the student's starting point (per family), then the configured training steps in order.
-import { proxyActivities } from '@temporalio/workflow';
-import type { SupertinyActivities } from '../activities';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { PipelineConfig } from '../config/pipeline';
 import type { PrototypeResult, TransferResult } from '../activities/types';
-import { activityOptions } from './activity-options';
+import { queueActivities } from './activity-options';
 import { reportStageProgress } from './stage-progress';
 
 export interface TransferStageInput {
@@ -18,7 +16,7 @@ export async function transferStage({ config, prototype }: TransferStageInput): 
 
 /** Encoder family: the pretrained encoder, then its training steps on the accepted samples (teacher votes as soft targets). */
 async function encoderTransfer({ config, prototype }: TransferStageInput): Promise<TransferResult> {
-  const gpu = proxyActivities<SupertinyActivities>(activityOptions(config, 'gpu'));
+  const gpu = queueActivities(config, 'gpu');
   const total = config.transfer.steps.length + 1;
   await reportStageProgress({ stage: 'transfer', step: 'pretrained encoder', done: 0, total });
   let model = await gpu.encoderBase({ config });
@@ -39,7 +37,7 @@ async function encoderTransfer({ config, prototype }: TransferStageInput): Promi
 
 /** Decoder family: a tokenizer from the accepted samples, the student from its shape (or a base LLM), then each step. */
 async function decoderTransfer({ config, prototype }: TransferStageInput): Promise<TransferResult> {
-  const gpu = proxyActivities<SupertinyActivities>(activityOptions(config, 'gpu'));
+  const gpu = queueActivities(config, 'gpu');
   const total = config.transfer.steps.length + 2;
   await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });
   const tokenizer = await gpu.trainTokenizer({ config, sft: prototype.sft });
