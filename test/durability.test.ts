@@ -15,6 +15,7 @@ import type { TrainerHeartbeat } from '../activities/transfer/trainer-process';
 import { runTrainer } from '../activities/transfer/trainer-process';
 import { ArtifactStore } from '../artifacts/store';
 import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { waitFor } from './support/wait';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { startWorkerProcess, type WorkerProcess } from './support/worker-process';
 
@@ -136,13 +137,15 @@ describe('durability', () => {
     const workflowId = `kill-transfer-${Date.now()}`;
     const handle = await server.client.workflow.start(transferStage, { taskQueue, workflowId, args: [{ config, prototype }] });
     // Wait for a checkpoint of the sft step to be reported through a heartbeat, then kill the worker.
-    let checkpointStep = 0;
-    for (let i = 0; i < 1200 && checkpointStep === 0; i += 1) {
-      const beat = await pendingHeartbeat<TrainerHeartbeat>(server, `${workflowId}`, 'trainStudent').catch(() => undefined);
-      // The checkpoint's own step: progress heartbeats move `step` on past it before the kill.
-      if (beat?.checkpoint && beat.checkpointStep) checkpointStep = beat.checkpointStep;
-      else await new Promise((r) => setTimeout(r, 250));
-    }
+    const checkpointStep = await waitFor(
+      'a checkpoint of the sft step in a heartbeat',
+      async () => {
+        const beat = await pendingHeartbeat<TrainerHeartbeat>(server, `${workflowId}`, 'trainStudent').catch(() => undefined);
+        // The checkpoint's own step: progress heartbeats move `step` on past it before the kill.
+        return beat?.checkpoint && beat.checkpointStep ? beat.checkpointStep : undefined;
+      },
+      { timeoutMs: 300_000, intervalMs: 250 },
+    );
     expect(checkpointStep).toBeGreaterThan(0);
     await first.kill('SIGKILL');
     const second = worker();

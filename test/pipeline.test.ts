@@ -15,6 +15,7 @@ import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/
 import type { PipelineResult } from '../activities/types';
 import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers, workflowBundle } from './support/temporal';
 import { smallPipelineConfig } from './support/pipeline-config';
+import { waitFor } from './support/wait';
 
 const run = promisify(execFile);
 
@@ -144,12 +145,14 @@ describe('distillation pipeline on a real Temporal server', () => {
     const config = smallPipelineConfig('cancel-run', { teacher: { temperature: 0.55 }, transfer: { maxSteps: 2000, checkpointEvery: 100 } });
     const handle = await startPipeline(server.client, config, { taskQueue });
     const result = await withWorkers(workers, async () => {
-      for (;;) {
+      const work = path.join(env.dataDir, 'artifacts', 'work');
+      await waitFor('the sft trainer process to run', async () => {
         const progress = await pipelineProgress(handle).catch(() => undefined);
-        if (progress?.stage === 'transfer' && progress.step === 'sft') break;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      await new Promise((r) => setTimeout(r, 3000)); // the trainer process is running now
+        if (progress?.stage !== 'transfer' || progress.step !== 'sft') return false;
+        const dirs = (await fs.readdir(work).catch(() => [] as string[])).filter((d) => d.startsWith('train-sft-'));
+        for (const dir of dirs) if (await fs.access(path.join(work, dir, 'trainer.pid')).then(() => true, () => false)) return true;
+        return false;
+      }, { timeoutMs: 300_000 });
       const ack = await cancelPipeline(handle, 'no longer needed');
       expect(ack).toEqual({ accepted: true, stage: 'transfer' });
       const outcome = await handle.result();
@@ -177,15 +180,10 @@ describe('distillation pipeline on a real Temporal server', () => {
     const handle = await startPipeline(server.client, config, { taskQueue });
     const result = await withWorkers(workers, async () => {
       // Break sft.jsonl as soon as the prototype stage has produced it, before training reads it.
-      for (;;) {
-        const progress = await pipelineProgress(handle).catch(() => undefined);
-        const sft = progress?.artifacts['prototype.sft'];
-        if (sft) {
-          await breakArtifact(store.pathOf(sft));
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      const sft = await waitFor('the prototype stage to produce sft.jsonl', async () => (await pipelineProgress(handle).catch(() => undefined))?.artifacts['prototype.sft'], {
+        timeoutMs: 600_000,
+      });
+      await breakArtifact(store.pathOf(sft));
       return handle.result();
     });
     expect(result.status).toBe('completed');
