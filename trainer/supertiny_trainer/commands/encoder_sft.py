@@ -188,11 +188,10 @@ class EncoderSftRunner:
         examples = encoder_examples(rows, schema, cfg.vote_weight, report)
         labels = EncoderLabels.from_schema({name: sorted(slots) for name, slots in schema.items()}, cfg.max_length,
                                            cfg.pooling)
+        bert = load_bert(cfg.model)
         tokenizer = load_encoder_tokenizer(cfg.model, cfg.max_length)
         counts: Counter = Counter()
         encoded = encode_examples(examples, tokenizer, labels, counts)
-
-        bert = load_bert(cfg.model)
         if bert.config.vocab_size < tokenizer.get_vocab_size():
             raise ConfigError(f"model folder {cfg.model}: tokenizer.json has {tokenizer.get_vocab_size()} tokens but "
                               f"the model's vocab_size is {bert.config.vocab_size}")

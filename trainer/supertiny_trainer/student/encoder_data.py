@@ -204,12 +204,13 @@ def _is_word(c: str) -> bool:
 
 
 def locate_values(text: str, pairs: tuple[tuple[str, str], ...]) -> tuple[list[tuple[str, int, int]], int]:
-    """Character spans (slot, start, end) of the values in `text`, case-insensitive, whole-word matches first,
-    never overlapping an earlier value's span. Returns the spans and how many values were not found."""
+    """Character spans (slot, start, end), in text order, of the values in `text`: case-insensitive, whole-word
+    matches first, never overlapping another value's span. Longer values are placed first (a short value
+    like "ten" must not take the place of "ten am"). Returns the spans and how many values were not found."""
     folded = _casefold_same_length(text)
     spans: list[tuple[str, int, int]] = []
     missing = 0
-    for key, value in pairs:
+    for key, value in sorted(pairs, key=lambda pair: -len(pair[1])):
         needle = _casefold_same_length(" ".join(value.split()))
         if not needle:
             missing += 1
@@ -227,7 +228,7 @@ def locate_values(text: str, pairs: tuple[tuple[str, str], ...]) -> tuple[list[t
             missing += 1
             continue
         spans.append((key, chosen, chosen + len(needle)))
-    return spans, missing
+    return sorted(spans, key=lambda span: span[1]), missing
 
 
 def bio_tag_ids(spans: list[tuple[str, int, int]], offsets: list[tuple[int, int]], word: list[bool],
