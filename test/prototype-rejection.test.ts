@@ -89,6 +89,20 @@ describe('rejection sampling decisions', () => {
     expect(off.winner!.canonical).toBe('alarm_set(date="this week", time="5 am")');
   });
 
+  test('sft rows carry the vote shares of the valid samples, most voted first, with the winner as the label', () => {
+    const d = reviewSamples(massive.task, syntheticResult(text, [right, dropped, rightReordered, right, 'malformed']), { voteThreshold: 0.6 });
+    expect(d.accepted).toBe(true);
+    const [row] = buildSftRows(massive.task, [d]);
+    expect(row.votes).toEqual([
+      { name: 'alarm_set', arguments: JSON.stringify({ time: 'five am', date: 'this week' }), share: 0.75 },
+      { name: 'alarm_set', arguments: JSON.stringify({ time: 'five am' }), share: 0.25 },
+    ]);
+    const assistant = row.messages[2] as { tool_calls: { function: { name: string; arguments: string } }[] };
+    expect({ name: row.votes[0].name, arguments: row.votes[0].arguments }).toEqual(assistant.tool_calls[0].function);
+    const unanimous = buildSftRows(massive.task, [reviewSamples(massive.task, syntheticResult(text, [right, right, right]))]);
+    expect(unanimous[0].votes).toEqual([{ name: 'alarm_set', arguments: JSON.stringify({ time: 'five am', date: 'this week' }), share: 1 }]);
+  });
+
   test('schema-invalid calls and malformed output never vote', () => {
     const invalid = call('alarm_set', ['song_name', 'x']);
     const d = reviewSamples(massive.task, syntheticResult(text, [invalid, invalid, 'malformed', 'malformed', 'malformed']));
@@ -135,6 +149,8 @@ describe('rejection sampling on 50 dev utterances against the teacher simulator'
       expect(validate(JSON.parse(fn.arguments))).toBe(true);
       const accepted = decisions.filter((d) => d.accepted)[i];
       expect(massive.task.decodeToolCall(fn.name, fn.arguments, accepted.winner!.offered)).toEqual({ kind: 'call', call: accepted.winner!.call });
+      expect(row.votes[0]).toEqual({ ...fn, share: accepted.winner!.votes / accepted.votes.reduce((n, v) => n + v.count, 0) });
+      expect(row.votes.reduce((n, v) => n + v.share, 0)).toBeCloseTo(1, 12);
       expect(JSON.parse(JSON.stringify(row))).toEqual(row);
     }
   });

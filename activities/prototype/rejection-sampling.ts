@@ -8,7 +8,7 @@
 // winners, once its agreement with gold labels has been measured (applyJudge takes that measurement).
 import { z } from 'zod';
 import { createLogger } from '../../config/logger';
-import { Call } from '../../tasks/call-format';
+import { Call, callArgumentsObject } from '../../tasks/call-format';
 import type { FunctionToolDefinition, TaskExample, TaskSpec } from '../../tasks/define';
 import { isExactMatch } from '../../tasks/metrics';
 import type { Judge, JudgeCalibration, JudgeStats, JudgeVerdict } from './judge';
@@ -172,10 +172,20 @@ export async function applyJudge(
 type AssistantMessage = ReturnType<typeof assistantToolCallMessage>;
 type ChatMessage = { role: 'system' | 'user'; content: string } | AssistantMessage;
 
+/** One call the teacher's valid samples voted for, as a tool call's function (arguments: JSON text). */
+export interface SftVote {
+  name: string;
+  arguments: string;
+  /** Votes for this call / all valid votes of the input (the shares of a row sum to 1). */
+  share: number;
+}
+
 /** A line of sft.jsonl: OpenAI chat fine-tuning format with tool calls. */
 export interface SftRow {
   messages: ChatMessage[];
   tools: FunctionToolDefinition[];
+  /** The teacher's vote shares over its valid samples, most voted first: soft targets for the encoder student. */
+  votes: SftVote[];
 }
 
 /** A line of preferences.jsonl: OpenAI preference fine-tuning (DPO) format. */
@@ -203,9 +213,20 @@ function promptMessages<E extends TaskExample>(task: TaskSpec<E>, text: string):
   ];
 }
 
+/** Each voted canonical call with its share of the valid votes (the canonical text is parsed back). */
+function voteShares<E extends TaskExample>(task: TaskSpec<E>, decision: RejectionDecision): SftVote[] {
+  const total = decision.votes.reduce((n, v) => n + v.count, 0);
+  return decision.votes.map(({ canonical, count }) => {
+    const parsed = task.callFormat.parse(canonical);
+    if (!parsed.ok) throw new Error(`task "${task.name}": the canonical call ${JSON.stringify(canonical)} of input ${decision.id} does not parse back: ${parsed.error}`);
+    return { name: parsed.call.name, arguments: JSON.stringify(callArgumentsObject(parsed.call)), share: count / total };
+  });
+}
+
 /**
  * One row per accepted input: [system, user, assistant tool call of the canonical winner]. `tools` holds
  * the functions offered at the step that produced the call (all functions would make every row large).
+ * `votes` carries the teacher's agreement, which the encoder student learns as soft targets.
  */
 export function buildSftRows<E extends TaskExample>(task: TaskSpec<E>, decisions: readonly RejectionDecision[]): SftRow[] {
   return decisions
@@ -213,6 +234,7 @@ export function buildSftRows<E extends TaskExample>(task: TaskSpec<E>, decisions
     .map((d) => ({
       messages: [...promptMessages(task, d.text), assistantToolCallMessage(d.winner!.call)],
       tools: task.toolDefinitions(d.winner!.offered),
+      votes: voteShares(task, d),
     }));
 }
 

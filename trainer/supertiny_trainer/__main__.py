@@ -21,6 +21,8 @@ COMMANDS = {
     "predict": ("supertiny_trainer.commands.predict", "PredictConfig", "Predictor"),
     "export": ("supertiny_trainer.commands.export", "ExportConfig", "OnnxExporter"),
     "quantize": ("supertiny_trainer.commands.quantize", "QuantizeConfig", "Int8Quantizer"),
+    "encoder-convert": ("supertiny_trainer.commands.encoder_convert", "EncoderConvertConfig", "OnnxBertConverter"),
+    "encoder-sft": ("supertiny_trainer.commands.encoder_sft", "EncoderSftConfig", "EncoderSftRunner"),
 }
 
 

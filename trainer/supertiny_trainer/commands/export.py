@@ -20,6 +20,7 @@ from ..core.command import CommandResult, RunContext
 from ..core.config import require_positive
 from ..core.errors import ConfigError, TrainerError
 from ..core.runtime import set_threads
+from ..student.encoder import family_of
 from ..student.model_folder import load_student, require_model_folder
 from ..student.text_format import TEMPLATE_FILE
 
@@ -29,7 +30,7 @@ SINGLE_FILE_LIMIT_BYTES = 1_500_000_000
 
 @dataclass
 class ExportConfig:
-    model: str = ""  # model folder
+    model: str = ""  # model folder (an encoder folder is dispatched on its supertiny.json)
     opset: int = 18
     atol: float = 1e-3  # max abs logit difference accepted between ONNX Runtime and PyTorch
     check_batch_size: int = 2
@@ -116,8 +117,10 @@ class OnnxExporter:
         self.context = context
 
     def run(self) -> CommandResult:
-        import torch
+        if family_of(self.config.model) == "encoder":
+            from .encoder_export import EncoderOnnxExporter
 
+            return EncoderOnnxExporter(self.config, self.context).run()
         set_threads(self.config.num_threads)
         folder = require_model_folder(self.config.model)
         student = load_student(folder)

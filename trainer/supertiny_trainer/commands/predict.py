@@ -13,15 +13,16 @@ from ..core.config import require_positive
 from ..core.errors import ConfigError
 from ..core.runtime import device, peak_memory, set_threads
 from ..student.datasets import load_utterances
+from ..student.encoder import family_of
 from ..student.model_folder import load_student
 
 
 @dataclass
 class PredictConfig:
-    model: str = ""  # model folder
+    model: str = ""  # model folder (an encoder folder, training or exported, is dispatched on its supertiny.json)
     data: str = ""  # jsonl of {"id", "utterance"}
     batch_size: int = 64
-    max_new_tokens: int = 64
+    max_new_tokens: int = 64  # decoder only
     num_threads: int | None = None
     latency_samples: int = 0  # also time this many single requests (batch 1), for latency p50/p95
 
@@ -48,6 +49,10 @@ class Predictor:
     def run(self) -> CommandResult:
         import torch
 
+        if family_of(self.config.model) == "encoder":
+            from .encoder_predict import EncoderPredictor
+
+            return EncoderPredictor(self.config, self.context).run()
         set_threads(self.config.num_threads)
         items = load_utterances(self.config.data)
         student = load_student(self.config.model, device=device())

@@ -16,6 +16,7 @@ from ..core.checkpoints import atomic_output_dir
 from ..core.command import CommandResult, RunContext
 from ..core.config import require_positive
 from ..core.errors import ConfigError, MissingModelError
+from ..student.encoder import family_of
 
 
 @dataclass
@@ -51,6 +52,10 @@ class Int8Quantizer:
 
         source = Path(self.config.model)
         folder = source.parent if source.suffix == ".onnx" else source
+        if family_of(folder) == "encoder":
+            from .encoder_quantize import EncoderInt8Quantizer
+
+            return EncoderInt8Quantizer(self.config, self.context).run(folder)
         source_model = folder / "model.onnx"
         if not source_model.is_file():
             raise MissingModelError(f"no model.onnx in {folder} (run `export` first)")

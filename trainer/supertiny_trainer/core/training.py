@@ -176,7 +176,7 @@ class EventCallback(TrainerCallback):
         self.last_loss = float(logs["loss"])
         self.losses.append(self.last_loss)
         extra = {k: logs[k] for k in ("learning_rate", "grad_norm", "epoch", "mean_token_accuracy") if k in logs}
-        extra.update({k: v for k, v in logs.items() if k.startswith("rewards/") or k.startswith("kd_")})
+        extra.update({k: v for k, v in logs.items() if k.startswith(("rewards/", "kd_", "loss/"))})
         self.events.progress(
             step=state.global_step,
             total=state.max_steps,

@@ -1,0 +1,112 @@
+"""`export` for an encoder folder: one ONNX graph, weights inside (ENCODER_FORMAT.md).
+
+inputs  input_ids, attention_mask, token_type_ids: int64 [batch, seq]
+outputs intent_logits float32 [batch, n_intents], tag_logits float32 [batch, seq, n_tags]
+Checked against PyTorch on a padded batch of fixed sentences; tokenizer.json and supertiny.json go beside it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..core.checkpoints import atomic_output_dir
+from ..core.command import CommandResult, RunContext
+from ..core.runtime import set_threads
+from ..student.encoder import LABELS_FILE, load_encoder_student
+from .encoder_convert import CHECK_SENTENCES
+from .encoder_predict import encode_batch
+from .export import ExportMismatch, _strip_debug_info
+
+INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+OUTPUT_NAMES = ["intent_logits", "tag_logits"]
+
+
+def strip_value_info(path: Path) -> None:
+    """Drops the exporter's stored intermediate shapes: onnxruntime's quantizer re-infers them and trips on
+    the symbolic ones it left (and inference never reads them)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    onnx.save_model(model, str(path))
+
+
+class EncoderOnnxExporter:
+    """Called by `export` when the model folder's supertiny.json says family "encoder"."""
+
+    def __init__(self, config: Any, context: RunContext):
+        self.config = config
+        self.context = context
+
+    def run(self) -> CommandResult:
+        set_threads(self.config.num_threads)
+        folder = Path(self.config.model)
+        student = load_encoder_student(folder)
+        model = student.model.eval()
+        # The eager attention path exports to plain ONNX ops; numerically it matches sdpa within float error.
+        model.bert.config._attn_implementation = "eager"
+        destination = self.context.run_dir / "onnx"
+        started = time.monotonic()
+        with atomic_output_dir(destination) as staging:
+            onnx_path = staging / "model.onnx"
+            self._export(model, onnx_path, student.tokenizer)
+            export_s = time.monotonic() - started
+            diffs = self._check(model, onnx_path, student.tokenizer)
+            worst = max(diffs["max_abs_diff_intent"], diffs["max_abs_diff_tags"])
+            if not worst <= self.config.atol:
+                raise ExportMismatch(f"ONNX logits differ from PyTorch by {worst:.3g} (> atol {self.config.atol}): {diffs}")
+            for name in ("tokenizer.json", LABELS_FILE):
+                shutil.copy2(folder / name, staging / name)
+        return CommandResult(
+            metrics={**diffs, "max_abs_diff": worst, "atol": self.config.atol, "opset": self.config.opset,
+                     "export_s": round(export_s, 2), "bytes": (destination / "model.onnx").stat().st_size,
+                     "family": "encoder"},
+            outputs={
+                "model": str(destination),
+                "onnx": str(destination / "model.onnx"),
+                "tokenizer": str(destination / "tokenizer.json"),
+                "labels": str(destination / LABELS_FILE),
+            },
+        )
+
+    def _export(self, model: Any, path: Path, tokenizer: Any) -> None:
+        import torch
+
+        pad_id = tokenizer.token_to_id("[PAD]") or 0
+        feed, _ = encode_batch(tokenizer, CHECK_SENTENCES[:2], pad_id)  # batch and seq above 1: symbolic axes
+        example = tuple(torch.from_numpy(feed[name]) for name in INPUT_NAMES)
+        batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
+        dynamic_shapes = tuple({0: batch, 1: seq} for _ in INPUT_NAMES)
+        with torch.no_grad():
+            torch.onnx.export(
+                model, example, str(path), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                dynamic_shapes=dynamic_shapes, opset_version=self.config.opset, dynamo=True,
+                external_data=False, verbose=False,
+            )
+        _strip_debug_info(path, external_data=False)
+        strip_value_info(path)
+        for stale in path.parent.glob(path.name + ".data"):
+            raise ExportMismatch(f"the exporter wrote external weights ({stale.name}); the format needs one file")
+
+    def _check(self, model: Any, path: Path, tokenizer: Any) -> dict[str, float]:
+        """Max abs logit differences on a padded batch (padding positions excluded for tags)."""
+        import numpy as np
+        import onnxruntime as ort
+        import torch
+
+        pad_id = tokenizer.token_to_id("[PAD]") or 0
+        sentences = (CHECK_SENTENCES * self.config.check_batch_size)[: max(self.config.check_batch_size, 2)]
+        feed, _ = encode_batch(tokenizer, sentences, pad_id)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        onnx_intents, onnx_tags = session.run(OUTPUT_NAMES, feed)
+        with torch.no_grad():
+            intents, tags = model(*(torch.from_numpy(feed[name]) for name in INPUT_NAMES))
+        real = feed["attention_mask"].astype(bool)
+        return {
+            "max_abs_diff_intent": float(np.abs(onnx_intents - intents.numpy()).max()),
+            "max_abs_diff_tags": float(np.abs(onnx_tags - tags.numpy())[real].max()),
+        }
+

@@ -1,0 +1,81 @@
+"""`quantize` for an exported encoder folder: int8 dynamic quantization of the MatMul (and embedding Gather)
+weights, checked against the float graph on fixed sentences (intent and tag agreement, logit drift)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..core.checkpoints import atomic_output_dir
+from ..core.command import CommandResult, RunContext
+from ..core.errors import MissingModelError
+from ..student.encoder import EncoderLabels, load_encoder_tokenizer
+from .encoder_convert import CHECK_SENTENCES
+from .encoder_export import OUTPUT_NAMES
+from .encoder_predict import encode_batch
+
+
+class EncoderInt8Quantizer:
+    """Called by `quantize` when the folder's supertiny.json says family "encoder"."""
+
+    def __init__(self, config: Any, context: RunContext):
+        self.config = config
+        self.context = context
+
+    def run(self, folder: Path) -> CommandResult:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        source_model = folder / "model.onnx"
+        if not source_model.is_file():
+            raise MissingModelError(f"no model.onnx in {folder} (run `export` on the encoder folder first)")
+        destination = self.context.run_dir / "onnx-int8"
+        started = time.monotonic()
+        with atomic_output_dir(destination) as staging:
+            target = staging / "model.onnx"
+            quantize_dynamic(
+                str(source_model), str(target),
+                weight_type=QuantType.QInt8 if self.config.weight_type == "int8" else QuantType.QUInt8,
+                per_channel=self.config.per_channel,
+                reduce_range=self.config.reduce_range,
+                op_types_to_quantize=["MatMul", "Gather"] if self.config.quantize_embeddings else ["MatMul"],
+            )
+            quantize_s = time.monotonic() - started
+            check = self._check(folder, source_model, target)
+            for name in folder.iterdir():
+                if name.is_file() and not name.name.startswith("model.onnx"):
+                    shutil.copy2(name, staging / name.name)
+        bytes_before, bytes_after = source_model.stat().st_size, (destination / "model.onnx").stat().st_size
+        return CommandResult(
+            metrics={"bytes_before": bytes_before, "bytes_after": bytes_after,
+                     "compression": round(bytes_before / max(bytes_after, 1), 3), "quantize_s": round(quantize_s, 2),
+                     "weight_type": self.config.weight_type, "per_channel": self.config.per_channel,
+                     "family": "encoder", **check},
+            outputs={"model": str(destination), "onnx": str(destination / "model.onnx")},
+        )
+
+    def _check(self, folder: Path, float_model: Path, int8_model: Path) -> dict:
+        import numpy as np
+        import onnxruntime as ort
+
+        labels = EncoderLabels.load(folder)
+        tokenizer = load_encoder_tokenizer(folder, labels.max_length)
+        sentences = (CHECK_SENTENCES * self.config.check_batch_size)[: max(self.config.check_batch_size, 2)]
+        feed, _ = encode_batch(tokenizer, sentences, tokenizer.token_to_id("[PAD]") or 0)
+        real = feed["attention_mask"].astype(bool)
+        outputs = {}
+        for label, path in (("float", float_model), ("int8", int8_model)):
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            intents, tags = session.run(OUTPUT_NAMES, feed)
+            if intents.shape != (len(sentences), len(labels.intents)) or tags.shape[-1] != len(labels.tags):
+                raise RuntimeError(f"{label} model returned logits of shapes {intents.shape}, {tags.shape}")
+            outputs[label] = (intents, tags)
+        (fi, ft), (qi, qt) = outputs["float"], outputs["int8"]
+        if not (np.isfinite(qi).all() and np.isfinite(qt).all()):
+            raise RuntimeError("the int8 model produced non-finite logits")
+        return {
+            "check_max_abs_diff": float(max(np.abs(fi - qi).max(), np.abs(ft - qt)[real].max())),
+            "check_intent_agreement": round(float((fi.argmax(-1) == qi.argmax(-1)).mean()), 4),
+            "check_tag_agreement": round(float((ft.argmax(-1) == qt.argmax(-1))[real].mean()), 4),
+        }

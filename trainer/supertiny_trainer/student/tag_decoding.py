@@ -1,0 +1,93 @@
+"""From the encoder's logits to a schema-valid call (ENCODER_FORMAT.md), shared by every backend.
+
+The intent is the argmax of the intent logits. Tags are decoded by Viterbi over the word tokens only
+([CLS], [SEP] and other special tokens are skipped), maximizing the sum of per-token log-softmax scores,
+restricted to O and the B-/I- tags of the predicted intent's slots, with I-x allowed only after B-x or I-x.
+A span's value is the text between its first token's start and its last token's end offset.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from .encoder import EncoderLabels
+
+
+@dataclass(frozen=True)
+class DecodedCall:
+    name: str
+    arguments: list[tuple[str, str]]  # (slot, value) in the order of the values in the utterance
+
+    def compact(self) -> str:
+        """The compact call format (text_format.compact_call), one key=value pair per span, in text order."""
+        rendered = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in self.arguments)
+        return f"{self.name}({rendered})"
+
+
+class TagDecoder:
+    def __init__(self, labels: EncoderLabels):
+        self.labels = labels
+        self.tag_index = {tag: i for i, tag in enumerate(labels.tags)}
+        # Per intent: the allowed tag ids, and for each of them the allowed previous tag ids (None = any).
+        self.allowed: dict[str, np.ndarray] = {}
+        for intent in labels.intents:
+            ids = [0] + [self.tag_index[f"{p}-{slot}"] for slot in labels.intent_slots.get(intent, []) for p in "BI"]
+            self.allowed[intent] = np.array(sorted(ids))
+
+    def _transitions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start_ok[k], trans_ok[prev k, next k]) over the allowed tag ids."""
+        tags = [self.labels.tags[i] for i in ids]
+        start_ok = np.array([not t.startswith("I-") for t in tags])
+        trans_ok = np.ones((len(ids), len(ids)), dtype=bool)
+        for j, t in enumerate(tags):
+            if t.startswith("I-"):
+                slot = t[2:]
+                trans_ok[:, j] = [prev in (f"B-{slot}", f"I-{slot}") for prev in tags]
+        return start_ok, trans_ok
+
+    def viterbi(self, tag_logits: np.ndarray, intent: str) -> list[int]:
+        """Best valid tag id sequence for `tag_logits` [tokens, n_tags] (word tokens only)."""
+        if len(tag_logits) == 0:
+            return []
+        ids = self.allowed[intent]
+        logits = tag_logits.astype(np.float64)
+        log_probs = logits - logits.max(-1, keepdims=True)
+        log_probs = log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
+        scores = log_probs[:, ids]
+        start_ok, trans_ok = self._transitions(ids)
+        impossible = -np.inf
+        best = np.where(start_ok, scores[0], impossible)
+        back = np.zeros((len(scores), len(ids)), dtype=np.int64)
+        for position in range(1, len(scores)):
+            candidates = np.where(trans_ok, best[:, None], impossible)  # [prev, next]
+            back[position] = candidates.argmax(0)
+            best = candidates.max(0) + scores[position]
+        path = [int(best.argmax())]
+        for position in range(len(scores) - 1, 0, -1):
+            path.append(int(back[position, path[-1]]))
+        return [int(ids[k]) for k in reversed(path)]
+
+    def decode(self, text: str, intent_logits: np.ndarray, tag_logits: np.ndarray,
+               offsets: list[tuple[int, int]], word_positions: list[int]) -> DecodedCall:
+        """`tag_logits` [seq, n_tags] of one input; `word_positions` index its non-special tokens."""
+        intent = self.labels.intents[int(np.argmax(intent_logits))]
+        path = self.viterbi(tag_logits[word_positions], intent)
+        arguments: list[tuple[str, str]] = []
+        span: tuple[str, int, int] | None = None
+        for position, tag_id in zip(word_positions, path):
+            tag = self.labels.tags[tag_id]
+            start, end = offsets[position]
+            if tag.startswith("I-") and span is not None:
+                span = (span[0], span[1], end)
+                continue
+            if span is not None:
+                arguments.append((span[0], text[span[1]:span[2]]))
+                span = None
+            if tag.startswith("B-"):
+                span = (tag[2:], start, end)
+        if span is not None:
+            arguments.append((span[0], text[span[1]:span[2]]))
+        return DecodedCall(intent, arguments)
