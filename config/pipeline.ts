@@ -153,6 +153,7 @@ export const TransferConfigSchema = z
   .strict()
   .superRefine((t, ctx) => {
     if (t.student.family !== 'encoder') return;
+    if (t.dropout > 0) ctx.addIssue({ code: 'custom', path: ['dropout'], message: 'the encoder student trains without the decoder\'s dropout option' });
     t.steps.forEach((step, i) => {
       if (step !== 'sft') ctx.addIssue({ code: 'custom', path: ['steps', i], message: `"${step}" is a decoder step; the encoder student trains with "sft" only` });
     });
