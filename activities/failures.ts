@@ -4,6 +4,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { ArtifactCorruptedError, ArtifactMissingError } from '../artifacts/store';
 import { ARTIFACT_CORRUPTED, ARTIFACT_MISSING } from '../artifacts/ref';
 import { InvalidConfigError } from '../config/pipeline';
+import { EndpointUnavailableError } from './prototype/chat-client';
+import { TEACHER_UNAVAILABLE } from './prototype/teacher-outage';
 
 /** Bad user input (dataset lines, task specs): retrying cannot help. */
 export class InvalidInputError extends Error {
@@ -19,6 +21,7 @@ export function toActivityFailure(err: unknown): unknown {
   if (err instanceof ArtifactMissingError) return ApplicationFailure.create({ message: err.message, type: ARTIFACT_MISSING, nonRetryable: true, details: [err.ref] });
   if (err instanceof InvalidConfigError) return ApplicationFailure.create({ message: err.message, type: 'InvalidConfig', nonRetryable: true, details: [err.issues] });
   if (err instanceof InvalidInputError) return ApplicationFailure.create({ message: err.message, type: 'InvalidInput', nonRetryable: true });
+  if (err instanceof EndpointUnavailableError) return ApplicationFailure.create({ message: err.message, type: TEACHER_UNAVAILABLE, nonRetryable: true, details: [err.statusCounts] });
   return err;
 }
 

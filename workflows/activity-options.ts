@@ -3,7 +3,7 @@ import { ActivityCancellationType, workflowInfo, type ActivityOptions } from '@t
 import type { PipelineConfig } from '../config/pipeline';
 
 /** Errors that retrying the same activity cannot fix. */
-export const NON_RETRYABLE = ['InvalidConfig', 'InvalidInput', 'ArtifactMissing', 'ArtifactCorrupted', 'TrainerConfigError'];
+export const NON_RETRYABLE = ['InvalidConfig', 'InvalidInput', 'ArtifactMissing', 'ArtifactCorrupted', 'TrainerConfigError', 'TeacherUnavailable'];
 
 /** GPU-bound work goes to "<workflow task queue>-gpu"; workers serve both unless told otherwise. */
 export function gpuQueueOf(taskQueue: string): string {

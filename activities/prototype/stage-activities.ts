@@ -9,12 +9,14 @@ import { createLogger } from '../../config/logger';
 import { printCall, parseCall, type Call } from '../../tasks/call-format';
 import type { ActivityDeps } from '../deps';
 import { InvalidInputError } from '../failures';
+import { withLiveness } from '../liveness';
 import { processResumably } from '../resumable';
 import type { LabelBatchInput, LabelBatchResult, PrototypeResult, TaskData } from '../types';
 import { createTeacherClient, type TeacherInput, type TeacherResult } from './teacher-client';
 import { buildPreferenceRows, buildRejectedRows, buildSftRows, buildStats, reviewAll, applyJudge } from './rejection-sampling';
 import { calibrateJudge, createJudge, judgeCalibrationItems } from './judge';
 import type { TaskResources } from '../task-resources';
+import { asTeacherFailure } from './teacher-outage';
 
 const log = createLogger('prototype');
 
@@ -41,18 +43,23 @@ export function sharedChatSettings(t: PipelineConfig['teacher']) {
 export function createPrototypeActivities(deps: ActivityDeps, resources: TaskResources) {
   const { store, env } = deps;
 
-  async function teacherFor(config: PipelineConfig) {
+  /** Stops with `signal` (the activity's cancellation and deadline) and at the first endpoint outage. */
+  async function teacherFor(config: PipelineConfig, signal: AbortSignal) {
     const { task } = await resources.massive(config);
     const t = config.teacher;
     const baseURL = await resources.teacherBaseURL(config);
-    return createTeacherClient(task, {
-      baseURL,
-      apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
-      model: t.model,
-      ...sharedChatSettings(t),
-      temperature: t.temperature,
-      cacheDir: path.join(env.dataDir, 'teacher-cache'),
-    });
+    return createTeacherClient(
+      task,
+      {
+        baseURL,
+        apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
+        model: t.model,
+        ...sharedChatSettings(t),
+        temperature: t.temperature,
+        cacheDir: path.join(env.dataDir, 'teacher-cache'),
+      },
+      { signal, stopOnEndpointFault: true },
+    );
   }
 
   return {
@@ -90,31 +97,35 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         teacher: { baseURL: t.baseURL ?? null, model: t.model, temperature: t.temperature, samples: t.samples },
       });
       let resumedFrom = 0;
-      const { value, reused } = await store.memo(key, async () => {
-        const all = await store.readJsonl<TeacherInput>(inputs);
-        const items = all.slice(batchIndex * batchSize, (batchIndex + 1) * batchSize);
-        const teacher = await teacherFor(config);
-        const out = await processResumably<TeacherInput, TeacherResult>({
-          store,
-          key,
-          items,
-          chunkSize: Math.max(1, Math.min(items.length, t.concurrency)),
-          processChunk: async (chunk) => {
-            const results = await Promise.all(chunk.map((input) => teacher.label(input, t.samples)));
-            const counts: Record<string, number> = {};
-            for (const r of results) for (const s of r.samples) counts[s.outcome] = (counts[s.outcome] ?? 0) + 1;
-            return { results, counts };
-          },
-        });
-        resumedFrom = out.resumedFrom;
-        if (resumedFrom > 0) log.info(`label batch ${batchIndex}: resumed from item ${resumedFrom} (heartbeat details)`);
-        return {
-          samples: await store.putJsonl('teacher-samples', out.results),
-          items: items.length,
-          resumedFrom,
-          counts: out.counts,
-        };
-      });
+      const { value, reused } = await withLiveness((live) =>
+        store.memo(key, async () => {
+          const all = await store.readJsonl<TeacherInput>(inputs);
+          const items = all.slice(batchIndex * batchSize, (batchIndex + 1) * batchSize);
+          const teacher = await teacherFor(config, live.signal);
+          const out = await processResumably<TeacherInput, TeacherResult>({
+            store,
+            key,
+            items,
+            chunkSize: Math.max(1, Math.min(items.length, t.concurrency)),
+            processChunk: async (chunk) => {
+              const results = await Promise.all(chunk.map((input) => teacher.label(input, t.samples)));
+              const counts: Record<string, number> = {};
+              for (const r of results) for (const s of r.samples) counts[s.outcome] = (counts[s.outcome] ?? 0) + 1;
+              return { results, counts };
+            },
+          }).catch((err) => {
+            throw asTeacherFailure(err, [teacher.chat]);
+          });
+          resumedFrom = out.resumedFrom;
+          if (resumedFrom > 0) log.info(`label batch ${batchIndex}: resumed from item ${resumedFrom} (chunk files)`);
+          return {
+            samples: await store.putJsonl('teacher-samples', out.results),
+            items: items.length,
+            resumedFrom,
+            counts: out.counts,
+          };
+        }),
+      );
       if (reused) Context.current().log.info(`label batch ${batchIndex}: output exists, skipped`);
       return value as LabelBatchResult;
     },
@@ -135,22 +146,32 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         let decisions = reviewAll(task, results, { voteThreshold: t.voteThreshold });
         let judgeReport: Parameters<typeof buildStats>[0]['judge'];
         if (t.judge.enabled) {
-          const judge = createJudge(task, {
-            baseURL: await resources.teacherBaseURL(config),
-            apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
-            model: t.judge.model,
-            ...sharedChatSettings(t),
-            cacheDir: path.join(env.dataDir, 'judge-cache'),
+          const judged = await withLiveness(async (live) => {
+            const judge = createJudge(
+              task,
+              {
+                baseURL: await resources.teacherBaseURL(config),
+                apiKey: env.secret(t.apiKeyEnv) ?? 'sk-no-key',
+                model: t.judge.model,
+                ...sharedChatSettings(t),
+                cacheDir: path.join(env.dataDir, 'judge-cache'),
+              },
+              { signal: live.signal, stopOnEndpointFault: true },
+            );
+            const teacher = await teacherFor(config, live.signal);
+            try {
+              // Agreement with gold is measured on labelled dev samples before any verdict is used.
+              const devGold = (await store.readJsonl<GoldExample>(data.dev)).slice(0, t.judge.devSample);
+              const devResults = await Promise.all(devGold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
+              const devGoldById = new Map<string, Call>(devGold.map((g) => [g.id, parseGold(g)]));
+              const calibration = await calibrateJudge(judge, judgeCalibrationItems(task, devResults, devGoldById));
+              return { ...(await applyJudge(decisions, judge, calibration)), stats: judge.stats() };
+            } catch (err) {
+              throw asTeacherFailure(err, [teacher.chat, judge.chat]);
+            }
           });
-          // Agreement with gold is measured on labelled dev samples before any verdict is used.
-          const devGold = (await store.readJsonl<GoldExample>(data.dev)).slice(0, t.judge.devSample);
-          const teacher = await teacherFor(config);
-          const devResults = await Promise.all(devGold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
-          const devGoldById = new Map<string, Call>(devGold.map((g) => [g.id, parseGold(g)]));
-          const calibration = await calibrateJudge(judge, judgeCalibrationItems(task, devResults, devGoldById));
-          const judged = await applyJudge(decisions, judge, calibration);
           decisions = judged.decisions;
-          judgeReport = { stats: judge.stats(), report: judged.report };
+          judgeReport = { stats: judged.stats, report: judged.report };
         }
         const sftRows = buildSftRows(task, decisions);
         if (sftRows.length === 0) {
