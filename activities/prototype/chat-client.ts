@@ -239,7 +239,7 @@ export class ChatClient {
     const failed = c.failures.http_error + c.failures.timeout + c.failures.connection_error;
     return (
       `endpoint ${this.redact(withoutUserInfo(this.endpoint))} (model ${this.config.model}): ${c.httpRequests} HTTP attempts` +
-      `${statuses ? ` (${statuses})` : ''}, ${failed} requests failed after retries` +
+      `${statuses ? ` (${statuses})` : ''}, requests failed for good: ${failed}` +
       `${this.lastError ? `; last error: ${this.lastError}` : ''}`
     );
   }
