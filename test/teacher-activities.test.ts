@@ -154,3 +154,17 @@ test('an endpoint that is down fails labelling non-retryably with its status cou
   expect(Object.keys(result.counts).filter((k) => ['http_error', 'timeout', 'connection_error'].includes(k))).toEqual([]);
   expect(await outputs()).toHaveLength(1);
 });
+
+test('the judge failing for good fails assembling the dataset non-retryably; nothing is memoised', async () => {
+  fake.behave({ kind: 'forward', baseURL: sim.url });
+  const { env, activities } = await activitiesFor(fake.url);
+  const config = small('judge-down', { teacher: { maxRetries: 1, judge: { enabled: true, devSample: 4 } } });
+  const data = (await new MockActivityEnvironment(undefined, { logger: quiet }).run(activities.prepareTaskData, { config })) as TaskData;
+  const batch = (await activityContext(60_000).run(activities.labelBatch, { config, inputs: data.train, batchIndex: 0, batchSize: 8 })) as LabelBatchResult;
+  fake.behave({ kind: 'status', status: 500, message: 'judge backend crashed' });
+  const failure = await failureOf(activityContext(60_000).run(activities.assembleDataset, { config, data, batches: [batch.samples] }));
+  expect(failure).toMatchObject({ type: 'TeacherUnavailable', nonRetryable: true });
+  expect(failure.message).toMatch(/500 x\d+.*judge backend crashed/);
+  const outputs = await fs.readdir(path.join(env.dataDir, 'artifacts', 'outputs'));
+  expect(outputs.filter((f) => f.startsWith('assembleDataset'))).toEqual([]);
+});
