@@ -6,6 +6,8 @@ import { ARTIFACT_CORRUPTED, ARTIFACT_MISSING } from '../artifacts/ref';
 import { InvalidConfigError } from '../config/pipeline';
 import { EndpointConfigError, redact } from '../config/endpoints';
 import { MassiveDataError } from '../tasks/massive/data';
+import { EndpointUnavailableError } from './prototype/chat-client';
+import { TEACHER_UNAVAILABLE } from './prototype/teacher-outage';
 
 /** Bad user input (dataset lines, task specs): retrying cannot help. */
 export class InvalidInputError extends Error {
@@ -22,6 +24,7 @@ export function toActivityFailure(err: unknown): unknown {
   if (err instanceof InvalidConfigError) return ApplicationFailure.create({ message: err.message, type: 'InvalidConfig', nonRetryable: true, details: [err.issues] });
   if (err instanceof EndpointConfigError) return ApplicationFailure.create({ message: err.message, type: 'InvalidConfig', nonRetryable: true });
   if (err instanceof InvalidInputError || err instanceof MassiveDataError) return ApplicationFailure.create({ message: err.message, type: 'InvalidInput', nonRetryable: true });
+  if (err instanceof EndpointUnavailableError) return ApplicationFailure.create({ message: err.message, type: TEACHER_UNAVAILABLE, nonRetryable: true, details: [err.statusCounts] });
   return err;
 }
 

@@ -1,9 +1,15 @@
 // Long item loops that survive a killed worker: each finished chunk is written to the activity's work
-// folder, then a heartbeat records how far we got. A retried attempt starts at the heartbeat's index.
+// folder (with a hash of its content and of the items it answers), then a heartbeat records how far we got.
+// A retried attempt reuses every chunk file that verifies and redoes the missing or damaged ones.
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { ArtifactStore } from '../artifacts/store';
+import { createLogger } from '../config/logger';
+import { currentLiveness } from './liveness';
+
+const log = createLogger('resumable');
 
 export interface ResumableProgress {
   next: number;
@@ -13,9 +19,19 @@ export interface ResumableProgress {
 
 export interface ResumableResult<R> {
   results: R[];
+  /** The first item this attempt had to process (items.length when every chunk was on disk). */
   resumedFrom: number;
   counts: Record<string, number>;
 }
+
+/** What a chunk file holds: the results, and hashes that prove they are whole and answer these items. */
+interface ChunkFile<R> {
+  items: string;
+  sha256: string;
+  body: { results: R[]; counts: Record<string, number> };
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 export async function processResumably<T, R>(options: {
   store: ArtifactStore;
@@ -27,48 +43,67 @@ export async function processResumably<T, R>(options: {
   const { store, key, items, chunkSize, processChunk } = options;
   const dir = await store.workDir(key);
   const chunkFile = (start: number) => path.join(dir, `chunk-${String(start).padStart(8, '0')}.json`);
-  const ctx = inActivity() ? Context.current() : undefined;
-  const details = ctx?.info.heartbeatDetails as ResumableProgress | undefined;
+  const itemsOf = (start: number) => items.slice(start, start + chunkSize);
+  const live = currentLiveness();
+  const ctx = live ? undefined : activityContext();
+  const beat = (progress: ResumableProgress) => (live ? live.beat(progress) : ctx?.heartbeat(progress));
 
-  // Trust the heartbeat only as far as the chunk files really exist.
-  let resumedFrom = 0;
+  // Every chunk file that verifies is reused, whether or not a heartbeat recorded it; the others are redone.
+  let resumedFrom = items.length;
   const counts: Record<string, number> = {};
   const results: R[] = [];
-  if (details && Number.isInteger(details.next)) {
-    for (let start = 0; start < Math.min(details.next, items.length); start += chunkSize) {
-      const saved = await fs.readFile(chunkFile(start), 'utf8').catch(() => undefined);
-      if (saved === undefined) break;
-      const chunk = JSON.parse(saved) as { results: R[]; counts: Record<string, number> };
-      results.push(...chunk.results);
-      addCounts(counts, chunk.counts);
-      resumedFrom = start + chunkSize;
+  for (let start = 0; start < items.length; start += chunkSize) {
+    const chunk = itemsOf(start);
+    let body = await readChunk<R>(chunkFile(start), chunk);
+    if (!body) {
+      resumedFrom = Math.min(resumedFrom, start);
+      beat({ next: start, total: items.length, counts });
+      const out = await processChunk(chunk, start);
+      body = { results: out.results, counts: out.counts ?? {} };
+      const text = JSON.stringify(body);
+      const file: ChunkFile<R> = { items: sha256(JSON.stringify(chunk)), sha256: sha256(text), body };
+      const tmp = `${chunkFile(start)}.${process.pid}.partial`;
+      await fs.writeFile(tmp, JSON.stringify(file));
+      await fs.rename(tmp, chunkFile(start));
     }
-    resumedFrom = Math.min(resumedFrom, items.length);
-  }
-
-  for (let start = resumedFrom; start < items.length; start += chunkSize) {
-    if (ctx) ctx.heartbeat({ next: start, total: items.length, counts } satisfies ResumableProgress);
-    const out = await processChunk(items.slice(start, start + chunkSize), start);
-    const chunkCounts = out.counts ?? {};
-    const tmp = `${chunkFile(start)}.partial`;
-    await fs.writeFile(tmp, JSON.stringify({ results: out.results, counts: chunkCounts }));
-    await fs.rename(tmp, chunkFile(start));
-    results.push(...out.results);
-    addCounts(counts, chunkCounts);
-    if (ctx) ctx.heartbeat({ next: Math.min(start + chunkSize, items.length), total: items.length, counts } satisfies ResumableProgress);
+    results.push(...body.results);
+    addCounts(counts, body.counts);
+    beat({ next: Math.min(start + chunkSize, items.length), total: items.length, counts });
   }
   return { results, resumedFrom, counts };
+}
+
+/** A chunk file's body if it is whole and answers exactly `chunk`; otherwise it is removed and redone. */
+async function readChunk<R>(file: string, chunk: readonly unknown[]): Promise<ChunkFile<R>['body'] | undefined> {
+  const raw = await fs.readFile(file, 'utf8').catch(() => undefined);
+  if (raw === undefined) return undefined;
+  const problem = (() => {
+    let saved: ChunkFile<R>;
+    try {
+      saved = JSON.parse(raw) as ChunkFile<R>;
+    } catch (err) {
+      return `not JSON (${(err as Error).message.slice(0, 80)})`;
+    }
+    if (!saved || typeof saved !== 'object' || !saved.body || !Array.isArray(saved.body.results)) return 'not a chunk file';
+    if (saved.sha256 !== sha256(JSON.stringify(saved.body))) return 'its content does not match its hash';
+    if (saved.items !== sha256(JSON.stringify(chunk))) return 'it answers other items';
+    if (saved.body.results.length !== chunk.length) return `it has ${saved.body.results.length} results for ${chunk.length} items`;
+    return saved;
+  })();
+  if (typeof problem !== 'string') return problem.body;
+  log.warn(`resume file ${path.basename(file)} is damaged (${problem}): redoing that chunk`);
+  await fs.rm(file, { force: true });
+  return undefined;
 }
 
 function addCounts(into: Record<string, number>, from: Record<string, number>) {
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
 }
 
-function inActivity(): boolean {
+function activityContext(): Context | undefined {
   try {
-    Context.current();
-    return true;
+    return Context.current();
   } catch {
-    return false;
+    return undefined;
   }
 }

@@ -23,7 +23,7 @@ export interface LabelBatchResult extends Record<string, unknown> {
   /** One line per input: the teacher's samples and their classification. */
   samples: ArtifactRef;
   items: number;
-  /** Item index this attempt resumed from (0 when it started fresh); proves heartbeat resume. */
+  /** First item this attempt labelled (0 when it started fresh; items when every chunk file was there); proves resume. */
   resumedFrom: number;
   counts: Record<string, number>;
 }

@@ -198,6 +198,30 @@ export class ArtifactStore {
     return dest;
   }
 
+  /**
+   * A copy of a directory artifact at `dest` that is kept between uses: reused only when it holds exactly
+   * the manifest's files with their hashes, rebuilt from the store otherwise (a damaged or changed copy is
+   * never trusted). The rebuild goes to a fresh folder that replaces `dest` by rename.
+   */
+  async ensureDirectoryCopy(ref: ArtifactRef, dest: string): Promise<{ dir: string; rebuilt: boolean; problem?: string }> {
+    const manifest = await this.readJson<DirectoryManifest>(ref);
+    const problem = await copyProblem(manifest, dest);
+    if (!problem) return { dir: dest, rebuilt: false };
+    const fresh = `${dest}.${randomUUID()}.partial`;
+    const old = `${dest}.${randomUUID()}.old`;
+    try {
+      await this.materializeDirectory(ref, fresh);
+      await fs.rename(dest, old).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      await fs.rename(fresh, dest);
+    } finally {
+      await fs.rm(fresh, { recursive: true, force: true });
+      await fs.rm(old, { recursive: true, force: true });
+    }
+    return { dir: dest, rebuilt: true, problem: problem === 'absent' ? undefined : problem };
+  }
+
   /** Verifies a directory artifact and all its members without copying. */
   async verifyDirectory(ref: ArtifactRef): Promise<void> {
     const manifest = await this.readJson<DirectoryManifest>(ref);
@@ -274,6 +298,21 @@ function checkContent(ref: ArtifactRef, actual: { sha256: string; bytes: number 
       `got ${actual.sha256} (${actual.bytes} bytes) ${where}`,
     ref,
   );
+}
+
+/** Why the folder `dir` is not exactly the manifest's files, or undefined when it is. */
+async function copyProblem(manifest: DirectoryManifest, dir: string): Promise<string | undefined> {
+  const present = await listFiles(dir).catch(() => undefined);
+  if (!present) return 'absent';
+  const expected = new Set(manifest.files.map((f) => f.path));
+  const extra = present.find((f) => !expected.has(f));
+  if (extra) return `unexpected file ${extra}`;
+  for (const file of manifest.files) {
+    const actual = await sha256File(path.join(dir, file.path)).catch(() => undefined);
+    if (!actual) return `missing ${file.path}`;
+    if (actual.sha256 !== file.sha256 || actual.bytes !== file.bytes) return `${file.path} differs from the artifact`;
+  }
+  return undefined;
 }
 
 export function isDirectoryKind(kind: string): boolean {

@@ -183,7 +183,7 @@ export const EvaluateConfigSchema = z
 
 export const TimeoutsConfigSchema = z
   .object({
-    heartbeatSeconds: positiveInt.min(5).max(3600).default(30).describe('a worker that dies is noticed after this long'),
+    heartbeatSeconds: positiveInt.max(3600).default(30).describe('a worker that dies is noticed after this long'),
     activityMinutes: positiveInt.max(7 * 24 * 60).default(240),
     queueMinutes: z
       .number()

@@ -15,6 +15,7 @@ describe('pipeline config', () => {
     const t = parsePipelineConfig({ teacher: { maxRetries: 3 } }).teacher;
     const resolved = { endpoint: 'e', baseURL: 'http://127.0.0.1:9/v1', apiKey: 'k', model: 'm', prices: { inputPerMTok: 2, outputPerMTok: 8 }, simulated: false, identity: 'e@x' };
     expect(sharedChatSettings(t, resolved)).toEqual({
+      endpoint: 'e@x',
       baseURL: 'http://127.0.0.1:9/v1',
       apiKey: 'k',
       model: 'm',

@@ -12,6 +12,9 @@ async function main() {
   const env = readEnv();
   const workers = await createWorkers(env, { role: env.workerRole });
   await workers.run();
+  // The workers have stopped; what they started in-process (the teacher simulator's server, keep-alive
+  // sockets) must not keep the process alive after SIGTERM.
+  process.exit(0);
 }
 
 main().catch((err) => {

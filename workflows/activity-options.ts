@@ -12,7 +12,7 @@ import type { SupertinyActivities } from '../activities';
 import type { PipelineConfig } from '../config/pipeline';
 
 /** Errors that retrying the same activity cannot fix. */
-export const NON_RETRYABLE = ['InvalidConfig', 'InvalidInput', 'ArtifactMissing', 'ArtifactCorrupted', 'TrainerConfigError'];
+export const NON_RETRYABLE = ['InvalidConfig', 'InvalidInput', 'ArtifactMissing', 'ArtifactCorrupted', 'TrainerConfigError', 'TeacherUnavailable'];
 
 /** The failure type when no worker picks up an activity within timeouts.queueMinutes. */
 export const NO_WORKER = 'NoWorkerOnQueue';

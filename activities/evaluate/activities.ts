@@ -3,20 +3,24 @@
 // report.json and report.html.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Context } from '@temporalio/activity';
 import type { ArtifactRef } from '../../artifacts/ref';
 import { outputKey } from '../../artifacts/store';
+import { createLogger } from '../../config/logger';
 import type { PipelineConfig } from '../../config/pipeline';
 import { parseCall, type Call } from '../../tasks/call-format';
 import { callMetrics, type CallPrediction } from '../../tasks/metrics';
 import { loadStudent } from '../../runtime/student';
 import type { ActivityDeps } from '../deps';
+import { withLiveness, type ActivityLiveness } from '../liveness';
 import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } from '../types';
 import { sharedChatSettings, teacherKeyParts, type GoldExample } from '../prototype/stage-activities';
-import { createTeacherClient } from '../prototype/teacher-client';
+import { createTeacherClient, type TeacherClient } from '../prototype/teacher-client';
+import { asTeacherFailure } from '../prototype/teacher-outage';
 import type { TaskResources } from '../task-resources';
 import { runTrainer, trainerOutputKey } from '../transfer/trainer-process';
 import { renderReportHtml, type ModelReport, type PipelineReport } from './report';
+
+const log = createLogger('evaluate');
 
 export interface DevScore extends Record<string, unknown> {
   exactMatch: number;
@@ -58,13 +62,10 @@ async function folderBytes(dir: string, match: (name: string) => boolean): Promi
 export function createEvaluateActivities(deps: ActivityDeps, resources: TaskResources) {
   const { store, env } = deps;
 
-  /** Materialises a model folder once per worker under a path named by its hash. */
+  /** A model folder kept per worker under a path named by its hash, verified against the artifact at each use. */
   async function localFolder(ref: ArtifactRef): Promise<string> {
-    const dir = path.join(env.dataDir, 'models', ref.sha256);
-    const marker = path.join(dir, '.complete');
-    if (await fs.stat(marker).then(() => true, () => false)) return dir;
-    await store.materializeDirectory(ref, dir);
-    await fs.writeFile(marker, ref.sha256);
+    const { dir, rebuilt, problem } = await store.ensureDirectoryCopy(ref, path.join(env.dataDir, 'models', ref.sha256));
+    if (rebuilt && problem) log.warn(`model copy ${ref.sha256.slice(0, 12)} was damaged (${problem}): rebuilt from the artifact`);
     return dir;
   }
 
@@ -147,8 +148,9 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         int8: compress.int8?.sha256 ?? null,
         latencySamples: config.evaluate.latencySamples,
       });
-      const heartbeat = (step: string, done: number, total: number) => Context.current().heartbeat({ step: done, total, phase: step });
-      const { value } = await store.memo(key, async () => {
+      const teachers: TeacherClient[] = [];
+      const produceReport = async (live: ActivityLiveness) => {
+        const heartbeat = (step: string, done: number, total: number) => live.beat({ step: done, total, phase: step });
         const gold = await store.readJsonl<GoldExample>(goldRef);
         const latencyGold = gold.slice(0, config.evaluate.latencySamples);
         const models: PipelineReport['models'] = {};
@@ -158,10 +160,13 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         heartbeat('teacher', 0, total);
         const { task } = await resources.massive(config);
         const teacherOptions = { ...sharedChatSettings(config.teacher, resolved), temperature: 0 };
-        const teacher = createTeacherClient(task, { ...teacherOptions, cacheDir: path.join(env.dataDir, 'teacher-cache') });
+        // An outage fails the activity (never a report that scores the teacher's failed requests as wrong).
+        const stops = { signal: live.signal, stopOnEndpointFault: true };
+        const teacher = createTeacherClient(task, { ...teacherOptions, cacheDir: path.join(env.dataDir, 'teacher-cache') }, stops);
+        const uncached = createTeacherClient(task, { ...teacherOptions, concurrency: 1 }, stops);
+        teachers.push(teacher, uncached);
         const teacherResults = await Promise.all(gold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
         const teacherPredictions = new Map(teacherResults.map((r) => [r.id, { call: r.samples[0]?.call, schemaValid: r.samples[0]?.outcome === 'ok' }]));
-        const uncached = createTeacherClient(task, { ...teacherOptions, concurrency: 1 });
         const teacherLatencies: number[] = [];
         for (const g of latencyGold) {
           const started = performance.now();
@@ -196,7 +201,10 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           const { model, predictions, folder } = await onnxPredictions(config, ref, gold);
           try {
             const latencies: number[] = [];
-            for (const g of latencyGold) latencies.push((await model.predict(g.text)).latencyMs);
+            for (const g of latencyGold) {
+              live.signal.throwIfAborted();
+              latencies.push((await model.predict(g.text)).latencyMs);
+            }
             return {
               ...metricsRow(callMetrics(scoreRows(gold, predictions))),
               ...latencySummary(latencies),
@@ -237,6 +245,10 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           reportPath: path.join(reportDir, 'report.json'),
           models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, { exact_match: m.exact_match, intent_acc: m.intent_acc, latency_ms_p50: m.latency_ms_p50 }])),
         };
+      };
+      // Beats every few seconds in every phase (teacher requests, predict, ONNX), and stops on cancellation.
+      const { value } = await withLiveness((live) => store.memo(key, () => produceReport(live))).catch((err) => {
+        throw asTeacherFailure(err, teachers.map((t) => t.chat));
       });
       return value as EvaluateResult;
     },

@@ -1,17 +1,24 @@
 // One chat-completions transport for the teacher and the judge: any OpenAI-compatible endpoint through the
 // `openai` SDK, with a request cache, a concurrency limit, a per-request timeout, our own retry loop
-// (backoff on 408/409/429/5xx, timeouts and connection errors, honouring Retry-After) and cost from `usage`.
+// (backoff on 408/409/429/5xx, timeouts and connection errors, honouring Retry-After within a bounded total
+// wait) and cost from `usage`. An AbortSignal (the activity's cancellation and deadline) stops it: in-flight
+// requests are aborted and nothing new is sent.
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
 import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { z } from 'zod';
 import { createLogger } from '../../config/logger';
-import { RequestCache, requestCacheKey } from './request-cache';
+import { abortableDelay, RequestCache, requestCacheKey, untilAborted } from './request-cache';
 
 const log = createLogger('chat-client');
 
 export const ChatClientConfigSchema = z.object({
   /** e.g. https://api.openai.com/v1, http://127.0.0.1:8787/v1 (teacher simulator), a vLLM or Ollama server. */
   baseURL: z.string().url(),
+  /**
+   * Who answers, for the request cache key (e.g. the endpoint's name and URL): answers of one endpoint never
+   * serve another. Defaults to baseURL.
+   */
+  endpoint: z.string().min(1).optional(),
   apiKey: z.string().default('sk-no-key'),
   model: z.string().min(1),
   /** Per-request timeout, ms. */
@@ -25,8 +32,10 @@ export const ChatClientConfigSchema = z.object({
       factor: z.number().min(1).default(2),
       /** Random spread of each delay, as a fraction (0.2 = +-20%). */
       jitter: z.number().min(0).max(1).default(0.2),
-      /** Longest Retry-After honoured as given; longer values are capped to this. */
+      /** Longest Retry-After honoured; a request asked to wait longer fails (the endpoint is unavailable). */
       maxRetryAfterMs: z.number().min(0).default(60_000),
+      /** Most time one request spends waiting between its tries, in total; past it the request fails. */
+      maxTotalWaitMs: z.number().min(0).default(120_000),
     })
     .prefault({}),
   /** Requests in flight at once. */
@@ -50,7 +59,33 @@ export type ChatFailureKind = 'http_error' | 'timeout' | 'connection_error';
 
 export type ChatOutcome =
   | { ok: true; completion: ChatCompletion; cached: boolean; attempts: number; costUsd: number }
-  | { ok: false; kind: ChatFailureKind; status?: number; message: string; attempts: number };
+  | {
+      ok: false;
+      kind: ChatFailureKind;
+      status?: number;
+      message: string;
+      attempts: number;
+      /**
+       * The endpoint failed (timeouts, connection errors, 401/403/404, 408/409/429, 5xx, an unreadable
+       * body), not this request: such a failure says nothing about the input and must never be stored as
+       * its answer. false for statuses about the request itself (400, 413, 422...).
+       */
+      endpointFault: boolean;
+    };
+
+/**
+ * The endpoint failed a request for good (after its retries) while the client was told to stop at the
+ * first such failure. The message says what the endpoint did: status counts and the last error, never the key.
+ */
+export class EndpointUnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly statusCounts: Record<string, number>,
+  ) {
+    super(message);
+    this.name = 'EndpointUnavailableError';
+  }
+}
 
 export interface ChatClientStats {
   /** HTTP attempts made (first tries and retries). */
@@ -59,6 +94,8 @@ export interface ChatClientStats {
   cacheHits: number;
   /** Identical requests that joined one already in flight (nothing paid twice). */
   joinedInFlight: number;
+  /** Requests answered by another process (an overlapping attempt) that held the request's lock. */
+  answeredByOtherHolder: number;
   retries: number;
   rateLimited: number;
   serverErrors: number;
@@ -66,6 +103,10 @@ export interface ChatClientStats {
   connectionErrors: number;
   /** Requests that failed for good (after retries, or with a non-retryable status). */
   failures: Record<ChatFailureKind, number>;
+  /** Of those, failures of the endpoint rather than of the request (see ChatOutcome.endpointFault). */
+  endpointFaults: number;
+  /** What each HTTP attempt got: a status ("200", "429", "500"...), "timeout" or "connection_error". */
+  statusCounts: Record<string, number>;
   /** Paid tokens and cost (cache hits excluded). */
   promptTokens: number;
   completionTokens: number;
@@ -80,12 +121,15 @@ export function emptyChatClientStats(): ChatClientStats {
     httpRequests: 0,
     cacheHits: 0,
     joinedInFlight: 0,
+    answeredByOtherHolder: 0,
     retries: 0,
     rateLimited: 0,
     serverErrors: 0,
     timeouts: 0,
     connectionErrors: 0,
     failures: { http_error: 0, timeout: 0, connection_error: 0 },
+    endpointFaults: 0,
+    statusCounts: {},
     promptTokens: 0,
     completionTokens: 0,
     costUsd: 0,
@@ -127,12 +171,27 @@ export function retryAfterMs(headers: Headers | undefined): number | undefined {
 }
 
 const isRetryableStatus = (status: number) => status === 408 || status === 409 || status === 429 || status >= 500;
+/** Statuses that say the endpoint (its auth, its model list, its capacity) failed, not the request. */
+const isEndpointStatus = (status: number) => isRetryableStatus(status) || status === 401 || status === 403 || status === 404;
 
 export interface ChatClientDeps {
   /** Injected for tests; defaults to setTimeout. */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /**
+   * Stops the client (an activity's cancellation or deadline): in-flight requests are aborted, waits end,
+   * nothing new is sent, and complete() rejects with the signal's reason.
+   */
+  signal?: AbortSignal;
+  /**
+   * Stop at the first request that fails for good because of the endpoint: abort everything in flight and
+   * reject every complete() with an EndpointUnavailableError, so a caller never records an outage as answers.
+   */
+  stopOnEndpointFault?: boolean;
 }
+
+/** The longest error text kept from an endpoint (a hostile endpoint may answer megabytes). */
+const ERROR_TEXT_LIMIT = 300;
 
 export class ChatClient {
   readonly config: ResolvedChatClientConfig;
@@ -142,15 +201,57 @@ export class ChatClient {
   private readonly inFlight = new Map<string, Promise<ChatOutcome>>();
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly random: () => number;
+  /** Aborted by the caller's signal or by the first endpoint fault (stopOnEndpointFault). */
+  private readonly stopper = new AbortController();
+  private readonly signal: AbortSignal;
+  private readonly stopOnEndpointFault: boolean;
   private counters = emptyChatClientStats();
+  private lastError?: string;
 
   constructor(config: ChatClientConfig, deps: ChatClientDeps = {}) {
     this.config = ChatClientConfigSchema.parse(config);
     this.openai = new OpenAI({ baseURL: this.config.baseURL, apiKey: this.config.apiKey, maxRetries: 0, timeout: this.config.timeoutMs });
     this.cache = this.config.cacheDir ? new RequestCache(this.config.cacheDir) : undefined;
     this.limit = new ConcurrencyLimit(this.config.concurrency);
-    this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.signal = deps.signal ? AbortSignal.any([deps.signal, this.stopper.signal]) : this.stopper.signal;
+    const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+    // An injected sleep still ends when the client is stopped.
+    this.sleep = deps.sleep ? (ms) => untilAborted(sleep(ms), this.signal) : (ms) => abortableDelay(ms, this.signal);
     this.random = deps.random ?? Math.random;
+    this.stopOnEndpointFault = deps.stopOnEndpointFault ?? false;
+  }
+
+  /** The endpoint's identity in cache keys and messages. */
+  get endpoint(): string {
+    return this.config.endpoint ?? this.config.baseURL;
+  }
+
+  /**
+   * What the endpoint did, for an error message: attempts by status, requests failed for good, the last
+   * error (truncated). Never contains the API key, nor a password in the endpoint's URL.
+   */
+  describeEndpoint(): string {
+    const c = this.counters;
+    const statuses = Object.entries(c.statusCounts)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([status, n]) => `${status} x${n}`)
+      .join(', ');
+    const failed = c.failures.http_error + c.failures.timeout + c.failures.connection_error;
+    return (
+      `endpoint ${this.redact(withoutUserInfo(this.endpoint))} (model ${this.config.model}): ${c.httpRequests} HTTP attempts` +
+      `${statuses ? ` (${statuses})` : ''}, requests failed for good: ${failed}` +
+      `${this.lastError ? `; last error: ${this.lastError}` : ''}`
+    );
+  }
+
+  private redact(text: string): string {
+    const key = this.config.apiKey;
+    return key && key.length >= 4 ? text.split(key).join('[redacted]') : text;
+  }
+
+  /** Rejects with why the client stopped (the caller's reason, or the endpoint outage). */
+  private throwIfStopped(): void {
+    if (this.signal.aborted) throw this.signal.reason;
   }
 
   stats(): ChatClientStats {
@@ -168,8 +269,9 @@ export class ChatClient {
    * however often the input is labelled again. Never throws for HTTP or network problems.
    */
   async complete(request: ChatRequest, sampleIndex: number): Promise<ChatOutcome> {
+    this.throwIfStopped();
     const { messages, tools, ...parameters } = request;
-    const key = requestCacheKey({ model: this.config.model, messages, tools, parameters, sampleIndex });
+    const key = requestCacheKey({ endpoint: this.endpoint, model: this.config.model, messages, tools, parameters, sampleIndex });
     const joined = this.inFlight.get(key);
     if (joined) {
       this.counters.joinedInFlight++;
@@ -187,23 +289,67 @@ export class ChatClient {
 
   private async completeUncached(request: ChatRequest, key: string): Promise<ChatOutcome> {
     const hit = await this.cache?.get<ChatCompletion>(key);
-    if (hit) {
-      this.counters.cacheHits++;
-      this.counters.cachedPromptTokens += hit.usage?.prompt_tokens ?? 0;
-      this.counters.cachedCompletionTokens += hit.usage?.completion_tokens ?? 0;
-      return { ok: true, completion: hit, cached: true, attempts: 0, costUsd: 0 };
+    if (hit) return this.fromCache(hit);
+    const claim = this.cache ? await this.cache.claim<ChatCompletion>(key, this.signal) : undefined;
+    if (claim && 'value' in claim) {
+      this.counters.answeredByOtherHolder++;
+      return this.fromCache(claim.value);
     }
+    try {
+      const outcome = await this.send(request, key);
+      if (!outcome.ok) {
+        this.counters.failures[outcome.kind]++;
+        if (outcome.endpointFault) {
+          this.counters.endpointFaults++;
+          if (this.stopOnEndpointFault) {
+            this.stopper.abort(new EndpointUnavailableError(`the teacher endpoint is unavailable: ${this.describeEndpoint()}`, { ...this.counters.statusCounts }));
+            this.throwIfStopped();
+          }
+        }
+      }
+      return outcome;
+    } finally {
+      await claim?.lease.release();
+    }
+  }
+
+  private fromCache(hit: ChatCompletion): ChatOutcome {
+    this.counters.cacheHits++;
+    this.counters.cachedPromptTokens += hit.usage?.prompt_tokens ?? 0;
+    this.counters.cachedCompletionTokens += hit.usage?.completion_tokens ?? 0;
+    return { ok: true, completion: hit, cached: true, attempts: 0, costUsd: 0 };
+  }
+
+  private countStatus(status: string): void {
+    this.counters.statusCounts[status] = (this.counters.statusCounts[status] ?? 0) + 1;
+  }
+
+  private fail(kind: ChatFailureKind, message: string, attempts: number, status?: number): Extract<ChatOutcome, { ok: false }> {
+    const endpointFault = kind !== 'http_error' || status === undefined || isEndpointStatus(status);
+    const text = this.redact(message.length > ERROR_TEXT_LIMIT ? `${message.slice(0, ERROR_TEXT_LIMIT)}...` : message);
+    this.lastError = status !== undefined ? `HTTP ${status}: ${text}` : `${kind}: ${text}`;
+    return { ok: false, kind, ...(status !== undefined ? { status } : {}), message: text, attempts, endpointFault };
+  }
+
+  /** The retry loop of one request that is not cached. */
+  private async send(request: ChatRequest, key: string): Promise<ChatOutcome> {
     const { backoff, maxRetries } = this.config;
-    let last: Extract<ChatOutcome, { ok: false }> = { ok: false, kind: 'connection_error', message: 'not attempted', attempts: 0 };
+    let last: Extract<ChatOutcome, { ok: false }> = { ok: false, kind: 'connection_error', message: 'not attempted', attempts: 0, endpointFault: true };
+    let waited = 0;
     for (let attempt = 1; attempt <= maxRetries + 1; attempt++) {
-      if (attempt > 1) this.counters.retries++;
-      this.counters.httpRequests++;
       let delay: number | undefined;
       // Our own deadline (the SDK's is a backstop): whether a request timed out must not depend on how the
       // runtime reports an aborted fetch.
       let timedOut = false;
+      let sent = false;
+      let answered = false;
       try {
         const completion = await this.limit.run(async () => {
+          // Checked once the slot is ours: a request queued behind the limit is never sent after a stop.
+          this.throwIfStopped();
+          if (attempt > 1) this.counters.retries++;
+          this.counters.httpRequests++;
+          sent = true;
           const deadline = new AbortController();
           const timer = setTimeout(() => {
             timedOut = true;
@@ -213,11 +359,13 @@ export class ChatClient {
           try {
             answer = await this.openai.chat.completions.create(
               { ...request, model: this.config.model, stream: false },
-              { timeout: this.config.timeoutMs + 5_000, maxRetries: 0, signal: deadline.signal },
+              { timeout: this.config.timeoutMs + 5_000, maxRetries: 0, signal: AbortSignal.any([deadline.signal, this.signal]) },
             );
           } finally {
             clearTimeout(timer);
           }
+          answered = true;
+          this.countStatus('200');
           // The slot is held until the paid answer is on disk: a crash loses at most `concurrency` answers.
           if (this.cache) await this.cache.put(key, answer);
           return answer;
@@ -228,33 +376,54 @@ export class ChatClient {
         this.counters.costUsd += costUsd;
         return { ok: true, completion, cached: false, attempts: attempt, costUsd };
       } catch (err) {
+        // Stopped (cancelled, past the deadline, or the endpoint is down): no classification, no retry.
+        if (this.signal.aborted) throw this.signal.reason;
+        // Not the endpoint's doing (e.g. the cache could not be written): surface it as it is.
+        if (!sent || answered) throw err;
         if (timedOut || err instanceof APIConnectionTimeoutError) {
           this.counters.timeouts++;
-          last = { ok: false, kind: 'timeout', message: `no response within ${this.config.timeoutMs} ms`, attempts: attempt };
+          this.countStatus('timeout');
+          last = this.fail('timeout', `no response within ${this.config.timeoutMs} ms`, attempt);
         } else if (err instanceof APIConnectionError) {
           this.counters.connectionErrors++;
-          last = { ok: false, kind: 'connection_error', message: err.message, attempts: attempt };
+          this.countStatus('connection_error');
+          last = this.fail('connection_error', err.message, attempt);
         } else if (err instanceof APIError && typeof err.status === 'number') {
           if (err.status === 429) this.counters.rateLimited++;
           if (err.status >= 500) this.counters.serverErrors++;
-          last = { ok: false, kind: 'http_error', status: err.status, message: err.message, attempts: attempt };
+          this.countStatus(String(err.status));
+          last = this.fail('http_error', err.message, attempt, err.status);
           if (!isRetryableStatus(err.status)) break;
           const asked = retryAfterMs(err.headers);
-          if (asked !== undefined) delay = Math.min(asked, backoff.maxRetryAfterMs);
+          if (asked !== undefined && asked > backoff.maxRetryAfterMs) {
+            last = this.fail('http_error', `${err.message} (Retry-After ${Math.round(asked)} ms is over the ${backoff.maxRetryAfterMs} ms we wait)`, attempt, err.status);
+            break;
+          }
+          delay = asked;
         } else {
           // Not an HTTP problem (e.g. a body that is not JSON): report it like a failed request.
-          last = { ok: false, kind: 'http_error', message: (err as Error).message ?? String(err), attempts: attempt };
+          this.countStatus('unreadable_answer');
+          last = this.fail('http_error', (err as Error).message ?? String(err), attempt);
           break;
         }
       }
       if (attempt <= maxRetries) {
         const base = Math.min(backoff.maxMs, backoff.initialMs * Math.pow(backoff.factor, attempt - 1));
         const wait = delay ?? base * (1 + backoff.jitter * (2 * this.random() - 1));
+        if (waited + wait > backoff.maxTotalWaitMs) {
+          last = { ...last, message: `${last.message} (gave up: retrying would wait over ${backoff.maxTotalWaitMs} ms in total)` };
+          break;
+        }
+        waited += wait;
         log.debug('retrying chat request', { attempt, kind: last.kind, status: last.status, waitMs: Math.round(wait) });
         await this.sleep(wait);
       }
     }
-    this.counters.failures[last.kind]++;
     return last;
   }
+}
+
+/** A URL without "user:password@" (an endpoint may carry credentials in its URL); other text unchanged. */
+function withoutUserInfo(endpoint: string): string {
+  return endpoint.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1');
 }

@@ -9,6 +9,7 @@ import { createLogger } from '../../config/logger';
 import { printCall, parseCall, type Call } from '../../tasks/call-format';
 import type { ActivityDeps } from '../deps';
 import { InvalidInputError } from '../failures';
+import { withLiveness } from '../liveness';
 import { processResumably } from '../resumable';
 import type { LabelBatchInput, LabelBatchResult, PrototypeResult, TaskData } from '../types';
 import { createTeacherClient, type TeacherInput, type TeacherResult } from './teacher-client';
@@ -16,6 +17,7 @@ import { buildPreferenceRows, buildRejectedRows, buildSftRows, buildStats, revie
 import { calibrateJudge, createJudge, judgeCalibrationItems } from './judge';
 import type { ResolvedTeacher, TaskResources } from '../task-resources';
 import { taskDataPath } from '../config-check';
+import { asTeacherFailure } from './teacher-outage';
 
 const log = createLogger('prototype');
 
@@ -32,6 +34,8 @@ export interface GoldExample {
  */
 export function sharedChatSettings(t: PipelineConfig['teacher'], teacher: ResolvedTeacher) {
   return {
+    // The request cache's key: the endpoint's stable identity (the simulator's port changes every start).
+    endpoint: teacher.identity,
     baseURL: teacher.baseURL,
     apiKey: teacher.apiKey,
     model: teacher.model,
@@ -50,13 +54,18 @@ export function teacherKeyParts(teacher: ResolvedTeacher) {
 export function createPrototypeActivities(deps: ActivityDeps, resources: TaskResources) {
   const { store, env } = deps;
 
-  async function teacherFor(config: PipelineConfig, teacher: ResolvedTeacher) {
+  /** Stops with `signal` (the activity's cancellation and deadline) and at the first endpoint outage. */
+  async function teacherFor(config: PipelineConfig, teacher: ResolvedTeacher, signal: AbortSignal) {
     const { task } = await resources.massive(config);
-    return createTeacherClient(task, {
-      ...sharedChatSettings(config.teacher, teacher),
-      temperature: config.teacher.temperature,
-      cacheDir: path.join(env.dataDir, 'teacher-cache'),
-    });
+    return createTeacherClient(
+      task,
+      {
+        ...sharedChatSettings(config.teacher, teacher),
+        temperature: config.teacher.temperature,
+        cacheDir: path.join(env.dataDir, 'teacher-cache'),
+      },
+      { signal, stopOnEndpointFault: true },
+    );
   }
 
   return {
@@ -95,31 +104,35 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         teacher: { ...teacherKeyParts(resolved), temperature: t.temperature, samples: t.samples },
       });
       let resumedFrom = 0;
-      const { value, reused } = await store.memo(key, async () => {
-        const all = await store.readJsonl<TeacherInput>(inputs);
-        const items = all.slice(batchIndex * batchSize, (batchIndex + 1) * batchSize);
-        const teacher = await teacherFor(config, resolved);
-        const out = await processResumably<TeacherInput, TeacherResult>({
-          store,
-          key,
-          items,
-          chunkSize: Math.max(1, Math.min(items.length, t.concurrency)),
-          processChunk: async (chunk) => {
-            const results = await Promise.all(chunk.map((input) => teacher.label(input, t.samples)));
-            const counts: Record<string, number> = {};
-            for (const r of results) for (const s of r.samples) counts[s.outcome] = (counts[s.outcome] ?? 0) + 1;
-            return { results, counts };
-          },
-        });
-        resumedFrom = out.resumedFrom;
-        if (resumedFrom > 0) log.info(`label batch ${batchIndex}: resumed from item ${resumedFrom} (heartbeat details)`);
-        return {
-          samples: await store.putJsonl('teacher-samples', out.results),
-          items: items.length,
-          resumedFrom,
-          counts: out.counts,
-        };
-      });
+      const { value, reused } = await withLiveness((live) =>
+        store.memo(key, async () => {
+          const all = await store.readJsonl<TeacherInput>(inputs);
+          const items = all.slice(batchIndex * batchSize, (batchIndex + 1) * batchSize);
+          const teacher = await teacherFor(config, resolved, live.signal);
+          const out = await processResumably<TeacherInput, TeacherResult>({
+            store,
+            key,
+            items,
+            chunkSize: Math.max(1, Math.min(items.length, t.concurrency)),
+            processChunk: async (chunk) => {
+              const results = await Promise.all(chunk.map((input) => teacher.label(input, t.samples)));
+              const counts: Record<string, number> = {};
+              for (const r of results) for (const s of r.samples) counts[s.outcome] = (counts[s.outcome] ?? 0) + 1;
+              return { results, counts };
+            },
+          }).catch((err) => {
+            throw asTeacherFailure(err, [teacher.chat]);
+          });
+          resumedFrom = out.resumedFrom;
+          if (resumedFrom > 0) log.info(`label batch ${batchIndex}: resumed from item ${resumedFrom} (chunk files)`);
+          return {
+            samples: await store.putJsonl('teacher-samples', out.results),
+            items: items.length,
+            resumedFrom,
+            counts: out.counts,
+          };
+        }),
+      );
       if (reused) Context.current().log.info(`label batch ${batchIndex}: output exists, skipped`);
       return value as LabelBatchResult;
     },
@@ -143,19 +156,26 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         let decisions = reviewAll(task, results, { voteThreshold: t.voteThreshold });
         let judgeReport: Parameters<typeof buildStats>[0]['judge'];
         if (t.judge.enabled) {
-          const judge = createJudge(task, {
-            ...sharedChatSettings(t, await resources.teacher(config, t.judge.model)),
-            cacheDir: path.join(env.dataDir, 'judge-cache'),
+          const judged = await withLiveness(async (live) => {
+            const judge = createJudge(
+              task,
+              { ...sharedChatSettings(t, await resources.teacher(config, t.judge.model)), cacheDir: path.join(env.dataDir, 'judge-cache') },
+              { signal: live.signal, stopOnEndpointFault: true },
+            );
+            const teacher = await teacherFor(config, await resources.teacher(config), live.signal);
+            try {
+              // Agreement with gold is measured on labelled dev samples before any verdict is used.
+              const devGold = (await store.readJsonl<GoldExample>(data.dev)).slice(0, t.judge.devSample);
+              const devResults = await Promise.all(devGold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
+              const devGoldById = new Map<string, Call>(devGold.map((g) => [g.id, parseGold(g)]));
+              const calibration = await calibrateJudge(judge, judgeCalibrationItems(task, devResults, devGoldById));
+              return { ...(await applyJudge(decisions, judge, calibration)), stats: judge.stats() };
+            } catch (err) {
+              throw asTeacherFailure(err, [teacher.chat, judge.chat]);
+            }
           });
-          // Agreement with gold is measured on labelled dev samples before any verdict is used.
-          const devGold = (await store.readJsonl<GoldExample>(data.dev)).slice(0, t.judge.devSample);
-          const teacher = await teacherFor(config, await resources.teacher(config));
-          const devResults = await Promise.all(devGold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
-          const devGoldById = new Map<string, Call>(devGold.map((g) => [g.id, parseGold(g)]));
-          const calibration = await calibrateJudge(judge, judgeCalibrationItems(task, devResults, devGoldById));
-          const judged = await applyJudge(decisions, judge, calibration);
           decisions = judged.decisions;
-          judgeReport = { stats: judge.stats(), report: judged.report };
+          judgeReport = { stats: judged.stats, report: judged.report };
         }
         const sftRows = buildSftRows(task, decisions);
         if (sftRows.length === 0) {

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream, promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { ApplicationFailure } from '@temporalio/common';
@@ -100,11 +101,12 @@ async function hashTrainerSource(trainerRoot: string): Promise<string> {
 export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDone> {
   const { env, command, config, runDir } = options;
   await fs.mkdir(runDir, { recursive: true });
-  await killStaleTrainer(runDir);
+  const ctx = currentActivity();
+  const me = ownerOf(ctx);
+  await stopStaleTrainer(runDir, me);
   const configPath = path.join(runDir, `${command}.config.json`);
   await fs.writeFile(configPath, JSON.stringify(config, null, 2));
 
-  const ctx = currentActivity();
   const previous = ctx?.info.heartbeatDetails as TrainerHeartbeat | undefined;
   const resume = previous?.checkpoint !== undefined || (await hasCheckpoint(runDir));
   const args = ['-m', 'supertiny_trainer', command, '--config', configPath, '--run-dir', runDir, ...(resume ? ['--resume'] : [])];
@@ -116,7 +118,11 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true, // its own process group: cancellation kills the trainer and anything it started
   });
-  await fs.writeFile(path.join(runDir, 'trainer.pid'), String(child.pid));
+  // Listened to before any await: a trainer that exits at once must not be missed.
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve(code));
+  });
 
   const stderrTail: string[] = [];
   child.stderr!.on('data', (chunk: Buffer) => {
@@ -155,6 +161,9 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
     options.onEvent?.(event);
   });
 
+  const pidFile = path.join(runDir, 'trainer.pid');
+  await fs.writeFile(pidFile, JSON.stringify({ ...me, pid: child.pid ?? -1 } satisfies TrainerOwner));
+
   const killGroup = (signal: NodeJS.Signals) => {
     try {
       process.kill(-child.pid!, signal);
@@ -168,18 +177,17 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
     setTimeout(() => killGroup('SIGKILL'), 5000).unref();
   };
   ctx?.cancellationSignal.addEventListener('abort', onCancel);
+  if (ctx?.cancellationSignal.aborted) onCancel(); // cancelled while the pid file was written
   // Liveness: some commands (export, quantize, predict) are quiet for a while; beat while the process lives.
   const beatEveryMs = Math.max(1000, Math.min(10_000, (ctx?.info.heartbeatTimeoutMs ?? 30_000) / 3));
   const liveness = ctx ? setInterval(() => ctx.heartbeat(beat), beatEveryMs) : undefined;
 
-  const exitCode = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve(code));
-  });
+  const exitCode = await exited;
   ctx?.cancellationSignal.removeEventListener('abort', onCancel);
   if (liveness) clearInterval(liveness);
   await new Promise<void>((resolve) => eventLog.end(resolve));
-  await fs.rm(path.join(runDir, 'trainer.pid'), { force: true });
+  // Only our own record: a newer attempt may have taken the folder over meanwhile.
+  if ((await readOwner(runDir))?.pid === child.pid) await fs.rm(pidFile, { force: true });
 
   if (ctx?.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
   if (error) {
@@ -203,23 +211,86 @@ async function hasCheckpoint(runDir: string): Promise<boolean> {
   return entries.some((e) => /^checkpoint-\d+$/.test(e));
 }
 
-/** A worker killed with SIGKILL leaves its trainer running; stop it before a new attempt starts. */
-async function killStaleTrainer(runDir: string): Promise<void> {
-  const pidText = await fs.readFile(path.join(runDir, 'trainer.pid'), 'utf8').catch(() => undefined);
-  const pid = Number(pidText);
-  if (!pidText || !Number.isInteger(pid) || pid <= 1) return;
+/** Who runs the trainer in a run dir (trainer.pid): tells a stale trainer from a live attempt's. */
+interface TrainerOwner {
+  /** The trainer's process (and process group) id. */
+  pid: number;
+  host: string;
+  /** The worker process that started it. */
+  workerPid: number;
+  /** workflow id / run id / activity id, or the process outside an activity. */
+  activity: string;
+  attempt: number;
+}
+
+function ownerOf(ctx: Context | undefined): Omit<TrainerOwner, 'pid'> {
+  const info = ctx?.info;
+  return {
+    host: os.hostname(),
+    workerPid: process.pid,
+    activity: info ? `${info.workflowExecution?.workflowId}/${info.workflowExecution?.runId}/${info.activityId}` : `process-${process.pid}`,
+    attempt: info?.attempt ?? 0,
+  };
+}
+
+async function readOwner(runDir: string): Promise<TrainerOwner | undefined> {
+  const text = await fs.readFile(path.join(runDir, 'trainer.pid'), 'utf8').catch(() => undefined);
+  if (!text) return undefined;
   try {
-    process.kill(-pid, 'SIGKILL');
-    log.warn(`stopped a stale trainer process group ${pid} left by a previous attempt`);
+    const parsed = JSON.parse(text) as TrainerOwner | number;
+    // A bare pid (older workers): its owner is unknown, so it counts as stale.
+    if (typeof parsed === 'number') return { pid: parsed, host: os.hostname(), workerPid: -1, activity: 'unknown', attempt: -1 };
+    return parsed;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a process (pid) or a process group (-pid) exists. */
+const alive = (pid: number) => {
+  if (!Number.isInteger(pid) || Math.abs(pid) <= 1) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Before a trainer starts in `runDir`, one that is already there is stopped only when it is stale: its
+ * worker is gone (killed with SIGKILL), or it belongs to an earlier attempt of the same activity, which
+ * the server has given up on. A newer attempt's or another activity's live trainer is never killed.
+ */
+async function stopStaleTrainer(runDir: string, me: Omit<TrainerOwner, 'pid'>): Promise<void> {
+  const owner = await readOwner(runDir);
+  if (!owner || owner.pid <= 1 || !alive(-owner.pid)) return;
+  if (owner.host !== me.host) {
+    log.warn(`a trainer started on ${owner.host} may still run in ${runDir}; it cannot be stopped from here`);
+    return;
+  }
+  const workerGone = owner.workerPid <= 0 || !alive(owner.workerPid);
+  const sameActivity = owner.activity === me.activity;
+  if (!workerGone && sameActivity && owner.attempt > me.attempt) {
+    throw ApplicationFailure.create({
+      message: `attempt ${owner.attempt} of this activity runs the trainer in ${runDir}; attempt ${me.attempt} is superseded and stops`,
+      type: 'AttemptSuperseded',
+    });
+  }
+  if (!workerGone && !sameActivity) {
+    throw ApplicationFailure.create({
+      message: `another activity (${owner.activity}) runs a trainer in ${runDir} (pid ${owner.pid}); retrying later`,
+      type: 'TrainerBusy',
+    });
+  }
+  try {
+    process.kill(-owner.pid, 'SIGKILL');
+    log.warn(`stopped a stale trainer process group ${owner.pid} left by ${workerGone ? 'a worker that is gone' : `attempt ${owner.attempt}`}`);
   } catch {
     return;
   }
   for (let i = 0; i < 50; i += 1) {
-    try {
-      process.kill(-pid, 0);
-    } catch {
-      return;
-    }
+    if (!alive(-owner.pid)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
 }
