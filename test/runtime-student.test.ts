@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as vm from 'node:vm';
 import { readEnv } from '../config/env';
-import { trainerCodeVersion } from '../activities/transfer/trainer-process';
+import { codeVersions } from '../activities/output-keys';
 import { printCall } from '../tasks/call-format';
 import { loadMassiveTask, massiveGoldCall, MassiveExample, MassiveTask, verifyMassiveCall } from '../tasks/massive';
 import type * as Student from '../runtime/student';
@@ -47,7 +47,7 @@ interface BuiltStudent {
 }
 
 async function trainerSourceHash(): Promise<string> {
-  return createHash('sha256').update(JSON.stringify(BUILD)).update(await trainerCodeVersion(env.projectRoot)).digest('hex').slice(0, 16);
+  return createHash('sha256').update(JSON.stringify(BUILD)).update((await codeVersions(env.projectRoot)).trainer).digest('hex').slice(0, 16);
 }
 
 /** Runs one trainer command and returns the outputs of its `done` event. */

@@ -3,14 +3,15 @@
 import type { ArtifactRef } from '../../artifacts/ref';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
-import { runTrainer, trainerOutputKey, type TrainerCommand } from '../transfer/trainer-process';
+import { runTrainer, type TrainerCommand } from '../transfer/trainer-process';
+import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import * as path from 'node:path';
 
 export function createCompressActivities(deps: ActivityDeps) {
   const { store, env } = deps;
 
-  async function convert(command: TrainerCommand, kind: string, model: ArtifactRef): Promise<ArtifactRef> {
-    const key = await trainerOutputKey(env.projectRoot, command, { model: model.sha256 });
+  async function convert(activity: 'exportOnnx' | 'quantizeInt8', command: TrainerCommand, kind: string, model: ArtifactRef): Promise<ArtifactRef> {
+    const key = await activityOutputKey(env.projectRoot, activity, { config: CONFIG_READ[activity](), inputs: { model: model.sha256 } });
     const { value } = await store.memo(key, async () => {
       const runDir = await store.workDir(key);
       const input = await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model'));
@@ -24,10 +25,10 @@ export function createCompressActivities(deps: ActivityDeps) {
 
   return {
     async exportOnnx({ model }: { config: PipelineConfig; model: ArtifactRef }): Promise<ArtifactRef> {
-      return convert('export', 'onnx/dir', model);
+      return convert('exportOnnx', 'export', 'onnx/dir', model);
     },
     async quantizeInt8({ model }: { config: PipelineConfig; model: ArtifactRef }): Promise<ArtifactRef> {
-      return convert('quantize', 'onnx-int8/dir', model);
+      return convert('quantizeInt8', 'quantize', 'onnx-int8/dir', model);
     },
   };
 }

@@ -4,7 +4,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { ArtifactRef } from '../../artifacts/ref';
-import { outputKey } from '../../artifacts/store';
 import { createLogger } from '../../config/logger';
 import type { PipelineConfig } from '../../config/pipeline';
 import { parseCall, type Call } from '../../tasks/call-format';
@@ -17,7 +16,8 @@ import { sharedChatSettings, teacherKeyParts, type GoldExample } from '../protot
 import { createTeacherClient, type TeacherClient } from '../prototype/teacher-client';
 import { asTeacherFailure } from '../prototype/teacher-outage';
 import type { TaskResources } from '../task-resources';
-import { runTrainer, trainerOutputKey } from '../transfer/trainer-process';
+import { runTrainer } from '../transfer/trainer-process';
+import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import { renderReportHtml, type ModelReport, type PipelineReport } from './report';
 
 const log = createLogger('evaluate');
@@ -104,7 +104,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
   return {
     /** Dev quality of a PyTorch checkpoint after a transfer step, so the value of each step is visible. */
     async scoreStudentOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
-      const key = await trainerOutputKey(env.projectRoot, 'scoreStudentOnDev', { model: model.sha256, dev: dev.sha256 });
+      const key = await activityOutputKey(env.projectRoot, 'scoreStudentOnDev', { config: CONFIG_READ.scoreStudentOnDev(), inputs: { model: model.sha256, dev: dev.sha256 } });
       const { value } = await store.memo(key, async () => {
         const gold = await store.readJsonl<GoldExample>(dev);
         const { predictions } = await predictWithTrainer(config, model, gold, 0, await store.workDir(key));
@@ -116,7 +116,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
     },
 
     async scoreOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
-      const key = outputKey('scoreOnDev', { model: model.sha256, dev: dev.sha256 });
+      const key = await activityOutputKey(env.projectRoot, 'scoreOnDev', { config: CONFIG_READ.scoreOnDev(), inputs: { model: model.sha256, dev: dev.sha256 } });
       const { value } = await store.memo(key, async () => {
         const gold = await store.readJsonl<GoldExample>(dev);
         const { model: session, predictions } = await onnxPredictions(config, model, gold);
@@ -133,20 +133,19 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const split = config.evaluate.split;
       const goldRef = prototype.data[split];
       const resolved = await resources.teacher(config);
-      // Everything the report shows: the config's name, the gates and the transfer metrics are in it too.
-      const key = await trainerOutputKey(env.projectRoot, 'evaluateModels', {
-        name: config.name,
-        split,
-        gold: goldRef.sha256,
+      // Everything the report shows: the whole config, the gates and the transfer metrics are in it too.
+      const key = await activityOutputKey(env.projectRoot, 'evaluateModels', {
+        config: CONFIG_READ.evaluateModels(config),
+        inputs: {
+          gold: goldRef.sha256,
+          transferSteps: transfer.steps.map((s) => ({ step: s.step, model: s.model.sha256, metrics: s.metrics })),
+          gates: compress.gates,
+          chosen: compress.chosen.sha256,
+          student: transfer.student.sha256,
+          onnx: compress.onnx.sha256,
+          int8: compress.int8?.sha256 ?? null,
+        },
         teacher: teacherKeyParts(resolved),
-        teacherSettings: { timeoutMs: config.teacher.timeoutMs, maxRetries: config.teacher.maxRetries, concurrency: config.teacher.concurrency },
-        transferSteps: transfer.steps.map((s) => ({ step: s.step, model: s.model.sha256, metrics: s.metrics })),
-        gates: compress.gates,
-        chosen: compress.chosen.sha256,
-        student: transfer.student.sha256,
-        onnx: compress.onnx.sha256,
-        int8: compress.int8?.sha256 ?? null,
-        latencySamples: config.evaluate.latencySamples,
       });
       const teachers: TeacherClient[] = [];
       const produceReport = async (live: ActivityLiveness) => {

@@ -3,7 +3,8 @@
 import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { ArtifactRef } from '../../artifacts/ref';
-import { outputKey, sha256File } from '../../artifacts/store';
+import { sha256File } from '../../artifacts/store';
+import { activityOutputKey, CONFIG_READ, type TeacherKeyParts } from '../output-keys';
 import type { PipelineConfig } from '../../config/pipeline';
 import { createLogger } from '../../config/logger';
 import { printCall, parseCall, type Call } from '../../tasks/call-format';
@@ -47,7 +48,7 @@ export function sharedChatSettings(t: PipelineConfig['teacher'], teacher: Resolv
 }
 
 /** What a teacher's answers and their cost depend on, for output keys: never the key itself. */
-export function teacherKeyParts(teacher: ResolvedTeacher) {
+export function teacherKeyParts(teacher: ResolvedTeacher): TeacherKeyParts {
   return { endpoint: teacher.identity, model: teacher.model, prices: teacher.prices };
 }
 
@@ -75,7 +76,7 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         throw new InvalidInputError(`task.dataPath: cannot read ${dataPath} (${err.code ?? err.message})`);
       });
       const { trainLimit, devLimit, testLimit } = config.task;
-      const key = outputKey('prepareTaskData', { sha256, trainLimit, devLimit, testLimit });
+      const key = await activityOutputKey(env.projectRoot, 'prepareTaskData', { config: CONFIG_READ.prepareTaskData(config), inputs: { data: sha256 } });
       const { value } = await store.memo(key, async () => {
         const { task } = await resources.massive(config);
         const [train, dev, test] = await Promise.all((['train', 'dev', 'test'] as const).map((s) => task.dataset.load(s)));
@@ -97,11 +98,10 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
     async labelBatch({ config, inputs, batchIndex, batchSize }: LabelBatchInput): Promise<LabelBatchResult> {
       const t = config.teacher;
       const resolved = await resources.teacher(config);
-      const key = outputKey('labelBatch', {
-        inputs: inputs.sha256,
-        batchIndex,
-        batchSize,
-        teacher: { ...teacherKeyParts(resolved), temperature: t.temperature, samples: t.samples },
+      const key = await activityOutputKey(env.projectRoot, 'labelBatch', {
+        config: CONFIG_READ.labelBatch(config),
+        inputs: { inputs: inputs.sha256, batchIndex, batchSize },
+        teacher: teacherKeyParts(resolved),
       });
       let resumedFrom = 0;
       const { value, reused } = await withLiveness((live) =>
@@ -140,14 +140,14 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
     async assembleDataset({ config, data, batches }: { config: PipelineConfig; data: TaskData; batches: ArtifactRef[] }): Promise<PrototypeResult> {
       const t = config.teacher;
       // The judge's answers and cost are part of the output; without a judge the endpoint is not read.
-      const judging = t.judge.enabled
-        ? { judge: t.judge, teacher: teacherKeyParts(await resources.teacher(config)), judgeModel: teacherKeyParts(await resources.teacher(config, t.judge.model)) }
-        : { judge: t.judge };
-      const key = outputKey('assembleDataset', {
-        batches: batches.map((b) => b.sha256),
-        dev: data.dev.sha256,
-        voteThreshold: t.voteThreshold,
-        ...judging,
+      const key = await activityOutputKey(env.projectRoot, 'assembleDataset', {
+        config: CONFIG_READ.assembleDataset(config),
+        inputs: {
+          batches: batches.map((b) => b.sha256),
+          dev: data.dev.sha256,
+          judge: t.judge.enabled ? teacherKeyParts(await resources.teacher(config, t.judge.model)) : null,
+        },
+        teacher: t.judge.enabled ? teacherKeyParts(await resources.teacher(config)) : undefined,
       });
       const { value } = await store.memo(key, async () => {
         const { task, goldById } = await resources.massive(config);

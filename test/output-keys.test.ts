@@ -1,0 +1,122 @@
+// Output keys: each config field changes exactly the keys of the activities whose output depends on it.
+import { CONFIG_READ, type MemoisedActivity } from '../activities/output-keys';
+import { canonicalJson } from '../artifacts/store';
+import { parsePipelineConfig, type PipelineConfig } from '../config/pipeline';
+
+const ACTIVITIES = Object.keys(CONFIG_READ) as MemoisedActivity[];
+
+/** field path -> [another valid value, the activities whose key must change besides evaluateModels]. */
+type Spec = Record<string, [unknown, MemoisedActivity[]]>;
+
+const COMMON: Spec = {
+  name: ['other-name', []],
+  'task.name': [undefined, []], // one task for now
+  'task.dataPath': ['/data/other.jsonl', ['prepareTaskData']],
+  'task.trainLimit': [10, ['prepareTaskData']],
+  'task.devLimit': [10, ['prepareTaskData']],
+  'task.testLimit': [10, ['prepareTaskData']],
+  'teacher.endpoint': ['openai', ['labelBatch', 'assembleDataset']],
+  'teacher.model': ['gpt-4o-mini', ['labelBatch', 'assembleDataset']],
+  'teacher.temperature': [0.3, ['labelBatch']],
+  'teacher.samples': [3, ['labelBatch']],
+  'teacher.voteThreshold': [0.6, ['assembleDataset']],
+  'teacher.concurrency': [4, []],
+  'teacher.timeoutMs': [1000, []],
+  'teacher.maxRetries': [2, []],
+  'teacher.batchSize': [50, ['labelBatch']],
+  'teacher.judge.enabled': [false, ['assembleDataset']],
+  'teacher.judge.model': ['judge-model', ['assembleDataset']],
+  'teacher.judge.devSample': [10, ['assembleDataset']],
+  'transfer.batchSize': [8, ['trainStudent']],
+  'transfer.maxSteps': [5, ['trainStudent']],
+  'transfer.checkpointEvery': [7, ['trainStudent']],
+  'transfer.epochs': [2, ['trainStudent']],
+  'transfer.learningRate': [0.01, ['trainStudent']],
+  'transfer.trainer': [{ weight_decay: 0.1 }, ['trainStudent']],
+  'compress.steps': [[], []],
+  'compress.toleranceExactMatch': [3, []],
+  'evaluate.split': ['dev', []],
+  'evaluate.latencySamples': [5, []],
+  'timeouts.heartbeatSeconds': [7, []],
+  'timeouts.activityMinutes': [7, []],
+  'timeouts.queueMinutes': [7, []],
+};
+
+const DECODER: Spec = {
+  ...COMMON,
+  'transfer.steps': [['sft', 'dpo'], ['initStudent', 'trainStudent']],
+  'transfer.student.family': [undefined, []], // the family is a different config altogether: see the encoder table
+  'transfer.student.baseModelPath': ['/models/qwen', ['initStudent']],
+  'transfer.student.hiddenSize': [96, ['initStudent']],
+  'transfer.student.layers': [3, ['initStudent']],
+  'transfer.student.heads': [4, ['initStudent']],
+  'transfer.student.kvHeads': [1, ['initStudent']],
+  'transfer.student.intermediateSize': [256, ['initStudent']],
+  'transfer.student.vocabSize': [1000, ['trainTokenizer', 'initStudent']],
+  'transfer.dropout': [0.1, ['trainStudent']],
+  'transfer.dpoEpochs': [2, ['trainStudent']],
+  'transfer.dpoLearningRate': [1e-4, ['trainStudent']],
+  'transfer.seed': [7, ['initStudent', 'trainStudent']],
+  'transfer.kdTeacher.baseModelPath': ['/models/big', ['initStudent']],
+  'transfer.kdTeacher.hiddenSize': [128, ['initStudent']],
+  'transfer.kdTeacher.layers': [3, ['initStudent']],
+  'transfer.kdTeacher.heads': [4, ['initStudent']],
+  'transfer.kdTeacher.kvHeads': [1, ['initStudent']],
+  'transfer.kdTeacher.intermediateSize': [256, ['initStudent']],
+  'transfer.kdTeacher.vocabSize': [1000, ['initStudent']],
+};
+
+const ENCODER: Spec = {
+  ...COMMON,
+  'transfer.steps': [['sft', 'sft'], []], // a second sft is another call with another input model
+  'transfer.student.family': [undefined, []],
+  'transfer.student.baseModelPath': ['/models/bert', ['encoderBase']],
+  'transfer.student.maxLength': [32, ['trainStudent']],
+  'transfer.student.headLearningRateScale': [5, ['trainStudent']],
+  'transfer.dropout': [undefined, []], // refused for the encoder
+  'transfer.dpoEpochs': [2, []],
+  'transfer.dpoLearningRate': [1e-4, []],
+  'transfer.seed': [7, ['trainStudent']],
+  'transfer.kdTeacher.baseModelPath': ['/models/big', []],
+  'transfer.kdTeacher.hiddenSize': [128, []],
+  'transfer.kdTeacher.layers': [3, []],
+  'transfer.kdTeacher.heads': [4, []],
+  'transfer.kdTeacher.kvHeads': [1, []],
+  'transfer.kdTeacher.intermediateSize': [256, []],
+  'transfer.kdTeacher.vocabSize': [1000, []],
+};
+
+function leaves(value: unknown, prefix = ''): string[] {
+  if (value && typeof value === 'object' && !Array.isArray(value) && !(prefix === 'transfer.trainer')) {
+    return Object.entries(value).flatMap(([k, v]) => leaves(v, prefix ? `${prefix}.${k}` : k));
+  }
+  return [prefix];
+}
+
+function withField(config: PipelineConfig, field: string, value: unknown): PipelineConfig {
+  const copy = structuredClone(config) as Record<string, any>;
+  const keys = field.split('.');
+  let cur = copy;
+  for (const k of keys.slice(0, -1)) cur = cur[k];
+  cur[keys[keys.length - 1]] = value;
+  return copy as PipelineConfig;
+}
+
+const keysOf = (config: PipelineConfig) => Object.fromEntries(ACTIVITIES.map((a) => [a, canonicalJson((CONFIG_READ[a] as (c: PipelineConfig) => unknown)(config))]));
+
+describe.each([
+  ['decoder', parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'dpo', 'kd'] }, teacher: { judge: { enabled: true } } }), DECODER],
+  ['encoder', parsePipelineConfig({ transfer: { student: { family: 'encoder' } }, teacher: { judge: { enabled: true } } }), ENCODER],
+])('output keys of a %s pipeline', (_family, base, spec) => {
+  test('every config field is in the table (a new field must say which outputs depend on it)', () => {
+    const missing = leaves(base).filter((field) => !(field in spec));
+    expect(missing).toEqual([]);
+  });
+
+  test.each(Object.entries(spec).filter(([, [value]]) => value !== undefined))('changing %s changes exactly the keys that depend on it', (field, [value, expected]) => {
+    const before = keysOf(base);
+    const after = keysOf(withField(base, field, value));
+    const changed = ACTIVITIES.filter((a) => before[a] !== after[a]);
+    expect(changed.sort()).toEqual([...expected, 'evaluateModels'].sort());
+  });
+});
