@@ -94,6 +94,23 @@ describe('teacher client against the teacher simulator over HTTP', () => {
     });
   });
 
+  test('recorded latency is that of the paid requests, and a re-run reads the same figure from the cache without paying', async () => {
+    const cacheDir = path.join(tmp, 'cache-latency');
+    await withSimulator({ seed: 14, faults: { latencyMs: 60 } }, async (sim) => {
+      const config = { baseURL: sim.url, model: sim.model, cacheDir, temperature: 0, recordLatency: true };
+      const first = await createTeacherClient(massive.task, config).labelAll(devInputs(3), 1);
+      const paid = sim.stats().chatRequests;
+      // Routing then the final call: two requests of at least 60 ms each, end to end.
+      for (const r of first) expect(r.latencyMs).toBeGreaterThanOrEqual(120);
+      const again = await createTeacherClient(massive.task, config).labelAll(devInputs(3), 1);
+      expect(sim.stats().chatRequests).toBe(paid);
+      expect(again.map((r) => r.latencyMs)).toEqual(first.map((r) => r.latencyMs));
+      // Labelling (no recordLatency) keeps latency out of its artifacts.
+      const labels = await createTeacherClient(massive.task, { ...config, recordLatency: false }).labelAll(devInputs(3), 1);
+      expect(labels[0]).not.toHaveProperty('latencyMs');
+    });
+  });
+
   test('sample i of an input is cached apart from sample j: more samples later pay only for the new ones', async () => {
     const cacheDir = path.join(tmp, 'cache-samples');
     await withSimulator({ seed: 13 }, async (sim) => {

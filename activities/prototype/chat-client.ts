@@ -5,6 +5,7 @@
 // requests are aborted and nothing new is sent.
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
 import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
+import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { createLogger } from '../../config/logger';
 import { abortableDelay, RequestCache, requestCacheKey, untilAborted } from './request-cache';
@@ -55,10 +56,26 @@ export type ResolvedChatClientConfig = z.output<typeof ChatClientConfigSchema>;
 
 export type ChatRequest = Omit<ChatCompletionCreateParamsNonStreaming, 'model' | 'stream'>;
 
+/** Our field on a stored completion: the wall time of the request that obtained it. */
+const LATENCY_FIELD = 'x_supertiny_latency_ms';
+
+function latencyOf(completion: ChatCompletion): number | undefined {
+  const value = (completion as unknown as Record<string, unknown>)[LATENCY_FIELD];
+  return typeof value === 'number' ? value : undefined;
+}
+
 export type ChatFailureKind = 'http_error' | 'timeout' | 'connection_error';
 
 export type ChatOutcome =
-  | { ok: true; completion: ChatCompletion; cached: boolean; attempts: number; costUsd: number }
+  | {
+      ok: true;
+      completion: ChatCompletion;
+      cached: boolean;
+      attempts: number;
+      costUsd: number;
+      /** Wall time of the HTTP request that was paid for this answer (stored with it, so a cached answer has it too). */
+      latencyMs?: number;
+    }
   | {
       ok: false;
       kind: ChatFailureKind;
@@ -317,7 +334,7 @@ export class ChatClient {
     this.counters.cacheHits++;
     this.counters.cachedPromptTokens += hit.usage?.prompt_tokens ?? 0;
     this.counters.cachedCompletionTokens += hit.usage?.completion_tokens ?? 0;
-    return { ok: true, completion: hit, cached: true, attempts: 0, costUsd: 0 };
+    return { ok: true, completion: hit, cached: true, attempts: 0, costUsd: 0, latencyMs: latencyOf(hit) };
   }
 
   private countStatus(status: string): void {
@@ -355,6 +372,7 @@ export class ChatClient {
             timedOut = true;
             deadline.abort();
           }, this.config.timeoutMs);
+          const sentAt = performance.now();
           let answer: ChatCompletion;
           try {
             answer = await this.openai.chat.completions.create(
@@ -365,6 +383,8 @@ export class ChatClient {
             clearTimeout(timer);
           }
           answered = true;
+          // Kept with the answer: latency can be reported from the requests that were paid, never by paying again.
+          answer = { ...answer, [LATENCY_FIELD]: performance.now() - sentAt } as ChatCompletion;
           this.countStatus('200');
           // The slot is held until the paid answer is on disk: a crash loses at most `concurrency` answers.
           if (this.cache) await this.cache.put(key, answer);
@@ -374,7 +394,7 @@ export class ChatClient {
         this.counters.promptTokens += completion.usage?.prompt_tokens ?? 0;
         this.counters.completionTokens += completion.usage?.completion_tokens ?? 0;
         this.counters.costUsd += costUsd;
-        return { ok: true, completion, cached: false, attempts: attempt, costUsd };
+        return { ok: true, completion, cached: false, attempts: attempt, costUsd, latencyMs: latencyOf(completion) };
       } catch (err) {
         // Stopped (cancelled, past the deadline, or the endpoint is down): no classification, no retry.
         if (this.signal.aborted) throw this.signal.reason;

@@ -29,6 +29,8 @@ export const TeacherClientConfigSchema = ChatClientConfigSchema.extend({
   useN: z.boolean().default(true),
   /** "required" forces a tool call; "auto" for endpoints that lack it. */
   toolChoice: z.enum(['required', 'auto']).default('required'),
+  /** Report each input's request latency (TeacherResult.latencyMs); off for labelling, whose artifacts must not vary. */
+  recordLatency: z.boolean().default(false),
   /** Ask for token logprobs (with this many alternatives per token; 0 = logprobs without alternatives). */
   topLogprobs: z.number().int().min(0).max(20).optional(),
 });
@@ -98,6 +100,11 @@ export interface TeacherResult {
   text: string;
   samples: TeacherSample[];
   usage: TeacherUsage;
+  /**
+   * With `recordLatency`: the summed wall time of this input's paid requests (for one sample: its routing and
+   * final call, end to end), read back from the cache on a re-run; undefined when an answer lacks it.
+   */
+  latencyMs?: number;
 }
 
 export interface TeacherClientStats extends ChatClientStats {
@@ -152,9 +159,11 @@ export class TeacherClient<E extends TaskExample = TaskExample> {
   /** Labels one input with `samples` samples (default 1). */
   async label(input: TeacherInput, samples = 1): Promise<TeacherResult> {
     const usage: TeacherUsage = { requests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 };
+    let latencyMs: number | undefined = 0;
     const send = async (request: ChatRequest, sampleIndex: number): Promise<ChatOutcome> => {
       const outcome = await this.chat.complete(request, sampleIndex);
       usage.requests++;
+      latencyMs = outcome.ok && outcome.latencyMs !== undefined && latencyMs !== undefined ? latencyMs + outcome.latencyMs : undefined;
       if (outcome.ok) {
         usage.promptTokens += outcome.completion.usage?.prompt_tokens ?? 0;
         usage.completionTokens += outcome.completion.usage?.completion_tokens ?? 0;
@@ -188,7 +197,7 @@ export class TeacherClient<E extends TaskExample = TaskExample> {
     // From the token totals, not summed per request: the samples' requests finish in any order, and a
     // floating-point sum in arrival order made the same labels cost 0.0124675 or 0.012467500000000001.
     usage.costUsd = this.chat.costOf({ prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens, total_tokens: usage.promptTokens + usage.completionTokens });
-    return { id: input.id, text: input.text, samples: results, usage };
+    return { id: input.id, text: input.text, samples: results, usage, ...(this.config.recordLatency ? { latencyMs } : {}) };
   }
 
   /** Runs one sample's tool loop from its first answer to a final call or a classified failure. */
