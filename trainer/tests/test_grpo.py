@@ -160,3 +160,29 @@ def test_grpo_killed_after_a_checkpoint_and_resumed_ends_with_identical_weights(
     assert expected.keys() == actual.keys()
     assert [name for name in expected if not torch.equal(expected[name], actual[name])] == []
 
+
+
+def test_the_prompt_order_of_an_epoch_does_not_depend_on_the_epochs_iterated_before():
+    # A resumed run starts a fresh sampler in the middle of training: its epoch must match the long-lived one's.
+    from trl.trainer.utils import RepeatSampler
+
+    from supertiny_trainer.commands.grpo import epoch_seeded_repeat_sampler_class
+
+    def order(sampler_class, epochs_before: int) -> list[int]:
+        sampler = sampler_class(data_source=list(range(24)), mini_repeat_count=4, batch_size=2, repeat_count=1,
+                                shuffle=True, seed=3)
+        for epoch in range(epochs_before):
+            getattr(sampler, "set_epoch", lambda e: None)(epoch)
+            list(sampler)
+        getattr(sampler, "set_epoch", lambda e: None)(epochs_before)
+        return list(sampler)
+
+    seeded = epoch_seeded_repeat_sampler_class()
+    assert order(seeded, 1) != order(seeded, 0)  # epochs differ from each other
+    fresh_second_epoch = seeded(data_source=list(range(24)), mini_repeat_count=4, batch_size=2, repeat_count=1,
+                                shuffle=True, seed=3)
+    fresh_second_epoch.set_epoch(1)
+    assert list(fresh_second_epoch) == order(seeded, 1)
+    # TRL's own sampler does not have this property, which is why grpo replaces it.
+    assert order(RepeatSampler, 1) != list(RepeatSampler(data_source=list(range(24)), mini_repeat_count=4, batch_size=2,
+                                                         repeat_count=1, shuffle=True, seed=3))

@@ -73,9 +73,8 @@ def reward_functions(reward: TaskReward) -> list[Any]:
     return [verifier, agreement]
 
 
-def student_grpo_trainer_class():
-    """TRL's GRPOTrainer with a sample order that is a function of (seed, epoch) only, for exact resume."""
-    from trl import GRPOTrainer
+def epoch_seeded_repeat_sampler_class():
+    """TRL's RepeatSampler with an order that is a function of (seed, epoch) only."""
     from trl.trainer.utils import RepeatSampler
 
     class EpochSeededRepeatSampler(RepeatSampler):
@@ -87,6 +86,15 @@ def student_grpo_trainer_class():
         def __iter__(self):
             self.generator.manual_seed(self.seed * 1_000_003 + getattr(self, "epoch", 0))
             return super().__iter__()
+
+    return EpochSeededRepeatSampler
+
+
+def student_grpo_trainer_class():
+    """TRL's GRPOTrainer with a sample order that is a function of (seed, epoch) only, for exact resume."""
+    from trl import GRPOTrainer
+
+    EpochSeededRepeatSampler = epoch_seeded_repeat_sampler_class()
 
     class StudentGRPOTrainer(GRPOTrainer):
         def _get_train_sampler(self, dataset=None):
