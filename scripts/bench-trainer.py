@@ -156,6 +156,9 @@ def main() -> None:
             subprocess.run(["npx", "tsx", str(ROOT / "scripts" / "task-reward.ts"), str(task_reward)], cwd=ROOT,
                            check=True)
         curve: list[dict] = []
+        # One run folder per grpo setting: a rerun with other settings must not resume another setting's run.
+        grpo_dir = out / (f"grpo-s{args.grpo_steps}-lr{args.grpo_learning_rate:g}-g{args.grpo_generations}"
+                          f"-b{args.grpo_batch_size}-beta{args.grpo_beta:g}-t{args.grpo_temperature:g}")
         grpo, grpo_s = run("grpo", {"model": sft["outputs"]["model"], "data": str(sft_data),
                                     "task_reward": str(task_reward), "max_steps": args.grpo_steps,
                                     "learning_rate": args.grpo_learning_rate, "num_generations": args.grpo_generations,
@@ -163,9 +166,9 @@ def main() -> None:
                                     "temperature": args.grpo_temperature, "warmup_ratio": args.warmup_ratio,
                                     "seed": args.seed, "num_threads": args.threads, "save_steps": 100,
                                     "logging_steps": 10},
-                           out / "grpo", args.threads, resume=True, progress=curve)
+                           grpo_dir, args.threads, resume=True, progress=curve)
         predict_grpo, _ = run("predict", {"model": grpo["outputs"]["model"], "data": str(dev_data), "batch_size": 64,
-                                          "num_threads": args.threads}, out / "predict-grpo", args.threads)
+                                          "num_threads": args.threads}, grpo_dir / "predict", args.threads)
         rows_grpo = {r["id"]: r["prediction"] for r in map(json.loads, open(predict_grpo["outputs"]["predictions"]))}
         keys = ("step", "reward", "reward_std", "valid_share", "verified_share", "exact_share", "kl",
                 "completions/mean_length")
@@ -200,6 +203,8 @@ def main() -> None:
 
     results["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if args.grpo_steps:
+        (grpo_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 
