@@ -21,7 +21,7 @@ export function createActivities(deps: ActivityDeps) {
       await checkConfigOnWorker(config, deps.env, resources);
     },
     ...createPrototypeActivities(deps, resources),
-    ...createTransferActivities(deps),
+    ...createTransferActivities(deps, resources),
     ...createCompressActivities(deps),
     ...createEvaluateActivities(deps, resources),
   }, secretsOf(deps.endpoints ?? []));

@@ -27,15 +27,24 @@ async function activityProgress(client: Client, workflowId: string, stage: strin
     const done = Number(details.step);
     const total = Number(details.total);
     if (!Number.isFinite(done) || !Number.isFinite(total) || total <= 0) continue;
-    const extra = [
-      typeof details.loss === 'number' ? `loss=${details.loss.toFixed(3)}` : '',
-      typeof details.tokensPerSecond === 'number' ? `${Math.round(details.tokensPerSecond)} tok/s` : '',
-    ]
-      .filter(Boolean)
-      .join(' ');
-    return { activity: pending.activityType?.name ?? 'activity', done, total, extra };
+    return { activity: pending.activityType?.name ?? 'activity', done, total, extra: heartbeatExtra(details) };
   }
   return undefined;
+}
+
+/** The bar's suffix from a trainer heartbeat: loss, tokens/s and, for grpo, mean reward, valid share and KL. */
+export function heartbeatExtra(details: Record<string, unknown>): string {
+  const n = (key: string) => (typeof details[key] === 'number' && Number.isFinite(details[key]) ? (details[key] as number) : undefined);
+  const [loss, rate, reward, valid, kl] = ['loss', 'tokensPerSecond', 'reward', 'validShare', 'kl'].map(n);
+  return [
+    loss !== undefined ? `loss=${loss.toFixed(3)}` : '',
+    rate !== undefined ? `${Math.round(rate)} tok/s` : '',
+    reward !== undefined ? `reward=${reward.toFixed(3)}` : '',
+    valid !== undefined ? `valid=${(valid * 100).toFixed(1)}%` : '',
+    kl !== undefined ? `kl=${kl.toFixed(4)}` : '',
+  ]
+    .filter(Boolean)
+    .join(' ');
 }
 
 export async function watchPipeline(client: Client, handle: WorkflowHandle, options: { intervalMs?: number; stream?: NodeJS.WriteStream } = {}): Promise<void> {

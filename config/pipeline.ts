@@ -125,7 +125,8 @@ const TrainerPassThroughSchema = z
     }
   });
 
-export const TransferStepSchema = z.enum(['sft', 'dpo', 'kd']);
+export const TransferStepSchema = z.enum(['sft', 'dpo', 'kd', 'grpo']);
+export type TransferStep = z.infer<typeof TransferStepSchema>;
 
 export const TransferConfigSchema = z
   .object({
@@ -141,6 +142,12 @@ export const TransferConfigSchema = z
       .describe('dropout while training sft and kd (embeddings, residual branches, attention); the exported model has none'),
     dpoEpochs: z.number().positive().max(1000).default(1),
     dpoLearningRate: z.number().positive().max(1).default(5e-5),
+    grpoEpochs: z.number().positive().max(1000).default(1).describe('passes of grpo over the accepted inputs'),
+    grpoLearningRate: z.number().positive().max(1).default(5e-5),
+    grpoGenerations: positiveInt.min(2).max(64).default(8).describe('calls sampled per input; batchSize must be a multiple'),
+    grpoBeta: z.number().min(0).max(10).default(0.04).describe('KL penalty to the model grpo starts from'),
+    grpoTemperature: z.number().positive().max(2).default(1).describe('sampling temperature of the grpo generations'),
+    grpoMaxSteps: limit.optional().describe('stop grpo after this many optimizer steps (default: transfer.maxSteps, else grpoEpochs)'),
     kdTeacher: DecoderShapeSchema.default(
       DecoderShapeSchema.parse({ hiddenSize: 256, layers: 6, heads: 8, kvHeads: 2, intermediateSize: 768 }),
     ).describe('decoder family: shape of the larger white-box student trained first for kd'),
@@ -152,11 +159,21 @@ export const TransferConfigSchema = z
   })
   .strict()
   .superRefine((t, ctx) => {
-    if (t.student.family !== 'encoder') return;
-    if (t.dropout > 0) ctx.addIssue({ code: 'custom', path: ['dropout'], message: 'the encoder student trains without the decoder\'s dropout option' });
-    t.steps.forEach((step, i) => {
-      if (step !== 'sft') ctx.addIssue({ code: 'custom', path: ['steps', i], message: `"${step}" is a decoder step; the encoder student trains with "sft" only` });
-    });
+    if (t.student.family === 'encoder') {
+      if (t.dropout > 0) ctx.addIssue({ code: 'custom', path: ['dropout'], message: 'the encoder student trains without the decoder\'s dropout option' });
+      t.steps.forEach((step, i) => {
+        if (step !== 'sft') ctx.addIssue({ code: 'custom', path: ['steps', i], message: `"${step}" is a decoder step; the encoder student trains with "sft" only` });
+      });
+      return;
+    }
+    const grpo = t.steps.indexOf('grpo');
+    // grpo needs a student that already writes calls: sampled calls of an untrained model earn no reward.
+    if (grpo >= 0 && !t.steps.slice(0, grpo).includes('sft')) {
+      ctx.addIssue({ code: 'custom', path: ['steps', grpo], message: '"grpo" must come after an "sft" step' });
+    }
+    if (grpo >= 0 && t.batchSize % t.grpoGenerations !== 0) {
+      ctx.addIssue({ code: 'custom', path: ['grpoGenerations'], message: `batchSize (${t.batchSize}) must be a multiple of grpoGenerations (${t.grpoGenerations})` });
+    }
   })
   .transform((t) => ({
     ...t,

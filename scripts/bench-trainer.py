@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Benchmark of the embedded-default student on this machine: sft throughput, peak memory, dev accuracy.
+"""Benchmark of the embedded-default student on this machine: sft throughput, peak memory, dev accuracy;
+with --grpo-steps, then grpo on the same inputs (the reward curve and dev accuracy after it).
 
 Trains on gold MASSIVE en-US train (sft.jsonl built from the annotations), through the same CLI the
 TypeScript adapter runs (tokenizer -> init -> sft -> predict -> export -> quantize), then scores dev:
 intent accuracy and exact match, for the PyTorch model (`predict`) and for the int8 ONNX model (greedy
 decoding with ONNX Runtime and its KV cache, as the TypeScript runtime does).
 
-  .venv/bin/python scripts/bench-trainer.py --out /tmp/bench [--epochs 6 --hidden 192 ...]
+  .venv/bin/python scripts/bench-trainer.py --out /tmp/bench [--epochs 6 --hidden 192 ...] [--grpo-steps 300]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ DEFAULTS = {
 
 
 def run(command: str, config: dict, run_dir: Path, threads: int, rates: list | None = None,
-        resume: bool = False) -> tuple[dict, float]:
+        resume: bool = False, progress: list | None = None) -> tuple[dict, float]:
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / f"{command}.config.json"
     config_path.write_text(json.dumps(config, indent=2))
@@ -48,6 +49,12 @@ def run(command: str, config: dict, run_dir: Path, threads: int, rates: list | N
     done = None
     for line in proc.stdout:
         event = json.loads(line)
+        if event["event"] == "progress" and progress is not None:
+            progress.append(event)
+        if event["event"] == "progress" and command == "grpo":
+            print(f"  grpo step {event['step']}/{event['total']} reward {event['reward']:.3f} "
+                  f"valid {event['valid_share']:.3f} exact {event['exact_share']:.3f} kl {event.get('kl') or 0:.4f}",
+                  flush=True)
         if event["event"] == "progress" and command == "sft":
             if rates is not None and event["step"] > 1:
                 rates.append(event["tokens_per_s"])
@@ -82,6 +89,15 @@ def main() -> None:
                         help="train on this sft.jsonl (e.g. the teacher's accepted samples from a pipeline run) "
                              "instead of gold train")
     parser.add_argument("--skip-onnx", action="store_true", help="skip export, quantize and the int8 score")
+    parser.add_argument("--grpo-steps", type=int, default=0,
+                        help="after sft, this many grpo steps on the same training inputs (0: no grpo)")
+    parser.add_argument("--grpo-learning-rate", type=float, default=5e-5)
+    parser.add_argument("--grpo-generations", type=int, default=8)
+    parser.add_argument("--grpo-batch-size", type=int, default=32, help="completions per step")
+    parser.add_argument("--grpo-beta", type=float, default=0.04)
+    parser.add_argument("--grpo-temperature", type=float, default=1.0)
+    parser.add_argument("--task-reward", type=Path, default=None,
+                        help="the task's reward description (default: written by scripts/task-reward.ts)")
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -134,6 +150,36 @@ def main() -> None:
     })
     print(f"dev (PyTorch fp32): {results['dev_pytorch']}", flush=True)
 
+    if args.grpo_steps:
+        task_reward = args.task_reward or out / "data" / "task-reward.json"
+        if not args.task_reward:
+            subprocess.run(["npx", "tsx", str(ROOT / "scripts" / "task-reward.ts"), str(task_reward)], cwd=ROOT,
+                           check=True)
+        curve: list[dict] = []
+        # One run folder per grpo setting: a rerun with other settings must not resume another setting's run.
+        grpo_dir = out / (f"grpo-s{args.grpo_steps}-lr{args.grpo_learning_rate:g}-g{args.grpo_generations}"
+                          f"-b{args.grpo_batch_size}-beta{args.grpo_beta:g}-t{args.grpo_temperature:g}")
+        grpo, grpo_s = run("grpo", {"model": sft["outputs"]["model"], "data": str(sft_data),
+                                    "task_reward": str(task_reward), "max_steps": args.grpo_steps,
+                                    "learning_rate": args.grpo_learning_rate, "num_generations": args.grpo_generations,
+                                    "batch_size": args.grpo_batch_size, "beta": args.grpo_beta,
+                                    "temperature": args.grpo_temperature, "warmup_ratio": args.warmup_ratio,
+                                    "seed": args.seed, "num_threads": args.threads, "save_steps": 100,
+                                    "logging_steps": 10},
+                           grpo_dir, args.threads, resume=True, progress=curve)
+        predict_grpo, _ = run("predict", {"model": grpo["outputs"]["model"], "data": str(dev_data), "batch_size": 64,
+                                          "num_threads": args.threads}, grpo_dir / "predict", args.threads)
+        rows_grpo = {r["id"]: r["prediction"] for r in map(json.loads, open(predict_grpo["outputs"]["predictions"]))}
+        keys = ("step", "reward", "reward_std", "valid_share", "verified_share", "exact_share", "kl",
+                "completions/mean_length")
+        results.update({
+            "grpo": {"wall_s": round(grpo_s, 1), **{k: grpo["metrics"][k] for k in (
+                "steps", "tokens_per_s", "train_runtime_s", "resumed_from_step", "peak_memory_bytes", "final_reward",
+                "final_valid_share", "final_kl")}, "reward_curve": [{k: e.get(k) for k in keys} for e in curve]},
+            "dev_pytorch_after_grpo": score([rows_grpo[r["id"]] for r in dev], dev),
+        })
+        print(f"dev (PyTorch fp32) after grpo: {results['dev_pytorch_after_grpo']}", flush=True)
+
     if not args.skip_onnx:
         from onnx_greedy import OnnxStudent
 
@@ -157,6 +203,8 @@ def main() -> None:
 
     results["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if args.grpo_steps:
+        (grpo_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -76,6 +76,11 @@ export interface TaskSpecInput<E extends TaskExample> {
   verify(call: Call, input: string): VerifierResult;
   /** A canonical form used for voting and training targets; defaults to slots sorted by key then value. */
   canonicalize?(call: Call, input: string): Call;
+  /**
+   * Arguments whose values the verifier requires to occur in the input (spans): "all", or per function.
+   * The trainer's grpo reward checks them (TaskRewardDescription); default none.
+   */
+  spanArguments?: 'all' | Record<string, string[]>;
   metrics(predictions: readonly CallPrediction[]): CallMetrics;
   dataset: TaskDataset<E>;
 }
@@ -84,6 +89,16 @@ export interface TaskSpecInput<E extends TaskExample> {
 export interface FunctionToolDefinition {
   type: 'function';
   function: { name: string; description: string; parameters: Record<string, unknown> };
+}
+
+/**
+ * What the trainer's grpo reward needs to know of a task, as JSON (trainer/README.md, "grpo"): the output
+ * functions with their JSON Schemas, and the arguments that must be spans of the input.
+ */
+export interface TaskRewardDescription {
+  version: 1;
+  functions: FunctionToolDefinition[];
+  span_arguments: Record<string, string[]>;
 }
 
 export type CallValidation =
@@ -96,7 +111,10 @@ export type DecodedToolCall =
   | { kind: 'call'; call: Call }
   | { kind: 'malformed_arguments' | 'unknown_function' | 'invalid_arguments'; name: string; error: string };
 
-export interface TaskSpec<E extends TaskExample = TaskExample> extends Readonly<Required<TaskSpecInput<E>>> {
+export interface TaskSpec<E extends TaskExample = TaskExample> extends Readonly<Required<Omit<TaskSpecInput<E>, 'spanArguments'>>> {
+  readonly spanArguments: Readonly<Record<string, readonly string[]>>;
+  /** The task's verifiable reward for the trainer's grpo step, derived from the functions and span arguments. */
+  rewardDescription(): TaskRewardDescription;
   readonly functionNames: readonly string[];
   readonly toolNames: readonly string[];
   /** Checks a call against the zod schema of its function (unknown function, unknown slot, non-string value). */
@@ -139,6 +157,7 @@ const TaskSpecInputSchema = z
     gold: fn('example => Call | undefined'),
     verify: fn('(call, input) => VerifierResult'),
     canonicalize: fn('(call, input) => Call').optional(),
+    spanArguments: z.union([z.literal('all'), z.record(z.string(), z.array(z.string()))]).optional(),
     metrics: fn('predictions => CallMetrics'),
     dataset: z.strictObject({ splits: z.array(z.enum(SPLITS)), load: fn('split => Promise<examples>') }),
   })
@@ -159,6 +178,18 @@ const TaskSpecInputSchema = z
             path: ['functions', name, 'parameters', key],
             message: 'must accept a string (the compact call format carries JSON string values)',
           });
+        }
+      }
+    }
+    if (spec.spanArguments && spec.spanArguments !== 'all') {
+      for (const [name, keys] of Object.entries(spec.spanArguments)) {
+        const f = spec.functions[name];
+        if (!f) {
+          ctx.addIssue({ code: 'custom', path: ['spanArguments', name], message: `names "${name}", which is not an output function` });
+          continue;
+        }
+        for (const [i, key] of keys.entries()) {
+          if (!(key in f.parameters.shape)) ctx.addIssue({ code: 'custom', path: ['spanArguments', name, i], message: `"${key}" is not a parameter of "${name}"` });
         }
       }
     }
@@ -229,9 +260,15 @@ export function defineTask<E extends TaskExample>(input: TaskSpecInput<E>): Task
     return { ok: false, kind: 'invalid_arguments', errors: describeArgumentIssues(name, parameters, args, result.error.issues) };
   };
 
+  const spanArguments: Record<string, string[]> =
+    input.spanArguments === 'all'
+      ? Object.fromEntries(functionNames.map((name) => [name, Object.keys(input.functions[name].parameters.shape)]))
+      : { ...(input.spanArguments ?? {}) };
+
   const spec: TaskSpec<E> = {
     ...input,
     canonicalize,
+    spanArguments,
     functionNames,
     toolNames,
     validateCall(call) {
@@ -264,6 +301,9 @@ export function defineTask<E extends TaskExample>(input: TaskSpecInput<E>): Task
       if (!check.ok) return { kind: check.kind, name, error: check.errors.join('; ') };
       if (name in input.tools) return { kind: 'tool', name, args: record };
       return { kind: 'call', call: callFromArgumentsObject(name, record as Record<string, string | string[]>) };
+    },
+    rewardDescription() {
+      return { version: 1, functions: spec.toolDefinitions(functionNames), span_arguments: spanArguments };
     },
     canonicalText(call, text) {
       return input.callFormat.print(canonicalize(call, text));

@@ -45,6 +45,12 @@ const COMMON: Spec = {
 const DECODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'dpo'], ['initStudent', 'trainStudent']],
+  'transfer.grpoEpochs': [2, ['trainStudent']],
+  'transfer.grpoLearningRate': [1e-4, ['trainStudent']],
+  'transfer.grpoGenerations': [4, ['trainStudent']],
+  'transfer.grpoBeta': [0.1, ['trainStudent']],
+  'transfer.grpoTemperature': [0.7, ['trainStudent']],
+  'transfer.grpoMaxSteps': [9, ['trainStudent']],
   'transfer.student.family': [undefined, []], // the family is a different config altogether: see the encoder table
   'transfer.student.baseModelPath': ['/models/qwen', ['initStudent']],
   'transfer.student.hiddenSize': [96, ['initStudent']],
@@ -76,6 +82,12 @@ const ENCODER: Spec = {
   'transfer.dropout': [undefined, []], // refused for the encoder
   'transfer.dpoEpochs': [2, []],
   'transfer.dpoLearningRate': [1e-4, []],
+  'transfer.grpoEpochs': [2, []],
+  'transfer.grpoLearningRate': [1e-4, []],
+  'transfer.grpoGenerations': [4, []],
+  'transfer.grpoBeta': [0.1, []],
+  'transfer.grpoTemperature': [0.7, []],
+  'transfer.grpoMaxSteps': [9, []],
   'transfer.seed': [7, ['trainStudent']],
   'transfer.kdTeacher.baseModelPath': ['/models/big', []],
   'transfer.kdTeacher.hiddenSize': [128, []],
@@ -105,7 +117,7 @@ function withField(config: PipelineConfig, field: string, value: unknown): Pipel
 const keysOf = (config: PipelineConfig) => Object.fromEntries(ACTIVITIES.map((a) => [a, canonicalJson((CONFIG_READ[a] as (c: PipelineConfig) => unknown)(config))]));
 
 describe.each([
-  ['decoder', parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'dpo', 'kd'] }, teacher: { judge: { enabled: true } } }), DECODER],
+  ['decoder', parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'dpo', 'kd', 'grpo'] }, teacher: { judge: { enabled: true } } }), DECODER],
   ['encoder', parsePipelineConfig({ transfer: { student: { family: 'encoder' } }, teacher: { judge: { enabled: true } } }), ENCODER],
 ])('output keys of a %s pipeline', (_family, base, spec) => {
   test('every config field is in the table (a new field must say which outputs depend on it)', () => {

@@ -19,6 +19,8 @@ export interface StageProgress {
   done: number;
   total: number;
   counts?: Record<string, number>;
+  /** Measurements of the step, e.g. grpo's mean reward, schema-valid share and KL to the reference. */
+  metrics?: Record<string, number>;
 }
 
 export interface PipelineProgress extends StageProgress {

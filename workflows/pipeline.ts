@@ -78,7 +78,7 @@ export async function distillationPipeline(input: PipelineConfigInput): Promise<
   };
   setHandler(progressQuery, () => progress);
   setHandler(stageProgressSignal, (p) => {
-    if (p.stage === progress.stage) Object.assign(progress, p);
+    if (p.stage === progress.stage) Object.assign(progress, { metrics: undefined, ...p }); // a step's metrics do not outlive it
   });
   setHandler(cancelSignal, requestCancel);
   setHandler(

@@ -61,6 +61,12 @@ async function decoderTransfer({ config, prototype }: TransferStageInput): Promi
       model: trained.model,
       metrics: { ...trained.metrics, dev_exact_match: dev.exactMatch, dev_intent_accuracy: dev.intentAccuracy, dev_slot_f1: dev.slotF1 },
     });
+    if (step === 'grpo') {
+      // The reward statistics of the finished run in the workflow's details (live values are in the heartbeats).
+      const { final_reward: reward, final_valid_share: valid_share, final_kl: kl } = trained.metrics;
+      const metrics = Object.fromEntries(Object.entries({ reward, valid_share, kl }).filter(([, v]) => typeof v === 'number'));
+      await reportStageProgress({ stage: 'transfer', step, done: 3 + i, total, metrics: { ...metrics, dev_exact_match: dev.exactMatch } });
+    }
     model = trained.model;
   }
   return { tokenizer, steps, student: model };

@@ -6,18 +6,21 @@ import type { ArtifactRef } from '../../artifacts/ref';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
 import { baseModelPath } from '../config-check';
-import { InvalidConfigError, type DecoderShape } from '../../config/pipeline';
+import { InvalidConfigError, type DecoderShape, type TransferStep } from '../../config/pipeline';
 import { sha256File } from '../../artifacts/store';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import { InvalidInputError } from '../failures';
 import { ENCODER_COMMANDS, MINILM_ONNX, MINILM_TOKENIZER } from './trainer-process';
 import { promises as fs } from 'node:fs';
 import type { PrototypeResult } from '../types';
+import type { TaskResources } from '../task-resources';
+import type { TaskRewardDescription } from '../../tasks/define';
+import { createHash } from 'node:crypto';
 import { runTrainer, type TrainerCommand } from './trainer-process';
 
 export interface TrainStudentInput {
   config: PipelineConfig;
-  step: 'sft' | 'dpo' | 'kd';
+  step: TransferStep;
   model: ArtifactRef;
   /** Decoder family: the trained tokenizer (its model folder carries it too). */
   tokenizer?: ArtifactRef;
@@ -68,6 +71,21 @@ export function trainingStepConfig(t: PipelineConfig['transfer'], step: TrainStu
       ...t.trainer,
     };
   }
+  if (step === 'grpo') {
+    const maxSteps = t.grpoMaxSteps ?? t.maxSteps;
+    return {
+      epochs: t.grpoEpochs,
+      batch_size: t.batchSize,
+      learning_rate: t.grpoLearningRate,
+      num_generations: t.grpoGenerations,
+      beta: t.grpoBeta,
+      temperature: t.grpoTemperature,
+      seed: t.seed,
+      save_steps: t.checkpointEvery,
+      ...(maxSteps ? { max_steps: maxSteps } : {}),
+      ...t.trainer,
+    };
+  }
   return {
     epochs: step === 'dpo' ? t.dpoEpochs : t.epochs,
     batch_size: t.batchSize,
@@ -81,7 +99,13 @@ export function trainingStepConfig(t: PipelineConfig['transfer'], step: TrainStu
   };
 }
 
-export function createTransferActivities(deps: ActivityDeps) {
+/** The task's grpo reward description as written for the trainer, and its hash for the output key. */
+export function taskRewardFile(description: TaskRewardDescription): { text: string; sha256: string } {
+  const text = JSON.stringify(description);
+  return { text, sha256: createHash('sha256').update(text).digest('hex') };
+}
+
+export function createTransferActivities(deps: ActivityDeps, resources: Pick<TaskResources, 'massive'>) {
   const { store, env } = deps;
 
   /** Runs one trainer command in the run folder of `key` and stores its `outputName` folder. */
@@ -178,18 +202,29 @@ export function createTransferActivities(deps: ActivityDeps) {
       const data = step === 'dpo' ? prototype.preferences : prototype.sft;
       if (step === 'kd' && !teacherModel) throw new Error('kd needs a teacher model (transfer.kdTeacher)');
       const common = trainingStepConfig(t, step);
+      // grpo's reward is the task's: its functions, schemas and span arguments, written beside the data.
+      const taskReward = step === 'grpo' ? taskRewardFile((await resources.massive(config)).task.rewardDescription()) : undefined;
       const key = await activityOutputKey(
         env.projectRoot,
         'trainStudent',
-        { config: common, inputs: { model: model.sha256, data: data.sha256, teacherModel: teacherModel?.sha256 ?? null } },
+        {
+          config: common,
+          inputs: { model: model.sha256, data: data.sha256, teacherModel: teacherModel?.sha256 ?? null, taskReward: taskReward?.sha256 ?? null },
+        },
         step,
       );
-      return trainerStep(key, step, 'model/dir', 'model', async (runDir) => ({
-        ...common,
-        model: await materialize(model, runDir, 'model'),
-        data: await store.materializeFile(data, path.join(runDir, 'inputs', step === 'dpo' ? 'preferences.jsonl' : 'sft.jsonl')),
-        ...(teacherModel ? { teacher: await materialize(teacherModel, runDir, 'teacher') } : {}),
-      }));
+      return trainerStep(key, step, 'model/dir', 'model', async (runDir) => {
+        const inputs = path.join(runDir, 'inputs');
+        const rewardPath = path.join(inputs, 'task-reward.json');
+        if (taskReward) await fs.mkdir(inputs, { recursive: true }).then(() => fs.writeFile(rewardPath, taskReward.text));
+        return {
+          ...common,
+          model: await materialize(model, runDir, 'model'),
+          data: await store.materializeFile(data, path.join(inputs, step === 'dpo' ? 'preferences.jsonl' : 'sft.jsonl')),
+          ...(teacherModel ? { teacher: await materialize(teacherModel, runDir, 'teacher') } : {}),
+          ...(taskReward ? { task_reward: rewardPath } : {}),
+        };
+      });
     },
   };
 }

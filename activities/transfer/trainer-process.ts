@@ -26,6 +26,7 @@ export type TrainerCommand =
   | 'sft'
   | 'dpo'
   | 'kd'
+  | 'grpo'
   | 'predict'
   | 'export'
   | 'quantize'
@@ -48,6 +49,25 @@ export interface TrainerHeartbeat {
   checkpointStep?: number;
   loss?: number;
   tokensPerSecond?: number;
+  /** grpo: mean reward of the sampled calls, share of them the schema accepts, KL to the reference model. */
+  reward?: number;
+  validShare?: number;
+  kl?: number;
+}
+
+/** The heartbeat fields a progress event sets (grpo's reward statistics only when the event has them). */
+export function progressHeartbeat(beat: TrainerHeartbeat, event: Extract<TrainerEvent, { event: 'progress' }>): TrainerHeartbeat {
+  const number = (value: unknown) => (typeof value === 'number' && Number.isFinite(value) ? value : undefined);
+  return {
+    ...beat,
+    step: event.step,
+    total: event.total,
+    loss: event.loss,
+    tokensPerSecond: event.tokens_per_s,
+    reward: number(event.reward),
+    validShare: number(event.valid_share),
+    kl: number(event.kl),
+  };
 }
 
 /** Error kinds for which a retry of the same activity cannot help. */
@@ -116,7 +136,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
     }
     eventLog.write(JSON.stringify({ command, at: new Date().toISOString(), ...event }) + '\n');
     if (event.event === 'progress') {
-      beat = { ...beat, step: event.step, total: event.total, loss: event.loss, tokensPerSecond: event.tokens_per_s };
+      beat = progressHeartbeat(beat, event);
       ctx?.heartbeat(beat);
     } else if (event.event === 'checkpoint') {
       beat = { ...beat, step: event.step, checkpoint: event.path, checkpointStep: event.step };

@@ -100,6 +100,7 @@ export function massiveTaskFromExamples(examples: MassiveExample[]): MassiveTask
     gold: (example) => massiveGoldCall(example),
     verify: verifyMassiveCall,
     canonicalize: canonicalizeMassiveCall,
+    spanArguments: 'all', // every MASSIVE slot is a span of the utterance (verifyMassiveCall)
     metrics: callMetrics,
     dataset: {
       splits: ['train', 'dev', 'test'],

@@ -18,6 +18,7 @@ COMMANDS = {
     "sft": ("supertiny_trainer.commands.sft", "SftConfig", "SftRunner"),
     "dpo": ("supertiny_trainer.commands.dpo", "DpoConfig", "DpoRunner"),
     "kd": ("supertiny_trainer.commands.kd", "KdConfig", "KdRunner"),
+    "grpo": ("supertiny_trainer.commands.grpo", "GrpoConfig", "GrpoRunner"),
     "predict": ("supertiny_trainer.commands.predict", "PredictConfig", "Predictor"),
     "export": ("supertiny_trainer.commands.export", "ExportConfig", "OnnxExporter"),
     "quantize": ("supertiny_trainer.commands.quantize", "QuantizeConfig", "Int8Quantizer"),

@@ -21,6 +21,9 @@ from .events import EventReporter
 from .runtime import peak_memory
 
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+# grpo's reward statistics in progress events: mean reward, schema-valid share, KL to the reference, ...
+GRPO_PROGRESS = ("reward", "reward_std", "kl", "valid_share", "verified_share", "exact_share", "entropy",
+                 "completions/mean_length")
 
 
 @dataclass
@@ -64,7 +67,7 @@ def training_arguments(args_class: type, config: TrainingConfig, store: Checkpoi
     import torch
 
     use_bf16 = bool(config.bf16 and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    return args_class(
+    arguments = dict(
         output_dir=str(store.staging),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps if config.max_steps else -1,
@@ -91,8 +94,8 @@ def training_arguments(args_class: type, config: TrainingConfig, store: Checkpoi
         fp16=False,
         use_cpu=not torch.cuda.is_available(),
         remove_unused_columns=False,
-        **extra,
     )
+    return args_class(**{**arguments, **extra})  # a command may override a shared default (grpo counts its own tokens)
 
 
 class LengthGroupedEpochSampler:
@@ -176,7 +179,7 @@ class EventCallback(TrainerCallback):
         self.last_loss = float(logs["loss"])
         self.losses.append(self.last_loss)
         extra = {k: logs[k] for k in ("learning_rate", "grad_norm", "epoch", "mean_token_accuracy") if k in logs}
-        extra.update({k: v for k, v in logs.items() if k.startswith(("rewards/", "kd_", "loss/"))})
+        extra.update({k: v for k, v in logs.items() if k.startswith(("rewards/", "kd_", "loss/")) or k in GRPO_PROGRESS})
         self.events.progress(
             step=state.global_step,
             total=state.max_steps,

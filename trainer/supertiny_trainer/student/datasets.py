@@ -138,6 +138,11 @@ def load_sft_samples(path: str | Path) -> tuple[list[SftSample], LoadReport]:
     return samples, report
 
 
+def load_sft_tools(path: str | Path) -> list[Any]:
+    """The `tools` field of every sft line (None where absent): the functions offered to the teacher."""
+    return [record.get("tools") for _, record in read_jsonl(path, "sft dataset")]
+
+
 def _output_call(output: Any, where: str) -> str:
     if not isinstance(output, list) or not output:
         raise DataError(f"{where} must be a non-empty list of messages")

@@ -89,3 +89,89 @@ def call_tokens(calls: list[str], min_count: int) -> list[str]:
         for opener, key in _CALL_KEY.findall(call):
             counts[(" " if opener == ", " else "") + key + '="'] += 1
     return [piece for piece, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_count]
+
+
+class CallParseError(ValueError):
+    """The text is not a compact call; the message says where, as tasks/call-format.ts parseCall does."""
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_compact_call(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """The inverse of `compact_call`: (name, [(key, value), ...]) in order; a key may repeat.
+
+    Mirrors parseCall in tasks/call-format.ts (whitespace between tokens tolerated, values are JSON strings).
+    """
+    s = text.strip()
+    i = 0
+
+    def skip_space() -> None:
+        nonlocal i
+        while i < len(s) and s[i].isspace():
+            i += 1
+
+    def identifier() -> str:
+        nonlocal i
+        match = _IDENTIFIER.match(s, i)
+        if not match:
+            return ""
+        i = match.end()
+        return match.group(0)
+
+    if not s:
+        raise CallParseError('empty text: expected a call like name(key="value")')
+    name = identifier()
+    if not name:
+        raise CallParseError(f"expected a function name at column {i + 1}")
+    skip_space()
+    if i >= len(s) or s[i] != "(":
+        raise CallParseError(f'expected "(" after function name "{name}" at column {i + 1}')
+    i += 1
+    skip_space()
+    arguments: list[tuple[str, str]] = []
+    if i < len(s) and s[i] == ")":
+        i += 1
+    else:
+        while True:
+            skip_space()
+            key = identifier()
+            if not key:
+                raise CallParseError(f'expected a slot name at column {i + 1} in call to "{name}"')
+            skip_space()
+            if i >= len(s) or s[i] != "=":
+                raise CallParseError(f'expected "=" after slot name "{key}" at column {i + 1}')
+            i += 1
+            skip_space()
+            if i >= len(s) or s[i] != '"':
+                raise CallParseError(f'expected a JSON string value for slot "{key}" at column {i + 1}')
+            end = i + 1
+            while end < len(s) and s[end] != '"':
+                end += 2 if s[end] == "\\" else 1
+            if end >= len(s):
+                raise CallParseError(f'unterminated string value for slot "{key}" starting at column {i + 1}')
+            try:
+                value = json.loads(s[i : end + 1])
+            except json.JSONDecodeError as e:
+                raise CallParseError(f'invalid JSON string for slot "{key}" at column {i + 1}: {e.msg}') from None
+            arguments.append((key, value))
+            i = end + 1
+            skip_space()
+            if i < len(s) and s[i] == ",":
+                i += 1
+                continue
+            if i < len(s) and s[i] == ")":
+                i += 1
+                break
+            if i >= len(s):
+                raise CallParseError(f'missing ")" at the end of the call to "{name}"')
+            raise CallParseError(f'expected "," or ")" after the value of slot "{key}" at column {i + 1}')
+    skip_space()
+    if i < len(s):
+        raise CallParseError(f'unexpected text after ")" at column {i + 1}: {s[i:i + 20]!r}')
+    return name, arguments
+
+
+def normalize_slot_value(value: str) -> str:
+    """Slot values compare after trimming and collapsing whitespace (tasks/call-format.ts normalizeSlotValue)."""
+    return " ".join(value.split())

@@ -1,0 +1,60 @@
+// transfer.steps ["sft", "grpo"] end to end on a real Temporal dev server: a tiny student, a few grpo steps.
+import { promises as fs } from 'node:fs';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { startPipeline } from '../client';
+import type { SupertinyEnv } from '../config/env';
+import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
+import type { PipelineResult } from '../activities/types';
+import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { smallPipelineConfig } from './support/pipeline-config';
+
+describe('grpo in the pipeline', () => {
+  let server: TestWorkflowEnvironment;
+  let env: SupertinyEnv;
+  let simulator: RunningTeacherSimulator;
+  let workers: () => Promise<Worker[]>;
+  const taskQueue = `grpo-test-${Date.now()}`;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    env = await testEnv(server.address, { taskQueue });
+    simulator = await startTeacherSimulator({ massivePath: env.massivePath });
+    const deps = testDeps(env, { simulatorBaseURL: simulator.url });
+    workers = () => createTestWorkers(server, taskQueue, deps);
+  }, 120_000);
+
+  afterAll(async () => {
+    await simulator?.close();
+    await server?.teardown();
+    if (env) await fs.rm(env.dataDir, { recursive: true, force: true });
+  });
+
+  test('runs sft then grpo, with the reward statistics in the step metrics and the workflow details', async () => {
+    const config = smallPipelineConfig('grpo-run', {
+      transfer: { steps: ['sft', 'grpo'], maxSteps: 12, grpoMaxSteps: 4, grpoGenerations: 4, batchSize: 16 },
+      compress: { steps: [] },
+    });
+    const handle = await startPipeline(server.client, config, { taskQueue });
+    const transfer = server.client.workflow.getHandle(`${handle.workflowId}/transfer`);
+    // The metadata query replays the finished child on a worker, so it is asked while they run.
+    const [result, metadata] = await withWorkers(workers, async (): Promise<[PipelineResult, { currentDetails: string }]> => {
+      const finished = await handle.result();
+      return [finished, await transfer.query<{ currentDetails: string }>('__temporal_workflow_metadata')];
+    });
+    expect(result.status).toBe('completed');
+    const steps = result.transfer!.steps;
+    expect(steps.map((s) => s.step)).toEqual(['sft', 'grpo']);
+    const grpo = steps[1].metrics;
+    expect(grpo.steps).toBe(4);
+    expect(grpo.final_reward).toBeGreaterThanOrEqual(0);
+    expect(grpo.final_reward).toBeLessThanOrEqual(1);
+    expect(grpo.final_valid_share).toBeGreaterThanOrEqual(0);
+    expect(grpo.final_kl).toBeGreaterThanOrEqual(0);
+    expect(grpo.task_functions).toBeGreaterThan(1); // the MASSIVE task's functions reached the trainer
+    expect(grpo.dev_exact_match).toBeGreaterThanOrEqual(0);
+    expect(result.transfer!.student).toEqual(steps[1].model);
+
+    expect(metadata.currentDetails).toMatch(/^\*\*transfer\*\*: grpo \(\d+\/\d+\) — reward \d\.\d{3}, valid \d+\.\d%, KL \d+\.\d{4}$/);
+  }, 900_000);
+});
