@@ -149,7 +149,7 @@ describe('distillation pipeline on a real Temporal server', () => {
       await waitFor('the sft trainer process to run', async () => {
         const progress = await pipelineProgress(handle).catch(() => undefined);
         if (progress?.stage !== 'transfer' || progress.step !== 'sft') return false;
-        const dirs = (await fs.readdir(work).catch(() => [] as string[])).filter((d) => d.startsWith('train-sft-'));
+        const dirs = (await fs.readdir(work).catch(() => [] as string[])).filter((d) => d.startsWith('trainStudent-sft-'));
         for (const dir of dirs) if (await fs.access(path.join(work, dir, 'trainer.pid')).then(() => true, () => false)) return true;
         return false;
       }, { timeoutMs: 300_000 });
@@ -164,7 +164,9 @@ describe('distillation pipeline on a real Temporal server', () => {
     expect(result.transfer).toBeUndefined();
     // The sft run folder has no trainer left: its pid file goes when the process group is gone.
     const work = path.join(env.dataDir, 'artifacts', 'work');
-    for (const dir of (await fs.readdir(work)).filter((d) => d.startsWith('train-sft-'))) {
+    const sftRuns = (await fs.readdir(work)).filter((d) => d.startsWith('trainStudent-sft-'));
+    expect(sftRuns.length).toBeGreaterThan(0);
+    for (const dir of sftRuns) {
       await expect(fs.access(path.join(work, dir, 'trainer.pid'))).rejects.toThrow();
     }
     // A second cancel is refused: the pipeline is no longer running.
