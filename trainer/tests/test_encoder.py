@@ -26,9 +26,11 @@ from massive_fixtures import (
 MINILM = Path(__file__).resolve().parents[2] / ".tools" / "minilm"
 INTENTS = ["alarm_set", "weather_query", "play_music"]
 SENTENCES = ["wake me up at five am this week", "What's the weather in Paris tomorrow?", "play some jazz"]
-# A tiny random BERT memorizes 24 samples in this many steps; the resume test kills it after step 20.
+# A tiny random BERT memorizes 24 samples in this many steps (its random word vectors must train, unlike
+# pretrained ones); the resume test kills it after step 20.
 ENCODER_SFT = {"max_steps": 60, "batch_size": 8, "learning_rate": 3e-3, "head_learning_rate": 1e-2,
-               "save_steps": 20, "logging_steps": 10, "num_threads": 1, "seed": 0, "warmup_ratio": 0.0}
+               "save_steps": 20, "logging_steps": 10, "num_threads": 1, "seed": 0, "warmup_ratio": 0.0,
+               "freeze_word_embeddings": False}
 
 
 @pytest.fixture(scope="session")
@@ -207,6 +209,22 @@ def test_a_bad_vote_share_is_a_data_error_naming_the_line(encoder_data, tiny_ber
     assert "line 1" in run.error["message"] and "votes[0]" in run.error["message"] and "share" in run.error["message"]
 
 
+def test_a_tools_file_replaces_the_schema_of_the_rows(encoder_data, tiny_bert, tmp_path):
+    from massive_fixtures import tool_definitions
+
+    used = {r["intent"] for r in encoder_data["records"]}
+    extra = next(name for name in sorted(encoder_data["slots"]) if name not in used and encoder_data["slots"][name])
+    names = sorted(used | {extra})
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps(tool_definitions(names, encoder_data["slots"])))
+    run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(encoder_data["sft"]), "max_steps": 1,
+                                         "tools": str(tools), "num_threads": 1}, tmp_path / "run")
+    assert run.returncode == 0, run.events
+    labels = json.loads((Path(run.done["outputs"]["model"]) / "supertiny.json").read_text())
+    assert labels["intents"] == names
+    assert labels["intent_slots"][extra] == encoder_data["slots"][extra]
+
+
 def test_a_non_bert_base_model_is_refused_by_name(encoder_data, tmp_path):
     from transformers import Qwen2Config
 
@@ -273,7 +291,7 @@ def test_encoder_sft_trains_the_converted_minilm_with_frozen_word_embeddings(min
     import torch
 
     run = run_cli("encoder-sft", {"model": str(minilm_converted), "data": str(encoder_data["sft"]), "max_steps": 2,
-                                  "batch_size": 4, "num_threads": 1, "freeze_word_embeddings": True}, tmp_path)
+                                  "batch_size": 4, "num_threads": 1}, tmp_path)  # frozen by default
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = run.done["metrics"]
     assert metrics["parameters"] - metrics["trainable_parameters"] == 30522 * 384
