@@ -16,6 +16,7 @@ import { sharedChatSettings, teacherKeyParts, type GoldExample } from '../protot
 import { createTeacherClient } from '../prototype/teacher-client';
 import type { TaskResources } from '../task-resources';
 import { runTrainer, trainerOutputKey } from '../transfer/trainer-process';
+import { cascadeCurve } from './cascade';
 import { renderReportHtml, type ModelReport, type PipelineReport } from './report';
 
 export interface DevScore extends Record<string, unknown> {
@@ -74,7 +75,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
     const model = await loadStudent(folder, { task });
     try {
       const out = await model.predictBatch(gold.map((g) => g.text), { batchSize: 16 });
-      const predictions = new Map(gold.map((g, i) => [g.id, { call: out[i].call, schemaValid: out[i].call !== undefined }]));
+      const predictions = new Map(gold.map((g, i) => [g.id, { call: out[i].call, schemaValid: out[i].call !== undefined, confidence: out[i].confidence }]));
       return { model, predictions, folder };
     } catch (err) {
       await model.release();
@@ -192,8 +193,10 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         };
 
         // The ONNX students in TypeScript: constrained greedy decoding with the KV cache.
+        const onnxAnswers = new Map<string, Awaited<ReturnType<typeof onnxPredictions>>['predictions']>();
         const onnxRow = async (ref: ArtifactRef, label: string): Promise<ModelReport> => {
           const { model, predictions, folder } = await onnxPredictions(config, ref, gold);
+          onnxAnswers.set(label, predictions);
           try {
             const latencies: number[] = [];
             for (const g of latencyGold) latencies.push((await model.predict(g.text)).latencyMs);
@@ -214,6 +217,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           heartbeat('student_int8', 3, total);
           models.student_int8 = await onnxRow(compress.int8, 'int8');
         }
+        // The cascade of the student that would be served (int8 when there is one) with the teacher.
+        const served = onnxAnswers.get(compress.int8 ? 'int8' : 'fp32')!;
+        const cascade = cascadeCurve(
+          compress.int8 ? 'student_int8' : 'student_onnx',
+          gold.map((g) => ({ gold: g.gold, student: served.get(g.id) ?? { confidence: 0 }, teacher: teacherPredictions.get(g.id) ?? {} })),
+        );
 
         const report: PipelineReport = {
           pipeline: config.name,
@@ -223,6 +232,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           gates: compress.gates,
           transfer: transfer.steps.map((t) => ({ step: t.step, dev_exact_match: t.metrics.dev_exact_match ?? null, dev_intent_acc: t.metrics.dev_intent_accuracy ?? null })),
           prototype: prototype.summary,
+          cascade,
           createdAt: new Date().toISOString(),
         };
         const html = renderReportHtml(report);
