@@ -290,7 +290,15 @@ describe('the cascade to the teacher', () => {
     new TeacherCascade({
       threshold,
       teacherModel: teacher.model,
-      teacher: new TeacherClient(massive.task, { baseURL: teacher.url, apiKey: 'sk-teacher', model: teacher.model, maxRetries: 0, temperature: 0, useN: false }),
+      teacher: new TeacherClient(massive.task, {
+        baseURL: teacher.url,
+        apiKey: 'sk-teacher',
+        model: teacher.model,
+        maxRetries: 0,
+        temperature: 0,
+        useN: false,
+        prices: { inputPerMillionTokens: 1, outputPerMillionTokens: 2 },
+      }),
     });
 
   test('sends requests below the threshold to the teacher and answers the others itself', async () => {
@@ -316,6 +324,9 @@ describe('the cascade to the teacher', () => {
 
       const metrics = await (await fetch(`${rootOf(s.server)}/metrics`)).text();
       expect(sample(metrics, 'supertiny_teacher_requests_total')).toBe(1);
+      expect(sample(metrics, 'supertiny_teacher_tokens_total{kind="prompt"}')).toBe(200);
+      expect(sample(metrics, 'supertiny_teacher_tokens_total{kind="completion"}')).toBe(20);
+      expect(sample(metrics, 'supertiny_teacher_cost_usd_total')).toBeCloseTo((200 * 1 + 20 * 2) / 1e6, 12);
       expect(sample(metrics, 'supertiny_chat_completion_duration_seconds_count{answered_by="teacher"}')).toBe(1);
     } finally {
       await s.stop();

@@ -50,6 +50,8 @@ export interface ServeMetrics {
   confidence: Histogram;
   teacherRequests: Counter;
   teacherFallbacks: Counter;
+  teacherTokens: Counter;
+  teacherCost: Counter;
 }
 
 export interface RunningStudentServer {
@@ -82,6 +84,8 @@ function createMetrics(inFlight: () => number, queued: () => number): ServeMetri
     teacherFallbacks: registry.register(
       new Counter('supertiny_teacher_fallbacks_total', "Cascade requests the teacher failed (by reason), answered by the student's call instead."),
     ),
+    teacherTokens: registry.register(new Counter('supertiny_teacher_tokens_total', 'Tokens the teacher was paid for (kind: prompt or completion).')),
+    teacherCost: registry.register(new Counter('supertiny_teacher_cost_usd_total', "The teacher's cost at the endpoint's configured prices, USD.")),
   };
   registry.register(new Gauge('supertiny_requests_in_flight', 'HTTP requests being served.', inFlight));
   registry.register(new Gauge('supertiny_batch_queue_length', 'Requests waiting for the next student batch.', queued));
@@ -164,6 +168,9 @@ export async function startStudentServer(options: StudentServerOptions): Promise
       if (cascade.escalates(prediction.confidence, call !== undefined)) {
         metrics.teacherRequests.inc();
         const answer = await cascade.ask(input, offered);
+        metrics.teacherTokens.inc({ kind: 'prompt' }, answer.usage.promptTokens);
+        metrics.teacherTokens.inc({ kind: 'completion' }, answer.usage.completionTokens);
+        metrics.teacherCost.inc({}, answer.usage.costUsd);
         if (answer.ok) {
           return toolCallCompletion(answer.call, cascade.teacherModel, answer.usage, { ...info, answered_by: 'teacher' });
         }
