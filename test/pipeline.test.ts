@@ -59,6 +59,12 @@ describe('distillation pipeline on a real Temporal server', () => {
       expect(m.exact_match).toBeLessThanOrEqual(1);
       expect(m.latency_ms_p50).toBeGreaterThan(0);
     }
+    // The cascade of the served student with the teacher: a curve from no teacher to all teacher.
+    expect(report.cascade.student).toBe('student_int8');
+    const points = report.cascade.points as { threshold: number; teacher_share: number; exact_match: number }[];
+    expect([points[0].threshold, points[points.length - 1].threshold]).toEqual([0, 1]);
+    points.forEach((p, i) => i > 0 && expect(p.teacher_share).toBeGreaterThanOrEqual(points[i - 1].teacher_share));
+    expect(report.cascade.teacher_exact_match).toBeCloseTo(report.models.teacher.exact_match, 10);
     const described = await handle.describe();
     expect(described.searchAttributes.SupertinyStage).toEqual(['done']);
     // Every artifact the pipeline returned is in the store with its hash.
