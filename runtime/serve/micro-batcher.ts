@@ -1,7 +1,7 @@
-// Micro-batching of concurrent requests into one predictBatch call. One batch runs at a time (the ONNX
-// session is the bottleneck, a second batch would only contend for the same cores); requests that arrive
-// while it runs wait for the next one, so batches grow with the load and an idle server adds no delay
-// unless maxWaitMs asks it to wait for company.
+// Micro-batching of concurrent requests into one predictBatch call. One batch runs at a time
+// (onnxruntime-node runs a session synchronously on the event loop's thread, so two could not overlap);
+// requests that arrive while it runs wait for the next one, so batches grow with the load and an idle
+// server adds no delay unless maxWaitMs asks it to wait for company.
 
 export interface MicroBatcherOptions {
   /** Most requests in one batch. */
