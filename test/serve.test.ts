@@ -375,6 +375,24 @@ describe('supertiny serve (the CLI)', () => {
     );
   });
 
+  test('the built-in "simulator" endpoint starts the teacher simulator and answers as teacher-simulator', async () => {
+    const serving = await startServe(['--model', folder, '--model-name', MODEL, '--port', '0', '--cascade-threshold', '1', '--teacher-endpoint', 'simulator'], {
+      ...env,
+      simulatorUrl: undefined,
+    });
+    try {
+      const openai = new OpenAI({ baseURL: serving.url, apiKey: 'unused', maxRetries: 0 });
+      // A MASSIVE utterance, so that the simulator answers from its gold call rather than refusing.
+      const example = massive.examples.find((e) => e.split === 'dev' && e.intent === 'alarm_set')!;
+      const answer = await ask(openai, example.utterance);
+      expect(answer.supertiny).toMatchObject({ answered_by: 'teacher', cascade_threshold: 1 });
+      expect(answer.model).toBe('teacher-simulator');
+      expect(answer.usage!.prompt_tokens).toBeGreaterThan(0);
+    } finally {
+      await serving.close();
+    }
+  });
+
   test('serves a folder with a named teacher endpoint and its key, and finishes in-flight requests on SIGTERM', async () => {
     const teacher = await startFakeTeacher('big-model');
     teacher.delayMs = 300;
