@@ -3,10 +3,10 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { TeacherClient } from '../activities/prototype/teacher-client';
-import { EndpointConfigError, loadTeacherEndpoints, SIMULATOR_ENDPOINT } from '../config/endpoints';
+import { EndpointConfigError, loadTeacherEndpoints, SIMULATOR_ENDPOINT, type TeacherEndpoint } from '../config/endpoints';
 import type { SupertinyEnv } from '../config/env';
 import { createLogger } from '../config/logger';
-import { startStudentServer, TeacherCascade } from '../runtime/serve';
+import { startStudentServer, TeacherCascade, ThreadedStudent } from '../runtime/serve';
 import { loadStudent } from '../runtime/student';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import { loadMassiveTask } from '../tasks/massive';
@@ -14,7 +14,7 @@ import { loadMassiveTask } from '../tasks/massive';
 const log = createLogger('serve');
 
 export const SERVE_USAGE = `usage: supertiny serve --model FOLDER [--model-file model.onnx] [--model-name NAME] [--host 127.0.0.1] [--port 8000]
-       [--threads N] [--max-batch 32] [--batch-wait-ms 0] [--max-body-bytes 65536]
+       [--threads N] [--inference-thread worker|main] [--max-batch 32] [--batch-wait-ms 0] [--max-body-bytes 65536]
        [--cascade-threshold 0.x --teacher-endpoint NAME [--teacher-model M] [--teacher-timeout-ms 30000] [--teacher-retries 1]]
   The bearer token comes from SUPERTINY_SERVE_TOKEN (unset: no auth); teacher endpoints from SUPERTINY_TEACHER_ENDPOINTS.`;
 
@@ -38,6 +38,7 @@ function parseServeArgs(args: string[]) {
         host: { type: 'string', default: '127.0.0.1' },
         port: { type: 'string', default: '8000' },
         threads: { type: 'string' },
+        'inference-thread': { type: 'string', default: 'worker' },
         'max-batch': { type: 'string', default: '32' },
         'batch-wait-ms': { type: 'string', default: '0' },
         'max-body-bytes': { type: 'string', default: String(64 * 1024) },
@@ -61,6 +62,8 @@ function parseServeArgs(args: string[]) {
     return value;
   };
   if (!values.model) throw new ServeUsageError('--model FOLDER is required');
+  const inferenceThread = values['inference-thread'];
+  if (inferenceThread !== 'worker' && inferenceThread !== 'main') throw new ServeUsageError(`--inference-thread must be worker or main, got ${JSON.stringify(inferenceThread)}`);
   const threshold = number('cascade-threshold', 0, 1, false);
   if ((threshold === undefined) !== (values['teacher-endpoint'] === undefined)) {
     throw new ServeUsageError('a cascade needs both --cascade-threshold and --teacher-endpoint');
@@ -73,6 +76,7 @@ function parseServeArgs(args: string[]) {
     host: values.host!,
     port: number('port', 0, 65535)!,
     threads: number('threads', 1, 64),
+    inferenceThread,
     maxBatch: number('max-batch', 1, 1024)!,
     batchWaitMs: number('batch-wait-ms', 0, 1000, false)!,
     maxBodyBytes: number('max-body-bytes', 1024, 64 * 1024 * 1024)!,
@@ -98,19 +102,29 @@ export interface RunningServe {
 export async function startServe(args: string[], env: SupertinyEnv): Promise<RunningServe> {
   const flags = parseServeArgs(args);
   const { task } = await loadMassiveTask({ massivePath: env.massivePath });
-  const student = await loadStudent(flags.folder, { task, modelFile: flags.modelFile, threads: flags.threads });
+  // The teacher endpoint is checked before the student loads, so that a wrong name fails at once.
+  let teacherEndpoint: { endpoint: TeacherEndpoint; model: string } | undefined;
+  if (flags.cascade) {
+    const name = flags.cascade.endpoint;
+    const endpoints = await loadTeacherEndpoints(env.teacherEndpointsFile, env.secret);
+    const endpoint = endpoints.find((e) => e.name === name);
+    if (!endpoint) throw new EndpointConfigError(`--teacher-endpoint: no endpoint "${name}" here; there are ${endpoints.map((e) => `"${e.name}"`).join(', ')}`);
+    const model = flags.cascade.model ?? endpoint.models[0];
+    if (!endpoint.models.includes(model)) {
+      throw new EndpointConfigError(`--teacher-model: endpoint "${name}" does not serve "${model}"; its models are ${endpoint.models.map((m) => `"${m}"`).join(', ')}`);
+    }
+    teacherEndpoint = { endpoint, model };
+  }
+  const student =
+    flags.inferenceThread === 'worker'
+      ? await ThreadedStudent.load({ folder: flags.folder, modelFile: flags.modelFile, threads: flags.threads, massivePath: env.massivePath })
+      : await loadStudent(flags.folder, { task, modelFile: flags.modelFile, threads: flags.threads });
   let simulator: RunningTeacherSimulator | undefined;
   try {
     let cascade: TeacherCascade | undefined;
-    if (flags.cascade) {
-      const { endpoint: name, threshold } = flags.cascade;
-      const endpoints = await loadTeacherEndpoints(env.teacherEndpointsFile, env.secret);
-      const endpoint = endpoints.find((e) => e.name === name);
-      if (!endpoint) throw new EndpointConfigError(`--teacher-endpoint: no endpoint "${name}" here; there are ${endpoints.map((e) => `"${e.name}"`).join(', ')}`);
-      const model = flags.cascade.model ?? endpoint.models[0];
-      if (!endpoint.models.includes(model)) {
-        throw new EndpointConfigError(`--teacher-model: endpoint "${name}" does not serve "${model}"; its models are ${endpoint.models.map((m) => `"${m}"`).join(', ')}`);
-      }
+    if (flags.cascade && teacherEndpoint) {
+      const { threshold } = flags.cascade;
+      const { endpoint, model } = teacherEndpoint;
       let baseURL = endpoint.baseURL ?? env.simulatorUrl;
       if (!baseURL) {
         simulator = await startTeacherSimulator({ massivePath: env.massivePath, model });
@@ -154,6 +168,7 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
       model: flags.modelName,
       family: student.family,
       modelFile: student.modelFile,
+      inference: flags.inferenceThread === 'worker' ? 'worker thread' : 'main thread',
       auth: env.serveToken ? 'bearer token' : 'none',
       cascade: flags.cascade ? `${flags.cascade.endpoint} below ${flags.cascade.threshold}` : 'off',
     });

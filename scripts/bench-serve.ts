@@ -1,7 +1,8 @@
 // Load test of `supertiny serve` on 127.0.0.1: autocannon at several concurrencies, bounded in time, per
 // ONNX file of a student folder, against the in-process single-request latency of the same file.
 //   npx tsx scripts/bench-serve.ts --model DIR [--model-file model.onnx --model-file model.int8.onnx]
-//     [--duration 10] [--concurrency 1,8,32] [--threads 1] [--batch-wait-ms 0] [--max-batch 32] [--n 300]
+//     [--duration 10] [--concurrency 1,8,32] [--threads 1] [--inference-thread worker|main] [--batch-wait-ms 0]
+//     [--max-batch 32] [--n 300]
 // The server runs as its own process (`supertiny serve`); the load generator shares the machine with it.
 import { spawn } from 'node:child_process';
 import * as http from 'node:http';
@@ -123,6 +124,7 @@ async function main() {
       duration: { type: 'string', default: '10' },
       concurrency: { type: 'string', default: '1,8,32' },
       threads: { type: 'string', default: '1' },
+      'inference-thread': { type: 'string', default: 'worker' },
       'batch-wait-ms': { type: 'string', default: '0' },
       'max-batch': { type: 'string', default: '32' },
       n: { type: 'string', default: '300' },
@@ -136,7 +138,7 @@ async function main() {
   const threads = Number(values.threads);
   const { task } = await loadMassiveTask();
   const utterances = (await task.dataset.load('dev')).slice(0, Number(values.n)).map((e) => e.utterance);
-  const serverFlags = ['--threads', String(threads), '--batch-wait-ms', values['batch-wait-ms']!, '--max-batch', values['max-batch']!];
+  const serverFlags = ['--threads', String(threads), '--inference-thread', values['inference-thread']!, '--batch-wait-ms', values['batch-wait-ms']!, '--max-batch', values['max-batch']!];
   console.log(`${folder}: ${utterances.length} MASSIVE dev utterances, ${threads} intra-op thread(s), ${duration} s per point, server flags ${serverFlags.join(' ')}`);
 
   for (const file of files) {

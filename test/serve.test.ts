@@ -10,7 +10,7 @@ import OpenAI from 'openai';
 import { TeacherClient } from '../activities/prototype/teacher-client';
 import { readEnv } from '../config/env';
 import { startServe } from '../cli/serve';
-import { type RunningStudentServer, startStudentServer, type StudentChatCompletion, TeacherCascade } from '../runtime/serve';
+import { type RunningStudentServer, startStudentServer, type StudentChatCompletion, TeacherCascade, ThreadedStudent } from '../runtime/serve';
 import { loadStudent, type RuntimePrediction, type StudentRuntime } from '../runtime/student';
 import { callArgumentsObject } from '../tasks/call-format';
 import { loadMassiveTask, type MassiveTask } from '../tasks/massive';
@@ -259,6 +259,35 @@ describe('the student server through the openai client', () => {
   });
 });
 
+describe('a student in a worker thread', () => {
+  test('answers as the student on the server thread does, behind the server too', async () => {
+    const student = await ThreadedStudent.load({ folder, massivePath: env.massivePath, threads: 1 });
+    try {
+      expect(student.family).toBe('encoder');
+      const predictions = await student.predictBatch(UTTERANCES);
+      predictions.forEach((p, i) => {
+        const want = expected.get(UTTERANCES[i])!;
+        expect({ call: p.call, errors: p.errors }).toEqual({ call: want.call, errors: want.errors });
+        expect(p.confidence).toBeCloseTo(want.confidence, 6);
+      });
+      const server = await startStudentServer({ student, functionNames: massive.task.functionNames, modelName: MODEL });
+      try {
+        const answers = await Promise.all(answerable.map((input) => ask(client(server), input)));
+        answers.forEach((a, i) => expect(a.supertiny.confidence).toBeCloseTo(expected.get(answerable[i])!.confidence, 6));
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await student.release();
+    }
+    await expect(student.predictBatch(['hi'])).rejects.toThrow(/released/);
+  });
+
+  test('a folder that does not load fails the load with the runtime\'s message', async () => {
+    await expect(ThreadedStudent.load({ folder: path.join(root, 'missing'), massivePath: env.massivePath })).rejects.toThrow(/student model folder not found/);
+  });
+});
+
 describe('the bearer token', () => {
   test('a wrong or missing token is a 401 with an OpenAI error body; /healthz and /metrics need none', async () => {
     const s = await serve({ apiToken: 'sekrit-token' });
@@ -430,6 +459,8 @@ describe('supertiny serve (the CLI)', () => {
       child.kill('SIGTERM');
       const answer = await pending;
       expect(answer.supertiny.answered_by).toBe('teacher');
+      // The student (in the CLI's worker thread) ran first: its confidence is the in-process one.
+      expect(answer.supertiny.confidence).toBeCloseTo(expected.get(input)!.confidence, 6);
       expect(answer.model).toBe('big-model');
       expect(await exited).toBe(0);
       await expect(fetch(`${url.replace(/\/v1$/, '')}/healthz`)).rejects.toThrow();

@@ -5,6 +5,8 @@ export type { RunningStudentServer, ServeMetrics, StudentServerOptions } from '.
 export { TeacherCascade } from './cascade';
 export type { CascadeOptions, TeacherAnswer } from './cascade';
 export { MicroBatcher } from './micro-batcher';
+export { ThreadedStudent } from './student-thread';
+export type { ThreadStudentOptions } from './student-thread';
 export type { MicroBatcherOptions } from './micro-batcher';
 export { ChatCompletionRequestSchema, offeredFunctions, parseChatRequest, ServeError, toolCallCompletion, userInput } from './protocol';
 export type { AnsweredBy, ChatCompletionRequest, StudentChatCompletion, SupertinyAnswerInfo } from './protocol';
