@@ -283,6 +283,16 @@ describe('a student in a worker thread', () => {
     await expect(student.predictBatch(['hi'])).rejects.toThrow(/released/);
   });
 
+  test('when the thread dies, waiting and later requests fail instead of hanging', async () => {
+    const student = await ThreadedStudent.load({ folder, massivePath: env.massivePath, threads: 1 });
+    const waiting = student.predictBatch(UTTERANCES);
+    // As if the thread crashed (the worker is private: reached here only to kill it).
+    await (student as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    await expect(waiting).rejects.toThrow(/the student thread exited/);
+    await expect(student.predictBatch(['hi'])).rejects.toThrow(/the student thread exited/);
+    await student.release();
+  });
+
   test('a folder that does not load fails the load with the runtime\'s message', async () => {
     await expect(ThreadedStudent.load({ folder: path.join(root, 'missing'), massivePath: env.massivePath })).rejects.toThrow(/student model folder not found/);
   });

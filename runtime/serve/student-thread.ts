@@ -25,6 +25,8 @@ export class ThreadedStudent implements StudentRuntime {
   private readonly pending = new Map<number, { resolve: (p: RuntimePrediction[]) => void; reject: (err: Error) => void }>();
   private nextId = 0;
   private released: Promise<void> | undefined;
+  /** Why the worker is gone, once it is: later requests fail at once instead of waiting forever. */
+  private gone: Error | undefined;
 
   private constructor(
     private readonly worker: Worker,
@@ -39,6 +41,7 @@ export class ThreadedStudent implements StudentRuntime {
       else waiting?.reject(new Error(`the student thread failed: ${message.error}`));
     });
     const failAll = (err: Error) => {
+      this.gone ??= err;
       for (const waiting of this.pending.values()) waiting.reject(err);
       this.pending.clear();
     };
@@ -74,6 +77,7 @@ export class ThreadedStudent implements StudentRuntime {
 
   predictBatch(inputs: readonly string[], _options?: RuntimeBatchOptions): Promise<RuntimePrediction[]> {
     if (this.released) return Promise.reject(new Error('the student thread is released'));
+    if (this.gone) return Promise.reject(this.gone);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -89,6 +93,7 @@ export class ThreadedStudent implements StudentRuntime {
 
   release(): Promise<void> {
     this.released ??= (async () => {
+      if (this.gone) return; // nothing left to release
       await new Promise<void>((resolve) => {
         this.worker.on('message', (message: ThreadResponse) => message.type === 'released' && resolve());
         this.worker.once('exit', () => resolve());
