@@ -290,6 +290,14 @@ describe('a student in a worker thread', () => {
     await (student as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
     await expect(waiting).rejects.toThrow(/the student thread exited/);
     await expect(student.predictBatch(['hi'])).rejects.toThrow(/the student thread exited/);
+    const server = await startStudentServer({ student, functionNames: massive.task.functionNames, modelName: MODEL });
+    try {
+      const health = await fetch(`${rootOf(server)}/healthz`);
+      expect(health.status).toBe(503);
+      expect(await health.json()).toMatchObject({ status: 'student_failed', error: expect.stringContaining('exited') });
+    } finally {
+      await server.close();
+    }
     await student.release();
   });
 

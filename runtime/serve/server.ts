@@ -12,6 +12,7 @@ import { createLogger } from '../../config/logger';
 import type { RuntimePrediction, StudentRuntime } from '../student';
 import type { TeacherCascade } from './cascade';
 import { MicroBatcher } from './micro-batcher';
+import { ThreadedStudent } from './student-thread';
 import { Counter, Gauge, Histogram, MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './prometheus';
 import { offeredFunctions, parseChatRequest, ServeError, type StudentChatCompletion, type SupertinyAnswerInfo, toolCallCompletion, userInput } from './protocol';
 
@@ -203,8 +204,10 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     };
     if (path === '/healthz') {
       allow('GET');
-      const status = shuttingDown ? 503 : 200;
-      sendJson(res, status, { status: shuttingDown ? 'shutting_down' : 'ok', model: modelName, family: student.family, cascade: cascade !== undefined });
+      // A dead student thread makes the server unhealthy, so that an orchestrator restarts it.
+      const failure = student instanceof ThreadedStudent ? student.failure : undefined;
+      const status = shuttingDown ? 'shutting_down' : failure ? 'student_failed' : 'ok';
+      sendJson(res, status === 'ok' ? 200 : 503, { status, model: modelName, family: student.family, cascade: cascade !== undefined, ...(failure && { error: failure.message }) });
       return 'none';
     }
     if (path === '/metrics') {

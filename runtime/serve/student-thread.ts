@@ -49,6 +49,11 @@ export class ThreadedStudent implements StudentRuntime {
     worker.on('exit', (code) => failAll(new Error(`the student thread exited (${code})`)));
   }
 
+  /** Why the worker thread is gone (undefined while it runs). */
+  get failure(): Error | undefined {
+    return this.gone;
+  }
+
   /** Starts the worker and waits until its student is loaded; load errors keep their message. */
   static async load(options: ThreadStudentOptions): Promise<ThreadedStudent> {
     // The worker's entry is TypeScript: register tsx's CommonJS hooks in the worker first (a worker does
