@@ -17,6 +17,7 @@ import { createTeacherClient } from '../prototype/teacher-client';
 import type { TaskResources } from '../task-resources';
 import { runTrainer, trainerOutputKey } from '../transfer/trainer-process';
 import { cascadeCurve } from './cascade';
+import { costReport } from './cost';
 import { renderReportHtml, type ModelReport, type PipelineReport } from './report';
 
 export interface DevScore extends Record<string, unknown> {
@@ -74,9 +75,11 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
     const folder = await localFolder(ref);
     const model = await loadStudent(folder, { task });
     try {
+      const cpu = process.cpuUsage();
       const out = await model.predictBatch(gold.map((g) => g.text), { batchSize: 16 });
+      const used = process.cpuUsage(cpu);
       const predictions = new Map(gold.map((g, i) => [g.id, { call: out[i].call, schemaValid: out[i].call !== undefined, confidence: out[i].confidence }]));
-      return { model, predictions, folder };
+      return { model, predictions, folder, cpuSeconds: (used.user + used.system) / 1e6 };
     } catch (err) {
       await model.release();
       throw err;
@@ -193,10 +196,11 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         };
 
         // The ONNX students in TypeScript: constrained greedy decoding with the KV cache.
-        const onnxAnswers = new Map<string, Awaited<ReturnType<typeof onnxPredictions>>['predictions']>();
+        const onnxAnswers = new Map<string, Awaited<ReturnType<typeof onnxPredictions>>>();
         const onnxRow = async (ref: ArtifactRef, label: string): Promise<ModelReport> => {
-          const { model, predictions, folder } = await onnxPredictions(config, ref, gold);
-          onnxAnswers.set(label, predictions);
+          const answers = await onnxPredictions(config, ref, gold);
+          const { model, predictions, folder } = answers;
+          onnxAnswers.set(label, answers);
           try {
             const latencies: number[] = [];
             for (const g of latencyGold) latencies.push((await model.predict(g.text)).latencyMs);
@@ -219,10 +223,29 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         }
         // The cascade of the student that would be served (int8 when there is one) with the teacher.
         const served = onnxAnswers.get(compress.int8 ? 'int8' : 'fp32')!;
+        const servedName = compress.int8 ? 'student_int8' : 'student_onnx';
         const cascade = cascadeCurve(
-          compress.int8 ? 'student_int8' : 'student_onnx',
-          gold.map((g) => ({ gold: g.gold, student: served.get(g.id) ?? { confidence: 0 }, teacher: teacherPredictions.get(g.id) ?? {} })),
+          servedName,
+          gold.map((g) => ({ gold: g.gold, student: served.predictions.get(g.id) ?? { confidence: 0 }, teacher: teacherPredictions.get(g.id) ?? {} })),
         );
+        const cost = costReport({
+          teacher: {
+            promptTokens: teacherResults.reduce((sum, r) => sum + r.usage.promptTokens, 0),
+            completionTokens: teacherResults.reduce((sum, r) => sum + r.usage.completionTokens, 0),
+            requests: teacherResults.length,
+            prices: resolved.prices,
+            simulated: resolved.simulated,
+          },
+          student: {
+            model: servedName,
+            cpuSeconds: served.cpuSeconds,
+            requests: gold.length,
+            vcpuHourUsd: config.evaluate.vcpuHourUsd,
+            how: 'onnxruntime-node predictBatch in batches of 16, CPU time of the worker process, HTTP not included',
+          },
+          cascade: cascade.chosen,
+          prototypeUsd: prototype.summary.costUsd ?? 0,
+        });
 
         const report: PipelineReport = {
           pipeline: config.name,
@@ -233,6 +256,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           transfer: transfer.steps.map((t) => ({ step: t.step, dev_exact_match: t.metrics.dev_exact_match ?? null, dev_intent_acc: t.metrics.dev_intent_accuracy ?? null })),
           prototype: prototype.summary,
           cascade,
+          cost,
           createdAt: new Date().toISOString(),
         };
         const html = renderReportHtml(report);
