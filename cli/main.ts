@@ -5,6 +5,7 @@
 //   supertiny worker                    a worker against TEMPORAL_ADDRESS
 //   supertiny start [--config FILE] [--wait]
 //   supertiny progress WORKFLOW_ID      supertiny cancel WORKFLOW_ID [REASON]
+//   supertiny serve --model FOLDER      the student behind an OpenAI-compatible endpoint (see cli/serve.ts)
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -19,6 +20,7 @@ import { Runtime } from '@temporalio/worker';
 import { createWorkers } from '../workers/worker';
 import { printReportTable } from './report-table';
 import { causeChain } from './cause-chain';
+import { startServe } from './serve';
 
 const log = createLogger('cli');
 
@@ -159,6 +161,16 @@ async function main() {
       }
       return;
     }
+    case 'serve': {
+      const stop = untilSignal();
+      const serving = await startServe(args, env);
+      // The one line on stdout: where to point an OpenAI client (tests and scripts read it).
+      process.stdout.write(`serving at ${serving.url}\n`);
+      const signal = await stop;
+      log.info(`${signal}: finishing in-flight requests, then exiting`);
+      await serving.close();
+      return;
+    }
     case 'progress': {
       const client = await connectClient(env);
       process.stdout.write(JSON.stringify(await pipelineProgress(client.workflow.getHandle(args[0])), null, 2) + '\n');
@@ -170,7 +182,7 @@ async function main() {
       return;
     }
     default:
-      process.stderr.write('usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]\n');
+      process.stderr.write('usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER\n');
       process.exitCode = 2;
   }
 }

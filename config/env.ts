@@ -58,6 +58,8 @@ export interface SupertinyEnv {
   workerRole: 'all' | 'cpu' | 'gpu';
   /** How long a worker waits for the Temporal frontend to answer at start. SUPERTINY_CONNECT_TIMEOUT_S. */
   connectTimeoutSeconds: number;
+  /** The bearer token `supertiny serve` requires on /v1/*. SUPERTINY_SERVE_TOKEN; unset = no auth. */
+  serveToken?: string;
   /** Reads a teacher endpoint's API key from the variable the operator's endpoints file names. */
   secret(name: string): string | undefined;
 }
@@ -84,6 +86,7 @@ export function readEnv(): SupertinyEnv {
     modelRoots: pathList('SUPERTINY_MODEL_ROOTS', [path.join(projectRoot, '.tools'), path.join(dataDir, 'base-models')]),
     workerRole: role,
     connectTimeoutSeconds: intFromEnv('SUPERTINY_CONNECT_TIMEOUT_S', 120),
+    serveToken: fromEnv('SUPERTINY_SERVE_TOKEN', '') || undefined,
     secret: (name) => process.env[name] || undefined,
   };
 }

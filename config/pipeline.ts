@@ -195,6 +195,8 @@ export const EvaluateConfigSchema = z
   .object({
     split: z.enum(['dev', 'test']).default('test'),
     latencySamples: positiveInt.max(10_000).default(200),
+    /** The student's serving price in the report's cost table: about an on-demand cloud vCPU. */
+    vcpuHourUsd: z.number().min(0).max(100).default(0.045).describe('USD per vCPU-hour of the served student'),
   })
   .strict();
 

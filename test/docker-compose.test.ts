@@ -66,9 +66,23 @@ describe('docker-compose.yml', () => {
     expect(compose.volumes).toHaveProperty('artifacts');
   });
 
-  test('every variable the workers get is one the worker reads', () => {
+  test('serves the student with `supertiny serve` on the published port, health-checked on /healthz', () => {
+    const server = services['student-server'];
+    expect(server.image).toBe(services['worker-cpu'].image);
+    const command = server.command as string[];
+    expect(command.slice(0, 4)).toEqual(['npx', 'tsx', 'cli/main.ts', 'serve']);
+    const arg = (name: string) => command[command.indexOf(name) + 1];
+    expect(arg('--host')).toBe('0.0.0.0');
+    expect(server.ports).toContain(`${arg('--port')}:${arg('--port')}`);
+    // The student folder is mounted read-only where --model points.
+    expect((server.volumes as string[]).some((v) => v.endsWith(`:${arg('--model')}:ro`))).toBe(true);
+    expect(server.healthcheck.test.join(' ')).toContain(`127.0.0.1:${arg('--port')}/healthz`);
+    expect(envOf('student-server').SUPERTINY_MASSIVE_PATH).toBe(envOf('worker-cpu').SUPERTINY_MASSIVE_PATH);
+  });
+
+  test('every variable the workers and the student server get is one they read', () => {
     const envSource = readFileSync(path.join(root, 'config', 'env.ts'), 'utf8');
-    for (const worker of ['worker-cpu', 'worker-gpu']) {
+    for (const worker of ['worker-cpu', 'worker-gpu', 'student-server']) {
       for (const name of Object.keys(envOf(worker))) {
         if (name === 'OPENAI_API_KEY') continue; // read through the operator's endpoints file (apiKeyEnv)
         expect(envSource).toContain(`'${name}'`);

@@ -37,6 +37,7 @@ const COMMON: Spec = {
   'compress.toleranceExactMatch': [3, []],
   'evaluate.split': ['dev', []],
   'evaluate.latencySamples': [5, []],
+  'evaluate.vcpuHourUsd': [0.1, []],
   'timeouts.heartbeatSeconds': [7, []],
   'timeouts.activityMinutes': [7, []],
   'timeouts.queueMinutes': [7, []],

@@ -60,6 +60,20 @@ describe('distillation pipeline on a real Temporal server', () => {
       expect(m.exact_match).toBeLessThanOrEqual(1);
       expect(m.latency_ms_p50).toBeGreaterThan(0);
     }
+    // The cascade of the served student with the teacher: a curve from no teacher to all teacher.
+    expect(report.cascade.student).toBe('student_int8');
+    const points = report.cascade.points as { threshold: number; teacher_share: number; exact_match: number }[];
+    expect([points[0].threshold, points[points.length - 1].threshold]).toEqual([0, 1]);
+    points.forEach((p, i) => i > 0 && expect(p.teacher_share).toBeGreaterThanOrEqual(points[i - 1].teacher_share));
+    expect(report.cascade.teacher_exact_match).toBeCloseTo(report.models.teacher.exact_match, 10);
+    // The cost table from measured numbers: the simulator's tokens at its stand-in prices, the student's CPU time.
+    expect(report.cost.teacher.simulated).toBe(true);
+    expect(report.cost.teacher.prompt_tokens_per_request).toBeGreaterThan(100);
+    expect(report.cost.teacher.usd_per_1m_requests).toBeGreaterThan(0);
+    expect(report.cost.student.cpu_seconds_per_request).toBeGreaterThan(0);
+    expect(report.cost.student.usd_per_1m_requests).toBeLessThan(report.cost.teacher.usd_per_1m_requests);
+    expect(report.cost.one_off.teacher_and_judge_usd).toBe(firstResult.prototype!.summary.costUsd);
+    expect(await fs.readFile(path.join(path.dirname(firstResult.evaluate!.reportPath), 'report.html'), 'utf8')).toContain('Cost of serving');
     const described = await handle.describe();
     expect(described.searchAttributes.SupertinyStage).toEqual(['done']);
     // Every artifact the pipeline returned is in the store with its hash.

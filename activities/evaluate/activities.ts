@@ -18,6 +18,8 @@ import { asTeacherFailure } from '../prototype/teacher-outage';
 import type { TaskResources } from '../task-resources';
 import { runTrainer } from '../transfer/trainer-process';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
+import { cascadeCurve } from './cascade';
+import { costReport } from './cost';
 import { renderReportHtml, type ModelReport, type PipelineReport } from './report';
 
 const log = createLogger('evaluate');
@@ -74,9 +76,11 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
     const folder = await localFolder(ref);
     const model = await loadStudent(folder, { task });
     try {
+      const cpu = process.cpuUsage();
       const out = await model.predictBatch(gold.map((g) => g.text), { batchSize: 16 });
-      const predictions = new Map(gold.map((g, i) => [g.id, { call: out[i].call, schemaValid: out[i].call !== undefined }]));
-      return { model, predictions, folder };
+      const used = process.cpuUsage(cpu);
+      const predictions = new Map(gold.map((g, i) => [g.id, { call: out[i].call, schemaValid: out[i].call !== undefined, confidence: out[i].confidence }]));
+      return { model, predictions, folder, cpuSeconds: (used.user + used.system) / 1e6 };
     } catch (err) {
       await model.release();
       throw err;
@@ -197,8 +201,11 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         };
 
         // The ONNX students in TypeScript: constrained greedy decoding with the KV cache.
+        const onnxAnswers = new Map<string, Awaited<ReturnType<typeof onnxPredictions>>>();
         const onnxRow = async (ref: ArtifactRef, label: string): Promise<ModelReport> => {
-          const { model, predictions, folder } = await onnxPredictions(config, ref, gold);
+          const answers = await onnxPredictions(config, ref, gold);
+          const { model, predictions, folder } = answers;
+          onnxAnswers.set(label, answers);
           try {
             const latencies: number[] = [];
             for (const g of latencyGold) {
@@ -222,6 +229,31 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           heartbeat('student_int8', 3, total);
           models.student_int8 = await onnxRow(compress.int8, 'int8');
         }
+        // The cascade of the student that would be served (int8 when there is one) with the teacher.
+        const served = onnxAnswers.get(compress.int8 ? 'int8' : 'fp32')!;
+        const servedName = compress.int8 ? 'student_int8' : 'student_onnx';
+        const cascade = cascadeCurve(
+          servedName,
+          gold.map((g) => ({ gold: g.gold, student: served.predictions.get(g.id) ?? { confidence: 0 }, teacher: teacherPredictions.get(g.id) ?? {} })),
+        );
+        const cost = costReport({
+          teacher: {
+            promptTokens: teacherResults.reduce((sum, r) => sum + r.usage.promptTokens, 0),
+            completionTokens: teacherResults.reduce((sum, r) => sum + r.usage.completionTokens, 0),
+            requests: teacherResults.length,
+            prices: resolved.prices,
+            simulated: resolved.simulated,
+          },
+          student: {
+            model: servedName,
+            cpuSeconds: served.cpuSeconds,
+            requests: gold.length,
+            vcpuHourUsd: config.evaluate.vcpuHourUsd,
+            how: 'onnxruntime-node predictBatch in batches of 16, CPU time of the worker process, HTTP not included',
+          },
+          cascade: cascade.chosen,
+          prototypeUsd: prototype.summary.costUsd ?? 0,
+        });
 
         const report: PipelineReport = {
           pipeline: config.name,
@@ -231,6 +263,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           gates: compress.gates,
           transfer: transfer.steps.map((t) => ({ step: t.step, dev_exact_match: t.metrics.dev_exact_match ?? null, dev_intent_acc: t.metrics.dev_intent_accuracy ?? null })),
           prototype: prototype.summary,
+          cascade,
+          cost,
           createdAt: new Date().toISOString(),
         };
         const html = renderReportHtml(report);

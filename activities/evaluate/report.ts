@@ -1,4 +1,7 @@
 // report.json and report.html: the model comparison a user reads first.
+import { type CascadeReport, renderCascadeHtml } from './cascade';
+import { type CostReport, renderCostHtml } from './cost';
+
 export interface ModelReport {
   intent_acc: number;
   slot_f1: number;
@@ -25,6 +28,10 @@ export interface PipelineReport {
   /** Dev quality of the PyTorch student after each transfer step. */
   transfer: { step: string; dev_exact_match: number | null; dev_intent_acc: number | null }[];
   prototype: Record<string, number>;
+  /** The served student with the teacher behind it, by confidence threshold. */
+  cascade?: CascadeReport;
+  /** Dollars per 1M requests of the teacher, the student and the cascade; the one-off spend; break-even. */
+  cost?: CostReport;
   createdAt: string;
 }
 
@@ -95,7 +102,11 @@ small{color:#5b6475}
 <p class="sub">${escapeHtml(report.dataset.name)}, ${escapeHtml(report.dataset.split)} split, ${report.dataset.examples} utterances · ${escapeHtml(report.createdAt)}</p>
 <table><thead><tr><th>model</th><th>intent acc</th><th>slot F1</th><th>exact match</th><th>schema valid</th><th>p50 ms</th><th>p95 ms</th><th>req/s</th><th>params</th><th>bytes</th></tr></thead>
 <tbody>${rows}</tbody></table>
-<div class="charts">${scatter(report, 'Quality against latency', 'p50 latency, ms', (m) => m.latency_ms_p50)}${scatter(report, 'Quality against size', 'bytes on disk', (m) => m.bytes)}</div>
+<div class="charts">${scatter(report, 'Quality against latency', 'p50 latency, ms', (m) =>
+    // The teacher simulator answers on loopback: its latency is not an LLM's, so it stays off the chart.
+    m === report.models.teacher && report.cost?.teacher.simulated ? null : m.latency_ms_p50,
+  )}${scatter(report, 'Quality against size', 'bytes on disk', (m) => m.bytes)}</div>
+${report.cascade ? renderCascadeHtml(report.cascade) : ''}${report.cost ? renderCostHtml(report.cost) : ''}
 <h2>Transfer steps (dev split, PyTorch student)</h2><ul>${
     report.transfer
       .map((t) => `<li><strong>${escapeHtml(t.step)}</strong>: exact match ${t.dev_exact_match === null ? '–' : pct(t.dev_exact_match)}, intent accuracy ${t.dev_intent_acc === null ? '–' : pct(t.dev_intent_acc)}</li>`)

@@ -1,0 +1,95 @@
+// What serving costs, from measured numbers: the teacher's dollars per 1M requests (its tokens per request on
+// the report split at the endpoint's prices), the student's (its CPU-seconds per request at a price per
+// vCPU-hour), the cascade's at the chosen threshold, the pipeline's one-off teacher and judge spend, and the
+// request count after which replacing the teacher has paid for it.
+import type { Prices } from '../../config/endpoints';
+import type { CascadePoint } from './cascade';
+
+export interface CostInputs {
+  teacher: { promptTokens: number; completionTokens: number; requests: number; prices: Prices; simulated: boolean };
+  student: { model: string; cpuSeconds: number; requests: number; vcpuHourUsd: number; how: string };
+  cascade: CascadePoint | null;
+  /** Teacher and judge dollars of the prototype stage (paid once). */
+  prototypeUsd: number;
+}
+
+export interface CostReport {
+  teacher: { usd_per_1m_requests: number; prompt_tokens_per_request: number; completion_tokens_per_request: number; prices: Prices; simulated: boolean };
+  student: { model: string; usd_per_1m_requests: number; cpu_seconds_per_request: number; vcpu_hour_usd: number; how: string };
+  /** The student with the teacher behind it at the report's chosen threshold; null without one. */
+  cascade: { threshold: number; teacher_share: number; usd_per_1m_requests: number } | null;
+  one_off: { teacher_and_judge_usd: number; note: string };
+  /** Requests after which the one-off spend is paid back by serving the cascade (or the student) instead of the teacher. */
+  break_even_requests: number | null;
+}
+
+const MILLION = 1e6;
+
+export function costReport(input: CostInputs): CostReport {
+  const { teacher, student } = input;
+  const perTeacher = (n: number) => (teacher.requests > 0 ? n / teacher.requests : 0);
+  const promptTokens = perTeacher(teacher.promptTokens);
+  const completionTokens = perTeacher(teacher.completionTokens);
+  const teacherUsd = (promptTokens * teacher.prices.inputPerMTok + completionTokens * teacher.prices.outputPerMTok) / MILLION;
+  const cpuSeconds = student.requests > 0 ? student.cpuSeconds / student.requests : 0;
+  const studentUsd = (cpuSeconds / 3600) * student.vcpuHourUsd;
+  // The cascade runs the student on every request and the teacher on its share.
+  const cascade = input.cascade && {
+    threshold: input.cascade.threshold,
+    teacher_share: input.cascade.teacher_share,
+    usd_per_1m_requests: (studentUsd + input.cascade.teacher_share * teacherUsd) * MILLION,
+  };
+  const servedUsd = cascade ? cascade.usd_per_1m_requests / MILLION : studentUsd;
+  const saving = teacherUsd - servedUsd;
+  return {
+    teacher: {
+      usd_per_1m_requests: teacherUsd * MILLION,
+      prompt_tokens_per_request: promptTokens,
+      completion_tokens_per_request: completionTokens,
+      prices: teacher.prices,
+      simulated: teacher.simulated,
+    },
+    student: { model: student.model, usd_per_1m_requests: studentUsd * MILLION, cpu_seconds_per_request: cpuSeconds, vcpu_hour_usd: student.vcpuHourUsd, how: student.how },
+    cascade,
+    one_off: { teacher_and_judge_usd: input.prototypeUsd, note: 'teacher and judge requests of the prototype stage; training compute is not measured yet and not included' },
+    break_even_requests: saving > 0 ? Math.ceil(input.prototypeUsd / saving) : null,
+  };
+}
+
+const usd = (x: number) => (x === 0 ? '$0' : x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toFixed(2)}` : `$${x.toPrecision(3)}`);
+const count = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)} billion` : x >= 1e6 ? `${(x / 1e6).toFixed(2)} million` : x.toLocaleString('en-US'));
+
+/** The report's cost section: a table and a bar per way of serving. */
+export function renderCostHtml(cost: CostReport): string {
+  const rows: [string, number, string][] = [
+    [
+      'Teacher',
+      cost.teacher.usd_per_1m_requests,
+      `${cost.teacher.prompt_tokens_per_request.toFixed(0)} prompt + ${cost.teacher.completion_tokens_per_request.toFixed(0)} completion tokens per request at $${cost.teacher.prices.inputPerMTok} / $${cost.teacher.prices.outputPerMTok} per 1M${cost.teacher.simulated ? ' (the teacher SIMULATOR: its token counts, a stand-in price)' : ''}`,
+    ],
+    [`Student (${cost.student.model})`, cost.student.usd_per_1m_requests, `${(cost.student.cpu_seconds_per_request * 1000).toFixed(2)} CPU-ms per request (${cost.student.how}) at $${cost.student.vcpu_hour_usd} per vCPU-hour`],
+  ];
+  if (cost.cascade) {
+    rows.push([`Cascade (threshold ${cost.cascade.threshold.toPrecision(3)})`, cost.cascade.usd_per_1m_requests, `the student on every request, the teacher on ${(cost.cascade.teacher_share * 100).toFixed(1)}%`]);
+  }
+  const max = Math.max(...rows.map(([, v]) => v), 1e-12);
+  const W = 460, barH = 22, L = 170;
+  const bars = rows
+    .map(([label, v], i) => {
+      const w = Math.max(1, (v / max) * (W - L - 80));
+      return `<text x="${L - 8}" y="${30 + i * (barH + 10) + 15}" text-anchor="end" class="tk">${label}</text><rect x="${L}" y="${30 + i * (barH + 10)}" width="${w.toFixed(1)}" height="${barH}" fill="${i === 0 ? '#b5523b' : i === 1 ? '#7a4fa0' : '#3f8f6b'}"/><text x="${(L + w + 6).toFixed(1)}" y="${30 + i * (barH + 10) + 15}" class="tk">${usd(v)}</text>`;
+    })
+    .join('\n  ');
+  return `<h2>Cost of serving</h2>
+<table><thead><tr><th>serving</th><th>USD per 1M requests</th><th>from</th></tr></thead><tbody>${rows
+    .map(([label, v, how]) => `<tr><th scope="row">${label}</th><td>${usd(v)}</td><td style="text-align:left">${how}</td></tr>`)
+    .join('')}</tbody></table>
+<p>One-off: ${usd(cost.one_off.teacher_and_judge_usd)} (${cost.one_off.note}). Break-even: ${
+    cost.break_even_requests === null ? 'never (serving the student does not cost less than the teacher)' : `after ${count(cost.break_even_requests)} requests`
+  }.</p>
+<figure><svg viewBox="0 0 ${W} ${40 + rows.length * (barH + 10)}" width="${W}" height="${40 + rows.length * (barH + 10)}" role="img" aria-label="cost per 1M requests">
+  <text x="${W / 2}" y="18" text-anchor="middle" class="t">USD per 1M requests (linear)</text>
+  ${bars}
+</svg></figure>
+`;
+}

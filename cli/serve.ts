@@ -1,0 +1,181 @@
+// `supertiny serve`: a student folder behind the OpenAI-compatible student server, optionally cascading
+// unsure requests to one of the worker operator's named teacher endpoints.
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { TeacherClient } from '../activities/prototype/teacher-client';
+import { EndpointConfigError, loadTeacherEndpoints, SIMULATOR_ENDPOINT, type TeacherEndpoint } from '../config/endpoints';
+import type { SupertinyEnv } from '../config/env';
+import { createLogger } from '../config/logger';
+import { startStudentServer, TeacherCascade, ThreadedStudent } from '../runtime/serve';
+import { loadStudent } from '../runtime/student';
+import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
+import { loadMassiveTask } from '../tasks/massive';
+
+const log = createLogger('serve');
+
+export const SERVE_USAGE = `usage: supertiny serve --model FOLDER [--model-file model.onnx] [--model-name NAME] [--host 127.0.0.1] [--port 8000]
+       [--threads N] [--inference-thread worker|main] [--max-batch 32] [--batch-wait-ms 0] [--max-body-bytes 65536]
+       [--cascade-threshold 0.x --teacher-endpoint NAME [--teacher-model M] [--teacher-timeout-ms 30000] [--teacher-retries 1]]
+  The bearer token comes from SUPERTINY_SERVE_TOKEN (unset: no auth); teacher endpoints from SUPERTINY_TEACHER_ENDPOINTS.`;
+
+export class ServeUsageError extends Error {
+  constructor(message: string) {
+    super(`${message}\n${SERVE_USAGE}`);
+    this.name = 'ServeUsageError';
+  }
+}
+
+function parseServeArgs(args: string[]) {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        model: { type: 'string' },
+        'model-file': { type: 'string', default: 'model.onnx' },
+        'model-name': { type: 'string' },
+        host: { type: 'string', default: '127.0.0.1' },
+        port: { type: 'string', default: '8000' },
+        threads: { type: 'string' },
+        'inference-thread': { type: 'string', default: 'worker' },
+        'max-batch': { type: 'string', default: '32' },
+        'batch-wait-ms': { type: 'string', default: '0' },
+        'max-body-bytes': { type: 'string', default: String(64 * 1024) },
+        'cascade-threshold': { type: 'string' },
+        'teacher-endpoint': { type: 'string' },
+        'teacher-model': { type: 'string' },
+        'teacher-timeout-ms': { type: 'string', default: '30000' },
+        'teacher-retries': { type: 'string', default: '1' },
+      },
+    }));
+  } catch (err) {
+    throw new ServeUsageError((err as Error).message);
+  }
+  const number = (name: keyof typeof values, min: number, max = Number.MAX_SAFE_INTEGER, integer = true): number | undefined => {
+    const raw = values[name] as string | undefined;
+    if (raw === undefined) return undefined;
+    const value = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+      throw new ServeUsageError(`--${name} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got ${JSON.stringify(raw)}`);
+    }
+    return value;
+  };
+  if (!values.model) throw new ServeUsageError('--model FOLDER is required');
+  const inferenceThread = values['inference-thread'];
+  if (inferenceThread !== 'worker' && inferenceThread !== 'main') throw new ServeUsageError(`--inference-thread must be worker or main, got ${JSON.stringify(inferenceThread)}`);
+  const threshold = number('cascade-threshold', 0, 1, false);
+  if ((threshold === undefined) !== (values['teacher-endpoint'] === undefined)) {
+    throw new ServeUsageError('a cascade needs both --cascade-threshold and --teacher-endpoint');
+  }
+  if (values['teacher-model'] !== undefined && values['teacher-endpoint'] === undefined) throw new ServeUsageError('--teacher-model needs --teacher-endpoint');
+  return {
+    folder: path.resolve(values.model),
+    modelFile: values['model-file']!,
+    modelName: values['model-name'] ?? path.basename(path.resolve(values.model)),
+    host: values.host!,
+    port: number('port', 0, 65535)!,
+    threads: number('threads', 1, 64),
+    inferenceThread,
+    maxBatch: number('max-batch', 1, 1024)!,
+    batchWaitMs: number('batch-wait-ms', 0, 1000, false)!,
+    maxBodyBytes: number('max-body-bytes', 1024, 64 * 1024 * 1024)!,
+    cascade:
+      threshold === undefined
+        ? undefined
+        : {
+            threshold,
+            endpoint: values['teacher-endpoint']!,
+            model: values['teacher-model'],
+            timeoutMs: number('teacher-timeout-ms', 1, 600_000)!,
+            retries: number('teacher-retries', 0, 10)!,
+          },
+  };
+}
+
+export interface RunningServe {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Loads the task, the student and (with a cascade) the teacher, then serves until close(). */
+export async function startServe(args: string[], env: SupertinyEnv): Promise<RunningServe> {
+  const flags = parseServeArgs(args);
+  const { task } = await loadMassiveTask({ massivePath: env.massivePath });
+  // The teacher endpoint is checked before the student loads, so that a wrong name fails at once.
+  let teacherEndpoint: { endpoint: TeacherEndpoint; model: string } | undefined;
+  if (flags.cascade) {
+    const name = flags.cascade.endpoint;
+    const endpoints = await loadTeacherEndpoints(env.teacherEndpointsFile, env.secret);
+    const endpoint = endpoints.find((e) => e.name === name);
+    if (!endpoint) throw new EndpointConfigError(`--teacher-endpoint: no endpoint "${name}" here; there are ${endpoints.map((e) => `"${e.name}"`).join(', ')}`);
+    const model = flags.cascade.model ?? endpoint.models[0];
+    if (!endpoint.models.includes(model)) {
+      throw new EndpointConfigError(`--teacher-model: endpoint "${name}" does not serve "${model}"; its models are ${endpoint.models.map((m) => `"${m}"`).join(', ')}`);
+    }
+    teacherEndpoint = { endpoint, model };
+  }
+  const student =
+    flags.inferenceThread === 'worker'
+      ? await ThreadedStudent.load({ folder: flags.folder, modelFile: flags.modelFile, threads: flags.threads, massivePath: env.massivePath })
+      : await loadStudent(flags.folder, { task, modelFile: flags.modelFile, threads: flags.threads });
+  let simulator: RunningTeacherSimulator | undefined;
+  try {
+    let cascade: TeacherCascade | undefined;
+    if (flags.cascade && teacherEndpoint) {
+      const { threshold } = flags.cascade;
+      const { endpoint, model } = teacherEndpoint;
+      let baseURL = endpoint.baseURL ?? env.simulatorUrl;
+      if (!baseURL) {
+        simulator = await startTeacherSimulator({ massivePath: env.massivePath, model });
+        baseURL = simulator.url;
+        log.info(`endpoint "${SIMULATOR_ENDPOINT}": started the teacher SIMULATOR at ${baseURL} (not an LLM: its answers come from the data's labels)`);
+      }
+      const teacher = new TeacherClient(task, {
+        baseURL,
+        apiKey: endpoint.apiKey ?? 'sk-no-key',
+        model,
+        timeoutMs: flags.cascade.timeoutMs,
+        maxRetries: flags.cascade.retries,
+        // A caller is waiting: retry soon or not at all.
+        backoff: { initialMs: 200, maxMs: 2_000, maxRetryAfterMs: 2_000 },
+        concurrency: 64,
+        temperature: 0,
+        useN: false,
+        prices: { inputPerMillionTokens: endpoint.prices.inputPerMTok, outputPerMillionTokens: endpoint.prices.outputPerMTok },
+      });
+      cascade = new TeacherCascade({ threshold, teacher, teacherModel: model });
+    }
+    const server = await startStudentServer({
+      student,
+      functionNames: task.functionNames,
+      modelName: flags.modelName,
+      host: flags.host,
+      port: flags.port,
+      apiToken: env.serveToken,
+      maxBatch: flags.maxBatch,
+      batchWaitMs: flags.batchWaitMs,
+      maxBodyBytes: flags.maxBodyBytes,
+      cascade,
+    });
+    const closeAll = async () => {
+      await server.close();
+      await student.release();
+      await simulator?.close();
+    };
+    log.info('serving', {
+      url: server.url,
+      model: flags.modelName,
+      family: student.family,
+      modelFile: student.modelFile,
+      inference: flags.inferenceThread === 'worker' ? 'worker thread' : 'main thread',
+      auth: env.serveToken ? 'bearer token' : 'none',
+      cascade: flags.cascade ? `${flags.cascade.endpoint} below ${flags.cascade.threshold}` : 'off',
+    });
+    return { url: server.url, close: closeAll };
+  } catch (err) {
+    await student.release();
+    await simulator?.close();
+    throw err;
+  }
+}

@@ -1,0 +1,78 @@
+// The student server's micro-batcher: bounded batches, a bounded wait, one batch at a time.
+import { MicroBatcher } from '../runtime/serve';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function recorder(delayMs = 0) {
+  const batches: number[][] = [];
+  let running = 0;
+  let overlapped = false;
+  const run = async (inputs: number[]) => {
+    batches.push(inputs);
+    if (++running > 1) overlapped = true;
+    await sleep(delayMs);
+    running--;
+    return inputs.map((x) => x * 10);
+  };
+  return { batches, run, overlapped: () => overlapped };
+}
+
+describe('MicroBatcher', () => {
+  test('an idle batcher without a wait runs the first request at once, then batches what queued meanwhile', async () => {
+    const r = recorder(20);
+    const batcher = new MicroBatcher(r.run, { maxBatch: 32, maxWaitMs: 0 });
+    const answers = await Promise.all([1, 2, 3, 4].map((x) => batcher.submit(x)));
+    expect(answers).toEqual([10, 20, 30, 40]);
+    expect(r.batches).toEqual([[1], [2, 3, 4]]);
+    expect(r.overlapped()).toBe(false);
+  });
+
+  test('with a wait, requests within it share one batch, never more than maxBatch', async () => {
+    const r = recorder(5);
+    const sizes: number[] = [];
+    const batcher = new MicroBatcher(r.run, { maxBatch: 4, maxWaitMs: 20, onBatch: (n) => sizes.push(n) });
+    const inputs = Array.from({ length: 10 }, (_, i) => i);
+    const answers = await Promise.all(inputs.map((x) => batcher.submit(x)));
+    expect(answers).toEqual(inputs.map((x) => x * 10));
+    expect(r.batches).toEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
+    expect(sizes).toEqual([4, 4, 2]);
+    expect(r.overlapped()).toBe(false);
+  });
+
+  test('the wait is bounded: a lone request runs after maxWaitMs', async () => {
+    const r = recorder();
+    const batcher = new MicroBatcher(r.run, { maxBatch: 32, maxWaitMs: 30 });
+    const started = Date.now();
+    await batcher.submit(7);
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(25);
+    expect(waited).toBeLessThan(1000);
+  });
+
+  test('a failing batch rejects its own requests only; the next batch runs', async () => {
+    let calls = 0;
+    const batcher = new MicroBatcher<number, number>(
+      async (inputs) => {
+        if (calls++ === 0) {
+          await sleep(10);
+          throw new Error('onnx failed');
+        }
+        return inputs;
+      },
+      { maxBatch: 8, maxWaitMs: 0 },
+    );
+    const first = batcher.submit(1);
+    const second = batcher.submit(2);
+    await expect(first).rejects.toThrow('onnx failed');
+    await expect(second).resolves.toBe(2);
+  });
+
+  test('a batch that returns the wrong number of answers rejects its requests', async () => {
+    const batcher = new MicroBatcher<number, number>(async () => [], { maxBatch: 8, maxWaitMs: 0 });
+    await expect(batcher.submit(1)).rejects.toThrow('a batch of 1 returned 0 answers');
+  });
+
+  test('refuses a batch bound that is not a positive integer', () => {
+    expect(() => new MicroBatcher(async (x: number[]) => x, { maxBatch: 0, maxWaitMs: 0 })).toThrow(/maxBatch must be a positive integer/);
+  });
+});
