@@ -68,7 +68,7 @@ export type DecoderShape = z.infer<typeof DecoderShapeSchema>;
 export const STUDENT_FAMILIES = ['encoder', 'decoder'] as const;
 export type StudentFamily = (typeof STUDENT_FAMILIES)[number];
 /** The family a config gets when it names none and gives no decoder shape. */
-export const DEFAULT_STUDENT_FAMILY: StudentFamily = 'decoder';
+export const DEFAULT_STUDENT_FAMILY: StudentFamily = 'encoder';
 
 export const DecoderStudentSchema = z
   .object({ family: z.literal('decoder') })

@@ -6,6 +6,7 @@ describe('pipeline config', () => {
   test('an empty config is the embedded default', () => {
     const config = parsePipelineConfig({});
     expect(config.task.name).toBe('massive');
+    expect(config.transfer.student.family).toBe('encoder');
     expect(config.transfer.steps).toEqual(['sft']);
     expect(config.compress.steps).toEqual(['int8']);
     expect(config.teacher.samples).toBe(5);
@@ -87,13 +88,13 @@ describe('pipeline config', () => {
   });
 
   test('transfer.dropout reaches sft and kd, not dpo (which has no such field), and 0 adds nothing', () => {
-    const t = parsePipelineConfig({ transfer: { dropout: 0.1 } }).transfer;
+    const t = parsePipelineConfig({ transfer: { student: { family: 'decoder' }, dropout: 0.1 } }).transfer;
     expect(trainingStepConfig(t, 'sft')).toMatchObject({ dropout: 0.1, learning_rate: t.learningRate, epochs: t.epochs });
     expect(trainingStepConfig(t, 'kd')).toMatchObject({ dropout: 0.1 });
     expect(trainingStepConfig(t, 'dpo')).not.toHaveProperty('dropout');
     expect(trainingStepConfig(t, 'dpo')).toMatchObject({ learning_rate: t.dpoLearningRate, epochs: t.dpoEpochs });
     // The default: no field, so the output keys (and cached artifacts) of runs before the option still match.
     expect(trainingStepConfig(parsePipelineConfig({}).transfer, 'sft')).not.toHaveProperty('dropout');
-    expect(() => parsePipelineConfig({ transfer: { dropout: 1 } })).toThrow(/transfer\.dropout/);
+    expect(() => parsePipelineConfig({ transfer: { student: { family: 'decoder' }, dropout: 1 } })).toThrow(/transfer\.dropout/);
   });
 });

@@ -43,7 +43,7 @@ function toySpec(spanArguments?: TaskSpecInput<TaskExample>['spanArguments']): T
 describe('grpo step config', () => {
   test('grpo takes its own epochs, learning rate, generations, KL weight and temperature', () => {
     const t = parsePipelineConfig({
-      transfer: { steps: ['sft', 'grpo'], grpoEpochs: 2, grpoLearningRate: 2e-5, grpoGenerations: 4, grpoBeta: 0.1, grpoTemperature: 0.8, dropout: 0.1 },
+      transfer: { student: { family: 'decoder' }, steps: ['sft', 'grpo'], grpoEpochs: 2, grpoLearningRate: 2e-5, grpoGenerations: 4, grpoBeta: 0.1, grpoTemperature: 0.8, dropout: 0.1 },
     }).transfer;
     const config = trainingStepConfig(t, 'grpo');
     expect(config).toMatchObject({ epochs: 2, learning_rate: 2e-5, num_generations: 4, beta: 0.1, temperature: 0.8, batch_size: t.batchSize, seed: t.seed });
@@ -54,15 +54,15 @@ describe('grpo step config', () => {
   });
 
   test('grpoMaxSteps bounds grpo alone; without it, transfer.maxSteps applies', () => {
-    const both = parsePipelineConfig({ transfer: { steps: ['sft', 'grpo'], maxSteps: 50, grpoMaxSteps: 7 } }).transfer;
+    const both = parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'grpo'], maxSteps: 50, grpoMaxSteps: 7 } }).transfer;
     expect(trainingStepConfig(both, 'grpo')).toMatchObject({ max_steps: 7 });
     expect(trainingStepConfig(both, 'sft')).toMatchObject({ max_steps: 50 });
-    const shared = parsePipelineConfig({ transfer: { steps: ['sft', 'grpo'], maxSteps: 50 } }).transfer;
+    const shared = parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'grpo'], maxSteps: 50 } }).transfer;
     expect(trainingStepConfig(shared, 'grpo')).toMatchObject({ max_steps: 50 });
   });
 
   test('the defaults are one epoch at 5e-5 with 8 generations and KL weight 0.04', () => {
-    const t = parsePipelineConfig({ transfer: { steps: ['sft', 'grpo'] } }).transfer;
+    const t = parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'grpo'] } }).transfer;
     expect(trainingStepConfig(t, 'grpo')).toMatchObject({ epochs: 1, learning_rate: 5e-5, num_generations: 8, beta: 0.04, temperature: 1 });
   });
 
@@ -76,7 +76,8 @@ describe('grpo step config', () => {
     [{ grpoEpochs: -1 }, 'transfer.grpoEpochs'],
     [{ grpoBeta: -0.1 }, 'transfer.grpoBeta'],
   ])('refuses %j naming the field', (transfer, expected) => {
-    expect(configIssues({ transfer }).some((issue) => issue.startsWith(expected))).toBe(true);
+    // The decoder unless the case names a family: grpo is a decoder step.
+    expect(configIssues({ transfer: { student: { family: 'decoder' }, ...transfer } }).some((issue) => issue.startsWith(expected))).toBe(true);
   });
 });
 
