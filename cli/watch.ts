@@ -23,7 +23,9 @@ async function activityProgress(client: Client, workflowId: string, stage: strin
   for (const pending of description?.raw.pendingActivities ?? []) {
     const payload = pending.heartbeatDetails?.payloads?.[0];
     if (!payload) continue;
-    const details = defaultPayloadConverter.fromPayload<Record<string, unknown>>(payload as never);
+    // A liveness beat may carry no details (an activity waiting on the teacher before its first chunk).
+    const details = defaultPayloadConverter.fromPayload<Record<string, unknown> | null | undefined>(payload as never);
+    if (!details || typeof details !== 'object') continue;
     const done = Number(details.step);
     const total = Number(details.total);
     if (!Number.isFinite(done) || !Number.isFinite(total) || total <= 0) continue;
