@@ -16,7 +16,7 @@ import { startDevServer, type DevServer } from './dev-server';
 import { readConfigFile } from './config-file';
 import { watchPipeline } from './watch';
 import { connectClient, startPipeline, pipelineProgress, cancelPipeline } from '../client';
-import { Runtime } from '@temporalio/worker';
+import { installTemporalRuntime } from '../workers/runtime-logger';
 import { createWorkers } from '../workers/worker';
 import { printReportTable } from './report-table';
 import { causeChain } from './cause-chain';
@@ -56,7 +56,7 @@ async function withServer<T>(run: (server: DevServer) => Promise<T>, share: 'reu
 async function demo(args: string[]) {
   // Ctrl-C must cancel the pipeline first (which needs a running worker), then stop the worker:
   // take signal handling away from the Temporal runtime, which would stop the workers at once.
-  Runtime.install({ shutdownSignals: [] });
+  installTemporalRuntime({ shutdownSignals: [] });
   const env = readEnv();
   const configFile = flag(args, '--config');
   const config = configFile ? await readConfigFile(configFile) : defaultConfig();
@@ -124,6 +124,7 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
 
 async function main() {
   const [command, ...args] = process.argv.slice(2);
+  if (command !== 'demo' && command !== 'serve') installTemporalRuntime();
   const env = readEnv();
   switch (command) {
     case 'demo':

@@ -2,7 +2,13 @@
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-const threshold = order[(process.env.SUPERTINY_LOG_LEVEL as LogLevel) ?? 'info'] ?? order.info;
+const configured: LogLevel = (process.env.SUPERTINY_LOG_LEVEL as LogLevel) in order ? (process.env.SUPERTINY_LOG_LEVEL as LogLevel) : 'info';
+const threshold = order[configured];
+
+/** The level set by SUPERTINY_LOG_LEVEL (default info). */
+export function logLevel(): LogLevel {
+  return configured;
+}
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;

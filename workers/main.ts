@@ -5,10 +5,12 @@
 import { readEnv } from '../config/env';
 import { createLogger } from '../config/logger';
 import { createWorkers } from './worker';
+import { installTemporalRuntime } from './runtime-logger';
 
 const log = createLogger('worker');
 
 async function main() {
+  installTemporalRuntime();
   const env = readEnv();
   const workers = await createWorkers(env, { role: env.workerRole });
   await workers.run();
