@@ -13,6 +13,13 @@ MINILM_JAR_SHA256=d4d7d1fbde4bd7ac735b1784d9d2b1392d1896c24e7e52ab2f6dded262bcfc
 did=0
 say() { echo "setup: $*" >&2; }
 
+# 0. Node.js: the version package.json's "engines" states, which every pinned dependency accepts.
+node_major_minor=$(node -p 'process.versions.node.split(".").slice(0,2).join(".")' 2>/dev/null || echo 0.0)
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=3)?0:1)' 2>/dev/null; then
+  say "Node.js >= 20.3 is required (found ${node_major_minor}); install it from https://nodejs.org"
+  exit 1
+fi
+
 # 1. npm packages: reinstall when the lock changed since the last install.
 if [ ! -f node_modules/.supertiny-lock.sha256 ] || ! sha256sum -c --status node_modules/.supertiny-lock.sha256 2>/dev/null; then
   say "installing npm packages (npm ci)"
