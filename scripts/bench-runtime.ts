@@ -1,5 +1,5 @@
 // Latency and throughput of exported students (fp32 and int8, either family) on MASSIVE dev utterances.
-//   npx tsx scripts/bench-runtime.ts --model DIR [--model DIR2 ...] [--n 200] [--threads 1] [--batch-size 32]
+//   npx tsx scripts/bench-runtime.ts --model DIR [--model DIR2 ...] [--n 200] [--split dev|test] [--threads 1] [--batch-size 32]
 //     [--model-file model.onnx] [--no-task]
 // Single-request latency includes tokenization. --no-task loads without the MASSIVE task (no quality
 // numbers): for folders with other labels, e.g. test/fixtures/make-encoder-fixture.py's random-weight ones.
@@ -78,6 +78,7 @@ async function main() {
       warmup: { type: 'string', default: '10' },
       'model-file': { type: 'string', default: 'model.onnx' },
       'no-task': { type: 'boolean', default: false },
+      split: { type: 'string', default: 'dev' },
     },
   });
   const folders = values.model ?? [];
@@ -86,9 +87,10 @@ async function main() {
   const threads = Number(values.threads);
   const batchSize = Number(values['batch-size']);
   const { task } = await loadMassiveTask();
-  const dev = (await task.dataset.load('dev')).slice(0, n);
+  const split = values.split === 'test' ? 'test' : 'dev';
+  const dev = (await task.dataset.load(split)).slice(0, n);
   const inputs = dev.map((e) => e.utterance);
-  console.log(`${inputs.length} MASSIVE dev utterances, ${threads} intra-op thread(s), batch size ${batchSize}`);
+  console.log(`${inputs.length} MASSIVE ${split} utterances, ${threads} intra-op thread(s), batch size ${batchSize}`);
 
   const answers = new Map<string, string[]>();
   for (const folder of folders) {

@@ -1,3 +1,4 @@
+import { mostProbablePerSlot } from '../runtime/student/encoder-model';
 // The encoder student's decoding rules without a model: the constrained BIO Viterbi, spans, and the
 // tokenizer's character offsets (a WordPiece tokenizer.json written here).
 import { promises as fs } from 'node:fs';
@@ -145,5 +146,18 @@ describe('EncoderTokenizer offsets', () => {
   test('refuses a tokenizer whose offsets it cannot follow, naming the field', async () => {
     await expect(load({ normalizer: { type: 'Replace', pattern: { String: 'a' }, content: 'b' } })).rejects.toThrow(/tokenizer\.json: field normalizer has type Replace/);
     await expect(load({ model: { type: 'BPE', vocab: {}, merges: [] } })).rejects.toThrow(StudentModelError);
+  });
+});
+
+describe('a slot the function takes once, tagged twice', () => {
+  test('keeps the most probable span of that slot and every span of the others, in text order', () => {
+    const spans = [
+      { slot: 'time', value: 'five am', probability: 0.4 },
+      { slot: 'date', value: 'today', probability: 0.9 },
+      { slot: 'time', value: 'six am', probability: 0.8 },
+      { slot: 'place', value: 'home', probability: 0.5 },
+    ];
+    expect(mostProbablePerSlot(spans).map((s) => s.value)).toEqual(['today', 'six am', 'home']);
+    expect(mostProbablePerSlot([])).toEqual([]);
   });
 });

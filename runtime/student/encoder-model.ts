@@ -168,14 +168,31 @@ export class EncoderStudent implements StudentRuntime {
       probability: Math.min(...tokenProbability.slice(span.first, span.last + 1)),
     }));
 
-    const call: Call = { name: intent, args: spans.map((s) => ({ key: s.slot, value: s.value })) };
-    const base = { input, intent, intentProbability, spans };
+    const callOf = (kept: typeof spans): Call => ({ name: intent, args: kept.map((s) => ({ key: s.slot, value: s.value })) });
+    let call = callOf(spans);
+    let kept = spans;
     if (this.task) {
-      const validation = this.task.validateCall(call);
-      if (!validation.ok) return { ...base, confidence: 0, errors: validation.errors };
+      let validation = this.task.validateCall(call);
+      if (!validation.ok) {
+        // The tags can name a slot twice that this function takes once: keep its most probable span.
+        kept = mostProbablePerSlot(spans);
+        call = callOf(kept);
+        validation = this.task.validateCall(call);
+      }
+      if (!validation.ok) return { input, intent, intentProbability, spans, confidence: 0, errors: validation.errors };
     }
-    return { ...base, call, confidence: intentProbability * Math.min(1, ...tokenProbability) };
+    return { input, intent, intentProbability, spans: kept, call, confidence: intentProbability * Math.min(1, ...tokenProbability) };
   }
+}
+
+/** One span per slot, the most probable (ties: the first), in text order. */
+export function mostProbablePerSlot<S extends { slot: string; probability: number }>(spans: readonly S[]): S[] {
+  const best = new Map<string, S>();
+  for (const span of spans) {
+    const current = best.get(span.slot);
+    if (!current || span.probability > current.probability) best.set(span.slot, span);
+  }
+  return spans.filter((span) => best.get(span.slot) === span);
 }
 
 /** A folder trained for another task fails at load, not as wrong answers: intents and slots must be the task's. */
