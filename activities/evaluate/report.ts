@@ -69,16 +69,19 @@ function scatter(report: PipelineReport, title: string, xLabel: string, x: (m: M
   ${[0, 0.25, 0.5, 0.75, 1].map((v) => `<text x="${L - 6}" y="${sy(v) + 4}" text-anchor="end" class="tk">${v * 100}%</text><line x1="${L}" x2="${W - R}" y1="${sy(v)}" y2="${sy(v)}" class="grid"/>`).join('')}
   <text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" class="tk">${escapeHtml(xLabel)} (log scale)</text>
   <text x="14" y="${(T + H - B) / 2}" text-anchor="middle" class="tk" transform="rotate(-90 14 ${(T + H - B) / 2})">exact match</text>
-  ${points.map((p) => `<circle cx="${sx(p.x)}" cy="${sy(p.y)}" r="6" fill="${COLORS[p.name]}"><title>${LABELS[p.name]}: ${pct(p.y)}</title></circle><text x="${sx(p.x) + 9}" y="${sy(p.y) - 8}" class="lbl">${LABELS[p.name]}</text>`).join('\n  ')}
+  ${points.map((p, i) => `<circle cx="${sx(p.x)}" cy="${sy(p.y)}" r="6" fill="${COLORS[p.name]}"><title>${LABELS[p.name]}: ${pct(p.y)}</title></circle><text x="${sx(p.x) + 9}" y="${sy(p.y) + (i % 2 ? 18 : -8)}" class="lbl">${LABELS[p.name]}</text>`).join('\n  ')}
 </svg></figure>`;
 }
 
 export function renderReportHtml(report: PipelineReport): string {
+  // The teacher simulator answers on loopback: it is named as such, and its timings are marked simulated.
+  const simulated = (name: ModelName) => name === 'teacher' && report.cost?.teacher.simulated === true;
+  const ms = (name: ModelName, value: number) => (simulated(name) ? `<small title="the teacher SIMULATOR on loopback, not an LLM">${value.toFixed(2)} (sim.)</small>` : value.toFixed(2));
   const rows = (Object.entries(report.models) as [ModelName, ModelReport][])
     .map(
-      ([name, m]) => `<tr><th scope="row"><span class="dot" style="background:${COLORS[name]}"></span>${LABELS[name]}</th>
+      ([name, m]) => `<tr><th scope="row"><span class="dot" style="background:${COLORS[name]}"></span>${simulated(name) ? 'Teacher SIMULATOR' : LABELS[name]}</th>
 <td>${pct(m.intent_acc)}</td><td>${pct(m.slot_f1)}</td><td>${pct(m.exact_match)}</td><td>${pct(m.schema_valid)}</td>
-<td>${m.latency_ms_p50.toFixed(2)}</td><td>${m.latency_ms_p95.toFixed(2)}</td><td>${m.throughput_rps.toFixed(0)}</td><td>${human(m.params)}</td><td>${human(m.bytes, 'B')}</td></tr>`,
+<td>${ms(name, m.latency_ms_p50)}</td><td>${ms(name, m.latency_ms_p95)}</td><td>${simulated(name) ? '<small>–</small>' : m.throughput_rps.toFixed(0)}</td><td>${human(m.params)}</td><td>${human(m.bytes, 'B')}</td></tr>`,
     )
     .join('\n');
   const gates = report.gates
