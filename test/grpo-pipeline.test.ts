@@ -1,44 +1,22 @@
 // transfer.steps ["sft", "grpo"] end to end on a real Temporal dev server: a tiny student, a few grpo steps.
-import { promises as fs } from 'node:fs';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import { startPipeline } from '../client';
-import type { SupertinyEnv } from '../config/env';
-import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import type { PipelineResult } from '../activities/types';
-import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { withWorkers } from './support/temporal';
+import { usePipelineBed } from './support/pipeline-bed';
 import { smallPipelineConfig } from './support/pipeline-config';
 
 describe('grpo in the pipeline', () => {
-  let server: TestWorkflowEnvironment;
-  let env: SupertinyEnv;
-  let simulator: RunningTeacherSimulator;
-  let workers: () => Promise<Worker[]>;
-  const taskQueue = `grpo-test-${Date.now()}`;
-
-  beforeAll(async () => {
-    server = await startTestServer();
-    env = await testEnv(server.address, { taskQueue });
-    simulator = await startTeacherSimulator({ massivePath: env.massivePath });
-    const deps = testDeps(env, { simulatorBaseURL: simulator.url });
-    workers = () => createTestWorkers(server, taskQueue, deps);
-  }, 120_000);
-
-  afterAll(async () => {
-    await simulator?.close();
-    await server?.teardown();
-    if (env) await fs.rm(env.dataDir, { recursive: true, force: true });
-  });
+  const bed = usePipelineBed('grpo-test');
 
   test('runs sft then grpo, with the reward statistics in the step metrics and the workflow details', async () => {
     const config = smallPipelineConfig('grpo-run', {
       transfer: { steps: ['sft', 'grpo'], maxSteps: 12, grpoMaxSteps: 4, grpoGenerations: 4, batchSize: 16 },
       compress: { steps: [] },
     });
-    const handle = await startPipeline(server.client, config, { taskQueue });
-    const transfer = server.client.workflow.getHandle(`${handle.workflowId}/transfer`);
+    const handle = await startPipeline(bed.server.client, config, { taskQueue: bed.taskQueue });
+    const transfer = bed.server.client.workflow.getHandle(`${handle.workflowId}/transfer`);
     // The metadata query replays the finished child on a worker, so it is asked while they run.
-    const [result, metadata] = await withWorkers(workers, async (): Promise<[PipelineResult, { currentDetails: string }]> => {
+    const [result, metadata] = await withWorkers(bed.workers, async (): Promise<[PipelineResult, { currentDetails: string }]> => {
       const finished = await handle.result();
       return [finished, await transfer.query<{ currentDetails: string }>('__temporal_workflow_metadata')];
     });

@@ -2,47 +2,23 @@
 // Temporal dev server: teacher labels with votes, encoder training, ONNX export, int8 behind the gate,
 // evaluation of every model through the one runtime interface.
 import { promises as fs } from 'node:fs';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
 import { startPipeline } from '../client';
-import type { SupertinyEnv } from '../config/env';
-import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import { loadStudent } from '../runtime/student';
-import { ArtifactStore } from '../artifacts/store';
 import { loadMassiveTask } from '../tasks/massive';
-import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { withWorkers } from './support/temporal';
+import { usePipelineBed } from './support/pipeline-bed';
 import { smallPipelineConfig } from './support/pipeline-config';
 
 describe('encoder student pipeline', () => {
-  let server: TestWorkflowEnvironment;
-  let env: SupertinyEnv;
-  let simulator: RunningTeacherSimulator;
-  let workers: () => Promise<Worker[]>;
-  let store: ArtifactStore;
-  const taskQueue = `pipeline-encoder-${Date.now()}`;
-
-  beforeAll(async () => {
-    server = await startTestServer();
-    env = await testEnv(server.address, { taskQueue });
-    simulator = await startTeacherSimulator({ massivePath: env.massivePath });
-    const deps = testDeps(env, { simulatorBaseURL: simulator.url });
-    store = deps.store;
-    workers = () => createTestWorkers(server, taskQueue, deps);
-  }, 120_000);
-
-  afterAll(async () => {
-    await simulator?.close();
-    await server?.teardown();
-    if (env) await fs.rm(env.dataDir, { recursive: true, force: true });
-  });
+  const bed = usePipelineBed('pipeline-encoder');
 
   test('runs end to end: every model scored, the int8 student answers schema-valid calls in TypeScript', async () => {
     const config = smallPipelineConfig('encoder-run', {
       task: { trainLimit: 160, devLimit: 60, testLimit: 60 },
       transfer: { steps: ['sft'], student: { family: 'encoder', maxLength: 48 }, epochs: 1, maxSteps: 25, batchSize: 16, checkpointEvery: 10 },
     });
-    const handle = await startPipeline(server.client, config, { taskQueue });
-    const result = await withWorkers(workers, () => handle.result());
+    const handle = await startPipeline(bed.server.client, config, { taskQueue: bed.taskQueue });
+    const result = await withWorkers(bed.workers, () => handle.result());
     expect(result.status).toBe('completed');
     expect(result.transfer!.tokenizer).toBeUndefined();
     expect(result.transfer!.steps.map((s) => s.step)).toEqual(['sft']);
@@ -57,8 +33,8 @@ describe('encoder student pipeline', () => {
     // PyTorch and ONNX fp32 are one model: the same answers within a rounding of a near-tie or two.
     expect(Math.abs(report.models.student.exact_match - report.models.student_onnx.exact_match)).toBeLessThanOrEqual(2 / 60);
 
-    const folder = await store.materializeDirectory(result.compress!.int8!, `${env.dataDir}/int8-check`);
-    const { task } = await loadMassiveTask({ massivePath: env.massivePath });
+    const folder = await bed.store.materializeDirectory(result.compress!.int8!, `${bed.env.dataDir}/int8-check`);
+    const { task } = await loadMassiveTask({ massivePath: bed.env.massivePath });
     const student = await loadStudent(folder, { task });
     try {
       expect(student.family).toBe('encoder');

@@ -11,9 +11,10 @@ import { startPipeline, pipelineProgress, cancelPipeline } from '../client';
 import { InvalidConfigError } from '../config/pipeline';
 import type { SupertinyEnv } from '../config/env';
 import { ArtifactStore } from '../artifacts/store';
-import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
+import type { RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import type { PipelineResult } from '../activities/types';
-import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers, workflowBundle } from './support/temporal';
+import { withWorkers, workflowBundle } from './support/temporal';
+import { usePipelineBed } from './support/pipeline-bed';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { waitFor } from './support/wait';
 
@@ -26,22 +27,9 @@ describe('distillation pipeline on a real Temporal server', () => {
   let simulator: RunningTeacherSimulator;
   let workers: () => Promise<Worker[]>;
   let firstResult: PipelineResult;
-  const taskQueue = `pipeline-test-${Date.now()}`;
-
-  beforeAll(async () => {
-    server = await startTestServer();
-    env = await testEnv(server.address, { taskQueue });
-    simulator = await startTeacherSimulator({ massivePath: env.massivePath });
-    const deps = testDeps(env, { simulatorBaseURL: simulator.url });
-    store = deps.store;
-    workers = () => createTestWorkers(server, taskQueue, deps);
-  }, 120_000);
-
-  afterAll(async () => {
-    await simulator?.close();
-    await server?.teardown();
-    if (env) await fs.rm(env.dataDir, { recursive: true, force: true });
-  });
+  const bed = usePipelineBed('pipeline-test');
+  const taskQueue = bed.taskQueue;
+  beforeAll(() => ({ server, env, store, simulator, workers } = bed));
 
   test('runs to completion through SupertinyPlugin and reports every model', async () => {
     const handle = await startPipeline(server.client, smallPipelineConfig('plugin-run'), { taskQueue });
