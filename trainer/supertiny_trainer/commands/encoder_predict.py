@@ -128,7 +128,7 @@ class EncoderPredictor:
 
     def _single_request_latency(self, backend, decoder, texts: list[str], pad_id: int) -> dict:
         """Wall time of single requests (batch 1): tokenize, forward, decode."""
-        from .predict import _percentile
+        from .predict import latency_metrics
 
         count = min(self.config.latency_samples, len(texts))
         if count == 0:
@@ -140,10 +140,4 @@ class EncoderPredictor:
             intents, tags = backend.logits(feed)
             decode_batch(decoder, [text], encodings, intents, tags)
             timings.append((time.perf_counter() - started) * 1000)
-        ordered = sorted(timings)
-        return {
-            "latency_samples": count,
-            "latency_ms_p50": round(_percentile(ordered, 50), 3),
-            "latency_ms_p95": round(_percentile(ordered, 95), 3),
-            "latency_throughput_rps": round(count / (sum(timings) / 1000), 2),
-        }
+        return latency_metrics(timings)
