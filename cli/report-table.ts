@@ -1,7 +1,6 @@
 // Prints report.json's model comparison as a plain table on stdout.
 import { promises as fs } from 'node:fs';
-import type { ModelReport as ModelRow } from '../activities/evaluate/report';
-
+import type { ModelReport as ModelRow, PipelineReport } from '../activities/evaluate/report';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const num = (x: number | null) => (x === null || x === undefined ? '-' : x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)}k` : String(x));
@@ -25,6 +24,6 @@ export function formatReportTable(models: Record<string, ModelRow>): string {
 }
 
 export async function printReportTable(reportPath: string): Promise<void> {
-  const report = JSON.parse(await fs.readFile(reportPath, 'utf8')) as { models: Record<string, ModelRow>; split?: string };
-  process.stdout.write(`\n${report.split ?? 'test'} split:\n` + formatReportTable(report.models));
+  const report = JSON.parse(await fs.readFile(reportPath, 'utf8')) as Pick<PipelineReport, 'models' | 'dataset'>;
+  process.stdout.write(`\n${report.dataset.split} split:\n` + formatReportTable(report.models as Record<string, ModelRow>));
 }

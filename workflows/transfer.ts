@@ -50,10 +50,10 @@ async function decoderTransfer({ config, prototype }: TransferStageInput): Promi
       // The white-box teacher for logit distillation: a larger student trained first on the same data.
       await reportStageProgress({ stage: 'transfer', step: 'kd teacher', done: 2 + i, total });
       const teacherInit = await gpu.initStudent({ config, tokenizer, shape: config.transfer.kdTeacher });
-      kdTeacher = (await gpu.trainStudent({ config, step: 'sft', model: teacherInit, prototype, tokenizer })).model;
+      kdTeacher = (await gpu.trainStudent({ config, step: 'sft', model: teacherInit, prototype })).model;
     }
     await reportStageProgress({ stage: 'transfer', step, done: 2 + i, total });
-    const trained = await gpu.trainStudent({ config, step, model, prototype, tokenizer, teacherModel: step === 'kd' ? kdTeacher : undefined });
+    const trained = await gpu.trainStudent({ config, step, model, prototype, teacherModel: step === 'kd' ? kdTeacher : undefined });
     // Dev quality after every step, so the value of each step is visible in the result and the report.
     const dev = await gpu.scoreStudentOnDev({ config, model: trained.model, dev: prototype.data.dev });
     steps.push({

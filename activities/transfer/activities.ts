@@ -22,8 +22,6 @@ export interface TrainStudentInput {
   config: PipelineConfig;
   step: TransferStep;
   model: ArtifactRef;
-  /** Decoder family: the trained tokenizer (its model folder carries it too). */
-  tokenizer?: ArtifactRef;
   prototype: Pick<PrototypeResult, 'sft' | 'preferences'>;
   /** For kd: the white-box teacher model folder. */
   teacherModel?: ArtifactRef;
