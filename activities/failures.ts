@@ -1,30 +1,19 @@
 // Turns domain errors into Temporal failures with stable types, so workflows and retry policies can
 // tell "retry this" from "re-run the producer" from "the input is wrong".
 import { ApplicationFailure } from '@temporalio/common';
-import { ArtifactCorruptedError, ArtifactMissingError } from '../artifacts/store';
-import { ARTIFACT_CORRUPTED, ARTIFACT_MISSING } from '../artifacts/ref';
-import { InvalidConfigError } from '../config/pipeline';
-import { EndpointConfigError, redact } from '../config/endpoints';
-import { MassiveDataError } from '../tasks/massive/data';
-import { EndpointUnavailableError } from './prototype/chat-client';
-import { TEACHER_UNAVAILABLE } from './prototype/teacher-outage';
+import { FailureType, SupertinyError } from '../config/failure-types';
+import { redact } from '../config/endpoints';
 
 /** Bad user input (dataset lines, task specs): retrying cannot help. */
-export class InvalidInputError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'InvalidInputError';
-  }
+export class InvalidInputError extends SupertinyError {
+  readonly failureType = FailureType.InvalidInput;
 }
 
 export function toActivityFailure(err: unknown): unknown {
   if (err instanceof ApplicationFailure) return err;
-  if (err instanceof ArtifactCorruptedError) return ApplicationFailure.create({ message: err.message, type: ARTIFACT_CORRUPTED, nonRetryable: true, details: [err.ref] });
-  if (err instanceof ArtifactMissingError) return ApplicationFailure.create({ message: err.message, type: ARTIFACT_MISSING, nonRetryable: true, details: [err.ref] });
-  if (err instanceof InvalidConfigError) return ApplicationFailure.create({ message: err.message, type: 'InvalidConfig', nonRetryable: true, details: [err.issues] });
-  if (err instanceof EndpointConfigError) return ApplicationFailure.create({ message: err.message, type: 'InvalidConfig', nonRetryable: true });
-  if (err instanceof InvalidInputError || err instanceof MassiveDataError) return ApplicationFailure.create({ message: err.message, type: 'InvalidInput', nonRetryable: true });
-  if (err instanceof EndpointUnavailableError) return ApplicationFailure.create({ message: err.message, type: TEACHER_UNAVAILABLE, nonRetryable: true, details: [err.statusCounts] });
+  if (err instanceof SupertinyError) {
+    return ApplicationFailure.create({ message: err.message, type: err.failureType, nonRetryable: !err.retryable, details: err.failureDetails() });
+  }
   return err;
 }
 

@@ -1,4 +1,5 @@
 // Artifact references: the only thing activities pass around. Safe to import from workflow code.
+import { FailureType } from '../config/failure-types';
 import { z } from 'zod';
 
 export const ArtifactRefSchema = z.object({
@@ -10,8 +11,8 @@ export const ArtifactRefSchema = z.object({
 export type ArtifactRef = z.infer<typeof ArtifactRefSchema>;
 
 /** Error types carried by ApplicationFailure so that workflows can react (re-run the producer). */
-export const ARTIFACT_MISSING = 'ArtifactMissing';
-export const ARTIFACT_CORRUPTED = 'ArtifactCorrupted';
+export const ARTIFACT_MISSING = FailureType.ArtifactMissing;
+export const ARTIFACT_CORRUPTED = FailureType.ArtifactCorrupted;
 
 function isRef(value: unknown): value is ArtifactRef {
   return ArtifactRefSchema.safeParse(value).success;

@@ -4,6 +4,7 @@
 // Writes go to a temporary file first and are renamed into place, so a crash never leaves a partial
 // blob under its final name.
 import { createHash, randomUUID } from 'node:crypto';
+import { FailureType, SupertinyError } from '../config/failure-types';
 import { createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
@@ -11,17 +12,23 @@ import { ArtifactRef, ArtifactRefSchema, collectRefs } from './ref';
 
 export { collectRefs };
 
-export class ArtifactError extends Error {
+export abstract class ArtifactError extends SupertinyError {
   constructor(
     message: string,
     readonly ref: ArtifactRef,
   ) {
     super(message);
-    this.name = new.target.name;
+  }
+  override failureDetails(): unknown[] {
+    return [this.ref];
   }
 }
-export class ArtifactMissingError extends ArtifactError {}
-export class ArtifactCorruptedError extends ArtifactError {}
+export class ArtifactMissingError extends ArtifactError {
+  readonly failureType = FailureType.ArtifactMissing;
+}
+export class ArtifactCorruptedError extends ArtifactError {
+  readonly failureType = FailureType.ArtifactCorrupted;
+}
 
 /** A directory artifact is stored as a manifest blob naming one blob per file. */
 export interface DirectoryManifest {
@@ -242,7 +249,7 @@ export class ArtifactStore {
   }
 
   private asDirectoryError(dir: ArtifactRef, file: DirectoryManifest['files'][number], err: unknown): unknown {
-    if (err instanceof ArtifactError) return new (err.constructor as typeof ArtifactError)(`${err.message} (member ${file.path})`, dir);
+    if (err instanceof ArtifactError) return new (err.constructor as typeof ArtifactMissingError)(`${err.message} (member ${file.path})`, dir);
     return err;
   }
 

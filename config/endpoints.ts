@@ -4,6 +4,7 @@
 import { promises as fs } from 'node:fs';
 import * as YAML from 'yaml';
 import { z } from 'zod';
+import { FailureType, SupertinyError } from './failure-types';
 
 /** The endpoint served by the built-in teacher SIMULATOR (started in the worker on first use). */
 export const SIMULATOR_ENDPOINT = 'simulator';
@@ -71,11 +72,8 @@ export function simulatorEndpoint(): TeacherEndpoint {
   return { name: SIMULATOR_ENDPOINT, models: [SIMULATOR_MODEL], prices: SIMULATOR_PRICES, simulated: true };
 }
 
-export class EndpointConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'EndpointConfigError';
-  }
+export class EndpointConfigError extends SupertinyError {
+  readonly failureType = FailureType.InvalidConfig;
 }
 
 /**

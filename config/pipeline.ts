@@ -2,6 +2,7 @@
 // before starting a workflow, and the workflow parses it again (it may be started from the Temporal CLI).
 // Safe to import from workflow code: no I/O here.
 import { z } from 'zod';
+import { FailureType, SupertinyError } from './failure-types';
 
 const positiveInt = z.number().int().positive();
 const fraction = z.number().min(0).max(1);
@@ -228,10 +229,13 @@ export const PipelineConfigSchema = z
 export type PipelineConfig = z.infer<typeof PipelineConfigSchema>;
 export type PipelineConfigInput = z.input<typeof PipelineConfigSchema>;
 
-export class InvalidConfigError extends Error {
+export class InvalidConfigError extends SupertinyError {
+  readonly failureType = FailureType.InvalidConfig;
   constructor(readonly issues: { path: string; message: string }[]) {
     super(`invalid pipeline config: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}`);
-    this.name = 'InvalidConfigError';
+  }
+  override failureDetails(): unknown[] {
+    return [this.issues];
   }
 }
 

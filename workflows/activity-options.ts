@@ -9,13 +9,14 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { SupertinyActivities } from '../activities';
+import { FailureType, NON_RETRYABLE_FAILURES } from '../config/failure-types';
 import type { PipelineConfig } from '../config/pipeline';
 
 /** Errors that retrying the same activity cannot fix. */
-export const NON_RETRYABLE = ['InvalidConfig', 'InvalidInput', 'ArtifactMissing', 'ArtifactCorrupted', 'TrainerConfigError', 'TeacherUnavailable'];
+export const NON_RETRYABLE: string[] = NON_RETRYABLE_FAILURES;
 
 /** The failure type when no worker picks up an activity within timeouts.queueMinutes. */
-export const NO_WORKER = 'NoWorkerOnQueue';
+export const NO_WORKER = FailureType.NoWorkerOnQueue;
 
 /** GPU-bound work goes to "<workflow task queue>-gpu"; workers serve both unless told otherwise. */
 export function gpuQueueOf(taskQueue: string): string {

@@ -14,6 +14,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { collectRefs } from '../artifacts/ref';
+import { FailureType } from '../config/failure-types';
 import { ARTIFACT_CORRUPTED, ARTIFACT_MISSING, type ArtifactRef } from '../artifacts/ref';
 import { parsePipelineConfig, InvalidConfigError, type PipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import type { PipelineResult } from '../activities/types';
@@ -51,7 +52,7 @@ export async function distillationPipeline(input: PipelineConfigInput): Promise<
   try {
     config = parsePipelineConfig(legacy ? withoutLegacyTeacherFields(input) : input);
   } catch (err) {
-    if (err instanceof InvalidConfigError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidConfig', err.issues);
+    if (err instanceof InvalidConfigError) throw ApplicationFailure.nonRetryable(err.message, FailureType.InvalidConfig, err.issues);
     throw err;
   }
 

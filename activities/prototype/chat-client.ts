@@ -4,6 +4,7 @@
 // wait) and cost from `usage`. An AbortSignal (the activity's cancellation and deadline) stops it: in-flight
 // requests are aborted and nothing new is sent.
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
+import { FailureType, SupertinyError } from '../../config/failure-types';
 import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
@@ -94,13 +95,16 @@ export type ChatOutcome =
  * The endpoint failed a request for good (after its retries) while the client was told to stop at the
  * first such failure. The message says what the endpoint did: status counts and the last error, never the key.
  */
-export class EndpointUnavailableError extends Error {
+export class EndpointUnavailableError extends SupertinyError {
+  readonly failureType = FailureType.TeacherUnavailable;
   constructor(
     message: string,
     readonly statusCounts: Record<string, number>,
   ) {
     super(message);
-    this.name = 'EndpointUnavailableError';
+  }
+  override failureDetails(): unknown[] {
+    return [this.statusCounts];
   }
 }
 

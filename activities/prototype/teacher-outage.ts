@@ -1,13 +1,14 @@
 // How a teacher or judge call that could not finish leaves the activity: as a failure that says what the
 // endpoint did, never as a result built from failed requests (which a memo would keep forever).
 import { ApplicationFailure } from '@temporalio/common';
+import { FailureType } from '../../config/failure-types';
 import { ActivityDeadlineError } from '../liveness';
 import type { ChatClient } from './chat-client';
 
 /** Failure type of an endpoint that failed requests for good, or answered nothing before the deadline. */
-export const TEACHER_UNAVAILABLE = 'TeacherUnavailable';
+export const TEACHER_UNAVAILABLE = FailureType.TeacherUnavailable;
 /** Failure type of an attempt that ran out of time while the endpoint answered: a retry resumes. */
-export const TEACHER_DEADLINE = 'TeacherDeadline';
+export const TEACHER_DEADLINE = FailureType.TeacherDeadline;
 
 /**
  * Maps a deadline reached while teacher work ran to a failure that names the endpoint's behaviour. An

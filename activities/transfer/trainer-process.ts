@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { ApplicationFailure } from '@temporalio/common';
+import { FailureType, trainerFailureType } from '../../config/failure-types';
 import { Context } from '@temporalio/activity';
 import type { SupertinyEnv } from '../../config/env';
 import { createLogger } from '../../config/logger';
@@ -179,7 +180,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
     const message = `trainer ${command} failed (${error.kind}): ${error.message}`;
     throw ApplicationFailure.create({
       message,
-      type: error.kind === 'config' || error.kind === 'data' || error.kind === 'missing_model' ? 'TrainerConfigError' : `Trainer_${error.kind}`,
+      type: trainerFailureType(error.kind),
       nonRetryable: NON_RETRYABLE_KINDS.has(error.kind),
       details: [{ kind: error.kind, stderr: stderrTail.slice(-10) }],
     });
@@ -259,13 +260,13 @@ async function stopStaleTrainer(runDir: string, me: Omit<TrainerOwner, 'pid'>): 
   if (!workerGone && sameActivity && owner.attempt > me.attempt) {
     throw ApplicationFailure.create({
       message: `attempt ${owner.attempt} of this activity runs the trainer in ${runDir}; attempt ${me.attempt} is superseded and stops`,
-      type: 'AttemptSuperseded',
+      type: FailureType.AttemptSuperseded,
     });
   }
   if (!workerGone && !sameActivity) {
     throw ApplicationFailure.create({
       message: `another activity (${owner.activity}) runs a trainer in ${runDir} (pid ${owner.pid}); retrying later`,
-      type: 'TrainerBusy',
+      type: FailureType.TrainerBusy,
     });
   }
   try {

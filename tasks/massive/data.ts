@@ -1,6 +1,7 @@
 // MASSIVE en-US (CC BY 4.0, Amazon): one utterance per JSONL line with its scenario, intent and annotated
 // slots, e.g. "wake me up at [time : five am] [date : this week]".
 import { promises as fs } from 'node:fs';
+import { FailureType, SupertinyError } from '../../config/failure-types';
 import { z } from 'zod';
 import { SPLITS, Split, TaskExample } from '../define';
 
@@ -52,11 +53,8 @@ export function parseAnnotation(annotated: string): { utterance: string; slots: 
 }
 
 /** A bad line of the data file: names the line and field, never quotes the content. */
-export class MassiveDataError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MassiveDataError';
-  }
+export class MassiveDataError extends SupertinyError {
+  readonly failureType = FailureType.InvalidInput;
 }
 
 export function parseMassiveLine(line: string, lineNumber: number): MassiveExample {
