@@ -1,6 +1,7 @@
 // Turns domain errors into Temporal failures with stable types, so workflows and retry policies can
 // tell "retry this" from "re-run the producer" from "the input is wrong".
 import { ApplicationFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
 import { FailureType, SupertinyError } from '../config/failure-types';
 import { redact } from '../config/endpoints';
 
@@ -18,6 +19,33 @@ export function toActivityFailure(err: unknown): unknown {
 }
 
 type AsyncFn = (...args: any[]) => Promise<unknown>;
+
+/** Attempts after which an error that is not typed as retryable stops being retried. */
+export const ERROR_ATTEMPTS = 5;
+
+/**
+ * The retry policy allows many attempts so that killed workers never fail a pipeline; an untyped error
+ * (a bug, a broken environment) that has now failed ERROR_ATTEMPTS attempts is made final here instead.
+ */
+function giveUpOnRepeatedError(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  if (err instanceof ApplicationFailure && (err.nonRetryable || WAITS_ARE_PROGRESS.has(err.type ?? ''))) return err;
+  const attempt = currentAttempt();
+  if (attempt === undefined || attempt < ERROR_ATTEMPTS) return err;
+  const type = err instanceof ApplicationFailure ? (err.type ?? 'Error') : err.name || 'Error';
+  return ApplicationFailure.create({ message: `${err.message} (attempt ${attempt}; not retried again)`, type, nonRetryable: true, cause: err });
+}
+
+/** Retryable failures that mean "come back later", not "this failed": a retry makes progress or waits its turn. */
+const WAITS_ARE_PROGRESS = new Set<string>([FailureType.TeacherDeadline, FailureType.TrainerBusy]);
+
+function currentAttempt(): number | undefined {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return undefined; // called outside an activity (a test)
+  }
+}
 
 /** The error with every secret replaced: a key must never reach workflow history through a message. */
 function scrubbed(err: unknown, secrets: readonly string[]): unknown {
@@ -46,7 +74,7 @@ export function withTypedFailures<T extends Record<string, AsyncFn>>(activities:
         try {
           return await fn(...args);
         } catch (err) {
-          throw scrubbed(toActivityFailure(err), secrets);
+          throw scrubbed(giveUpOnRepeatedError(toActivityFailure(err)), secrets);
         }
       },
     }[name];

@@ -217,6 +217,11 @@ export const TimeoutsConfigSchema = z
   .object({
     heartbeatSeconds: positiveInt.max(3600).default(30).describe('a worker that dies is noticed after this long'),
     activityMinutes: positiveInt.max(7 * 24 * 60).default(240),
+    maxAttempts: positiveInt
+      .min(2)
+      .max(1000)
+      .default(30)
+      .describe('attempts of one activity, worker crashes included; an error that repeats fails after 5 attempts'),
     queueMinutes: z
       .number()
       .min(0.1)

@@ -1,6 +1,8 @@
 // supertiny's errors share one base class that names its failure type; one wrapper types them all.
 import { ApplicationFailure } from '@temporalio/common';
-import { toActivityFailure, InvalidInputError } from '../activities/failures';
+import { ERROR_ATTEMPTS, toActivityFailure, withTypedFailures, InvalidInputError } from '../activities/failures';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import { ArtifactCorruptedError, ArtifactMissingError } from '../artifacts/store';
 import { FailureType, NON_RETRYABLE_FAILURES, SupertinyError } from '../config/failure-types';
 import { EndpointConfigError } from '../config/endpoints';
@@ -35,4 +37,31 @@ test.each([
 test('other errors pass through untouched (the retry policy decides)', () => {
   const plain = new Error('ECONNRESET');
   expect(toActivityFailure(plain)).toBe(plain);
+});
+
+describe('errors that repeat', () => {
+  const failing = withTypedFailures({
+    async broken() {
+      throw new Error('a bug');
+    },
+    async busy() {
+      throw ApplicationFailure.create({ message: 'another trainer runs here', type: FailureType.TrainerBusy });
+    },
+  });
+  const attempt = (n: number) => new MockActivityEnvironment({ attempt: n }, { logger: new DefaultLogger('ERROR') });
+
+  test(`an untyped error is retried until attempt ${ERROR_ATTEMPTS}, then made final (crashes alone may use every attempt)`, async () => {
+    const early = await attempt(ERROR_ATTEMPTS - 1).run(failing.broken).catch((e) => e);
+    expect(early).not.toBeInstanceOf(ApplicationFailure);
+    const late = (await attempt(ERROR_ATTEMPTS).run(failing.broken).catch((e) => e)) as ApplicationFailure;
+    expect(late).toBeInstanceOf(ApplicationFailure);
+    expect(late.nonRetryable).toBe(true);
+    expect(late.message).toBe(`a bug (attempt ${ERROR_ATTEMPTS}; not retried again)`);
+  });
+
+  test('a failure that means "come back later" keeps its retries', async () => {
+    const busy = (await attempt(ERROR_ATTEMPTS + 3).run(failing.busy).catch((e) => e)) as ApplicationFailure;
+    expect(busy.type).toBe(FailureType.TrainerBusy);
+    expect(busy.nonRetryable).toBe(false);
+  });
 });

@@ -41,6 +41,7 @@ const COMMON: Spec = {
   'timeouts.heartbeatSeconds': [7, []],
   'timeouts.activityMinutes': [7, []],
   'timeouts.queueMinutes': [7, []],
+  'timeouts.maxAttempts': [9, []],
 };
 
 const DECODER: Spec = {

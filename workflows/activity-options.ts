@@ -36,7 +36,9 @@ export function activityOptions(config: PipelineConfig, queue: 'cpu' | 'gpu'): A
       initialInterval: '1 second',
       backoffCoefficient: 2,
       maximumInterval: '30 seconds',
-      maximumAttempts: 5,
+      // A worker that dies (SIGKILL, a lost node) costs an attempt: many are allowed, so that crashes never
+      // fail a pipeline, while an error that keeps coming back fails after ERROR_ATTEMPTS (activities/failures.ts).
+      maximumAttempts: config.timeouts.maxAttempts,
       nonRetryableErrorTypes: NON_RETRYABLE,
     },
   };
