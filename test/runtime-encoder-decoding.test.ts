@@ -159,5 +159,7 @@ describe('a slot the function takes once, tagged twice', () => {
     ];
     expect(mostProbablePerSlot(spans).map((s) => s.value)).toEqual(['today', 'six am', 'home']);
     expect(mostProbablePerSlot([])).toEqual([]);
+    // A slot the function may repeat (supertiny.json intent_repeatable) keeps every span.
+    expect(mostProbablePerSlot(spans, new Set(['time'])).map((s) => s.value)).toEqual(['five am', 'today', 'six am', 'home']);
   });
 });

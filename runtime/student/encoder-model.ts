@@ -169,12 +169,14 @@ export class EncoderStudent implements StudentRuntime {
     }));
 
     const callOf = (kept: typeof spans): Call => ({ name: intent, args: kept.map((s) => ({ key: s.slot, value: s.value })) });
-    let call = callOf(spans);
-    let kept = spans;
+    // A slot the function takes once keeps its most probable span (the trainer's decoder does the same).
+    const repeatable = this.labels.intent_repeatable?.[intent];
+    let kept = repeatable ? mostProbablePerSlot(spans, new Set(repeatable)) : spans;
+    let call = callOf(kept);
     if (this.task) {
       let validation = this.task.validateCall(call);
       if (!validation.ok) {
-        // The tags can name a slot twice that this function takes once: keep its most probable span.
+        // Folders without intent_repeatable: the task's schema says a slot was named twice; keep its best span.
         kept = mostProbablePerSlot(spans);
         call = callOf(kept);
         validation = this.task.validateCall(call);
@@ -185,14 +187,15 @@ export class EncoderStudent implements StudentRuntime {
   }
 }
 
-/** One span per slot, the most probable (ties: the first), in text order. */
-export function mostProbablePerSlot<S extends { slot: string; probability: number }>(spans: readonly S[]): S[] {
+/** One span per slot (except the `repeatable` ones), the most probable (ties: the first), in text order. */
+export function mostProbablePerSlot<S extends { slot: string; probability: number }>(spans: readonly S[], repeatable: ReadonlySet<string> = new Set()): S[] {
   const best = new Map<string, S>();
   for (const span of spans) {
+    if (repeatable.has(span.slot)) continue;
     const current = best.get(span.slot);
     if (!current || span.probability > current.probability) best.set(span.slot, span);
   }
-  return spans.filter((span) => best.get(span.slot) === span);
+  return spans.filter((span) => repeatable.has(span.slot) || best.get(span.slot) === span);
 }
 
 /** A folder trained for another task fails at load, not as wrong answers: intents and slots must be the task's. */

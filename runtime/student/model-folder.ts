@@ -62,6 +62,8 @@ export const EncoderLabelsSchema = z
       .refine((tags) => tags.slice(1).every((t) => BIO_TAG.test(t)), 'must be "O" then B-<slot> / I-<slot> tags')
       .refine(unique, 'must not repeat a tag'),
     intent_slots: z.record(z.string(), z.array(identifier).refine(unique, 'must not repeat a slot')),
+    /** Per intent, the slots a call may name more than once (absent in folders written before it). */
+    intent_repeatable: z.record(z.string(), z.array(identifier)).optional(),
   })
   .superRefine((labels, ctx) => {
     for (const intent of labels.intents) {

@@ -189,6 +189,30 @@ def test_viterbi_allows_only_the_intents_slots_and_valid_bio_transitions():
     assert path == ["B-time", "I-time", "I-time"]  # the best valid path keeps the I-time evidence
 
 
+def test_a_slot_that_may_not_repeat_keeps_its_most_probable_span_and_repeatable_ones_keep_all():
+    from supertiny_trainer.student.encoder import EncoderLabels
+    from supertiny_trainer.student.encoder_data import EncoderExample, TargetCall, repeated_slots
+    from supertiny_trainer.student.tag_decoding import TagDecoder
+
+    examples = [EncoderExample("x", [TargetCall("alarm_set", (("time", "5"), ("time", "6")), 0.5),
+                                     TargetCall("alarm_set", (("date", "today"),), 0.5)])]
+    assert repeated_slots(examples) == {"alarm_set": ["time"]}
+    labels = EncoderLabels.from_schema({"alarm_set": ["date", "time"]}, 64, "cls")
+    tag = {t: i for i, t in enumerate(labels.tags)}
+    text = "today or tomorrow at five"
+    offsets = [(0, 5), (6, 8), (9, 17), (18, 20), (21, 25)]
+    logits = np.full((5, len(labels.tags)), -5.0)
+    logits[:, tag["O"]] = 0
+    logits[0, tag["B-date"]] = 1  # today: less sure
+    logits[2, tag["B-date"]] = 4  # tomorrow: surer
+    logits[4, tag["B-time"]] = 4
+    decoded = TagDecoder(labels).decode(text, np.array([1.0]), logits, offsets, list(range(5)))
+    assert decoded.arguments == [("date", "tomorrow"), ("time", "five")]
+    labels.intent_repeatable = {"alarm_set": ["date"]}
+    decoded = TagDecoder(labels).decode(text, np.array([1.0]), logits, offsets, list(range(5)))
+    assert decoded.arguments == [("date", "today"), ("date", "tomorrow"), ("time", "five")]
+
+
 def test_a_label_outside_the_offered_tools_is_a_data_error_naming_the_line(encoder_data, tiny_bert, tmp_path):
     record = encoder_data["records"][0]
     row = encoder_sft_line(record, encoder_data["slots"], encoder_data["scenarios"])

@@ -19,7 +19,7 @@ from ..core.runtime import set_threads
 from ..core.training import LengthGroupedEpochSampler, TrainingConfig, run_training, training_arguments
 from ..student.encoder import POOLINGS, EncoderLabels, build_encoder_student, load_bert, load_encoder_tokenizer, \
     save_encoder_student
-from ..student.encoder_data import EncodedExample, EncoderDataReport, encode_examples, encoder_examples, \
+from ..student.encoder_data import repeated_slots, EncodedExample, EncoderDataReport, encode_examples, encoder_examples, \
     load_tools_file, read_encoder_rows
 
 
@@ -190,6 +190,7 @@ class EncoderSftRunner:
         examples = encoder_examples(rows, schema, cfg.vote_weight, report)
         labels = EncoderLabels.from_schema({name: sorted(slots) for name, slots in schema.items()}, cfg.max_length,
                                            cfg.pooling)
+        labels.intent_repeatable = repeated_slots(examples)
         bert = load_bert(cfg.model)
         tokenizer = load_encoder_tokenizer(cfg.model, cfg.max_length)
         counts: Counter = Counter()

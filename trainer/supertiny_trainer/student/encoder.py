@@ -48,6 +48,8 @@ class EncoderLabels:
     max_length: int = 64
     pooling: str = "mean"  # how the intent head reads the sequence: "cls" ([CLS] state) or "mean" (masked mean)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Per intent, the slots a call may name more than once; any other slot keeps its most probable span.
+    intent_repeatable: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_schema(cls, functions: dict[str, list[str]], max_length: int, pooling: str) -> "EncoderLabels":
@@ -61,7 +63,8 @@ class EncoderLabels:
 
     def to_json(self) -> dict[str, Any]:
         return {"format": ENCODER_FORMAT, "family": "encoder", "max_length": self.max_length, "intents": self.intents,
-                "tags": self.tags, "intent_slots": self.intent_slots, "pooling": self.pooling, **self.extra}
+                "tags": self.tags, "intent_slots": self.intent_slots, "intent_repeatable": self.intent_repeatable,
+                "pooling": self.pooling, **self.extra}
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / LABELS_FILE
@@ -86,12 +89,18 @@ class EncoderLabels:
             missing = [s for s in slots if f"B-{s}" not in tags or f"I-{s}" not in tags]
             if missing:
                 raise ConfigError(f"{path}: intent_slots['{intent}'] names slots without B-/I- tags: {missing}")
-        known = {"format", "family", "max_length", "intents", "tags", "intent_slots", "pooling"}
+        known = {"format", "family", "max_length", "intents", "tags", "intent_slots", "intent_repeatable", "pooling"}
+        repeatable = raw.get("intent_repeatable", {})
+        if not isinstance(repeatable, dict) or any(
+                intent not in raw["intent_slots"] or not set(slots) <= set(raw["intent_slots"][intent])
+                for intent, slots in repeatable.items()):
+            raise ConfigError(f"{path}: 'intent_repeatable' must map intents to some of their intent_slots")
         pooling = raw.get("pooling", "cls")
         if pooling not in POOLINGS:
             raise ConfigError(f"{path}: 'pooling' must be one of {list(POOLINGS)}, got {pooling!r}")
         return cls(list(raw["intents"]), list(raw["tags"]), {k: list(v) for k, v in raw["intent_slots"].items()},
-                   int(raw["max_length"]), pooling, {k: v for k, v in raw.items() if k not in known})
+                   int(raw["max_length"]), pooling, {k: v for k, v in raw.items() if k not in known},
+                   {k: list(v) for k, v in repeatable.items()})
 
 
 def load_encoder_tokenizer(folder: str | Path, max_length: int) -> Any:

@@ -277,3 +277,15 @@ def encode_examples(examples: list[EncoderExample], tokenizer: Any, labels: Enco
             [(intent_index[t.name], t.weight) for t in example.targets], tag_targets,
         ))
     return encoded
+
+
+def repeated_slots(examples: list[EncoderExample]) -> dict[str, list[str]]:
+    """Per function, the slots that some target call names more than once: only those may repeat in an
+    answer. The teacher's calls passed the task's schema, so this never allows a repeat the schema forbids."""
+    repeated: dict[str, set[str]] = {}
+    for example in examples:
+        for target in example.targets:
+            keys = [key for key, _ in target.arguments]
+            for key in {k for k in keys if keys.count(k) > 1}:
+                repeated.setdefault(target.name, set()).add(key)
+    return {name: sorted(slots) for name, slots in sorted(repeated.items())}

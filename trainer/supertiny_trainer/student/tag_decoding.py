@@ -48,15 +48,18 @@ class TagDecoder:
                 trans_ok[:, j] = [prev in (f"B-{slot}", f"I-{slot}") for prev in tags]
         return start_ok, trans_ok
 
+    @staticmethod
+    def log_softmax(tag_logits: np.ndarray) -> np.ndarray:
+        logits = tag_logits.astype(np.float64)
+        log_probs = logits - logits.max(-1, keepdims=True)
+        return log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
+
     def viterbi(self, tag_logits: np.ndarray, intent: str) -> list[int]:
         """Best valid tag id sequence for `tag_logits` [tokens, n_tags] (word tokens only)."""
         if len(tag_logits) == 0:
             return []
         ids = self.allowed[intent]
-        logits = tag_logits.astype(np.float64)
-        log_probs = logits - logits.max(-1, keepdims=True)
-        log_probs = log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
-        scores = log_probs[:, ids]
+        scores = self.log_softmax(tag_logits)[:, ids]
         start_ok, trans_ok = self._transitions(ids)
         impossible = -np.inf
         best = np.where(start_ok, scores[0], impossible)
@@ -74,20 +77,29 @@ class TagDecoder:
                offsets: list[tuple[int, int]], word_positions: list[int]) -> DecodedCall:
         """`tag_logits` [seq, n_tags] of one input; `word_positions` index its non-special tokens."""
         intent = self.labels.intents[int(np.argmax(intent_logits))]
-        path = self.viterbi(tag_logits[word_positions], intent)
-        arguments: list[tuple[str, str]] = []
-        span: tuple[str, int, int] | None = None
-        for position, tag_id in zip(word_positions, path):
+        word_logits = tag_logits[word_positions]
+        path = self.viterbi(word_logits, intent)
+        token_log_probs = [float(row[tag_id]) for row, tag_id in zip(self.log_softmax(word_logits), path)] if path else []
+        spans: list[tuple[str, int, int, float]] = []  # slot, start, end, log prob of its least sure token
+        span: list | None = None
+        for position, (tag_id, log_prob) in enumerate(zip(path, token_log_probs)):
             tag = self.labels.tags[tag_id]
-            start, end = offsets[position]
+            start, end = offsets[word_positions[position]]
             if tag.startswith("I-") and span is not None:
-                span = (span[0], span[1], end)
+                span[2], span[3] = end, min(span[3], log_prob)
                 continue
             if span is not None:
-                arguments.append((span[0], text[span[1]:span[2]]))
+                spans.append(tuple(span))
                 span = None
             if tag.startswith("B-"):
-                span = (tag[2:], start, end)
+                span = [tag[2:], start, end, log_prob]
         if span is not None:
-            arguments.append((span[0], text[span[1]:span[2]]))
-        return DecodedCall(intent, arguments)
+            spans.append(tuple(span))
+        # A slot the function takes once but tagged twice keeps its most probable span (as the TS runtime does).
+        repeatable = set(self.labels.intent_repeatable.get(intent, []))
+        best: dict[str, tuple] = {}
+        for s in spans:
+            if s[0] not in repeatable and (s[0] not in best or s[3] > best[s[0]][3]):
+                best[s[0]] = s
+        kept = [s for s in spans if s[0] in repeatable or best[s[0]] is s]
+        return DecodedCall(intent, [(slot, text[start:end]) for slot, start, end, _ in kept])
