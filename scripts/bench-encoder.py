@@ -92,6 +92,9 @@ def main() -> None:
     parser.add_argument("--prune-vocab", default=None, metavar="MIN_COUNTS",
                         help="also prune the vocabulary with these comma-separated min_count floors (e.g. 1,3)")
     parser.add_argument("--skip-pruned-fp32", action="store_true", help="score the pruned models in int8 only")
+    parser.add_argument("--prune-keep-lowest-ids", type=int, default=0, help="encoder-prune-vocab keep_lowest_ids")
+    parser.add_argument("--trained", type=Path, default=None,
+                        help="skip training and the unpruned scores: prune this encoder-sft folder (same --train-limit)")
     for name, kind in SFT_FIELDS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
     args = parser.parse_args()
@@ -115,14 +118,17 @@ def main() -> None:
                   "logging_steps": 50, "freeze_word_embeddings": not args.train_word_embeddings}
     sft_config.update({k: getattr(args, k) for k in SFT_FIELDS if getattr(args, k) is not None})
     started = time.monotonic()
-    sft = run("encoder-sft", sft_config, out / "sft", args.threads, resume=args.resume)
+    if args.trained:  # an earlier run's encoder-sft folder: only the pruning variants run
+        sft, model = {"metrics": {}}, str(args.trained)
+    else:
+        sft = run("encoder-sft", sft_config, out / "sft", args.threads, resume=args.resume)
+        model = sft["outputs"]["model"]
     train_s = time.monotonic() - started
-    model = sft["outputs"]["model"]
     summary = {"train_examples": len(records), "sft_config": sft_config, "sft_metrics": sft["metrics"],
                "train_wall_s": round(train_s, 1), "fp32": {}, "int8": {}}
-    for split, rows in splits.items():
+    for split, rows in splits.items() if not args.trained else []:
         summary["fp32"][split] = score(model, split, rows, out, args.threads, "fp32")
-    if not args.skip_int8:
+    if not args.skip_int8 and not args.trained:
         exported = run("export", {"model": model, "num_threads": args.threads}, out / "export", args.threads)
         quantized = run("quantize", {"model": exported["outputs"]["model"]}, out / "quantize", args.threads)
         summary["export"] = exported["metrics"]
@@ -132,9 +138,10 @@ def main() -> None:
             summary["int8"][split] = score(quantized["outputs"]["model"], split, rows, out, args.threads, "int8",
                                            latency_samples=200)
     for min_count in [int(m) for m in args.prune_vocab.split(",")] if args.prune_vocab else []:
-        label = f"pruned-min{min_count}"
+        label = f"pruned-min{min_count}" + (f"-lowest{args.prune_keep_lowest_ids}" if args.prune_keep_lowest_ids else "")
         pruned = run("encoder-prune-vocab", {"model": model, "data": str(out / "data" / "sft.jsonl"),
-                                             "min_count": min_count, "num_threads": args.threads}, out / label, args.threads)
+                                             "min_count": min_count, "keep_lowest_ids": args.prune_keep_lowest_ids,
+                                             "num_threads": args.threads}, out / label, args.threads)
         entry = {"prune": pruned["metrics"], "fp32": {}, "int8": {}}
         folder = pruned["outputs"]["model"]
         if not args.skip_pruned_fp32:
@@ -150,7 +157,7 @@ def main() -> None:
         summary[label] = entry
         print(f"{label}: vocab {pruned['metrics']['vocab_before']} -> {pruned['metrics']['vocab_after']}; int8 "
               f"{quantized['metrics']['bytes_after']} bytes", flush=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / ("summary-trained.json" if args.trained else "summary.json")).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: summary[k] for k in ("fp32", "int8")}, indent=2))
     print(f"seconds per epoch: {sft['metrics'].get('seconds_per_epoch')}; fp32 {summary.get('quantize', {}).get('bytes_before')}"
           f" bytes, int8 {summary.get('quantize', {}).get('bytes_after')} bytes; summary: {out / 'summary.json'}")

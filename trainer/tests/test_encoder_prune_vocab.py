@@ -112,6 +112,9 @@ def test_a_piece_with_a_character_that_has_no_single_form_is_kept():
     assert "ab" not in kept and {"##bq", "aq"} <= set(kept) and groups["unspellable"] == 2
     assert wordpiece("abbq", set(kept)) == ["a", "##b", "##bq"]
     assert wordpiece("aqab", set(kept)) == ["aq", "##a", "##b"]
+    # keep_lowest_ids keeps the first ids whatever the data uses (BERT lists common words first).
+    kept, groups = select_vocabulary(tokenizer_json, __import__("collections").Counter(), 1, keep_lowest_ids=9)
+    assert "ab" in kept and groups["lowest_ids"] == 1
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,9 @@ class EncoderPruneVocabConfig:
     model: str = ""  # an encoder training folder (encoder-sft's output)
     data: str = ""  # sft.jsonl: the utterances whose pieces are kept
     min_count: int = 1  # keep a data piece only when it occurs at least this often (single characters always stay)
+    # Also keep the pieces with ids below this: BERT's WordPiece files list whole words roughly by corpus
+    # frequency after the single characters, so these are the commonest words the data may lack.
+    keep_lowest_ids: int = 0
     num_threads: int | None = None
 
     def validate(self) -> None:
@@ -41,6 +44,8 @@ class EncoderPruneVocabConfig:
             raise ConfigError("config field 'data' is required (an sft.jsonl file)")
         if self.min_count < 1:
             raise ConfigError(f"config field 'min_count' must be >= 1, got {self.min_count}")
+        if self.keep_lowest_ids < 0:
+            raise ConfigError(f"config field 'keep_lowest_ids' must be >= 0, got {self.keep_lowest_ids}")
 
 
 def wordpiece(word: str, vocab: set[str] | dict[str, int], prefix: str = "##", max_chars: int = 100) -> list[str] | None:
@@ -83,7 +88,8 @@ def special_tokens(tokenizer_json: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def select_vocabulary(tokenizer_json: dict[str, Any], piece_counts: Counter, min_count: int) -> tuple[list[str], dict[str, int]]:
+def select_vocabulary(tokenizer_json: dict[str, Any], piece_counts: Counter, min_count: int,
+                      keep_lowest_ids: int = 0) -> tuple[list[str], dict[str, int]]:
     """Kept pieces in their original id order, plus counts of why each group was kept."""
     model = tokenizer_json["model"]
     vocab: dict[str, int] = model["vocab"]
@@ -94,13 +100,14 @@ def select_vocabulary(tokenizer_json: dict[str, Any], piece_counts: Counter, min
         raise DataError(f"tokenizer.json: special tokens {missing} are not in the WordPiece vocabulary")
     singles = {p for p in vocab if len(p) == 1 or (p.startswith(prefix) and len(p) == len(prefix) + 1)}
     data = {p for p, n in piece_counts.items() if n >= min_count}
-    kept = specials | singles | data
+    lowest = {p for p, i in vocab.items() if i < keep_lowest_ids}
+    kept = specials | singles | data | lowest
     # A piece made of characters that have no single-character form stays, so every word stays spellable.
     respelled = {p for p in vocab if p not in kept and not _spellable(p, kept, prefix)}
     kept |= respelled
     order = sorted(kept, key=vocab.__getitem__)
     return order, {"special": len(specials), "single_char": len(singles - specials), "data": len(data - singles - specials),
-                   "unspellable": len(respelled)}
+                   "lowest_ids": len(lowest - data - singles - specials), "unspellable": len(respelled)}
 
 
 def renumbered_tokenizer(tokenizer_json: dict[str, Any], kept: list[str]) -> dict[str, Any]:
@@ -155,7 +162,7 @@ class EncoderVocabPruner:
                             "vocabulary pruning needs a WordPiece tokenizer")
         rows, _ = read_encoder_rows(self.config.data, EncoderDataReport())
         counts = data_piece_counts(Tokenizer.from_file(str(folder / "tokenizer.json")), [r.utterance for r in rows])
-        kept, groups = select_vocabulary(tokenizer_json, counts, self.config.min_count)
+        kept, groups = select_vocabulary(tokenizer_json, counts, self.config.min_count, self.config.keep_lowest_ids)
         old_vocab = tokenizer_json["model"]["vocab"]
 
         bert = load_bert(folder)
@@ -193,6 +200,7 @@ class EncoderVocabPruner:
                 "data_tokens": data_tokens,
                 "data_unk_tokens": counts.get(tokenizer_json["model"].get("unk_token", "[UNK]"), 0),
                 "min_count": self.config.min_count,
+                "keep_lowest_ids": self.config.keep_lowest_ids,
                 "bytes_before": (folder / "model.safetensors").stat().st_size,
                 "bytes_after": (destination / "model.safetensors").stat().st_size,
                 "prune_s": round(time.monotonic() - started, 2),
