@@ -160,7 +160,7 @@ def main() -> None:
     (out / ("summary-trained.json" if args.trained else "summary.json")).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: summary[k] for k in ("fp32", "int8")}, indent=2))
     print(f"seconds per epoch: {sft['metrics'].get('seconds_per_epoch')}; fp32 {summary.get('quantize', {}).get('bytes_before')}"
-          f" bytes, int8 {summary.get('quantize', {}).get('bytes_after')} bytes; summary: {out / 'summary.json'}")
+          f" bytes, int8 {summary.get('quantize', {}).get('bytes_after')} bytes; summary: {out / ('summary-trained.json' if args.trained else 'summary.json')}")
 
 
 if __name__ == "__main__":
