@@ -42,7 +42,7 @@ describe('compress gate', () => {
       async scoreOnDev({ model }: { model: ArtifactRef }) {
         calls.push(`scoreOnDev ${model.uri}`);
         if (!(model.uri in scores)) throw new Error(`no scripted score for ${model.uri}`);
-        return { exactMatch: scores[model.uri], intentAccuracy: scores[model.uri], slotF1: scores[model.uri], schemaValidRate: 1, count: 100 };
+        return { exactMatch: scores[model.uri], intentAccuracy: scores[model.uri], slotF1: scores[model.uri], schemaValidRate: 1, count: 100, modelBytes: model.bytes };
       },
     };
     const taskQueue = `compress-gate-${Date.now()}-${run++}`;

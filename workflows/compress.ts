@@ -46,8 +46,8 @@ export async function compressStage({ config, prototype, transfer }: CompressSta
       exactMatchUncompressed: uncompressed.exactMatch,
       exactMatchBefore: chosenScore.exactMatch,
       exactMatchAfter: score.exactMatch,
-      bytesBefore: chosen.bytes,
-      bytesAfter: candidate.bytes,
+      bytesBefore: chosenScore.modelBytes,
+      bytesAfter: score.modelBytes,
       kept,
       reason: kept ? `${losses}, within the tolerance of ${tolerance}` : `rolled back: ${losses}, more than the tolerance of ${tolerance}`,
     });
