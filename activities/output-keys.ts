@@ -39,6 +39,7 @@ export const CONFIG_READ = {
   trainStudent: (c: PipelineConfig) => Object.fromEntries(c.transfer.steps.map((step: TransferStep) => [step, trainingStepConfig(c.transfer, step)])),
   scoreStudentOnDev: () => ({}),
   scoreOnDev: () => ({}),
+  pruneVocab: (c: PipelineConfig) => (c.transfer.student.family === 'encoder' ? { minCount: c.compress.pruneVocabMinCount } : null),
   exportOnnx: () => ({}),
   quantizeInt8: () => ({}),
   evaluateModels: (c: PipelineConfig) => c,

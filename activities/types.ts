@@ -47,8 +47,14 @@ export interface TransferResult extends Record<string, unknown> {
 
 export interface GateDecision {
   step: string;
+  /** Dev exact match of the uncompressed ONNX model: the gate's reference for every step. */
+  exactMatchUncompressed?: number;
+  /** Dev exact match of the model the step started from (the last kept one). */
   exactMatchBefore: number;
   exactMatchAfter: number;
+  /** Sizes (model folder bytes) of the model the step started from and of its result: the step's gain. */
+  bytesBefore?: number;
+  bytesAfter?: number;
   kept: boolean;
   reason: string;
 }

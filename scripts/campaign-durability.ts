@@ -56,7 +56,14 @@ const config: PipelineConfigInput = {
 
 interface SimulatorProcess {
   url: string;
-  stats(): Promise<{ answeredByContentHash: Record<string, number>; chatRequests: number; injected429: number; injected500: number }>;
+  stats(): Promise<{
+    answeredByContentHash: Record<string, number>;
+    receivedByContentHash: Record<string, number>;
+    chatRequests: number;
+    injected429: number;
+    injected500: number;
+    abandoned: number;
+  }>;
   stop(): Promise<void>;
 }
 
@@ -84,6 +91,26 @@ async function startSimulatorProcess(env: SupertinyEnv): Promise<SimulatorProces
         child.kill('SIGTERM');
       }),
   };
+}
+
+const STAGE_ORDER = ['prototype', 'transfer', 'compress', 'evaluate'];
+
+/** Kills per stage: the slow teacher stage and training get more; every stage gets at least one. */
+function stageQuota(kills: number): number[] {
+  const weights = [0.3, 0.35, 0.2, 0.15];
+  const quota = weights.map((w) => Math.max(1, Math.floor(w * kills)));
+  quota[1] += kills - quota.reduce((a, b) => a + b, 0);
+  return quota;
+}
+
+/** The stage kill k waits for; when the run is already past it, the kill lands in the current stage. */
+function stageOfKill(quota: number[], k: number): number {
+  let budget = 0;
+  for (let stage = 0; stage < quota.length; stage++) {
+    budget += quota[stage];
+    if (k <= budget) return stage;
+  }
+  return quota.length - 1;
 }
 
 /** What must not depend on crashes: artifact hashes and every quality number of the report. */
@@ -122,11 +149,20 @@ async function run(label: string, killCount: number) {
   const result = handle.result().finally(() => (finished = true));
   result.catch(() => undefined);
 
+  // Kills are spread over the stages (a share each, in order); a stage that ends early passes its
+  // remaining kills on to the next. Within a stage they come at random gaps.
+  const quota = stageQuota(killCount);
   for (let k = 1; k <= killCount && !finished; k++) {
     const gap = Number(values['min-gap-s']) + random() * (Number(values['max-gap-s']) - Number(values['min-gap-s']));
     await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, gap * 1000))]);
     if (finished) break;
-    const progress = await pipelineProgress(handle).catch(() => undefined);
+    let progress = await pipelineProgress(handle).catch(() => undefined);
+    // Wait for the stage whose turn it is (kills spent in earlier stages count against them).
+    while (!finished && progress && STAGE_ORDER.indexOf(progress.stage) < stageOfKill(quota, k)) {
+      await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]);
+      progress = await pipelineProgress(handle).catch(() => undefined);
+    }
+    if (finished) break;
     await worker.kill('SIGKILL');
     events.push({ kill: k, atS: Math.round((Date.now() - started) / 1000), stage: progress?.stage ?? '?', step: progress?.step ?? '?' });
     process.stderr.write(`[${label}] SIGKILL ${k}/${killCount} at ${events[events.length - 1].atS} s in ${progress?.stage}/${progress?.step}\n`);
@@ -148,14 +184,28 @@ async function run(label: string, killCount: number) {
   await simulator.stop();
   await server.stop();
   env = { ...env };
-  return { label, seconds, kills: events, restartedServerAt, comparable: comparable(outcome, report), answered: stats.answeredByContentHash, faults: { injected429: stats.injected429, injected500: stats.injected500 }, dataDir };
+  return {
+    label,
+    seconds,
+    kills: events,
+    restartedServerAt,
+    comparable: comparable(outcome, report),
+    answered: stats.answeredByContentHash,
+    received: stats.receivedByContentHash,
+    faults: { injected429: stats.injected429, injected500: stats.injected500, abandoned: stats.abandoned, chatRequests: stats.chatRequests },
+    dataDir,
+  };
 }
 
 async function main() {
   const reference = await run('reference', 0);
   process.stderr.write(`reference: ${reference.seconds} s\n`);
   const campaign = await run('campaign', kills);
-  const extra = Object.entries(campaign.answered).reduce((sum, [hash, n]) => sum + Math.max(0, n - (reference.answered[hash] ?? 0)), 0);
+  const extraHashes = Object.entries(campaign.answered)
+    .filter(([hash, n]) => n > (reference.answered[hash] ?? 0))
+    .map(([hash, n]) => ({ hash: hash.slice(0, 12), answered: n, reference: reference.answered[hash] ?? 0, received: campaign.received[hash] }));
+  const extra = extraHashes.reduce((sum, e) => sum + e.answered - e.reference, 0);
+  if (extraHashes.length) process.stderr.write(`answered more often than in the reference: ${JSON.stringify(extraHashes)}\n`);
   const identical = JSON.stringify(campaign.comparable) === JSON.stringify(reference.comparable);
   const summary = {
     kills: campaign.kills.length,
@@ -167,6 +217,7 @@ async function main() {
     referenceSeconds: reference.seconds,
     campaignSeconds: campaign.seconds,
     faults: campaign.faults,
+    referenceFaults: reference.faults,
   };
   if (!identical) process.stderr.write(`DIFFERENT:\nreference ${JSON.stringify(reference.comparable)}\ncampaign  ${JSON.stringify(campaign.comparable)}\n`);
   if (values.out) await fs.writeFile(values.out, JSON.stringify({ summary, kills: campaign.kills, reference: reference.comparable, campaign: campaign.comparable }, null, 2));

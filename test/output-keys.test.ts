@@ -47,6 +47,7 @@ const COMMON: Spec = {
 const DECODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'dpo'], ['initStudent', 'trainStudent']],
+  'compress.pruneVocabMinCount': [3, []], // the decoder has no vocabulary step
   'transfer.grpoEpochs': [2, ['trainStudent']],
   'transfer.grpoLearningRate': [1e-4, ['trainStudent']],
   'transfer.grpoGenerations': [4, ['trainStudent']],
@@ -77,6 +78,7 @@ const DECODER: Spec = {
 const ENCODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'sft'], []], // a second sft is another call with another input model
+  'compress.pruneVocabMinCount': [3, ['pruneVocab']],
   'transfer.student.family': [undefined, []],
   'transfer.student.baseModelPath': ['/models/bert', ['encoderBase']],
   'transfer.student.maxLength': [32, ['trainStudent']],

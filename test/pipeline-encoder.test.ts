@@ -1,10 +1,11 @@
 // The encoder student (pretrained MiniLM with intent and tag heads) through the whole pipeline on a real
-// Temporal dev server: teacher labels with votes, encoder training, ONNX export, int8 behind the gate,
-// evaluation of every model through the one runtime interface.
+// Temporal dev server: teacher labels with votes, encoder training, ONNX export, vocabulary pruning and int8
+// behind the gate, evaluation of every model through the one runtime interface.
 import { promises as fs } from 'node:fs';
 import { startPipeline } from '../client';
 import { loadStudent } from '../runtime/student';
 import { loadMassiveTask } from '../tasks/massive';
+import { loadTokenizerFiles } from '../runtime/student/tokenizer';
 import { withWorkers } from './support/temporal';
 import { usePipelineBed } from './support/pipeline-bed';
 import { smallPipelineConfig } from './support/pipeline-config';
@@ -12,10 +13,12 @@ import { smallPipelineConfig } from './support/pipeline-config';
 describe('encoder student pipeline', () => {
   const bed = usePipelineBed('pipeline-encoder');
 
-  test('runs end to end: every model scored, the int8 student answers schema-valid calls in TypeScript', async () => {
+  test('runs end to end: every model scored, the pruned int8 student answers schema-valid calls in TypeScript', async () => {
     const config = smallPipelineConfig('encoder-run', {
       task: { trainLimit: 160, devLimit: 60, testLimit: 60 },
       transfer: { steps: ['sft'], student: { family: 'encoder', maxLength: 48 }, epochs: 1, maxSteps: 25, batchSize: 16, checkpointEvery: 10 },
+      // Both steps kept whatever 25 steps of training give, so the int8 model checked below is the pruned one.
+      compress: { steps: ['prune-vocab', 'int8'], toleranceExactMatch: 100 },
     });
     const handle = await startPipeline(bed.server.client, config, { taskQueue: bed.taskQueue });
     const result = await withWorkers(bed.workers, () => handle.result());
@@ -33,7 +36,31 @@ describe('encoder student pipeline', () => {
     // PyTorch and ONNX fp32 are one model: the same answers within a rounding of a near-tie or two.
     expect(Math.abs(report.models.student.exact_match - report.models.student_onnx.exact_match)).toBeLessThanOrEqual(2 / 60);
 
+    const gates = result.compress!.gates;
+    expect(gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['int8', true]]);
+    expect(typeof gates[0].exactMatchUncompressed).toBe('number');
+    expect(gates[1].exactMatchUncompressed).toBe(gates[0].exactMatchUncompressed); // one reference for every step
+    expect(gates[0].bytesAfter!).toBeLessThan(gates[0].bytesBefore! * 0.7); // the word embeddings were about half
+    expect(gates[1].bytesBefore).toBe(gates[0].bytesAfter);
+    expect(gates[1].bytesAfter!).toBeLessThan(gates[1].bytesBefore! * 0.4);
+
     const folder = await bed.store.materializeDirectory(result.compress!.int8!, `${bed.env.dataDir}/int8-check`);
+    const unpruned = await bed.store.materializeDirectory(result.compress!.onnx, `${bed.env.dataDir}/onnx-check`);
+    const labels = JSON.parse(await fs.readFile(`${folder}/supertiny.json`, 'utf8'));
+    expect(labels.vocab_pruned_from).toBe(30522);
+    const pruned = (await loadTokenizerFiles(folder)).tokenizer;
+    const original = (await loadTokenizerFiles(unpruned)).tokenizer;
+    expect(pruned.get_vocab().size).toBeLessThan(5000);
+    expect(original.get_vocab().size).toBe(30522);
+    // A training utterance keeps its pieces (new ids); an unseen word is spelled in smaller pieces, not [UNK].
+    const sft = await bed.store.materializeFile(result.prototype!.sft, `${bed.env.dataDir}/sft-check.jsonl`);
+    const firstRow = JSON.parse((await fs.readFile(sft, 'utf8')).split('\n')[0]) as { messages: { role: string; content: string }[] };
+    const seen = firstRow.messages.find((m) => m.role === 'user')!.content;
+    expect(pruned.encode(seen).tokens).toEqual(original.encode(seen).tokens);
+    expect(pruned.encode(seen).ids).not.toEqual(original.encode(seen).ids);
+    const unseen = pruned.encode('antidisestablishmentarianism quizzically').tokens;
+    expect(unseen).not.toContain('[UNK]');
+    expect(unseen.length).toBeGreaterThan(original.encode('antidisestablishmentarianism quizzically').tokens.length);
     const { task } = await loadMassiveTask({ massivePath: bed.env.massivePath });
     const student = await loadStudent(folder, { task });
     try {

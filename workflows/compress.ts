@@ -1,5 +1,7 @@
-// Stage 3: ONNX export, then each compression step behind a dev exact-match gate.
+// Stage 3: ONNX export, then each compression step behind a dev exact-match gate. Every step is gated
+// against the uncompressed ONNX model (not the previous step), so small losses cannot add up unseen.
 import type { PipelineConfig } from '../config/pipeline';
+import type { ArtifactRef } from '../artifacts/ref';
 import type { CompressResult, GateDecision, PrototypeResult, TransferResult } from '../activities/types';
 import { queueActivities } from './activity-options';
 import { reportStageProgress } from './stage-progress';
@@ -13,32 +15,47 @@ export interface CompressStageInput {
 export async function compressStage({ config, prototype, transfer }: CompressStageInput): Promise<CompressResult> {
   const gpu = queueActivities(config, 'gpu');
   const cpu = queueActivities(config, 'cpu');
+  const tolerance = config.compress.toleranceExactMatch;
   const total = config.compress.steps.length + 1;
   await reportStageProgress({ stage: 'compress', step: 'export onnx', done: 0, total });
   const onnx = await gpu.exportOnnx({ config, model: transfer.student });
+  const uncompressed = await cpu.scoreOnDev({ config, model: onnx, dev: prototype.data.dev });
   let chosen = onnx;
-  let baseline = await cpu.scoreOnDev({ config, model: onnx, dev: prototype.data.dev });
+  let chosenScore = uncompressed;
+  // The PyTorch folder behind `chosen`: steps before export (prune-vocab) work on it.
+  let folder: ArtifactRef = transfer.student;
   const gates: GateDecision[] = [];
   let int8: CompressResult['int8'];
   for (const [i, step] of config.compress.steps.entries()) {
     await reportStageProgress({ stage: 'compress', step, done: 1 + i, total });
-    const candidate = await gpu.quantizeInt8({ config, model: chosen });
+    let candidateFolder = folder;
+    let candidate: ArtifactRef;
+    if (step === 'prune-vocab') {
+      candidateFolder = await gpu.pruneVocab({ config, model: folder, sft: prototype.sft });
+      candidate = await gpu.exportOnnx({ config, model: candidateFolder });
+    } else {
+      candidate = await gpu.quantizeInt8({ config, model: chosen });
+    }
     const score = await cpu.scoreOnDev({ config, model: candidate, dev: prototype.data.dev });
-    const lostPoints = (baseline.exactMatch - score.exactMatch) * 100;
-    const kept = lostPoints <= config.compress.toleranceExactMatch;
+    const lostPoints = (uncompressed.exactMatch - score.exactMatch) * 100;
+    const stepPoints = (chosenScore.exactMatch - score.exactMatch) * 100;
+    const kept = lostPoints <= tolerance;
+    const losses = `lost ${lostPoints.toFixed(2)} points against the uncompressed model (${stepPoints.toFixed(2)} by this step)`;
     gates.push({
       step,
-      exactMatchBefore: baseline.exactMatch,
+      exactMatchUncompressed: uncompressed.exactMatch,
+      exactMatchBefore: chosenScore.exactMatch,
       exactMatchAfter: score.exactMatch,
+      bytesBefore: chosenScore.modelBytes,
+      bytesAfter: score.modelBytes,
       kept,
-      reason: kept
-        ? `lost ${lostPoints.toFixed(2)} points, within the tolerance of ${config.compress.toleranceExactMatch}`
-        : `rolled back: lost ${lostPoints.toFixed(2)} points, more than the tolerance of ${config.compress.toleranceExactMatch}`,
+      reason: kept ? `${losses}, within the tolerance of ${tolerance}` : `rolled back: ${losses}, more than the tolerance of ${tolerance}`,
     });
     if (step === 'int8') int8 = candidate;
     if (kept) {
       chosen = candidate;
-      baseline = score;
+      chosenScore = score;
+      folder = candidateFolder;
     }
   }
   return { onnx, int8, chosen, gates };

@@ -1,9 +1,10 @@
-// Compress-stage activities: ONNX export (checked against PyTorch logits by the trainer) and int8
-// weight quantization, each a trainer command whose output folder becomes a directory artifact.
+// Compress-stage activities: the encoder's vocabulary pruning (on the PyTorch folder), ONNX export (checked
+// against PyTorch logits by the trainer) and int8 weight quantization, each a trainer command whose output
+// folder becomes a directory artifact.
 import type { ArtifactRef } from '../../artifacts/ref';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
-import { runTrainer, type TrainerCommand } from '../transfer/trainer-process';
+import { ENCODER_COMMANDS, runTrainer, type TrainerCommand } from '../transfer/trainer-process';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import * as path from 'node:path';
 
@@ -24,6 +25,29 @@ export function createCompressActivities(deps: ActivityDeps) {
   }
 
   return {
+    /** The encoder's WordPiece vocabulary pruned to the pieces of the sft utterances (plus every single character). */
+    async pruneVocab({ config, model, sft }: { config: PipelineConfig; model: ArtifactRef; sft: ArtifactRef }): Promise<ArtifactRef> {
+      if (config.transfer.student.family !== 'encoder') throw new Error('pruneVocab: only the encoder student has a WordPiece vocabulary to prune');
+      const read = CONFIG_READ.pruneVocab(config);
+      const key = await activityOutputKey(env.projectRoot, 'pruneVocab', { config: read, inputs: { model: model.sha256, data: sft.sha256 } });
+      const { value } = await store.memo(key, async () => {
+        const runDir = await store.workDir(key);
+        const done = await runTrainer({
+          env,
+          command: ENCODER_COMMANDS.pruneVocab,
+          config: {
+            model: await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model')),
+            data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
+            min_count: read?.minCount ?? 1,
+          },
+          runDir,
+        });
+        const folder = done.outputs.model;
+        if (!folder) throw new Error(`trainer ${ENCODER_COMMANDS.pruneVocab} reported no "model" output`);
+        return { model: await store.putDirectory('model/dir', folder) };
+      });
+      return value.model;
+    },
     async exportOnnx({ model }: { config: PipelineConfig; model: ArtifactRef }): Promise<ArtifactRef> {
       return convert('exportOnnx', 'export', 'onnx/dir', model);
     },

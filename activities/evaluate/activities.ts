@@ -4,6 +4,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { ArtifactRef } from '../../artifacts/ref';
+import type { DirectoryManifest } from '../../artifacts/store';
 import { createLogger } from '../../config/logger';
 import type { PipelineConfig } from '../../config/pipeline';
 import { parseCall, type Call } from '../../tasks/call-format';
@@ -30,6 +31,8 @@ export interface DevScore extends Record<string, unknown> {
   slotF1: number;
   schemaValidRate: number;
   count: number;
+  /** scoreOnDev: bytes of the scored model's files (the compress gate's size of each step). */
+  modelBytes?: number;
 }
 
 export function percentile(sorted: readonly number[], p: number): number {
@@ -131,7 +134,11 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         return { score: await store.putJson('dev-score', m), exactMatch: m.exactMatch, intentAccuracy: m.intentAccuracy, slotF1: m.slotF1, schemaValidRate: m.schemaValidRate, count: m.count };
       });
       const { score: _score, ...rest } = value;
-      return rest as DevScore;
+      // A directory artifact's ref counts its manifest's bytes; the gate reports the files' total.
+      const modelBytes = model.kind.endsWith('/dir')
+        ? (await store.readJson<DirectoryManifest>(model)).files.reduce((sum, f) => sum + f.bytes, 0)
+        : model.bytes;
+      return { ...(rest as DevScore), modelBytes };
     },
 
     async evaluateModels(input: { config: PipelineConfig; prototype: PrototypeResult; transfer: TransferResult; compress: CompressResult }): Promise<EvaluateResult> {

@@ -1,6 +1,7 @@
 // report.json and report.html: the model comparison a user reads first.
 import { type CascadeReport, renderCascadeHtml } from './cascade';
 import { type CostReport, renderCostHtml } from './cost';
+import type { GateDecision } from '../types';
 
 export interface ModelReport {
   intent_acc: number;
@@ -24,7 +25,7 @@ export interface PipelineReport {
   dataset: { name: string; path: string; split: string; examples: number };
   config: unknown;
   models: Partial<Record<ModelName, ModelReport>>;
-  gates: { step: string; exactMatchBefore: number; exactMatchAfter: number; kept: boolean; reason: string }[];
+  gates: GateDecision[];
   /** Dev quality of the PyTorch student after each transfer step. */
   transfer: { step: string; dev_exact_match: number | null; dev_intent_acc: number | null }[];
   prototype: Record<string, number>;
@@ -85,7 +86,11 @@ export function renderReportHtml(report: PipelineReport): string {
     )
     .join('\n');
   const gates = report.gates
-    .map((g) => `<li><strong>${escapeHtml(g.step)}</strong>: dev exact match ${pct(g.exactMatchBefore)} → ${pct(g.exactMatchAfter)}; ${g.kept ? 'kept' : '<em>rolled back</em>'} (${escapeHtml(g.reason)})</li>`)
+    .map((g) => {
+      const gain = g.bytesBefore !== undefined && g.bytesAfter !== undefined ? `; size ${human(g.bytesBefore, 'B')} → ${human(g.bytesAfter, 'B')}` : '';
+      const reference = g.exactMatchUncompressed !== undefined ? ` (uncompressed ${pct(g.exactMatchUncompressed)})` : '';
+      return `<li><strong>${escapeHtml(g.step)}</strong>: dev exact match ${pct(g.exactMatchBefore)} → ${pct(g.exactMatchAfter)}${reference}${gain}; ${g.kept ? 'kept' : '<em>rolled back</em>'} (${escapeHtml(g.reason)})</li>`;
+    })
     .join('');
   const notes = (Object.entries(report.models) as [ModelName, ModelReport][]).map(([n, m]) => `<li>${LABELS[n]}: ${escapeHtml(m.latency_note)}</li>`).join('');
   return `<!doctype html>

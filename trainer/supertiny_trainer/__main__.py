@@ -24,6 +24,7 @@ COMMANDS = {
     "quantize": ("supertiny_trainer.commands.quantize", "QuantizeConfig", "Int8Quantizer"),
     "encoder-convert": ("supertiny_trainer.commands.encoder_convert", "EncoderConvertConfig", "OnnxBertConverter"),
     "encoder-sft": ("supertiny_trainer.commands.encoder_sft", "EncoderSftConfig", "EncoderSftRunner"),
+    "encoder-prune-vocab": ("supertiny_trainer.commands.encoder_prune_vocab", "EncoderPruneVocabConfig", "EncoderVocabPruner"),
 }
 
 

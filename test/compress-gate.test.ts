@@ -1,0 +1,111 @@
+// The compress stage's gate with scripted activities: every step is compared with the uncompressed ONNX
+// model (two small losses that add up past the tolerance roll the second step back), prune-vocab runs on the
+// PyTorch folder before its own export, and the decoder's compress path schedules what it always did.
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import type { ArtifactRef } from '../artifacts/ref';
+import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
+import type { CompressResult } from '../activities/types';
+import { gpuQueueOf } from '../workflows/activity-options';
+import { startTestServer, workflowBundle } from './support/temporal';
+
+const ref = (uri: string, bytes: number): ArtifactRef => ({ uri, bytes, kind: 'test/dir', sha256: uri.padEnd(64, '0').replace(/[^0-9a-f]/g, 'a').slice(0, 64) });
+
+describe('compress gate', () => {
+  let server: TestWorkflowEnvironment;
+  let run = 0;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+  }, 120_000);
+
+  afterAll(async () => {
+    await server?.teardown();
+  });
+
+  /** Runs compressStage with activities whose dev exact match is `scores[model uri]`; returns the calls made. */
+  async function compress(input: PipelineConfigInput, scores: Record<string, number>): Promise<{ result: CompressResult; calls: string[] }> {
+    const calls: string[] = [];
+    const activities = {
+      async exportOnnx({ model }: { model: ArtifactRef }) {
+        calls.push(`exportOnnx ${model.uri}`);
+        return ref(`onnx(${model.uri})`, model.bytes);
+      },
+      async pruneVocab({ model, sft }: { model: ArtifactRef; sft: ArtifactRef }) {
+        calls.push(`pruneVocab ${model.uri} ${sft.uri}`);
+        return ref(`pruned(${model.uri})`, Math.round(model.bytes * 0.55));
+      },
+      async quantizeInt8({ model }: { model: ArtifactRef }) {
+        calls.push(`quantizeInt8 ${model.uri}`);
+        return ref(`int8(${model.uri})`, Math.round(model.bytes / 4));
+      },
+      async scoreOnDev({ model }: { model: ArtifactRef }) {
+        calls.push(`scoreOnDev ${model.uri}`);
+        if (!(model.uri in scores)) throw new Error(`no scripted score for ${model.uri}`);
+        return { exactMatch: scores[model.uri], intentAccuracy: scores[model.uri], slotF1: scores[model.uri], schemaValidRate: 1, count: 100, modelBytes: model.bytes };
+      },
+    };
+    const taskQueue = `compress-gate-${Date.now()}-${run++}`;
+    const workers = [
+      await Worker.create({ connection: server.nativeConnection, taskQueue, workflowBundle: await workflowBundle(), activities }),
+      await Worker.create({ connection: server.nativeConnection, taskQueue: gpuQueueOf(taskQueue), activities }),
+    ];
+    const running = workers.map((w) => w.run());
+    try {
+      const config = parsePipelineConfig(input);
+      const prototype = { data: { dev: ref('dev', 1) }, sft: ref('sft', 1) };
+      const transfer = { steps: [], student: ref('student', 90_000_000) };
+      const result = (await server.client.workflow.execute('compressStage', {
+        taskQueue,
+        workflowId: taskQueue,
+        args: [{ config, prototype, transfer }],
+      })) as CompressResult;
+      return { result, calls };
+    } finally {
+      for (const w of workers) w.shutdown();
+      await Promise.all(running);
+    }
+  }
+
+  test('losses add up against the uncompressed model: 0.8 then 0.8 more rolls int8 back', async () => {
+    const { result, calls } = await compress({ compress: { steps: ['prune-vocab', 'int8'], toleranceExactMatch: 1 } }, {
+      'onnx(student)': 0.7,
+      'onnx(pruned(student))': 0.692,
+      'int8(onnx(pruned(student)))': 0.684,
+    });
+    expect(calls).toEqual([
+      'exportOnnx student',
+      'scoreOnDev onnx(student)',
+      'pruneVocab student sft',
+      'exportOnnx pruned(student)',
+      'scoreOnDev onnx(pruned(student))',
+      'quantizeInt8 onnx(pruned(student))',
+      'scoreOnDev int8(onnx(pruned(student)))',
+    ]);
+    expect(result.chosen.uri).toBe('onnx(pruned(student))');
+    expect(result.int8!.uri).toBe('int8(onnx(pruned(student)))');
+    const [prune, int8] = result.gates;
+    expect(prune).toMatchObject({ step: 'prune-vocab', kept: true, exactMatchUncompressed: 0.7, exactMatchBefore: 0.7, exactMatchAfter: 0.692, bytesBefore: 90_000_000, bytesAfter: 49_500_000 });
+    expect(int8).toMatchObject({ step: 'int8', kept: false, exactMatchUncompressed: 0.7, exactMatchBefore: 0.692, exactMatchAfter: 0.684, bytesBefore: 49_500_000 });
+    expect(int8.reason).toMatch(/^rolled back: lost 1\.60 points against the uncompressed model \(0\.80 by this step\)/);
+  }, 120_000);
+
+  test('a rolled-back prune-vocab leaves int8 to quantize the unpruned model', async () => {
+    const { result, calls } = await compress({ compress: { steps: ['prune-vocab', 'int8'] } }, {
+      'onnx(student)': 0.7,
+      'onnx(pruned(student))': 0.68,
+      'int8(onnx(student))': 0.699,
+    });
+    expect(calls.slice(-2)).toEqual(['quantizeInt8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
+    expect(result.gates.map((g) => g.kept)).toEqual([false, true]);
+    expect(result.chosen.uri).toBe('int8(onnx(student))');
+  }, 120_000);
+
+  test("the decoder's compress path schedules the activities it always did, in the same order", async () => {
+    const decoder = { transfer: { student: { hiddenSize: 64, heads: 2, kvHeads: 1 } } };
+    const { result, calls } = await compress(decoder, { 'onnx(student)': 0.5, 'int8(onnx(student))': 0.5 });
+    expect(calls).toEqual(['exportOnnx student', 'scoreOnDev onnx(student)', 'quantizeInt8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
+    expect(result.gates).toHaveLength(1);
+    expect(result.chosen.uri).toBe('int8(onnx(student))');
+  }, 120_000);
+});
