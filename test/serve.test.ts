@@ -1,6 +1,7 @@
 // `supertiny serve` end to end: real HTTP, real onnxruntime on a tiny random-weight encoder student
 // (test/fixtures/make-encoder-fixture.py --massive-names), called through the real `openai` client.
 // Random weights give meaningless calls, but the server's answers must be exactly the runtime's.
+import type { StudentTask } from '../runtime/student';
 import { execFile, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -35,9 +36,14 @@ let folder: string;
 let massive: MassiveTask;
 let reference: StudentRuntime;
 const expected = new Map<string, RuntimePrediction>();
-/** The utterances the student answers with a valid call, and those it has none for (a random head's slots can break the schema). */
+/** The utterances the student answers with a valid call, and those it has none for (see studentTask). */
 let answerable: string[];
 let unanswerable: string[];
+/**
+ * MASSIVE, refusing calls without arguments: the encoder's answers are schema-valid by construction, so this
+ * stands in for a student that has no valid call for some inputs (the 422 and the cascade's fallback).
+ */
+let studentTask: StudentTask;
 
 beforeAll(async () => {
   root = await fs.mkdtemp(path.join(os.tmpdir(), 'serve-test-'));
@@ -45,7 +51,12 @@ beforeAll(async () => {
   const fixture = path.join(env.projectRoot, 'test', 'fixtures', 'make-encoder-fixture.py');
   const [loaded] = await Promise.all([loadMassiveTask({ massivePath: env.massivePath }), run(env.python, [fixture, folder, '--massive-names'], { cwd: env.projectRoot })]);
   massive = loaded;
-  reference = await loadStudent(folder, { task: massive.task, threads: 1 });
+  studentTask = {
+    functions: massive.task.functions,
+    validateCall: (call: Parameters<MassiveTask['task']['validateCall']>[0]) =>
+      call.args.length > 0 ? massive.task.validateCall(call) : { ok: false as const, kind: 'invalid_arguments' as const, errors: [`"${call.name}" was called without arguments (refused by this test's task)`] },
+  };
+  reference = await loadStudent(folder, { task: studentTask, threads: 1 });
   for (const input of UTTERANCES) expected.set(input, await reference.predict(input));
   answerable = UTTERANCES.filter((u) => expected.get(u)!.call);
   unanswerable = UTTERANCES.filter((u) => !expected.get(u)!.call);
@@ -57,7 +68,7 @@ afterAll(async () => {
 });
 
 async function serve(options: Partial<Parameters<typeof startStudentServer>[0]> = {}): Promise<{ server: RunningStudentServer; student: StudentRuntime; stop(): Promise<void> }> {
-  const student = await loadStudent(folder, { task: massive.task, threads: 1 });
+  const student = await loadStudent(folder, { task: studentTask, threads: 1 });
   const server = await startStudentServer({ student, functionNames: massive.task.functionNames, modelName: MODEL, ...options });
   return { server, student, stop: async () => (await server.close(), await student.release()) };
 }
@@ -121,7 +132,7 @@ describe('the student server through the openai client', () => {
   });
 
   test('an input the student has no valid call for is a 422 no_call naming why', async () => {
-    // The seeded fixture tags a slot twice that MASSIVE's schema takes once for at least one utterance.
+    // studentTask refuses the seeded fixture's argument-less calls.
     expect(unanswerable.length).toBeGreaterThan(0);
     const err = await ask(openai, unanswerable[0]).catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.UnprocessableEntityError);
@@ -262,18 +273,22 @@ describe('the student server through the openai client', () => {
 describe('a student in a worker thread', () => {
   test('answers as the student on the server thread does, behind the server too', async () => {
     const student = await ThreadedStudent.load({ folder, massivePath: env.massivePath, threads: 1 });
+    // The thread loads MASSIVE itself (not this file's studentTask): compare with the same task in-process.
+    const plain = await loadStudent(folder, { task: massive.task, threads: 1 });
+    const wanted = await plain.predictBatch(UTTERANCES, { batchSize: 1 });
+    await plain.release();
     try {
       expect(student.family).toBe('encoder');
       const predictions = await student.predictBatch(UTTERANCES);
       predictions.forEach((p, i) => {
-        const want = expected.get(UTTERANCES[i])!;
+        const want = wanted[i];
         expect({ call: p.call, errors: p.errors }).toEqual({ call: want.call, errors: want.errors });
         expect(p.confidence).toBeCloseTo(want.confidence, 6);
       });
       const server = await startStudentServer({ student, functionNames: massive.task.functionNames, modelName: MODEL });
       try {
         const answers = await Promise.all(answerable.map((input) => ask(client(server), input)));
-        answers.forEach((a, i) => expect(a.supertiny.confidence).toBeCloseTo(expected.get(answerable[i])!.confidence, 6));
+        answers.forEach((a, i) => expect(a.supertiny.confidence).toBeCloseTo(wanted[UTTERANCES.indexOf(answerable[i])].confidence, 6));
       } finally {
         await server.close();
       }
