@@ -3,7 +3,7 @@
 // of the Temporal server. It passes when the interrupted run completes with the reference's artifacts and
 // report (quality, not timings) and the teacher answered no request more often than in the reference.
 //   npx tsx scripts/campaign-durability.ts [--kills 20] [--seed 1] [--latency-ms 300] [--rate-500 0.05]
-//     [--rate-429 0.05] [--min-gap-s 3] [--max-gap-s 12] [--train 300] [--out FILE]
+//     [--rate-429 0.05] [--min-gap-s 3] [--max-gap-s 12] [--train 300] [--heartbeat-s 5] [--out FILE]
 // Everything runs on 127.0.0.1 (a private dev server per run on free ports, the simulator as its own process).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -28,6 +28,7 @@ const { values } = parseArgs({
     'max-gap-s': { type: 'string', default: '12' },
     train: { type: 'string', default: '300' },
     out: { type: 'string' },
+    'heartbeat-s': { type: 'string', default: '5' },
   },
 });
 const kills = Number(values.kills);
@@ -51,7 +52,7 @@ const config: PipelineConfigInput = {
   compress: { steps: ['int8'] },
   evaluate: { latencySamples: 20 },
   // A killed worker is noticed after this long; the default 30 s would make 20 kills take most of an hour.
-  timeouts: { heartbeatSeconds: 5 },
+  timeouts: { heartbeatSeconds: Number(values['heartbeat-s']) },
 };
 
 interface SimulatorProcess {

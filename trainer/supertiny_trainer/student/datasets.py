@@ -43,6 +43,22 @@ def _text_of(content: Any) -> str | None:
     return None
 
 
+def arguments_object(raw: Any, where: str) -> dict[str, Any]:
+    """A tool call's arguments (a JSON string or an object) as an object; a sample whose arguments are not
+    a JSON object is rejected, a field of the wrong type is a data error naming `where`."""
+    if isinstance(raw, dict):
+        return raw
+    if not isinstance(raw, str):
+        raise DataError(f"{where} must be a JSON string or object")
+    try:
+        value = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        raise RejectedSample("the tool call's arguments are not valid JSON") from None
+    if not isinstance(value, dict):
+        raise RejectedSample("the tool call's arguments are not a JSON object")
+    return value
+
+
 def _last_user_utterance(messages: list[Any], where: str) -> str:
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
@@ -67,18 +83,7 @@ def _last_tool_call(messages: list[Any], where: str) -> str:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
             raise DataError(f"{where}: a tool call needs function.name")
-        raw_arguments = function.get("arguments", "{}")
-        if isinstance(raw_arguments, dict):
-            arguments = raw_arguments
-        else:
-            if not isinstance(raw_arguments, str):
-                raise DataError(f"{where}: function.arguments must be a JSON string")
-            try:
-                arguments = json.loads(raw_arguments) if raw_arguments.strip() else {}
-            except json.JSONDecodeError:
-                raise RejectedSample("the tool call's arguments are not valid JSON") from None
-        if not isinstance(arguments, dict):
-            raise RejectedSample("the tool call's arguments are not a JSON object")
+        arguments = arguments_object(function.get("arguments", "{}"), f"{where}: function.arguments")
         return compact_call(function["name"], arguments)
     raise RejectedSample("no assistant message")
 

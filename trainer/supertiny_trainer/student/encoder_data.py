@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import DataError
-from .datasets import LoadReport, RejectedSample, _last_user_utterance, read_jsonl
+from .datasets import LoadReport, RejectedSample, _last_user_utterance, arguments_object, read_jsonl
 from .encoder import EncoderLabels
 
 
@@ -43,20 +43,6 @@ class EncoderDataReport(LoadReport):
                 "votes_dropped": sum(self.votes_dropped.values()), "votes_dropped_reasons": dict(self.votes_dropped)}
 
 
-def _arguments_object(raw: Any, where: str) -> dict[str, Any]:
-    if isinstance(raw, dict):
-        return raw
-    if not isinstance(raw, str):
-        raise DataError(f"{where}: arguments must be a JSON string or object")
-    try:
-        value = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError:
-        raise RejectedSample("the tool call's arguments are not valid JSON") from None
-    if not isinstance(value, dict):
-        raise RejectedSample("the tool call's arguments are not a JSON object")
-    return value
-
-
 def _argument_pairs(arguments: dict[str, Any], where: str) -> tuple[tuple[str, str], ...]:
     pairs = []
     for key, value in arguments.items():
@@ -77,7 +63,7 @@ def _label_call(messages: list[Any], where: str) -> tuple[str, tuple[tuple[str, 
         function = calls[-1].get("function") if isinstance(calls, list) and isinstance(calls[-1], dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
             raise DataError(f"{where}: a tool call needs function.name")
-        arguments = _arguments_object(function.get("arguments", "{}"), f"{where}: function.arguments")
+        arguments = arguments_object(function.get("arguments", "{}"), f"{where}: function.arguments")
         return function["name"], _argument_pairs(arguments, f"{where}: function.arguments")
     raise RejectedSample("no assistant message")
 
@@ -148,7 +134,7 @@ def read_encoder_rows(path: str | Path, report: EncoderDataReport) -> tuple[list
             if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
                 raise DataError(f"{at}: 'share' must be a number in [0, 1], got {share!r}")
             try:
-                arguments = _arguments_object(vote.get("arguments", "{}"), f"{at}.arguments")
+                arguments = arguments_object(vote.get("arguments", "{}"), f"{at}.arguments")
             except RejectedSample as e:
                 raise DataError(f"{at}: {e}") from None
             votes.append((vote["name"], _argument_pairs(arguments, f"{at}.arguments"), float(share)))
