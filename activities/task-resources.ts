@@ -26,6 +26,8 @@ export interface ResolvedTeacher {
   model: string;
   prices: Prices;
   simulated: boolean;
+  /** Header for the per-request idempotency key (the endpoint's setting); null sends none. */
+  idempotencyHeader: string | null;
   /**
    * What the endpoint's answers depend on, for output and request-cache keys: its name and URL (the
    * built-in simulator's port changes every start, so it is named only). Never contains the key.
@@ -103,6 +105,7 @@ export function createTaskResources(deps: ActivityDeps): TaskResources {
         model,
         prices: endpoint.prices,
         simulated: endpoint.simulated,
+        idempotencyHeader: endpoint.idempotencyHeader,
         identity: endpoint.simulated ? SIMULATOR_ENDPOINT : `${endpoint.name}@${endpoint.baseURL}`,
       };
     },

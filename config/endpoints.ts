@@ -39,6 +39,10 @@ export const TeacherEndpointSchema = z
       .describe('the variable that holds the key; unset for endpoints without auth'),
     models: z.array(z.string().min(1).max(200)).min(1).max(100).describe('models a pipeline may ask this endpoint for'),
     prices: PricesSchema.default({ inputPerMTok: 0, outputPerMTok: 0 }),
+    idempotencyHeader: z
+      .union([z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'an HTTP header name'), z.literal(false)])
+      .default('Idempotency-Key')
+      .describe('header carrying each request\'s idempotency key (the same for every resend of one request); false sends none'),
   })
   .strict();
 export type TeacherEndpointSpec = z.infer<typeof TeacherEndpointSchema>;
@@ -63,13 +67,15 @@ export interface TeacherEndpoint {
   models: string[];
   prices: Prices;
   simulated: boolean;
+  /** Header for the per-request idempotency key; null sends none. */
+  idempotencyHeader: string | null;
 }
 
 /** The simulator's prices are a stand-in (a small hosted model's list price) so that reports show a cost. */
 export const SIMULATOR_PRICES: Prices = { inputPerMTok: 0.15, outputPerMTok: 0.6 };
 
 export function simulatorEndpoint(): TeacherEndpoint {
-  return { name: SIMULATOR_ENDPOINT, models: [SIMULATOR_MODEL], prices: SIMULATOR_PRICES, simulated: true };
+  return { name: SIMULATOR_ENDPOINT, models: [SIMULATOR_MODEL], prices: SIMULATOR_PRICES, simulated: true, idempotencyHeader: 'Idempotency-Key' };
 }
 
 export class EndpointConfigError extends SupertinyError {
@@ -89,7 +95,15 @@ export function resolveTeacherEndpoints(raw: unknown, secret: (name: string) => 
   const endpoints = parsed.data.endpoints.map((e): TeacherEndpoint => {
     const apiKey = e.apiKeyEnv ? secret(e.apiKeyEnv) : undefined;
     if (e.apiKeyEnv && !apiKey) throw new EndpointConfigError(`${source}: endpoint "${e.name}" reads its key from ${e.apiKeyEnv}, which is not set`);
-    return { name: e.name, baseURL: e.baseURL, apiKey, models: e.models, prices: e.prices, simulated: false };
+    return {
+      name: e.name,
+      baseURL: e.baseURL,
+      apiKey,
+      models: e.models,
+      prices: e.prices,
+      simulated: false,
+      idempotencyHeader: e.idempotencyHeader === false ? null : e.idempotencyHeader,
+    };
   });
   return [simulatorEndpoint(), ...endpoints];
 }

@@ -4,6 +4,8 @@
 // report (quality, not timings) and the teacher answered no request more often than in the reference.
 //   npx tsx scripts/campaign-durability.ts [--kills 20] [--seed 1] [--latency-ms 300] [--rate-500 0.05]
 //     [--rate-429 0.05] [--min-gap-s 3] [--max-gap-s 12] [--train 300] [--heartbeat-s 5] [--out FILE]
+//     [--no-idempotency]  (the simulator ignores Idempotency-Key, as an endpoint without it does: a SIGKILL
+//                          between a paid answer and its caching then pays that answer again)
 // Everything runs on 127.0.0.1 (a private dev server per run on free ports, the simulator as its own process).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     train: { type: 'string', default: '300' },
     out: { type: 'string' },
     'heartbeat-s': { type: 'string', default: '5' },
+    'no-idempotency': { type: 'boolean', default: false },
   },
 });
 const kills = Number(values.kills);
@@ -64,6 +67,7 @@ interface SimulatorProcess {
     injected429: number;
     injected500: number;
     abandoned: number;
+    replayed: number;
   }>;
   stop(): Promise<void>;
 }
@@ -73,7 +77,8 @@ async function startSimulatorProcess(env: SupertinyEnv): Promise<SimulatorProces
   const child: ChildProcess = spawn(
     process.execPath,
     ['--import', 'tsx', path.join(env.projectRoot, 'runtime', 'teacher-simulator', 'main.ts'), '--port', String(port), '--seed', '7',
-      '--latency-ms', values['latency-ms']!, '--rate-500', values['rate-500']!, '--rate-429', values['rate-429']!, '--retry-after-ms', '1000'],
+      '--latency-ms', values['latency-ms']!, '--rate-500', values['rate-500']!, '--rate-429', values['rate-429']!, '--retry-after-ms', '1000',
+      ...(values['no-idempotency'] ? ['--no-idempotency'] : [])],
     { cwd: env.projectRoot, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const url = await new Promise<string>((resolve, reject) => {
@@ -193,7 +198,7 @@ async function run(label: string, killCount: number) {
     comparable: comparable(outcome, report),
     answered: stats.answeredByContentHash,
     received: stats.receivedByContentHash,
-    faults: { injected429: stats.injected429, injected500: stats.injected500, abandoned: stats.abandoned, chatRequests: stats.chatRequests },
+    faults: { injected429: stats.injected429, injected500: stats.injected500, abandoned: stats.abandoned, replayedUnbilled: stats.replayed, chatRequests: stats.chatRequests },
     dataDir,
   };
 }
@@ -215,6 +220,7 @@ async function main() {
     completed: true,
     identicalToReference: identical,
     extraTeacherAnswers: extra,
+    idempotencyKeysHonoured: !values['no-idempotency'],
     referenceSeconds: reference.seconds,
     campaignSeconds: campaign.seconds,
     faults: campaign.faults,

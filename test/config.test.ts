@@ -29,7 +29,7 @@ describe('pipeline config', () => {
 
   test("the judge gets the teacher timeouts and retries and the endpoint's prices (its cost was reported as 0 without them)", () => {
     const t = parsePipelineConfig({ teacher: { maxRetries: 3 } }).teacher;
-    const resolved = { endpoint: 'e', baseURL: 'http://127.0.0.1:9/v1', apiKey: 'k', model: 'm', prices: { inputPerMTok: 2, outputPerMTok: 8 }, simulated: false, identity: 'e@x' };
+    const resolved = { endpoint: 'e', baseURL: 'http://127.0.0.1:9/v1', apiKey: 'k', model: 'm', prices: { inputPerMTok: 2, outputPerMTok: 8 }, simulated: false, idempotencyHeader: 'Idempotency-Key', identity: 'e@x' };
     expect(sharedChatSettings(t, resolved)).toEqual({
       endpoint: 'e@x',
       baseURL: 'http://127.0.0.1:9/v1',
@@ -39,6 +39,7 @@ describe('pipeline config', () => {
       maxRetries: 3,
       concurrency: 16,
       prices: { inputPerMillionTokens: 2, outputPerMillionTokens: 8 },
+      idempotencyHeader: 'Idempotency-Key',
     });
   });
 

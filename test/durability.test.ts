@@ -167,4 +167,53 @@ describe('durability', () => {
     const done = await runTrainer({ env, command: 'predict', runDir, config: { model: modelDir, data } });
     expect(done.metrics.examples).toBe(2);
   }, 600_000);
+
+  test('a SIGKILL between a paid answer and its caching, at concurrency 4: the resend carries the same idempotency key and is not billed again', async () => {
+    // Its own store and simulator: nothing cached by the other tests, stats of this run only.
+    const windowEnv = await testEnv(server.address, { taskQueue: `${taskQueue}-window` });
+    let armed = true;
+    let killedHash: string | undefined;
+    let victim: WorkerProcess | undefined;
+    let killed!: () => void;
+    const killedPromise = new Promise<void>((resolve) => (killed = resolve));
+    const windowSimulator = await startTeacherSimulator({
+      massivePath: env.massivePath,
+      seed: 7,
+      faults: { latencyMs: 40 },
+      // The answer is computed and billed; the worker dies before a byte of it can reach the worker's cache.
+      onAnswer: async ({ hash }) => {
+        if (!armed || windowSimulator.stats().completions < 40) return;
+        armed = false;
+        killedHash = hash;
+        await victim!.kill('SIGKILL');
+        killed();
+      },
+    });
+    const windowConfig = parsePipelineConfig(
+      smallPipelineConfig('durability-window', { task: { trainLimit: 40 }, teacher: { samples: 3, batchSize: 40, concurrency: 4 }, timeouts: { heartbeatSeconds: 3 } }),
+    );
+    const started: WorkerProcess[] = [];
+    try {
+      victim = startWorkerProcess(windowEnv, { SUPERTINY_SIMULATOR_URL: windowSimulator.url });
+      started.push(victim);
+      await victim.ready;
+      const handle = await server.client.workflow.start(prototypeStage, { taskQueue: windowEnv.taskQueue, workflowId: `kill-window-${Date.now()}`, args: [{ config: windowConfig }] });
+      await killedPromise;
+      const second = startWorkerProcess(windowEnv, { SUPERTINY_SIMULATOR_URL: windowSimulator.url });
+      started.push(second);
+      await handle.result();
+
+      const stats = windowSimulator.stats();
+      const billedTwice = Object.entries(stats.answeredByContentHash).filter(([, n]) => n > 1);
+      // The request whose answer was lost with the worker was sent again (the window was hit)...
+      expect(stats.receivedByContentHash[killedHash!]).toBeGreaterThanOrEqual(2);
+      expect(stats.replayed).toBeGreaterThanOrEqual(1);
+      // ...and no request was billed twice.
+      expect(billedTwice).toEqual([]);
+    } finally {
+      await Promise.all(started.map((w) => w.kill()));
+      await windowSimulator.close();
+      await fs.rm(windowEnv.dataDir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

@@ -189,6 +189,53 @@ describe('one request cache shared by overlapping attempts', () => {
   });
 });
 
+describe('idempotency keys', () => {
+  test('a resend of a cached request (the cache lost with a crash) carries the same key and the simulator replays it unbilled', async () => {
+    const inputs = devInputs(2);
+    const config = { baseURL: sim.url, endpoint: 'simulator', model: sim.model, concurrency: 2 };
+    await createTeacherClient(massive.task, { ...config, cacheDir: path.join(tmp, 'idem-a') }).labelAll(inputs, 2);
+    const first = sim.stats();
+    // A fresh cache folder stands in for the answers a SIGKILL lost: every request is sent again.
+    await createTeacherClient(massive.task, { ...config, cacheDir: path.join(tmp, 'idem-b') }).labelAll(inputs, 2);
+    const second = sim.stats();
+    expect(second.chatRequests).toBe(2 * first.chatRequests);
+    expect(second.completions).toBe(first.completions);
+    expect(second.replayed).toBe(first.completions);
+    expect(second.repeatedAnswers).toBe(0);
+  });
+
+  test('without a request cache (live traffic) no key is sent: each request is answered and billed', async () => {
+    const client = new ChatClient({ baseURL: sim.url, model: sim.model });
+    await client.complete(question(1), 0);
+    await client.complete(question(1), 0);
+    expect(sim.stats()).toMatchObject({ completions: 2, replayed: 0 });
+  });
+
+  test('the simulator refuses a key reused with another body (422) and one still in progress (409)', async () => {
+    const post = (body: unknown, key: string) =>
+      fetch(`${sim.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': key }, body: JSON.stringify(body) });
+    const body = (text: string) => ({ model: sim.model, messages: [{ role: 'user', content: text }] });
+    expect((await post(body('hello'), 'k-1')).status).toBe(200);
+    const reused = await post(body('something else'), 'k-1');
+    expect(reused.status).toBe(422);
+    expect(((await reused.json()) as { error: { code: string } }).error.code).toBe('idempotency_key_reused');
+    const replay = await post(body('hello'), 'k-1');
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    const slow = await startTeacherSimulator({ seed: 23, faults: { latencyMs: 400 } });
+    try {
+      const send = (key: string) =>
+        fetch(`${slow.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': key }, body: JSON.stringify(body('hi')) });
+      const first = send('k-2');
+      await waitFor(() => slow.stats().chatRequests >= 1, 'the first request at the simulator');
+      // The first request is answered only after its latency (200-600 ms); the second arrives while it runs.
+      const [a, b] = await Promise.all([first, send('k-2')]);
+      expect([a.status, b.status].sort()).toEqual([200, 409]);
+    } finally {
+      await slow.close();
+    }
+  });
+});
+
 async function findCacheFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const sub of await fs.readdir(dir)) {

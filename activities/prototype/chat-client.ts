@@ -49,6 +49,18 @@ export const ChatClientConfigSchema = z.object({
       outputPerMillionTokens: z.number().min(0).default(0),
     })
     .prefault({}),
+  /**
+   * Header that carries each request's idempotency key (derived from the request cache key, so every retry,
+   * overlapping attempt and post-crash resend of one request carries the same key). An endpoint or gateway
+   * that honours it answers a resend without billing it again: the only protection for an answer the
+   * endpoint finished while the worker died before caching it. Sent only with a request cache (the
+   * pipeline's requests, each paid once; a server's live requests are not). null sends no such header.
+   */
+  idempotencyHeader: z
+    .string()
+    .regex(/^[A-Za-z0-9-]{1,64}$/)
+    .nullable()
+    .default('Idempotency-Key'),
   /** Folder of the request cache; no cache when absent. */
   cacheDir: z.string().min(1).optional(),
 });
@@ -59,6 +71,11 @@ export type ChatRequest = Omit<ChatCompletionCreateParamsNonStreaming, 'model' |
 
 /** Our field on a stored completion: the wall time of the request that obtained it. */
 const LATENCY_FIELD = 'x_supertiny_latency_ms';
+
+/** The idempotency key of a request: its cache key (a sha256 of endpoint, model, request and sample index). */
+export function idempotencyKeyOf(cacheKey: string): string {
+  return `supertiny-${cacheKey}`;
+}
 
 function latencyOf(completion: ChatCompletion): number | undefined {
   const value = (completion as unknown as Record<string, unknown>)[LATENCY_FIELD];
@@ -381,7 +398,12 @@ export class ChatClient {
           try {
             answer = await this.openai.chat.completions.create(
               { ...request, model: this.config.model, stream: false },
-              { timeout: this.config.timeoutMs + 5_000, maxRetries: 0, signal: AbortSignal.any([deadline.signal, this.signal]) },
+              {
+                timeout: this.config.timeoutMs + 5_000,
+                maxRetries: 0,
+                signal: AbortSignal.any([deadline.signal, this.signal]),
+                ...(this.config.idempotencyHeader && this.cache ? { headers: { [this.config.idempotencyHeader]: idempotencyKeyOf(key) } } : {}),
+              },
             );
           } finally {
             clearTimeout(timer);

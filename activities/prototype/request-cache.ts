@@ -4,7 +4,7 @@
 // A per-key lock file (created with O_EXCL) makes an overlapping attempt in another process wait for the
 // first one's answer instead of paying for the same request again.
 import { createHash, randomUUID } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { mkdirSync, promises as fs, renameSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { canonicalJson } from '../../artifacts/store';
@@ -80,12 +80,16 @@ export class RequestCache {
     }
   }
 
+  /**
+   * Synchronous on purpose: a paid answer goes to disk before the event loop runs anything else, which keeps
+   * the window in which a SIGKILL loses it (answer received, not yet on disk) as short as the disk allows.
+   */
   async put(key: string, value: unknown): Promise<void> {
     const file = this.fileOf(key);
-    await fs.mkdir(path.dirname(file), { recursive: true });
+    mkdirSync(path.dirname(file), { recursive: true });
     const tmp = `${file}.${randomUUID()}.partial`;
-    await fs.writeFile(tmp, JSON.stringify({ key, value, savedAt: new Date().toISOString() }));
-    await fs.rename(tmp, file);
+    writeFileSync(tmp, JSON.stringify({ key, value, savedAt: new Date().toISOString() }));
+    renameSync(tmp, file);
   }
 
   /**

@@ -44,6 +44,7 @@ export function sharedChatSettings(t: PipelineConfig['teacher'], teacher: Resolv
     maxRetries: t.maxRetries,
     concurrency: t.concurrency,
     prices: { inputPerMillionTokens: teacher.prices.inputPerMTok, outputPerMillionTokens: teacher.prices.outputPerMTok },
+    idempotencyHeader: teacher.idempotencyHeader,
   };
 }
 

@@ -1,6 +1,7 @@
 // Starts the TEACHER SIMULATOR alone:
 //   npx tsx runtime/teacher-simulator/main.ts --port 8787 [--seed 0] [--model teacher-simulator]
 //     [--latency-ms 0] [--rate-429 0] [--rate-500 0] [--retry-after-ms 1000] [--api-key KEY] [--massive FILE]
+//     [--no-idempotency]  (ignore the Idempotency-Key header, as an endpoint without it does)
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../config/logger';
 import { startTeacherSimulator } from './server';
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
       'rate-429': { type: 'string' },
       'rate-500': { type: 'string' },
       'retry-after-ms': { type: 'string' },
+      'no-idempotency': { type: 'boolean', default: false },
     },
   });
   const simulator = await startTeacherSimulator({
@@ -37,6 +39,7 @@ async function main(): Promise<void> {
     model: values.model,
     apiKey: values['api-key'],
     massivePath: values.massive,
+    idempotency: !values['no-idempotency'],
     faults: {
       latencyMs: numberOption(values, 'latency-ms'),
       rate429: numberOption(values, 'rate-429'),

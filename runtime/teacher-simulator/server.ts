@@ -43,6 +43,17 @@ export interface TeacherSimulatorOptions {
   faults?: FaultConfig;
   /** Awaited when a chat request arrives (before any injected latency), e.g. by tests that time a crash. */
   onChatRequest?: (info: { hash: string; attempt: number }) => void | Promise<void>;
+  /**
+   * Awaited once an answer is computed and billed, just before it is sent: a test that SIGKILLs its client
+   * here puts the crash in the window between a paid answer and the client's cache.
+   */
+  onAnswer?: (info: { hash: string; attempt: number }) => void | Promise<void>;
+  /**
+   * Honour the `Idempotency-Key` request header (default true), as payment APIs and some LLM gateways do: a
+   * key whose request was answered gets the same answer again, replayed and not billed; a key reused with a
+   * different body is refused (422); one whose first request is still running gets 409.
+   */
+  idempotency?: boolean;
 }
 
 export interface TeacherSimulatorStats {
@@ -67,6 +78,8 @@ export interface TeacherSimulatorStats {
   repeatedAnswers: number;
   /** Requests whose client hung up before the answer was ready: not answered, not counted as served. */
   abandoned: number;
+  /** Requests answered again from their Idempotency-Key's stored answer: sent twice, billed once. */
+  replayed: number;
 }
 
 export interface RunningTeacherSimulator {
@@ -97,6 +110,7 @@ function emptyStats(): TeacherSimulatorStats {
     answeredByContentHash: {},
     repeatedAnswers: 0,
     abandoned: 0,
+    replayed: 0,
   };
 }
 
@@ -121,6 +135,11 @@ async function readBody(req: IncomingMessage, limit = 32 * 1024 * 1024): Promise
   return Buffer.concat(chunks).toString('utf8');
 }
 
+function headerValue(value: string | string[] | undefined): string | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  return v && v.length <= 256 ? v : undefined;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts the teacher simulator on a port (0 = any free one). */
@@ -131,6 +150,8 @@ export async function startTeacherSimulator(options: TeacherSimulatorOptions = {
   const faults = FaultConfigSchema.parse(options.faults ?? {});
   const simulator = new TeacherSimulator(examples, schema, { seed, model, errorModel: options.errorModel });
   let stats = emptyStats();
+  // Idempotency-Key -> the content hash it was first used with and, once answered, the answer.
+  const idempotent = new Map<string, { hash: string; body?: unknown }>();
 
   const handleChat = async (req: IncomingMessage, res: ServerResponse) => {
     let raw: unknown;
@@ -144,6 +165,30 @@ export async function startTeacherSimulator(options: TeacherSimulatorOptions = {
     const hash = contentHash(raw);
     const attempt = (stats.receivedByContentHash[hash] = (stats.receivedByContentHash[hash] ?? 0) + 1);
     const fault = new SeededRandom(seed, 'fault', hash, attempt);
+    const idempotencyKey = options.idempotency === false ? undefined : headerValue(req.headers['idempotency-key']);
+    if (idempotencyKey !== undefined) {
+      const seen = idempotent.get(idempotencyKey);
+      if (seen && seen.hash !== hash) {
+        stats.badRequests++;
+        return apiError(res, 422, 'idempotency_key_reused', 'This Idempotency-Key was used with a different request body.');
+      }
+      if (seen?.body !== undefined) {
+        stats.replayed++;
+        return sendJson(res, 200, seen.body, { 'idempotent-replayed': 'true' });
+      }
+      if (seen) return apiError(res, 409, 'idempotency_conflict', 'A request with this Idempotency-Key is still in progress.');
+    }
+
+    // Taken at arrival, as a server that records the key first does; given back unless the request is answered.
+    if (idempotencyKey !== undefined) idempotent.set(idempotencyKey, { hash });
+    try {
+      return await answerChat(req, res, raw, hash, attempt, fault, idempotencyKey);
+    } finally {
+      if (idempotencyKey !== undefined && idempotent.get(idempotencyKey)?.body === undefined) idempotent.delete(idempotencyKey);
+    }
+  };
+
+  const answerChat = async (req: IncomingMessage, res: ServerResponse, raw: unknown, hash: string, attempt: number, fault: SeededRandom, idempotencyKey: string | undefined) => {
     await options.onChatRequest?.({ hash, attempt });
     if (faults.latencyMs > 0) await sleep(faults.latencyMs * fault.between(0.5, 1.5));
     // A client that died (e.g. SIGKILL) has closed its side: the socket has ended or is gone.
@@ -190,6 +235,8 @@ export async function startTeacherSimulator(options: TeacherSimulatorOptions = {
     const usage = completion.body.usage as { prompt_tokens: number; completion_tokens: number };
     stats.promptTokens += usage.prompt_tokens;
     stats.completionTokens += usage.completion_tokens;
+    if (idempotencyKey !== undefined) idempotent.set(idempotencyKey, { hash, body: completion.body });
+    await options.onAnswer?.({ hash, attempt });
     sendJson(res, 200, completion.body);
   };
 
