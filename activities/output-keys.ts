@@ -42,6 +42,7 @@ export const CONFIG_READ = {
   pruneVocab: (c: PipelineConfig) => (c.transfer.student.family === 'encoder' ? { minCount: c.compress.pruneVocabMinCount } : null),
   exportOnnx: () => ({}),
   quantizeInt8: () => ({}),
+  quantizeInt4: () => ({}),
   evaluateModels: (c: PipelineConfig) => c,
 } as const;
 

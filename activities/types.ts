@@ -62,6 +62,8 @@ export interface GateDecision {
 export interface CompressResult extends Record<string, unknown> {
   onnx: ArtifactRef;
   int8?: ArtifactRef;
+  /** The encoder's 4-bit scheme (feed-forward and embedding weights), when the config lists "int4". */
+  int4?: ArtifactRef;
   /** The smallest model that passed every gate. */
   chosen: ArtifactRef;
   gates: GateDecision[];

@@ -195,14 +195,15 @@ export const TransferConfigSchema = z
     trainer: t.trainer ?? FAMILY_TRAINING_DEFAULTS[t.student.family].trainer,
   }));
 
-export const CompressStepSchema = z.enum(['prune-vocab', 'int8']);
+export const CompressStepSchema = z.enum(['prune-vocab', 'int8', 'int4']);
 export type CompressStep = z.infer<typeof CompressStepSchema>;
 
 /** Per-family compression steps when the config names none (measurements in BENCHMARKS.md). */
 export const FAMILY_COMPRESS_DEFAULTS: Record<StudentFamily, CompressStep[]> = {
-  // prune-vocab brings int8 under 15 MB (13.85 MB) but lost 1.55 test exact-match points on a 1-epoch model,
-  // over the gate's 1 point; and a kept prune with a rolled-back int8 would ship a 55 MB folder. Opt-in for now.
-  encoder: ['int8'],
+  // int8 (22.8 MB), then int4 (4-bit feed-forward and embedding weights: 14.1 MB, within 1 point of exact
+  // match of the fp32 model on dev and test), which replaces int8 when its gate passes and leaves int8 in
+  // place when not. prune-vocab (13.85 MB) lost 1.55 test exact-match points on a 1-epoch model: opt-in.
+  encoder: ['int8', 'int4'],
   decoder: ['int8'],
 };
 
@@ -226,10 +227,13 @@ export const CompressConfigSchema = z
     steps.forEach((step, i) => {
       if (steps.indexOf(step) !== i) ctx.addIssue({ code: 'custom', path: ['steps', i], message: `"${step}" is listed twice` });
     });
-    // prune-vocab rewrites the PyTorch folder, which int8 no longer has (it works on the exported graph).
+    // prune-vocab rewrites the PyTorch folder, which a quantized graph no longer has (quantization works on
+    // the exported graph).
     const prune = steps.indexOf('prune-vocab');
-    if (prune > steps.indexOf('int8') && steps.includes('int8')) {
-      ctx.addIssue({ code: 'custom', path: ['steps', prune], message: '"prune-vocab" must come before "int8"' });
+    for (const quantized of ['int8', 'int4'] as const) {
+      if (steps.includes(quantized) && prune > steps.indexOf(quantized)) {
+        ctx.addIssue({ code: 'custom', path: ['steps', prune], message: `"prune-vocab" must come before "${quantized}"` });
+      }
     }
   });
 
@@ -276,6 +280,9 @@ export const PipelineConfigSchema = z
     (c.compress.steps ?? []).forEach((step, i) => {
       if (step === 'prune-vocab') {
         ctx.addIssue({ code: 'custom', path: ['compress', 'steps', i], message: '"prune-vocab" prunes the encoder student\'s WordPiece vocabulary; the decoder family compresses with "int8" only' });
+      }
+      if (step === 'int4') {
+        ctx.addIssue({ code: 'custom', path: ['compress', 'steps', i], message: '"int4" (4-bit feed-forward and embedding weights) is for the encoder student; the decoder family compresses with "int8" only' });
       }
     });
   })

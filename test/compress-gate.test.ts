@@ -39,6 +39,10 @@ describe('compress gate', () => {
         calls.push(`quantizeInt8 ${model.uri}`);
         return ref(`int8(${model.uri})`, Math.round(model.bytes / 4));
       },
+      async quantizeInt4({ model }: { model: ArtifactRef }) {
+        calls.push(`quantizeInt4 ${model.uri}`);
+        return ref(`int4(${model.uri})`, Math.round(model.bytes / 6.4));
+      },
       async scoreOnDev({ model }: { model: ArtifactRef }) {
         calls.push(`scoreOnDev ${model.uri}`);
         if (!(model.uri in scores)) throw new Error(`no scripted score for ${model.uri}`);
@@ -99,6 +103,35 @@ describe('compress gate', () => {
     expect(calls.slice(-2)).toEqual(['quantizeInt8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
     expect(result.gates.map((g) => g.kept)).toEqual([false, true]);
     expect(result.chosen.uri).toBe('int8(onnx(student))');
+  }, 120_000);
+
+  test('int4 is an alternative to int8, both from the float graph: kept, it is chosen; rolled back, int8 stays', async () => {
+    const steps = { compress: { steps: ['prune-vocab', 'int8', 'int4'] as ('prune-vocab' | 'int8' | 'int4')[] } };
+    const kept = await compress(steps, {
+      'onnx(student)': 0.7,
+      'onnx(pruned(student))': 0.698,
+      'int8(onnx(pruned(student)))': 0.696,
+      'int4(onnx(pruned(student)))': 0.694,
+    });
+    expect(kept.calls.slice(-4)).toEqual([
+      'quantizeInt8 onnx(pruned(student))',
+      'scoreOnDev int8(onnx(pruned(student)))',
+      'quantizeInt4 onnx(pruned(student))',
+      'scoreOnDev int4(onnx(pruned(student)))',
+    ]);
+    expect(kept.result.chosen.uri).toBe('int4(onnx(pruned(student)))');
+    expect(kept.result.int4!.uri).toBe('int4(onnx(pruned(student)))');
+    expect(kept.result.gates[2]).toMatchObject({ step: 'int4', kept: true, bytesBefore: kept.result.gates[1].bytesAfter });
+
+    const rolledBack = await compress(steps, {
+      'onnx(student)': 0.7,
+      'onnx(pruned(student))': 0.68, // prune-vocab rolled back: both schemes quantize the unpruned graph
+      'int8(onnx(student))': 0.699,
+      'int4(onnx(student))': 0.685,
+    });
+    expect(rolledBack.calls.slice(-2)).toEqual(['quantizeInt4 onnx(student)', 'scoreOnDev int4(onnx(student))']);
+    expect(rolledBack.result.gates.map((g) => g.kept)).toEqual([false, true, false]);
+    expect(rolledBack.result.chosen.uri).toBe('int8(onnx(student))');
   }, 120_000);
 
   test("the decoder's compress path schedules the activities it always did, in the same order", async () => {

@@ -8,16 +8,19 @@ describe('pipeline config', () => {
     expect(config.task.name).toBe('massive');
     expect(config.transfer.student.family).toBe('encoder');
     expect(config.transfer.steps).toEqual(['sft']);
-    expect(config.compress.steps).toEqual(['int8']); // prune-vocab is opt-in: it lost 1.55 points on a 1-epoch model (BENCHMARKS.md)
+    // int8, then int4 in its place when its gate passes; prune-vocab is opt-in: it lost 1.55 points on a 1-epoch model (BENCHMARKS.md)
+    expect(config.compress.steps).toEqual(['int8', 'int4']);
     expect(config.teacher.samples).toBe(5);
   });
 
-  test('compression steps: per-family defaults, prune-vocab for the encoder only, before int8, each once', () => {
+  test('compression steps: per-family defaults, prune-vocab and int4 for the encoder only, prune-vocab before quantization, each once', () => {
     const decoder = { student: { hiddenSize: 64, heads: 2, kvHeads: 1 } };
     expect(parsePipelineConfig({ transfer: decoder }).compress.steps).toEqual(['int8']);
     expect(parsePipelineConfig({ compress: { steps: ['int8'] } }).compress.steps).toEqual(['int8']);
     expect(parsePipelineConfig({ compress: { steps: [] } }).compress.steps).toEqual([]);
-    expect(parsePipelineConfig({ compress: { pruneVocabMinCount: 3 } }).compress).toMatchObject({ steps: ['int8'], pruneVocabMinCount: 3 });
+    expect(parsePipelineConfig({ compress: { pruneVocabMinCount: 3 } }).compress).toMatchObject({ steps: ['int8', 'int4'], pruneVocabMinCount: 3 });
+    expect(() => parsePipelineConfig({ transfer: decoder, compress: { steps: ['int8', 'int4'] } })).toThrow(/compress\.steps\.1: "int4" .* is for the encoder student/);
+    expect(() => parsePipelineConfig({ compress: { steps: ['int4', 'prune-vocab'] } })).toThrow(/compress\.steps\.1: "prune-vocab" must come before "int4"/);
     expect(() => parsePipelineConfig({ transfer: decoder, compress: { steps: ['prune-vocab', 'int8'] } })).toThrow(
       /compress\.steps\.0: "prune-vocab" prunes the encoder student's WordPiece vocabulary; the decoder family compresses with "int8" only/,
     );

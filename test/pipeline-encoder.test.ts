@@ -13,12 +13,12 @@ import { smallPipelineConfig } from './support/pipeline-config';
 describe('encoder student pipeline', () => {
   const bed = usePipelineBed('pipeline-encoder');
 
-  test('runs end to end: every model scored, the pruned int8 student answers schema-valid calls in TypeScript', async () => {
+  test('runs end to end: every model scored, the pruned int8 and int4 students answer schema-valid calls in TypeScript', async () => {
     const config = smallPipelineConfig('encoder-run', {
       task: { trainLimit: 160, devLimit: 60, testLimit: 60 },
       transfer: { steps: ['sft'], student: { family: 'encoder', maxLength: 48 }, epochs: 1, maxSteps: 25, batchSize: 16, checkpointEvery: 10 },
-      // Both steps kept whatever 25 steps of training give, so the int8 model checked below is the pruned one.
-      compress: { steps: ['prune-vocab', 'int8'], toleranceExactMatch: 100 },
+      // Every step kept whatever 25 steps of training give, so the quantized models checked below are pruned.
+      compress: { steps: ['prune-vocab', 'int8', 'int4'], toleranceExactMatch: 100 },
     });
     const handle = await startPipeline(bed.server.client, config, { taskQueue: bed.taskQueue });
     const result = await withWorkers(bed.workers, () => handle.result());
@@ -28,8 +28,8 @@ describe('encoder student pipeline', () => {
     expect(result.transfer!.steps[0].metrics.dev_intent_accuracy).toBeGreaterThan(0);
 
     const report = JSON.parse(await fs.readFile(result.evaluate!.reportPath, 'utf8'));
-    expect(Object.keys(report.models).sort()).toEqual(['student', 'student_int8', 'student_onnx', 'teacher']);
-    for (const name of ['student', 'student_onnx', 'student_int8']) {
+    expect(Object.keys(report.models).sort()).toEqual(['student', 'student_int4', 'student_int8', 'student_onnx', 'teacher']);
+    for (const name of ['student', 'student_onnx', 'student_int8', 'student_int4']) {
       expect(report.models[name].schema_valid).toBe(1); // valid by construction
       expect(report.models[name].intent_acc).toBeGreaterThan(0.1); // far above chance over 60 intents after 25 steps
     }
@@ -37,12 +37,15 @@ describe('encoder student pipeline', () => {
     expect(Math.abs(report.models.student.exact_match - report.models.student_onnx.exact_match)).toBeLessThanOrEqual(2 / 60);
 
     const gates = result.compress!.gates;
-    expect(gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['int8', true]]);
+    expect(gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['int8', true], ['int4', true]]);
     expect(typeof gates[0].exactMatchUncompressed).toBe('number');
     expect(gates[1].exactMatchUncompressed).toBe(gates[0].exactMatchUncompressed); // one reference for every step
     expect(gates[0].bytesAfter!).toBeLessThan(gates[0].bytesBefore! * 0.7); // the word embeddings were about half
     expect(gates[1].bytesBefore).toBe(gates[0].bytesAfter);
     expect(gates[1].bytesAfter!).toBeLessThan(gates[1].bytesBefore! * 0.4);
+    expect(gates[2].bytesBefore).toBe(gates[1].bytesAfter);
+    expect(gates[2].bytesAfter!).toBeLessThan(gates[2].bytesBefore! * 0.85); // 4-bit feed-forward and embeddings
+    expect(result.compress!.chosen.sha256).toBe(result.compress!.int4!.sha256);
 
     const folder = await bed.store.materializeDirectory(result.compress!.int8!, `${bed.env.dataDir}/int8-check`);
     const unpruned = await bed.store.materializeDirectory(result.compress!.onnx, `${bed.env.dataDir}/onnx-check`);
@@ -71,6 +74,14 @@ describe('encoder student pipeline', () => {
       expect(task.validateCall(answer.call!).ok).toBe(true);
     } finally {
       await student.release();
+    }
+    const int4 = await loadStudent(await bed.store.materializeDirectory(result.compress!.int4!, `${bed.env.dataDir}/int4-check`), { task });
+    try {
+      const answer = await int4.predict('wake me up at five am tomorrow');
+      expect(answer.call).toBeDefined();
+      expect(task.validateCall(answer.call!).ok).toBe(true);
+    } finally {
+      await int4.release();
     }
   }, 900_000);
 });

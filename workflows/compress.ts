@@ -24,8 +24,12 @@ export async function compressStage({ config, prototype, transfer }: CompressSta
   let chosenScore = uncompressed;
   // The PyTorch folder behind `chosen`: steps before export (prune-vocab) work on it.
   let folder: ArtifactRef = transfer.student;
+  // Its float graph: each quantization scheme starts from it, so int4 is an alternative to int8, not a
+  // quantization of it (kept, it replaces int8; rolled back, int8 stays).
+  let float = onnx;
   const gates: GateDecision[] = [];
   let int8: CompressResult['int8'];
+  let int4: CompressResult['int4'];
   for (const [i, step] of config.compress.steps.entries()) {
     await reportStageProgress({ stage: 'compress', step, done: 1 + i, total });
     let candidateFolder = folder;
@@ -33,8 +37,10 @@ export async function compressStage({ config, prototype, transfer }: CompressSta
     if (step === 'prune-vocab') {
       candidateFolder = await gpu.pruneVocab({ config, model: folder, sft: prototype.sft });
       candidate = await gpu.exportOnnx({ config, model: candidateFolder });
+    } else if (step === 'int4') {
+      candidate = await gpu.quantizeInt4({ config, model: float });
     } else {
-      candidate = await gpu.quantizeInt8({ config, model: chosen });
+      candidate = await gpu.quantizeInt8({ config, model: float });
     }
     const score = await cpu.scoreOnDev({ config, model: candidate, dev: prototype.data.dev });
     const lostPoints = (uncompressed.exactMatch - score.exactMatch) * 100;
@@ -52,11 +58,13 @@ export async function compressStage({ config, prototype, transfer }: CompressSta
       reason: kept ? `${losses}, within the tolerance of ${tolerance}` : `rolled back: ${losses}, more than the tolerance of ${tolerance}`,
     });
     if (step === 'int8') int8 = candidate;
+    if (step === 'int4') int4 = candidate;
     if (kept) {
       chosen = candidate;
       chosenScore = score;
       folder = candidateFolder;
+      if (step === 'prune-vocab') float = candidate;
     }
   }
-  return { onnx, int8, chosen, gates };
+  return { onnx, int8, ...(int4 ? { int4 } : {}), chosen, gates };
 }

@@ -1,5 +1,5 @@
 // Compress-stage activities: the encoder's vocabulary pruning (on the PyTorch folder), ONNX export (checked
-// against PyTorch logits by the trainer) and int8 weight quantization, each a trainer command whose output
+// against PyTorch logits by the trainer), int8 and int4 weight quantization, each a trainer command whose output
 // folder becomes a directory artifact.
 import type { ArtifactRef } from '../../artifacts/ref';
 import type { PipelineConfig } from '../../config/pipeline';
@@ -11,12 +11,18 @@ import * as path from 'node:path';
 export function createCompressActivities(deps: ActivityDeps) {
   const { store, env } = deps;
 
-  async function convert(activity: 'exportOnnx' | 'quantizeInt8', command: TrainerCommand, kind: string, model: ArtifactRef): Promise<ArtifactRef> {
+  async function convert(
+    activity: 'exportOnnx' | 'quantizeInt8' | 'quantizeInt4',
+    command: TrainerCommand,
+    kind: string,
+    model: ArtifactRef,
+    options: Record<string, unknown> = {},
+  ): Promise<ArtifactRef> {
     const key = await activityOutputKey(env.projectRoot, activity, { config: CONFIG_READ[activity](), inputs: { model: model.sha256 } });
     const { value } = await store.memo(key, async () => {
       const runDir = await store.workDir(key);
       const input = await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model'));
-      const done = await runTrainer({ env, command, config: { model: input }, runDir });
+      const done = await runTrainer({ env, command, config: { model: input, ...options }, runDir });
       const folder = done.outputs.model;
       if (!folder) throw new Error(`trainer ${command} reported no "model" output`);
       return { model: await store.putDirectory(kind, folder) };
@@ -53,6 +59,11 @@ export function createCompressActivities(deps: ActivityDeps) {
     },
     async quantizeInt8({ model }: { config: PipelineConfig; model: ArtifactRef }): Promise<ArtifactRef> {
       return convert('quantizeInt8', 'quantize', 'onnx-int8/dir', model);
+    },
+    /** The encoder's float graph with 4-bit feed-forward and embedding weights, int8 elsewhere. */
+    async quantizeInt4({ config, model }: { config: PipelineConfig; model: ArtifactRef }): Promise<ArtifactRef> {
+      if (config.transfer.student.family !== 'encoder') throw new Error('quantizeInt4: only the encoder student has an int4 scheme');
+      return convert('quantizeInt4', 'quantize', 'onnx-int4/dir', model, { scheme: 'int4' });
     },
   };
 }

@@ -157,6 +157,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           student: transfer.student.sha256,
           onnx: compress.onnx.sha256,
           int8: compress.int8?.sha256 ?? null,
+          ...(compress.int4 ? { int4: compress.int4.sha256 } : {}),
         },
         teacher: teacherKeyParts(resolved),
       });
@@ -166,7 +167,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         const gold = await store.readJsonl<GoldExample>(goldRef);
         const latencyGold = gold.slice(0, config.evaluate.latencySamples);
         const models: PipelineReport['models'] = {};
-        const total = 4;
+        const total = compress.int4 ? 5 : 4;
 
         // Teacher, over its API, at temperature 0, each request paid once: the first latencySamples inputs go
         // one at a time, and their latency is that of the paid requests (kept with the cached answers), so a
@@ -238,9 +239,14 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           heartbeat('student_int8', 3, total);
           models.student_int8 = await onnxRow(compress.int8, 'int8');
         }
-        // The cascade of the student that would be served (int8 when there is one) with the teacher.
-        const served = onnxAnswers.get(compress.int8 ? 'int8' : 'fp32')!;
-        const servedName = compress.int8 ? 'student_int8' : 'student_onnx';
+        if (compress.int4) {
+          heartbeat('student_int4', 4, total);
+          models.student_int4 = await onnxRow(compress.int4, 'int4');
+        }
+        // The cascade of the student that would be served (the chosen quantized model, else int8, else fp32).
+        const servedLabel = compress.int4 && compress.chosen.sha256 === compress.int4.sha256 ? 'int4' : compress.int8 ? 'int8' : 'fp32';
+        const served = onnxAnswers.get(servedLabel)!;
+        const servedName = servedLabel === 'fp32' ? 'student_onnx' : (`student_${servedLabel}` as const);
         const cascade = cascadeCurve(
           servedName,
           gold.map((g) => ({ gold: g.gold, student: served.predictions.get(g.id) ?? { confidence: 0 }, teacher: teacherPredictions.get(g.id) ?? {} })),

@@ -18,7 +18,7 @@ export interface ModelReport {
   latency_note: string;
 }
 
-export type ModelName = 'teacher' | 'student' | 'student_onnx' | 'student_int8';
+export type ModelName = 'teacher' | 'student' | 'student_onnx' | 'student_int8' | 'student_int4';
 
 export interface PipelineReport {
   pipeline: string;
@@ -41,8 +41,9 @@ const LABELS: Record<ModelName, string> = {
   student: 'Student (PyTorch)',
   student_onnx: 'Student (ONNX fp32)',
   student_int8: 'Student (ONNX int8)',
+  student_int4: 'Student (ONNX int4)',
 };
-const COLORS: Record<ModelName, string> = { teacher: '#b5523b', student: '#4a6fa5', student_onnx: '#3f8f6b', student_int8: '#7a4fa0' };
+const COLORS: Record<ModelName, string> = { teacher: '#b5523b', student: '#4a6fa5', student_onnx: '#3f8f6b', student_int8: '#7a4fa0', student_int4: '#c08a2b' };
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;

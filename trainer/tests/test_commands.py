@@ -378,3 +378,8 @@ def test_kd_refuses_the_sft_loss_options_it_does_not_apply(field):
     KdConfig(model="m", data="d", teacher="t", dropout=0.1).validate()  # dropout applies to kd
     with pytest.raises(ConfigError, match=field):
         KdConfig(model="m", data="d", teacher="t", **{field: 0.25}).validate()
+
+
+def test_quantize_int4_is_refused_for_a_decoder(tiny, exported):
+    run = run_in_process("quantize", {"model": exported.done["outputs"]["model"], "scheme": "int4"}, tiny.root / "quantize-int4")
+    assert run.error["kind"] == "config" and "scheme" in run.error["message"]

@@ -369,3 +369,30 @@ def test_quantize_makes_the_encoder_int8_and_keeps_its_answers(encoder_exported,
     int8_predictions = _predict(folder, encoder_data["utterances"], tmp_path / "i")
     same = sum(a == b for a, b in zip(float_predictions, int8_predictions)) / len(int8_predictions)
     assert same >= 0.9
+
+
+def test_quantize_int4_puts_the_feed_forward_and_embeddings_in_4_bits_and_keeps_its_answers(encoder_exported, encoder_data, tmp_path):
+    import onnx
+
+    source = encoder_exported.done["outputs"]["model"]
+    int8 = run_cli("quantize", {"model": source}, tmp_path / "q8")
+    int4 = run_cli("quantize", {"model": source, "scheme": "int4"}, tmp_path / "q4")
+    assert int4.returncode == 0, int4.stderr[-3000:]
+    metrics = int4.done["metrics"]
+    assert metrics["scheme"] == "int4" and metrics["four_bit_matmuls"] > 0
+    # Smaller than int8, not only than float.
+    assert metrics["bytes_after"] < int8.done["metrics"]["bytes_after"]
+    folder = Path(int4.done["outputs"]["model"])
+    assert folder.name == "onnx-int4" and not any(p.name.endswith(".int4-stage.onnx") for p in folder.iterdir())
+    ops = {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
+    assert {"MatMulNBits", "GatherBlockQuantized", "MatMulInteger"} <= ops
+    float_predictions = _predict(source, encoder_data["utterances"], tmp_path / "f")
+    int4_predictions = _predict(folder, encoder_data["utterances"], tmp_path / "i")
+    same = sum(a == b for a, b in zip(float_predictions, int4_predictions)) / len(int4_predictions)
+    assert same >= 0.9
+
+
+def test_quantize_refuses_an_unknown_scheme_and_bad_block_sizes(tmp_path):
+    for field, value in (("block_size", 48), ("embedding_block_size", 8), ("scheme", "int3")):
+        bad = run_in_process("quantize", {"model": str(tmp_path / "x"), field: value}, tmp_path / f"run-{field}")
+        assert bad.error["kind"] == "config" and field in bad.error["message"]

@@ -30,17 +30,30 @@ class EncoderInt8Quantizer:
         source_model = folder / "model.onnx"
         if not source_model.is_file():
             raise MissingModelError(f"no model.onnx in {folder} (run `export` on the encoder folder first)")
-        destination = self.context.run_dir / "onnx-int8"
+        scheme = self.config.scheme
+        destination = self.context.run_dir / f"onnx-{scheme}"
         started = time.monotonic()
         with atomic_output_dir(destination) as staging:
             target = staging / "model.onnx"
-            quantize_dynamic(
-                str(source_model), str(target),
-                weight_type=QuantType.QInt8 if self.config.weight_type == "int8" else QuantType.QUInt8,
-                per_channel=self.config.per_channel,
-                reduce_range=self.config.reduce_range,
-                op_types_to_quantize=["MatMul", "Gather"] if self.config.quantize_embeddings else ["MatMul"],
-            )
+            weight_type = QuantType.QInt8 if self.config.weight_type == "int8" else QuantType.QUInt8
+            if scheme == "int4":
+                four_bit = staging / "model.int4-stage.onnx"
+                feed_forward = self._four_bit(source_model, four_bit)
+                # The rest (attention and head MatMuls) as in "int8"; the 4-bit nodes are left as they are.
+                quantize_dynamic(
+                    str(four_bit), str(target), weight_type=weight_type, per_channel=self.config.per_channel,
+                    reduce_range=self.config.reduce_range, op_types_to_quantize=["MatMul"],
+                    extra_options={"DefaultTensorType": 1},  # FLOAT: shape inference cannot type the contrib ops
+                )
+                four_bit.unlink()
+            else:
+                feed_forward = 0
+                quantize_dynamic(
+                    str(source_model), str(target), weight_type=weight_type,
+                    per_channel=self.config.per_channel,
+                    reduce_range=self.config.reduce_range,
+                    op_types_to_quantize=["MatMul", "Gather"] if self.config.quantize_embeddings else ["MatMul"],
+                )
             quantize_s = time.monotonic() - started
             check = self._check(folder, source_model, target)
             for name in folder.iterdir():
@@ -51,9 +64,42 @@ class EncoderInt8Quantizer:
             metrics={"bytes_before": bytes_before, "bytes_after": bytes_after,
                      "compression": round(bytes_before / max(bytes_after, 1), 3), "quantize_s": round(quantize_s, 2),
                      "weight_type": self.config.weight_type, "per_channel": self.config.per_channel,
+                     "scheme": scheme, **({"four_bit_matmuls": feed_forward, "block_size": self.config.block_size,
+                                          "embedding_block_size": self.config.embedding_block_size}
+                                         if scheme == "int4" else {}),
                      "family": "encoder", **check},
             outputs={"model": str(destination), "onnx": str(destination / "model.onnx")},
         )
+
+    def _four_bit(self, source: Path, target: Path) -> int:
+        """4-bit block weights (symmetric) for the feed-forward MatMuls and the embedding Gathers; returns how
+        many MatMuls. The feed-forward weights are the MatMul weights that have the widest dimension of all
+        (the intermediate size: 1536 in MiniLM); attention and the heads stay for the int8 pass."""
+        import onnx
+        from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+        from onnxruntime.quantization.quant_utils import QuantFormat
+
+        model = onnx.load(str(source))
+        dims = {i.name: tuple(i.dims) for i in model.graph.initializer if len(i.dims) == 2}
+        matmuls = [(n.name, dims[n.input[1]]) for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in dims]
+        if not matmuls:
+            raise RuntimeError("the exported encoder has no MatMul with a constant weight to quantize")
+        widest = max(max(shape) for _, shape in matmuls)
+        feed_forward = {name for name, shape in matmuls if widest in shape}
+        axes = (("MatMul", 0), ("Gather", 1))
+        matmul_config = DefaultWeightOnlyQuantConfig(
+            block_size=self.config.block_size, is_symmetric=True, accuracy_level=4,
+            quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul",), quant_axes=axes)
+        quantizer = MatMulNBitsQuantizer(model, algo_config=matmul_config,
+                                         nodes_to_exclude=[name for name, _ in matmuls if name not in feed_forward])
+        quantizer.process()
+        gather_config = DefaultWeightOnlyQuantConfig(
+            block_size=self.config.embedding_block_size, is_symmetric=True,
+            quant_format=QuantFormat.QOperator, op_types_to_quantize=("Gather",), quant_axes=axes)
+        quantizer = MatMulNBitsQuantizer(quantizer.model.model, algo_config=gather_config)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(target), False)
+        return len(feed_forward)
 
     def _check(self, folder: Path, float_model: Path, int8_model: Path) -> dict:
         import numpy as np

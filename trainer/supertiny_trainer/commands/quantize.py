@@ -26,6 +26,12 @@ class QuantizeConfig:
     per_channel: bool = False
     reduce_range: bool = False
     quantize_embeddings: bool = True  # also quantize the token embedding Gather (tied to the LM head)
+    # "int8": dynamic int8 for every MatMul (and the embeddings). "int4" (encoder only): 4-bit block-quantized
+    # weights for the feed-forward MatMuls (MatMulNBits) and the embedding tables (GatherBlockQuantized), int8
+    # for the other MatMuls: about 0.63x the bytes of "int8".
+    scheme: str = "int8"
+    block_size: int = 64  # int4: weights per scale in the feed-forward MatMuls (a power of two, >= 16)
+    embedding_block_size: int = 128  # int4: values per scale in the embedding tables
     check_batch_size: int = 2
     check_prompt_length: int = 8
     seed: int = 0
@@ -35,6 +41,12 @@ class QuantizeConfig:
             raise ConfigError("config field 'model' is required (an exported ONNX folder)")
         if self.weight_type not in ("int8", "uint8"):
             raise ConfigError(f"config field 'weight_type' must be 'int8' or 'uint8', got {self.weight_type!r}")
+        if self.scheme not in ("int8", "int4"):
+            raise ConfigError(f"config field 'scheme' must be 'int8' or 'int4', got {self.scheme!r}")
+        for field in ("block_size", "embedding_block_size"):
+            value = getattr(self, field)
+            if value < 16 or value & (value - 1):
+                raise ConfigError(f"config field '{field}' must be a power of two >= 16, got {value}")
         require_positive(self, "check_batch_size", "check_prompt_length")
 
 
@@ -56,6 +68,8 @@ class Int8Quantizer:
             from .encoder_quantize import EncoderInt8Quantizer
 
             return EncoderInt8Quantizer(self.config, self.context).run(folder)
+        if self.config.scheme != "int8":
+            raise ConfigError(f"config field 'scheme': {self.config.scheme!r} is for encoder students; a decoder is quantized with 'int8'")
         source_model = folder / "model.onnx"
         if not source_model.is_file():
             raise MissingModelError(f"no model.onnx in {folder} (run `export` first)")
