@@ -40,6 +40,8 @@ export const CONFIG_READ = {
   scoreStudentOnDev: () => ({}),
   scoreOnDev: () => ({}),
   pruneVocab: (c: PipelineConfig) => (c.transfer.student.family === 'encoder' ? { minCount: c.compress.pruneVocabMinCount } : null),
+  pruneLayers: (c: PipelineConfig) =>
+    c.transfer.student.family === 'encoder' ? { layers: c.compress.pruneLayersKeep, epochs: c.compress.pruneLayersEpochs, seed: c.transfer.seed } : null,
   exportOnnx: () => ({}),
   quantizeInt8: () => ({}),
   quantizeInt4: () => ({}),

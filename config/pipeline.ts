@@ -195,7 +195,7 @@ export const TransferConfigSchema = z
     trainer: t.trainer ?? FAMILY_TRAINING_DEFAULTS[t.student.family].trainer,
   }));
 
-export const CompressStepSchema = z.enum(['prune-vocab', 'int8', 'int4']);
+export const CompressStepSchema = z.enum(['prune-vocab', 'prune-layers', 'int8', 'int4']);
 export type CompressStep = z.infer<typeof CompressStepSchema>;
 
 /** Per-family compression steps when the config names none (measurements in BENCHMARKS.md). */
@@ -220,6 +220,16 @@ export const CompressConfigSchema = z
       .max(1_000_000)
       .default(1)
       .describe('prune-vocab: keep a word piece the sft utterances use at least this often (single characters always stay)'),
+    pruneLayersKeep: positiveInt
+      .max(256)
+      .default(4)
+      .describe("prune-layers: encoder layers kept (evenly spaced, first and last included); must be below the model's"),
+    pruneLayersEpochs: z
+      .number()
+      .positive()
+      .max(100)
+      .default(2)
+      .describe('prune-layers: epochs of logit distillation from the unpruned model on the sft utterances'),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -227,12 +237,14 @@ export const CompressConfigSchema = z
     steps.forEach((step, i) => {
       if (steps.indexOf(step) !== i) ctx.addIssue({ code: 'custom', path: ['steps', i], message: `"${step}" is listed twice` });
     });
-    // prune-vocab rewrites the PyTorch folder, which a quantized graph no longer has (quantization works on
+    // The prune steps rewrite the PyTorch folder, which a quantized graph no longer has (quantization works on
     // the exported graph).
-    const prune = steps.indexOf('prune-vocab');
-    for (const quantized of ['int8', 'int4'] as const) {
-      if (steps.includes(quantized) && prune > steps.indexOf(quantized)) {
-        ctx.addIssue({ code: 'custom', path: ['steps', prune], message: `"prune-vocab" must come before "${quantized}"` });
+    for (const pruneStep of ['prune-vocab', 'prune-layers'] as const) {
+      const prune = steps.indexOf(pruneStep);
+      for (const quantized of ['int8', 'int4'] as const) {
+        if (steps.includes(quantized) && prune > steps.indexOf(quantized)) {
+          ctx.addIssue({ code: 'custom', path: ['steps', prune], message: `"${pruneStep}" must come before "${quantized}"` });
+        }
       }
     }
   });
@@ -280,6 +292,9 @@ export const PipelineConfigSchema = z
     (c.compress.steps ?? []).forEach((step, i) => {
       if (step === 'prune-vocab') {
         ctx.addIssue({ code: 'custom', path: ['compress', 'steps', i], message: '"prune-vocab" prunes the encoder student\'s WordPiece vocabulary; the decoder family compresses with "int8" only' });
+      }
+      if (step === 'prune-layers') {
+        ctx.addIssue({ code: 'custom', path: ['compress', 'steps', i], message: '"prune-layers" (with distillation) is for the encoder student; the decoder family compresses with "int8" only' });
       }
       if (step === 'int4') {
         ctx.addIssue({ code: 'custom', path: ['compress', 'steps', i], message: '"int4" (4-bit feed-forward and embedding weights) is for the encoder student; the decoder family compresses with "int8" only' });

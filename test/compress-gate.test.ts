@@ -35,6 +35,10 @@ describe('compress gate', () => {
         calls.push(`pruneVocab ${model.uri} ${sft.uri}`);
         return ref(`pruned(${model.uri})`, Math.round(model.bytes * 0.55));
       },
+      async pruneLayers({ model, sft }: { model: ArtifactRef; sft: ArtifactRef }) {
+        calls.push(`pruneLayers ${model.uri} ${sft.uri}`);
+        return ref(`shallow(${model.uri})`, Math.round(model.bytes * 0.8));
+      },
       async quantizeInt8({ model }: { model: ArtifactRef }) {
         calls.push(`quantizeInt8 ${model.uri}`);
         return ref(`int8(${model.uri})`, Math.round(model.bytes / 4));
@@ -132,6 +136,24 @@ describe('compress gate', () => {
     expect(rolledBack.calls.slice(-2)).toEqual(['quantizeInt4 onnx(student)', 'scoreOnDev int4(onnx(student))']);
     expect(rolledBack.result.gates.map((g) => g.kept)).toEqual([false, true, false]);
     expect(rolledBack.result.chosen.uri).toBe('int8(onnx(student))');
+  }, 120_000);
+
+  test('prune-layers distils a shallower folder from the chosen one, exports it, and quantization starts from it when kept', async () => {
+    const { result, calls } = await compress({ compress: { steps: ['prune-vocab', 'prune-layers', 'int4'] } }, {
+      'onnx(student)': 0.7,
+      'onnx(pruned(student))': 0.699,
+      'onnx(shallow(pruned(student)))': 0.695,
+      'int4(onnx(shallow(pruned(student))))': 0.694,
+    });
+    expect(calls.slice(5)).toEqual([
+      'pruneLayers pruned(student) sft',
+      'exportOnnx shallow(pruned(student))',
+      'scoreOnDev onnx(shallow(pruned(student)))',
+      'quantizeInt4 onnx(shallow(pruned(student)))',
+      'scoreOnDev int4(onnx(shallow(pruned(student))))',
+    ]);
+    expect(result.gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['prune-layers', true], ['int4', true]]);
+    expect(result.chosen.uri).toBe('int4(onnx(shallow(pruned(student))))');
   }, 120_000);
 
   test("the decoder's compress path schedules the activities it always did, in the same order", async () => {

@@ -48,6 +48,8 @@ const DECODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'dpo'], ['initStudent', 'trainStudent']],
   'compress.pruneVocabMinCount': [3, []], // the decoder has no vocabulary step
+  'compress.pruneLayersKeep': [3, []],
+  'compress.pruneLayersEpochs': [1, []],
   'transfer.grpoEpochs': [2, ['trainStudent']],
   'transfer.grpoLearningRate': [1e-4, ['trainStudent']],
   'transfer.grpoGenerations': [4, ['trainStudent']],
@@ -79,6 +81,8 @@ const ENCODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'sft'], []], // a second sft is another call with another input model
   'compress.pruneVocabMinCount': [3, ['pruneVocab']],
+  'compress.pruneLayersKeep': [3, ['pruneLayers']],
+  'compress.pruneLayersEpochs': [1, ['pruneLayers']],
   'transfer.student.family': [undefined, []],
   'transfer.student.baseModelPath': ['/models/bert', ['encoderBase']],
   'transfer.student.maxLength': [32, ['trainStudent']],
@@ -92,7 +96,7 @@ const ENCODER: Spec = {
   'transfer.grpoBeta': [0.1, []],
   'transfer.grpoTemperature': [0.7, []],
   'transfer.grpoMaxSteps': [9, []],
-  'transfer.seed': [7, ['trainStudent']],
+  'transfer.seed': [7, ['trainStudent', 'pruneLayers']],
   'transfer.kdTeacher.baseModelPath': ['/models/big', []],
   'transfer.kdTeacher.hiddenSize': [128, []],
   'transfer.kdTeacher.layers': [3, []],

@@ -1,5 +1,5 @@
 // The encoder student (pretrained MiniLM with intent and tag heads) through the whole pipeline on a real
-// Temporal dev server: teacher labels with votes, encoder training, ONNX export, vocabulary pruning and int8
+// Temporal dev server: teacher labels with votes, encoder training, ONNX export, vocabulary and layer pruning, int8 and int4
 // behind the gate, evaluation of every model through the one runtime interface.
 import { promises as fs } from 'node:fs';
 import { startPipeline } from '../client';
@@ -18,7 +18,7 @@ describe('encoder student pipeline', () => {
       task: { trainLimit: 160, devLimit: 60, testLimit: 60 },
       transfer: { steps: ['sft'], student: { family: 'encoder', maxLength: 48 }, epochs: 1, maxSteps: 25, batchSize: 16, checkpointEvery: 10 },
       // Every step kept whatever 25 steps of training give, so the quantized models checked below are pruned.
-      compress: { steps: ['prune-vocab', 'int8', 'int4'], toleranceExactMatch: 100 },
+      compress: { steps: ['prune-vocab', 'prune-layers', 'int8', 'int4'], toleranceExactMatch: 100, pruneLayersKeep: 4, pruneLayersEpochs: 1 },
     });
     const handle = await startPipeline(bed.server.client, config, { taskQueue: bed.taskQueue });
     const result = await withWorkers(bed.workers, () => handle.result());
@@ -37,14 +37,17 @@ describe('encoder student pipeline', () => {
     expect(Math.abs(report.models.student.exact_match - report.models.student_onnx.exact_match)).toBeLessThanOrEqual(2 / 60);
 
     const gates = result.compress!.gates;
-    expect(gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['int8', true], ['int4', true]]);
+    expect(gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['prune-layers', true], ['int8', true], ['int4', true]]);
     expect(typeof gates[0].exactMatchUncompressed).toBe('number');
     expect(gates[1].exactMatchUncompressed).toBe(gates[0].exactMatchUncompressed); // one reference for every step
     expect(gates[0].bytesAfter!).toBeLessThan(gates[0].bytesBefore! * 0.7); // the word embeddings were about half
+    // 2 of 6 layers gone: about a third of the layers' weights (the embeddings stay).
     expect(gates[1].bytesBefore).toBe(gates[0].bytesAfter);
-    expect(gates[1].bytesAfter!).toBeLessThan(gates[1].bytesBefore! * 0.4);
+    expect(gates[1].bytesAfter!).toBeLessThan(gates[1].bytesBefore! * 0.85);
     expect(gates[2].bytesBefore).toBe(gates[1].bytesAfter);
-    expect(gates[2].bytesAfter!).toBeLessThan(gates[2].bytesBefore! * 0.85); // 4-bit feed-forward and embeddings
+    expect(gates[2].bytesAfter!).toBeLessThan(gates[2].bytesBefore! * 0.4);
+    expect(gates[3].bytesBefore).toBe(gates[2].bytesAfter);
+    expect(gates[3].bytesAfter!).toBeLessThan(gates[3].bytesBefore! * 0.85); // 4-bit feed-forward and embeddings
     expect(result.compress!.chosen.sha256).toBe(result.compress!.int4!.sha256);
 
     const folder = await bed.store.materializeDirectory(result.compress!.int8!, `${bed.env.dataDir}/int8-check`);

@@ -22,7 +22,7 @@ export async function compressStage({ config, prototype, transfer }: CompressSta
   const uncompressed = await cpu.scoreOnDev({ config, model: onnx, dev: prototype.data.dev });
   let chosen = onnx;
   let chosenScore = uncompressed;
-  // The PyTorch folder behind `chosen`: steps before export (prune-vocab) work on it.
+  // The PyTorch folder behind `chosen`: steps before export (prune-vocab, prune-layers) work on it.
   let folder: ArtifactRef = transfer.student;
   // Its float graph: each quantization scheme starts from it, so int4 is an alternative to int8, not a
   // quantization of it (kept, it replaces int8; rolled back, int8 stays).
@@ -36,6 +36,9 @@ export async function compressStage({ config, prototype, transfer }: CompressSta
     let candidate: ArtifactRef;
     if (step === 'prune-vocab') {
       candidateFolder = await gpu.pruneVocab({ config, model: folder, sft: prototype.sft });
+      candidate = await gpu.exportOnnx({ config, model: candidateFolder });
+    } else if (step === 'prune-layers') {
+      candidateFolder = await gpu.pruneLayers({ config, model: folder, sft: prototype.sft });
       candidate = await gpu.exportOnnx({ config, model: candidateFolder });
     } else if (step === 'int4') {
       candidate = await gpu.quantizeInt4({ config, model: float });
@@ -63,7 +66,7 @@ export async function compressStage({ config, prototype, transfer }: CompressSta
       chosen = candidate;
       chosenScore = score;
       folder = candidateFolder;
-      if (step === 'prune-vocab') float = candidate;
+      if (step === 'prune-vocab' || step === 'prune-layers') float = candidate;
     }
   }
   return { onnx, int8, ...(int4 ? { int4 } : {}), chosen, gates };

@@ -54,6 +54,34 @@ export function createCompressActivities(deps: ActivityDeps) {
       });
       return value.model;
     },
+    /**
+     * The encoder with fewer transformer layers (evenly spaced), recovered by logit distillation from the
+     * unpruned model on the sft utterances. A training run: checkpoints, heartbeats and resume as in transfer.
+     */
+    async pruneLayers({ config, model, sft }: { config: PipelineConfig; model: ArtifactRef; sft: ArtifactRef }): Promise<ArtifactRef> {
+      if (config.transfer.student.family !== 'encoder') throw new Error('pruneLayers: only the encoder student has layers to prune here');
+      const read = CONFIG_READ.pruneLayers(config)!;
+      const key = await activityOutputKey(env.projectRoot, 'pruneLayers', { config: read, inputs: { model: model.sha256, data: sft.sha256 } });
+      const { value } = await store.memo(key, async () => {
+        const runDir = await store.workDir(key);
+        const done = await runTrainer({
+          env,
+          command: ENCODER_COMMANDS.pruneLayers,
+          config: {
+            model: await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model')),
+            data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
+            layers: read.layers,
+            epochs: read.epochs,
+            seed: read.seed,
+          },
+          runDir,
+        });
+        const folder = done.outputs.model;
+        if (!folder) throw new Error(`trainer ${ENCODER_COMMANDS.pruneLayers} reported no "model" output`);
+        return { model: await store.putDirectory('model/dir', folder) };
+      });
+      return value.model;
+    },
     async exportOnnx({ model }: { config: PipelineConfig; model: ArtifactRef }): Promise<ArtifactRef> {
       return convert('exportOnnx', 'export', 'onnx/dir', model);
     },

@@ -25,6 +25,7 @@ COMMANDS = {
     "encoder-convert": ("supertiny_trainer.commands.encoder_convert", "EncoderConvertConfig", "OnnxBertConverter"),
     "encoder-sft": ("supertiny_trainer.commands.encoder_sft", "EncoderSftConfig", "EncoderSftRunner"),
     "encoder-prune-vocab": ("supertiny_trainer.commands.encoder_prune_vocab", "EncoderPruneVocabConfig", "EncoderVocabPruner"),
+    "encoder-prune-layers": ("supertiny_trainer.commands.encoder_prune_layers", "EncoderPruneLayersConfig", "EncoderLayerPruner"),
 }
 
 

@@ -396,3 +396,71 @@ def test_quantize_refuses_an_unknown_scheme_and_bad_block_sizes(tmp_path):
     for field, value in (("block_size", 48), ("embedding_block_size", 8), ("scheme", "int3")):
         bad = run_in_process("quantize", {"model": str(tmp_path / "x"), field: value}, tmp_path / f"run-{field}")
         assert bad.error["kind"] == "config" and field in bad.error["message"]
+
+
+# ---- encoder-prune-layers ----------------------------------------------------------------------------------
+
+PRUNE_LAYERS = {"layers": 1, "max_steps": 30, "batch_size": 8, "learning_rate": 1e-3, "head_learning_rate": 1e-3,
+                "save_steps": 10, "logging_steps": 5, "num_threads": 1, "seed": 0, "warmup_ratio": 0.0}
+
+
+def test_layers_to_keep_spreads_the_kept_layers_and_refuses_nothing_to_prune():
+    from supertiny_trainer.commands.encoder_prune_layers import layers_to_keep
+    from supertiny_trainer.core.errors import ConfigError
+
+    assert layers_to_keep(6, 4, []) == [0, 2, 3, 5]
+    assert layers_to_keep(6, 3, []) == [0, 2, 5] or layers_to_keep(6, 3, []) == [0, 3, 5]
+    assert layers_to_keep(6, 1, []) == [5]
+    assert layers_to_keep(6, 4, [0, 1, 2, 3]) == [0, 1, 2, 3]
+    for total, layers, keep in ((6, 6, []), (6, 4, [0, 1, 2, 3, 4, 5]), (6, 4, [0, 6])):
+        with pytest.raises(ConfigError):
+            layers_to_keep(total, layers, keep)
+
+
+def test_encoder_prune_layers_distils_a_shallower_student_that_still_answers(encoder_run, encoder_data, tmp_path):
+    run, _ = encoder_run
+    source = Path(run.done["outputs"]["model"])
+    pruned = run_cli("encoder-prune-layers", {"model": str(source), "data": str(encoder_data["sft"]), **PRUNE_LAYERS},
+                     tmp_path / "prune")
+    assert pruned.returncode == 0, pruned.stderr[-3000:]
+    metrics = pruned.done["metrics"]
+    assert (metrics["layers_before"], metrics["layers_after"], metrics["kept_layers"]) == (2, 1, [1])
+    assert metrics["parameters"] < metrics["parameters_before"]
+    losses = [e["loss"] for e in pruned.of("progress")]
+    assert losses[-1] < losses[0]  # the distillation learns
+    folder = Path(pruned.done["outputs"]["model"])
+    assert json.loads((folder / "config.json").read_text())["num_hidden_layers"] == 1
+    # The pruned folder is an encoder folder like any other: predict, export and quantize take it.
+    predictions = _predict(folder, encoder_data["utterances"], tmp_path / "predict")
+    assert len(predictions) == len(encoder_data["records"]) and all(isinstance(p, str) and p for p in predictions)
+    exported = run_cli("export", {"model": str(folder)}, tmp_path / "export")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+
+
+def test_encoder_prune_layers_killed_after_a_checkpoint_and_resumed_ends_with_identical_weights(encoder_run, encoder_data, tmp_path):
+    from safetensors.torch import load_file
+    import torch
+
+    run, _ = encoder_run
+    config = {"model": run.done["outputs"]["model"], "data": str(encoder_data["sft"]), **PRUNE_LAYERS}
+    whole = run_cli("encoder-prune-layers", config, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run_dir = tmp_path / "interrupted"
+    checkpoint, returncode = run_cli_until_checkpoint("encoder-prune-layers", config, run_dir)
+    assert returncode == -9 and checkpoint["step"] == 10 and not (run_dir / "model").exists()
+    resumed = run_cli("encoder-prune-layers", config, run_dir, resume=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.done["metrics"]["resumed_from_step"] >= 10
+    for name in ("model.safetensors", "heads.safetensors"):
+        expected = load_file(str(Path(whole.done["outputs"]["model"]) / name))
+        actual = load_file(str(Path(resumed.done["outputs"]["model"]) / name))
+        assert [k for k in expected if not torch.equal(expected[k], actual[k])] == []
+
+
+def test_encoder_prune_layers_refuses_data_from_another_task(encoder_run, tmp_path):
+    run, _ = encoder_run
+    other = write_jsonl(tmp_path / "other.jsonl", [{"messages": [{"role": "user", "content": "hi"}, {
+        "role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "not_an_intent", "arguments": "{}"}}]}],
+        "tools": [{"type": "function", "function": {"name": "not_an_intent", "parameters": {"type": "object", "properties": {}}}}]}])
+    bad = run_in_process("encoder-prune-layers", {"model": run.done["outputs"]["model"], "data": str(other), **PRUNE_LAYERS}, tmp_path / "run")
+    assert bad.error["kind"] == "data" and "not_an_intent" in bad.error["message"]
