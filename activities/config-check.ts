@@ -1,11 +1,12 @@
-// What the schema cannot check because it depends on the worker: the teacher endpoint and models exist
-// here, and every path a config names lies inside the operator's roots. Runs as the pipeline's first
+// What the schema cannot check because it depends on the worker: the task is registered here and its files
+// load, the teacher endpoint and models exist here, and every path a config names lies inside the operator's roots. Runs as the pipeline's first
 // activity, so a bad config fails before the teacher is paid; path checks run again where paths are used.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidConfigError, type PipelineConfig } from '../config/pipeline';
 import type { SupertinyEnv } from '../config/env';
 import type { TaskResources } from './task-resources';
+import type { TaskDefinition, TaskFiles } from '../tasks/registry';
 
 function within(file: string, root: string): boolean {
   const relative = path.relative(root, file);
@@ -31,10 +32,25 @@ export async function pathInRoots(field: string, value: string, roots: readonly 
   return real;
 }
 
-/** The task's data file: the config's (inside the data roots) or the worker's own default. */
-export async function taskDataPath(config: PipelineConfig, env: SupertinyEnv): Promise<string> {
-  if (config.task.dataPath === undefined) return env.massivePath;
-  return pathInRoots('task.dataPath', config.task.dataPath, env.dataRoots, 'SUPERTINY_DATA_ROOTS', 'file');
+/**
+ * The files a config's task reads, as checked real paths inside the data roots: task.dataPath (or the task's
+ * default data file) and task.functionsPath, each required, allowed or refused as the registered task says.
+ */
+export async function taskFiles(config: PipelineConfig, env: SupertinyEnv, definition: TaskDefinition): Promise<TaskFiles> {
+  const fail = (field: string, message: string) => new InvalidConfigError([{ path: field, message }]);
+  const named = { data: config.task.dataPath, functions: config.task.functionsPath };
+  const fields = { data: 'task.dataPath', functions: 'task.functionsPath' } as const;
+  const files: TaskFiles = {};
+  for (const kind of ['data', 'functions'] as const) {
+    const use = definition.files[kind];
+    const value = named[kind];
+    if (use === 'none' && value !== undefined) throw fail(fields[kind], `task "${definition.name}" reads no ${kind} file`);
+    if (use === 'required' && value === undefined) throw fail(fields[kind], `task "${definition.name}" needs a ${kind} file`);
+    if (value !== undefined) files[kind] = await pathInRoots(fields[kind], value, env.dataRoots, 'SUPERTINY_DATA_ROOTS', 'file');
+  }
+  // The worker's own default is the operator's choice: it is not held to the roots.
+  if (files.data === undefined && definition.files.data === 'optional') files.data = definition.defaultDataPath?.(env);
+  return files;
 }
 
 export async function baseModelPath(config: PipelineConfig, env: SupertinyEnv, student: { baseModelPath?: string } = config.transfer.student): Promise<string | undefined> {
@@ -49,9 +65,10 @@ export async function baseModelPath(config: PipelineConfig, env: SupertinyEnv, s
 
 /** Every worker-side check of a config; throws InvalidConfigError (non-retryable) naming the field. */
 export async function checkConfigOnWorker(config: PipelineConfig, env: SupertinyEnv, resources: TaskResources): Promise<void> {
+  resources.taskDefinition(config);
   resources.checkTeacher(config);
   if (config.teacher.judge.enabled) resources.checkTeacher(config, config.teacher.judge.model);
-  await taskDataPath(config, env);
+  await resources.loadTask(config);
   await baseModelPath(config, env);
   if (config.transfer.steps.includes('kd')) await baseModelPath(config, env, config.transfer.kdTeacher);
 }

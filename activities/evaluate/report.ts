@@ -22,7 +22,7 @@ export type ModelName = 'teacher' | 'student' | 'student_onnx' | 'student_int8';
 
 export interface PipelineReport {
   pipeline: string;
-  dataset: { name: string; path: string; split: string; examples: number };
+  dataset: { name: string; path: string | null; split: string; examples: number };
   config: unknown;
   models: Partial<Record<ModelName, ModelReport>>;
   gates: GateDecision[];

@@ -26,7 +26,7 @@ const BACKSLASH = 0x5c;
 const isIdentifierByte = (b: number) => (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x5f;
 const isHexByte = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66) || (b >= 0x41 && b <= 0x46);
 const JSON_ESCAPES = new Set([...'"\\/bfnrtu'].map((c) => c.charCodeAt(0)));
-// The word characters of MASSIVE's span check (tasks/massive/task.ts, spanOffsets).
+// The word characters of the span check (tasks/spans.ts, spanOffsets).
 const isWordChar = (ch: string | undefined) => ch !== undefined && /[A-Za-z0-9]/.test(ch);
 const isSpace = (ch: string | undefined) => ch !== undefined && /\s/.test(ch);
 
