@@ -3,10 +3,11 @@
 import { readEnv } from '../config/env';
 import { DEFAULT_TASK_NAME } from '../config/pipeline';
 import type { TaskSpec } from './define';
+import { fromFilesTaskDefinition } from './from-files';
 import { massiveTaskDefinition } from './massive';
 import { TaskRegistry, type TaskFiles, type TaskRegistration } from './registry';
 
-export const BUILT_IN_TASKS: readonly TaskRegistration[] = [massiveTaskDefinition];
+export const BUILT_IN_TASKS: readonly TaskRegistration[] = [massiveTaskDefinition, fromFilesTaskDefinition];
 
 /** A built-in task from its files (default: the default task from the environment's data file). */
 export async function loadBuiltInTask(name: string = DEFAULT_TASK_NAME, files: TaskFiles = {}): Promise<TaskSpec<any>> {

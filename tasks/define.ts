@@ -37,6 +37,11 @@ export interface OutputFunction {
   description: string;
   /** Parameters must accept strings: the compact call format carries JSON string values. */
   parameters: z.ZodObject;
+  /**
+   * For typed arguments (numbers, booleans): the JSON Schema the teacher is shown instead of the string
+   * form's, and how a tool call's typed arguments become the string form that `parameters` checks.
+   */
+  toolSchema?: { parameters: Record<string, unknown>; toStringForm(args: Record<string, unknown>): Record<string, unknown> };
 }
 
 export interface CallFormat {
@@ -159,7 +164,14 @@ const TaskSpecInputSchema = z
     systemPrompt: z.string().min(1, 'must be a non-empty string'),
     tools: z.record(identifier, z.strictObject({ description: z.string(), parameters: zodObject, execute: fn('args => ToolResult') })),
     functions: z
-      .record(identifier, z.strictObject({ description: z.string(), parameters: zodObject }))
+      .record(
+        identifier,
+        z.strictObject({
+          description: z.string(),
+          parameters: zodObject,
+          toolSchema: z.strictObject({ parameters: z.record(z.string(), z.unknown()), toStringForm: fn('args => args') }).optional(),
+        }),
+      )
       .refine((r) => Object.keys(r).length > 0, { message: 'must define at least one output function' }),
     entryTools: z.array(z.string()).min(1, 'must name at least one tool or function'),
     maxSteps: z.number().int().min(1),
@@ -317,7 +329,8 @@ export function defineTask<E extends TaskExample>(input: TaskSpecInput<E>): Task
       return names.map((name) => {
         const def = input.tools[name] ?? input.functions[name];
         if (!def) throw new Error(`task "${input.name}" has no tool or function named "${name}"`);
-        return { type: 'function', function: { name, description: def.description, parameters: jsonSchemaOf(name) } };
+        const typed = input.functions[name]?.toolSchema?.parameters;
+        return { type: 'function', function: { name, description: def.description, parameters: typed ?? jsonSchemaOf(name) } };
       });
     },
     decodeToolCall(name, argumentsJson, offered) {
@@ -334,14 +347,20 @@ export function defineTask<E extends TaskExample>(input: TaskSpecInput<E>): Task
       if (args === null || typeof args !== 'object' || Array.isArray(args)) {
         return { kind: 'malformed_arguments', name, error: `arguments of "${name}" must be a JSON object` };
       }
-      const record = args as Record<string, unknown>;
+      const toolSchema = input.functions[name]?.toolSchema;
+      const record = toolSchema ? toolSchema.toStringForm(args as Record<string, unknown>) : (args as Record<string, unknown>);
       const check = checkArguments(name, record);
       if (!check.ok) return { kind: check.kind, name, error: check.errors.join('; ') };
       if (name in input.tools) return { kind: 'tool', name, args: record };
       return { kind: 'call', call: callFromArgumentsObject(name, record as Record<string, string | string[]>) };
     },
     rewardDescription() {
-      return { version: 1, functions: spec.toolDefinitions(functionNames), span_arguments: spanArguments };
+      // The trainer checks calls in the compact format, whose values are strings: the string form's schemas.
+      const functions = functionNames.map((name): FunctionToolDefinition => ({
+        type: 'function',
+        function: { name, description: input.functions[name].description, parameters: jsonSchemaOf(name) },
+      }));
+      return { version: 1, functions, span_arguments: spanArguments };
     },
     canonicalText(call, text) {
       return input.callFormat.print(canonicalize(call, text));
