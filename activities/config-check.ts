@@ -66,9 +66,22 @@ export async function baseModelPath(config: PipelineConfig, env: SupertinyEnv, s
 /** Every worker-side check of a config; throws InvalidConfigError (non-retryable) naming the field. */
 export async function checkConfigOnWorker(config: PipelineConfig, env: SupertinyEnv, resources: TaskResources): Promise<void> {
   resources.taskDefinition(config);
-  resources.checkTeacher(config);
+  const teacher = resources.checkTeacher(config);
   if (config.teacher.judge.enabled) resources.checkTeacher(config, config.teacher.judge.model);
-  await resources.loadTask(config);
+  const { task } = await resources.loadTask(config);
+  if (teacher.simulated) {
+    // The simulator answers from gold calls: an unlabelled input would get a guess, not a teacher's answer.
+    const train = (await task.dataset.load('train')).slice(0, config.task.trainLimit);
+    const unlabelled = train.filter((e) => !task.gold(e)).length;
+    if (unlabelled > 0) {
+      throw new InvalidConfigError([
+        {
+          path: 'teacher.endpoint',
+          message: `the teacher simulator answers from gold calls, and ${unlabelled} of the ${train.length} train inputs of task "${config.task.name}" have none: name a real teacher endpoint (SUPERTINY_TEACHER_ENDPOINTS) or label the train inputs`,
+        },
+      ]);
+    }
+  }
   await baseModelPath(config, env);
   if (config.transfer.steps.includes('kd')) await baseModelPath(config, env, config.transfer.kdTeacher);
 }

@@ -4,6 +4,8 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createTaskResources } from '../activities/task-resources';
+import { checkConfigOnWorker } from '../activities/config-check';
+import { simulatorKnowledge, TeacherSimulator } from '../runtime/teacher-simulator';
 import { ArtifactStore } from '../artifacts/store';
 import { readEnv } from '../config/env';
 import { parsePipelineConfig } from '../config/pipeline';
@@ -190,5 +192,44 @@ describe('a task from files', () => {
     await expect(resources.loadTask(parsePipelineConfig({ task: { name: 'from-files', functionsPath: '/etc/hosts', dataPath: data } }))).rejects.toThrow(
       /task\.functionsPath: \/etc\/hosts is outside the worker's allowed folders/,
     );
+  });
+
+  test('the teacher simulator serves it from its gold calls, with typed arguments, through the same decoding as a real teacher', async () => {
+    const task = await loadTaskFromFiles(await files(FUNCTIONS, GOOD_ROWS));
+    const sim = new TeacherSimulator(await simulatorKnowledge(task), {
+      seed: 3,
+      model: 'teacher-simulator',
+      errorModel: { tiers: [{ share: 1, errorMass: [0, 0] }], malformedArgumentsRate: 0, unknownFunctionRate: 0 },
+    });
+    const ask = (input: string) =>
+      sim.complete({
+        model: 'teacher-simulator',
+        messages: [
+          { role: 'system', content: task.systemPrompt },
+          { role: 'user', content: input },
+        ],
+        tools: task.toolDefinitions(task.entryTools) as never,
+        temperature: 0,
+      });
+    const answer = ask('oven timer 25 minutes for the bread');
+    expect(answer).toMatchObject({ role: 'final', known: true });
+    const fn = (answer.body as any).choices[0].message.tool_calls[0].function;
+    expect(JSON.parse(fn.arguments)).toEqual({ label: 'bread', minutes: 25, unit: 'oven' });
+    const decoded = task.decodeToolCall(fn.name, fn.arguments, task.entryTools);
+    expect(decoded.kind === 'call' && task.canonicalText(decoded.call, '')).toBe(task.canonicalText(task.gold((await task.dataset.load('dev'))[0])!, ''));
+    // An unlabelled train input gets a neighbour's guess, never its own gold: there is none.
+    expect(ask('timer for the pasta ten minutes on the stove').known).toBe(false);
+  });
+
+  test('with unlabelled train inputs and the simulator as teacher, the pipeline refuses at the start, saying why', async () => {
+    const { functions, data } = await files(FUNCTIONS, GOOD_ROWS);
+    const env = { ...readEnv(), dataRoots: [dir] };
+    const resources = createTaskResources({ env, store: new ArtifactStore(path.join(dir, 'store')) });
+    const config = parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data } });
+    await expect(checkConfigOnWorker(config, env, resources)).rejects.toThrow(
+      /teacher\.endpoint: the teacher simulator answers from gold calls, and 1 of the 2 train inputs of task "from-files" have none: name a real teacher endpoint/,
+    );
+    const labelled = await files(FUNCTIONS, GOOD_ROWS.filter((r) => !r.includes('"t1"')));
+    await expect(checkConfigOnWorker(parsePipelineConfig({ task: { name: 'from-files', functionsPath: labelled.functions, dataPath: labelled.data } }), env, resources)).resolves.toBeUndefined();
   });
 });
