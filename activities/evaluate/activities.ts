@@ -22,7 +22,8 @@ import { runTrainer } from '../transfer/trainer-process';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import { cascadeCurve } from './cascade';
 import { costReport } from './cost';
-import { renderReportHtml, type ModelReport, type PipelineReport } from './report';
+import { renderReportHtml, type ModelName, type ModelReport, type PipelineReport } from './report';
+import { predictionRow, type PredictionRow } from './predictions';
 
 const log = createLogger('evaluate');
 
@@ -180,6 +181,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         const gold = await store.readJsonl<GoldExample>(goldRef);
         const latencyGold = gold.slice(0, config.evaluate.latencySamples);
         const models: PipelineReport['models'] = {};
+        // Each model's answers on the report split, for auditing and for `supertiny score`.
+        const predictionFiles: Partial<Record<ModelName, PredictionRow[]>> = {};
+        const goldCalls = new Map(gold.map((g) => [g.id, parseGold(task, g)]));
+        const keepPredictions = (name: ModelName, predictions: Predictions) => {
+          predictionFiles[name] = gold.map((g) => predictionRow(task, { id: g.id, text: g.text, gold: goldCalls.get(g.id)! }, predictions.get(g.id)?.call));
+        };
         const total = 4;
 
         // Teacher, over its API, at temperature 0, each request paid once: the first latencySamples inputs go
@@ -199,6 +206,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         teacherResults.push(...(await Promise.all(gold.slice(latencyGold.length).map((g) => teacher.label({ id: g.id, text: g.text }, 1)))));
         const teacherPredictions = new Map(teacherResults.map((r) => [r.id, { call: r.samples[0]?.call, schemaValid: r.samples[0]?.outcome === 'ok' }]));
         const teacherLatencies = teacherResults.slice(0, latencyGold.length).flatMap((r) => (r.latencyMs === undefined ? [] : [r.latencyMs]));
+        keepPredictions('teacher', teacherPredictions);
         models.teacher = {
           ...metricsRow(scoreWith(task, gold, teacherPredictions)),
           ...latencySummary(teacherLatencies),
@@ -212,6 +220,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         const studentDir = await localFolder(transfer.student);
         const pytorch = await predictWithTrainer(config, transfer.student, gold, latencyGold.length, await store.workDir(key));
         const params = Number(pytorch.metrics.parameters ?? NaN);
+        keepPredictions('student', pytorch.predictions);
         models.student = {
           ...metricsRow(scoreWith(task, gold, pytorch.predictions)),
           latency_ms_p50: Number(pytorch.metrics.latency_ms_p50),
@@ -224,10 +233,11 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
 
         // The ONNX students in TypeScript: constrained greedy decoding with the KV cache.
         const onnxAnswers = new Map<string, Awaited<ReturnType<typeof onnxPredictions>>>();
-        const onnxRow = async (ref: ArtifactRef, label: string): Promise<ModelReport> => {
+        const onnxRow = async (ref: ArtifactRef, label: string, name: ModelName): Promise<ModelReport> => {
           const answers = await onnxPredictions(config, ref, gold);
           const { model, predictions, folder } = answers;
           onnxAnswers.set(label, answers);
+          keepPredictions(name, predictions);
           try {
             const latencies: number[] = [];
             for (const g of latencyGold) {
@@ -246,10 +256,10 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           }
         };
         heartbeat('student_onnx', 2, total);
-        models.student_onnx = await onnxRow(compress.onnx, 'fp32');
+        models.student_onnx = await onnxRow(compress.onnx, 'fp32', 'student_onnx');
         if (compress.int8) {
           heartbeat('student_int8', 3, total);
-          models.student_int8 = await onnxRow(compress.int8, 'int8');
+          models.student_int8 = await onnxRow(compress.int8, 'int8', 'student_int8');
         }
         // The cascade of the student that would be served (int8 when there is one) with the teacher.
         const served = onnxAnswers.get(compress.int8 ? 'int8' : 'fp32')!;
@@ -289,6 +299,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           prototype: prototype.summary,
           cascade,
           cost,
+          predictions: Object.fromEntries(Object.keys(predictionFiles).map((name) => [name, `predictions-${name}.jsonl`])),
           createdAt: new Date().toISOString(),
         };
         const html = renderReportHtml(report);
@@ -297,7 +308,13 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         await fs.mkdir(reportDir, { recursive: true });
         await fs.writeFile(path.join(reportDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
         await fs.writeFile(path.join(reportDir, 'report.html'), html);
+        const predictionRefs: Record<string, ArtifactRef> = {};
+        for (const [name, rows] of Object.entries(predictionFiles)) {
+          await fs.writeFile(path.join(reportDir, `predictions-${name}.jsonl`), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+          predictionRefs[name] = await store.putJsonl(`predictions/${name}`, rows);
+        }
         return {
+          predictions: predictionRefs,
           report: await store.putJson('report', report),
           html: await store.putBytes('report-html', html),
           reportPath: path.join(reportDir, 'report.json'),
