@@ -7,6 +7,7 @@ import { InvalidConfigError, type PipelineConfig } from '../config/pipeline';
 import type { SupertinyEnv } from '../config/env';
 import type { TaskResources } from './task-resources';
 import type { TaskDefinition, TaskFiles } from '../tasks/registry';
+import { studentFamilyProblem } from '../tasks/argument-kinds';
 
 function within(file: string, root: string): boolean {
   const relative = path.relative(root, file);
@@ -69,6 +70,8 @@ export async function checkConfigOnWorker(config: PipelineConfig, env: Supertiny
   const teacher = resources.checkTeacher(config);
   if (config.teacher.judge.enabled) resources.checkTeacher(config, config.teacher.judge.model);
   const { task } = await resources.loadTask(config);
+  const familyProblem = studentFamilyProblem(task, config.transfer.student.family);
+  if (familyProblem) throw new InvalidConfigError([{ path: 'transfer.student.family', message: familyProblem }]);
   if (teacher.simulated) {
     // The simulator answers from gold calls: an unlabelled input would get a guess, not a teacher's answer.
     const train = (await task.dataset.load('train')).slice(0, config.task.trainLimit);

@@ -10,6 +10,7 @@ import { ArtifactStore } from '../artifacts/store';
 import { readEnv } from '../config/env';
 import { parsePipelineConfig } from '../config/pipeline';
 import { loadTaskFromFiles, TaskFileError } from '../tasks/from-files';
+import { studentFamilyFor, studentFamilyProblem, taskArguments } from '../tasks/argument-kinds';
 
 const SECRET = 'SECRET-CONTENT-42';
 
@@ -225,11 +226,39 @@ describe('a task from files', () => {
     const { functions, data } = await files(FUNCTIONS, GOOD_ROWS);
     const env = { ...readEnv(), dataRoots: [dir] };
     const resources = createTaskResources({ env, store: new ArtifactStore(path.join(dir, 'store')) });
-    const config = parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data } });
+    const decoder = { student: { family: 'decoder' as const } };
+    const config = parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data }, transfer: decoder });
     await expect(checkConfigOnWorker(config, env, resources)).rejects.toThrow(
       /teacher\.endpoint: the teacher simulator answers from gold calls, and 1 of the 2 train inputs of task "from-files" have none: name a real teacher endpoint/,
     );
     const labelled = await files(FUNCTIONS, GOOD_ROWS.filter((r) => !r.includes('"t1"')));
-    await expect(checkConfigOnWorker(parsePipelineConfig({ task: { name: 'from-files', functionsPath: labelled.functions, dataPath: labelled.data } }), env, resources)).resolves.toBeUndefined();
+    await expect(
+      checkConfigOnWorker(parsePipelineConfig({ task: { name: 'from-files', functionsPath: labelled.functions, dataPath: labelled.data }, transfer: decoder }), env, resources),
+    ).resolves.toBeUndefined();
+  });
+
+  test('the student family follows the schema: the encoder is refused for a non-span argument, naming it', async () => {
+    const task = await loadTaskFromFiles(await files(FUNCTIONS, GOOD_ROWS));
+    expect(taskArguments(task).map((a) => `${a.function}.${a.argument}:${a.kind}`)).toEqual([
+      'set_timer.minutes:number',
+      'set_timer.unit:enum',
+      'set_timer.label:span',
+      'set_timer.loud:boolean',
+    ]);
+    expect(studentFamilyFor(task)).toBe('decoder');
+    expect(studentFamilyProblem(task, 'decoder')).toBeUndefined();
+    expect(studentFamilyProblem(task, 'encoder')).toMatch(/argument "minutes" of function "set_timer" is a number; this task needs transfer\.student\.family "decoder"/);
+    const { functions, data } = await files(
+      { ...FUNCTIONS, tools: [{ type: 'function', function: { name: 'note', description: 'x', parameters: { type: 'object', properties: { text: { type: 'string' }, who: { type: 'string', 'x-span': true } } } } }] },
+      [row('a', 'train', 'note for bob', { name: 'note', arguments: { who: 'bob', text: 'call him' } }), row('b', 'dev', 'note for ann', { name: 'note', arguments: { who: 'ann' } }), row('c', 'test', 'x', { name: 'note' })],
+    );
+    const env = { ...readEnv(), dataRoots: [dir] };
+    const resources = createTaskResources({ env, store: new ArtifactStore(path.join(dir, 'store')) });
+    await expect(checkConfigOnWorker(parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data } }), env, resources)).rejects.toThrow(
+      /transfer\.student\.family: the encoder student predicts spans of the input only .*argument "text" of function "note" is free text, not a span/,
+    );
+    const spansOnly = await loadTaskFromFiles(await files({ ...FUNCTIONS, tools: [{ type: 'function', function: { name: 'note', description: 'x', parameters: { type: 'object', properties: { who: { type: 'string', 'x-span': true } } } } }] }, [row('a', 'train', 'bob'), row('b', 'dev', 'ann', { name: 'note', arguments: { who: 'ann' } }), row('c', 'test', 'x', { name: 'note' })]));
+    expect(studentFamilyFor(spansOnly)).toBe('encoder');
+    expect(studentFamilyProblem(spansOnly, 'encoder')).toBeUndefined();
   });
 });
