@@ -1,11 +1,13 @@
-// What the schema cannot check because it depends on the worker: the teacher endpoint and models exist
-// here, and every path a config names lies inside the operator's roots. Runs as the pipeline's first
+// What the schema cannot check because it depends on the worker: the task is registered here and its files
+// load, the teacher endpoint and models exist here, and every path a config names lies inside the operator's roots. Runs as the pipeline's first
 // activity, so a bad config fails before the teacher is paid; path checks run again where paths are used.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidConfigError, type PipelineConfig } from '../config/pipeline';
 import type { SupertinyEnv } from '../config/env';
 import type { TaskResources } from './task-resources';
+import type { TaskDefinition, TaskFiles } from '../tasks/registry';
+import { studentFamilyProblem } from '../tasks/argument-kinds';
 
 function within(file: string, root: string): boolean {
   const relative = path.relative(root, file);
@@ -31,10 +33,25 @@ export async function pathInRoots(field: string, value: string, roots: readonly 
   return real;
 }
 
-/** The task's data file: the config's (inside the data roots) or the worker's own default. */
-export async function taskDataPath(config: PipelineConfig, env: SupertinyEnv): Promise<string> {
-  if (config.task.dataPath === undefined) return env.massivePath;
-  return pathInRoots('task.dataPath', config.task.dataPath, env.dataRoots, 'SUPERTINY_DATA_ROOTS', 'file');
+/**
+ * The files a config's task reads, as checked real paths inside the data roots: task.dataPath (or the task's
+ * default data file) and task.functionsPath, each required, allowed or refused as the registered task says.
+ */
+export async function taskFiles(config: PipelineConfig, env: SupertinyEnv, definition: TaskDefinition): Promise<TaskFiles> {
+  const fail = (field: string, message: string) => new InvalidConfigError([{ path: field, message }]);
+  const named = { data: config.task.dataPath, functions: config.task.functionsPath };
+  const fields = { data: 'task.dataPath', functions: 'task.functionsPath' } as const;
+  const files: TaskFiles = {};
+  for (const kind of ['data', 'functions'] as const) {
+    const use = definition.files[kind];
+    const value = named[kind];
+    if (use === 'none' && value !== undefined) throw fail(fields[kind], `task "${definition.name}" reads no ${kind} file`);
+    if (use === 'required' && value === undefined) throw fail(fields[kind], `task "${definition.name}" needs a ${kind} file`);
+    if (value !== undefined) files[kind] = await pathInRoots(fields[kind], value, env.dataRoots, 'SUPERTINY_DATA_ROOTS', 'file');
+  }
+  // The worker's own default is the operator's choice: it is not held to the roots.
+  if (files.data === undefined && definition.files.data === 'optional') files.data = definition.defaultDataPath?.(env);
+  return files;
 }
 
 export async function baseModelPath(config: PipelineConfig, env: SupertinyEnv, student: { baseModelPath?: string } = config.transfer.student): Promise<string | undefined> {
@@ -49,9 +66,25 @@ export async function baseModelPath(config: PipelineConfig, env: SupertinyEnv, s
 
 /** Every worker-side check of a config; throws InvalidConfigError (non-retryable) naming the field. */
 export async function checkConfigOnWorker(config: PipelineConfig, env: SupertinyEnv, resources: TaskResources): Promise<void> {
-  resources.checkTeacher(config);
+  resources.taskDefinition(config);
+  const teacher = resources.checkTeacher(config);
   if (config.teacher.judge.enabled) resources.checkTeacher(config, config.teacher.judge.model);
-  await taskDataPath(config, env);
+  const { task } = await resources.loadTask(config);
+  const familyProblem = studentFamilyProblem(task, config.transfer.student.family);
+  if (familyProblem) throw new InvalidConfigError([{ path: 'transfer.student.family', message: familyProblem }]);
+  if (teacher.simulated) {
+    // The simulator answers from gold calls: an unlabelled input would get a guess, not a teacher's answer.
+    const train = (await task.dataset.load('train')).slice(0, config.task.trainLimit);
+    const unlabelled = train.filter((e) => !task.gold(e)).length;
+    if (unlabelled > 0) {
+      throw new InvalidConfigError([
+        {
+          path: 'teacher.endpoint',
+          message: `the teacher simulator answers from gold calls, and ${unlabelled} of the ${train.length} train inputs of task "${config.task.name}" have none: name a real teacher endpoint (SUPERTINY_TEACHER_ENDPOINTS) or label the train inputs`,
+        },
+      ]);
+    }
+  }
   await baseModelPath(config, env);
   if (config.transfer.steps.includes('kd')) await baseModelPath(config, env, config.transfer.kdTeacher);
 }

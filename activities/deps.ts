@@ -2,6 +2,7 @@
 import type { ArtifactStore } from '../artifacts/store';
 import type { SupertinyEnv } from '../config/env';
 import type { TeacherEndpoint } from '../config/endpoints';
+import type { TaskRegistry } from '../tasks/registry';
 
 export interface ActivityDeps {
   env: SupertinyEnv;
@@ -10,4 +11,6 @@ export interface ActivityDeps {
   endpoints?: TeacherEndpoint[];
   /** A running teacher simulator to use for the "simulator" endpoint; unset = start one in-process on first use. */
   simulatorBaseURL?: string;
+  /** The tasks a config may name (the plugin's `tasks` after the built-in ones); unset = the built-in tasks. */
+  tasks?: TaskRegistry;
 }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { outputKey } from '../artifacts/store';
-import type { PipelineConfig } from '../config/pipeline';
+import { DEFAULT_TASK_NAME, type PipelineConfig } from '../config/pipeline';
 import { trainingStepConfig } from './transfer/activities';
 
 type TransferStep = Parameters<typeof trainingStepConfig>[1];
@@ -16,7 +16,15 @@ type TransferStep = Parameters<typeof trainingStepConfig>[1];
  * report, so all of it is part of its key. A test changes every field in turn against this table.
  */
 export const CONFIG_READ = {
-  prepareTaskData: (c: PipelineConfig) => ({ dataPath: c.task.dataPath ?? null, trainLimit: c.task.trainLimit, devLimit: c.task.devLimit, testLimit: c.task.testLimit }),
+  // The task's name and functions file join the key only when set, so the default task's keys stay as they were.
+  prepareTaskData: (c: PipelineConfig) => ({
+    ...(c.task.name !== DEFAULT_TASK_NAME ? { name: c.task.name } : {}),
+    dataPath: c.task.dataPath ?? null,
+    ...(c.task.functionsPath !== undefined ? { functionsPath: c.task.functionsPath } : {}),
+    trainLimit: c.task.trainLimit,
+    devLimit: c.task.devLimit,
+    testLimit: c.task.testLimit,
+  }),
   labelBatch: (c: PipelineConfig) => ({
     endpoint: c.teacher.endpoint,
     model: c.teacher.model,

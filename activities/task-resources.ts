@@ -1,20 +1,31 @@
-// Per-worker resources that are expensive to build and safe to share between activities: the loaded
-// task (MASSIVE and its derived schema), the default teacher endpoint, loaded ONNX students.
+// Per-worker resources that are expensive to build and safe to share between activities: the registered
+// tasks and the loaded one a config names, the teacher endpoints, the teacher simulator.
 import { createLogger } from '../config/logger';
 import { SIMULATOR_ENDPOINT, simulatorEndpoint, type Prices, type TeacherEndpoint } from '../config/endpoints';
 import { InvalidConfigError } from '../config/pipeline';
 import type { PipelineConfig } from '../config/pipeline';
 import type { Call } from '../tasks/call-format';
-import { loadMassiveTask, type MassiveTask } from '../tasks/massive';
+import type { TaskSpec } from '../tasks/define';
+import { BUILT_IN_TASKS } from '../tasks/built-in';
+import { TaskRegistry, taskFingerprint, type TaskDefinition, type TaskFiles } from '../tasks/registry';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import type { ActivityDeps } from './deps';
-import { taskDataPath } from './config-check';
+import { taskFiles } from './config-check';
 
 const log = createLogger('resources');
 
-export interface LoadedMassive extends MassiveTask {
-  /** Gold calls of every example; used for statistics and scoring, never for training. */
+/** The task a config names, loaded from its files. */
+export interface LoadedTask {
+  definition: TaskDefinition;
+  task: TaskSpec<any>;
+  /** The real paths it was loaded from (checked against the data roots), for output keys and the report. */
+  files: TaskFiles;
+  /** Gold calls of every labelled example; used for statistics and scoring, never for training. */
   goldById: Map<string, Call>;
+  /** Labelled train examples (the teacher simulator can answer only those it has gold for). */
+  labelledTrain: number;
+  /** taskFingerprint(task): part of the output keys of the activities that use the task. */
+  fingerprint: string;
 }
 
 /** The teacher a config asks for, resolved against the worker's endpoints. Holds the key: never log or store it. */
@@ -36,7 +47,10 @@ export interface ResolvedTeacher {
 }
 
 export interface TaskResources {
-  massive(config: PipelineConfig): Promise<LoadedMassive>;
+  /** The registered task the config names (InvalidConfigError listing the registered names otherwise). */
+  taskDefinition(config: PipelineConfig): TaskDefinition;
+  /** The config's task, loaded once per worker and set of files. */
+  loadTask(config: PipelineConfig): Promise<LoadedTask>;
   /** The worker's endpoints (the simulator included). */
   endpoints(): readonly TeacherEndpoint[];
   /**
@@ -49,9 +63,26 @@ export interface TaskResources {
   close(): Promise<void>;
 }
 
+async function loadTaskFrom(definition: TaskDefinition, files: TaskFiles): Promise<LoadedTask> {
+  const task = await definition.load(files);
+  const goldById = new Map<string, Call>();
+  let labelledTrain = 0;
+  for (const split of task.dataset.splits) {
+    for (const example of await task.dataset.load(split)) {
+      const gold = task.gold(example);
+      if (!gold) continue;
+      goldById.set(example.id, gold);
+      if (split === 'train') labelledTrain++;
+    }
+  }
+  return { definition, task, files, goldById, labelledTrain, fingerprint: taskFingerprint(task) };
+}
+
 export function createTaskResources(deps: ActivityDeps): TaskResources {
-  const tasks = new Map<string, Promise<LoadedMassive>>();
-  let simulator: Promise<RunningTeacherSimulator> | undefined;
+  const registry = deps.tasks ?? new TaskRegistry(BUILT_IN_TASKS);
+  const tasks = new Map<string, Promise<LoadedTask>>();
+  // One simulator per task: it answers from that task's gold calls.
+  const simulators = new Map<string, Promise<RunningTeacherSimulator>>();
   const endpoints = deps.endpoints ?? [simulatorEndpoint()];
   const checkTeacher = (config: PipelineConfig, model = config.teacher.model): TeacherEndpoint => {
     const endpoint = endpoints.find((e) => e.name === config.teacher.endpoint);
@@ -68,20 +99,22 @@ export function createTaskResources(deps: ActivityDeps): TaskResources {
     }
     return endpoint;
   };
+  const taskDefinition = (config: PipelineConfig) => registry.require(config.task.name);
+  const loadTask = async (config: PipelineConfig): Promise<LoadedTask> => {
+    const definition = taskDefinition(config);
+    const files = await taskFiles(config, deps.env, definition);
+    const id = JSON.stringify([definition.name, files.data ?? null, files.functions ?? null]);
+    let loaded = tasks.get(id);
+    if (!loaded) {
+      loaded = loadTaskFrom(definition, files);
+      loaded.catch(() => tasks.delete(id));
+      tasks.set(id, loaded);
+    }
+    return loaded;
+  };
   return {
-    async massive(config) {
-      const file = await taskDataPath(config, deps.env);
-      let loaded = tasks.get(file);
-      if (!loaded) {
-        loaded = loadMassiveTask({ massivePath: file }).then((m) => ({
-          ...m,
-          goldById: new Map(m.examples.map((e) => [e.id, m.task.gold(e)!])),
-        }));
-        loaded.catch(() => tasks.delete(file));
-        tasks.set(file, loaded);
-      }
-      return loaded;
-    },
+    taskDefinition,
+    loadTask,
     endpoints: () => endpoints,
     checkTeacher,
     async teacher(config, model = config.teacher.model) {
@@ -90,11 +123,16 @@ export function createTaskResources(deps: ActivityDeps): TaskResources {
       if (!baseURL) {
         baseURL = deps.simulatorBaseURL ?? deps.env.simulatorUrl;
         if (!baseURL) {
-          const massivePath = await taskDataPath(config, deps.env);
-          simulator ??= startTeacherSimulator({ massivePath, model }).then((s) => {
-            log.info(`endpoint "${SIMULATOR_ENDPOINT}": started the teacher SIMULATOR at ${s.url}`);
-            return s;
-          });
+          const { task, fingerprint } = await loadTask(config);
+          let simulator = simulators.get(fingerprint);
+          if (!simulator) {
+            simulator = startTeacherSimulator({ task, model }).then((s) => {
+              log.info(`endpoint "${SIMULATOR_ENDPOINT}": started the teacher SIMULATOR for task "${task.name}" at ${s.url}`);
+              return s;
+            });
+            simulator.catch(() => simulators.delete(fingerprint));
+            simulators.set(fingerprint, simulator);
+          }
           baseURL = (await simulator).url;
         }
       }
@@ -110,7 +148,7 @@ export function createTaskResources(deps: ActivityDeps): TaskResources {
       };
     },
     async close() {
-      if (simulator) await (await simulator).close();
+      await Promise.all([...simulators.values()].map(async (s) => (await s).close()));
     },
   };
 }

@@ -74,6 +74,8 @@ export interface EvaluateResult extends Record<string, unknown> {
   html: ArtifactRef;
   /** Local path of report.json for people (the artifact itself is content-addressed). */
   reportPath: string;
+  /** Each model's predictions on the report split (JSONL {id, input, gold, prediction, correct}); also beside report.json. */
+  predictions?: Record<string, ArtifactRef>;
   models: Record<string, Record<string, number>>;
 }
 

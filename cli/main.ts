@@ -6,6 +6,7 @@
 //   supertiny start [--config FILE] [--wait]
 //   supertiny progress WORKFLOW_ID      supertiny cancel WORKFLOW_ID [REASON]
 //   supertiny serve --model FOLDER      the student behind an OpenAI-compatible endpoint (see cli/serve.ts)
+//   supertiny score --task T --predictions FILE   a predictions file scored with the task's metrics (cli/score.ts)
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -21,6 +22,7 @@ import { createWorkers } from '../workers/worker';
 import { printReportTable } from './report-table';
 import { causeChain } from './cause-chain';
 import { startServe } from './serve';
+import { score } from './score';
 
 const log = createLogger('cli');
 
@@ -124,7 +126,7 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
 
 async function main() {
   const [command, ...args] = process.argv.slice(2);
-  if (command !== 'demo' && command !== 'serve') installTemporalRuntime();
+  if (command !== 'demo' && command !== 'serve' && command !== 'score') installTemporalRuntime();
   const env = readEnv();
   switch (command) {
     case 'demo':
@@ -172,6 +174,9 @@ async function main() {
       await serving.close();
       return;
     }
+    case 'score':
+      process.stdout.write(JSON.stringify(await score(args), null, 2) + '\n');
+      return;
     case 'progress': {
       const client = await connectClient(env);
       process.stdout.write(JSON.stringify(await pipelineProgress(client.workflow.getHandle(args[0])), null, 2) + '\n');
@@ -183,7 +188,7 @@ async function main() {
       return;
     }
     default:
-      process.stderr.write('usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER\n');
+      process.stderr.write('usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER|score --task T --predictions FILE\n');
       process.exitCode = 2;
   }
 }

@@ -9,11 +9,13 @@ import { createLogger } from '../config/logger';
 import { startStudentServer, TeacherCascade, ThreadedStudent } from '../runtime/serve';
 import { loadStudent } from '../runtime/student';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
-import { loadMassiveTask } from '../tasks/massive';
+import { loadBuiltInTask } from '../tasks/built-in';
+import { DEFAULT_TASK_NAME } from '../config/pipeline';
+import type { TaskFiles } from '../tasks/registry';
 
 const log = createLogger('serve');
 
-export const SERVE_USAGE = `usage: supertiny serve --model FOLDER [--model-file model.onnx] [--model-name NAME] [--host 127.0.0.1] [--port 8000]
+export const SERVE_USAGE = `usage: supertiny serve --model FOLDER [--task NAME [--task-data FILE] [--task-functions FILE]] [--model-file model.onnx] [--model-name NAME] [--host 127.0.0.1] [--port 8000]
        [--threads N] [--inference-thread worker|main] [--max-batch 32] [--batch-wait-ms 0] [--max-body-bytes 65536]
        [--cascade-threshold 0.x --teacher-endpoint NAME [--teacher-model M] [--teacher-timeout-ms 30000] [--teacher-retries 1]]
   The bearer token comes from SUPERTINY_SERVE_TOKEN (unset: no auth); teacher endpoints from SUPERTINY_TEACHER_ENDPOINTS.`;
@@ -33,6 +35,9 @@ function parseServeArgs(args: string[]) {
       strict: true,
       options: {
         model: { type: 'string' },
+        task: { type: 'string', default: DEFAULT_TASK_NAME },
+        'task-data': { type: 'string' },
+        'task-functions': { type: 'string' },
         'model-file': { type: 'string', default: 'model.onnx' },
         'model-name': { type: 'string' },
         host: { type: 'string', default: '127.0.0.1' },
@@ -69,7 +74,11 @@ function parseServeArgs(args: string[]) {
     throw new ServeUsageError('a cascade needs both --cascade-threshold and --teacher-endpoint');
   }
   if (values['teacher-model'] !== undefined && values['teacher-endpoint'] === undefined) throw new ServeUsageError('--teacher-model needs --teacher-endpoint');
+  const files: TaskFiles = {};
+  if (values['task-data'] !== undefined) files.data = path.resolve(values['task-data']);
+  if (values['task-functions'] !== undefined) files.functions = path.resolve(values['task-functions']);
   return {
+    task: { name: values.task!, files },
     folder: path.resolve(values.model),
     modelFile: values['model-file']!,
     modelName: values['model-name'] ?? path.basename(path.resolve(values.model)),
@@ -101,7 +110,7 @@ export interface RunningServe {
 /** Loads the task, the student and (with a cascade) the teacher, then serves until close(). */
 export async function startServe(args: string[], env: SupertinyEnv): Promise<RunningServe> {
   const flags = parseServeArgs(args);
-  const { task } = await loadMassiveTask({ massivePath: env.massivePath });
+  const task = await loadBuiltInTask(flags.task.name, flags.task.files);
   // The teacher endpoint is checked before the student loads, so that a wrong name fails at once.
   let teacherEndpoint: { endpoint: TeacherEndpoint; model: string } | undefined;
   if (flags.cascade) {
@@ -117,7 +126,7 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
   }
   const student =
     flags.inferenceThread === 'worker'
-      ? await ThreadedStudent.load({ folder: flags.folder, modelFile: flags.modelFile, threads: flags.threads, massivePath: env.massivePath })
+      ? await ThreadedStudent.load({ folder: flags.folder, modelFile: flags.modelFile, threads: flags.threads, task: flags.task })
       : await loadStudent(flags.folder, { task, modelFile: flags.modelFile, threads: flags.threads });
   let simulator: RunningTeacherSimulator | undefined;
   try {
@@ -127,7 +136,7 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
       const { endpoint, model } = teacherEndpoint;
       let baseURL = endpoint.baseURL ?? env.simulatorUrl;
       if (!baseURL) {
-        simulator = await startTeacherSimulator({ massivePath: env.massivePath, model });
+        simulator = await startTeacherSimulator({ task, model });
         baseURL = simulator.url;
         log.info(`endpoint "${SIMULATOR_ENDPOINT}": started the teacher SIMULATOR at ${baseURL} (not an LLM: its answers come from the data's labels)`);
       }

@@ -14,15 +14,25 @@ const limit = positiveInt.max(MAX_ITEMS);
 const modelName = z.string().min(1).max(200);
 const path = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'must not contain NUL');
 
+/** The task a config gets when it names none: the embedded demo's. */
+export const DEFAULT_TASK_NAME = 'massive';
+
 export const TaskConfigSchema = z
   .object({
-    name: z.literal('massive').default('massive').describe('built-in task; only MASSIVE en-US for now'),
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, dot, dash and underscore only (1-64)')
+      .default(DEFAULT_TASK_NAME)
+      .describe('one of the tasks registered on the worker (e.g. "massive", the default, or "from-files")'),
     dataPath: path
       .optional()
-      .describe("MASSIVE JSONL inside one of the worker's data roots (SUPERTINY_DATA_ROOTS); defaults to SUPERTINY_MASSIVE_PATH"),
-    trainLimit: limit.optional().describe('use only the first N train utterances (unlabelled traffic)'),
-    devLimit: limit.optional().describe('use only the first N dev utterances for gates'),
-    testLimit: limit.optional().describe('use only the first N test utterances for the report'),
+      .describe("the task's data file inside one of the worker's data roots (SUPERTINY_DATA_ROOTS); unset = the task's default"),
+    functionsPath: path
+      .optional()
+      .describe('"from-files" tasks: the functions file (system prompt and OpenAI tool definitions), inside the data roots'),
+    trainLimit: limit.optional().describe('use only the first N train inputs (unlabelled traffic)'),
+    devLimit: limit.optional().describe('use only the first N dev examples for gates'),
+    testLimit: limit.optional().describe('use only the first N test examples for the report'),
   })
   .strict();
 

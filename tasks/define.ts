@@ -37,6 +37,11 @@ export interface OutputFunction {
   description: string;
   /** Parameters must accept strings: the compact call format carries JSON string values. */
   parameters: z.ZodObject;
+  /**
+   * For typed arguments (numbers, booleans): the JSON Schema the teacher is shown instead of the string
+   * form's, and how a tool call's typed arguments become the string form that `parameters` checks.
+   */
+  toolSchema?: { parameters: Record<string, unknown>; toStringForm(args: Record<string, unknown>): Record<string, unknown> };
 }
 
 export interface CallFormat {
@@ -53,10 +58,14 @@ export interface VerifierResult {
 export interface TaskDataset<E extends TaskExample> {
   splits: readonly Split[];
   load(split: Split): Promise<E[]>;
+  /** Every example of every split in source order (default: the splits one after another). */
+  loadAll?(): Promise<E[]>;
 }
 
 export interface TaskSpecInput<E extends TaskExample> {
   name: string;
+  /** How reports name the task (e.g. "MASSIVE en-US"); defaults to `name`. */
+  displayName?: string;
   systemPrompt: string;
   /** Intermediate tools the model may call before the final call; their code runs in the client. */
   tools: Record<string, TaskTool<any>>;
@@ -81,6 +90,11 @@ export interface TaskSpecInput<E extends TaskExample> {
    * The trainer's grpo reward checks them (TaskRewardDescription); default none.
    */
   spanArguments?: 'all' | Record<string, string[]>;
+  /**
+   * The output functions grouped as an entry tool routes to them (e.g. MASSIVE's scenarios): the teacher
+   * simulator routes by group and confuses neighbouring functions within one. Default: no groups.
+   */
+  functionGroups?: Record<string, string[]>;
   metrics(predictions: readonly CallPrediction[]): CallMetrics;
   dataset: TaskDataset<E>;
 }
@@ -111,8 +125,9 @@ export type DecodedToolCall =
   | { kind: 'call'; call: Call }
   | { kind: 'malformed_arguments' | 'unknown_function' | 'invalid_arguments'; name: string; error: string };
 
-export interface TaskSpec<E extends TaskExample = TaskExample> extends Readonly<Required<Omit<TaskSpecInput<E>, 'spanArguments'>>> {
+export interface TaskSpec<E extends TaskExample = TaskExample> extends Readonly<Required<Omit<TaskSpecInput<E>, 'spanArguments' | 'functionGroups'>>> {
   readonly spanArguments: Readonly<Record<string, readonly string[]>>;
+  readonly functionGroups?: Readonly<Record<string, readonly string[]>>;
   /** The task's verifiable reward for the trainer's grpo step, derived from the functions and span arguments. */
   rewardDescription(): TaskRewardDescription;
   readonly functionNames: readonly string[];
@@ -145,10 +160,18 @@ const identifier = z.string().refine(isIdentifier, { message: 'must be an identi
 const TaskSpecInputSchema = z
   .strictObject({
     name: z.string().min(1, 'must be a non-empty string'),
+    displayName: z.string().min(1, 'must be a non-empty string').optional(),
     systemPrompt: z.string().min(1, 'must be a non-empty string'),
     tools: z.record(identifier, z.strictObject({ description: z.string(), parameters: zodObject, execute: fn('args => ToolResult') })),
     functions: z
-      .record(identifier, z.strictObject({ description: z.string(), parameters: zodObject }))
+      .record(
+        identifier,
+        z.strictObject({
+          description: z.string(),
+          parameters: zodObject,
+          toolSchema: z.strictObject({ parameters: z.record(z.string(), z.unknown()), toStringForm: fn('args => args') }).optional(),
+        }),
+      )
       .refine((r) => Object.keys(r).length > 0, { message: 'must define at least one output function' }),
     entryTools: z.array(z.string()).min(1, 'must name at least one tool or function'),
     maxSteps: z.number().int().min(1),
@@ -158,8 +181,9 @@ const TaskSpecInputSchema = z
     verify: fn('(call, input) => VerifierResult'),
     canonicalize: fn('(call, input) => Call').optional(),
     spanArguments: z.union([z.literal('all'), z.record(z.string(), z.array(z.string()))]).optional(),
+    functionGroups: z.record(z.string().min(1), z.array(z.string())).optional(),
     metrics: fn('predictions => CallMetrics'),
-    dataset: z.strictObject({ splits: z.array(z.enum(SPLITS)), load: fn('split => Promise<examples>') }),
+    dataset: z.strictObject({ splits: z.array(z.enum(SPLITS)), load: fn('split => Promise<examples>'), loadAll: fn('() => Promise<examples>').optional() }),
   })
   .superRefine((spec, ctx) => {
     for (const [i, name] of spec.entryTools.entries()) {
@@ -171,8 +195,9 @@ const TaskSpecInputSchema = z
       if (name in spec.functions) ctx.addIssue({ code: 'custom', path: ['tools', name], message: 'is also defined as an output function' });
     }
     for (const [name, f] of Object.entries(spec.functions)) {
+      const properties = stringFormProperties(f.parameters);
       for (const [key, param] of Object.entries(f.parameters.shape)) {
-        if (!(param as z.ZodType).safeParse('x').success) {
+        if (!(properties ? admitsString(properties[key]) : (param as z.ZodType).safeParse('x').success)) {
           ctx.addIssue({
             code: 'custom',
             path: ['functions', name, 'parameters', key],
@@ -193,10 +218,34 @@ const TaskSpecInputSchema = z
         }
       }
     }
+    for (const [group, names] of Object.entries(spec.functionGroups ?? {})) {
+      for (const [i, name] of names.entries()) {
+        if (!(name in spec.functions)) ctx.addIssue({ code: 'custom', path: ['functionGroups', group, i], message: `names "${name}", which is not an output function` });
+      }
+    }
     for (const split of SPLITS) {
       if (!spec.dataset.splits.includes(split)) ctx.addIssue({ code: 'custom', path: ['dataset', 'splits'], message: `must include "${split}"` });
     }
   });
+
+type JsonSchemaNode = { type?: unknown; enum?: unknown[]; const?: unknown; anyOf?: JsonSchemaNode[]; oneOf?: JsonSchemaNode[] };
+
+/** The JSON Schema properties of a parameters object; undefined when zod cannot represent it. */
+function stringFormProperties(parameters: z.ZodObject): Record<string, JsonSchemaNode> | undefined {
+  try {
+    return (z.toJSONSchema(parameters) as { properties?: Record<string, JsonSchemaNode> }).properties ?? {};
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a parameter's schema admits some string (e.g. a string, an enum of strings, a string refined to a number). */
+function admitsString(node: JsonSchemaNode | undefined): boolean {
+  if (!node) return false;
+  if (node.type === 'string' || (Array.isArray(node.type) && node.type.includes('string'))) return true;
+  if (typeof node.const === 'string' || (node.enum ?? []).some((v) => typeof v === 'string')) return true;
+  return [...(node.anyOf ?? []), ...(node.oneOf ?? [])].some(admitsString);
+}
 
 function fieldOf(path: readonly PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('') || '(spec)';
@@ -267,6 +316,7 @@ export function defineTask<E extends TaskExample>(input: TaskSpecInput<E>): Task
 
   const spec: TaskSpec<E> = {
     ...input,
+    displayName: input.displayName ?? input.name,
     canonicalize,
     spanArguments,
     functionNames,
@@ -279,7 +329,8 @@ export function defineTask<E extends TaskExample>(input: TaskSpecInput<E>): Task
       return names.map((name) => {
         const def = input.tools[name] ?? input.functions[name];
         if (!def) throw new Error(`task "${input.name}" has no tool or function named "${name}"`);
-        return { type: 'function', function: { name, description: def.description, parameters: jsonSchemaOf(name) } };
+        const typed = input.functions[name]?.toolSchema?.parameters;
+        return { type: 'function', function: { name, description: def.description, parameters: typed ?? jsonSchemaOf(name) } };
       });
     },
     decodeToolCall(name, argumentsJson, offered) {
@@ -296,14 +347,20 @@ export function defineTask<E extends TaskExample>(input: TaskSpecInput<E>): Task
       if (args === null || typeof args !== 'object' || Array.isArray(args)) {
         return { kind: 'malformed_arguments', name, error: `arguments of "${name}" must be a JSON object` };
       }
-      const record = args as Record<string, unknown>;
+      const toolSchema = input.functions[name]?.toolSchema;
+      const record = toolSchema ? toolSchema.toStringForm(args as Record<string, unknown>) : (args as Record<string, unknown>);
       const check = checkArguments(name, record);
       if (!check.ok) return { kind: check.kind, name, error: check.errors.join('; ') };
       if (name in input.tools) return { kind: 'tool', name, args: record };
       return { kind: 'call', call: callFromArgumentsObject(name, record as Record<string, string | string[]>) };
     },
     rewardDescription() {
-      return { version: 1, functions: spec.toolDefinitions(functionNames), span_arguments: spanArguments };
+      // The trainer checks calls in the compact format, whose values are strings: the string form's schemas.
+      const functions = functionNames.map((name): FunctionToolDefinition => ({
+        type: 'function',
+        function: { name, description: input.functions[name].description, parameters: jsonSchemaOf(name) },
+      }));
+      return { version: 1, functions, span_arguments: spanArguments };
     },
     canonicalText(call, text) {
       return input.callFormat.print(canonicalize(call, text));

@@ -69,7 +69,7 @@ describe('durability', () => {
   beforeAll(async () => {
     server = await startTestServer();
     env = await testEnv(server.address, { taskQueue });
-    simulator = await startTeacherSimulator({ massivePath: env.massivePath, seed: 7, faults: { latencyMs: 40 }, onChatRequest: () => onChatRequest?.() });
+    simulator = await startTeacherSimulator({ seed: 7, faults: { latencyMs: 40 }, onChatRequest: () => onChatRequest?.() });
   }, 120_000);
 
   afterAll(async () => {
@@ -116,7 +116,7 @@ describe('durability', () => {
     expect({ repeated, abandoned: stats.abandoned }).toEqual({ repeated: [], abandoned: expect.any(Number) });
 
     // The same stage without a crash, on its own store and simulator (same seed), gives the same bytes.
-    const referenceSimulator = await startTeacherSimulator({ massivePath: env.massivePath, seed: 7 });
+    const referenceSimulator = await startTeacherSimulator({ seed: 7 });
     const referenceEnv = await testEnv(server.address, { taskQueue: `${taskQueue}-reference` });
     try {
       const reference = await withWorkers(
@@ -177,7 +177,6 @@ describe('durability', () => {
     let killed!: () => void;
     const killedPromise = new Promise<void>((resolve) => (killed = resolve));
     const windowSimulator = await startTeacherSimulator({
-      massivePath: env.massivePath,
       seed: 7,
       faults: { latencyMs: 40 },
       // The answer is computed and billed; the worker dies before a byte of it can reach the worker's cache.

@@ -10,8 +10,9 @@ type Spec = Record<string, [unknown, MemoisedActivity[]]>;
 
 const COMMON: Spec = {
   name: ['other-name', []],
-  'task.name': [undefined, []], // one task for now
+  'task.name': ['from-files', ['prepareTaskData']],
   'task.dataPath': ['/data/other.jsonl', ['prepareTaskData']],
+  'task.functionsPath': ['/data/functions.json', ['prepareTaskData']],
   'task.trainLimit': [10, ['prepareTaskData']],
   'task.devLimit': [10, ['prepareTaskData']],
   'task.testLimit': [10, ['prepareTaskData']],

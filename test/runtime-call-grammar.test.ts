@@ -25,6 +25,7 @@ const task = defineTask({
   input: (e: { id: string; split: 'dev'; text: string }) => e.text,
   gold: () => undefined,
   verify: () => ({ ok: true }),
+  spanArguments: 'all', // the slot values are spans of the input
   metrics: callMetrics,
   dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
 });
@@ -136,3 +137,49 @@ describe('constrained decoding grammar', () => {
     expect(prefix.textSoFar).toBe('alarm_set(time="five am');
   });
 });
+
+describe('the grammar follows the task: spans where the task says so, enums from their values, free text elsewhere', () => {
+  const routing = defineTask({
+    name: 'routing-fixture',
+    systemPrompt: 'Answer with one call.',
+    tools: {},
+    functions: {
+      route: {
+        description: 'route',
+        parameters: z.strictObject({
+          domain: z.enum(['alarm', 'audio']),
+          action: z.string(),
+          count: z.string().regex(/^(0|[1-9][0-9]*)$/),
+          first: z.string().optional(),
+        }),
+      },
+    },
+    entryTools: ['route'],
+    maxSteps: 1,
+    callFormat: compactCallFormat,
+    input: (e: { id: string; split: 'dev'; text: string }) => e.text,
+    gold: () => undefined,
+    verify: () => ({ ok: true }),
+    spanArguments: { route: ['first'] },
+    metrics: callMetrics,
+    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
+  });
+  const grammar = new CallGrammar(routing, 'spans');
+  const input = 'wake me up at five am';
+
+  test('a free-text and a number argument need not be spans; the span argument must be one', () => {
+    expect(acceptsWhole(grammar, input, 'route(domain="alarm", action="set alarm", count="1", first="five am")')).toBe(true);
+    expect(feed(grammar.start(input), 'route(domain="alarm", action="set", count="1", first="six am")').at).toBe('route(domain="alarm", action="set", count="1", first="');
+  });
+
+  test("an enum argument takes only its values, refused from the first byte that leaves them", () => {
+    expect(feed(grammar.start(input), 'route(domain="alarms", action="set", count="1")').at).toBe('route(domain="alarm');
+    expect(feed(grammar.start(input), 'route(domain="video", action="set", count="1")').at).toBe('route(domain="');
+    expect(acceptsWhole(grammar, input, 'route(domain="audio", action="play", count="0")')).toBe(true);
+  });
+
+  test("a value the schema refuses cannot be closed", () => {
+    expect(feed(grammar.start(input), 'route(domain="audio", action="play", count="one")').at).toBe('route(domain="audio", action="play", count="one');
+  });
+});
+

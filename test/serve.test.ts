@@ -272,7 +272,7 @@ describe('the student server through the openai client', () => {
 
 describe('a student in a worker thread', () => {
   test('answers as the student on the server thread does, behind the server too', async () => {
-    const student = await ThreadedStudent.load({ folder, massivePath: env.massivePath, threads: 1 });
+    const student = await ThreadedStudent.load({ folder, task: { name: 'massive', files: { data: env.massivePath } }, threads: 1 });
     // The thread loads MASSIVE itself (not this file's studentTask): compare with the same task in-process.
     const plain = await loadStudent(folder, { task: massive.task, threads: 1 });
     const wanted = await plain.predictBatch(UTTERANCES, { batchSize: 1 });
@@ -299,7 +299,7 @@ describe('a student in a worker thread', () => {
   });
 
   test('when the thread dies, waiting and later requests fail instead of hanging', async () => {
-    const student = await ThreadedStudent.load({ folder, massivePath: env.massivePath, threads: 1 });
+    const student = await ThreadedStudent.load({ folder, task: { name: 'massive', files: { data: env.massivePath } }, threads: 1 });
     const waiting = student.predictBatch(UTTERANCES);
     // As if the thread crashed (the worker is private: reached here only to kill it).
     await (student as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
@@ -317,7 +317,7 @@ describe('a student in a worker thread', () => {
   });
 
   test('a folder that does not load fails the load with the runtime\'s message', async () => {
-    await expect(ThreadedStudent.load({ folder: path.join(root, 'missing'), massivePath: env.massivePath })).rejects.toThrow(/student model folder not found/);
+    await expect(ThreadedStudent.load({ folder: path.join(root, 'missing'), task: { name: 'massive', files: { data: env.massivePath } } })).rejects.toThrow(/student model folder not found/);
   });
 });
 

@@ -1,13 +1,15 @@
 import { loadMassiveTask, MassiveTask, massiveGoldCall } from '../tasks/massive';
 import { isExactMatch } from '../tasks/metrics';
-import { contentHash, startTeacherSimulator, TeacherSimulator } from '../runtime/teacher-simulator';
+import { contentHash, simulatorKnowledge, startTeacherSimulator, TeacherSimulator, type SimulatorKnowledge } from '../runtime/teacher-simulator';
 import type { ChatRequest } from '../runtime/teacher-simulator/simulator';
 
 let massive: MassiveTask;
+let knowledge: SimulatorKnowledge;
 let sim: TeacherSimulator;
 beforeAll(async () => {
   massive = await loadMassiveTask();
-  sim = new TeacherSimulator(massive.examples, massive.schema, { seed: 7, model: 'teacher-simulator' });
+  knowledge = await simulatorKnowledge(massive.task);
+  sim = new TeacherSimulator(knowledge, { seed: 7, model: 'teacher-simulator' });
 });
 
 const dev = () => massive.examples.filter((e) => e.split === 'dev');
@@ -57,7 +59,7 @@ describe('teacher simulator answers', () => {
   });
 
   test('routing answers with the route tool and an offered scenario; the final step only calls offered functions', () => {
-    const quiet = new TeacherSimulator(massive.examples, massive.schema, {
+    const quiet = new TeacherSimulator(knowledge, {
       seed: 7,
       model: 'teacher-simulator',
       errorModel: { unknownFunctionRate: 0, malformedArgumentsRate: 0 },
@@ -101,7 +103,7 @@ describe('teacher simulator answers', () => {
   });
 
   test('malformed arguments and unknown functions appear at their configured rates', () => {
-    const noisy = new TeacherSimulator(massive.examples, massive.schema, {
+    const noisy = new TeacherSimulator(knowledge, {
       seed: 3,
       model: 'teacher-simulator',
       errorModel: { malformedArgumentsRate: 0.2, unknownFunctionRate: 0.2 },

@@ -7,13 +7,14 @@ import type { ArtifactRef } from '../../artifacts/ref';
 import type { DirectoryManifest } from '../../artifacts/store';
 import { createLogger } from '../../config/logger';
 import type { PipelineConfig } from '../../config/pipeline';
-import { parseCall, type Call } from '../../tasks/call-format';
-import { callMetrics, type CallPrediction } from '../../tasks/metrics';
+import type { Call } from '../../tasks/call-format';
+import type { TaskSpec } from '../../tasks/define';
+import type { CallMetrics, CallPrediction } from '../../tasks/metrics';
 import { loadStudent } from '../../runtime/student';
 import type { ActivityDeps } from '../deps';
 import { withLiveness, type ActivityLiveness } from '../liveness';
 import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } from '../types';
-import { sharedChatSettings, teacherKeyParts, type GoldExample } from '../prototype/stage-activities';
+import { parseGold, sharedChatSettings, teacherKeyParts, type GoldExample } from '../prototype/stage-activities';
 import { createTeacherClient, type TeacherClient, type TeacherResult } from '../prototype/teacher-client';
 import { asTeacherFailure } from '../prototype/teacher-outage';
 import type { TaskResources } from '../task-resources';
@@ -21,7 +22,8 @@ import { runTrainer } from '../transfer/trainer-process';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import { cascadeCurve } from './cascade';
 import { costReport } from './cost';
-import { renderReportHtml, type ModelReport, type PipelineReport } from './report';
+import { renderReportHtml, type ModelName, type ModelReport, type PipelineReport } from './report';
+import { predictionRow, type PredictionRow } from './predictions';
 
 const log = createLogger('evaluate');
 
@@ -47,13 +49,19 @@ function latencySummary(latencies: number[]): Pick<ModelReport, 'latency_ms_p50'
   return { latency_ms_p50: percentile(sorted, 50), latency_ms_p95: percentile(sorted, 95), throughput_rps: total > 0 ? (latencies.length / total) * 1000 : 0 };
 }
 
-function scoreRows(gold: readonly GoldExample[], predictions: Map<string, { call?: Call; schemaValid: boolean }>): CallPrediction[] {
+type Predictions = Map<string, { call?: Call; schemaValid: boolean }>;
+
+/** Each gold row with its prediction, the gold read back with the task's own call format. */
+function scoreRows(task: TaskSpec<any>, gold: readonly GoldExample[], predictions: Predictions): CallPrediction[] {
   return gold.map((g) => {
-    const parsed = parseCall(g.gold);
-    if (!parsed.ok) throw new Error(`gold of ${g.id} does not parse: ${parsed.error}`);
     const p = predictions.get(g.id);
-    return { gold: parsed.call, prediction: p?.call, schemaValid: p?.schemaValid ?? false };
+    return { gold: parseGold(task, g), prediction: p?.call, schemaValid: p?.schemaValid ?? false };
   });
+}
+
+/** The task's own metrics of a model's predictions on the gold rows. */
+function scoreWith(task: TaskSpec<any>, gold: readonly GoldExample[], predictions: Predictions): CallMetrics {
+  return task.metrics(scoreRows(task, gold, predictions));
 }
 
 async function folderBytes(dir: string, match: (name: string) => boolean): Promise<number> {
@@ -75,7 +83,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
   }
 
   async function onnxPredictions(config: PipelineConfig, ref: ArtifactRef, gold: readonly GoldExample[]) {
-    const { task } = await resources.massive(config);
+    const { task } = await resources.loadTask(config);
     const folder = await localFolder(ref);
     const model = await loadStudent(folder, { task });
     try {
@@ -94,7 +102,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
 
   /** The PyTorch student's answers through the trainer's `predict`, parsed and checked against the task. */
   async function predictWithTrainer(config: PipelineConfig, model: ArtifactRef, gold: readonly GoldExample[], latencySamples: number, runDir: string) {
-    const { task } = await resources.massive(config);
+    const { task } = await resources.loadTask(config);
     const modelDir = await localFolder(model);
     const inputsFile = path.join(runDir, 'predict-inputs.jsonl');
     await fs.writeFile(inputsFile, gold.map((g) => JSON.stringify({ id: g.id, utterance: g.text })).join('\n') + '\n');
@@ -102,7 +110,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
     const rows = (await fs.readFile(done.outputs.predictions, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; prediction: string });
     const predictions = new Map(
       rows.map((r) => {
-        const parsed = parseCall(r.prediction);
+        const parsed = task.callFormat.parse(r.prediction);
         const valid = parsed.ok && task.validateCall(parsed.call).ok;
         return [r.id, { call: valid && parsed.ok ? parsed.call : undefined, schemaValid: valid }];
       }),
@@ -113,11 +121,15 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
   return {
     /** Dev quality of a PyTorch checkpoint after a transfer step, so the value of each step is visible. */
     async scoreStudentOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
-      const key = await activityOutputKey(env.projectRoot, 'scoreStudentOnDev', { config: CONFIG_READ.scoreStudentOnDev(), inputs: { model: model.sha256, dev: dev.sha256 } });
+      const { task, fingerprint } = await resources.loadTask(config);
+      const key = await activityOutputKey(env.projectRoot, 'scoreStudentOnDev', {
+        config: CONFIG_READ.scoreStudentOnDev(),
+        inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint },
+      });
       const { value } = await store.memo(key, async () => {
         const gold = await store.readJsonl<GoldExample>(dev);
         const { predictions } = await predictWithTrainer(config, model, gold, 0, await store.workDir(key));
-        const m = callMetrics(scoreRows(gold, predictions));
+        const m = scoreWith(task, gold, predictions);
         return { score: await store.putJson('dev-score', m), exactMatch: m.exactMatch, intentAccuracy: m.intentAccuracy, slotF1: m.slotF1, schemaValidRate: m.schemaValidRate, count: m.count };
       });
       const { score: _score, ...rest } = value;
@@ -125,12 +137,13 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
     },
 
     async scoreOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
-      const key = await activityOutputKey(env.projectRoot, 'scoreOnDev', { config: CONFIG_READ.scoreOnDev(), inputs: { model: model.sha256, dev: dev.sha256 } });
+      const { task, fingerprint } = await resources.loadTask(config);
+      const key = await activityOutputKey(env.projectRoot, 'scoreOnDev', { config: CONFIG_READ.scoreOnDev(), inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
       const { value } = await store.memo(key, async () => {
         const gold = await store.readJsonl<GoldExample>(dev);
         const { model: session, predictions } = await onnxPredictions(config, model, gold);
         await session.release();
-        const m = callMetrics(scoreRows(gold, predictions));
+        const m = scoreWith(task, gold, predictions);
         return { score: await store.putJson('dev-score', m), exactMatch: m.exactMatch, intentAccuracy: m.intentAccuracy, slotF1: m.slotF1, schemaValidRate: m.schemaValidRate, count: m.count };
       });
       const { score: _score, ...rest } = value;
@@ -146,10 +159,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const split = config.evaluate.split;
       const goldRef = prototype.data[split];
       const resolved = await resources.teacher(config);
+      const { task, files, fingerprint } = await resources.loadTask(config);
       // Everything the report shows: the whole config, the gates and the transfer metrics are in it too.
       const key = await activityOutputKey(env.projectRoot, 'evaluateModels', {
         config: CONFIG_READ.evaluateModels(config),
         inputs: {
+          task: fingerprint,
           gold: goldRef.sha256,
           transferSteps: transfer.steps.map((s) => ({ step: s.step, model: s.model.sha256, metrics: s.metrics })),
           gates: compress.gates,
@@ -167,13 +182,18 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         const gold = await store.readJsonl<GoldExample>(goldRef);
         const latencyGold = gold.slice(0, config.evaluate.latencySamples);
         const models: PipelineReport['models'] = {};
+        // Each model's answers on the report split, for auditing and for `supertiny score`.
+        const predictionFiles: Partial<Record<ModelName, PredictionRow[]>> = {};
+        const goldCalls = new Map(gold.map((g) => [g.id, parseGold(task, g)]));
+        const keepPredictions = (name: ModelName, predictions: Predictions) => {
+          predictionFiles[name] = gold.map((g) => predictionRow(task, { id: g.id, text: g.text, gold: goldCalls.get(g.id)! }, predictions.get(g.id)?.call));
+        };
         const total = compress.int4 ? 5 : 4;
 
         // Teacher, over its API, at temperature 0, each request paid once: the first latencySamples inputs go
         // one at a time, and their latency is that of the paid requests (kept with the cached answers), so a
         // retried or repeated evaluation pays nothing again and reports the same figures.
         heartbeat('teacher', 0, total);
-        const { task } = await resources.massive(config);
         // An outage fails the activity (never a report that scores the teacher's failed requests as wrong).
         const stops = { signal: live.signal, stopOnEndpointFault: true };
         const teacher = createTeacherClient(
@@ -187,8 +207,9 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         teacherResults.push(...(await Promise.all(gold.slice(latencyGold.length).map((g) => teacher.label({ id: g.id, text: g.text }, 1)))));
         const teacherPredictions = new Map(teacherResults.map((r) => [r.id, { call: r.samples[0]?.call, schemaValid: r.samples[0]?.outcome === 'ok' }]));
         const teacherLatencies = teacherResults.slice(0, latencyGold.length).flatMap((r) => (r.latencyMs === undefined ? [] : [r.latencyMs]));
+        keepPredictions('teacher', teacherPredictions);
         models.teacher = {
-          ...metricsRow(callMetrics(scoreRows(gold, teacherPredictions))),
+          ...metricsRow(scoreWith(task, gold, teacherPredictions)),
           ...latencySummary(teacherLatencies),
           params: null,
           bytes: null,
@@ -200,8 +221,9 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         const studentDir = await localFolder(transfer.student);
         const pytorch = await predictWithTrainer(config, transfer.student, gold, latencyGold.length, await store.workDir(key));
         const params = Number(pytorch.metrics.parameters ?? NaN);
+        keepPredictions('student', pytorch.predictions);
         models.student = {
-          ...metricsRow(callMetrics(scoreRows(gold, pytorch.predictions))),
+          ...metricsRow(scoreWith(task, gold, pytorch.predictions)),
           latency_ms_p50: Number(pytorch.metrics.latency_ms_p50),
           latency_ms_p95: Number(pytorch.metrics.latency_ms_p95),
           throughput_rps: Number(pytorch.metrics.latency_throughput_rps ?? 0),
@@ -212,10 +234,11 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
 
         // The ONNX students in TypeScript: constrained greedy decoding with the KV cache.
         const onnxAnswers = new Map<string, Awaited<ReturnType<typeof onnxPredictions>>>();
-        const onnxRow = async (ref: ArtifactRef, label: string): Promise<ModelReport> => {
+        const onnxRow = async (ref: ArtifactRef, label: string, name: ModelName): Promise<ModelReport> => {
           const answers = await onnxPredictions(config, ref, gold);
           const { model, predictions, folder } = answers;
           onnxAnswers.set(label, answers);
+          keepPredictions(name, predictions);
           try {
             const latencies: number[] = [];
             for (const g of latencyGold) {
@@ -223,7 +246,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
               latencies.push((await model.predict(g.text)).latencyMs);
             }
             return {
-              ...metricsRow(callMetrics(scoreRows(gold, predictions))),
+              ...metricsRow(scoreWith(task, gold, predictions)),
               ...latencySummary(latencies),
               params: models.student?.params ?? null,
               bytes: await folderBytes(folder, (n) => n.startsWith('model.onnx')),
@@ -234,14 +257,14 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           }
         };
         heartbeat('student_onnx', 2, total);
-        models.student_onnx = await onnxRow(compress.onnx, 'fp32');
+        models.student_onnx = await onnxRow(compress.onnx, 'fp32', 'student_onnx');
         if (compress.int8) {
           heartbeat('student_int8', 3, total);
-          models.student_int8 = await onnxRow(compress.int8, 'int8');
+          models.student_int8 = await onnxRow(compress.int8, 'int8', 'student_int8');
         }
         if (compress.int4) {
           heartbeat('student_int4', 4, total);
-          models.student_int4 = await onnxRow(compress.int4, 'int4');
+          models.student_int4 = await onnxRow(compress.int4, 'int4', 'student_int4');
         }
         // The cascade of the student that would be served (the chosen quantized model, else int8, else fp32).
         const servedLabel = compress.int4 && compress.chosen.sha256 === compress.int4.sha256 ? 'int4' : compress.int8 ? 'int8' : 'fp32';
@@ -250,6 +273,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         const cascade = cascadeCurve(
           servedName,
           gold.map((g) => ({ gold: g.gold, student: served.predictions.get(g.id) ?? { confidence: 0 }, teacher: teacherPredictions.get(g.id) ?? {} })),
+          undefined,
+          { parse: task.callFormat.parse, exactMatch: (g, p) => task.metrics([{ gold: g, prediction: p, schemaValid: p !== undefined }]).exactMatch === 1 },
         );
         const cost = costReport({
           teacher: {
@@ -272,7 +297,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
 
         const report: PipelineReport = {
           pipeline: config.name,
-          dataset: { name: 'MASSIVE en-US', path: config.task.dataPath ?? env.massivePath, split, examples: gold.length },
+          dataset: { name: task.displayName, path: config.task.dataPath ?? files.data ?? null, split, examples: gold.length },
           config,
           models,
           gates: compress.gates,
@@ -280,6 +305,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           prototype: prototype.summary,
           cascade,
           cost,
+          predictions: Object.fromEntries(Object.keys(predictionFiles).map((name) => [name, `predictions-${name}.jsonl`])),
           createdAt: new Date().toISOString(),
         };
         const html = renderReportHtml(report);
@@ -288,7 +314,13 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         await fs.mkdir(reportDir, { recursive: true });
         await fs.writeFile(path.join(reportDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
         await fs.writeFile(path.join(reportDir, 'report.html'), html);
+        const predictionRefs: Record<string, ArtifactRef> = {};
+        for (const [name, rows] of Object.entries(predictionFiles)) {
+          await fs.writeFile(path.join(reportDir, `predictions-${name}.jsonl`), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+          predictionRefs[name] = await store.putJsonl(`predictions/${name}`, rows);
+        }
         return {
+          predictions: predictionRefs,
           report: await store.putJson('report', report),
           html: await store.putBytes('report-html', html),
           reportPath: path.join(reportDir, 'report.json'),
@@ -304,6 +336,6 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
   };
 }
 
-function metricsRow(m: ReturnType<typeof callMetrics>): Pick<ModelReport, 'intent_acc' | 'slot_f1' | 'exact_match' | 'schema_valid'> {
+function metricsRow(m: CallMetrics): Pick<ModelReport, 'intent_acc' | 'slot_f1' | 'exact_match' | 'schema_valid'> {
   return { intent_acc: m.intentAccuracy, slot_f1: m.slotF1, exact_match: m.exactMatch, schema_valid: m.schemaValidRate };
 }

@@ -2,8 +2,17 @@
 // threshold (or that has no call) goes to the teacher, as `supertiny serve --cascade-threshold` does.
 // Exact match and the teacher's share at each threshold make the curve; the chosen threshold keeps exact
 // match within `tolerance` of the teacher's at the lowest teacher share.
-import { type Call, parseCall } from '../../tasks/call-format';
+import { type Call } from '../../tasks/call-format';
+import { compactCallFormat, type CallFormat } from '../../tasks/define';
 import { isExactMatch } from '../../tasks/metrics';
+
+/** How the cascade reads a gold call and decides that an answer is right: the task's call format and metrics. */
+export interface CascadeScoring {
+  parse: CallFormat['parse'];
+  exactMatch(gold: Call, prediction: Call | undefined): boolean;
+}
+
+const COMPACT_SCORING: CascadeScoring = { parse: compactCallFormat.parse, exactMatch: isExactMatch };
 
 export interface CascadeInput {
   gold: string;
@@ -33,14 +42,14 @@ export interface CascadeReport {
 
 const GRID = [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1];
 
-export function cascadeCurve(student: string, inputs: readonly CascadeInput[], tolerance = 0.01): CascadeReport {
+export function cascadeCurve(student: string, inputs: readonly CascadeInput[], tolerance = 0.01, scoring: CascadeScoring = COMPACT_SCORING): CascadeReport {
   const n = inputs.length;
   const rows = inputs.map((input) => {
-    const parsed = parseCall(input.gold);
+    const parsed = scoring.parse(input.gold);
     if (!parsed.ok) throw new Error(`gold ${JSON.stringify(input.gold)} does not parse: ${parsed.error}`);
     // Without a call the server always asks the teacher: such an input counts as confidence -1.
     const confidence = input.student.call ? input.student.confidence : -1;
-    return { confidence, student: isExactMatch(parsed.call, input.student.call), teacher: isExactMatch(parsed.call, input.teacher.call) };
+    return { confidence, student: scoring.exactMatch(parsed.call, input.student.call), teacher: scoring.exactMatch(parsed.call, input.teacher.call) };
   });
   const mean = (count: number) => (n === 0 ? 0 : count / n);
   const at = (threshold: number): CascadePoint => {

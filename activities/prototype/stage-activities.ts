@@ -7,7 +7,8 @@ import { sha256File } from '../../artifacts/store';
 import { activityOutputKey, CONFIG_READ, type TeacherKeyParts } from '../output-keys';
 import type { PipelineConfig } from '../../config/pipeline';
 import { createLogger } from '../../config/logger';
-import { printCall, parseCall, type Call } from '../../tasks/call-format';
+import type { Call } from '../../tasks/call-format';
+import type { TaskExample, TaskSpec } from '../../tasks/define';
 import type { ActivityDeps } from '../deps';
 import { InvalidInputError } from '../failures';
 import { withLiveness } from '../liveness';
@@ -17,7 +18,6 @@ import { createTeacherClient, type TeacherInput, type TeacherResult } from './te
 import { buildPreferenceRows, buildRejectedRows, buildSftRows, buildStats, reviewAll, applyJudge } from './rejection-sampling';
 import { calibrateJudge, createJudge, judgeCalibrationItems } from './judge';
 import type { ResolvedTeacher, TaskResources } from '../task-resources';
-import { taskDataPath } from '../config-check';
 import { asTeacherFailure } from './teacher-outage';
 
 const log = createLogger('prototype');
@@ -58,7 +58,7 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
 
   /** Stops with `signal` (the activity's cancellation and deadline) and at the first endpoint outage. */
   async function teacherFor(config: PipelineConfig, teacher: ResolvedTeacher, signal: AbortSignal) {
-    const { task } = await resources.massive(config);
+    const { task } = await resources.loadTask(config);
     return createTeacherClient(
       task,
       {
@@ -72,20 +72,25 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
 
   return {
     async prepareTaskData({ config }: { config: PipelineConfig }): Promise<TaskData> {
-      const dataPath = await taskDataPath(config, env);
-      const { sha256 } = await sha256File(dataPath).catch((err: NodeJS.ErrnoException) => {
-        throw new InvalidInputError(`task.dataPath: cannot read ${dataPath} (${err.code ?? err.message})`);
-      });
+      const { task, files, fingerprint, definition } = await resources.loadTask(config);
+      const hashOf = async (field: string, file: string) =>
+        (
+          await sha256File(file).catch((err: NodeJS.ErrnoException) => {
+            throw new InvalidInputError(`${field}: cannot read ${file} (${err.code ?? err.message})`);
+          })
+        ).sha256;
       const { trainLimit, devLimit, testLimit } = config.task;
-      const key = await activityOutputKey(env.projectRoot, 'prepareTaskData', { config: CONFIG_READ.prepareTaskData(config), inputs: { data: sha256 } });
+      // A task with files is keyed by their bytes; one registered with its data in hand, by its spec.
+      const inputs: Record<string, unknown> = { data: files.data ? await hashOf('task.dataPath', files.data) : null };
+      if (files.functions) inputs.functions = await hashOf('task.functionsPath', files.functions);
+      if (definition.files.data === 'none') inputs.task = fingerprint;
+      const key = await activityOutputKey(env.projectRoot, 'prepareTaskData', { config: CONFIG_READ.prepareTaskData(config), inputs });
       const { value } = await store.memo(key, async () => {
-        const { task } = await resources.massive(config);
         const [train, dev, test] = await Promise.all((['train', 'dev', 'test'] as const).map((s) => task.dataset.load(s)));
         const take = <T>(rows: T[], limit?: number) => (limit ? rows.slice(0, limit) : rows);
         const trainInputs: TeacherInput[] = take(train, trainLimit).map((e) => ({ id: e.id, text: task.input(e) }));
-        const gold = (rows: typeof dev): GoldExample[] => rows.map((e) => ({ id: e.id, text: task.input(e), gold: printCall(task.gold(e)!) }));
-        const devRows = gold(take(dev, devLimit));
-        const testRows = gold(take(test, testLimit));
+        const devRows = goldExamples(task, take(dev, devLimit));
+        const testRows = goldExamples(task, take(test, testLimit));
         return {
           train: await store.putJsonl('inputs', trainInputs),
           dev: await store.putJsonl('gold/dev', devRows),
@@ -99,9 +104,10 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
     async labelBatch({ config, inputs, batchIndex, batchSize }: LabelBatchInput): Promise<LabelBatchResult> {
       const t = config.teacher;
       const resolved = await resources.teacher(config);
+      const { fingerprint } = await resources.loadTask(config);
       const key = await activityOutputKey(env.projectRoot, 'labelBatch', {
         config: CONFIG_READ.labelBatch(config),
-        inputs: { inputs: inputs.sha256, batchIndex, batchSize },
+        inputs: { inputs: inputs.sha256, batchIndex, batchSize, task: fingerprint },
         teacher: teacherKeyParts(resolved),
       });
       let resumedFrom = 0;
@@ -140,10 +146,12 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
 
     async assembleDataset({ config, data, batches }: { config: PipelineConfig; data: TaskData; batches: ArtifactRef[] }): Promise<PrototypeResult> {
       const t = config.teacher;
+      const { task, goldById, fingerprint } = await resources.loadTask(config);
       // The judge's answers and cost are part of the output; without a judge the endpoint is not read.
       const key = await activityOutputKey(env.projectRoot, 'assembleDataset', {
         config: CONFIG_READ.assembleDataset(config),
         inputs: {
+          task: fingerprint,
           batches: batches.map((b) => b.sha256),
           dev: data.dev.sha256,
           judge: t.judge.enabled ? teacherKeyParts(await resources.teacher(config, t.judge.model)) : null,
@@ -151,7 +159,6 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         teacher: t.judge.enabled ? teacherKeyParts(await resources.teacher(config)) : undefined,
       });
       const { value } = await store.memo(key, async () => {
-        const { task, goldById } = await resources.massive(config);
         const results: TeacherResult[] = [];
         for (const ref of batches) results.push(...(await store.readJsonl<TeacherResult>(ref)));
         let decisions = reviewAll(task, results, { voteThreshold: t.voteThreshold });
@@ -168,7 +175,7 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
               // Agreement with gold is measured on labelled dev samples before any verdict is used.
               const devGold = (await store.readJsonl<GoldExample>(data.dev)).slice(0, t.judge.devSample);
               const devResults = await Promise.all(devGold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
-              const devGoldById = new Map<string, Call>(devGold.map((g) => [g.id, parseGold(g)]));
+              const devGoldById = new Map<string, Call>(devGold.map((g) => [g.id, parseGold(task, g)]));
               const calibration = await calibrateJudge(judge, judgeCalibrationItems(task, devResults, devGoldById));
               return { ...(await applyJudge(decisions, judge, calibration)), stats: judge.stats() };
             } catch (err) {
@@ -205,8 +212,18 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
   };
 }
 
-function parseGold(g: GoldExample): Call {
-  const parsed = parseCall(g.gold);
+/** The labelled rows of dev or test, the gold call in the task's call format; every one needs its gold. */
+function goldExamples(task: TaskSpec<any>, examples: readonly TaskExample[]): GoldExample[] {
+  return examples.map((e) => {
+    const gold = task.gold(e);
+    if (!gold) throw new InvalidInputError(`task "${task.name}": ${e.split} example ${JSON.stringify(e.id)} has no gold call (dev and test need one)`);
+    return { id: e.id, text: task.input(e), gold: task.callFormat.print(gold) };
+  });
+}
+
+/** A stored gold row's call, read back with the task's call format. */
+export function parseGold(task: Pick<TaskSpec<any>, 'callFormat'>, g: GoldExample): Call {
+  const parsed = task.callFormat.parse(g.gold);
   if (!parsed.ok) throw new InvalidInputError(`gold call of ${g.id} does not parse: ${parsed.error}`);
   return parsed.call;
 }

@@ -103,7 +103,7 @@ export function taskRewardFile(description: TaskRewardDescription): { text: stri
   return { text, sha256: createHash('sha256').update(text).digest('hex') };
 }
 
-export function createTransferActivities(deps: ActivityDeps, resources: Pick<TaskResources, 'massive'>) {
+export function createTransferActivities(deps: ActivityDeps, resources: Pick<TaskResources, 'loadTask'>) {
   const { store, env } = deps;
 
   /** Runs one trainer command in the run folder of `key` and stores its `outputName` folder. */
@@ -201,7 +201,7 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
       if (step === 'kd' && !teacherModel) throw new Error('kd needs a teacher model (transfer.kdTeacher)');
       const common = trainingStepConfig(t, step);
       // grpo's reward is the task's: its functions, schemas and span arguments, written beside the data.
-      const taskReward = step === 'grpo' ? taskRewardFile((await resources.massive(config)).task.rewardDescription()) : undefined;
+      const taskReward = step === 'grpo' ? taskRewardFile((await resources.loadTask(config)).task.rewardDescription()) : undefined;
       const key = await activityOutputKey(
         env.projectRoot,
         'trainStudent',

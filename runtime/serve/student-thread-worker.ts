@@ -2,7 +2,7 @@
 // requests posted by the server's thread.
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadStudent } from '../student';
-import { loadMassiveTask } from '../../tasks/massive';
+import { loadBuiltInTask } from '../../tasks/built-in';
 import type { ThreadRequest, ThreadResponse, ThreadStudentOptions } from './student-thread';
 
 const options = workerData as ThreadStudentOptions;
@@ -10,7 +10,7 @@ const port = parentPort!;
 const post = (message: ThreadResponse) => port.postMessage(message);
 
 const student = (async () => {
-  const { task } = await loadMassiveTask({ massivePath: options.massivePath });
+  const task = await loadBuiltInTask(options.task.name, options.task.files);
   return loadStudent(options.folder, { task, modelFile: options.modelFile, threads: options.threads });
 })();
 

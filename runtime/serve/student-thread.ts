@@ -5,13 +5,14 @@ import { performance } from 'node:perf_hooks';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { RuntimeBatchOptions, RuntimePrediction, StudentFamily, StudentRuntime, TimedRuntimePrediction } from '../student';
+import type { TaskFiles } from '../../tasks/registry';
 
 export interface ThreadStudentOptions {
   folder: string;
   modelFile?: string;
   threads?: number;
-  /** The MASSIVE JSONL file the worker loads the task from. */
-  massivePath: string;
+  /** The built-in task the worker thread loads (a spec holds functions, which cannot cross threads). */
+  task: { name: string; files: TaskFiles };
 }
 
 export type ThreadRequest = { type: 'predict'; id: number; inputs: string[] } | { type: 'release' };

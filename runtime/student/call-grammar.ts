@@ -2,12 +2,14 @@
 // allowed when its bytes keep the output a prefix of `name(key="value", ...)` that the task's schema
 // accepts. Only the printed form is accepted (separator ", ", no other whitespace), as the student is
 // trained on printCall's output.
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { Call } from '../../tasks/call-format';
 import type { TaskSpec } from '../../tasks/define';
 
 /**
- * Which slot values may be generated:
+ * Which slot values may be generated for the task's span arguments (TaskSpec.spanArguments; every argument
+ * when the task does not say); any other argument takes any string its schema accepts, an enum's value
+ * constrained from its first byte:
  * - `spans`: substrings of the input that start and end at word boundaries and are not padded with
  *   whitespace (MASSIVE's slot values are such spans; its verifier checks exactly this);
  * - `substrings`: any non-empty substring of the input;
@@ -19,6 +21,16 @@ interface FunctionGrammar {
   slots: readonly string[];
   repeatable: ReadonlySet<string>;
   parameters: z.ZodObject;
+  /** Arguments whose values are spans of the input. */
+  spanKeys: ReadonlySet<string>;
+  /** Enum arguments: each allowed value as the bytes between its JSON quotes. */
+  enums: ReadonlyMap<string, Uint8Array[]>;
+}
+
+/** The values of an enum parameter (optional or not), else undefined. */
+function enumOptions(type: z.ZodType): string[] | undefined {
+  const inner = type instanceof z.ZodOptional ? (type.unwrap() as z.ZodType) : type;
+  return inner instanceof z.ZodEnum ? (inner.options as unknown[]).filter((o): o is string => typeof o === 'string') : undefined;
 }
 
 const QUOTE = 0x22;
@@ -26,7 +38,7 @@ const BACKSLASH = 0x5c;
 const isIdentifierByte = (b: number) => (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x5f;
 const isHexByte = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66) || (b >= 0x41 && b <= 0x46);
 const JSON_ESCAPES = new Set([...'"\\/bfnrtu'].map((c) => c.charCodeAt(0)));
-// The word characters of MASSIVE's span check (tasks/massive/task.ts, spanOffsets).
+// The word characters of the span check (tasks/spans.ts, spanOffsets).
 const isWordChar = (ch: string | undefined) => ch !== undefined && /[A-Za-z0-9]/.test(ch);
 const isSpace = (ch: string | undefined) => ch !== undefined && /\s/.test(ch);
 
@@ -80,7 +92,7 @@ export class CallGrammar {
   private readonly namePrefixes: ReadonlySet<string>;
 
   constructor(
-    private readonly task: Pick<TaskSpec, 'functions' | 'validateCall'>,
+    private readonly task: Pick<TaskSpec, 'functions' | 'validateCall'> & Partial<Pick<TaskSpec, 'spanArguments'>>,
     readonly slotValues: SlotValueRule = 'spans',
   ) {
     const functions = new Map<string, FunctionGrammar>();
@@ -89,7 +101,13 @@ export class CallGrammar {
       const slots = Object.keys(shape);
       // A repeated key becomes an array of values (callArgumentsObject); the schema says whether it may.
       const repeatable = new Set(slots.filter((key) => shape[key].safeParse(['a', 'b']).success));
-      functions.set(name, { slots, repeatable, parameters: fn.parameters });
+      const spanKeys = new Set(task.spanArguments ? (task.spanArguments[name] ?? []) : slots);
+      const enums = new Map<string, Uint8Array[]>();
+      for (const key of slots) {
+        const options = enumOptions(shape[key]);
+        if (options && !spanKeys.has(key)) enums.set(key, options.map((o) => utf8.encode(JSON.stringify(o).slice(1, -1))));
+      }
+      functions.set(name, { slots, repeatable, parameters: fn.parameters, spanKeys, enums });
     }
     this.functions = functions;
     this.namePrefixes = new Set([...functions.keys()].flatMap((name) => [...name].map((_, i) => name.slice(0, i + 1))));
@@ -144,6 +162,8 @@ export class CallPrefix {
   private escape = 0;
   /** For `any`: UTF-8 continuation bytes still expected. */
   private continuation = 0;
+  /** Whether the current value is a span of the input (else any string its schema accepts). */
+  private spanValue = false;
   private readonly bytes: number[] = [];
 
   /** @internal */ constructor(
@@ -187,6 +207,7 @@ export class CallPrefix {
     copy.matches = this.matches;
     copy.escape = this.escape;
     copy.continuation = this.continuation;
+    copy.spanValue = this.spanValue;
     return copy;
   }
 
@@ -247,10 +268,11 @@ export class CallPrefix {
         this.valueBytes = [];
         this.escape = 0;
         this.continuation = 0;
-        this.matches = this.text ? this.text.starts : [];
+        this.spanValue = this.text !== undefined && this.fn!.spanKeys.has(this.key);
+        this.matches = this.spanValue ? this.text!.starts : [];
         return true;
       case Phase.Value:
-        return this.text ? this.consumeSpanByte(b, this.text) : this.consumeStringByte(b);
+        return this.spanValue ? this.consumeSpanByte(b, this.text!) : this.consumeStringByte(b);
       case Phase.AfterValue:
         // A comma only where another slot can follow: otherwise the call would reach a dead end.
         if (ch === ',' && this.fn!.slots.some((key) => this.keyAvailable(key))) {
@@ -286,6 +308,12 @@ export class CallPrefix {
   }
 
   private consumeStringByte(b: number): boolean {
+    const options = this.fn!.enums.get(this.key);
+    if (options && b !== QUOTE) {
+      // An enum's value: only bytes that keep it a prefix of one of its values.
+      const at = this.valueBytes.length;
+      if (!options.some((o) => o.length > at && o[at] === b && this.valueBytes.every((v, i) => o[i] === v))) return false;
+    }
     if (this.escape === 1) {
       if (!JSON_ESCAPES.has(b)) return false;
       this.escape = b === 0x75 ? 5 : 0;

@@ -6,7 +6,7 @@
 // with temperature.
 import { z } from 'zod';
 import { Call, CallArgument } from '../../tasks/call-format';
-import { spanOffsets } from '../../tasks/massive';
+import { spanOffsets } from '../../tasks/spans';
 import { AnnotationIndex, KnownAnswer } from './annotations';
 import { SeededRandom } from './random';
 
@@ -139,16 +139,16 @@ function withArgs(call: Call, args: CallArgument[]): Call {
 
 /** Builds the wrong answer of one kind for this utterance, or undefined when that kind does not apply. */
 function wrongAnswer(kind: AnswerErrorKind, answer: KnownAnswer, index: AnnotationIndex, rng: SeededRandom): Call | undefined {
-  const { gold, utterance, scenario } = answer;
-  const schema = index.schema;
-  const params = schema.slotsByIntent[gold.name] ?? [];
+  const { gold, utterance, group } = answer;
+  const { parametersOf, functionsByGroup } = index.knowledge;
+  const params = parametersOf[gold.name] ?? [];
   switch (kind) {
     case 'neighbour_intent': {
-      const others = (schema.intentsByScenario[scenario] ?? []).filter((i) => i !== gold.name);
+      const others = (functionsByGroup[group] ?? []).filter((i) => i !== gold.name);
       if (others.length === 0) return undefined;
-      const nearest = index.nearestTrain(utterance, (ex) => ex.scenario === scenario && ex.intent !== gold.name)[0];
-      const intent = nearest && rng.next() < 0.8 ? nearest.intent : rng.pick(others);
-      const allowed = new Set(schema.slotsByIntent[intent]);
+      const nearest = index.nearestTrain(utterance, (ex) => ex.group === group && ex.gold.name !== gold.name)[0];
+      const intent = nearest && rng.next() < 0.8 ? nearest.gold.name : rng.pick(others);
+      const allowed = new Set(parametersOf[intent]);
       return { name: intent, args: gold.args.filter((a) => allowed.has(a.key)) };
     }
     case 'dropped_slot': {
@@ -220,9 +220,9 @@ export function utteranceProfile(answer: KnownAnswer, index: AnnotationIndex, co
     });
   }
 
-  const confusable = index.nearestTrain(answer.utterance, (ex) => ex.scenario !== answer.scenario)[0]?.scenario;
+  const confusable = index.nearestTrain(answer.utterance, (ex) => ex.group !== answer.group)[0]?.group;
   const routeMass = rng.next() < config.confusableRouteShare ? rng.between(...config.confusableRouteMass) : rng.between(...config.routeNoiseMass);
-  const routes: Candidate<string>[] = [{ value: answer.scenario, mass: 1 - (confusable ? routeMass : 0) }];
+  const routes: Candidate<string>[] = [{ value: answer.group, mass: 1 - (confusable ? routeMass : 0) }];
   if (confusable) routes.push({ value: confusable, mass: routeMass });
   return { routes, answers };
 }

@@ -1,9 +1,12 @@
 // Starts the TEACHER SIMULATOR alone:
 //   npx tsx runtime/teacher-simulator/main.ts --port 8787 [--seed 0] [--model teacher-simulator]
-//     [--latency-ms 0] [--rate-429 0] [--rate-500 0] [--retry-after-ms 1000] [--api-key KEY] [--massive FILE]
+//     [--latency-ms 0] [--rate-429 0] [--rate-500 0] [--retry-after-ms 1000] [--api-key KEY]
+//     [--task NAME] [--task-data FILE] [--task-functions FILE]   (a built-in task; default: the default task)
 //     [--no-idempotency]  (ignore the Idempotency-Key header, as an endpoint without it does)
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../config/logger';
+import * as path from 'node:path';
+import { loadBuiltInTask } from '../../tasks/built-in';
 import { startTeacherSimulator } from './server';
 
 const log = createLogger('teacher-simulator');
@@ -24,7 +27,9 @@ async function main(): Promise<void> {
       seed: { type: 'string', default: '0' },
       model: { type: 'string' },
       'api-key': { type: 'string' },
-      massive: { type: 'string' },
+      task: { type: 'string' },
+      'task-data': { type: 'string' },
+      'task-functions': { type: 'string' },
       'latency-ms': { type: 'string' },
       'rate-429': { type: 'string' },
       'rate-500': { type: 'string' },
@@ -38,8 +43,11 @@ async function main(): Promise<void> {
     seed: values.seed,
     model: values.model,
     apiKey: values['api-key'],
-    massivePath: values.massive,
     idempotency: !values['no-idempotency'],
+    task: await loadBuiltInTask(values.task, {
+      ...(values['task-data'] ? { data: path.resolve(values['task-data']) } : {}),
+      ...(values['task-functions'] ? { functions: path.resolve(values['task-functions']) } : {}),
+    }),
     faults: {
       latencyMs: numberOption(values, 'latency-ms'),
       rate429: numberOption(values, 'rate-429'),
@@ -47,7 +55,7 @@ async function main(): Promise<void> {
       retryAfterMs: numberOption(values, 'retry-after-ms'),
     },
   });
-  log.info('teacher simulator listening (a simulator of a large LLM, answering from MASSIVE annotations)', { url: simulator.url, model: simulator.model });
+  log.info('teacher simulator listening (a simulator of a large LLM, answering from the task\'s gold calls)', { url: simulator.url, model: simulator.model });
   process.stdout.write(`${simulator.url}\n`);
   const stop = () => {
     simulator.close().then(() => process.exit(0), () => process.exit(1));

@@ -9,7 +9,9 @@ import { createServer, IncomingMessage, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { createLogger } from '../../config/logger';
-import { loadMassiveTask } from '../../tasks/massive';
+import type { TaskSpec } from '../../tasks/define';
+import { loadDefaultTask } from '../../tasks/built-in';
+import { simulatorKnowledge } from './annotations';
 import { ErrorModelConfig } from './error-model';
 import { ChatRequestSchema, ChoiceKind, contentHash, SimulatorRole, TeacherSimulator } from './simulator';
 import { SeededRandom } from './random';
@@ -37,8 +39,8 @@ export interface TeacherSimulatorOptions {
   model?: string;
   /** When set, requests must carry `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
-  /** MASSIVE JSONL file (default readEnv().massivePath). */
-  massivePath?: string;
+  /** The task it plays, answering from its gold calls (default: the default task from its default data). */
+  task?: TaskSpec<any>;
   errorModel?: Partial<ErrorModelConfig>;
   faults?: FaultConfig;
   /** Awaited when a chat request arrives (before any injected latency), e.g. by tests that time a crash. */
@@ -144,11 +146,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts the teacher simulator on a port (0 = any free one). */
 export async function startTeacherSimulator(options: TeacherSimulatorOptions = {}): Promise<RunningTeacherSimulator> {
-  const { task: _task, schema, examples } = await loadMassiveTask({ massivePath: options.massivePath });
+  const task = options.task ?? (await loadDefaultTask());
   const model = options.model ?? 'teacher-simulator';
   const seed = options.seed ?? 0;
   const faults = FaultConfigSchema.parse(options.faults ?? {});
-  const simulator = new TeacherSimulator(examples, schema, { seed, model, errorModel: options.errorModel });
+  const simulator = new TeacherSimulator(await simulatorKnowledge(task), { seed, model, errorModel: options.errorModel });
   let stats = emptyStats();
   // Idempotency-Key -> the content hash it was first used with and, once answered, the answer.
   const idempotent = new Map<string, { hash: string; body?: unknown }>();

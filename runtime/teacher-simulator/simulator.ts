@@ -1,17 +1,17 @@
-// The TEACHER SIMULATOR's answering logic (no HTTP): it plays a large LLM on the MASSIVE task by looking the
-// utterance up in the dataset annotations and answering through the seeded error model.
+// The TEACHER SIMULATOR's answering logic (no HTTP): it plays a large LLM on any task with gold calls by
+// looking the input up in the task's labelled examples and answering through the seeded error model.
 // Roles it recognises from the offered tools:
-//   route  a tool with an enum parameter over the scenarios    -> {"<param>": "<scenario>"}
-//   final  tools named after intents (the routed scenario's)   -> the intent call with its slots
+//   route  a tool with an enum parameter over the task's function groups -> {"<param>": "<group>"}
+//   final  tools named after output functions (e.g. the routed group's)   -> the call with its arguments,
+//          typed as the tool's JSON Schema says (number, integer, boolean)
 //   judge  a tool with a `verdict` parameter; the last user message holds the lines
 //          "Utterance: <text>" and "Proposed call: <compact call>"  -> {"verdict": "correct"|"incorrect"}
 //   text   no tools, or tool_choice "none"                     -> the compact call as message content
 import { z } from 'zod';
 import { canonicalJson } from '../../artifacts/store';
 import { Call, callArgumentsObject, parseCall, printCall } from '../../tasks/call-format';
-import { MassiveExample, MassiveSchema, canonicalizeMassiveCall } from '../../tasks/massive';
 import { isExactMatch } from '../../tasks/metrics';
-import { AnnotationIndex, KnownAnswer } from './annotations';
+import { AnnotationIndex, KnownAnswer, type SimulatorKnowledge } from './annotations';
 import {
   AnswerCandidate,
   Candidate,
@@ -89,7 +89,15 @@ function acceptsArray(schema: JsonSchema | undefined): boolean {
   return !!schema && (schema.type === 'array' || (schema.anyOf ?? []).some((s) => s.type === 'array'));
 }
 
-/** Keeps the slots the offered function declares, collapsing repeats it cannot take as a list. */
+/** A value as the property's JSON type: "3" for a number parameter is 3, "true" for a boolean one is true. */
+function typedValue(value: unknown, schema: JsonSchema | undefined): unknown {
+  if (typeof value !== 'string' || !schema) return value;
+  if ((schema.type === 'number' || schema.type === 'integer') && value.trim() !== '' && Number.isFinite(Number(value))) return Number(value);
+  if (schema.type === 'boolean' && (value === 'true' || value === 'false')) return value === 'true';
+  return value;
+}
+
+/** Keeps the arguments the offered function declares, collapsing repeats it cannot take as a list, typed as declared. */
 function fitToTool(call: Call, parameters: JsonSchema | undefined): Record<string, unknown> {
   const args = callArgumentsObject(call);
   const properties = parameters?.properties;
@@ -97,7 +105,7 @@ function fitToTool(call: Call, parameters: JsonSchema | undefined): Record<strin
   const fitted: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(args)) {
     if (!(key in properties)) continue;
-    fitted[key] = Array.isArray(value) && !acceptsArray(properties[key]) ? value[0] : value;
+    fitted[key] = typedValue(Array.isArray(value) && !acceptsArray(properties[key]) ? value[0] : value, properties[key]);
   }
   return fitted;
 }
@@ -134,12 +142,14 @@ export class TeacherSimulator {
   private readonly profiles = new Map<string, UtteranceProfile>();
   private readonly toolTokenCounts = new Map<string, number>();
 
+  private readonly routeGroups: ReadonlySet<string>;
+
   constructor(
-    examples: readonly MassiveExample[],
-    readonly schema: MassiveSchema,
+    readonly knowledge: SimulatorKnowledge,
     readonly options: { seed: string | number; model: string; errorModel?: Partial<ErrorModelConfig> },
   ) {
-    this.index = new AnnotationIndex(examples, schema);
+    this.index = new AnnotationIndex(knowledge);
+    this.routeGroups = new Set(Object.keys(knowledge.functionsByGroup).filter((g) => g !== ''));
     this.errorModel = ErrorModelConfigSchema.parse({ ...DEFAULT_ERROR_MODEL, ...options.errorModel });
   }
 
@@ -174,11 +184,12 @@ export class TeacherSimulator {
     const forced = typeof choice === 'object' ? choice.function.name : undefined;
     const candidates = choice === 'none' ? [] : forced ? [forced] : tools.map((t) => t.function.name);
 
-    const scenarios = new Set(this.schema.scenarios);
+    const groups = this.routeGroups;
     const judgeTool = candidates.find((n) => parametersOf(n)?.properties?.verdict);
-    const intentTools = candidates.filter((n) => n in this.schema.slotsByIntent);
+    const intentTools = candidates.filter((n) => n in this.knowledge.parametersOf);
     const routeTool = candidates
-      .map((name) => ({ name, param: Object.entries(parametersOf(name)?.properties ?? {}).find(([, p]) => (p.enum ?? []).some((v) => scenarios.has(String(v)))) }))
+      .filter((name) => !intentTools.includes(name))
+      .map((name) => ({ name, param: Object.entries(parametersOf(name)?.properties ?? {}).find(([, p]) => (p.enum ?? []).some((v) => groups.has(String(v)))) }))
       .find((r) => r.param);
 
     const utterance = lineValue(userText, 'Utterance:') ?? userText;
@@ -208,7 +219,7 @@ export class TeacherSimulator {
       let emitted: { name: string; args: string; kind: ChoiceKind; decision?: Decision } | { content: string; kind: ChoiceKind; decision?: Decision };
       if (role === 'text') {
         const { chosen, probability } = sampleCandidate(profile.answers, temperature, rng);
-        emitted = { content: printCall(canonicalizeMassiveCall(chosen.value, answer.utterance)), kind: chosen.kind, decision: decisionAt(0, probability) };
+        emitted = { content: printCall(this.knowledge.canonicalize(chosen.value, answer.utterance)), kind: chosen.kind, decision: decisionAt(0, probability) };
       } else if (role === 'judge') {
         emitted = { name: judgeTool!, args: JSON.stringify(this.judge(userText, parametersOf(judgeTool!), rng)), kind: 'judge' };
       } else if (role === 'route') {
@@ -221,14 +232,14 @@ export class TeacherSimulator {
         emitted = {
           name,
           args: render(drawn.chosen.value),
-          kind: drawn.chosen.value === answer.scenario ? 'correct_route' : 'confused_route',
+          kind: drawn.chosen.value === answer.group ? 'correct_route' : 'confused_route',
           decision: divergence(render(drawn.chosen.value), pool.map((r, i) => ({ text: render(r.value), probability: drawn.distribution[i] }))),
         };
       } else if (role === 'final') {
         const fitting = profile.answers.filter((a) => intentTools.includes(a.value.name));
         const pool = fitting.length > 0 ? fitting : [this.fallbackAnswer(answer, intentTools, parametersOf)];
         const drawn = sampleCandidate(pool, temperature, rng);
-        const render = (call: Call) => JSON.stringify(fitToTool(canonicalizeMassiveCall(call, answer.utterance), parametersOf(call.name)));
+        const render = (call: Call) => JSON.stringify(fitToTool(this.knowledge.canonicalize(call, answer.utterance), parametersOf(call.name)));
         const args = render(drawn.chosen.value);
         emitted = {
           name: drawn.chosen.value.name,
@@ -237,7 +248,7 @@ export class TeacherSimulator {
           decision: divergence(args, pool.map((a, i) => ({ text: render(a.value), probability: drawn.distribution[i] }))),
         };
       } else {
-        emitted = { content: 'The teacher simulator plays the MASSIVE task only; none of the offered tools is one it knows.', kind: 'unsupported' };
+        emitted = { content: "None of the offered tools is one of the task's functions, a router over its groups or a judge: the teacher simulator cannot answer.", kind: 'unsupported' };
       }
 
       // Format errors, more frequent at higher temperature.
@@ -351,4 +362,3 @@ function divergence(chosen: string, options: { text: string; probability: number
   return { offset, probability: chosenProbability, alternatives: [...alternatives].map(([token, probability]) => ({ token, probability })) };
 }
 
-export type { KnownAnswer } from './annotations';

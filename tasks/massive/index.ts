@@ -10,6 +10,7 @@ export {
   loadMassiveTask,
   MASSIVE_SYSTEM_PROMPT,
   massiveGoldCall,
+  massiveTaskDefinition,
   massiveTaskFromExamples,
   ROUTE_TOOL,
   spanOffsets,

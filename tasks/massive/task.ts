@@ -5,6 +5,10 @@ import { readEnv } from '../../config/env';
 import { Call, CallArgument, normalizeSlotValue } from '../call-format';
 import { compactCallFormat, defineTask, TaskSpec, VerifierResult } from '../define';
 import { callMetrics } from '../metrics';
+import { spanOffsets } from '../spans';
+
+export { spanOffsets };
+import type { TaskDefinition } from '../registry';
 import { loadMassiveExamples, MassiveExample } from './data';
 import { deriveMassiveSchema, intentParameters, MassiveSchema } from './schema';
 
@@ -23,18 +27,6 @@ export const MASSIVE_SYSTEM_PROMPT = [
   'Then call exactly one of the functions it offers: the one matching the request, with every slot the request mentions.',
   'Copy each slot value verbatim from the request (same words, same spelling); leave out slots that are not mentioned.',
 ].join(' ');
-
-const isWordChar = (ch: string | undefined) => ch !== undefined && /[A-Za-z0-9]/.test(ch);
-
-/** Start offsets of `value` in `text` at word boundaries. */
-export function spanOffsets(text: string, value: string): number[] {
-  const offsets: number[] = [];
-  if (value === '') return offsets;
-  for (let at = text.indexOf(value); at >= 0; at = text.indexOf(value, at + 1)) {
-    if (!isWordChar(text[at - 1]) && !isWordChar(text[at + value.length])) offsets.push(at);
-  }
-  return offsets;
-}
 
 /** Slot values are spans of the utterance in MASSIVE: each must occur verbatim, as whole words. */
 export function verifyMassiveCall(call: Call, utterance: string): VerifierResult {
@@ -76,6 +68,7 @@ export function massiveTaskFromExamples(examples: MassiveExample[]): MassiveTask
   });
   const task = defineTask<MassiveExample>({
     name: 'massive-en-US',
+    displayName: 'MASSIVE en-US',
     systemPrompt: MASSIVE_SYSTEM_PROMPT,
     tools: {
       [ROUTE_TOOL]: {
@@ -100,15 +93,25 @@ export function massiveTaskFromExamples(examples: MassiveExample[]): MassiveTask
     gold: (example) => massiveGoldCall(example),
     verify: verifyMassiveCall,
     canonicalize: canonicalizeMassiveCall,
+    functionGroups: schema.intentsByScenario, // route_scenario's choices
     spanArguments: 'all', // every MASSIVE slot is a span of the utterance (verifyMassiveCall)
     metrics: callMetrics,
     dataset: {
       splits: ['train', 'dev', 'test'],
       load: async (split) => examples.filter((e) => e.split === split),
+      loadAll: async () => examples,
     },
   });
   return { task, schema, examples };
 }
+
+/** MASSIVE as a registered task: `task.name: "massive"`, its data file from task.dataPath or SUPERTINY_MASSIVE_PATH. */
+export const massiveTaskDefinition: TaskDefinition = {
+  name: 'massive',
+  files: { data: 'optional', functions: 'none' },
+  defaultDataPath: (env) => env.massivePath,
+  load: async ({ data }) => (await loadMassiveTask(data ? { massivePath: data } : {})).task,
+};
 
 /** Loads MASSIVE en-US (default path from readEnv().massivePath) and builds the task. */
 export async function loadMassiveTask(options: { massivePath?: string } = {}): Promise<MassiveTask> {

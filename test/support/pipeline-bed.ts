@@ -24,7 +24,7 @@ export function usePipelineBed(queuePrefix: string): PipelineBed {
   beforeAll(async () => {
     bed.server = await startTestServer();
     bed.env = await testEnv(bed.server.address, { taskQueue: bed.taskQueue });
-    bed.simulator = await startTeacherSimulator({ massivePath: bed.env.massivePath });
+    bed.simulator = await startTeacherSimulator();
     const deps = testDeps(bed.env, { simulatorBaseURL: bed.simulator.url });
     bed.store = deps.store;
     bed.workers = () => createTestWorkers(bed.server, bed.taskQueue, deps);

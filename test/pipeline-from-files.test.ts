@@ -1,0 +1,82 @@
+// A task added with files only, end to end on a real Temporal dev server: the example request router
+// (examples/request-router: an enum, a number, a free-text and a span argument) through prototype,
+// transfer (the decoder student: free text needs it), compress and evaluate, with the teacher simulator
+// playing it from its gold calls, and each model's predictions saved and scoring back to the report.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { WorkflowFailedError } from '@temporalio/client';
+import { startPipeline } from '../client';
+import type { SupertinyEnv } from '../config/env';
+import { scorePredictions, type PredictionRow } from '../activities/evaluate/predictions';
+import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
+import { loadTaskFromFiles } from '../tasks/from-files';
+import type { TaskSpec } from '../tasks/define';
+import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { smallPipelineConfig } from './support/pipeline-config';
+
+const EXAMPLE = path.join(__dirname, '..', 'examples', 'request-router');
+const FILES = { functionsPath: path.join(EXAMPLE, 'functions.json'), dataPath: path.join(EXAMPLE, 'data.jsonl') };
+
+describe('a task from files, end to end', () => {
+  let server: TestWorkflowEnvironment;
+  let env: SupertinyEnv;
+  let simulator: RunningTeacherSimulator;
+  let task: TaskSpec<any>;
+  const taskQueue = `from-files-${Date.now()}`;
+  const workers = () => createTestWorkers(server, taskQueue, testDeps(env, { simulatorBaseURL: simulator.url }));
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    env = await testEnv(server.address, { taskQueue, dataRoots: [EXAMPLE] });
+    task = await loadTaskFromFiles({ functions: FILES.functionsPath, data: FILES.dataPath });
+    simulator = await startTeacherSimulator({ task });
+  }, 120_000);
+  afterAll(async () => {
+    await simulator?.close();
+    await server?.teardown();
+    if (env) await fs.rm(env.dataDir, { recursive: true, force: true });
+  });
+
+  test('the encoder is refused at the start, naming the free-text argument, before any teacher request', async () => {
+    const handle = await startPipeline(server.client, { ...smallPipelineConfig('router-encoder'), task: { name: 'from-files', ...FILES }, transfer: { student: { family: 'encoder' } } }, { taskQueue });
+    const err = await withWorkers(workers, () => handle.result().catch((e: unknown) => e));
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const chain: string[] = [];
+    for (let cur: unknown = err; cur instanceof Error; cur = (cur as { cause?: unknown }).cause) chain.push(cur.message);
+    expect(chain[chain.length - 1]).toMatch(/transfer\.student\.family: .*argument "action" of function "route_request" is free text, not a span/);
+    expect(simulator.stats().chatRequests).toBe(0);
+  }, 120_000);
+
+  test('runs to completion with the decoder student; the report names the task and its predictions score back to it', async () => {
+    const config = smallPipelineConfig('router', { task: { name: 'from-files', ...FILES, trainLimit: 120, devLimit: 30, testLimit: 30 } });
+    const handle = await startPipeline(server.client, config, { taskQueue });
+    const result = await withWorkers(workers, () => handle.result());
+    expect(result.status).toBe('completed');
+    expect(result.prototype!.summary.accepted).toBeGreaterThan(60);
+
+    const report = JSON.parse(await fs.readFile(result.evaluate!.reportPath, 'utf8'));
+    expect(report.dataset).toMatchObject({ name: 'Request router (derived from MASSIVE en-US)', split: 'test', examples: 30 });
+    expect(Object.keys(report.models).sort()).toEqual(['student', 'student_int8', 'student_onnx', 'teacher']);
+    // The simulator plays a strong teacher: most of its calls, enum, number and free text included, are right.
+    expect(report.models.teacher.exact_match).toBeGreaterThan(0.6);
+    expect(report.models.teacher.schema_valid).toBeGreaterThan(0.9);
+
+    const reportDir = path.dirname(result.evaluate!.reportPath);
+    const html = await fs.readFile(path.join(reportDir, 'report.html'), 'utf8');
+    for (const name of Object.keys(report.models)) {
+      expect(report.predictions[name]).toBe(`predictions-${name}.jsonl`);
+      expect(html).toContain(`href="predictions-${name}.jsonl"`);
+      const text = await fs.readFile(path.join(reportDir, report.predictions[name]), 'utf8');
+      const rows = text.trim().split('\n').map((l) => JSON.parse(l) as PredictionRow);
+      expect(rows).toHaveLength(30);
+      expect(Object.keys(rows[0]).sort()).toEqual(['correct', 'gold', 'id', 'input', 'prediction']);
+      // The file scores back to the report's numbers with the task's own metrics.
+      const metrics = scorePredictions(task, text);
+      expect(metrics.exactMatch).toBeCloseTo(report.models[name].exact_match, 10);
+      expect(rows.filter((r) => r.correct).length / rows.length).toBeCloseTo(report.models[name].exact_match, 10);
+    }
+    const teacherRows = (await fs.readFile(path.join(reportDir, 'predictions-teacher.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as PredictionRow);
+    expect(teacherRows.some((r) => r.correct && /entity_count="\d+"/.test(r.prediction ?? '') && /domain="/.test(r.prediction ?? ''))).toBe(true);
+  }, 600_000);
+});

@@ -1,0 +1,264 @@
+// A task from files: a functions file (system prompt + OpenAI tool definitions) and a JSONL data file become
+// a task with no TypeScript; every kind of bad input is refused with the file, line and field, never the content.
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createTaskResources } from '../activities/task-resources';
+import { checkConfigOnWorker } from '../activities/config-check';
+import { simulatorKnowledge, TeacherSimulator } from '../runtime/teacher-simulator';
+import { ArtifactStore } from '../artifacts/store';
+import { readEnv } from '../config/env';
+import { parsePipelineConfig } from '../config/pipeline';
+import { loadTaskFromFiles, TaskFileError } from '../tasks/from-files';
+import { studentFamilyFor, studentFamilyProblem, taskArguments } from '../tasks/argument-kinds';
+
+const SECRET = 'SECRET-CONTENT-42';
+
+const FUNCTIONS = {
+  name: 'Kitchen timers',
+  systemPrompt: 'Turn the request into one function call.',
+  tools: [
+    {
+      type: 'function',
+      function: {
+        name: 'set_timer',
+        description: 'Starts a kitchen timer.',
+        parameters: {
+          type: 'object',
+          properties: {
+            minutes: { type: 'integer', minimum: 1, maximum: 180 },
+            unit: { type: 'string', enum: ['oven', 'stove'] },
+            label: { type: 'string', 'x-span': true, description: 'What the timer is for' },
+            loud: { type: 'boolean' },
+          },
+          required: ['minutes', 'unit'],
+        },
+      },
+    },
+    {
+      type: 'function',
+      function: { name: 'cancel_timer', description: 'Stops the timer.', parameters: { type: 'object', properties: {} } },
+    },
+  ],
+};
+
+const row = (id: string, split: string, input: string, gold?: unknown) => JSON.stringify({ id, split, input, ...(gold ? { gold } : {}) });
+const GOOD_ROWS = [
+  row('t1', 'train', 'timer for the pasta ten minutes on the stove'),
+  row('t2', 'train', 'stop the timer', { name: 'cancel_timer', arguments: {} }),
+  row('d1', 'dev', 'oven timer 25 minutes for the bread', { name: 'set_timer', arguments: { minutes: 25, unit: 'oven', label: 'bread' } }),
+  row('s1', 'test', 'loud stove timer 5 minutes', { name: 'set_timer', arguments: { minutes: 5, unit: 'stove', loud: true } }),
+];
+
+let dir: string;
+beforeAll(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'from-files-'));
+});
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+async function files(functions: unknown, rows: string[], name = 'functions.json') {
+  const sub = await fs.mkdtemp(path.join(dir, 'case-'));
+  const functionsFile = path.join(sub, name);
+  await fs.writeFile(functionsFile, typeof functions === 'string' ? functions : JSON.stringify(functions, null, 2));
+  const dataFile = path.join(sub, 'data.jsonl');
+  await fs.writeFile(dataFile, rows.join('\n') + '\n');
+  return { functions: functionsFile, data: dataFile };
+}
+
+async function loadError(functions: unknown, rows: string[], name?: string): Promise<Error> {
+  const err = await loadTaskFromFiles(await files(functions, rows, name)).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  if (!err) throw new Error('the files loaded');
+  expect(err).toBeInstanceOf(TaskFileError);
+  expect(err.message).not.toContain(SECRET);
+  return err;
+}
+
+describe('a task from files', () => {
+  test('loads: typed tool definitions for the teacher, string-form calls, gold of the labelled examples', async () => {
+    const task = await loadTaskFromFiles(await files(FUNCTIONS, GOOD_ROWS));
+    expect(task.displayName).toBe('Kitchen timers');
+    expect(task.functionNames).toEqual(['set_timer', 'cancel_timer']);
+    expect(task.spanArguments).toEqual({ set_timer: ['label'] });
+    const [tool] = task.toolDefinitions(['set_timer']);
+    expect(tool.function.parameters).toMatchObject({ properties: { minutes: { type: 'integer', minimum: 1, maximum: 180 }, loud: { type: 'boolean' } }, additionalProperties: false });
+    expect(JSON.stringify(tool.function.parameters)).not.toContain('x-span');
+    const [train, dev, test] = await Promise.all((['train', 'dev', 'test'] as const).map((s) => task.dataset.load(s)));
+    expect(train.map((e) => task.gold(e))).toEqual([undefined, { name: 'cancel_timer', args: [] }]);
+    expect(task.callFormat.print(task.gold(dev[0])!)).toBe('set_timer(minutes="25", unit="oven", label="bread")');
+    expect(task.callFormat.print(task.gold(test[0])!)).toBe('set_timer(minutes="5", unit="stove", loud="true")');
+  });
+
+  test("the teacher's typed tool call becomes a string-form call; the schema refuses wrong types, values and keys", async () => {
+    const task = await loadTaskFromFiles(await files(FUNCTIONS, GOOD_ROWS));
+    const decoded = task.decodeToolCall('set_timer', JSON.stringify({ minutes: 10, unit: 'stove', loud: false }), task.entryTools);
+    expect(decoded).toEqual({ kind: 'call', call: { name: 'set_timer', args: [{ key: 'minutes', value: '10' }, { key: 'unit', value: 'stove' }, { key: 'loud', value: 'false' }] } });
+    expect(task.decodeToolCall('set_timer', JSON.stringify({ minutes: 'ten', unit: 'stove' }), task.entryTools).kind).toBe('invalid_arguments');
+    expect(task.decodeToolCall('set_timer', JSON.stringify({ minutes: 2.5, unit: 'stove' }), task.entryTools).kind).toBe('invalid_arguments');
+    expect(task.decodeToolCall('set_timer', JSON.stringify({ minutes: 500, unit: 'stove' }), task.entryTools).kind).toBe('invalid_arguments');
+    expect(task.decodeToolCall('set_timer', JSON.stringify({ minutes: 5, unit: 'grill' }), task.entryTools).kind).toBe('invalid_arguments');
+    expect(task.decodeToolCall('set_timer', JSON.stringify({ minutes: 5 }), task.entryTools).kind).toBe('invalid_arguments');
+    expect(task.decodeToolCall('set_timer', JSON.stringify({ minutes: 5, unit: 'oven', color: 'red' }), task.entryTools).kind).toBe('invalid_arguments');
+  });
+
+  test('the verifier comes from the schema: a span argument must occur in the input, as whole words', async () => {
+    const task = await loadTaskFromFiles(await files(FUNCTIONS, GOOD_ROWS));
+    const call = (label: string) => ({ name: 'set_timer', args: [{ key: 'minutes', value: '25' }, { key: 'unit', value: 'oven' }, { key: 'label', value: label }] });
+    expect(task.verify(call('bread'), 'oven timer 25 minutes for the bread')).toEqual({ ok: true });
+    expect(task.verify(call('brea'), 'oven timer 25 minutes for the bread')).toEqual({ ok: false, reason: 'argument "label" is not a span of the input' });
+    expect(task.verify(call('cake'), 'oven timer 25 minutes for the bread').ok).toBe(false);
+    expect(task.verify({ name: 'set_timer', args: [{ key: 'minutes', value: '0' }, { key: 'unit', value: 'oven' }] }, 'x').reason).toMatch(/argument "minutes" must be >= 1/);
+    // The trainer's grpo reward checks the compact format, whose values are strings.
+    expect(task.rewardDescription().functions[0].function.parameters).toMatchObject({ properties: { minutes: { type: 'string' }, loud: { type: 'string', enum: ['true', 'false'] } } });
+  });
+
+  test('a YAML functions file works too', async () => {
+    const yaml = [
+      'systemPrompt: Turn the request into one call.',
+      'tools:',
+      '  - type: function',
+      '    function:',
+      '      name: cancel_timer',
+      '      description: Stops the timer.',
+      '      parameters: { type: object, properties: {} }',
+    ].join('\n');
+    const task = await loadTaskFromFiles(await files(yaml, [row('a', 'train', 'stop'), row('b', 'dev', 'stop it', { name: 'cancel_timer' }), row('c', 'test', 'halt', { name: 'cancel_timer' })], 'functions.yaml'));
+    expect(task.functionNames).toEqual(['cancel_timer']);
+    expect(task.displayName).toBe('task from files');
+  });
+
+  const withArgs = (args: Record<string, unknown>, input = `oven timer for the bread ${SECRET}`) => row('d9', 'dev', input, { name: 'set_timer', arguments: args });
+  test.each([
+    ['a line that is not JSON', [...GOOD_ROWS, `{"id": "x", "split": "train", "input": "${SECRET}"`], /^data file data\.jsonl line 5: not valid JSON$/],
+    ['a missing field', [...GOOD_ROWS, JSON.stringify({ id: 'x', split: 'train' })], /^data file data\.jsonl line 5: field input: /],
+    ['an unknown field', [...GOOD_ROWS, JSON.stringify({ id: 'x', split: 'train', input: SECRET, label: SECRET })], /^data file data\.jsonl line 5: field .*label/],
+    ['an unknown split', [...GOOD_ROWS, row('x', 'validation', SECRET)], /^data file data\.jsonl line 5: field split: must be one of train, dev, test$/],
+    ['gold naming an unknown function', [...GOOD_ROWS, row('x', 'dev', SECRET, { name: 'boil_egg', arguments: {} })], /^data file data\.jsonl line 5: field gold\.name: not a function of the functions file$/],
+    ['gold with a value outside the enum', [...GOOD_ROWS, withArgs({ minutes: 5, unit: SECRET })], /line 5: field gold\.arguments: argument "unit" must be equal to one of the allowed values$/],
+    ['gold with a number of the wrong type', [...GOOD_ROWS, withArgs({ minutes: SECRET, unit: 'oven' })], /line 5: field gold\.arguments: argument "minutes" must be integer$/],
+    ['gold with a number out of range', [...GOOD_ROWS, withArgs({ minutes: 900, unit: 'oven' })], /line 5: field gold\.arguments: argument "minutes" must be <= 180$/],
+    ['gold missing a required argument', [...GOOD_ROWS, withArgs({ unit: 'oven' })], /line 5: field gold\.arguments: argument "minutes" is required$/],
+    ['gold with an argument the function lacks', [...GOOD_ROWS, withArgs({ minutes: 5, unit: 'oven', [SECRET.toLowerCase().replace(/-/g, '_')]: 1 })], /line 5: field gold\.arguments: argument ".*" is not a parameter$/],
+    ['gold with a span that is not in the input', [...GOOD_ROWS, withArgs({ minutes: 5, unit: 'oven', label: 'cake' })], /line 5: field gold\.arguments: argument "label" is not a span of the input$/],
+    ['a dev example without gold', [...GOOD_ROWS, row('x', 'dev', SECRET)], /line 5: field gold: missing; dev examples need a gold call/],
+    ['a test example without gold', [...GOOD_ROWS, row('x', 'test', SECRET)], /line 5: field gold: missing; test examples need a gold call/],
+    ['a duplicate id', [...GOOD_ROWS, row('d1', 'train', SECRET)], /^data file data\.jsonl line 5: field id: the same id as line 3$/],
+    ['a split with no examples', GOOD_ROWS.filter((r) => !r.includes('"test"')), /^data file data\.jsonl: no test examples/],
+  ])('refuses a data file with %s, naming the line and field', async (_what, rows, message) => {
+    expect((await loadError(FUNCTIONS, rows)).message).toMatch(message);
+  });
+
+  const withTool = (parameters: unknown, name = 'set_timer') => ({ ...FUNCTIONS, tools: [{ type: 'function', function: { name, description: 'x', parameters } }] });
+  test.each([
+    ['a functions file that is not JSON', `{"systemPrompt": "${SECRET}",\n  "tools": [,]\n}`, /^functions file functions\.json line 2: not valid JSON or YAML \(/],
+    ['no system prompt', { tools: FUNCTIONS.tools }, /^functions file functions\.json line 1: field systemPrompt: /],
+    ['no functions', { ...FUNCTIONS, tools: [] }, /field tools: must define at least one function$/],
+    [
+      'a parameter type outside the supported subset',
+      withTool({ type: 'object', properties: { items: { type: 'array', items: { type: 'string' } } } }),
+      /^functions file functions\.json line \d+: field tools\[0\]\.function\.parameters\.properties\.items(\.type)?: /,
+    ],
+    ['a keyword outside the subset', withTool({ type: 'object', properties: { minutes: { type: 'integer', multipleOf: 5 } } }), /field tools\[0\]\.function\.parameters\.properties\.minutes: .*multipleOf/],
+    ['required naming no parameter', withTool({ type: 'object', properties: {}, required: ['minutes'] }), /field tools\[0\]\.function\.parameters\.required\[0\]: names a parameter that is not in properties$/],
+    ['an enum marked as a span', withTool({ type: 'object', properties: { unit: { type: 'string', enum: ['a'], 'x-span': true } } }), /properties\.unit\.x-span: an enum parameter cannot also be a span$/],
+    ['a function name that is not an identifier', withTool({ type: 'object', properties: {} }, 'set timer'), /field tools\[0\]\.function\.name: must be an identifier/],
+    ['a function defined twice', { ...FUNCTIONS, tools: [FUNCTIONS.tools[1], FUNCTIONS.tools[1]] }, /field tools\[1\]\.function\.name: names a function defined earlier in the file$/],
+    ['parameters that are not an object schema', withTool({ type: 'string' }), /field tools\[0\]\.function\.parameters\.type: /],
+  ])('refuses a functions file with %s, naming the line and field', async (_what, functions, message) => {
+    const err = await loadError(functions, GOOD_ROWS);
+    expect(err.message).toMatch(message);
+  });
+
+  test('the error of a bad tool schema gives the line of the field in the file', async () => {
+    const functions = withTool({ type: 'object', properties: { minutes: { type: 'decimal' } } });
+    const text = JSON.stringify(functions, null, 2);
+    const line = text.split('\n').findIndex((l) => l.includes('"decimal"')) + 1;
+    expect((await loadError(text, GOOD_ROWS)).message).toMatch(new RegExp(`^functions file functions\\.json line ${line}: field tools\\[0\\]\\.function\\.parameters\\.properties\\.minutes\\.type: `));
+  });
+
+  test('a config names the files, inside the data roots; a missing functions file is a config error', async () => {
+    const { functions, data } = await files(FUNCTIONS, GOOD_ROWS);
+    const env = { ...readEnv(), dataRoots: [dir] };
+    const resources = createTaskResources({ env, store: new ArtifactStore(path.join(dir, 'store')) });
+    const loaded = await resources.loadTask(parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data } }));
+    expect(loaded.task.displayName).toBe('Kitchen timers');
+    expect(loaded.labelledTrain).toBe(1);
+    await expect(resources.loadTask(parsePipelineConfig({ task: { name: 'from-files', dataPath: data } }))).rejects.toThrow(
+      /task\.functionsPath: task "from-files" needs a functions file/,
+    );
+    await expect(resources.loadTask(parsePipelineConfig({ task: { name: 'from-files', functionsPath: '/etc/hosts', dataPath: data } }))).rejects.toThrow(
+      /task\.functionsPath: \/etc\/hosts is outside the worker's allowed folders/,
+    );
+  });
+
+  test('the teacher simulator serves it from its gold calls, with typed arguments, through the same decoding as a real teacher', async () => {
+    const task = await loadTaskFromFiles(await files(FUNCTIONS, GOOD_ROWS));
+    const sim = new TeacherSimulator(await simulatorKnowledge(task), {
+      seed: 3,
+      model: 'teacher-simulator',
+      errorModel: { tiers: [{ share: 1, errorMass: [0, 0] }], malformedArgumentsRate: 0, unknownFunctionRate: 0 },
+    });
+    const ask = (input: string) =>
+      sim.complete({
+        model: 'teacher-simulator',
+        messages: [
+          { role: 'system', content: task.systemPrompt },
+          { role: 'user', content: input },
+        ],
+        tools: task.toolDefinitions(task.entryTools) as never,
+        temperature: 0,
+      });
+    const answer = ask('oven timer 25 minutes for the bread');
+    expect(answer).toMatchObject({ role: 'final', known: true });
+    const fn = (answer.body as any).choices[0].message.tool_calls[0].function;
+    expect(JSON.parse(fn.arguments)).toEqual({ label: 'bread', minutes: 25, unit: 'oven' });
+    const decoded = task.decodeToolCall(fn.name, fn.arguments, task.entryTools);
+    expect(decoded.kind === 'call' && task.canonicalText(decoded.call, '')).toBe(task.canonicalText(task.gold((await task.dataset.load('dev'))[0])!, ''));
+    // An unlabelled train input gets a neighbour's guess, never its own gold: there is none.
+    expect(ask('timer for the pasta ten minutes on the stove').known).toBe(false);
+  });
+
+  test('with unlabelled train inputs and the simulator as teacher, the pipeline refuses at the start, saying why', async () => {
+    const { functions, data } = await files(FUNCTIONS, GOOD_ROWS);
+    const env = { ...readEnv(), dataRoots: [dir] };
+    const resources = createTaskResources({ env, store: new ArtifactStore(path.join(dir, 'store')) });
+    const decoder = { student: { family: 'decoder' as const } };
+    const config = parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data }, transfer: decoder });
+    await expect(checkConfigOnWorker(config, env, resources)).rejects.toThrow(
+      /teacher\.endpoint: the teacher simulator answers from gold calls, and 1 of the 2 train inputs of task "from-files" have none: name a real teacher endpoint/,
+    );
+    const labelled = await files(FUNCTIONS, GOOD_ROWS.filter((r) => !r.includes('"t1"')));
+    await expect(
+      checkConfigOnWorker(parsePipelineConfig({ task: { name: 'from-files', functionsPath: labelled.functions, dataPath: labelled.data }, transfer: decoder }), env, resources),
+    ).resolves.toBeUndefined();
+  });
+
+  test('the student family follows the schema: the encoder is refused for a non-span argument, naming it', async () => {
+    const task = await loadTaskFromFiles(await files(FUNCTIONS, GOOD_ROWS));
+    expect(taskArguments(task).map((a) => `${a.function}.${a.argument}:${a.kind}`)).toEqual([
+      'set_timer.minutes:number',
+      'set_timer.unit:enum',
+      'set_timer.label:span',
+      'set_timer.loud:boolean',
+    ]);
+    expect(studentFamilyFor(task)).toBe('decoder');
+    expect(studentFamilyProblem(task, 'decoder')).toBeUndefined();
+    expect(studentFamilyProblem(task, 'encoder')).toMatch(/argument "minutes" of function "set_timer" is a number; this task needs transfer\.student\.family "decoder"/);
+    const { functions, data } = await files(
+      { ...FUNCTIONS, tools: [{ type: 'function', function: { name: 'note', description: 'x', parameters: { type: 'object', properties: { text: { type: 'string' }, who: { type: 'string', 'x-span': true } } } } }] },
+      [row('a', 'train', 'note for bob', { name: 'note', arguments: { who: 'bob', text: 'call him' } }), row('b', 'dev', 'note for ann', { name: 'note', arguments: { who: 'ann' } }), row('c', 'test', 'x', { name: 'note' })],
+    );
+    const env = { ...readEnv(), dataRoots: [dir] };
+    const resources = createTaskResources({ env, store: new ArtifactStore(path.join(dir, 'store')) });
+    await expect(checkConfigOnWorker(parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data } }), env, resources)).rejects.toThrow(
+      /transfer\.student\.family: the encoder student predicts spans of the input only .*argument "text" of function "note" is free text, not a span/,
+    );
+    const spansOnly = await loadTaskFromFiles(await files({ ...FUNCTIONS, tools: [{ type: 'function', function: { name: 'note', description: 'x', parameters: { type: 'object', properties: { who: { type: 'string', 'x-span': true } } } } }] }, [row('a', 'train', 'bob'), row('b', 'dev', 'ann', { name: 'note', arguments: { who: 'ann' } }), row('c', 'test', 'x', { name: 'note' })]));
+    expect(studentFamilyFor(spansOnly)).toBe('encoder');
+    expect(studentFamilyProblem(spansOnly, 'encoder')).toBeUndefined();
+  });
+});
