@@ -264,7 +264,8 @@ export const EvaluateConfigSchema = z
     split: z.enum(['dev', 'test']).default('test'),
     latencySamples: positiveInt.max(10_000).default(200),
     /** The student's serving price in the report's cost table: about an on-demand cloud vCPU. */
-    vcpuHourUsd: z.number().min(0).max(100).default(0.045).describe('USD per vCPU-hour of the served student'),
+    vcpuHourUsd: z.number().min(0).max(100).default(0.045).describe('USD per vCPU-hour of the served student, and of training on CPU'),
+    gpuHourUsd: z.number().min(0).max(1000).default(3).describe('USD per GPU-hour of training on a GPU worker (about an on-demand H100)'),
   })
   .strict();
 

@@ -36,6 +36,17 @@ describe('costReport', () => {
     expect(costReport({ ...inputs, student: { ...inputs.student, cpuSeconds: 1e6 } }).break_even_requests).toBeNull();
   });
 
+  test('training compute joins the one-off spend: CPU-hours at the vCPU price, GPU-hours at the GPU price', () => {
+    const training = { cpuSeconds: 7200, gpuSeconds: 1800, vcpuHourUsd: 0.045, gpuHourUsd: 3, note: 'measured' };
+    const withTraining = costReport({ ...inputs, training });
+    expect(withTraining.one_off).toMatchObject({ teacher_and_judge_usd: 12, training_cpu_hours: 2, training_gpu_hours: 0.5 });
+    expect(withTraining.one_off.training_usd).toBeCloseTo(2 * 0.045 + 0.5 * 3, 9);
+    expect(withTraining.one_off.total_usd).toBeCloseTo(12 + 1.59, 9);
+    const saving = (810 - (0.025 + 162)) / 1e6;
+    expect(withTraining.break_even_requests).toBe(Math.ceil((12 + 1.59) / saving));
+    expect(renderCostHtml(withTraining)).toMatch(/One-off: \$13\.59: \$12\.00 of teacher and judge requests, \$1\.59 of training \(2\.00 CPU-hours, 0\.50 GPU-hours/);
+  });
+
   test('the report shows the table, and keeps the simulated teacher off the latency chart', () => {
     const section = renderCostHtml(cost);
     expect(section).toContain('<h2>Cost of serving</h2>');

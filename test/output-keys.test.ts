@@ -39,6 +39,7 @@ const COMMON: Spec = {
   'evaluate.split': ['dev', []],
   'evaluate.latencySamples': [5, []],
   'evaluate.vcpuHourUsd': [0.1, []],
+  'evaluate.gpuHourUsd': [5, []],
   'timeouts.heartbeatSeconds': [7, []],
   'timeouts.activityMinutes': [7, []],
   'timeouts.queueMinutes': [7, []],

@@ -293,6 +293,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           },
           cascade: cascade.chosen,
           prototypeUsd: prototype.summary.costUsd ?? 0,
+          training: trainingCompute(transfer, config),
         });
 
         const report: PipelineReport = {
@@ -338,4 +339,25 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
 
 function metricsRow(m: CallMetrics): Pick<ModelReport, 'intent_acc' | 'slot_f1' | 'exact_match' | 'schema_valid'> {
   return { intent_acc: m.intentAccuracy, slot_f1: m.slotF1, exact_match: m.exactMatch, schema_valid: m.schemaValidRate };
+}
+
+/**
+ * The transfer stage's training compute as its trainer commands measured it: CPU-seconds of each command's
+ * process, and wall seconds of those that ran on a GPU. A session cut short by a crash is not counted (its
+ * resumed session is), so this is a floor.
+ */
+function trainingCompute(transfer: TransferResult, config: PipelineConfig) {
+  let cpuSeconds = 0;
+  let gpuSeconds = 0;
+  for (const step of transfer.steps) {
+    cpuSeconds += step.metrics.compute_cpu_s ?? 0;
+    if (step.metrics.compute_gpu === 1) gpuSeconds += step.metrics.compute_wall_s ?? 0;
+  }
+  return {
+    cpuSeconds,
+    gpuSeconds,
+    vcpuHourUsd: config.evaluate.vcpuHourUsd,
+    gpuHourUsd: config.evaluate.gpuHourUsd,
+    note: `compute of the transfer steps (${transfer.steps.map((s) => s.step).join(', ')}) as the trainer measured it, at $${config.evaluate.vcpuHourUsd} per vCPU-hour and $${config.evaluate.gpuHourUsd} per GPU-hour; crashed sessions and the compress steps are not counted`,
+  };
 }

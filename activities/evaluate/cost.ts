@@ -11,6 +11,8 @@ export interface CostInputs {
   cascade: CascadePoint | null;
   /** Teacher and judge dollars of the prototype stage (paid once). */
   prototypeUsd: number;
+  /** Training compute, measured by the trainer (CPU-seconds of its process; wall seconds on a GPU). */
+  training?: { cpuSeconds: number; gpuSeconds: number; vcpuHourUsd: number; gpuHourUsd: number; note: string };
 }
 
 export interface CostReport {
@@ -18,7 +20,14 @@ export interface CostReport {
   student: { model: string; usd_per_1m_requests: number; cpu_seconds_per_request: number; vcpu_hour_usd: number; how: string };
   /** The student with the teacher behind it at the report's chosen threshold; null without one. */
   cascade: { threshold: number; teacher_share: number; usd_per_1m_requests: number } | null;
-  one_off: { teacher_and_judge_usd: number; note: string };
+  one_off: {
+    teacher_and_judge_usd: number;
+    training_usd: number;
+    training_cpu_hours: number;
+    training_gpu_hours: number;
+    total_usd: number;
+    note: string;
+  };
   /** Requests after which the one-off spend is paid back by serving the cascade (or the student) instead of the teacher. */
   break_even_requests: number | null;
 }
@@ -40,6 +49,11 @@ export function costReport(input: CostInputs): CostReport {
     usd_per_1m_requests: (studentUsd + input.cascade.teacher_share * teacherUsd) * MILLION,
   };
   const servedUsd = cascade ? cascade.usd_per_1m_requests / MILLION : studentUsd;
+  const training = input.training;
+  const cpuHours = (training?.cpuSeconds ?? 0) / 3600;
+  const gpuHours = (training?.gpuSeconds ?? 0) / 3600;
+  const trainingUsd = training ? cpuHours * training.vcpuHourUsd + gpuHours * training.gpuHourUsd : 0;
+  const oneOff = input.prototypeUsd + trainingUsd;
   const saving = teacherUsd - servedUsd;
   return {
     teacher: {
@@ -51,10 +65,19 @@ export function costReport(input: CostInputs): CostReport {
     },
     student: { model: student.model, usd_per_1m_requests: studentUsd * MILLION, cpu_seconds_per_request: cpuSeconds, vcpu_hour_usd: student.vcpuHourUsd, how: student.how },
     cascade,
-    one_off: { teacher_and_judge_usd: input.prototypeUsd, note: 'teacher and judge requests of the prototype stage; training compute is not measured yet and not included' },
-    break_even_requests: saving > 0 ? Math.ceil(input.prototypeUsd / saving) : null,
+    one_off: {
+      teacher_and_judge_usd: input.prototypeUsd,
+      training_usd: trainingUsd,
+      training_cpu_hours: cpuHours,
+      training_gpu_hours: gpuHours,
+      total_usd: oneOff,
+      note: `teacher and judge requests of the prototype stage; training ${training?.note ?? 'not measured'}`,
+    },
+    break_even_requests: saving > 0 ? Math.ceil(oneOff / saving) : null,
   };
 }
+
+const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 const usd = (x: number) => (x === 0 ? '$0' : x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toFixed(2)}` : `$${x.toPrecision(3)}`);
 const count = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)} billion` : x >= 1e6 ? `${(x / 1e6).toFixed(2)} million` : x.toLocaleString('en-US'));
@@ -84,7 +107,7 @@ export function renderCostHtml(cost: CostReport): string {
 <table><thead><tr><th>serving</th><th>USD per 1M requests</th><th>from</th></tr></thead><tbody>${rows
     .map(([label, v, how]) => `<tr><th scope="row">${label}</th><td>${usd(v)}</td><td style="text-align:left">${how}</td></tr>`)
     .join('')}</tbody></table>
-<p>One-off: ${usd(cost.one_off.teacher_and_judge_usd)} (${cost.one_off.note}). Break-even: ${
+<p>One-off: ${usd(cost.one_off.total_usd)}: ${usd(cost.one_off.teacher_and_judge_usd)} of teacher and judge requests, ${usd(cost.one_off.training_usd)} of training (${cost.one_off.training_cpu_hours.toFixed(2)} CPU-hours, ${cost.one_off.training_gpu_hours.toFixed(2)} GPU-hours; ${escapeText(cost.one_off.note)}). Break-even: ${
     cost.break_even_requests === null ? 'never (serving the student does not cost less than the teacher)' : `after ${count(cost.break_even_requests)} requests`
   }.</p>
 <figure><svg viewBox="0 0 ${W} ${40 + rows.length * (barH + 10)}" width="${W}" height="${40 + rows.length * (barH + 10)}" role="img" aria-label="cost per 1M requests">

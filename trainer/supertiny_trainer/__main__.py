@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import TextIO
@@ -33,6 +34,11 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or (
         isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
     )
+
+
+def _used_cuda() -> bool:
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
 
 
 def main(argv: list[str] | None = None, events_stream: TextIO | None = None) -> int:
@@ -65,7 +71,13 @@ def main(argv: list[str] | None = None, events_stream: TextIO | None = None) -> 
         run_dir = Path(args.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         runner = getattr(module, runner_name)(config, RunContext(run_dir=run_dir, resume=args.resume, events=events))
+        cpu_started, wall_started = time.process_time(), time.monotonic()
         result = runner.run()
+        # What this session of the command used (a resumed run counts only its own session): for the report's
+        # one-off cost. CPU time is summed over the process's threads.
+        result.metrics.update({"compute_cpu_s": round(time.process_time() - cpu_started, 3),
+                               "compute_wall_s": round(time.monotonic() - wall_started, 3),
+                               "compute_gpu": int(_used_cuda())})
     except TrainerError as e:
         events.error(e.kind, e.message)
         return 2

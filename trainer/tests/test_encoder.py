@@ -380,6 +380,8 @@ def test_quantize_int4_puts_the_feed_forward_and_embeddings_in_4_bits_and_keeps_
     assert int4.returncode == 0, int4.stderr[-3000:]
     metrics = int4.done["metrics"]
     assert metrics["scheme"] == "int4" and metrics["four_bit_matmuls"] > 0
+    # Every command reports what it used, for the report's one-off cost.
+    assert metrics["compute_cpu_s"] > 0 and metrics["compute_wall_s"] > 0 and metrics["compute_gpu"] == 0
     # Smaller than int8, not only than float.
     assert metrics["bytes_after"] < int8.done["metrics"]["bytes_after"]
     folder = Path(int4.done["outputs"]["model"])
