@@ -30,29 +30,41 @@ export function createCompressActivities(deps: ActivityDeps) {
     return value.model;
   }
 
+  /** A trainer command that rewrites the encoder's PyTorch folder from the sft utterances (a prune step). */
+  async function pruneFolder(
+    activity: 'pruneVocab' | 'pruneLayers',
+    command: TrainerCommand,
+    read: Record<string, unknown>,
+    options: Record<string, unknown>,
+    model: ArtifactRef,
+    sft: ArtifactRef,
+  ): Promise<ArtifactRef> {
+    const key = await activityOutputKey(env.projectRoot, activity, { config: read, inputs: { model: model.sha256, data: sft.sha256 } });
+    const { value } = await store.memo(key, async () => {
+      const runDir = await store.workDir(key);
+      const done = await runTrainer({
+        env,
+        command,
+        config: {
+          model: await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model')),
+          data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
+          ...options,
+        },
+        runDir,
+      });
+      const folder = done.outputs.model;
+      if (!folder) throw new Error(`trainer ${command} reported no "model" output`);
+      return { model: await store.putDirectory('model/dir', folder) };
+    });
+    return value.model;
+  }
+
   return {
     /** The encoder's WordPiece vocabulary pruned to the pieces of the sft utterances (plus every single character). */
     async pruneVocab({ config, model, sft }: { config: PipelineConfig; model: ArtifactRef; sft: ArtifactRef }): Promise<ArtifactRef> {
       if (config.transfer.student.family !== 'encoder') throw new Error('pruneVocab: only the encoder student has a WordPiece vocabulary to prune');
-      const read = CONFIG_READ.pruneVocab(config);
-      const key = await activityOutputKey(env.projectRoot, 'pruneVocab', { config: read, inputs: { model: model.sha256, data: sft.sha256 } });
-      const { value } = await store.memo(key, async () => {
-        const runDir = await store.workDir(key);
-        const done = await runTrainer({
-          env,
-          command: ENCODER_COMMANDS.pruneVocab,
-          config: {
-            model: await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model')),
-            data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
-            min_count: read?.minCount ?? 1,
-          },
-          runDir,
-        });
-        const folder = done.outputs.model;
-        if (!folder) throw new Error(`trainer ${ENCODER_COMMANDS.pruneVocab} reported no "model" output`);
-        return { model: await store.putDirectory('model/dir', folder) };
-      });
-      return value.model;
+      const read = CONFIG_READ.pruneVocab(config)!;
+      return pruneFolder('pruneVocab', ENCODER_COMMANDS.pruneVocab, read, { min_count: read.minCount }, model, sft);
     },
     /**
      * The encoder with fewer transformer layers (evenly spaced), recovered by logit distillation from the
@@ -61,26 +73,7 @@ export function createCompressActivities(deps: ActivityDeps) {
     async pruneLayers({ config, model, sft }: { config: PipelineConfig; model: ArtifactRef; sft: ArtifactRef }): Promise<ArtifactRef> {
       if (config.transfer.student.family !== 'encoder') throw new Error('pruneLayers: only the encoder student has layers to prune here');
       const read = CONFIG_READ.pruneLayers(config)!;
-      const key = await activityOutputKey(env.projectRoot, 'pruneLayers', { config: read, inputs: { model: model.sha256, data: sft.sha256 } });
-      const { value } = await store.memo(key, async () => {
-        const runDir = await store.workDir(key);
-        const done = await runTrainer({
-          env,
-          command: ENCODER_COMMANDS.pruneLayers,
-          config: {
-            model: await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model')),
-            data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
-            layers: read.layers,
-            epochs: read.epochs,
-            seed: read.seed,
-          },
-          runDir,
-        });
-        const folder = done.outputs.model;
-        if (!folder) throw new Error(`trainer ${ENCODER_COMMANDS.pruneLayers} reported no "model" output`);
-        return { model: await store.putDirectory('model/dir', folder) };
-      });
-      return value.model;
+      return pruneFolder('pruneLayers', ENCODER_COMMANDS.pruneLayers, read, { layers: read.layers, epochs: read.epochs, seed: read.seed }, model, sft);
     },
     async exportOnnx({ model }: { config: PipelineConfig; model: ArtifactRef }): Promise<ArtifactRef> {
       return convert('exportOnnx', 'export', 'onnx/dir', model);

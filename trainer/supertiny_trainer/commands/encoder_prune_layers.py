@@ -19,10 +19,10 @@ from ..core.checkpoints import CheckpointStore
 from ..core.command import CommandResult, RunContext
 from ..core.errors import ConfigError, DataError
 from ..core.runtime import set_threads
-from ..core.training import TrainingConfig, run_training, training_arguments
+from ..core.training import TrainingConfig, run_training
 from ..student.encoder import load_encoder_student, save_encoder_student
 from ..student.encoder_data import EncoderDataReport, encode_examples, encoder_examples, read_encoder_rows
-from .encoder_sft import EncoderCollator, ListDataset, _trainer_arguments_class, encoder_trainer_class
+from .encoder_sft import build_encoder_trainer, encoder_trainer_class
 
 
 @dataclass
@@ -157,19 +157,9 @@ class EncoderLayerPruner:
         store = CheckpointStore(self.context.run_dir, keep=cfg.keep_checkpoints)
         resume_from = store.prepare(self.context.resume)
         torch.manual_seed(cfg.seed)
-        trainer = distilling_trainer_class()(
-            model=student,
-            args=training_arguments(_trainer_arguments_class(), cfg, store),
-            train_dataset=ListDataset(encoded),
-            data_collator=EncoderCollator(len(labels.intents), len(labels.tags), 0 if pad_id is None else pad_id),
-            lengths=[len(e.input_ids) for e in encoded],
-            group_by_length=cfg.group_by_length,
-            head_learning_rate=cfg.head_learning_rate,
-            tag_loss_weight=cfg.tag_loss_weight,
-            teacher=teacher.model,
-            temperature=cfg.temperature,
-            distill_weight=cfg.distill_weight,
-        )
+        trainer = build_encoder_trainer(distilling_trainer_class(), student, cfg, store, encoded, labels, pad_id,
+                                        teacher=teacher.model, temperature=cfg.temperature,
+                                        distill_weight=cfg.distill_weight)
         metrics = run_training(trainer, store, self.context.events, resume_from)
         destination = self.context.run_dir / "model"
         save_encoder_student(trainer.model, tokenizer, labels, destination)

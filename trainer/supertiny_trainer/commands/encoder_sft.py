@@ -171,6 +171,22 @@ class ListDataset:
         return self.items[index]
 
 
+def build_encoder_trainer(trainer_class: Any, model: Any, cfg: Any, store: CheckpointStore, encoded: list[EncodedExample],
+                          labels: EncoderLabels, pad_id: int | None, **extra: Any) -> Any:
+    """The Trainer of an encoder command: its data, collator, length grouping and head learning rate."""
+    return trainer_class(
+        model=model,
+        args=training_arguments(_trainer_arguments_class(), cfg, store),
+        train_dataset=ListDataset(encoded),
+        data_collator=EncoderCollator(len(labels.intents), len(labels.tags), 0 if pad_id is None else pad_id),
+        lengths=[len(e.input_ids) for e in encoded],
+        group_by_length=cfg.group_by_length,
+        head_learning_rate=cfg.head_learning_rate,
+        tag_loss_weight=cfg.tag_loss_weight,
+        **extra,
+    )
+
+
 class EncoderSftRunner:
     def __init__(self, config: EncoderSftConfig, context: RunContext):
         self.config = config
@@ -205,16 +221,7 @@ class EncoderSftRunner:
         pad_id = tokenizer.token_to_id("[PAD]")
         store = CheckpointStore(self.context.run_dir, keep=cfg.keep_checkpoints)
         resume_from = store.prepare(self.context.resume)
-        trainer = encoder_trainer_class()(
-            model=model,
-            args=training_arguments(_trainer_arguments_class(), cfg, store),
-            train_dataset=ListDataset(encoded),
-            data_collator=EncoderCollator(len(labels.intents), len(labels.tags), 0 if pad_id is None else pad_id),
-            lengths=[len(e.input_ids) for e in encoded],
-            group_by_length=cfg.group_by_length,
-            head_learning_rate=cfg.head_learning_rate,
-            tag_loss_weight=cfg.tag_loss_weight,
-        )
+        trainer = build_encoder_trainer(encoder_trainer_class(), model, cfg, store, encoded, labels, pad_id)
         metrics = run_training(trainer, store, self.context.events, resume_from)
         destination = self.context.run_dir / "model"
         save_encoder_student(trainer.model, tokenizer, labels, destination)
