@@ -1,5 +1,6 @@
 // Worker entry point: `npm run worker` (or `node -r tsx/cjs workers/main.ts`).
-// Environment (all optional): TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SUPERTINY_TASK_QUEUE,
+// Environment (all optional): TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE (also TEMPORAL_API_KEY, TEMPORAL_TLS*,
+// TEMPORAL_CONFIG_FILE and TEMPORAL_PROFILE: Temporal's client profiles), SUPERTINY_TASK_QUEUE,
 // SUPERTINY_WORKER_ROLE (all|cpu|gpu), SUPERTINY_DATA_DIR, SUPERTINY_PYTHON, SUPERTINY_MASSIVE_PATH,
 // SUPERTINY_TEACHER_ENDPOINTS (the operator's teacher endpoints file; the simulator is always there). See README.
 import { readEnv } from '../config/env';
