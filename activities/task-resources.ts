@@ -44,6 +44,7 @@ export interface TaskResources {
   checkTeacher(config: PipelineConfig, model?: string): TeacherEndpoint;
   /** The config's endpoint with `model` (default: teacher.model); starts the simulator on first use. */
   teacher(config: PipelineConfig, model?: string): Promise<ResolvedTeacher>;
+  /** Stops the simulator this worker started and drops the loaded tasks; a later use starts afresh. */
   close(): Promise<void>;
 }
 
@@ -107,7 +108,15 @@ export function createTaskResources(deps: ActivityDeps): TaskResources {
       };
     },
     async close() {
-      if (simulator) await (await simulator).close();
+      const started = simulator;
+      simulator = undefined;
+      tasks.clear();
+      // A simulator that failed to start holds nothing.
+      const running = await started?.catch(() => undefined);
+      if (running) {
+        await running.close();
+        log.info(`endpoint "${SIMULATOR_ENDPOINT}": stopped the teacher SIMULATOR at ${running.url}`);
+      }
     },
   };
 }

@@ -15,9 +15,12 @@ async function main() {
   const env = readEnv();
   const workers = await createWorkers(env, { role: env.workerRole });
   await workers.run();
-  // The workers have stopped; what they started in-process (the teacher simulator's server, keep-alive
-  // sockets) must not keep the process alive after SIGTERM.
-  process.exit(0);
+  // The workers have stopped and closed what they started (SupertinyPlugin's run context), so the event
+  // loop drains and the process exits by itself. Should anything still hold it, name it and exit anyway.
+  setTimeout(() => {
+    log.warn(`the process is still held after the workers stopped (${process.getActiveResourcesInfo().join(', ')}); exiting`);
+    process.exit(0);
+  }, 5000).unref();
 }
 
 main().catch((err) => {
