@@ -2,12 +2,14 @@
 // over several runs hands every labelled batch on to the next, so its dataset is the one a single run makes.
 import { promises as fs } from 'node:fs';
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import { cancelPipeline, pipelineProgress, startPipeline } from '../client';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import type { PrototypeResult } from '../activities/types';
 import { prototypeStage } from '../workflows/prototype';
 import { usePipelineBed } from './support/pipeline-bed';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { createTestWorkers, testDeps, testEnv, withWorkers } from './support/temporal';
+import { waitFor } from './support/wait';
 
 const bed = usePipelineBed('prototype-can');
 
@@ -51,8 +53,10 @@ async function labelOnce(workers: () => ReturnType<typeof bed.workers>, taskQueu
   };
 }
 
+let single: Awaited<ReturnType<typeof labelOnce>>;
+
 test('the prototype stage continues as new every teacher.batchesPerRun batches and labels the same dataset as one run', async () => {
-  const single = await labelOnce(bed.workers, bed.taskQueue, slice(100));
+  single = await labelOnce(bed.workers, bed.taskQueue, slice(100));
   expect(single.chain.map((r) => [r.labelBatches, r.continuedAsNew])).toEqual([[6, false]]);
 
   // A data folder of its own: nothing memoised by the single run is reused, every batch is labelled again.
@@ -79,3 +83,28 @@ test('the prototype stage continues as new every teacher.batchesPerRun batches a
     await fs.rm(env.dataDir, { recursive: true, force: true });
   }
 }, 120_000);
+
+test("in the pipeline, the stage's last run hands the dataset to the pipeline, which goes on to transfer", async () => {
+  expect(single).toBeDefined();
+  const handle = await startPipeline(bed.server.client, slice(2), { taskQueue: bed.taskQueue });
+  const { progress, result } = await withWorkers(bed.workers, async () => {
+    await waitFor('the prototype stage to be done', async () => (await pipelineProgress(handle).catch(() => undefined))?.stagesDone.includes('prototype'));
+    const progress = await pipelineProgress(handle);
+    // Training is not what this test is about.
+    await cancelPipeline(handle, 'prototype stage checked');
+    return { progress, result: await handle.result() };
+  });
+  expect(result.status).toBe('cancelled');
+  expect(progress.stagesDone).toEqual(['prototype']);
+  expect(progress.stage).toBe('transfer');
+  expect(result.prototype?.sft.sha256).toBe(single.result.sft.sha256);
+  // The pipeline's child is the chain's first run; the chain went on for three runs.
+  const started = (await handle.fetchHistory()).events?.find((e) => e.childWorkflowExecutionStartedEventAttributes?.workflowExecution?.workflowId?.endsWith('/prototype'));
+  const child = started!.childWorkflowExecutionStartedEventAttributes!.workflowExecution!;
+  const chain = await runChain(bed.server.client, child.workflowId!, child.runId!);
+  expect(chain.map((r) => [r.labelBatches, r.continuedAsNew])).toEqual([
+    [2, true],
+    [2, true],
+    [2, false],
+  ]);
+}, 180_000);
