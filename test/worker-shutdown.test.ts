@@ -42,6 +42,7 @@ test('a worker labelling with its built-in teacher simulator exits on SIGTERM wi
     expect(worker.output()).not.toContain('still held');
   } finally {
     await worker.kill('SIGKILL');
+    await fs.rm(env.dataDir, { recursive: true, force: true });
   }
 });
 
