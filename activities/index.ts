@@ -2,7 +2,7 @@
 // plugin, a test or another worker can supply the store, the environment and the teacher endpoint.
 import type { ActivityDeps } from './deps';
 import { withTypedFailures } from './failures';
-import { createTaskResources } from './task-resources';
+import { createTaskResources, type TaskResources } from './task-resources';
 import { checkConfigOnWorker } from './config-check';
 import { secretsOf } from '../config/endpoints';
 import type { PipelineConfig } from '../config/pipeline';
@@ -12,9 +12,13 @@ import { createCompressActivities } from './compress/activities';
 import { createEvaluateActivities } from './evaluate/activities';
 
 export type { ActivityDeps } from './deps';
+export { createTaskResources, type TaskResources } from './task-resources';
 
-export function createActivities(deps: ActivityDeps) {
-  const resources = createTaskResources(deps);
+/**
+ * `resources` are what the activities share for a worker's lifetime (loaded tasks, the teacher simulator
+ * started on first use); whoever passes them closes them (SupertinyPlugin does when its worker stops).
+ */
+export function createActivities(deps: ActivityDeps, resources: TaskResources = createTaskResources(deps)) {
   return withTypedFailures({
     /** The pipeline's first activity: worker-side checks of the config, before anything is paid. */
     async checkPipelineConfig({ config }: { config: PipelineConfig }): Promise<void> {

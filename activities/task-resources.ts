@@ -60,6 +60,7 @@ export interface TaskResources {
   checkTeacher(config: PipelineConfig, model?: string): TeacherEndpoint;
   /** The config's endpoint with `model` (default: teacher.model); starts the simulator on first use. */
   teacher(config: PipelineConfig, model?: string): Promise<ResolvedTeacher>;
+  /** Stops the simulator this worker started and drops the loaded tasks; a later use starts afresh. */
   close(): Promise<void>;
 }
 
@@ -148,7 +149,15 @@ export function createTaskResources(deps: ActivityDeps): TaskResources {
       };
     },
     async close() {
-      await Promise.all([...simulators.values()].map(async (s) => (await s).close()));
+      const started = [...simulators.values()];
+      simulators.clear();
+      tasks.clear();
+      // A simulator that failed to start holds nothing.
+      for (const running of await Promise.all(started.map((s) => s.catch(() => undefined)))) {
+        if (!running) continue;
+        await running.close();
+        log.info(`endpoint "${SIMULATOR_ENDPOINT}": stopped the teacher SIMULATOR at ${running.url}`);
+      }
     },
   };
 }

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { readEnv } from '../config/env';
+import { onLocalServer, readEnv } from '../config/env';
 import { createLogger } from '../config/logger';
 import { parsePipelineConfig } from '../config/pipeline';
 import { startDevServer, type DevServer } from './dev-server';
@@ -66,7 +66,7 @@ async function demo(args: string[]) {
   // A queue of this data folder's own: a worker never runs a pipeline whose artifacts live elsewhere.
   const taskQueue = `${env.taskQueue}-demo-${createHash('sha256').update(env.dataDir).digest('hex').slice(0, 8)}`;
   await withServer(async (server) => {
-    const runEnv = { ...env, temporalAddress: server.address };
+    const runEnv = onLocalServer(env, server.address);
     const workers = await createWorkers(runEnv, { taskQueue });
     const running = workers.run();
     try {
@@ -138,7 +138,7 @@ async function main() {
       });
     case 'dev':
       return withServer(async (server) => {
-        const workers = await createWorkers(env);
+        const workers = await createWorkers(onLocalServer(env, server.address));
         process.stdout.write(
           `Temporal server on ${server.address}, UI at ${server.uiUrl}, worker on task queue "${env.taskQueue}". Ctrl-C stops both.\n` +
             `Start a pipeline: .tools/bin/temporal workflow start --type distillationPipeline --task-queue ${env.taskQueue} --input-file examples/pipeline.json\n`,

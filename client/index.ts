@@ -4,7 +4,7 @@
 //   console.log(await handle.query(progressQuery));
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { randomUUID } from 'node:crypto';
-import { readEnv, type SupertinyEnv } from '../config/env';
+import { readEnv, temporalConnectionOptions, type SupertinyEnv } from '../config/env';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import { distillationPipeline } from '../workflows/pipeline';
 import { cancelUpdate, progressQuery, type PipelineProgress } from '../workflows/messages';
@@ -13,8 +13,12 @@ export { progressQuery, cancelUpdate, cancelSignal } from '../workflows/messages
 export type { PipelineProgress } from '../workflows/messages';
 export type { PipelineResult } from '../activities/types';
 
+/**
+ * A client for the env's server and namespace: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+ * TEMPORAL_TLS* and the TOML client profile (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE), as Temporal's tools read them.
+ */
 export async function connectClient(env: SupertinyEnv = readEnv()): Promise<Client> {
-  const connection = await Connection.connect({ address: env.temporalAddress });
+  const connection = await Connection.connect(temporalConnectionOptions(env));
   return new Client({ connection, namespace: env.namespace });
 }
 

@@ -1,15 +1,19 @@
 // The one place that reads environment variables. Everything else takes these values as arguments.
 import * as path from 'node:path';
+import { loadClientConfigProfile, toClientOptions } from '@temporalio/envconfig';
+import type { TLSConfig } from '@temporalio/client';
 
 const projectRoot = path.resolve(__dirname, '..');
 
-function fromEnv(name: string, fallback: string): string {
-  const value = process.env[name];
+export type EnvVars = Record<string, string | undefined>;
+
+function fromEnv(vars: EnvVars, name: string, fallback: string): string {
+  const value = vars[name];
   return value === undefined || value === '' ? fallback : value;
 }
 
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
+function intFromEnv(vars: EnvVars, name: string, fallback: number): number {
+  const raw = vars[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
   if (!Number.isInteger(value) || value <= 0) {
@@ -18,8 +22,8 @@ function intFromEnv(name: string, fallback: number): number {
   return value;
 }
 
-function pathList(name: string, fallback: string[]): string[] {
-  const raw = process.env[name];
+function pathList(vars: EnvVars, name: string, fallback: string[]): string[] {
+  const raw = vars[name];
   if (raw === undefined || raw === '') return fallback;
   return raw.split(path.delimiter).filter(Boolean).map((p) => path.resolve(p));
 }
@@ -29,10 +33,19 @@ export interface SupertinyEnv {
   projectRoot: string;
   /** Folder for the artifact store, the dev server's SQLite file and run folders. SUPERTINY_DATA_DIR. */
   dataDir: string;
-  /** Temporal frontend address, host:port. TEMPORAL_ADDRESS. */
+  /** Temporal frontend address, host:port. TEMPORAL_ADDRESS, else the client profile's `address`. */
   temporalAddress: string;
-  /** Temporal namespace. TEMPORAL_NAMESPACE. */
+  /** Temporal namespace. TEMPORAL_NAMESPACE, else the client profile's `namespace`. */
   namespace: string;
+  /**
+   * TLS of the Temporal connection: the profile's [tls] table or TEMPORAL_TLS, TEMPORAL_TLS_* (client cert
+   * and key, server CA, server name); on by default with an API key (Temporal Cloud). Unset = plain.
+   */
+  temporalTls?: TLSConfig | boolean;
+  /** API key for Temporal Cloud. TEMPORAL_API_KEY, else the profile's `api_key`. A secret: never log it. */
+  temporalApiKey?: string;
+  /** gRPC headers of the Temporal connection: the profile's [grpc_meta] or TEMPORAL_GRPC_META_<NAME>. */
+  temporalGrpcMeta?: Record<string, string>;
   /** Task queue of the workflows and CPU work; GPU work goes to "<taskQueue>-gpu". SUPERTINY_TASK_QUEUE. */
   taskQueue: string;
   /** Python interpreter of the trainer environment. SUPERTINY_PYTHON. */
@@ -64,29 +77,65 @@ export interface SupertinyEnv {
   secret(name: string): string | undefined;
 }
 
-export function readEnv(): SupertinyEnv {
-  const address = fromEnv('TEMPORAL_ADDRESS', '127.0.0.1:7233');
-  const role = fromEnv('SUPERTINY_WORKER_ROLE', 'all');
+/**
+ * The Temporal client settings as the Temporal docs describe them (@temporalio/envconfig): the profile
+ * TEMPORAL_PROFILE (default "default") of the TOML file TEMPORAL_CONFIG_FILE (default
+ * ~/.config/temporalio/temporal.toml; none is fine), overridden by TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+ * TEMPORAL_API_KEY and TEMPORAL_TLS*. An empty variable counts as unset, as everywhere in this file.
+ */
+function temporalClientSettings(vars: EnvVars) {
+  const set = Object.fromEntries(Object.entries(vars).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
+  let profile: ReturnType<typeof loadClientConfigProfile>;
+  let tls: TLSConfig | boolean | null | undefined;
+  try {
+    profile = loadClientConfigProfile({ overrideEnvVars: set });
+    // envconfig's rule: the profile's TLS settings (certificate files read here), else TLS on with an API key.
+    tls = toClientOptions(profile).connectionOptions.tls;
+  } catch (err) {
+    const file = set.TEMPORAL_CONFIG_FILE ?? 'the default ~/.config/temporalio/temporal.toml';
+    throw new Error(`Temporal client config (${file}, profile ${set.TEMPORAL_PROFILE ?? 'default'}): ${(err as Error).message}`);
+  }
+  return {
+    temporalAddress: profile.address ?? '127.0.0.1:7233',
+    namespace: profile.namespace ?? 'default',
+    temporalTls: tls ?? undefined,
+    temporalApiKey: profile.apiKey,
+    temporalGrpcMeta: profile.grpcMeta,
+  };
+}
+
+/** The options of a connection to the env's Temporal server, for Connection (client) and NativeConnection (worker) alike. */
+export function temporalConnectionOptions(env: SupertinyEnv) {
+  return { address: env.temporalAddress, tls: env.temporalTls, apiKey: env.temporalApiKey, metadata: env.temporalGrpcMeta };
+}
+
+/** The env pointed at a local dev server this process started or found: plain, no profile's TLS or key. */
+export function onLocalServer(env: SupertinyEnv, address: string): SupertinyEnv {
+  return { ...env, temporalAddress: address, temporalTls: undefined, temporalApiKey: undefined, temporalGrpcMeta: undefined };
+}
+
+export function readEnv(vars: EnvVars = process.env): SupertinyEnv {
+  const str = (name: string, fallback: string) => fromEnv(vars, name, fallback);
+  const role = str('SUPERTINY_WORKER_ROLE', 'all');
   if (role !== 'all' && role !== 'cpu' && role !== 'gpu') throw new Error(`SUPERTINY_WORKER_ROLE must be all, cpu or gpu, got ${JSON.stringify(role)}`);
-  const dataDir = path.resolve(fromEnv('SUPERTINY_DATA_DIR', path.join(projectRoot, '.data')));
-  const massivePath = path.resolve(fromEnv('SUPERTINY_MASSIVE_PATH', path.join(projectRoot, '..', 'shared', 'data', 'massive-en-US', 'en-US.jsonl')));
+  const dataDir = path.resolve(str('SUPERTINY_DATA_DIR', path.join(projectRoot, '.data')));
+  const massivePath = path.resolve(str('SUPERTINY_MASSIVE_PATH', path.join(projectRoot, '..', 'shared', 'data', 'massive-en-US', 'en-US.jsonl')));
   return {
     projectRoot,
     dataDir,
-    temporalAddress: address,
-    namespace: fromEnv('TEMPORAL_NAMESPACE', 'default'),
-    taskQueue: fromEnv('SUPERTINY_TASK_QUEUE', 'supertiny'),
-    python: fromEnv('SUPERTINY_PYTHON', path.join(projectRoot, '.venv', 'bin', 'python')),
-    temporalCli: fromEnv('TEMPORAL_CLI', path.join(projectRoot, '.tools', 'bin', 'temporal')),
-    uiPort: intFromEnv('TEMPORAL_UI_PORT', 8233),
+    ...temporalClientSettings(vars),
+    taskQueue: str('SUPERTINY_TASK_QUEUE', 'supertiny'),
+    python: str('SUPERTINY_PYTHON', path.join(projectRoot, '.venv', 'bin', 'python')),
+    temporalCli: str('TEMPORAL_CLI', path.join(projectRoot, '.tools', 'bin', 'temporal')),
+    uiPort: intFromEnv(vars, 'TEMPORAL_UI_PORT', 8233),
     massivePath,
-    teacherEndpointsFile: fromEnv('SUPERTINY_TEACHER_ENDPOINTS', '') || undefined,
-    simulatorUrl: fromEnv('SUPERTINY_SIMULATOR_URL', '') || undefined,
-    dataRoots: pathList('SUPERTINY_DATA_ROOTS', [path.dirname(massivePath), path.join(projectRoot, 'examples')]),
-    modelRoots: pathList('SUPERTINY_MODEL_ROOTS', [path.join(projectRoot, '.tools'), path.join(dataDir, 'base-models')]),
+    teacherEndpointsFile: str('SUPERTINY_TEACHER_ENDPOINTS', '') || undefined,
+    simulatorUrl: str('SUPERTINY_SIMULATOR_URL', '') || undefined,
+    dataRoots: pathList(vars, 'SUPERTINY_DATA_ROOTS', [path.dirname(massivePath), path.join(projectRoot, 'examples')]),
+    modelRoots: pathList(vars, 'SUPERTINY_MODEL_ROOTS', [path.join(projectRoot, '.tools'), path.join(dataDir, 'base-models')]),
     workerRole: role,
-    connectTimeoutSeconds: intFromEnv('SUPERTINY_CONNECT_TIMEOUT_S', 120),
-    serveToken: fromEnv('SUPERTINY_SERVE_TOKEN', '') || undefined,
-    secret: (name) => process.env[name] || undefined,
+    connectTimeoutSeconds: intFromEnv(vars, 'SUPERTINY_CONNECT_TIMEOUT_S', 120),
+    serveToken: str('SUPERTINY_SERVE_TOKEN', '') || undefined,
+    secret: (name) => vars[name] || undefined,
   };
 }

@@ -52,6 +52,10 @@ export const TeacherConfigSchema = z
     timeoutMs: positiveInt.min(100).max(600_000).default(30000).describe('per request'),
     maxRetries: z.number().int().min(0).max(20).default(6),
     batchSize: positiveInt.max(10_000).default(200).describe('inputs per activity; bounds workflow history'),
+    batchesPerRun: positiveInt
+      .max(10_000)
+      .default(100)
+      .describe('label batches per run of the prototype workflow; it then continues as new, so its history stays bounded'),
     judge: z
       .object({ enabled: z.boolean().default(false), model: modelName.default('teacher-simulator'), devSample: positiveInt.max(10_000).default(50) })
       .strict()

@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { readEnv, type SupertinyEnv } from '../config/env';
+import { onLocalServer, readEnv, type SupertinyEnv } from '../config/env';
 import { freePort, startDevServer, type DevServer } from '../cli/dev-server';
 import { connectClient, pipelineProgress, startPipeline } from '../client';
 import type { PipelineResult } from '../activities/types';
@@ -140,7 +140,7 @@ function comparable(result: PipelineResult, report: Record<string, any>) {
 async function run(label: string, killCount: number) {
   const base = readEnv();
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), `campaign-${label}-`));
-  let env: SupertinyEnv = { ...base, dataDir, temporalAddress: `127.0.0.1:${await freePort()}`, uiPort: await freePort(), taskQueue: `campaign-${label}` };
+  let env: SupertinyEnv = { ...onLocalServer(base, `127.0.0.1:${await freePort()}`), dataDir, uiPort: await freePort(), taskQueue: `campaign-${label}` };
   let server: DevServer = await startDevServer(env, { headless: true });
   const simulator = await startSimulatorProcess(env);
   const workerEnv = { SUPERTINY_SIMULATOR_URL: simulator.url };

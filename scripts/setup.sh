@@ -15,8 +15,9 @@ say() { echo "setup: $*" >&2; }
 
 # 0. Node.js: the version package.json's "engines" states, which every pinned dependency accepts.
 node_major_minor=$(node -p 'process.versions.node.split(".").slice(0,2).join(".")' 2>/dev/null || echo 0.0)
-if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=3)?0:1)' 2>/dev/null; then
-  say "Node.js >= 20.3 is required (found ${node_major_minor}); install it from https://nodejs.org"
+# ESLint 10 (npm run lint) sets the floor: ^20.19.0 || ^22.13.0 || >=24.
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit((a===20&&b>=19)||(a===22&&b>=13)||a>=24?0:1)' 2>/dev/null; then
+  say "Node.js 20.19+, 22.13+ or 24+ is required (found ${node_major_minor}); install it from https://nodejs.org"
   exit 1
 fi
 

@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { readEnv } from '../config/env';
+import { onLocalServer, readEnv } from '../config/env';
 import { freePort, serverAnswers, startDevServer } from '../cli/dev-server';
 import { startTestServer } from './support/temporal';
 
@@ -20,7 +20,7 @@ describe('the local Temporal server', () => {
 
   test('"own" starts a private server on free ports when the address is taken; "reuse" shares it', async () => {
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'dev-server-'));
-    const env = { ...readEnv(), dataDir, temporalAddress: other.address, uiPort: await freePort() };
+    const env = { ...onLocalServer(readEnv(), other.address), dataDir, uiPort: await freePort() };
     const reused = await startDevServer(env, { share: 'reuse', headless: true });
     expect(reused).toMatchObject({ address: other.address, owned: false });
 

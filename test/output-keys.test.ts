@@ -25,6 +25,7 @@ const COMMON: Spec = {
   'teacher.timeoutMs': [1000, []],
   'teacher.maxRetries': [2, []],
   'teacher.batchSize': [50, ['labelBatch']],
+  'teacher.batchesPerRun': [3, []],
   'teacher.judge.enabled': [false, ['assembleDataset']],
   'teacher.judge.model': ['judge-model', ['assembleDataset']],
   'teacher.judge.devSample': [10, ['assembleDataset']],

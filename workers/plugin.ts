@@ -2,9 +2,12 @@
 //   Worker.create({ connection, taskQueue, plugins: [new SupertinyPlugin({ deps, tasks: [myTask] })] })
 import { SimplePlugin } from '@temporalio/plugin';
 import type { WorkflowBundleOption } from '@temporalio/worker';
-import { createActivities, type ActivityDeps } from '../activities';
+import { createActivities, createTaskResources, type ActivityDeps } from '../activities';
+import { createLogger } from '../config/logger';
 import { BUILT_IN_TASKS } from '../tasks/built-in';
 import { TaskRegistry, type TaskRegistration } from '../tasks/registry';
+
+const log = createLogger('worker');
 
 export interface SupertinyPluginOptions {
   /** What the activities need: the artifact store, the environment, the trainer and teacher endpoints. */
@@ -25,10 +28,26 @@ export const WORKFLOWS_PATH = require.resolve('../workflows');
 export class SupertinyPlugin extends SimplePlugin {
   constructor(options: SupertinyPluginOptions) {
     const withWorkflows = options.workflows ?? true;
+    const deps: ActivityDeps = { ...options.deps, tasks: new TaskRegistry([...BUILT_IN_TASKS, ...(options.tasks ?? [])]) };
+    const resources = createTaskResources(deps);
+    let runningWorkers = 0;
     super({
       name: 'supertiny',
-      activities: createActivities({ ...options.deps, tasks: new TaskRegistry([...BUILT_IN_TASKS, ...(options.tasks ?? [])]) }),
+      activities: createActivities(deps, resources),
       ...(withWorkflows ? (options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }) : {}),
+      // The worker's run context: what its activities started for the worker's lifetime (the teacher
+      // simulator's server, loaded tasks) is closed when it stops, or when the last of the workers
+      // sharing this plugin stops.
+      runContext: async (runWorker) => {
+        runningWorkers += 1;
+        try {
+          await runWorker();
+        } finally {
+          runningWorkers -= 1;
+          // Logged, not thrown: the worker has stopped either way, and its own error (if any) is the one to see.
+          if (runningWorkers === 0) await resources.close().catch((err) => log.warn(`closing the worker's resources: ${(err as Error).message}`));
+        }
+      },
     });
   }
 }

@@ -2,7 +2,7 @@
 // and one on the GPU task queue (training, export, quantization).
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { Connection } from '@temporalio/client';
-import type { SupertinyEnv } from '../config/env';
+import { temporalConnectionOptions, type SupertinyEnv } from '../config/env';
 import { createLogger } from '../config/logger';
 import { ArtifactStore } from '../artifacts/store';
 import { gpuQueueOf } from '../workflows/activity-options';
@@ -31,7 +31,7 @@ export async function createWorkers(
   // Refuses a bad endpoints file (non-http(s) URL, unset key variable) before polling anything.
   const endpoints = options.deps?.endpoints ?? (await loadTeacherEndpoints(env.teacherEndpointsFile, env.secret));
   const connection = await connectWithRetry(env);
-  const admin = await Connection.connect({ address: env.temporalAddress });
+  const admin = await Connection.connect(temporalConnectionOptions(env));
   await ensureSearchAttributes(admin, env.namespace);
   await admin.close();
 
@@ -80,7 +80,7 @@ async function connectWithRetry(env: SupertinyEnv): Promise<NativeConnection> {
   const deadline = Date.now() + env.connectTimeoutSeconds * 1000;
   for (;;) {
     try {
-      return await NativeConnection.connect({ address: env.temporalAddress });
+      return await NativeConnection.connect(temporalConnectionOptions(env));
     } catch (err) {
       if (Date.now() > deadline) {
         throw new Error(`no Temporal server answered on ${env.temporalAddress} within ${env.connectTimeoutSeconds} s: ${(err as Error).message}`);

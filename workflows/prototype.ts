@@ -1,5 +1,5 @@
 // Stage 1: the teacher labels the unlabelled train traffic in batches; rejection sampling keeps what
-// the samples agree on. Continues as new every `batchesPerRun` batches so history stays bounded.
+// the samples agree on. Continues as new every `teacher.batchesPerRun` batches so history stays bounded.
 import { continueAsNew } from '@temporalio/workflow';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { PipelineConfig } from '../config/pipeline';
@@ -9,11 +9,11 @@ import { reportStageProgress } from './stage-progress';
 
 export interface PrototypeStageInput {
   config: PipelineConfig;
+  /** Carried over by continue-as-new: the prepared task data and the batches labelled by earlier runs. */
   data?: TaskData;
   labelled?: ArtifactRef[];
   /** Batches labelled concurrently (each batch also has its own request concurrency). */
   parallelBatches?: number;
-  batchesPerRun?: number;
 }
 
 export async function prototypeStage(input: PrototypeStageInput): Promise<PrototypeResult> {
@@ -24,15 +24,18 @@ export async function prototypeStage(input: PrototypeStageInput): Promise<Protot
   const batchSize = config.teacher.batchSize;
   const totalBatches = Math.ceil(data.counts.train / batchSize);
   const parallel = input.parallelBatches ?? 2;
-  const perRun = input.batchesPerRun ?? 100;
+  // Histories recorded before the field existed ran 100 per run; the config's default is the same.
+  const perRun = config.teacher.batchesPerRun ?? 100;
   const firstThisRun = labelled.length;
 
   while (labelled.length < totalBatches) {
-    if (labelled.length - firstThisRun >= perRun) {
+    const leftThisRun = perRun - (labelled.length - firstThisRun);
+    if (leftThisRun <= 0) {
       await continueAsNew<typeof prototypeStage>({ ...input, data, labelled });
     }
     await reportStageProgress({ stage: 'prototype', step: 'label with teacher', done: labelled.length, total: totalBatches });
-    const window = Array.from({ length: Math.min(parallel, totalBatches - labelled.length) }, (_, i) => labelled.length + i);
+    // A window never crosses the run's limit, so a run labels exactly batchesPerRun batches.
+    const window = Array.from({ length: Math.min(parallel, totalBatches - labelled.length, leftThisRun) }, (_, i) => labelled.length + i);
     const results = await Promise.all(
       window.map((batchIndex) => cpu.labelBatch({ config, inputs: data.train, batchIndex, batchSize })),
     );

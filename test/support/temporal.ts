@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { readEnv, type SupertinyEnv } from '../../config/env';
+import { onLocalServer, readEnv, type SupertinyEnv } from '../../config/env';
 import { ArtifactStore } from '../../artifacts/store';
 import { STAGE_SEARCH_ATTRIBUTE } from '../../workflows/messages';
 import { gpuQueueOf } from '../../workflows/activity-options';
@@ -38,7 +38,7 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
 /** An environment whose data folder is a fresh temporary directory. */
 export async function testEnv(address: string, overrides: Partial<SupertinyEnv> = {}): Promise<SupertinyEnv> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'supertiny-test-'));
-  return { ...readEnv(), temporalAddress: address, dataDir, ...overrides };
+  return { ...onLocalServer(readEnv(), address), dataDir, ...overrides };
 }
 
 export function testDeps(env: SupertinyEnv, extra: Partial<ActivityDeps> = {}): ActivityDeps {
