@@ -87,6 +87,9 @@ async function demo(args: string[]) {
         process.exitCode = 130;
         return;
       }
+      if (result.studentFamily) {
+        process.stdout.write(`student family: ${result.studentFamily.family}, chosen from the task's schema (the config names none): ${result.studentFamily.reason}\n`);
+      }
       if (result.evaluate) {
         await printReportTable(result.evaluate.reportPath);
         process.stdout.write(`report: ${result.evaluate.reportPath}\n`);
