@@ -3,11 +3,11 @@
 // activity, so a bad config fails before the teacher is paid; path checks run again where paths are used.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { InvalidConfigError, type PipelineConfig } from '../config/pipeline';
+import { InvalidConfigError, parsePipelineConfig, studentFamilyGiven, type PipelineConfig, type StudentFamilyChoice } from '../config/pipeline';
 import type { SupertinyEnv } from '../config/env';
 import type { TaskResources } from './task-resources';
 import type { TaskDefinition, TaskFiles } from '../tasks/registry';
-import { studentFamilyProblem } from '../tasks/argument-kinds';
+import { studentFamilyChoice, studentFamilyProblem } from '../tasks/argument-kinds';
 
 function within(file: string, root: string): boolean {
   const relative = path.relative(root, file);
@@ -64,9 +64,42 @@ export async function baseModelPath(config: PipelineConfig, env: SupertinyEnv, s
   return dir;
 }
 
-/** Every worker-side check of a config; throws InvalidConfigError (non-retryable) naming the field. */
-export async function checkConfigOnWorker(config: PipelineConfig, env: SupertinyEnv, resources: TaskResources): Promise<void> {
+/**
+ * The config resolved with the family chosen from its task's schema, when `input` (the config as the user wrote
+ * it) names no student family; the config as it is otherwise. A setting the chosen family refuses is an
+ * InvalidConfigError that says the family was chosen and why.
+ */
+export async function resolveStudentFamily(
+  config: PipelineConfig,
+  input: unknown,
+  resources: TaskResources,
+): Promise<{ config: PipelineConfig; studentFamily?: StudentFamilyChoice }> {
+  if (input === undefined || studentFamilyGiven(input)) return { config };
   resources.taskDefinition(config);
+  const { task } = await resources.loadTask(config);
+  const studentFamily = studentFamilyChoice(task);
+  try {
+    return { config: parsePipelineConfig(input, studentFamily.family), studentFamily };
+  } catch (err) {
+    if (!(err instanceof InvalidConfigError)) throw err;
+    const note = ` (the config names no student family, and "${studentFamily.family}" was chosen from the task's schema: ${studentFamily.reason}; name transfer.student.family to choose another)`;
+    throw new InvalidConfigError(err.issues.map((issue) => ({ ...issue, message: issue.message + note })));
+  }
+}
+
+/**
+ * Every worker-side check of a config; throws InvalidConfigError (non-retryable) naming the field. With
+ * `input`, the config as the user wrote it, a config that names no student family gets the family its task's
+ * schema needs (resolveStudentFamily); the checks run on the resolved config, and the choice is returned.
+ */
+export async function checkConfigOnWorker(
+  provisional: PipelineConfig,
+  env: SupertinyEnv,
+  resources: TaskResources,
+  input?: unknown,
+): Promise<{ studentFamily?: StudentFamilyChoice }> {
+  resources.taskDefinition(provisional);
+  const { config, studentFamily } = await resolveStudentFamily(provisional, input, resources);
   const teacher = resources.checkTeacher(config);
   if (config.teacher.judge.enabled) resources.checkTeacher(config, config.teacher.judge.model);
   const { task } = await resources.loadTask(config);
@@ -87,4 +120,5 @@ export async function checkConfigOnWorker(config: PipelineConfig, env: Supertiny
   }
   await baseModelPath(config, env);
   if (config.transfer.steps.includes('kd')) await baseModelPath(config, env, config.transfer.kdTeacher);
+  return studentFamily ? { studentFamily } : {};
 }

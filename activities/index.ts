@@ -5,7 +5,7 @@ import { withTypedFailures } from './failures';
 import { createTaskResources, type TaskResources } from './task-resources';
 import { checkConfigOnWorker } from './config-check';
 import { secretsOf } from '../config/endpoints';
-import type { PipelineConfig } from '../config/pipeline';
+import type { PipelineConfig, StudentFamilyChoice } from '../config/pipeline';
 import { createPrototypeActivities } from './prototype/stage-activities';
 import { createTransferActivities } from './transfer/activities';
 import { createCompressActivities } from './compress/activities';
@@ -20,9 +20,13 @@ export { createTaskResources, type TaskResources } from './task-resources';
  */
 export function createActivities(deps: ActivityDeps, resources: TaskResources = createTaskResources(deps)) {
   return withTypedFailures({
-    /** The pipeline's first activity: worker-side checks of the config, before anything is paid. */
-    async checkPipelineConfig({ config }: { config: PipelineConfig }): Promise<void> {
-      await checkConfigOnWorker(config, deps.env, resources);
+    /**
+     * The pipeline's first activity: worker-side checks of the config, before anything is paid. With `input`
+     * (the config as the user wrote it), a config that names no student family gets the one its task's schema
+     * needs, returned for the workflow to resolve the config with.
+     */
+    async checkPipelineConfig({ config, input }: { config: PipelineConfig; input?: unknown }): Promise<{ studentFamily?: StudentFamilyChoice }> {
+      return checkConfigOnWorker(config, deps.env, resources, input);
     },
     ...createPrototypeActivities(deps, resources),
     ...createTransferActivities(deps, resources),

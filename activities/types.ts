@@ -1,7 +1,7 @@
 // Inputs and results of the stage activities: small objects holding ArtifactRefs, never bulk data.
 // Workflow-safe (types and no I/O).
 import type { ArtifactRef } from '../artifacts/ref';
-import type { PipelineConfig } from '../config/pipeline';
+import type { PipelineConfig, StudentFamilyChoice } from '../config/pipeline';
 
 export interface TaskData {
   /** Train utterances without labels: {id, utterance} per line ("unlabelled production traffic"). */
@@ -87,4 +87,6 @@ export interface PipelineResult {
   compress?: CompressResult;
   evaluate?: EvaluateResult;
   recoveries: number;
+  /** Present when the config named no student family: the family chosen from the task's schema, and why. */
+  studentFamily?: StudentFamilyChoice;
 }

@@ -1,9 +1,10 @@
-// Reads a pipeline config file (JSON or YAML) and validates it with the one schema.
+// Reads a pipeline config file (JSON or YAML) and validates it with the one schema; returns it as written (the
+// workflow resolves the defaults, once the student family is known: see startPipeline).
 import { promises as fs } from 'node:fs';
 import * as YAML from 'yaml';
-import { parsePipelineConfig, type PipelineConfig } from '../config/pipeline';
+import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 
-export async function readConfigFile(file: string): Promise<PipelineConfig> {
+export async function readConfigFile(file: string): Promise<PipelineConfigInput> {
   const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
     throw new Error(`cannot read config file ${file}: ${err.code ?? err.message}`);
   });
@@ -16,5 +17,6 @@ export async function readConfigFile(file: string): Promise<PipelineConfig> {
   if (raw === null || raw === undefined || (typeof raw === 'string' && raw.trim() === '')) {
     throw new Error(`config file ${file} is empty; write {} to run the embedded default`);
   }
-  return parsePipelineConfig(raw);
+  parsePipelineConfig(raw);
+  return raw as PipelineConfigInput;
 }

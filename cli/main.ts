@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { onLocalServer, readEnv } from '../config/env';
 import { createLogger } from '../config/logger';
-import { parsePipelineConfig } from '../config/pipeline';
+import type { PipelineConfigInput } from '../config/pipeline';
 import { startDevServer, type DevServer } from './dev-server';
 import { readConfigFile } from './config-file';
 import { watchPipeline } from './watch';
@@ -40,9 +40,9 @@ function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 /** No --config: say so, rather than silently running the whole default demo. */
-function defaultConfig() {
+function defaultConfig(): PipelineConfigInput {
   process.stderr.write('no --config given: running the embedded default pipeline (MASSIVE, the teacher simulator); see examples/pipeline.json\n');
-  return parsePipelineConfig({});
+  return {};
 }
 
 async function withServer<T>(run: (server: DevServer) => Promise<T>, share: 'reuse' | 'own' = 'reuse'): Promise<T> {
@@ -86,6 +86,9 @@ async function demo(args: string[]) {
         process.stdout.write(`pipeline cancelled: ${result.cancelReason}\n`);
         process.exitCode = 130;
         return;
+      }
+      if (result.studentFamily) {
+        process.stdout.write(`student family: ${result.studentFamily.family}, chosen from the task's schema (the config names none): ${result.studentFamily.reason}\n`);
       }
       if (result.evaluate) {
         await printReportTable(result.evaluate.reportPath);

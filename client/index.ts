@@ -28,8 +28,10 @@ export interface StartPipelineOptions {
 }
 
 /**
- * Validates the config here (an InvalidConfigError names the bad field before anything starts),
- * then starts `distillationPipeline` with the validated, defaulted config.
+ * Validates the config here (an InvalidConfigError names the bad field before anything starts), then starts
+ * `distillationPipeline` with the config as given: the workflow fills in the defaults, and a config that names
+ * no student family gets the family its task's schema needs, which only the worker knows (the defaults differ
+ * by family, so they are filled in once the family is chosen).
  */
 export async function startPipeline(
   client: Client,
@@ -41,7 +43,7 @@ export async function startPipeline(
   return client.workflow.start(distillationPipeline, {
     taskQueue: options.taskQueue ?? env.taskQueue,
     workflowId: options.workflowId ?? `supertiny-${config.name}-${randomUUID().slice(0, 8)}`,
-    args: [config],
+    args: [input],
   });
 }
 

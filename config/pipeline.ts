@@ -105,6 +105,34 @@ export const EncoderStudentSchema = z
   .strict();
 
 const DECODER_SHAPE_FIELDS = ['hiddenSize', 'layers', 'heads', 'kvHeads', 'intermediateSize', 'vocabSize'];
+const ENCODER_ONLY_FIELDS = ['maxLength', 'headLearningRateScale'];
+
+/**
+ * Whether a config (as the user wrote it, before parsing) names its student family: `transfer.student.family`,
+ * or a field only one family has (a decoder shape field, or the encoder's maxLength or headLearningRateScale).
+ * When it does not, the worker chooses the family from the task's schema (studentFamilyChoice) before any
+ * stage runs. A parsed config always names it.
+ */
+export function studentFamilyGiven(input: unknown): boolean {
+  const transfer = input && typeof input === 'object' ? (input as { transfer?: unknown }).transfer : undefined;
+  const student = transfer && typeof transfer === 'object' ? (transfer as { student?: unknown }).student : undefined;
+  if (!student || typeof student !== 'object') return false;
+  return 'family' in student || [...DECODER_SHAPE_FIELDS, ...ENCODER_ONLY_FIELDS].some((f) => f in student);
+}
+
+/** How a family the config does not name was chosen, for the result and the report. */
+export interface StudentFamilyChoice {
+  family: StudentFamily;
+  chosenFrom: 'task schema';
+  /** In words, naming the argument that needs the decoder (e.g. "argument route_request.action is free text, ..."). */
+  reason: string;
+}
+
+/** `input` with `transfer.student.family` set to `family` (a copy; the input is not changed). */
+function withStudentFamily(input: unknown, family: StudentFamily): unknown {
+  const config = input as { transfer?: { student?: object } };
+  return { ...config, transfer: { ...config.transfer, student: { ...config.transfer?.student, family } } };
+}
 
 /** A student without `family`: a decoder shape implies the decoder, otherwise the default family. */
 export const StudentSchema = z.preprocess(
@@ -334,14 +362,36 @@ export class InvalidConfigError extends SupertinyError {
 /**
  * Parses a config, throwing InvalidConfigError whose message names each bad field by its path. A missing
  * config (null, undefined) is an error, not the default: `{}` asks for the default explicitly.
+ *
+ * `family`: the family chosen for a config that names none (studentFamilyGiven): the config is resolved with
+ * it, its defaults included; a config that names its family ignores it. Without `family`, a config that names
+ * none resolves with DEFAULT_STUDENT_FAMILY, or, when a setting of it only the other family accepts (e.g.
+ * `transfer.steps: ["sft", "dpo"]`), with that family: the resolution is provisional until the worker has
+ * chosen from the task's schema, and the final parse with the chosen family then names any such setting.
  */
-export function parsePipelineConfig(input: unknown): PipelineConfig {
+export function parsePipelineConfig(input: unknown, family?: StudentFamily): PipelineConfig {
   if (input === null || input === undefined) {
     throw new InvalidConfigError([{ path: '', message: 'no pipeline config given; pass {} to run the embedded default' }]);
   }
+  const given = typeof input === 'object' && studentFamilyGiven(input);
+  if (family !== undefined && !given) return parseWith(withStudentFamily(input, family));
   const result = PipelineConfigSchema.safeParse(input);
-  if (!result.success) {
-    throw new InvalidConfigError(result.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })));
+  if (result.success) return result.data;
+  if (!given && typeof input === 'object') {
+    for (const other of STUDENT_FAMILIES.filter((f) => f !== DEFAULT_STUDENT_FAMILY)) {
+      const provisional = PipelineConfigSchema.safeParse(withStudentFamily(input, other));
+      if (provisional.success) return provisional.data;
+    }
   }
+  throw invalid(result.error);
+}
+
+function parseWith(input: unknown): PipelineConfig {
+  const result = PipelineConfigSchema.safeParse(input);
+  if (!result.success) throw invalid(result.error);
   return result.data;
+}
+
+function invalid(error: z.ZodError): InvalidConfigError {
+  return new InvalidConfigError(error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })));
 }

@@ -2,7 +2,7 @@
 // learn the task: the encoder predicts spans of the input (its enum, number and boolean heads are not built
 // yet); the decoder writes any value its grammar and the schema allow, free text included.
 import { z } from 'zod';
-import type { StudentFamily } from '../config/pipeline';
+import type { StudentFamily, StudentFamilyChoice } from '../config/pipeline';
 import type { TaskSpec } from './define';
 
 export type ArgumentKind = 'span' | 'enum' | 'number' | 'boolean' | 'free text';
@@ -39,20 +39,64 @@ export function taskArguments(task: Pick<TaskSpec<any>, 'functions' | 'spanArgum
   });
 }
 
-/** The family the task's schema needs: the encoder when every argument is a span, else the decoder. */
-export function studentFamilyFor(task: Pick<TaskSpec<any>, 'functions' | 'spanArguments'>): StudentFamily {
-  return taskArguments(task).every((a) => a.kind === 'span') ? 'encoder' : 'decoder';
+/**
+ * Whether the encoder student can express an argument: the one rule that decides which family a task needs
+ * (studentFamilyChoice, studentFamilyProblem). Today the encoder tags spans of the input only; a head for
+ * another kind of argument (enum, number, boolean) extends this function and nothing else.
+ */
+export function encoderCanExpress(argument: TaskArgument): boolean {
+  return argument.kind === 'span';
+}
+
+type SchemaOf = Pick<TaskSpec<any>, 'functions' | 'spanArguments'>;
+
+/** The first argument the encoder cannot express, a free-text one first (the one the decoder is needed for most plainly). */
+function firstInexpressible(task: SchemaOf): TaskArgument | undefined {
+  const args = taskArguments(task).filter((a) => !encoderCanExpress(a));
+  return args.find((a) => a.kind === 'free text') ?? args[0];
+}
+
+const describeKind = (a: TaskArgument) => (a.kind === 'free text' ? 'free text, not a span' : `a${a.kind === 'enum' ? 'n' : ''} ${a.kind}`);
+
+/**
+ * The family chosen for a task from its schema when the config names none: the encoder (small and fast)
+ * when it can express every argument of every output function, else the decoder, with the reason in words.
+ */
+export function studentFamilyChoice(task: SchemaOf): StudentFamilyChoice {
+  const blocker = firstInexpressible(task);
+  if (blocker) {
+    return {
+      family: 'decoder',
+      chosenFrom: 'task schema',
+      reason: `argument ${blocker.function}.${blocker.argument} is ${describeKind(blocker)}, which the encoder student cannot express`,
+    };
+  }
+  const args = taskArguments(task);
+  const functions = Object.keys(task.functions).length;
+  const kinds = [...new Set(args.map((a) => (a.kind === 'span' ? 'a span of the input' : describeKind(a))))];
+  return {
+    family: 'encoder',
+    chosenFrom: 'task schema',
+    reason:
+      args.length === 0
+        ? `no output function takes an argument`
+        : `every argument of the ${functions} output function${functions === 1 ? '' : 's'} is ${kinds.join(' or ')}, which the encoder student expresses`,
+  };
+}
+
+/** The family the task's schema needs: the encoder when it can express every argument, else the decoder. */
+export function studentFamilyFor(task: SchemaOf): StudentFamily {
+  return studentFamilyChoice(task).family;
 }
 
 /** Why `family` cannot learn the task (naming the argument), or undefined when it can. */
-export function studentFamilyProblem(task: Pick<TaskSpec<any>, 'functions' | 'spanArguments'>, family: StudentFamily): string | undefined {
+export function studentFamilyProblem(task: SchemaOf, family: StudentFamily): string | undefined {
   if (family === 'decoder') return undefined;
-  const args = taskArguments(task).filter((a) => a.kind !== 'span');
-  const first = args.find((a) => a.kind === 'free text') ?? args[0];
+  const first = firstInexpressible(task);
   if (!first) return undefined;
   return (
     `the encoder student predicts spans of the input only (enum, number and boolean heads are not built yet), and argument "${first.argument}" ` +
-    `of function "${first.function}" is ${first.kind === 'free text' ? 'free text, not a span' : `a${first.kind === 'enum' ? 'n' : ''} ${first.kind}`}; ` +
-    'this task needs transfer.student.family "decoder"'
+    `of function "${first.function}" is ${describeKind(first)}; this task needs transfer.student.family "decoder" ` +
+    '(or leave the family out: it is then chosen from the task\'s schema)'
   );
 }

@@ -1,7 +1,8 @@
 // A task added with files only, end to end on a real Temporal dev server: the example request router
 // (examples/request-router: an enum, a number, a free-text and a span argument) through prototype,
-// transfer (the decoder student: free text needs it), compress and evaluate, with the teacher simulator
-// playing it from its gold calls, and each model's predictions saved and scoring back to the report.
+// transfer (the decoder student, chosen from the schema because free text needs it: the config names no
+// family), compress and evaluate, with the teacher simulator playing it from its gold calls, and each
+// model's predictions saved and scoring back to the report.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -48,14 +49,36 @@ describe('a task from files, end to end', () => {
     expect(simulator.stats().chatRequests).toBe(0);
   }, 120_000);
 
-  test('runs to completion with the decoder student; the report names the task and its predictions score back to it', async () => {
-    const config = smallPipelineConfig('router', { task: { name: 'from-files', ...FILES, trainLimit: 120, devLimit: 30, testLimit: 30 } });
+  test('with no family in the config, the decoder is chosen from the schema and runs to completion, saying why; the report names the task and its predictions score back to it', async () => {
+    // No transfer.student.family and no shape field of either family: the worker chooses.
+    const config = smallPipelineConfig('router', { task: { name: 'from-files', ...FILES, trainLimit: 120, devLimit: 30, testLimit: 30 }, transfer: { student: {} } });
+    expect(config.transfer?.student).toEqual({});
     const handle = await startPipeline(server.client, config, { taskQueue });
     const result = await withWorkers(workers, () => handle.result());
     expect(result.status).toBe('completed');
     expect(result.prototype!.summary.accepted).toBeGreaterThan(60);
+    const why = 'argument route_request.action is free text, not a span, which the encoder student cannot express';
+    expect(result.studentFamily).toEqual({ family: 'decoder', chosenFrom: 'task schema', reason: why });
 
+    // Every stage got the config resolved with the decoder's defaults (the child workflows' recorded inputs).
+    for (const stage of ['prototype', 'transfer', 'compress', 'evaluate']) {
+      const history = await server.client.workflow.getHandle(`${handle.workflowId}/${stage}`).fetchHistory();
+      const started = history.events![0].workflowExecutionStartedEventAttributes!;
+      const stageInput = JSON.parse(Buffer.from(started.input!.payloads![0].data!).toString('utf8')); // the first argument
+      expect(stageInput.config.transfer.student).toMatchObject({ family: 'decoder', hiddenSize: 192, vocabSize: 2048 });
+      expect(stageInput.config.transfer.learningRate).toBe(1e-3);
+    }
+    // The decoder trained and ran: its trainer's and its ONNX runtime's notes, not the encoder's.
     const report = JSON.parse(await fs.readFile(result.evaluate!.reportPath, 'utf8'));
+    expect(report.student_family).toEqual({ family: 'decoder', chosen_from: 'task schema', reason: why });
+    expect(report.config.transfer.student.family).toBe('decoder');
+    expect(report.models.student.latency_note).toMatch(/unconstrained greedy/);
+    expect(report.models.student_int8.latency_note).toMatch(/constrained greedy with KV cache/);
+    expect(report.models.student.params).toBeGreaterThan(1_000_000); // the default decoder shape, not a test-sized one
+    expect(await fs.readFile(path.join(path.dirname(result.evaluate!.reportPath), 'report.html'), 'utf8')).toContain(
+      `Student family <strong>decoder</strong>, chosen automatically from the task schema (the config names none): ${why}.`,
+    );
+
     expect(report.dataset).toMatchObject({ name: 'Request router (derived from MASSIVE en-US)', split: 'test', examples: 30 });
     expect(Object.keys(report.models).sort()).toEqual(['student', 'student_int8', 'student_onnx', 'teacher']);
     // The simulator plays a strong teacher: most of its calls, enum, number and free text included, are right.

@@ -102,6 +102,13 @@ describe('distillation pipeline on a real Temporal server', () => {
     await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture.history, fixture.workflowId);
   }, 120_000);
 
+  test('a history recorded before the student family was chosen from the schema replays, its config naming no family', async () => {
+    // Recorded with the workflows of c7d3b79 (the config check, no family choice), started as the Temporal CLI
+    // starts it with a config naming no family, terminated once the prototype child had started.
+    const fixture = JSON.parse(await fs.readFile(path.join(__dirname, 'fixtures', 'pipeline-history-config-check.json'), 'utf8'));
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture.history, fixture.workflowId);
+  }, 120_000);
+
   async function firstWorkflowId(): Promise<string> {
     for await (const wf of server.client.workflow.list({ query: `WorkflowType = 'distillationPipeline' AND TaskQueue = '${taskQueue}'` })) {
       if (wf.workflowId.startsWith('supertiny-plugin-run')) return wf.workflowId;

@@ -2,7 +2,7 @@
 // report split and writes report.json and report.html.
 import { proxyActivities } from '@temporalio/workflow';
 import type { SupertinyActivities } from '../activities';
-import type { PipelineConfig } from '../config/pipeline';
+import type { PipelineConfig, StudentFamilyChoice } from '../config/pipeline';
 import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } from '../activities/types';
 import { activityOptions } from './activity-options';
 import { reportStageProgress } from './stage-progress';
@@ -12,6 +12,8 @@ export interface EvaluateStageInput {
   prototype: PrototypeResult;
   transfer: TransferResult;
   compress: CompressResult;
+  /** Present when the config named no student family: the family chosen from the task's schema, and why. */
+  studentFamily?: StudentFamilyChoice;
 }
 
 export async function evaluateStage(input: EvaluateStageInput): Promise<EvaluateResult> {

@@ -16,7 +16,7 @@ import {
 import { collectRefs } from '../artifacts/ref';
 import { FailureType } from '../config/failure-types';
 import { ARTIFACT_CORRUPTED, ARTIFACT_MISSING, type ArtifactRef } from '../artifacts/ref';
-import { parsePipelineConfig, InvalidConfigError, type PipelineConfig, type PipelineConfigInput } from '../config/pipeline';
+import { parsePipelineConfig, InvalidConfigError, studentFamilyGiven, type PipelineConfig, type PipelineConfigInput, type StudentFamily } from '../config/pipeline';
 import type { PipelineResult } from '../activities/types';
 import type { SupertinyActivities } from '../activities';
 import { activityOptions } from './activity-options';
@@ -37,6 +37,7 @@ import { evaluateStage } from './evaluate';
 
 const MAX_RECOVERIES = 3;
 const TEACHER_ENDPOINTS_PATCH = 'teacher-endpoints-and-config-check';
+const FAMILY_FROM_SCHEMA_PATCH = 'student-family-from-schema';
 
 /** A config recorded before teacher endpoints were the worker's: its URL, key variable and prices are dropped. */
 function withoutLegacyTeacherFields(input: unknown): unknown {
@@ -45,16 +46,21 @@ function withoutLegacyTeacherFields(input: unknown): unknown {
   return { ...input, teacher };
 }
 
-export async function distillationPipeline(input: PipelineConfigInput): Promise<PipelineResult> {
-  let config: PipelineConfig;
-  // Histories from before named teacher endpoints carry the old teacher fields and no config check.
-  const legacy = !patched(TEACHER_ENDPOINTS_PATCH);
+/** The config, or the InvalidConfigError as a non-retryable failure (the same config fails the same way). */
+function parseOrFail(input: unknown, family?: StudentFamily): PipelineConfig {
   try {
-    config = parsePipelineConfig(legacy ? withoutLegacyTeacherFields(input) : input);
+    return parsePipelineConfig(input, family);
   } catch (err) {
     if (err instanceof InvalidConfigError) throw ApplicationFailure.nonRetryable(err.message, FailureType.InvalidConfig, err.issues);
     throw err;
   }
+}
+
+export async function distillationPipeline(input: PipelineConfigInput): Promise<PipelineResult> {
+  // Histories from before named teacher endpoints carry the old teacher fields and no config check.
+  const legacy = !patched(TEACHER_ENDPOINTS_PATCH);
+  // Provisional while the config names no student family: the config check chooses it from the task's schema.
+  let config = parseOrFail(legacy ? withoutLegacyTeacherFields(input) : input);
 
   const progress: PipelineProgress = {
     status: 'running',
@@ -124,7 +130,15 @@ export async function distillationPipeline(input: PipelineConfigInput): Promise<
         result.evaluate = await child(stage, (id) =>
           executeChild(evaluateStage, {
             ...opts(id),
-            args: [{ config, prototype: result.prototype!, transfer: result.transfer!, compress: result.compress! }],
+            args: [
+              {
+                config,
+                prototype: result.prototype!,
+                transfer: result.transfer!,
+                compress: result.compress!,
+                ...(result.studentFamily ? { studentFamily: result.studentFamily } : {}),
+              },
+            ],
           }),
         );
         break;
@@ -135,9 +149,19 @@ export async function distillationPipeline(input: PipelineConfigInput): Promise<
   };
 
   // Worker-side checks (endpoint, models, paths inside the worker's roots) before anything is paid.
+  // A config that names no student family gets the one its task's schema needs; every stage sees the config
+  // resolved with it (that family's defaults). Histories from before this choice neither ask nor resolve.
   if (!legacy) {
     setCurrentDetails('checking the config on the worker');
-    await proxyActivities<SupertinyActivities>({ ...activityOptions(config, 'cpu'), startToCloseTimeout: '2 minutes' }).checkPipelineConfig({ config });
+    const chooseFamily = patched(FAMILY_FROM_SCHEMA_PATCH) && !studentFamilyGiven(input);
+    const checked = await proxyActivities<SupertinyActivities>({ ...activityOptions(config, 'cpu'), startToCloseTimeout: '2 minutes' }).checkPipelineConfig(
+      chooseFamily ? { config, input } : { config },
+    );
+    if (chooseFamily && checked?.studentFamily) {
+      result.studentFamily = checked.studentFamily;
+      config = parseOrFail(input, checked.studentFamily.family);
+      setCurrentDetails(`student family **${checked.studentFamily.family}**, chosen from the task's schema: ${checked.studentFamily.reason}`);
+    }
   }
 
   let next = 0;

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { ArtifactRef } from '../../artifacts/ref';
 import type { DirectoryManifest } from '../../artifacts/store';
 import { createLogger } from '../../config/logger';
-import type { PipelineConfig } from '../../config/pipeline';
+import type { PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
 import type { Call } from '../../tasks/call-format';
 import type { TaskSpec } from '../../tasks/define';
 import type { CallMetrics, CallPrediction } from '../../tasks/metrics';
@@ -154,8 +154,14 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       return { ...(rest as DevScore), modelBytes };
     },
 
-    async evaluateModels(input: { config: PipelineConfig; prototype: PrototypeResult; transfer: TransferResult; compress: CompressResult }): Promise<EvaluateResult> {
-      const { config, prototype, transfer, compress } = input;
+    async evaluateModels(input: {
+      config: PipelineConfig;
+      prototype: PrototypeResult;
+      transfer: TransferResult;
+      compress: CompressResult;
+      studentFamily?: StudentFamilyChoice;
+    }): Promise<EvaluateResult> {
+      const { config, prototype, transfer, compress, studentFamily } = input;
       const split = config.evaluate.split;
       const goldRef = prototype.data[split];
       const resolved = await resources.teacher(config);
@@ -173,6 +179,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           onnx: compress.onnx.sha256,
           int8: compress.int8?.sha256 ?? null,
           ...(compress.int4 ? { int4: compress.int4.sha256 } : {}),
+          ...(studentFamily ? { studentFamily } : {}),
         },
         teacher: teacherKeyParts(resolved),
       });
@@ -300,6 +307,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           pipeline: config.name,
           dataset: { name: task.displayName, path: config.task.dataPath ?? files.data ?? null, split, examples: gold.length },
           config,
+          ...(studentFamily ? { student_family: { family: studentFamily.family, chosen_from: studentFamily.chosenFrom, reason: studentFamily.reason } } : {}),
           models,
           gates: compress.gates,
           transfer: transfer.steps.map((t) => ({ step: t.step, dev_exact_match: t.metrics.dev_exact_match ?? null, dev_intent_acc: t.metrics.dev_intent_accuracy ?? null })),

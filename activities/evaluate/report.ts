@@ -24,6 +24,8 @@ export interface PipelineReport {
   pipeline: string;
   dataset: { name: string; path: string | null; split: string; examples: number };
   config: unknown;
+  /** Present when the config named no student family: the family chosen from the task's schema, and why. */
+  student_family?: { family: string; chosen_from: string; reason: string };
   models: Partial<Record<ModelName, ModelReport>>;
   gates: GateDecision[];
   /** Dev quality of the PyTorch student after each transfer step. */
@@ -118,6 +120,11 @@ small{color:#5b6475}
     m === report.models.teacher && report.cost?.teacher.simulated ? null : m.latency_ms_p50,
   )}${scatter(report, 'Quality against size', 'bytes on disk', (m) => m.bytes)}</div>
 ${report.cascade ? renderCascadeHtml(report.cascade) : ''}${report.cost ? renderCostHtml(report.cost) : ''}
+${
+    report.student_family
+      ? `<p class="student-family">Student family <strong>${escapeHtml(report.student_family.family)}</strong>, chosen automatically from the ${escapeHtml(report.student_family.chosen_from)} (the config names none): ${escapeHtml(report.student_family.reason)}.</p>`
+      : ''
+  }
 <h2>Transfer steps (dev split, PyTorch student)</h2><ul>${
     report.transfer
       .map((t) => `<li><strong>${escapeHtml(t.step)}</strong>: exact match ${t.dev_exact_match === null ? '–' : pct(t.dev_exact_match)}, intent accuracy ${t.dev_intent_acc === null ? '–' : pct(t.dev_intent_acc)}</li>`)
