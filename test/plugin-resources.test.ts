@@ -48,7 +48,7 @@ test('the teacher simulator a worker started is closed when the last worker shar
     const config = parsePipelineConfig(smallPipelineConfig('plugin-resources', { task: { trainLimit: 16, devLimit: 8, testLimit: 8 }, teacher: { batchSize: 8, samples: 2 } }));
     const result = await server.client.workflow.execute(prototypeStage, { taskQueue: env.taskQueue, workflowId: `plugin-resources-${Date.now()}`, args: [{ config }] });
     expect(result.summary.accepted).toBeGreaterThan(0);
-    const url = logged().match(/started the teacher SIMULATOR at (http:\S+)/)?.[1];
+    const url = logged().match(/started the teacher SIMULATOR (?:for task "[^"]*" )?at (http:\S+)/)?.[1];
     expect(url).toBeDefined();
     expect(listening()).toBe(before + 1);
 
