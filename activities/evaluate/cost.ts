@@ -82,6 +82,12 @@ const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;')
 const usd = (x: number) => (x === 0 ? '$0' : x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toFixed(2)}` : `$${x.toPrecision(3)}`);
 const count = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)} billion` : x >= 1e6 ? `${(x / 1e6).toFixed(2)} million` : x.toLocaleString('en-US'));
 
+/** The one-off spend; a report written before training compute was measured has only the teacher's. */
+function oneOffLine(o: Partial<CostReport['one_off']> & { teacher_and_judge_usd: number; note: string }): string {
+  if (o.total_usd === undefined) return `One-off: ${usd(o.teacher_and_judge_usd)} (${escapeText(o.note)}).`;
+  return `One-off: ${usd(o.total_usd)}: ${usd(o.teacher_and_judge_usd)} of teacher and judge requests, ${usd(o.training_usd ?? 0)} of training (${(o.training_cpu_hours ?? 0).toFixed(2)} CPU-hours, ${(o.training_gpu_hours ?? 0).toFixed(2)} GPU-hours; ${escapeText(o.note)}).`;
+}
+
 /** The report's cost section: a table and a bar per way of serving. */
 export function renderCostHtml(cost: CostReport): string {
   const rows: [string, number, string][] = [
@@ -107,7 +113,7 @@ export function renderCostHtml(cost: CostReport): string {
 <table><thead><tr><th>serving</th><th>USD per 1M requests</th><th>from</th></tr></thead><tbody>${rows
     .map(([label, v, how]) => `<tr><th scope="row">${label}</th><td>${usd(v)}</td><td style="text-align:left">${how}</td></tr>`)
     .join('')}</tbody></table>
-<p>One-off: ${usd(cost.one_off.total_usd)}: ${usd(cost.one_off.teacher_and_judge_usd)} of teacher and judge requests, ${usd(cost.one_off.training_usd)} of training (${cost.one_off.training_cpu_hours.toFixed(2)} CPU-hours, ${cost.one_off.training_gpu_hours.toFixed(2)} GPU-hours; ${escapeText(cost.one_off.note)}). Break-even: ${
+<p>${oneOffLine(cost.one_off)} Break-even: ${
     cost.break_even_requests === null ? 'never (serving the student does not cost less than the teacher)' : `after ${count(cost.break_even_requests)} requests`
   }.</p>
 <figure><svg viewBox="0 0 ${W} ${40 + rows.length * (barH + 10)}" width="${W}" height="${40 + rows.length * (barH + 10)}" role="img" aria-label="cost per 1M requests">

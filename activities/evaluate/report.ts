@@ -59,7 +59,7 @@ function scatter(report: PipelineReport, title: string, xLabel: string, x: (m: M
   const points = (Object.entries(report.models) as [ModelName, ModelReport][])
     .map(([name, m]) => ({ name, x: x(m), y: m.exact_match }))
     .filter((p): p is { name: ModelName; x: number; y: number } => p.x !== null && p.x > 0);
-  const W = 460, H = 300, L = 60, R = 20, T = 30, B = 50;
+  const W = 460, H = 300, L = 60, R = 36, T = 30, B = 50;
   if (points.length === 0) return `<figure><figcaption>${escapeHtml(title)}: no data</figcaption></figure>`;
   const lx = points.map((p) => Math.log10(p.x));
   const [minX, maxX] = [Math.floor(Math.min(...lx)), Math.ceil(Math.max(...lx) + 1e-9)];
@@ -75,7 +75,13 @@ function scatter(report: PipelineReport, title: string, xLabel: string, x: (m: M
   ${[0, 0.25, 0.5, 0.75, 1].map((v) => `<text x="${L - 6}" y="${sy(v) + 4}" text-anchor="end" class="tk">${v * 100}%</text><line x1="${L}" x2="${W - R}" y1="${sy(v)}" y2="${sy(v)}" class="grid"/>`).join('')}
   <text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" class="tk">${escapeHtml(xLabel)} (log scale)</text>
   <text x="14" y="${(T + H - B) / 2}" text-anchor="middle" class="tk" transform="rotate(-90 14 ${(T + H - B) / 2})">exact match</text>
-  ${points.map((p, i) => `<circle cx="${sx(p.x)}" cy="${sy(p.y)}" r="6" fill="${COLORS[p.name]}"><title>${LABELS[p.name]}: ${pct(p.y)}</title></circle><text x="${sx(p.x) + 9}" y="${sy(p.y) + (i % 2 ? 18 : -8)}" class="lbl">${LABELS[p.name]}</text>`).join('\n  ')}
+  ${points
+    .map((p, i) => {
+      // A label that would run past the plot's right edge (about 6 px a character) goes to its point's left.
+      const left = sx(p.x) + 9 + LABELS[p.name].length * 6 > W;
+      return `<circle cx="${sx(p.x)}" cy="${sy(p.y)}" r="6" fill="${COLORS[p.name]}"><title>${LABELS[p.name]}: ${pct(p.y)}</title></circle><text x="${sx(p.x) + (left ? -9 : 9)}" y="${sy(p.y) + (i % 2 ? 18 : -8)}"${left ? ' text-anchor="end"' : ''} class="lbl">${LABELS[p.name]}</text>`;
+    })
+    .join('\n  ')}
 </svg></figure>`;
 }
 
