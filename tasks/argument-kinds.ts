@@ -1,6 +1,8 @@
 // What kind of value each argument of a task's output functions takes, and so which student family can
-// learn the task: the encoder predicts spans of the input (its enum, number and boolean heads are not built
-// yet); the decoder writes any value its grammar and the schema allow, free text included.
+// learn the task: the encoder predicts spans of the input and, with its value heads, enums, booleans and
+// integers of a small range (trainer/ENCODER_FORMAT.md; other numbers are tagged as spans, and its training
+// refuses one that is mostly not written in the input); the decoder writes any value its grammar and the
+// schema allow, free text included.
 import { z } from 'zod';
 import type { StudentFamily } from '../config/pipeline';
 import type { TaskSpec } from './define';
@@ -39,20 +41,19 @@ export function taskArguments(task: Pick<TaskSpec<any>, 'functions' | 'spanArgum
   });
 }
 
-/** The family the task's schema needs: the encoder when every argument is a span, else the decoder. */
+/** The family the task's schema needs: the encoder when no argument is free text, else the decoder. */
 export function studentFamilyFor(task: Pick<TaskSpec<any>, 'functions' | 'spanArguments'>): StudentFamily {
-  return taskArguments(task).every((a) => a.kind === 'span') ? 'encoder' : 'decoder';
+  return taskArguments(task).some((a) => a.kind === 'free text') ? 'decoder' : 'encoder';
 }
 
 /** Why `family` cannot learn the task (naming the argument), or undefined when it can. */
 export function studentFamilyProblem(task: Pick<TaskSpec<any>, 'functions' | 'spanArguments'>, family: StudentFamily): string | undefined {
   if (family === 'decoder') return undefined;
-  const args = taskArguments(task).filter((a) => a.kind !== 'span');
-  const first = args.find((a) => a.kind === 'free text') ?? args[0];
+  const first = taskArguments(task).find((a) => a.kind === 'free text');
   if (!first) return undefined;
   return (
-    `the encoder student predicts spans of the input only (enum, number and boolean heads are not built yet), and argument "${first.argument}" ` +
-    `of function "${first.function}" is ${first.kind === 'free text' ? 'free text, not a span' : `a${first.kind === 'enum' ? 'n' : ''} ${first.kind}`}; ` +
+    'the encoder student predicts spans of the input and enum, boolean and number values, and argument ' +
+    `"${first.argument}" of function "${first.function}" is free text, not a span (mark a string copied from the input "x-span": true); ` +
     'this task needs transfer.student.family "decoder"'
   );
 }
