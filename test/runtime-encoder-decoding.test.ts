@@ -4,7 +4,7 @@ import { mostProbablePerSlot } from '../runtime/student/encoder-model';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { allowedTagIndices, bioSpans, type BioTag, decodeValueHeads, EncoderTokenizer, parseBioTag, spanText, StudentModelError, type ValueHead, valueLogitsWidth, viterbiBio } from '../runtime/student';
+import { allowedTagIndices, bioSpans, type BioTag, decodeValueHeads, EncoderTokenizer, parseBioTag, spanText, StudentModelError, type ValueHead, isNumberText, valueLogitsWidth, viterbiBio } from '../runtime/student';
 
 const TAGS = ['O', 'B-time', 'I-time', 'B-date', 'I-date', 'B-place', 'I-place'].map(parseBioTag);
 const tagNames = (path: number[], tags: readonly BioTag[] = TAGS) => path.map((k) => (tags[k].kind === 'O' ? 'O' : `${tags[k].kind}-${(tags[k] as { slot: string }).slot}`));
@@ -185,5 +185,14 @@ describe('decodeValueHeads', () => {
   test('only the heads it is given are read (the predicted intent\'s)', () => {
     expect(decodeValueHeads([], Float32Array.from([0, 9, 0]), 0)).toEqual([]);
     expect(decodeValueHeads(heads.slice(1), Float32Array.from([0, 9, 0, 0, 1, 2]), 0).map((c) => c.value)).toEqual(['fahrenheit']);
+  });
+});
+
+describe('isNumberText', () => {
+  test('a number slot\'s span is kept only when its text is a number of the slot\'s kind', () => {
+    expect(['3', '-12', '0'].every((t) => isNumberText('integer', t))).toBe(true);
+    expect(['three', '3.5', '03', '3 ', ''].some((t) => isNumberText('integer', t))).toBe(false);
+    expect(['3.5', '-0.25', '1e3'].every((t) => isNumberText('number', t))).toBe(true);
+    expect(['3,5', 'five', '.5'].some((t) => isNumberText('number', t))).toBe(false);
   });
 });

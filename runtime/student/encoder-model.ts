@@ -12,7 +12,7 @@ import { StudentModelError, StudentRequestError } from './errors';
 import { type EncoderLabels, graphNameProblems, readEncoderLabels, requireFile, requireFolder, TEMPLATE_FILE } from './model-folder';
 import { logSumExp, softmax } from './log-softmax';
 import { createStudentSession } from './onnx-session';
-import { decodeValueHeads, type ValueChoice, type ValueHead, valueLogitsWidth } from './value-heads';
+import { decodeValueHeads, isNumberText, type ValueChoice, type ValueHead, valueLogitsWidth } from './value-heads';
 import type { RuntimeBatchOptions, RuntimePrediction, StudentLoadOptions, StudentRuntime, StudentTask, TimedRuntimePrediction } from './student-runtime';
 
 /** A slot value found in the input. */
@@ -182,11 +182,15 @@ export class EncoderStudent implements StudentRuntime {
     const path = viterbiBio(scores, positions.length, allowedTags);
     const tokenProbability = path.map((k, t) => Math.exp(scores[t * allowed.length + k]));
     const offsets = positions.map((j) => encoded.offsets[j]!);
-    const spans = bioSpans(path, allowedTags).map((span) => ({
-      slot: span.slot,
-      ...spanText(input, offsets, span),
-      probability: Math.min(...tokenProbability.slice(span.first, span.last + 1)),
-    }));
+    // A number slot's span whose text is not a number is dropped, as the trainer's decoder drops it.
+    const numbers = this.labels.number_slots?.[intent] ?? {};
+    const spans = bioSpans(path, allowedTags)
+      .map((span) => ({
+        slot: span.slot,
+        ...spanText(input, offsets, span),
+        probability: Math.min(...tokenProbability.slice(span.first, span.last + 1)),
+      }))
+      .filter((span) => !(span.slot in numbers) || isNumberText(numbers[span.slot], span.value));
 
     const values = valueLogits ? decodeValueHeads(this.intentHeads[intentIndex], valueLogits, row * this.valueWidth) : [];
     const valueArgs = values.map((v) => ({ key: v.argument, value: v.value }));

@@ -77,8 +77,15 @@ export const EncoderLabelsSchema = z
         }),
       )
       .optional(),
+    /** Per intent, its slots whose spans must be numbers ("integer" or "number"); absent without any. */
+    number_slots: z.record(z.string(), z.record(z.string(), z.enum(['integer', 'number']))).optional(),
   })
   .superRefine((labels, ctx) => {
+    for (const [intent, slots] of Object.entries(labels.number_slots ?? {})) {
+      for (const slot of Object.keys(slots)) {
+        if (!labels.intent_slots[intent]?.includes(slot)) ctx.addIssue({ code: 'custom', path: ['number_slots', intent, slot], message: 'is not one of the intent\'s slots' });
+      }
+    }
     let offset = 0;
     for (const [i, head] of (labels.value_heads ?? []).entries()) {
       if (!labels.intents.includes(head.function)) ctx.addIssue({ code: 'custom', path: ['value_heads', i, 'function'], message: `names "${head.function}", which is not in intents` });

@@ -43,3 +43,10 @@ export function decodeValueHeads(heads: readonly ValueHead[], logits: Float32Arr
   }
   return choices;
 }
+
+const NUMBER_TEXT = { integer: /^-?(0|[1-9]\d*)$/, number: /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/ };
+
+/** Whether a span's text is a value of a number slot (supertiny.json's `number_slots`): decoding drops one that is not. */
+export function isNumberText(kind: 'integer' | 'number', text: string): boolean {
+  return NUMBER_TEXT[kind].test(text);
+}

@@ -625,7 +625,7 @@ def test_value_heads_get_soft_targets_from_the_votes_over_their_own_functions_ca
 
 def test_value_heads_decode_only_the_intents_heads_and_never_leave_a_required_one_absent():
     from supertiny_trainer.student.encoder import EncoderLabels
-    from supertiny_trainer.student.encoder_data import span_slots, tool_schema, value_heads
+    from supertiny_trainer.student.encoder_data import number_slots, span_slots, tool_schema, value_heads
     from supertiny_trainer.student.tag_decoding import TagDecoder
 
     schema = tool_schema(VALUE_TOOLS, "tools")
@@ -643,6 +643,15 @@ def test_value_heads_decode_only_the_intents_heads_and_never_leave_a_required_on
     assert decoder.decode(text, intents[::-1], tags, offsets, [0], values).arguments == [("days", "2")]
     values[13] = 6.0  # loud=true beats absent
     assert decoder.decode(text, intents, tags, offsets, [0], values).compact() == 'set_timer(loud="true", unit="seconds")'
+    # A number span must parse: "five" tagged as the integer amount is dropped, "5" is kept.
+    labels.number_slots = number_slots(schema)
+    assert labels.number_slots == {"set_timer": {"amount": "integer"}}
+    tag = {t: i for i, t in enumerate(labels.tags)}
+    tags = np.zeros((2, len(labels.tags)))
+    tags[:, tag["B-amount"]] = 5
+    for text, kept in (("five 5", [("amount", "5")]), ("five x", [])):
+        arguments = TagDecoder(labels).decode(text, intents, tags, [(0, 4), (5, 6)], [0, 1], values).arguments
+        assert [a for a in arguments if a[0] == "amount"] == kept
 
 
 def test_value_heads_train_predict_schema_valid_calls_and_export_with_the_same_answers(value_run, value_data, tmp_path):
@@ -653,6 +662,7 @@ def test_value_heads_train_predict_schema_valid_calls_and_export_with_the_same_a
     assert [(h["function"], h["argument"], h["offset"]) for h in labels["value_heads"]] == [
         ("get_weather", "days", 0), ("get_weather", "scale", 8), ("set_timer", "loud", 11), ("set_timer", "unit", 14)]
     assert labels["intent_slots"] == {"get_weather": ["city"], "set_timer": ["amount", "label"]}
+    assert labels["number_slots"] == {"set_timer": {"amount": "integer"}}
     assert value_run.done["metrics"]["value_heads"] == 4 and value_run.done["metrics"]["slot_values_not_found"] == 0
     assert "loss/values" in value_run.of("progress")[0]
     predictions = _predict(folder, value_data["utterances"], tmp_path / "torch")

@@ -22,7 +22,8 @@ from ..core.training import LengthGroupedEpochSampler, TrainingConfig, run_train
 from ..student.encoder import POOLINGS, EncoderLabels, build_encoder_student, load_bert, load_encoder_tokenizer, \
     save_encoder_student
 from ..student.encoder_data import repeated_slots, EncodedExample, EncoderDataReport, check_number_spans, \
-    encode_examples, encoder_examples, load_tools_file, read_encoder_rows, require_encoder_schema, span_slots, value_heads
+    encode_examples, encoder_examples, load_tools_file, number_slots, read_encoder_rows, require_encoder_schema, span_slots, \
+    value_heads
 
 
 @dataclass
@@ -73,8 +74,6 @@ class EncoderCollator:
 
     def __call__(self, batch: list[EncodedExample]) -> dict[str, Any]:
         import torch
-
-        examples = batch
         length = max(len(e.input_ids) for e in batch)
         ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
         types = torch.zeros((len(batch), length), dtype=torch.long)
@@ -94,15 +93,15 @@ class EncoderCollator:
                 positions = (tag_tensor >= 0).nonzero().squeeze(-1)
                 tags[row, positions, tag_tensor[positions]] += weight
             word[row, :n] = torch.tensor(example.tag_targets[0][0]) >= 0
-        batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "intent_targets": intents,
-                 "tag_targets": tags, "word_mask": word}
+        collated = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "intent_targets": intents,
+                    "tag_targets": tags, "word_mask": word}
         if self.num_values:
-            values = torch.zeros((len(batch["input_ids"]), self.num_values))
-            for row, example in enumerate(examples):
+            values = torch.zeros((len(batch), self.num_values))
+            for row, example in enumerate(batch):
                 for column, weight in example.value_targets:
                     values[row, column] += weight
-            batch["value_targets"] = values
-        return batch
+            collated["value_targets"] = values
+        return collated
 
 
 def parameter_groups(model: Any, learning_rate: float, head_learning_rate: float, weight_decay: float) -> list[dict]:
@@ -228,6 +227,7 @@ class EncoderSftRunner:
         examples = encoder_examples(rows, schema, cfg.vote_weight, report)
         labels = EncoderLabels.from_schema(span_slots(schema), cfg.max_length, cfg.pooling)
         labels.set_value_heads(value_heads(schema))
+        labels.number_slots = number_slots(schema)
         labels.intent_repeatable = {name: kept for name, slots in repeated_slots(examples).items()
                                     if (kept := [s for s in slots if s in labels.intent_slots.get(name, [])])}
         bert = load_bert(cfg.model)

@@ -77,6 +77,8 @@ class EncoderLabels:
     # Per (function, argument) with a closed set of values: {"function", "argument", "kind", "values",
     # "required", "offset"}; its logits are value_logits[offset : offset + 1 + len(values)], column 0 "absent".
     value_heads: list[dict[str, Any]] = field(default_factory=list)
+    # Per function, its slots whose spans must parse as numbers: {slot: "integer" | "number"}.
+    number_slots: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_schema(cls, functions: dict[str, list[str]], max_length: int, pooling: str) -> "EncoderLabels":
@@ -106,6 +108,8 @@ class EncoderLabels:
 
     def to_json(self) -> dict[str, Any]:
         heads = {"value_heads": self.value_heads} if self.value_heads else {}
+        if self.number_slots:
+            heads["number_slots"] = self.number_slots
         return {"format": ENCODER_FORMAT, "family": "encoder", "max_length": self.max_length, "intents": self.intents,
                 "tags": self.tags, "intent_slots": self.intent_slots, "intent_repeatable": self.intent_repeatable,
                 "pooling": self.pooling, **heads, **self.extra}
@@ -134,7 +138,14 @@ class EncoderLabels:
             if missing:
                 raise ConfigError(f"{path}: intent_slots['{intent}'] names slots without B-/I- tags: {missing}")
         known = {"format", "family", "max_length", "intents", "tags", "intent_slots", "intent_repeatable", "pooling",
-                 "value_heads"}
+                 "value_heads", "number_slots"}
+        numbers = raw.get("number_slots", {})
+        if not isinstance(numbers, dict) or any(
+                intent not in raw["intent_slots"] or not isinstance(slots, dict)
+                or not set(slots) <= set(raw["intent_slots"][intent]) or not set(slots.values()) <= {"integer", "number"}
+                for intent, slots in numbers.items()):
+            raise ConfigError(f"{path}: 'number_slots' must map intents to some of their intent_slots, each "
+                              "\"integer\" or \"number\"")
         heads = raw.get("value_heads", [])
         if not isinstance(heads, list):
             raise ConfigError(f"{path}: 'value_heads' must be a list")
@@ -160,7 +171,8 @@ class EncoderLabels:
             raise ConfigError(f"{path}: 'pooling' must be one of {list(POOLINGS)}, got {pooling!r}")
         return cls(list(raw["intents"]), list(raw["tags"]), {k: list(v) for k, v in raw["intent_slots"].items()},
                    int(raw["max_length"]), pooling, {k: v for k, v in raw.items() if k not in known},
-                   {k: list(v) for k, v in repeatable.items()}, [dict(h) for h in heads])
+                   {k: list(v) for k, v in repeatable.items()}, [dict(h) for h in heads],
+                   {k: dict(v) for k, v in numbers.items()})
 
 
 def load_encoder_tokenizer(folder: str | Path, max_length: int) -> Any:

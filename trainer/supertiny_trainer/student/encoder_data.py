@@ -103,6 +103,7 @@ class ArgumentSpec:
     kind: str
     values: tuple[str, ...] = ()  # the classes of a value head, in order
     required: bool = False
+    integer: bool = False  # a "number" span that must be an integer
 
 
 Schema = dict[str, dict[str, ArgumentSpec]]  # function -> argument -> spec
@@ -123,7 +124,7 @@ def argument_kind(prop: Any, spans_marked: bool) -> ArgumentSpec:
             low, high = math.ceil(low), math.floor(high)
             if 0 < high - low + 1 <= MAX_INTEGER_CLASSES:
                 return ArgumentSpec("integer", tuple(str(v) for v in range(low, high + 1)))
-        return ArgumentSpec("number")
+        return ArgumentSpec("number", integer=True)
     if kind == "number":
         return ArgumentSpec("number")
     if spans_marked and prop.get("x-span") is not True:
@@ -152,7 +153,7 @@ def tool_schema(tools: Any, where: str) -> Schema:
         specs = functions.setdefault(name, {})
         for key, prop in properties.items():
             spec = argument_kind(prop, marked)
-            specs[key] = ArgumentSpec(spec.kind, spec.values, key in required)
+            specs[key] = ArgumentSpec(spec.kind, spec.values, key in required, spec.integer)
     return functions
 
 
@@ -264,6 +265,13 @@ def value_heads(schema: Schema) -> list[dict[str, Any]]:
 def span_slots(schema: Schema) -> dict[str, list[str]]:
     """Per function, the arguments tagged as spans (strings and numbers that are not value heads)."""
     return {name: sorted(key for key, spec in specs.items() if spec.kind in SPAN_KINDS) for name, specs in schema.items()}
+
+
+def number_slots(schema: Schema) -> dict[str, dict[str, str]]:
+    """Per function, its number spans: {argument: "integer" or "number"} (decoding keeps only spans that parse)."""
+    numbers = {name: {key: "integer" if spec.integer else "number" for key, spec in sorted(specs.items())
+                      if spec.kind == "number"} for name, specs in sorted(schema.items())}
+    return {name: slots for name, slots in numbers.items() if slots}
 
 
 def check_number_spans(rows: list[RawRow], schema: Schema) -> None:

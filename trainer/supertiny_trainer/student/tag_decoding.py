@@ -6,11 +6,13 @@ restricted to O and the B-/I- tags of the predicted intent's slots, with I-x all
 A span's value is the text between its first token's start and its last token's end offset. Each value
 head of the predicted intent gives its argmax value (its "absent" column excluded when the argument is
 required; an optional one left out when "absent" wins); these arguments follow the spans, in head order.
+A span of a number slot (`number_slots`) whose text is not a number (an integer for "integer") is dropped.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,10 @@ class DecodedCall:
         """The compact call format (text_format.compact_call), one key=value pair per span, in text order."""
         rendered = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in self.arguments)
         return f"{self.name}({rendered})"
+
+
+NUMBER_TEXT = {"integer": re.compile(r"-?(0|[1-9]\d*)"),
+               "number": re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")}
 
 
 class TagDecoder:
@@ -114,6 +120,9 @@ class TagDecoder:
                 span = [tag[2:], start, end, log_prob]
         if span is not None:
             spans.append(tuple(span))
+        numbers = self.labels.number_slots.get(intent, {})
+        if numbers:
+            spans = [s for s in spans if s[0] not in numbers or NUMBER_TEXT[numbers[s[0]]].fullmatch(text[s[1]:s[2]])]
         # A slot the function takes once but tagged twice keeps its most probable span (as the TS runtime does).
         repeatable = set(self.labels.intent_repeatable.get(intent, []))
         best: dict[str, tuple] = {}
