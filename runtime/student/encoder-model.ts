@@ -190,7 +190,7 @@ export class EncoderStudent implements StudentRuntime {
         ...spanText(input, offsets, span),
         probability: Math.min(...tokenProbability.slice(span.first, span.last + 1)),
       }))
-      .filter((span) => !(span.slot in numbers) || isNumberText(numbers[span.slot], span.value));
+      .filter((span) => !Object.hasOwn(numbers, span.slot) || isNumberText(numbers[span.slot], span.value));
 
     const values = valueLogits ? decodeValueHeads(this.intentHeads[intentIndex], valueLogits, row * this.valueWidth) : [];
     const valueArgs = values.map((v) => ({ key: v.argument, value: v.value }));
