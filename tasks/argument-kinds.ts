@@ -1,6 +1,8 @@
 // What kind of value each argument of a task's output functions takes, and so which student family can
-// learn the task: the encoder predicts spans of the input (its enum, number and boolean heads are not built
-// yet); the decoder writes any value its grammar and the schema allow, free text included.
+// learn the task: the encoder predicts spans of the input and, with its value heads, enums, booleans and
+// integers of a small range (trainer/ENCODER_FORMAT.md; other numbers are tagged as spans, and its training
+// refuses one that is mostly not written in the input); the decoder writes any value its grammar and the
+// schema allow, free text included.
 import { z } from 'zod';
 import type { StudentFamily, StudentFamilyChoice } from '../config/pipeline';
 import type { TaskSpec } from './define';
@@ -41,11 +43,11 @@ export function taskArguments(task: Pick<TaskSpec<any>, 'functions' | 'spanArgum
 
 /**
  * Whether the encoder student can express an argument: the one rule that decides which family a task needs
- * (studentFamilyChoice, studentFamilyProblem). Today the encoder tags spans of the input only; a head for
- * another kind of argument (enum, number, boolean) extends this function and nothing else.
+ * (studentFamilyChoice, studentFamilyProblem). The encoder tags spans of the input and predicts enums,
+ * booleans and numbers with its value heads (or as spans); free text needs the decoder.
  */
 export function encoderCanExpress(argument: TaskArgument): boolean {
-  return argument.kind === 'span';
+  return argument.kind !== 'free text';
 }
 
 type SchemaOf = Pick<TaskSpec<any>, 'functions' | 'spanArguments'>;
@@ -95,8 +97,8 @@ export function studentFamilyProblem(task: SchemaOf, family: StudentFamily): str
   const first = firstInexpressible(task);
   if (!first) return undefined;
   return (
-    `the encoder student predicts spans of the input only (enum, number and boolean heads are not built yet), and argument "${first.argument}" ` +
-    `of function "${first.function}" is ${describeKind(first)}; this task needs transfer.student.family "decoder" ` +
+    `the encoder student predicts spans of the input and enum, boolean and number values, and argument "${first.argument}" ` +
+    `of function "${first.function}" is ${describeKind(first)} (mark a string copied from the input "x-span": true); this task needs transfer.student.family "decoder" ` +
     '(or leave the family out: it is then chosen from the task\'s schema)'
   );
 }

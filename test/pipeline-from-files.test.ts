@@ -2,12 +2,17 @@
 // (examples/request-router: an enum, a number, a free-text and a span argument) through prototype,
 // transfer (the decoder student, chosen from the schema because free text needs it: the config names no
 // family), compress and evaluate, with the teacher simulator playing it from its gold calls, and each
-// model's predictions saved and scoring back to the report.
+// model's predictions saved and scoring back to the report. Without its free-text argument (a test-only
+// copy of its files), the encoder student learns it: its value heads answer the enum and the bounded
+// integer, its tags the span.
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError } from '@temporalio/client';
 import { startPipeline } from '../client';
+import { ArtifactStore } from '../artifacts/store';
+import { loadStudent } from '../runtime/student';
 import type { SupertinyEnv } from '../config/env';
 import { scorePredictions, type PredictionRow } from '../activities/evaluate/predictions';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
@@ -24,19 +29,33 @@ describe('a task from files, end to end', () => {
   let env: SupertinyEnv;
   let simulator: RunningTeacherSimulator;
   let task: TaskSpec<any>;
+  let spansOnly: { dir: string; files: typeof FILES; task?: TaskSpec<any>; simulator?: RunningTeacherSimulator };
   const taskQueue = `from-files-${Date.now()}`;
   const workers = () => createTestWorkers(server, taskQueue, testDeps(env, { simulatorBaseURL: simulator.url }));
 
   beforeAll(async () => {
     server = await startTestServer();
-    env = await testEnv(server.address, { taskQueue, dataRoots: [EXAMPLE] });
+    // The router without "action": its functions and data rewritten beside the example, for the encoder.
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'router-no-action-'));
+    spansOnly = { dir, files: { functionsPath: path.join(dir, 'functions.json'), dataPath: path.join(dir, 'data.jsonl') } };
+    const functions = JSON.parse(await fs.readFile(FILES.functionsPath, 'utf8'));
+    const parameters = functions.tools[0].function.parameters;
+    delete parameters.properties.action;
+    parameters.required = parameters.required.filter((k: string) => k !== 'action');
+    await fs.writeFile(spansOnly.files.functionsPath, JSON.stringify(functions, null, 2));
+    const rows = (await fs.readFile(FILES.dataPath, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    for (const row of rows) delete row.gold?.arguments?.action;
+    await fs.writeFile(spansOnly.files.dataPath, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    env = await testEnv(server.address, { taskQueue, dataRoots: [EXAMPLE, dir] });
     task = await loadTaskFromFiles({ functions: FILES.functionsPath, data: FILES.dataPath });
     simulator = await startTeacherSimulator({ task });
   }, 120_000);
   afterAll(async () => {
     await simulator?.close();
+    await spansOnly?.simulator?.close();
     await server?.teardown();
     if (env) await fs.rm(env.dataDir, { recursive: true, force: true });
+    if (spansOnly) await fs.rm(spansOnly.dir, { recursive: true, force: true });
   });
 
   test('the encoder is refused at the start, naming the free-text argument, before any teacher request', async () => {
@@ -102,4 +121,46 @@ describe('a task from files, end to end', () => {
     const teacherRows = (await fs.readFile(path.join(reportDir, 'predictions-teacher.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as PredictionRow);
     expect(teacherRows.some((r) => r.correct && /entity_count="\d+"/.test(r.prediction ?? '') && /domain="/.test(r.prediction ?? ''))).toBe(true);
   }, 600_000);
+
+  test('without the free-text argument the encoder student runs to completion: its value heads answer the enum and the count, schema-valid by construction', async () => {
+    spansOnly.task = await loadTaskFromFiles({ functions: spansOnly.files.functionsPath, data: spansOnly.files.dataPath });
+    spansOnly.simulator = await startTeacherSimulator({ task: spansOnly.task });
+    const encoderWorkers = () => createTestWorkers(server, taskQueue, testDeps(env, { simulatorBaseURL: spansOnly.simulator!.url }));
+    const config = smallPipelineConfig('router-encoder-run', {
+      task: { name: 'from-files', ...spansOnly.files, trainLimit: 120, devLimit: 30, testLimit: 30 },
+      transfer: { steps: ['sft'], student: { family: 'encoder', maxLength: 48 }, epochs: 1, maxSteps: 25, batchSize: 16, checkpointEvery: 10 },
+      compress: { steps: ['int8'], toleranceExactMatch: 100 },
+    });
+    const handle = await startPipeline(server.client, config, { taskQueue });
+    const result = await withWorkers(encoderWorkers, () => handle.result());
+    expect(result.status).toBe('completed');
+    const report = JSON.parse(await fs.readFile(result.evaluate!.reportPath, 'utf8'));
+    expect(Object.keys(report.models).sort()).toEqual(['student', 'student_int8', 'student_onnx', 'teacher']);
+    const reportDir = path.dirname(result.evaluate!.reportPath);
+    for (const name of ['student', 'student_onnx', 'student_int8']) {
+      expect(report.models[name].schema_valid).toBe(1); // valid by construction: the heads only give the schema's values
+      const rows = (await fs.readFile(path.join(reportDir, report.predictions[name]), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as PredictionRow);
+      expect(rows).toHaveLength(30);
+      // The required enum and integer are never absent; their values are the schema's.
+      for (const row of rows) {
+        const parsed = spansOnly.task.callFormat.parse(row.prediction!);
+        expect(parsed.ok).toBe(true);
+        if (!parsed.ok) continue;
+        expect(parsed.call.args.map((a) => a.key)).toEqual(expect.arrayContaining(['domain', 'entity_count']));
+        expect(spansOnly.task.validateCall(parsed.call).ok).toBe(true);
+      }
+    }
+    // PyTorch and ONNX fp32 are one model (the value heads included): the same answers within a near-tie or two.
+    expect(Math.abs(report.models.student.exact_match - report.models.student_onnx.exact_match)).toBeLessThanOrEqual(2 / 30);
+    const folder = path.join(env.dataDir, 'router-encoder-onnx');
+    const onnx = await loadStudent(await new ArtifactStore(path.join(env.dataDir, 'artifacts')).materializeDirectory(result.compress!.onnx, folder), { task: spansOnly.task });
+    try {
+      const answer = await onnx.predict('wake me up at five am this week');
+      expect(answer.call).toBeDefined();
+      expect(spansOnly.task.validateCall(answer.call!).ok).toBe(true);
+      expect(answer.call!.args.map((a) => a.key)).toEqual(expect.arrayContaining(['domain', 'entity_count']));
+    } finally {
+      await onnx.release();
+    }
+  }, 900_000);
 });

@@ -4,7 +4,7 @@ import { mostProbablePerSlot } from '../runtime/student/encoder-model';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { allowedTagIndices, bioSpans, type BioTag, EncoderTokenizer, parseBioTag, spanText, StudentModelError, viterbiBio } from '../runtime/student';
+import { allowedTagIndices, bioSpans, type BioTag, decodeValueHeads, EncoderTokenizer, parseBioTag, spanText, StudentModelError, type ValueHead, isNumberText, valueLogitsWidth, viterbiBio } from '../runtime/student';
 
 const TAGS = ['O', 'B-time', 'I-time', 'B-date', 'I-date', 'B-place', 'I-place'].map(parseBioTag);
 const tagNames = (path: number[], tags: readonly BioTag[] = TAGS) => path.map((k) => (tags[k].kind === 'O' ? 'O' : `${tags[k].kind}-${(tags[k] as { slot: string }).slot}`));
@@ -161,5 +161,38 @@ describe('a slot the function takes once, tagged twice', () => {
     expect(mostProbablePerSlot([])).toEqual([]);
     // A slot the function may repeat (supertiny.json intent_repeatable) keeps every span.
     expect(mostProbablePerSlot(spans, new Set(['time'])).map((s) => s.value)).toEqual(['five am', 'today', 'six am', 'home']);
+  });
+});
+
+describe('decodeValueHeads', () => {
+  const heads: ValueHead[] = [
+    { function: 'f', argument: 'loud', kind: 'boolean', values: ['false', 'true'], required: false, offset: 0 },
+    { function: 'f', argument: 'unit', kind: 'enum', values: ['celsius', 'fahrenheit'], required: true, offset: 3 },
+  ];
+
+  test('takes each head\'s best column; an optional argument is left out when "absent" wins, a required one never is', () => {
+    // Row 1 of two: absent wins both heads; unit's best value is fahrenheit.
+    const logits = Float32Array.from([0, 0, 0, 0, 0, 0, /* row 1 */ 5, 1, 2, 9, 1, 3]);
+    expect(valueLogitsWidth(heads)).toBe(6);
+    const choices = decodeValueHeads(heads, logits, 6);
+    expect(choices.map((c) => [c.argument, c.value])).toEqual([['unit', 'fahrenheit']]);
+    // Its probability is the head's own softmax over all its columns, "absent" included.
+    expect(choices[0].probability).toBeCloseTo(Math.exp(3) / (Math.exp(9) + Math.exp(1) + Math.exp(3)), 6);
+    const present = decodeValueHeads(heads, Float32Array.from([0, 1, 4, 0, 7, 1]), 0);
+    expect(present.map((c) => [c.argument, c.value])).toEqual([['loud', 'true'], ['unit', 'celsius']]);
+  });
+
+  test('only the heads it is given are read (the predicted intent\'s)', () => {
+    expect(decodeValueHeads([], Float32Array.from([0, 9, 0]), 0)).toEqual([]);
+    expect(decodeValueHeads(heads.slice(1), Float32Array.from([0, 9, 0, 0, 1, 2]), 0).map((c) => c.value)).toEqual(['fahrenheit']);
+  });
+});
+
+describe('isNumberText', () => {
+  test('a number slot\'s span is kept only when its text is a number of the slot\'s kind', () => {
+    expect(['3', '-12', '0'].every((t) => isNumberText('integer', t))).toBe(true);
+    expect(['three', '3.5', '03', '3 ', ''].some((t) => isNumberText('integer', t))).toBe(false);
+    expect(['3.5', '-0.25', '1e3'].every((t) => isNumberText('number', t))).toBe(true);
+    expect(['3,5', 'five', '.5'].some((t) => isNumberText('number', t))).toBe(false);
   });
 });

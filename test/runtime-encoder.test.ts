@@ -281,3 +281,108 @@ describe('a broken encoder folder fails to load with an error naming the file an
     }
   });
 });
+
+describe('EncoderStudent with value heads (enum, boolean and integer arguments)', () => {
+  // make-encoder-fixture.py --value-heads: alarm_set.loud (boolean, optional), play_music.volume (1..3,
+  // optional), weather_query.unit (enum, required).
+  const VALUE_ARGS: Record<string, Record<string, z.ZodType>> = {
+    alarm_set: { loud: z.enum(['true', 'false']).optional() },
+    play_music: { volume: z.enum(['1', '2', '3']).optional() },
+    weather_query: { unit: z.enum(['celsius', 'fahrenheit', 'kelvin']) },
+    greet: {},
+  };
+  const valueTask = defineTask({
+    name: 'encoder-value-fixture',
+    systemPrompt: 'Answer with one call.',
+    tools: {},
+    functions: Object.fromEntries(
+      Object.entries(INTENT_SLOTS).map(([name, slots]) => [
+        name,
+        {
+          description: name,
+          parameters: z.strictObject({ ...Object.fromEntries(slots.map((s) => [s, z.union([z.string(), z.array(z.string()).min(2)]).optional()])), ...VALUE_ARGS[name] }),
+        },
+      ]),
+    ),
+    entryTools: Object.keys(INTENT_SLOTS),
+    maxSteps: 1,
+    callFormat: compactCallFormat,
+    input: () => '',
+    gold: () => undefined,
+    verify: () => ({ ok: true }),
+    metrics: () => {
+      throw new Error('not used');
+    },
+    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
+  });
+  let valueFolder: string;
+  let valueProbes: (Probe & { value_logits: number[] })[];
+  let student: EncoderStudent;
+
+  beforeAll(async () => {
+    valueFolder = path.join(root, 'value-student');
+    await run(env.python, [path.join(env.projectRoot, 'test', 'fixtures', 'make-encoder-fixture.py'), valueFolder, '--value-heads', '--seed', '3'], { cwd: env.projectRoot });
+    valueProbes = JSON.parse(await fs.readFile(path.join(valueFolder, 'probes.json'), 'utf8'));
+    student = (await loadStudent(valueFolder, { task: valueTask, threads: 1 })) as EncoderStudent;
+  }, 120_000);
+  afterAll(async () => {
+    await student?.release();
+  });
+
+  test('the value heads\' answers are PyTorch\'s logits decoded by the rule: the intent\'s heads only, a required one never absent', async () => {
+    const heads = student.labels.value_heads!;
+    expect(heads.map((h) => `${h.function}.${h.argument}@${h.offset}`)).toEqual(['alarm_set.loud@0', 'play_music.volume@3', 'weather_query.unit@7']);
+    const predictions = await student.predictBatch(valueProbes.map((p) => p.text), { batchSize: 8 });
+    for (const [i, probe] of valueProbes.entries()) {
+      const intent = student.labels.intents[probe.intent_logits.indexOf(Math.max(...probe.intent_logits))];
+      expect(predictions[i].intent).toBe(intent);
+      const expected: [string, string][] = [];
+      for (const head of heads.filter((h) => h.function === intent)) {
+        const column = probe.value_logits.slice(head.offset, head.offset + 1 + head.values.length);
+        const best = head.required ? 1 + column.slice(1).indexOf(Math.max(...column.slice(1))) : column.indexOf(Math.max(...column));
+        if (best > 0) expected.push([head.argument, head.values[best - 1]]);
+        const probs = softmax(column);
+        const chosen = predictions[i].values.find((v) => v.argument === head.argument);
+        if (chosen) expect(chosen.probability).toBeCloseTo(probs[best], 4);
+      }
+      expect(predictions[i].values.map((v) => [v.argument, v.value])).toEqual(expected);
+    }
+    expect(predictions.some((p) => p.values.length > 0)).toBe(true);
+  });
+
+  test('every answer is a call the task accepts, its value arguments among the schema\'s values', async () => {
+    const inputs = [...UTTERANCES, ...valueProbes.map((p) => p.text), 'weather tomorrow', 'play music please', 'set an alarm', 'what is the weather in paris'];
+    const predictions = await student.predictBatch(inputs);
+    for (const p of predictions) {
+      expect(p.errors).toBeUndefined();
+      expect(valueTask.validateCall(p.call!)).toEqual({ ok: true });
+      expect(p.call!.args).toEqual([...p.spans.map((s) => ({ key: s.slot, value: s.value })), ...p.values.map((v) => ({ key: v.argument, value: v.value }))]);
+      if (p.intent === 'weather_query') expect(p.values.map((v) => v.argument)).toEqual(['unit']);
+      for (const v of p.values) expect(Object.keys(VALUE_ARGS[p.intent])).toContain(v.argument);
+      expect(p.confidence).toBeLessThanOrEqual(Math.min(p.intentProbability, ...p.values.map((v) => v.probability)) + 1e-12);
+    }
+    // The random heads vary enough that the checks above see value arguments, not only empty calls.
+    expect(predictions.filter((p) => p.values.length > 0).length).toBeGreaterThanOrEqual(3);
+  });
+
+  test('labels with value heads for a graph without value_logits fail at load, naming the output', async () => {
+    const dir = path.join(root, 'heads-without-output');
+    await fs.cp(folder, dir, { recursive: true });
+    const file = path.join(dir, 'supertiny.json');
+    const labels = JSON.parse(await fs.readFile(file, 'utf8'));
+    labels.value_heads = [{ function: 'greet', argument: 'loud', kind: 'boolean', values: ['false', 'true'], required: false, offset: 0 }];
+    await fs.writeFile(file, JSON.stringify(labels));
+    const err = await loadStudent(dir).then(
+      async (s) => {
+        await s.release();
+        throw new Error('loaded');
+      },
+      (e: unknown) => e as StudentModelError,
+    );
+    expect(err).toBeInstanceOf(StudentModelError);
+    expect(err.message).toMatch(/missing outputs value_logits/);
+    labels.value_heads[0].offset = 2;
+    await fs.writeFile(file, JSON.stringify(labels));
+    await expect(loadStudent(dir)).rejects.toThrow(/field value_heads\.0\.offset must be 0/);
+  });
+});

@@ -99,12 +99,12 @@ describe('parsing with a chosen family', () => {
 });
 
 describe('the family from the task schema', () => {
-  test('the one rule: the encoder expresses spans', async () => {
+  test('the one rule: the encoder expresses spans, enums, numbers and booleans, not free text', async () => {
     const router = await loadTaskFromFiles({ functions: ROUTER_TASK.functionsPath, data: ROUTER_TASK.dataPath });
     expect(taskArguments(router).map((a) => `${a.argument}:${a.kind}:${encoderCanExpress(a)}`)).toEqual([
-      'domain:enum:false',
+      'domain:enum:true',
       'action:free text:false',
-      'entity_count:number:false',
+      'entity_count:number:true',
       'first_entity:span:true',
     ]);
   });
@@ -137,7 +137,7 @@ describe('the family from the task schema', () => {
     const input = { task: ROUTER_TASK, transfer: { student: { family: 'encoder' as const } } };
     const err = await checkConfigOnWorker(parsePipelineConfig(input), env, resources(), input).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InvalidConfigError);
-    expect((err as InvalidConfigError).issues).toEqual([{ path: 'transfer.student.family', message: expect.stringMatching(/argument "action" of function "route_request" is free text, not a span; this task needs transfer\.student\.family "decoder"/) }]);
+    expect((err as InvalidConfigError).issues).toEqual([{ path: 'transfer.student.family', message: expect.stringMatching(/argument "action" of function "route_request" is free text, not a span \(mark a string copied from the input "x-span": true\); this task needs transfer\.student\.family "decoder"/) }]);
     // The encoder's own shape fields name the family as much as `family` does.
     const shaped = { task: ROUTER_TASK, transfer: { student: { maxLength: 32 } } };
     await expect(checkConfigOnWorker(parsePipelineConfig(shaped), env, resources(), shaped)).rejects.toThrow(/transfer\.student\.family: .*argument "action"/);

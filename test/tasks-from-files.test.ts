@@ -237,7 +237,7 @@ describe('a task from files', () => {
     ).resolves.toEqual({});
   });
 
-  test('the student family follows the schema: the encoder is refused for a non-span argument, naming it', async () => {
+  test('the student family follows the schema: the encoder takes spans, enums, numbers and booleans, and is refused for free text, naming it', async () => {
     const task = await loadTaskFromFiles(await files(FUNCTIONS, GOOD_ROWS));
     expect(taskArguments(task).map((a) => `${a.function}.${a.argument}:${a.kind}`)).toEqual([
       'set_timer.minutes:number',
@@ -245,17 +245,25 @@ describe('a task from files', () => {
       'set_timer.label:span',
       'set_timer.loud:boolean',
     ]);
-    expect(studentFamilyFor(task)).toBe('decoder');
+    expect(studentFamilyFor(task)).toBe('encoder');
     expect(studentFamilyProblem(task, 'decoder')).toBeUndefined();
-    expect(studentFamilyProblem(task, 'encoder')).toMatch(/argument "minutes" of function "set_timer" is a number; this task needs transfer\.student\.family "decoder"/);
+    expect(studentFamilyProblem(task, 'encoder')).toBeUndefined();
     const { functions, data } = await files(
       { ...FUNCTIONS, tools: [{ type: 'function', function: { name: 'note', description: 'x', parameters: { type: 'object', properties: { text: { type: 'string' }, who: { type: 'string', 'x-span': true } } } } }] },
       [row('a', 'train', 'note for bob', { name: 'note', arguments: { who: 'bob', text: 'call him' } }), row('b', 'dev', 'note for ann', { name: 'note', arguments: { who: 'ann' } }), row('c', 'test', 'x', { name: 'note' })],
     );
     const env = { ...readEnv(), dataRoots: [dir] };
     const resources = createTaskResources({ env, store: new ArtifactStore(path.join(dir, 'store')) });
-    await expect(checkConfigOnWorker(parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data } }), env, resources)).rejects.toThrow(
-      /transfer\.student\.family: the encoder student predicts spans of the input only .*argument "text" of function "note" is free text, not a span/,
+    // The config check lets the encoder take the enum, number and boolean task (its value heads learn them).
+    const labelled = await files(FUNCTIONS, GOOD_ROWS.filter((r) => !r.includes('"t1"')));
+    const encoder = { student: { family: 'encoder' as const } };
+    await expect(
+      checkConfigOnWorker(parsePipelineConfig({ task: { name: 'from-files', functionsPath: labelled.functions, dataPath: labelled.data }, transfer: encoder }), env, resources),
+    ).resolves.toEqual({});
+    await expect(
+      checkConfigOnWorker(parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data }, transfer: encoder }), env, resources),
+    ).rejects.toThrow(
+      /transfer\.student\.family: the encoder student predicts spans of the input and enum, boolean and number values, and argument "text" of function "note" is free text, not a span/,
     );
     const spansOnly = await loadTaskFromFiles(await files({ ...FUNCTIONS, tools: [{ type: 'function', function: { name: 'note', description: 'x', parameters: { type: 'object', properties: { who: { type: 'string', 'x-span': true } } } } }] }, [row('a', 'train', 'bob'), row('b', 'dev', 'ann', { name: 'note', arguments: { who: 'ann' } }), row('c', 'test', 'x', { name: 'note' })]));
     expect(studentFamilyFor(spansOnly)).toBe('encoder');

@@ -1,6 +1,7 @@
 // The encoder student in TypeScript (trainer/ENCODER_FORMAT.md): one forward pass of a BERT encoder with an
-// intent head and a BIO tag head, then the intent's argmax and a Viterbi over the tags that intent allows,
-// so every answer is a call of a known function with allowed slots, its values the input's own text.
+// intent head, a BIO tag head and optional value heads, then the intent's argmax, a Viterbi over the tags that
+// intent allows and the argmax of each of its value heads, so every answer is a call of a known function with
+// allowed slots, its span values the input's own text and its enum/boolean/integer values the schema's.
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
@@ -11,6 +12,7 @@ import { StudentModelError, StudentRequestError } from './errors';
 import { type EncoderLabels, graphNameProblems, readEncoderLabels, requireFile, requireFolder, TEMPLATE_FILE } from './model-folder';
 import { logSumExp, softmax } from './log-softmax';
 import { createStudentSession } from './onnx-session';
+import { decodeValueHeads, isNumberText, type ValueChoice, type ValueHead, valueLogitsWidth } from './value-heads';
 import type { RuntimeBatchOptions, RuntimePrediction, StudentLoadOptions, StudentRuntime, StudentTask, TimedRuntimePrediction } from './student-runtime';
 
 /** A slot value found in the input. */
@@ -26,11 +28,13 @@ export interface EncoderPrediction extends RuntimePrediction {
   /** The predicted function (also when the task rejects the call). */
   intent: string;
   intentProbability: number;
-  /** The tagged spans in input order; a call's arguments are these, a repeated slot repeated. */
+  /** The tagged spans in input order; a call's arguments are these, a repeated slot repeated, then `values`. */
   spans: SlotSpan[];
+  /** The intent's value head choices (enum, boolean, integer arguments), in supertiny.json's head order. */
+  values: ValueChoice[];
   /**
    * With a call, the intent's probability times the lowest probability of any token's chosen tag (its O too:
-   * a token left outside every span at low probability may be a missed argument); 0 without a call.
+   * a token left outside every span at low probability may be a missed argument) or value head's choice; 0 without a call.
    * The minimum, not the product, so that a long utterance or span is not less sure for its length alone.
    */
   confidence: number;
@@ -39,7 +43,8 @@ export interface EncoderPrediction extends RuntimePrediction {
 export interface TimedEncoderPrediction extends EncoderPrediction, TimedRuntimePrediction {}
 
 const INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'];
-const OUTPUTS = ['intent_logits', 'tag_logits'];
+/** The graph's outputs: value_logits only when the folder has value heads. */
+const outputsOf = (labels: EncoderLabels) => ['intent_logits', 'tag_logits', ...(labels.value_heads?.length ? ['value_logits'] : [])];
 const DEFAULT_BATCH_SIZE = 16;
 
 export class EncoderStudent implements StudentRuntime {
@@ -47,6 +52,9 @@ export class EncoderStudent implements StudentRuntime {
   private readonly tags: readonly BioTag[];
   /** Per intent index, the indices into tags that its slots allow (O included). */
   private readonly intentTags: readonly (readonly number[])[];
+  /** Per intent index, its value heads. */
+  private readonly intentHeads: readonly (readonly ValueHead[])[];
+  private readonly valueWidth: number;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -57,6 +65,9 @@ export class EncoderStudent implements StudentRuntime {
   ) {
     this.tags = labels.tags.map(parseBioTag);
     this.intentTags = labels.intents.map((intent) => allowedTagIndices(this.tags, new Set(labels.intent_slots[intent])));
+    const heads = (labels.value_heads ?? []) as ValueHead[];
+    this.intentHeads = labels.intents.map((intent) => heads.filter((h) => h.function === intent));
+    this.valueWidth = valueLogitsWidth(heads);
   }
 
   /** Loads an exported encoder folder; errors name the missing file, the wrong field or the mismatched tensors. */
@@ -67,7 +78,7 @@ export class EncoderStudent implements StudentRuntime {
     const [labels, tokenizer] = await Promise.all([readEncoderLabels(folder), EncoderTokenizer.load(folder)]);
     if (options.task) checkTaskLabels(folder, labels, options.task);
     const session = await createStudentSession(modelFile, options.threads);
-    const problems = graphNameProblems(INPUTS, OUTPUTS, session.inputNames, session.outputNames);
+    const problems = graphNameProblems(INPUTS, outputsOf(labels), session.inputNames, session.outputNames);
     if (problems.length) {
       await session.release();
       throw new StudentModelError('io_mismatch', `${modelFile} is not a supertiny-encoder/1 graph: ${problems.join('; ')}`, modelFile);
@@ -124,7 +135,8 @@ export class EncoderStudent implements StudentRuntime {
     });
     const intentLogits = this.checkOutput(result, 'intent_logits', [count, this.labels.intents.length], 'intents');
     const tagLogits = this.checkOutput(result, 'tag_logits', [count, width, this.labels.tags.length], 'tags');
-    return inputs.map((input, r) => this.decodeRow(input, encoded[r], intentLogits, tagLogits, r, width));
+    const valueLogits = this.valueWidth ? this.checkOutput(result, 'value_logits', [count, this.valueWidth], 'value head columns') : undefined;
+    return inputs.map((input, r) => this.decodeRow(input, encoded[r], intentLogits, tagLogits, r, width, valueLogits));
   }
 
   private checkOutput(result: ort.InferenceSession.ReturnType, name: string, expected: number[], labelField: string): Float32Array {
@@ -139,7 +151,15 @@ export class EncoderStudent implements StudentRuntime {
     return tensor.data as Float32Array;
   }
 
-  private decodeRow(input: string, encoded: EncodedText, intentLogits: Float32Array, tagLogits: Float32Array, row: number, width: number): EncoderPrediction {
+  private decodeRow(
+    input: string,
+    encoded: EncodedText,
+    intentLogits: Float32Array,
+    tagLogits: Float32Array,
+    row: number,
+    width: number,
+    valueLogits: Float32Array | undefined,
+  ): EncoderPrediction {
     const nIntents = this.labels.intents.length;
     const intentProbs = softmax(intentLogits, row * nIntents, nIntents);
     let intentIndex = 0;
@@ -162,13 +182,19 @@ export class EncoderStudent implements StudentRuntime {
     const path = viterbiBio(scores, positions.length, allowedTags);
     const tokenProbability = path.map((k, t) => Math.exp(scores[t * allowed.length + k]));
     const offsets = positions.map((j) => encoded.offsets[j]!);
-    const spans = bioSpans(path, allowedTags).map((span) => ({
-      slot: span.slot,
-      ...spanText(input, offsets, span),
-      probability: Math.min(...tokenProbability.slice(span.first, span.last + 1)),
-    }));
+    // A number slot's span whose text is not a number is dropped, as the trainer's decoder drops it.
+    const numbers = this.labels.number_slots?.[intent] ?? {};
+    const spans = bioSpans(path, allowedTags)
+      .map((span) => ({
+        slot: span.slot,
+        ...spanText(input, offsets, span),
+        probability: Math.min(...tokenProbability.slice(span.first, span.last + 1)),
+      }))
+      .filter((span) => !Object.hasOwn(numbers, span.slot) || isNumberText(numbers[span.slot], span.value));
 
-    const callOf = (kept: typeof spans): Call => ({ name: intent, args: kept.map((s) => ({ key: s.slot, value: s.value })) });
+    const values = valueLogits ? decodeValueHeads(this.intentHeads[intentIndex], valueLogits, row * this.valueWidth) : [];
+    const valueArgs = values.map((v) => ({ key: v.argument, value: v.value }));
+    const callOf = (kept: typeof spans): Call => ({ name: intent, args: [...kept.map((s) => ({ key: s.slot, value: s.value })), ...valueArgs] });
     // A slot the function takes once keeps its most probable span (the trainer's decoder does the same).
     const repeatable = this.labels.intent_repeatable?.[intent];
     let kept = repeatable ? mostProbablePerSlot(spans, new Set(repeatable)) : spans;
@@ -181,9 +207,10 @@ export class EncoderStudent implements StudentRuntime {
         call = callOf(kept);
         validation = this.task.validateCall(call);
       }
-      if (!validation.ok) return { input, intent, intentProbability, spans, confidence: 0, errors: validation.errors };
+      if (!validation.ok) return { input, intent, intentProbability, spans, values, confidence: 0, errors: validation.errors };
     }
-    return { input, intent, intentProbability, spans: kept, call, confidence: intentProbability * Math.min(1, ...tokenProbability) };
+    const least = Math.min(1, ...tokenProbability, ...values.map((v) => v.probability));
+    return { input, intent, intentProbability, spans: kept, values, call, confidence: intentProbability * least };
   }
 }
 
@@ -207,6 +234,11 @@ function checkTaskLabels(folder: string, labels: EncoderLabels, task: StudentTas
     const unknown = labels.intent_slots[intent].filter((slot) => !(slot in fn.parameters.shape));
     if (unknown.length) {
       throw new StudentModelError('io_mismatch', `${file}: intent_slots.${intent} names ${unknown.join(', ')}, which function "${intent}" does not take`, file);
+    }
+  }
+  for (const [i, head] of (labels.value_heads ?? []).entries()) {
+    if (!(head.argument in task.functions[head.function].parameters.shape)) {
+      throw new StudentModelError('io_mismatch', `${file}: value_heads[${i}] names argument ${head.argument}, which function "${head.function}" does not take`, file);
     }
   }
 }

@@ -15,6 +15,8 @@ export { EncoderTokenizer } from './encoder-tokenizer';
 export type { EncodedText } from './encoder-tokenizer';
 export { allowedTagIndices, bioSpans, parseBioTag, spanText, viterbiBio } from './bio-tags';
 export type { BioTag, CharSpan, TagSpan } from './bio-tags';
+export { decodeValueHeads, isNumberText, valueLogitsWidth } from './value-heads';
+export type { ValueChoice, ValueHead } from './value-heads';
 export { CallGrammar, CallPrefix } from './call-grammar';
 export type { SlotValueRule } from './call-grammar';
 export { StudentModelError, StudentRequestError } from './errors';

@@ -64,8 +64,35 @@ export const EncoderLabelsSchema = z
     intent_slots: z.record(z.string(), z.array(identifier).refine(unique, 'must not repeat a slot')),
     /** Per intent, the slots a call may name more than once (absent in folders written before it). */
     intent_repeatable: z.record(z.string(), z.array(identifier)).optional(),
+    /** Classifiers of closed-set arguments (enum, boolean, small integer range); absent without any. */
+    value_heads: z
+      .array(
+        z.looseObject({
+          function: identifier,
+          argument: identifier,
+          kind: z.enum(['enum', 'boolean', 'integer']),
+          values: z.array(z.string()).min(1).refine(unique, 'must not repeat a value'),
+          required: z.boolean(),
+          offset: z.number().int().nonnegative(),
+        }),
+      )
+      .optional(),
+    /** Per intent, its slots whose spans must be numbers ("integer" or "number"); absent without any. */
+    number_slots: z.record(z.string(), z.record(z.string(), z.enum(['integer', 'number']))).optional(),
   })
   .superRefine((labels, ctx) => {
+    for (const [intent, slots] of Object.entries(labels.number_slots ?? {})) {
+      for (const slot of Object.keys(slots)) {
+        if (!labels.intent_slots[intent]?.includes(slot)) ctx.addIssue({ code: 'custom', path: ['number_slots', intent, slot], message: 'is not one of the intent\'s slots' });
+      }
+    }
+    let offset = 0;
+    for (const [i, head] of (labels.value_heads ?? []).entries()) {
+      if (!labels.intents.includes(head.function)) ctx.addIssue({ code: 'custom', path: ['value_heads', i, 'function'], message: `names "${head.function}", which is not in intents` });
+      else if (labels.intent_slots[head.function]?.includes(head.argument)) ctx.addIssue({ code: 'custom', path: ['value_heads', i, 'argument'], message: `"${head.argument}" is also a tagged slot of "${head.function}"` });
+      if (head.offset !== offset) ctx.addIssue({ code: 'custom', path: ['value_heads', i, 'offset'], message: `must be ${offset} (the heads' logits are contiguous, in order)` });
+      offset += 1 + head.values.length;
+    }
     for (const intent of labels.intents) {
       if (!(intent in labels.intent_slots)) ctx.addIssue({ code: 'custom', path: ['intent_slots', intent], message: 'is missing (every intent needs its list of slots, [] for none)' });
     }

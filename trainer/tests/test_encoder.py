@@ -466,3 +466,268 @@ def test_encoder_prune_layers_refuses_data_from_another_task(encoder_run, tmp_pa
         "tools": [{"type": "function", "function": {"name": "not_an_intent", "parameters": {"type": "object", "properties": {}}}}]}])
     bad = run_in_process("encoder-prune-layers", {"model": run.done["outputs"]["model"], "data": str(other), **PRUNE_LAYERS}, tmp_path / "run")
     assert bad.error["kind"] == "data" and "not_an_intent" in bad.error["message"]
+
+
+# ---- value heads: enum, boolean and small-range integer arguments ---------------------------------------------
+
+VALUE_TOOLS = [
+    {"type": "function", "function": {"name": "set_timer", "description": "Starts a timer.", "parameters": {
+        "type": "object", "required": ["amount", "unit"], "properties": {
+            "amount": {"type": "integer", "minimum": 1},  # unbounded above: a number tagged as a span
+            "unit": {"type": "string", "enum": ["seconds", "minutes", "hours"]},
+            "loud": {"type": "boolean"},
+            "label": {"type": "string", "x-span": True}}}}},
+    {"type": "function", "function": {"name": "get_weather", "description": "Forecast.", "parameters": {
+        "type": "object", "required": ["city", "days"], "properties": {
+            "city": {"type": "string", "x-span": True},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7},  # a small range: a value head
+            "scale": {"type": "string", "enum": ["celsius", "fahrenheit"]}}}}},
+]
+
+
+def value_task_rows() -> list[tuple[str, str, dict]]:
+    """(utterance, function, typed arguments): the numbers as the teacher writes them (3, true), not strings."""
+    rows = []
+    for i, (amount, unit) in enumerate([(5, "minutes"), (30, "seconds"), (2, "hours"), (10, "minutes"),
+                                        (45, "seconds"), (3, "hours"), (15, "minutes"), (20, "seconds")]):
+        loud, label = i % 2 == 0, ["pasta", "tea", None, "eggs"][i % 4]
+        text = f"set a {'loud ' if loud else ''}timer for {amount} {unit}" + (f" for the {label}" if label else "")
+        arguments = {"amount": amount, "unit": unit, **({"loud": True} if loud else {}), **({"label": label} if label else {})}
+        rows.append((text, "set_timer", arguments))
+    for i, (city, when, days) in enumerate([("paris", "tomorrow", 1), ("berlin", "this week", 7), ("rome", "tomorrow", 1),
+                                            ("oslo", "this week", 7), ("lima", "the weekend", 3), ("tokyo", "the weekend", 3),
+                                            ("cairo", "tomorrow", 1), ("quito", "this week", 7)]):
+        fahrenheit = i % 3 == 0
+        text = f"weather in {city} {when}" + (" in fahrenheit" if fahrenheit else "")
+        rows.append((text, "get_weather", {"city": city, "days": days, **({"scale": "fahrenheit"} if fahrenheit else {})}))
+    return rows
+
+
+def value_sft_line(text: str, name: str, arguments: dict, votes: list[dict] | None = None, tools=None) -> dict:
+    row = {"messages": [{"role": "system", "content": "Call one function."}, {"role": "user", "content": text},
+                        {"role": "assistant", "content": None, "tool_calls": [
+                            {"id": "call_0", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}]}],
+           "tools": tools or VALUE_TOOLS}
+    if votes is not None:
+        row["votes"] = votes
+    return row
+
+
+@pytest.fixture(scope="session")
+def value_data(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("value-data")
+    rows = value_task_rows() * 2  # twice: a tiny random BERT memorizes them within the steps below
+    lines = []
+    for i, (text, name, arguments) in enumerate(rows):
+        votes = None
+        if i % 4 == 0:  # the teacher agreed 3 to 1; the outvoted call dropped an optional argument
+            fewer = {k: v for k, v in arguments.items() if k not in ("loud", "scale")} if len(arguments) > 2 else arguments
+            votes = [{"name": name, "arguments": json.dumps(arguments), "share": 0.75},
+                     {"name": name, "arguments": json.dumps(fewer), "share": 0.25}]
+        lines.append(value_sft_line(text, name, arguments, votes))
+    return {"root": root, "rows": value_task_rows(), "sft": write_jsonl(root / "sft.jsonl", lines),
+            "utterances": write_jsonl(root / "utterances.jsonl",
+                                      [{"id": f"v{i}", "utterance": t} for i, (t, _, _) in enumerate(value_task_rows())])}
+
+
+VALUE_SFT = {**ENCODER_SFT, "max_steps": 120, "save_steps": 60}
+
+
+@pytest.fixture(scope="session")
+def value_run(tiny_bert, value_data, tmp_path_factory):
+    run = run_cli("encoder-sft", {"model": str(tiny_bert), "data": str(value_data["sft"]), **VALUE_SFT},
+                  tmp_path_factory.mktemp("value-sft"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def _schema_problems(prediction: str) -> list[str]:
+    """Why a predicted compact call breaks VALUE_TOOLS' schema (the string form: "3", "true")."""
+    name, pairs = call_pairs_from_compact(prediction)
+    tools = {t["function"]["name"]: t["function"]["parameters"] for t in VALUE_TOOLS}
+    if name not in tools:
+        return [f"unknown function {name}"]
+    params, problems = tools[name], []
+    keys = [k for k, _ in pairs]
+    problems += [f"{k} repeated" for k in set(keys) if keys.count(k) > 1]
+    problems += [f"{k} missing" for k in params["required"] if k not in keys]
+    for key, value in pairs:
+        prop = params["properties"].get(key)
+        if prop is None:
+            problems.append(f"{key} unknown")
+        elif "enum" in prop and value not in prop["enum"]:
+            problems.append(f"{key}={value!r} not in enum")
+        elif prop["type"] == "boolean" and value not in ("true", "false"):
+            problems.append(f"{key}={value!r} not a boolean")
+        elif prop["type"] == "integer" and not (value.isdigit() and prop.get("minimum", -1e9) <= int(value) <= prop.get("maximum", 1e9)):
+            problems.append(f"{key}={value!r} not an integer in range")
+    return problems
+
+
+def _expected_compact_pairs(name: str, arguments: dict) -> tuple[str, list[tuple[str, str]]]:
+    from supertiny_trainer.student.encoder_data import string_form
+
+    return name, sorted((k, string_form(v)) for k, v in arguments.items())
+
+
+def test_value_heads_argument_kinds_come_from_the_json_schema():
+    from supertiny_trainer.student.encoder_data import tool_schema, value_heads, span_slots
+
+    schema = tool_schema(VALUE_TOOLS, "tools")
+    assert {k: s.kind for k, s in schema["set_timer"].items()} == {"amount": "number", "unit": "enum", "loud": "boolean",
+                                                                   "label": "span"}
+    assert schema["get_weather"]["days"].kind == "integer" and schema["get_weather"]["days"].values == tuple("1234567")
+    assert schema["set_timer"]["unit"].required and not schema["set_timer"]["loud"].required
+    assert span_slots(schema) == {"set_timer": ["amount", "label"], "get_weather": ["city"]}
+    assert [(h["function"], h["argument"], h["kind"]) for h in value_heads(schema)] == [
+        ("get_weather", "days", "integer"), ("get_weather", "scale", "enum"), ("set_timer", "loud", "boolean"),
+        ("set_timer", "unit", "enum")]
+    # A schema that marks no span (MASSIVE's): every plain string is a span. One that marks some: the rest is free text.
+    plain = tool_schema([{"type": "function", "function": {"name": "f", "parameters": {"properties": {"a": {"type": "string"}}}}}], "t")
+    assert plain["f"]["a"].kind == "span"
+    marked = tool_schema(VALUE_TOOLS + [{"type": "function", "function": {"name": "note", "parameters": {
+        "properties": {"text": {"type": "string"}}}}}], "t")
+    assert marked["note"]["text"].kind == "free text"
+    wide = tool_schema([{"type": "function", "function": {"name": "f", "parameters": {"properties": {
+        "n": {"type": "integer", "minimum": 0, "maximum": 1000}, "x": {"type": "number", "minimum": 0, "maximum": 3}}}}}], "t")
+    assert wide["f"]["n"].kind == "number" and wide["f"]["x"].kind == "number"
+
+
+def test_value_heads_get_soft_targets_from_the_votes_over_their_own_functions_calls(minilm_converted):
+    from collections import Counter
+
+    from supertiny_trainer.commands.encoder_sft import EncoderCollator
+    from supertiny_trainer.student.encoder import EncoderLabels, load_encoder_tokenizer
+    from supertiny_trainer.student.encoder_data import EncoderExample, TargetCall, encode_examples, span_slots, \
+        tool_schema, value_heads
+
+    schema = tool_schema(VALUE_TOOLS, "tools")
+    labels = EncoderLabels.from_schema(span_slots(schema), 64, "mean")
+    labels.set_value_heads(value_heads(schema))
+    assert labels.value_slices() == [(0, 8), (8, 11), (11, 14), (14, 18)] and labels.num_values == 18
+    example = EncoderExample("set a loud timer for 5 minutes", [
+        TargetCall("set_timer", (("amount", "5"), ("unit", "minutes"), ("loud", "true")), 0.5),
+        TargetCall("set_timer", (("amount", "5"), ("unit", "seconds")), 0.3),
+        TargetCall("get_weather", (("city", "set"), ("days", "2")), 0.2),
+    ])
+    counts = Counter()
+    encoded = encode_examples([example], load_encoder_tokenizer(minilm_converted, 64), labels, counts)
+    assert counts["slot_values_not_found"] == 0  # "minutes", "true" and "2" are not looked for in the text
+    batch = EncoderCollator(len(labels.intents), len(labels.tags), 0, labels.num_values)(encoded)
+    targets = batch["value_targets"][0].tolist()
+    assert targets[0:8] == pytest.approx([0, 0, 0.2, 0, 0, 0, 0, 0])  # days: only the get_weather vote speaks
+    assert targets[8:11] == pytest.approx([0.2, 0, 0])  # scale: absent in that call
+    assert targets[11:14] == pytest.approx([0.3, 0, 0.5])  # loud: absent, false, true
+    assert targets[14:18] == pytest.approx([0, 0.3, 0.5, 0])  # unit: absent, seconds, minutes, hours
+    tag = {t: i for i, t in enumerate(labels.tags)}
+    assert batch["tag_targets"][0, 6, tag["B-amount"]] == pytest.approx(0.8)  # the number is a span
+    assert batch["tag_targets"][0, 7, tag["O"]] == pytest.approx(1.0)  # the enum's word is not tagged
+    assert batch["tag_targets"][0, 1, tag["B-city"]] == pytest.approx(0.2)
+
+
+def test_value_heads_decode_only_the_intents_heads_and_never_leave_a_required_one_absent():
+    from supertiny_trainer.student.encoder import EncoderLabels
+    from supertiny_trainer.student.encoder_data import number_slots, span_slots, tool_schema, value_heads
+    from supertiny_trainer.student.tag_decoding import TagDecoder
+
+    schema = tool_schema(VALUE_TOOLS, "tools")
+    labels = EncoderLabels.from_schema(span_slots(schema), 64, "mean")
+    labels.set_value_heads(value_heads(schema))
+    decoder = TagDecoder(labels)
+    values = np.zeros(labels.num_values)
+    values[[0, 8, 11, 14]] = 5.0  # "absent" wins everywhere
+    values[[2, 15]] = 4.0  # days=2, unit=seconds: the best values of the required heads
+    intents = np.array([0.0, 3.0])  # set_timer (intents sorted: get_weather, set_timer)
+    text, offsets = "go", [(0, 2)]
+    tags = np.zeros((1, len(labels.tags)))
+    tags[0, 0] = 5
+    assert decoder.decode(text, intents, tags, offsets, [0], values).arguments == [("unit", "seconds")]
+    assert decoder.decode(text, intents[::-1], tags, offsets, [0], values).arguments == [("days", "2")]
+    values[13] = 6.0  # loud=true beats absent
+    assert decoder.decode(text, intents, tags, offsets, [0], values).compact() == 'set_timer(loud="true", unit="seconds")'
+    # A number span must parse: "five" tagged as the integer amount is dropped, "5" is kept.
+    labels.number_slots = number_slots(schema)
+    assert labels.number_slots == {"set_timer": {"amount": "integer"}}
+    tag = {t: i for i, t in enumerate(labels.tags)}
+    tags = np.zeros((2, len(labels.tags)))
+    tags[:, tag["B-amount"]] = 5
+    for text, kept in (("five 5", [("amount", "5")]), ("five x", [])):
+        arguments = TagDecoder(labels).decode(text, intents, tags, [(0, 4), (5, 6)], [0, 1], values).arguments
+        assert [a for a in arguments if a[0] == "amount"] == kept
+
+
+def test_value_heads_train_predict_schema_valid_calls_and_export_with_the_same_answers(value_run, value_data, tmp_path):
+    import onnx
+
+    folder = Path(value_run.done["outputs"]["model"])
+    labels = json.loads((folder / "supertiny.json").read_text())
+    assert [(h["function"], h["argument"], h["offset"]) for h in labels["value_heads"]] == [
+        ("get_weather", "days", 0), ("get_weather", "scale", 8), ("set_timer", "loud", 11), ("set_timer", "unit", 14)]
+    assert labels["intent_slots"] == {"get_weather": ["city"], "set_timer": ["amount", "label"]}
+    assert labels["number_slots"] == {"set_timer": {"amount": "integer"}}
+    assert value_run.done["metrics"]["value_heads"] == 4 and value_run.done["metrics"]["slot_values_not_found"] == 0
+    assert "loss/values" in value_run.of("progress")[0]
+    predictions = _predict(folder, value_data["utterances"], tmp_path / "torch")
+    assert [p for p in predictions if _schema_problems(p)] == []
+    expected = [_expected_compact_pairs(name, arguments) for _, name, arguments in value_data["rows"]]
+    actual = [(n, sorted(pairs)) for n, pairs in map(call_pairs_from_compact, predictions)]
+    assert sum(a == e for a, e in zip(actual, expected)) / len(expected) >= 0.75, list(zip(actual, expected))
+    # Every value kind is predicted right somewhere: an enum, a boolean, a small-range integer and a span number.
+    assert any(("unit", "hours") in a[1] for a in actual) and any(("loud", "true") in a[1] for a in actual)
+    assert any(("days", "7") in a[1] for a in actual) and any(("amount", "45") in a[1] for a in actual)
+
+    exported = run_cli("export", {"model": str(folder), "num_threads": 1}, tmp_path / "export")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    onnx_folder = Path(exported.done["outputs"]["model"])
+    graph = onnx.load(str(onnx_folder / "model.onnx")).graph
+    assert [o.name for o in graph.output] == ["intent_logits", "tag_logits", "value_logits"]
+    assert graph.output[2].type.tensor_type.shape.dim[1].dim_value == 18
+    assert exported.done["metrics"]["max_abs_diff_values"] <= 1e-3
+    assert _predict(onnx_folder, value_data["utterances"], tmp_path / "onnx") == predictions
+
+    quantized = run_cli("quantize", {"model": str(onnx_folder)}, tmp_path / "q")
+    assert quantized.returncode == 0, quantized.stderr[-3000:]
+    assert quantized.done["metrics"]["check_value_agreement"] >= 0.9
+    int8 = _predict(quantized.done["outputs"]["model"], value_data["utterances"], tmp_path / "int8")
+    assert [p for p in int8 if _schema_problems(p)] == []
+    assert sum(a == b for a, b in zip(int8, predictions)) / len(predictions) >= 0.8
+    int4 = run_cli("quantize", {"model": str(onnx_folder), "scheme": "int4"}, tmp_path / "q4")
+    assert int4.returncode == 0, int4.stderr[-3000:]
+    assert [p for p in _predict(int4.done["outputs"]["model"], value_data["utterances"], tmp_path / "int4") if _schema_problems(p)] == []
+
+
+def test_value_heads_survive_vocabulary_and_layer_pruning(value_run, value_data, tmp_path):
+    folder = Path(value_run.done["outputs"]["model"])
+    before = _predict(folder, value_data["utterances"], tmp_path / "before")
+    vocab = run_cli("encoder-prune-vocab", {"model": str(folder), "data": str(value_data["sft"])}, tmp_path / "vocab")
+    assert vocab.returncode == 0, vocab.stderr[-3000:]
+    pruned = Path(vocab.done["outputs"]["model"])
+    assert json.loads((pruned / "supertiny.json").read_text())["value_heads"] == json.loads(
+        (folder / "supertiny.json").read_text())["value_heads"]
+    assert _predict(pruned, value_data["utterances"], tmp_path / "vocab-predict") == before  # same pieces, same answers
+    layers = run_cli("encoder-prune-layers", {"model": str(pruned), "data": str(value_data["sft"]), **PRUNE_LAYERS},
+                     tmp_path / "layers")
+    assert layers.returncode == 0, layers.stderr[-3000:]
+    assert "loss/values" in layers.of("progress")[0]
+    after = _predict(layers.done["outputs"]["model"], value_data["utterances"], tmp_path / "layers-predict")
+    assert [p for p in after if _schema_problems(p)] == []
+
+
+def test_value_heads_refuse_free_text_and_numbers_not_written_in_the_input(tiny_bert, tmp_path):
+    note = {"type": "function", "function": {"name": "note", "parameters": {"type": "object", "properties": {
+        "text": {"type": "string"}, "who": {"type": "string", "x-span": True}}}}}
+    data = write_jsonl(tmp_path / "free.jsonl", [value_sft_line("note for bob", "note", {"who": "bob", "text": "call him"},
+                                                                tools=[note])])
+    run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(data), "max_steps": 1}, tmp_path / "free")
+    assert run.returncode == 2 and run.error["kind"] == "config"
+    assert "argument 'text' of function 'note' is free text" in run.error["message"] and "decoder" in run.error["message"]
+
+    count = {"type": "function", "function": {"name": "count", "parameters": {"type": "object", "properties": {
+        "n": {"type": "integer", "minimum": 0}}}}}
+    rows = [value_sft_line(text, "count", {"n": n}, tools=[count]) for text, n in
+            (("two apples and a pear", 3), ("one dog", 1), ("I have 4 cats", 4), ("a few birds", 3))]
+    run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(write_jsonl(tmp_path / "n.jsonl", rows)),
+                                         "max_steps": 1}, tmp_path / "count")
+    assert run.returncode == 2 and run.error["kind"] == "data"
+    assert "argument 'n' of function 'count'" in run.error["message"] and "3 of its 4" in run.error["message"]
+    assert "minimum and maximum" in run.error["message"]

@@ -2,6 +2,7 @@
 
 inputs  input_ids, attention_mask, token_type_ids: int64 [batch, seq]
 outputs intent_logits float32 [batch, n_intents], tag_logits float32 [batch, seq, n_tags]
+        and, only when the student has value heads, value_logits float32 [batch, n_values]
 Checked against PyTorch on a padded batch of fixed sentences; tokenizer.json and supertiny.json go beside it.
 """
 
@@ -17,7 +18,7 @@ from ..core.command import CommandResult, RunContext
 from ..core.runtime import set_threads
 from ..student.encoder import LABELS_FILE, load_encoder_student
 from .encoder_convert import CHECK_SENTENCES
-from .encoder_predict import encode_batch
+from .encoder_predict import encode_batch, output_names
 from .export import ExportMismatch, _strip_debug_info
 
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
@@ -52,10 +53,10 @@ class EncoderOnnxExporter:
         started = time.monotonic()
         with atomic_output_dir(destination) as staging:
             onnx_path = staging / "model.onnx"
-            self._export(model, onnx_path, student.tokenizer)
+            self._export(model, onnx_path, student.tokenizer, student.labels)
             export_s = time.monotonic() - started
-            diffs = self._check(model, onnx_path, student.tokenizer)
-            worst = max(diffs["max_abs_diff_intent"], diffs["max_abs_diff_tags"])
+            diffs = self._check(model, onnx_path, student.tokenizer, student.labels)
+            worst = max(diffs.values())
             if not worst <= self.config.atol:
                 raise ExportMismatch(f"ONNX logits differ from PyTorch by {worst:.3g} (> atol {self.config.atol}): {diffs}")
             for name in ("tokenizer.json", LABELS_FILE):
@@ -72,7 +73,7 @@ class EncoderOnnxExporter:
             },
         )
 
-    def _export(self, model: Any, path: Path, tokenizer: Any) -> None:
+    def _export(self, model: Any, path: Path, tokenizer: Any, labels: Any) -> None:
         import torch
 
         pad_id = tokenizer.token_to_id("[PAD]") or 0
@@ -82,7 +83,7 @@ class EncoderOnnxExporter:
         dynamic_shapes = tuple({0: batch, 1: seq} for _ in INPUT_NAMES)
         with torch.no_grad():
             torch.onnx.export(
-                model, example, str(path), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                model, example, str(path), input_names=INPUT_NAMES, output_names=output_names(labels),
                 dynamic_shapes=dynamic_shapes, opset_version=self.config.opset, dynamo=True,
                 external_data=False, verbose=False,
             )
@@ -91,7 +92,7 @@ class EncoderOnnxExporter:
         for stale in path.parent.glob(path.name + ".data"):
             raise ExportMismatch(f"the exporter wrote external weights ({stale.name}); the format needs one file")
 
-    def _check(self, model: Any, path: Path, tokenizer: Any) -> dict[str, float]:
+    def _check(self, model: Any, path: Path, tokenizer: Any, labels: Any) -> dict[str, float]:
         """Max abs logit differences on a padded batch (padding positions excluded for tags)."""
         import numpy as np
         import onnxruntime as ort
@@ -101,12 +102,15 @@ class EncoderOnnxExporter:
         sentences = (CHECK_SENTENCES * self.config.check_batch_size)[: max(self.config.check_batch_size, 2)]
         feed, _ = encode_batch(tokenizer, sentences, pad_id)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        onnx_intents, onnx_tags = session.run(OUTPUT_NAMES, feed)
+        onnx_outputs = session.run(output_names(labels), feed)
         with torch.no_grad():
-            intents, tags = model(*(torch.from_numpy(feed[name]) for name in INPUT_NAMES))
+            outputs = model(*(torch.from_numpy(feed[name]) for name in INPUT_NAMES))
         real = feed["attention_mask"].astype(bool)
-        return {
-            "max_abs_diff_intent": float(np.abs(onnx_intents - intents.numpy()).max()),
-            "max_abs_diff_tags": float(np.abs(onnx_tags - tags.numpy())[real].max()),
+        diffs = {
+            "max_abs_diff_intent": float(np.abs(onnx_outputs[0] - outputs[0].numpy()).max()),
+            "max_abs_diff_tags": float(np.abs(onnx_outputs[1] - outputs[1].numpy())[real].max()),
         }
+        if len(outputs) > 2:
+            diffs["max_abs_diff_values"] = float(np.abs(onnx_outputs[2] - outputs[2].numpy()).max())
+        return diffs
 

@@ -28,11 +28,12 @@ class TorchEncoder:
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self.torch = torch
 
-    def logits(self, feed: dict[str, Any]) -> tuple[Any, Any]:
+    def logits(self, feed: dict[str, Any]) -> tuple[Any, Any, Any]:
+        """(intent, tag, value logits); value logits None without value heads."""
         with self.torch.inference_mode():
-            intents, tags = self.model(*(self.torch.from_numpy(feed[k]) for k in
-                                         ("input_ids", "attention_mask", "token_type_ids")))
-        return intents.numpy(), tags.numpy()
+            outputs = self.model(*(self.torch.from_numpy(feed[k]) for k in
+                                   ("input_ids", "attention_mask", "token_type_ids")))
+        return outputs[0].numpy(), outputs[1].numpy(), outputs[2].numpy() if len(outputs) > 2 else None
 
 
 class OnnxEncoder:
@@ -47,9 +48,14 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.parameters = None
 
-    def logits(self, feed: dict[str, Any]) -> tuple[Any, Any]:
-        intents, tags = self.session.run(["intent_logits", "tag_logits"], feed)
-        return intents, tags
+    def logits(self, feed: dict[str, Any]) -> tuple[Any, Any, Any]:
+        outputs = self.session.run(output_names(self.labels), feed)
+        return outputs[0], outputs[1], outputs[2] if len(outputs) > 2 else None
+
+
+def output_names(labels: EncoderLabels) -> list[str]:
+    """The graph's outputs: intent_logits, tag_logits, and value_logits when the student has value heads."""
+    return ["intent_logits", "tag_logits"] + (["value_logits"] if labels.value_heads else [])
 
 
 def encode_batch(tokenizer: Any, texts: list[str], pad_id: int) -> tuple[dict[str, Any], list[Any]]:
@@ -66,11 +72,13 @@ def encode_batch(tokenizer: Any, texts: list[str], pad_id: int) -> tuple[dict[st
     return feed, encodings
 
 
-def decode_batch(decoder: TagDecoder, texts: list[str], encodings: list[Any], intent_logits: Any, tag_logits: Any) -> list[str]:
+def decode_batch(decoder: TagDecoder, texts: list[str], encodings: list[Any], intent_logits: Any, tag_logits: Any,
+                 value_logits: Any = None) -> list[str]:
     calls = []
     for row, (text, e) in enumerate(zip(texts, encodings)):
         words = [i for i, special in enumerate(e.special_tokens_mask) if not special]
-        calls.append(decoder.decode(text, intent_logits[row], tag_logits[row], e.offsets, words).compact())
+        values = None if value_logits is None else value_logits[row]
+        calls.append(decoder.decode(text, intent_logits[row], tag_logits[row], e.offsets, words, values).compact())
     return calls
 
 
@@ -98,8 +106,8 @@ class EncoderPredictor:
             texts = [items[i].utterance for i in batch]
             feed, encodings = encode_batch(backend.tokenizer, texts, pad_id)
             tokens += int(feed["attention_mask"].sum())
-            intents, tags = backend.logits(feed)
-            for i, call in zip(batch, decode_batch(decoder, texts, encodings, intents, tags)):
+            intents, tags, values = backend.logits(feed)
+            for i, call in zip(batch, decode_batch(decoder, texts, encodings, intents, tags, values)):
                 predictions[i] = call
             self.context.events.progress(
                 step=min(start + len(batch), len(items)), total=len(items), loss=None,
@@ -137,7 +145,7 @@ class EncoderPredictor:
         for text in texts[:count]:
             started = time.perf_counter()
             feed, encodings = encode_batch(backend.tokenizer, [text], pad_id)
-            intents, tags = backend.logits(feed)
-            decode_batch(decoder, [text], encodings, intents, tags)
+            intents, tags, values = backend.logits(feed)
+            decode_batch(decoder, [text], encodings, intents, tags, values)
             timings.append((time.perf_counter() - started) * 1000)
         return latency_metrics(timings)

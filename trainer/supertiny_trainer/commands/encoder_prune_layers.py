@@ -3,7 +3,7 @@ knew by logit distillation from the unpruned model.
 
 The pruned student keeps `layers` of the model's layers, evenly spaced with the first and the last always
 kept (6 -> 4 keeps 0, 2, 3, 5), or exactly `keep_layers`; its heads and embeddings are the unpruned model's.
-It is then trained on the sft utterances against the unpruned model's intent and tag distributions at
+It is then trained on the sft utterances against the unpruned model's intent, tag (and value head) distributions at
 temperature `temperature` (KL, scaled by T^2), mixed with the sft targets (the teacher LLM's votes) at
 weight `1 - distill_weight`. The unpruned model is frozen and runs on each batch. Checkpoints, resume, data
 order and events are the shared core's, as in encoder-sft.
@@ -22,7 +22,7 @@ from ..core.runtime import set_threads
 from ..core.training import TrainingConfig, run_training
 from ..student.encoder import load_encoder_student, save_encoder_student
 from ..student.encoder_data import EncoderDataReport, encode_examples, encoder_examples, read_encoder_rows
-from .encoder_sft import build_encoder_trainer, encoder_trainer_class
+from .encoder_sft import build_encoder_trainer, encoder_trainer_class, value_log_probs
 
 
 @dataclass
@@ -42,6 +42,7 @@ class EncoderPruneLayersConfig(TrainingConfig):
     distill_weight: float = 0.8  # share of the loss from the unpruned model's logits (the rest: sft targets)
     vote_weight: float = 1.0
     tag_loss_weight: float = 1.0
+    value_loss_weight: float = 1.0
     freeze_word_embeddings: bool = True
 
     def validate(self) -> None:
@@ -95,9 +96,11 @@ def distilling_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             ids, mask, types = inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"]
-            intent_logits, tag_logits = model(ids, mask, types)
+            outputs = model(ids, mask, types)
+            intent_logits, tag_logits = outputs[0], outputs[1]
             with torch.no_grad():
-                teacher_intents, teacher_tags = self.teacher(ids, mask, types)
+                teacher_outputs = self.teacher(ids, mask, types)
+            teacher_intents, teacher_tags = teacher_outputs[0], teacher_outputs[1]
             t, word = self.temperature, inputs["word_mask"]
 
             def kl(student, teacher):  # per row, teacher || student at temperature t, scaled by t^2
@@ -108,9 +111,19 @@ def distilling_trainer_class():
             hard_intent = -(inputs["intent_targets"] * F.log_softmax(intent_logits.float(), -1)).sum(-1).mean()
             hard_tags = -(inputs["tag_targets"] * F.log_softmax(tag_logits.float(), -1)).sum(-1)[word].mean()
             hard = hard_intent + self.tag_loss_weight * hard_tags
+            if len(outputs) > 2:
+                # Each value head's KL, summed over the heads; only heads of a row's likely functions matter
+                # at inference, but the unpruned model's belief on every head is what it knew.
+                student_values = value_log_probs(outputs[2] / t, self.value_slices)
+                teacher_values = value_log_probs(teacher_outputs[2] / t, self.value_slices)
+                value_kl = (teacher_values.exp() * (teacher_values - student_values)).sum(-1).mean() * t * t
+                hard_values = self.value_loss(outputs[2], inputs["value_targets"])
+                distill = distill + self.value_loss_weight * value_kl
+                hard = hard + self.value_loss_weight * hard_values
+                self.component_sums.update({"values": hard_values.item()})
             loss = self.distill_weight * distill + (1 - self.distill_weight) * hard
             self.component_sums.update({"intent": hard_intent.item(), "tags": hard_tags.item(), "n": 1})
-            return (loss, (intent_logits, tag_logits)) if return_outputs else loss
+            return (loss, outputs) if return_outputs else loss
 
     return DistillingTrainer
 

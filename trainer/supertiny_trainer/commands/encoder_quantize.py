@@ -13,8 +13,7 @@ from ..core.command import CommandResult, RunContext
 from ..core.errors import MissingModelError
 from ..student.encoder import EncoderLabels, load_encoder_tokenizer
 from .encoder_convert import CHECK_SENTENCES
-from .encoder_export import OUTPUT_NAMES
-from .encoder_predict import encode_batch
+from .encoder_predict import encode_batch, output_names
 
 
 class EncoderInt8Quantizer:
@@ -113,15 +112,22 @@ class EncoderInt8Quantizer:
         outputs = {}
         for label, path in (("float", float_model), ("int8", int8_model)):
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            intents, tags = session.run(OUTPUT_NAMES, feed)
-            if intents.shape != (len(sentences), len(labels.intents)) or tags.shape[-1] != len(labels.tags):
-                raise RuntimeError(f"{label} model returned logits of shapes {intents.shape}, {tags.shape}")
-            outputs[label] = (intents, tags)
-        (fi, ft), (qi, qt) = outputs["float"], outputs["int8"]
-        if not (np.isfinite(qi).all() and np.isfinite(qt).all()):
+            result = session.run(output_names(labels), feed)
+            intents, tags = result[0], result[1]
+            if intents.shape != (len(sentences), len(labels.intents)) or tags.shape[-1] != len(labels.tags) or (
+                    labels.value_heads and result[2].shape != (len(sentences), labels.num_values)):
+                raise RuntimeError(f"{label} model returned logits of shapes {[r.shape for r in result]}")
+            outputs[label] = result
+        (fi, ft, *fv), (qi, qt, *qv) = outputs["float"], outputs["int8"]
+        if not all(np.isfinite(q).all() for q in (qi, qt, *qv)):
             raise RuntimeError("the int8 model produced non-finite logits")
-        return {
-            "check_max_abs_diff": float(max(np.abs(fi - qi).max(), np.abs(ft - qt)[real].max())),
+        check = {
+            "check_max_abs_diff": float(max(np.abs(fi - qi).max(), np.abs(ft - qt)[real].max(),
+                                            *(np.abs(f - q).max() for f, q in zip(fv, qv)))),
             "check_intent_agreement": round(float((fi.argmax(-1) == qi.argmax(-1)).mean()), 4),
             "check_tag_agreement": round(float((ft.argmax(-1) == qt.argmax(-1))[real].mean()), 4),
         }
+        if fv:
+            same = [(fv[0][:, a:b].argmax(-1) == qv[0][:, a:b].argmax(-1)).mean() for a, b in labels.value_slices()]
+            check["check_value_agreement"] = round(float(np.mean(same)), 4)
+        return check

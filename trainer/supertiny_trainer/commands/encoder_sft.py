@@ -1,7 +1,9 @@
 """`encoder-sft`: fine-tunes a BERT encoder with an intent head and a BIO tag head on sft.jsonl.
 
 Targets are soft when the rows carry the teacher's `votes`: the intent target is the vote shares per
-function, the tag target per token is the share-weighted mixture of the voted calls' BIO tags. The heads
+function, the tag target per token is the share-weighted mixture of the voted calls' BIO tags, and each
+value head's target (enum, boolean, small integer range: ENCODER_FORMAT.md) is the share-weighted mixture of
+the voted calls' values for it, over the calls of its function (so its loss weighs by that function's share). The heads
 learn at `head_learning_rate` (about 10x the encoder's: with one rate the slot head lags far behind).
 Checkpoints, resume, data order and events are the shared core's (transformers Trainer + run_training).
 """
@@ -19,8 +21,9 @@ from ..core.runtime import set_threads
 from ..core.training import LengthGroupedEpochSampler, TrainingConfig, run_training, training_arguments
 from ..student.encoder import POOLINGS, EncoderLabels, build_encoder_student, load_bert, load_encoder_tokenizer, \
     save_encoder_student
-from ..student.encoder_data import repeated_slots, EncodedExample, EncoderDataReport, encode_examples, encoder_examples, \
-    load_tools_file, read_encoder_rows
+from ..student.encoder_data import repeated_slots, EncodedExample, EncoderDataReport, check_number_spans, \
+    encode_examples, encoder_examples, load_tools_file, number_slots, read_encoder_rows, require_encoder_schema, span_slots, \
+    value_heads
 
 
 @dataclass
@@ -39,6 +42,7 @@ class EncoderSftConfig(TrainingConfig):
     pooling: str = "mean"  # intent head input: "mean" (masked mean, MiniLM's pretraining pooling) or "cls"
     vote_weight: float = 1.0  # share of the target taken from the votes (0: the accepted call only)
     tag_loss_weight: float = 1.0  # tag loss (mean over word tokens) weight next to the intent loss
+    value_loss_weight: float = 1.0  # value heads' loss (summed over the heads) weight next to the intent loss
     # Keep the word-embedding matrix fixed: on MASSIVE the same accuracy as training it, in about half the
     # time per epoch (BENCHMARKS.md), and words unseen in training keep their pretrained vectors.
     freeze_word_embeddings: bool = True
@@ -55,19 +59,21 @@ class EncoderSftConfig(TrainingConfig):
             raise ConfigError(f"config field 'head_learning_rate' must be > 0, got {self.head_learning_rate}")
         if self.tag_loss_weight < 0:
             raise ConfigError(f"config field 'tag_loss_weight' must be >= 0, got {self.tag_loss_weight}")
+        if self.value_loss_weight < 0:
+            raise ConfigError(f"config field 'value_loss_weight' must be >= 0, got {self.value_loss_weight}")
         if self.max_length < 3:
             raise ConfigError(f"config field 'max_length' must be >= 3 ([CLS], a token, [SEP]), got {self.max_length}")
 
 
 class EncoderCollator:
-    """Pads a batch and builds the soft targets: [B, intents] and [B, seq, tags] plus the word-token mask."""
+    """Pads a batch and builds the soft targets: [B, intents] and [B, seq, tags] plus the word-token mask
+    (and [B, values] with value heads)."""
 
-    def __init__(self, num_intents: int, num_tags: int, pad_id: int):
-        self.num_intents, self.num_tags, self.pad_id = num_intents, num_tags, pad_id
+    def __init__(self, num_intents: int, num_tags: int, pad_id: int, num_values: int = 0):
+        self.num_intents, self.num_tags, self.pad_id, self.num_values = num_intents, num_tags, pad_id, num_values
 
     def __call__(self, batch: list[EncodedExample]) -> dict[str, Any]:
         import torch
-
         length = max(len(e.input_ids) for e in batch)
         ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
         types = torch.zeros((len(batch), length), dtype=torch.long)
@@ -87,8 +93,15 @@ class EncoderCollator:
                 positions = (tag_tensor >= 0).nonzero().squeeze(-1)
                 tags[row, positions, tag_tensor[positions]] += weight
             word[row, :n] = torch.tensor(example.tag_targets[0][0]) >= 0
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "intent_targets": intents,
-                "tag_targets": tags, "word_mask": word}
+        collated = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "intent_targets": intents,
+                    "tag_targets": tags, "word_mask": word}
+        if self.num_values:
+            values = torch.zeros((len(batch), self.num_values))
+            for row, example in enumerate(batch):
+                for column, weight in example.value_targets:
+                    values[row, column] += weight
+            collated["value_targets"] = values
+        return collated
 
 
 def parameter_groups(model: Any, learning_rate: float, head_learning_rate: float, weight_decay: float) -> list[dict]:
@@ -110,6 +123,14 @@ def parameter_groups(model: Any, learning_rate: float, head_learning_rate: float
     ]
 
 
+def value_log_probs(value_logits: Any, slices: list[tuple[int, int]]) -> Any:
+    """Log-softmax within each value head's slice of the concatenated value logits."""
+    import torch
+    import torch.nn.functional as F
+
+    return torch.cat([F.log_softmax(value_logits[:, a:b].float(), -1) for a, b in slices], -1)
+
+
 def encoder_trainer_class():
     import torch
     import torch.nn.functional as F
@@ -117,10 +138,13 @@ def encoder_trainer_class():
 
     class EncoderTrainer(Trainer):
         def __init__(self, *args, lengths: list[int], group_by_length: bool, head_learning_rate: float,
-                     tag_loss_weight: float, **kwargs):
+                     tag_loss_weight: float, value_slices: list[tuple[int, int]] | None = None,
+                     value_loss_weight: float = 1.0, **kwargs):
             self.lengths = lengths if group_by_length else [0] * len(lengths)
             self.head_learning_rate = head_learning_rate
             self.tag_loss_weight = tag_loss_weight
+            self.value_slices = value_slices or []
+            self.value_loss_weight = value_loss_weight
             self.component_sums = Counter()
             super().__init__(*args, **kwargs)
 
@@ -138,20 +162,31 @@ def encoder_trainer_class():
                                                    eps=self.args.adam_epsilon)
             return self.optimizer
 
+        def value_loss(self, value_logits, targets):
+            """Cross-entropy of each value head against its soft target, summed over heads, mean over rows."""
+            return -(targets * value_log_probs(value_logits, self.value_slices)).sum(-1).mean()
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            intent_logits, tag_logits = model(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
+            outputs = model(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
+            intent_logits, tag_logits = outputs[0], outputs[1]
             intent_loss = -(inputs["intent_targets"] * F.log_softmax(intent_logits.float(), -1)).sum(-1).mean()
             per_token = -(inputs["tag_targets"] * F.log_softmax(tag_logits.float(), -1)).sum(-1)
             tag_loss = per_token[inputs["word_mask"]].mean()
             loss = intent_loss + self.tag_loss_weight * tag_loss
             self.component_sums.update({"intent": intent_loss.item(), "tags": tag_loss.item(), "n": 1})
-            return (loss, (intent_logits, tag_logits)) if return_outputs else loss
+            if len(outputs) > 2:
+                value_loss = self.value_loss(outputs[2], inputs["value_targets"])
+                loss = loss + self.value_loss_weight * value_loss
+                self.component_sums.update({"values": value_loss.item()})
+            return (loss, outputs) if return_outputs else loss
 
         def log(self, logs, *args, **kwargs):
             if "loss" in logs and self.component_sums["n"]:
                 n = self.component_sums["n"]
                 logs = {**logs, "loss/intent": round(self.component_sums["intent"] / n, 4),
                         "loss/tags": round(self.component_sums["tags"] / n, 4)}
+                if self.value_slices:
+                    logs["loss/values"] = round(self.component_sums["values"] / n, 4)
                 self.component_sums.clear()
             return super().log(logs, *args, **kwargs)
 
@@ -178,11 +213,14 @@ def build_encoder_trainer(trainer_class: Any, model: Any, cfg: Any, store: Check
         model=model,
         args=training_arguments(_trainer_arguments_class(), cfg, store),
         train_dataset=ListDataset(encoded),
-        data_collator=EncoderCollator(len(labels.intents), len(labels.tags), 0 if pad_id is None else pad_id),
+        data_collator=EncoderCollator(len(labels.intents), len(labels.tags), 0 if pad_id is None else pad_id,
+                                      labels.num_values),
         lengths=[len(e.input_ids) for e in encoded],
         group_by_length=cfg.group_by_length,
         head_learning_rate=cfg.head_learning_rate,
         tag_loss_weight=cfg.tag_loss_weight,
+        value_slices=labels.value_slices(),
+        value_loss_weight=cfg.value_loss_weight,
         **extra,
     )
 
@@ -203,10 +241,14 @@ class EncoderSftRunner:
         if not schema:
             raise DataError(f"sft dataset {cfg.data}: no tool definitions in the rows' 'tools'; the encoder student "
                             "needs the functions and their parameters (or set config field 'tools')")
+        require_encoder_schema(schema, f"sft dataset {cfg.data}" if not cfg.tools else f"tools file {cfg.tools}")
+        check_number_spans(rows, schema)
         examples = encoder_examples(rows, schema, cfg.vote_weight, report)
-        labels = EncoderLabels.from_schema({name: sorted(slots) for name, slots in schema.items()}, cfg.max_length,
-                                           cfg.pooling)
-        labels.intent_repeatable = repeated_slots(examples)
+        labels = EncoderLabels.from_schema(span_slots(schema), cfg.max_length, cfg.pooling)
+        labels.set_value_heads(value_heads(schema))
+        labels.number_slots = number_slots(schema)
+        labels.intent_repeatable = {name: kept for name, slots in repeated_slots(examples).items()
+                                    if (kept := [s for s in slots if s in labels.intent_slots.get(name, [])])}
         bert = load_bert(cfg.model)
         tokenizer = load_encoder_tokenizer(cfg.model, cfg.max_length)
         counts: Counter = Counter()
@@ -231,6 +273,7 @@ class EncoderSftRunner:
             "slot_values_truncated": counts["slot_values_truncated"],
             "intents": len(labels.intents),
             "tags": len(labels.tags),
+            **({"value_heads": len(labels.value_heads)} if labels.value_heads else {}),
             "parameters": sum(p.numel() for p in model.parameters()),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             # only for an uninterrupted run: a resumed session trained part of the epochs

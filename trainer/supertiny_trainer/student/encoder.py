@@ -1,4 +1,5 @@
-"""The encoder student (ENCODER_FORMAT.md): a BERT encoder with an intent head and a BIO tag head.
+"""The encoder student (ENCODER_FORMAT.md): a BERT encoder with an intent head, a BIO tag head and, for tasks
+with enum, boolean or small-range integer arguments, one classification head per (function, argument).
 
 Folder: config.json + model.safetensors (a plain transformers BERT), tokenizer.json (padding off),
 heads.safetensors (the task heads) and supertiny.json (the label spaces). `family_of` tells an encoder
@@ -33,6 +34,29 @@ def family_of(folder: str | Path) -> str:
     return "encoder" if isinstance(raw, dict) and raw.get("family") == "encoder" else "decoder"
 
 
+VALUE_KINDS = ("enum", "boolean", "integer")
+
+
+def value_head_problem(head: Any) -> str | None:
+    """Why a `value_heads` entry is malformed, or None."""
+    if not isinstance(head, dict):
+        return "must be an object"
+    for name in ("function", "argument"):
+        if not isinstance(head.get(name), str) or not head[name]:
+            return f"needs a non-empty string '{name}'"
+    if head.get("kind") not in VALUE_KINDS:
+        return f"'kind' must be one of {list(VALUE_KINDS)}, got {head.get('kind')!r}"
+    values = head.get("values")
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values) \
+            or len(set(values)) != len(values):
+        return "'values' must be a non-empty list of distinct strings"
+    if not isinstance(head.get("required"), bool):
+        return "'required' must be true or false"
+    if isinstance(head.get("offset"), bool) or not isinstance(head.get("offset"), int):
+        return "'offset' must be an integer"
+    return None
+
+
 def bio_tags(slot_types: list[str]) -> list[str]:
     """Tag 0 is O; then B-x, I-x for each slot type in the given order."""
     return ["O"] + [f"{prefix}-{slot}" for slot in slot_types for prefix in ("B", "I")]
@@ -50,6 +74,11 @@ class EncoderLabels:
     extra: dict[str, Any] = field(default_factory=dict)
     # Per intent, the slots a call may name more than once; any other slot keeps its most probable span.
     intent_repeatable: dict[str, list[str]] = field(default_factory=dict)
+    # Per (function, argument) with a closed set of values: {"function", "argument", "kind", "values",
+    # "required", "offset"}; its logits are value_logits[offset : offset + 1 + len(values)], column 0 "absent".
+    value_heads: list[dict[str, Any]] = field(default_factory=list)
+    # Per function, its slots whose spans must parse as numbers: {slot: "integer" | "number"}.
+    number_slots: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_schema(cls, functions: dict[str, list[str]], max_length: int, pooling: str) -> "EncoderLabels":
@@ -61,10 +90,29 @@ class EncoderLabels:
     def slot_types(self) -> list[str]:
         return [tag[2:] for tag in self.tags[1::2]]
 
+    def set_value_heads(self, heads: list[dict[str, Any]]) -> None:
+        """Heads in the given order, their offsets assigned contiguously."""
+        offset = 0
+        self.value_heads = []
+        for head in heads:
+            self.value_heads.append({**{k: v for k, v in head.items() if k != "offset"}, "offset": offset})
+            offset += 1 + len(head["values"])
+
+    @property
+    def num_values(self) -> int:
+        """Width of value_logits (0: no value heads, and no value_logits output)."""
+        return sum(1 + len(h["values"]) for h in self.value_heads)
+
+    def value_slices(self) -> list[tuple[int, int]]:
+        return [(h["offset"], h["offset"] + 1 + len(h["values"])) for h in self.value_heads]
+
     def to_json(self) -> dict[str, Any]:
+        heads = {"value_heads": self.value_heads} if self.value_heads else {}
+        if self.number_slots:
+            heads["number_slots"] = self.number_slots
         return {"format": ENCODER_FORMAT, "family": "encoder", "max_length": self.max_length, "intents": self.intents,
                 "tags": self.tags, "intent_slots": self.intent_slots, "intent_repeatable": self.intent_repeatable,
-                "pooling": self.pooling, **self.extra}
+                "pooling": self.pooling, **heads, **self.extra}
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / LABELS_FILE
@@ -89,7 +137,30 @@ class EncoderLabels:
             missing = [s for s in slots if f"B-{s}" not in tags or f"I-{s}" not in tags]
             if missing:
                 raise ConfigError(f"{path}: intent_slots['{intent}'] names slots without B-/I- tags: {missing}")
-        known = {"format", "family", "max_length", "intents", "tags", "intent_slots", "intent_repeatable", "pooling"}
+        known = {"format", "family", "max_length", "intents", "tags", "intent_slots", "intent_repeatable", "pooling",
+                 "value_heads", "number_slots"}
+        numbers = raw.get("number_slots", {})
+        if not isinstance(numbers, dict) or any(
+                intent not in raw["intent_slots"] or not isinstance(slots, dict)
+                or not set(slots) <= set(raw["intent_slots"][intent]) or not set(slots.values()) <= {"integer", "number"}
+                for intent, slots in numbers.items()):
+            raise ConfigError(f"{path}: 'number_slots' must map intents to some of their intent_slots, each "
+                              "\"integer\" or \"number\"")
+        heads = raw.get("value_heads", [])
+        if not isinstance(heads, list):
+            raise ConfigError(f"{path}: 'value_heads' must be a list")
+        offset = 0
+        for i, head in enumerate(heads):
+            problem = value_head_problem(head)
+            if problem is None and head["function"] not in raw["intent_slots"]:
+                problem = f"names function {head['function']!r}, which is not among the intents"
+            if problem is None and head["offset"] != offset:
+                problem = f"'offset' must be {offset} (the heads' logits are contiguous, in order), got {head['offset']}"
+            if problem is None and head["argument"] in raw["intent_slots"][head["function"]]:
+                problem = f"argument {head['argument']!r} is also a tagged slot of {head['function']!r}"
+            if problem:
+                raise ConfigError(f"{path}: value_heads[{i}] {problem}")
+            offset += 1 + len(head["values"])
         repeatable = raw.get("intent_repeatable", {})
         if not isinstance(repeatable, dict) or any(
                 intent not in raw["intent_slots"] or not set(slots) <= set(raw["intent_slots"][intent])
@@ -100,7 +171,8 @@ class EncoderLabels:
             raise ConfigError(f"{path}: 'pooling' must be one of {list(POOLINGS)}, got {pooling!r}")
         return cls(list(raw["intents"]), list(raw["tags"]), {k: list(v) for k, v in raw["intent_slots"].items()},
                    int(raw["max_length"]), pooling, {k: v for k, v in raw.items() if k not in known},
-                   {k: list(v) for k, v in repeatable.items()})
+                   {k: list(v) for k, v in repeatable.items()}, [dict(h) for h in heads],
+                   {k: dict(v) for k, v in numbers.items()})
 
 
 def load_encoder_tokenizer(folder: str | Path, max_length: int) -> Any:
@@ -120,15 +192,18 @@ def _torch_module():
     import torch
 
     class EncoderStudent(torch.nn.Module):
-        """BERT + an intent classifier on the pooled sequence + a tag classifier on every token."""
+        """BERT + an intent classifier on the pooled sequence + a tag classifier on every token (+ with value
+        heads, one linear layer on the pooled sequence whose outputs are every head's logits side by side)."""
 
-        def __init__(self, bert: Any, num_intents: int, num_tags: int, pooling: str):
+        def __init__(self, bert: Any, num_intents: int, num_tags: int, pooling: str, num_values: int = 0):
             super().__init__()
             self.bert = bert
             hidden = bert.config.hidden_size
             self.dropout = torch.nn.Dropout(bert.config.hidden_dropout_prob)
             self.intent_head = torch.nn.Linear(hidden, num_intents)
             self.tag_head = torch.nn.Linear(hidden, num_tags)
+            # Created after the other heads, so a model without value heads draws the same initial weights.
+            self.value_head = torch.nn.Linear(hidden, num_values) if num_values else None
             self.pooling = pooling
 
         def forward(self, input_ids, attention_mask, token_type_ids):
@@ -139,11 +214,16 @@ def _torch_module():
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             else:
                 pooled = hidden[:, 0]
-            return self.intent_head(self.dropout(pooled)), self.tag_head(self.dropout(hidden))
+            pooled = self.dropout(pooled)
+            if self.value_head is None:
+                return self.intent_head(pooled), self.tag_head(self.dropout(hidden))
+            return self.intent_head(pooled), self.tag_head(self.dropout(hidden)), self.value_head(pooled)
 
         def head_state(self) -> dict:
-            return {f"intent_head.{k}": v for k, v in self.intent_head.state_dict().items()} | {
-                f"tag_head.{k}": v for k, v in self.tag_head.state_dict().items()}
+            heads = {"intent_head": self.intent_head, "tag_head": self.tag_head}
+            if self.value_head is not None:
+                heads["value_head"] = self.value_head
+            return {f"{name}.{k}": v for name, head in heads.items() for k, v in head.state_dict().items()}
 
     return EncoderStudent
 
@@ -169,7 +249,7 @@ def load_bert(folder: str | Path, role: str = "base model") -> Any:
 
 
 def build_encoder_student(bert: Any, labels: EncoderLabels) -> Any:
-    return _torch_module()(bert, len(labels.intents), len(labels.tags), labels.pooling)
+    return _torch_module()(bert, len(labels.intents), len(labels.tags), labels.pooling, labels.num_values)
 
 
 @dataclass

@@ -3,12 +3,16 @@
 The intent is the argmax of the intent logits. Tags are decoded by Viterbi over the word tokens only
 ([CLS], [SEP] and other special tokens are skipped), maximizing the sum of per-token log-softmax scores,
 restricted to O and the B-/I- tags of the predicted intent's slots, with I-x allowed only after B-x or I-x.
-A span's value is the text between its first token's start and its last token's end offset.
+A span's value is the text between its first token's start and its last token's end offset. Each value
+head of the predicted intent gives its argmax value (its "absent" column excluded when the argument is
+required; an optional one left out when "absent" wins); these arguments follow the spans, in head order.
+A span of a number slot (`number_slots`) whose text is not a number (an integer for "integer") is dropped.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +29,10 @@ class DecodedCall:
         """The compact call format (text_format.compact_call), one key=value pair per span, in text order."""
         rendered = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in self.arguments)
         return f"{self.name}({rendered})"
+
+
+NUMBER_TEXT = {"integer": re.compile(r"-?(0|[1-9]\d*)"),
+               "number": re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")}
 
 
 class TagDecoder:
@@ -73,8 +81,25 @@ class TagDecoder:
             path.append(int(back[position, path[-1]]))
         return [int(ids[k]) for k in reversed(path)]
 
+    def head_values(self, intent: str, value_logits: np.ndarray | None) -> list[tuple[str, str]]:
+        """The value heads' arguments of `intent` from one input's value logits [n_values]."""
+        arguments: list[tuple[str, str]] = []
+        if not self.labels.value_heads:
+            return arguments
+        if value_logits is None:
+            raise ValueError("the encoder has value heads: decoding needs its value logits")
+        for head in self.labels.value_heads:
+            if head["function"] != intent:
+                continue
+            logits = value_logits[head["offset"]: head["offset"] + 1 + len(head["values"])]
+            best = 1 + int(np.argmax(logits[1:])) if head["required"] else int(np.argmax(logits))
+            if best > 0:
+                arguments.append((head["argument"], head["values"][best - 1]))
+        return arguments
+
     def decode(self, text: str, intent_logits: np.ndarray, tag_logits: np.ndarray,
-               offsets: list[tuple[int, int]], word_positions: list[int]) -> DecodedCall:
+               offsets: list[tuple[int, int]], word_positions: list[int],
+               value_logits: np.ndarray | None = None) -> DecodedCall:
         """`tag_logits` [seq, n_tags] of one input; `word_positions` index its non-special tokens."""
         intent = self.labels.intents[int(np.argmax(intent_logits))]
         word_logits = tag_logits[word_positions]
@@ -95,6 +120,9 @@ class TagDecoder:
                 span = [tag[2:], start, end, log_prob]
         if span is not None:
             spans.append(tuple(span))
+        numbers = self.labels.number_slots.get(intent, {})
+        if numbers:
+            spans = [s for s in spans if s[0] not in numbers or NUMBER_TEXT[numbers[s[0]]].fullmatch(text[s[1]:s[2]])]
         # A slot the function takes once but tagged twice keeps its most probable span (as the TS runtime does).
         repeatable = set(self.labels.intent_repeatable.get(intent, []))
         best: dict[str, tuple] = {}
@@ -102,4 +130,5 @@ class TagDecoder:
             if s[0] not in repeatable and (s[0] not in best or s[3] > best[s[0]][3]):
                 best[s[0]] = s
         kept = [s for s in spans if s[0] in repeatable or best[s[0]] is s]
-        return DecodedCall(intent, [(slot, text[start:end]) for slot, start, end, _ in kept])
+        return DecodedCall(intent, [(slot, text[start:end]) for slot, start, end, _ in kept]
+                           + self.head_values(intent, value_logits))
