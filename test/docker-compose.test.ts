@@ -1,6 +1,6 @@
 // No Docker engine runs here, so the deployment file is checked by reading it: against the Compose
 // specification's JSON schema, and for the wiring between services.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Ajv2019 from 'ajv/dist/2019';
 import * as YAML from 'yaml';
@@ -82,10 +82,17 @@ describe('docker-compose.yml', () => {
 
   test('every variable the workers and the student server get is one they read', () => {
     const envSource = readFileSync(path.join(root, 'config', 'env.ts'), 'utf8');
+    // The Temporal connection variables are read by @temporalio/envconfig, which config/env.ts calls.
+    const envconfigDir = path.join(root, 'node_modules', '@temporalio', 'envconfig', 'lib');
+    const envconfigSource = readdirSync(envconfigDir)
+      .filter((f) => f.endsWith('.js'))
+      .map((f) => readFileSync(path.join(envconfigDir, f), 'utf8'))
+      .join('\n');
+    expect(envSource).toContain("from '@temporalio/envconfig'");
     for (const worker of ['worker-cpu', 'worker-gpu', 'student-server']) {
       for (const name of Object.keys(envOf(worker))) {
         if (name === 'OPENAI_API_KEY') continue; // read through the operator's endpoints file (apiKeyEnv)
-        expect(envSource).toContain(`'${name}'`);
+        expect(`${envSource}\n${envconfigSource}`).toContain(`'${name}'`);
       }
     }
   });
