@@ -69,8 +69,9 @@ def _last_user_utterance(messages: list[Any], where: str) -> str:
     raise DataError(f"{where}: no user message")
 
 
-def _last_tool_call(messages: list[Any], where: str) -> str:
-    """The compact call of the last assistant tool call; earlier routing steps are ignored."""
+def last_tool_call(messages: list[Any], where: str) -> tuple[str, dict[str, Any]]:
+    """Name and arguments of the last assistant message's last tool call; earlier routing steps are ignored.
+    No assistant message, or one without a call, is a RejectedSample; a malformed call is a DataError."""
     for message in reversed(messages):
         if not isinstance(message, dict) or message.get("role") != "assistant":
             continue
@@ -83,9 +84,13 @@ def _last_tool_call(messages: list[Any], where: str) -> str:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
             raise DataError(f"{where}: a tool call needs function.name")
-        arguments = arguments_object(function.get("arguments", "{}"), f"{where}: function.arguments")
-        return compact_call(function["name"], arguments)
+        return function["name"], arguments_object(function.get("arguments", "{}"), f"{where}: function.arguments")
     raise RejectedSample("no assistant message")
+
+
+def _last_tool_call(messages: list[Any], where: str) -> str:
+    """The compact call of the last assistant tool call."""
+    return compact_call(*last_tool_call(messages, where))
 
 
 @dataclass

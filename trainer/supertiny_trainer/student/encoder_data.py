@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, DataError
-from .datasets import LoadReport, RejectedSample, _last_user_utterance, arguments_object, read_jsonl
+from .datasets import LoadReport, RejectedSample, _last_user_utterance, arguments_object, last_tool_call, read_jsonl
 from .encoder import EncoderLabels
 
 # An integer argument with at most this many values in [minimum, maximum] gets a value head; wider or
@@ -81,18 +81,8 @@ def _argument_pairs(arguments: dict[str, Any], where: str) -> tuple[tuple[str, s
 
 
 def _label_call(messages: list[Any], where: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    for message in reversed(messages):
-        if not isinstance(message, dict) or message.get("role") != "assistant":
-            continue
-        calls = message.get("tool_calls")
-        if not calls:
-            raise RejectedSample("the last assistant message has no tool call")
-        function = calls[-1].get("function") if isinstance(calls, list) and isinstance(calls[-1], dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
-            raise DataError(f"{where}: a tool call needs function.name")
-        arguments = arguments_object(function.get("arguments", "{}"), f"{where}: function.arguments")
-        return function["name"], _argument_pairs(arguments, f"{where}: function.arguments")
-    raise RejectedSample("no assistant message")
+    name, arguments = last_tool_call(messages, where)
+    return name, _argument_pairs(arguments, f"{where}: function.arguments")
 
 
 @dataclass(frozen=True)
