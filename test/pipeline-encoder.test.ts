@@ -87,4 +87,25 @@ describe('encoder student pipeline', () => {
       await int4.release();
     }
   }, 900_000);
+
+  test("the paper's recipe on a 12-layer registry base: bge-small trained, pruned to 6 layers and distilled, then int8; the report names the base", async () => {
+    const config = smallPipelineConfig('encoder-bge', {
+      task: { trainLimit: 96, devLimit: 40, testLimit: 40 },
+      transfer: { steps: ['sft'], student: { family: 'encoder', base: 'bge-small', maxLength: 32 }, epochs: 1, maxSteps: 8, batchSize: 16, checkpointEvery: 4 },
+      compress: { steps: ['prune-layers', 'int8'], toleranceExactMatch: 100, pruneLayersKeep: 6, pruneLayersEpochs: 1 },
+    });
+    const handle = await startPipeline(bed.server.client, config, { taskQueue: bed.taskQueue });
+    const result = await withWorkers(bed.workers, () => handle.result());
+    expect(result.status).toBe('completed');
+    const report = JSON.parse(await fs.readFile(result.evaluate!.reportPath, 'utf8'));
+    expect(report.student_base).toEqual(expect.objectContaining({ name: 'bge-small', title: 'BAAI/bge-small-en-v1.5', license: 'MIT' }));
+    expect(await fs.readFile(result.evaluate!.reportPath.replace(/report\.json$/, 'report.html'), 'utf8')).toContain('Student base <strong>bge-small</strong>');
+    // 12 layers in the trained model, 6 after prune-layers: the layers' weights are about halved.
+    const trained = await bed.store.materializeDirectory(result.transfer!.steps[0].model, `${bed.env.dataDir}/bge-trained`);
+    expect(JSON.parse(await fs.readFile(`${trained}/config.json`, 'utf8')).num_hidden_layers).toBe(12);
+    const gates = result.compress!.gates;
+    expect(gates.map((g) => [g.step, g.kept])).toEqual([['prune-layers', true], ['int8', true]]);
+    expect(gates[0].bytesAfter!).toBeLessThan(gates[0].bytesBefore! * 0.75);
+    expect(report.models.student_int8.schema_valid).toBe(1); // scored through the TypeScript runtime (8 steps teach it little)
+  }, 900_000);
 });

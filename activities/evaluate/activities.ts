@@ -7,6 +7,7 @@ import type { ArtifactRef } from '../../artifacts/ref';
 import type { DirectoryManifest } from '../../artifacts/store';
 import { createLogger } from '../../config/logger';
 import type { PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
+import { ENCODER_BASES, registryBaseOf, type EncoderBaseName } from '../../config/encoder-bases';
 import type { Call } from '../../tasks/call-format';
 import type { TaskSpec } from '../../tasks/define';
 import type { CallMetrics, CallPrediction } from '../../tasks/metrics';
@@ -308,6 +309,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           dataset: { name: task.displayName, path: config.task.dataPath ?? files.data ?? null, split, examples: gold.length },
           config,
           ...(studentFamily ? { student_family: { family: studentFamily.family, chosen_from: studentFamily.chosenFrom, reason: studentFamily.reason } } : {}),
+          ...(config.transfer.student.family === 'encoder' ? { student_base: studentBaseReport(config.transfer.student) } : {}),
           models,
           gates: compress.gates,
           transfer: transfer.steps.map((t) => ({ step: t.step, dev_exact_match: t.metrics.dev_exact_match ?? null, dev_intent_acc: t.metrics.dev_intent_accuracy ?? null })),
@@ -368,4 +370,12 @@ function trainingCompute(transfer: TransferResult, config: PipelineConfig) {
     gpuHourUsd: config.evaluate.gpuHourUsd,
     note: `compute of the transfer steps (${transfer.steps.map((s) => s.step).join(', ')}) as the trainer measured it, at $${config.evaluate.vcpuHourUsd} per vCPU-hour and $${config.evaluate.gpuHourUsd} per GPU-hour; crashed sessions and the compress steps are not counted`,
   };
+}
+
+/** What the report says of the encoder's pretrained base: the registry's entry, or the config's own folder. */
+export function studentBaseReport(student: { base?: EncoderBaseName; baseModelPath?: string }): NonNullable<PipelineReport['student_base']> {
+  const name = registryBaseOf(student);
+  if (name === undefined) return { name: 'folder', title: path.basename(student.baseModelPath!), license: 'as stated by the folder', source: 'transfer.student.baseModelPath' };
+  const entry = ENCODER_BASES[name];
+  return { name, title: entry.title, license: entry.license, source: `Maven Central ${entry.artifact}` };
 }

