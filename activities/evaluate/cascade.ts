@@ -5,6 +5,7 @@
 import { type Call } from '../../tasks/call-format';
 import { compactCallFormat, type CallFormat } from '../../tasks/define';
 import { isExactMatch } from '../../tasks/metrics';
+import { html, type Html } from './html';
 
 /** How the cascade reads a gold call and decides that an answer is right: the task's call format and metrics. */
 export interface CascadeScoring {
@@ -83,7 +84,7 @@ export function cascadeCurve(student: string, inputs: readonly CascadeInput[], t
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
 /** The report's cascade section: the curve (exact match against teacher share) and the chosen threshold. */
-export function renderCascadeHtml(cascade: CascadeReport): string {
+export function cascadeHtml(cascade: CascadeReport): Html {
   const W = 460, H = 300, L = 60, R = 20, T = 30, B = 50;
   const sx = (v: number) => L + v * (W - L - R);
   const ys = cascade.points.map((p) => p.exact_match).concat(cascade.teacher_exact_match, cascade.student_exact_match);
@@ -93,27 +94,28 @@ export function renderCascadeHtml(cascade: CascadeReport): string {
   const chosen = cascade.chosen;
   const rows = cascade.points
     .filter((p, i) => i % 2 === 0 || p.threshold >= 0.95)
-    .map((p) => `<tr><td>${p.threshold}</td><td>${pct(p.teacher_share)}</td><td>${pct(p.exact_match)}</td></tr>`)
-    .join('');
-  return `<h2>Cascade: ${cascade.student} with the teacher</h2>
+    .map((p) => html`<tr><td>${p.threshold}</td><td>${pct(p.teacher_share)}</td><td>${pct(p.exact_match)}</td></tr>`);
+  return html`<h2>Cascade: ${cascade.student} with the teacher</h2>
 <p>An input goes to the teacher when the student's confidence is below the threshold (or it has no call), as
 <code>supertiny serve --cascade-threshold</code> does. Student alone ${pct(cascade.student_exact_match)} exact match, teacher alone
 ${pct(cascade.teacher_exact_match)}. ${
     chosen
-      ? `<strong>Chosen threshold ${chosen.threshold.toPrecision(3)}</strong>: ${pct(chosen.exact_match)} exact match (within ${pct(cascade.tolerance)} of the teacher) with ${pct(chosen.teacher_share)} of requests sent to the teacher.`
-      : `No threshold keeps exact match within ${pct(cascade.tolerance)} of the teacher.`
+      ? html`<strong>Chosen threshold ${chosen.threshold.toPrecision(3)}</strong>: ${pct(chosen.exact_match)} exact match (within ${pct(cascade.tolerance)} of the teacher) with ${pct(chosen.teacher_share)} of requests sent to the teacher.`
+      : html`No threshold keeps exact match within ${pct(cascade.tolerance)} of the teacher.`
   }</p>
 <div class="charts"><figure><svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="cascade curve">
   <text x="${W / 2}" y="18" text-anchor="middle" class="t">Exact match against the teacher's share</text>
   <line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" class="ax"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" class="ax"/>
-  ${[0, 0.25, 0.5, 0.75, 1].map((v) => `<text x="${sx(v)}" y="${H - B + 16}" text-anchor="middle" class="tk">${v * 100}%</text>`).join('')}
-  ${[lo, (lo + hi) / 2, hi].map((v) => `<text x="${L - 6}" y="${sy(v) + 4}" text-anchor="end" class="tk">${pct(v)}</text><line x1="${L}" x2="${W - R}" y1="${sy(v)}" y2="${sy(v)}" class="grid"/>`).join('')}
+  ${[0, 0.25, 0.5, 0.75, 1].map((v) => html`<text x="${sx(v)}" y="${H - B + 16}" text-anchor="middle" class="tk">${v * 100}%</text>`)}
+  ${[lo, (lo + hi) / 2, hi].map((v) => html`<text x="${L - 6}" y="${sy(v) + 4}" text-anchor="end" class="tk">${pct(v)}</text><line x1="${L}" x2="${W - R}" y1="${sy(v)}" y2="${sy(v)}" class="grid"/>`)}
   <line x1="${L}" x2="${W - R}" y1="${sy(cascade.teacher_exact_match)}" y2="${sy(cascade.teacher_exact_match)}" stroke="#b5523b" stroke-dasharray="4 3"><title>teacher alone</title></line>
   <polyline points="${line}" fill="none" stroke="#7a4fa0" stroke-width="2"/>
-  ${chosen ? `<circle cx="${sx(chosen.teacher_share)}" cy="${sy(chosen.exact_match)}" r="6" fill="#3f8f6b"><title>chosen: ${chosen.threshold.toPrecision(3)}</title></circle>` : ''}
+  ${chosen && html`<circle cx="${sx(chosen.teacher_share)}" cy="${sy(chosen.exact_match)}" r="6" fill="#3f8f6b"><title>chosen: ${chosen.threshold.toPrecision(3)}</title></circle>`}
   <text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" class="tk">share of requests sent to the teacher</text>
   <text x="14" y="${(T + H - B) / 2}" text-anchor="middle" class="tk" transform="rotate(-90 14 ${(T + H - B) / 2})">exact match</text>
 </svg></figure>
 <table style="width:auto"><thead><tr><th>threshold</th><th>to teacher</th><th>exact match</th></tr></thead><tbody>${rows}</tbody></table></div>
 `;
 }
+
+export const renderCascadeHtml = (cascade: CascadeReport): string => cascadeHtml(cascade).toString();

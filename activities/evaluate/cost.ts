@@ -4,6 +4,7 @@
 // request count after which replacing the teacher has paid for it.
 import type { Prices } from '../../config/endpoints';
 import type { CascadePoint } from './cascade';
+import { html, type Html } from './html';
 
 export interface CostInputs {
   teacher: { promptTokens: number; completionTokens: number; requests: number; prices: Prices; simulated: boolean };
@@ -77,19 +78,17 @@ export function costReport(input: CostInputs): CostReport {
   };
 }
 
-const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-
 const usd = (x: number) => (x === 0 ? '$0' : x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toFixed(2)}` : `$${x.toPrecision(3)}`);
 const count = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)} billion` : x >= 1e6 ? `${(x / 1e6).toFixed(2)} million` : x.toLocaleString('en-US'));
 
 /** The one-off spend; a report written before training compute was measured has only the teacher's. */
-function oneOffLine(o: Partial<CostReport['one_off']> & { teacher_and_judge_usd: number; note: string }): string {
-  if (o.total_usd === undefined) return `One-off: ${usd(o.teacher_and_judge_usd)} (${escapeText(o.note)}).`;
-  return `One-off: ${usd(o.total_usd)}: ${usd(o.teacher_and_judge_usd)} of teacher and judge requests, ${usd(o.training_usd ?? 0)} of training (${(o.training_cpu_hours ?? 0).toFixed(2)} CPU-hours, ${(o.training_gpu_hours ?? 0).toFixed(2)} GPU-hours; ${escapeText(o.note)}).`;
+function oneOffLine(o: Partial<CostReport['one_off']> & { teacher_and_judge_usd: number; note: string }): Html {
+  if (o.total_usd === undefined) return html`One-off: ${usd(o.teacher_and_judge_usd)} (${o.note}).`;
+  return html`One-off: ${usd(o.total_usd)}: ${usd(o.teacher_and_judge_usd)} of teacher and judge requests, ${usd(o.training_usd ?? 0)} of training (${(o.training_cpu_hours ?? 0).toFixed(2)} CPU-hours, ${(o.training_gpu_hours ?? 0).toFixed(2)} GPU-hours; ${o.note}).`;
 }
 
 /** The report's cost section: a table and a bar per way of serving. */
-export function renderCostHtml(cost: CostReport): string {
+export function costHtml(cost: CostReport): Html {
   const rows: [string, number, string][] = [
     [
       'Teacher',
@@ -103,16 +102,14 @@ export function renderCostHtml(cost: CostReport): string {
   }
   const max = Math.max(...rows.map(([, v]) => v), 1e-12);
   const W = 460, barH = 22, L = 170;
-  const bars = rows
-    .map(([label, v], i) => {
-      const w = Math.max(1, (v / max) * (W - L - 80));
-      return `<text x="${L - 8}" y="${30 + i * (barH + 10) + 15}" text-anchor="end" class="tk">${label}</text><rect x="${L}" y="${30 + i * (barH + 10)}" width="${w.toFixed(1)}" height="${barH}" fill="${i === 0 ? '#b5523b' : i === 1 ? '#7a4fa0' : '#3f8f6b'}"/><text x="${(L + w + 6).toFixed(1)}" y="${30 + i * (barH + 10) + 15}" class="tk">${usd(v)}</text>`;
-    })
-    .join('\n  ');
-  return `<h2>Cost of serving</h2>
-<table><thead><tr><th>serving</th><th>USD per 1M requests</th><th>from</th></tr></thead><tbody>${rows
-    .map(([label, v, how]) => `<tr><th scope="row">${label}</th><td>${usd(v)}</td><td style="text-align:left">${how}</td></tr>`)
-    .join('')}</tbody></table>
+  const bars = rows.map(([label, v], i) => {
+    const w = Math.max(1, (v / max) * (W - L - 80));
+    return html`<text x="${L - 8}" y="${30 + i * (barH + 10) + 15}" text-anchor="end" class="tk">${label}</text><rect x="${L}" y="${30 + i * (barH + 10)}" width="${w.toFixed(1)}" height="${barH}" fill="${i === 0 ? '#b5523b' : i === 1 ? '#7a4fa0' : '#3f8f6b'}"/><text x="${(L + w + 6).toFixed(1)}" y="${30 + i * (barH + 10) + 15}" class="tk">${usd(v)}</text>`;
+  });
+  return html`<h2>Cost of serving</h2>
+<table><thead><tr><th>serving</th><th>USD per 1M requests</th><th>from</th></tr></thead><tbody>${rows.map(
+    ([label, v, how]) => html`<tr><th scope="row">${label}</th><td>${usd(v)}</td><td style="text-align:left">${how}</td></tr>`,
+  )}</tbody></table>
 <p>${oneOffLine(cost.one_off)} Break-even: ${
     cost.break_even_requests === null ? 'never (serving the student does not cost less than the teacher)' : `after ${count(cost.break_even_requests)} requests`
   }.</p>
@@ -122,3 +119,5 @@ export function renderCostHtml(cost: CostReport): string {
 </svg></figure>
 `;
 }
+
+export const renderCostHtml = (cost: CostReport): string => costHtml(cost).toString();

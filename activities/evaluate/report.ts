@@ -1,6 +1,7 @@
 // report.json and report.html: the model comparison a user reads first.
-import { type CascadeReport, renderCascadeHtml } from './cascade';
-import { type CostReport, renderCostHtml } from './cost';
+import { type CascadeReport, cascadeHtml } from './cascade';
+import { type CostReport, costHtml } from './cost';
+import { html, type Html } from './html';
 import type { GateDecision } from '../types';
 
 export interface ModelReport {
@@ -51,64 +52,62 @@ const LABELS: Record<ModelName, string> = {
 };
 const COLORS: Record<ModelName, string> = { teacher: '#b5523b', student: '#4a6fa5', student_onnx: '#3f8f6b', student_int8: '#7a4fa0', student_int4: '#c08a2b' };
 
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const human = (x: number | null, unit = '') =>
   x === null ? '–' : x >= 1e9 ? `${(x / 1e9).toFixed(2)} G${unit}` : x >= 1e6 ? `${(x / 1e6).toFixed(2)} M${unit}` : x >= 1e3 ? `${(x / 1e3).toFixed(1)} k${unit}` : `${x} ${unit}`;
 
 /** A log-x scatter of exact match against a cost (latency or bytes), as inline SVG. */
-function scatter(report: PipelineReport, title: string, xLabel: string, x: (m: ModelReport) => number | null): string {
+function scatter(report: PipelineReport, title: string, xLabel: string, x: (m: ModelReport) => number | null): Html {
   const points = (Object.entries(report.models) as [ModelName, ModelReport][])
     .map(([name, m]) => ({ name, x: x(m), y: m.exact_match }))
     .filter((p): p is { name: ModelName; x: number; y: number } => p.x !== null && p.x > 0);
   const W = 460, H = 300, L = 60, R = 36, T = 30, B = 50;
-  if (points.length === 0) return `<figure><figcaption>${escapeHtml(title)}: no data</figcaption></figure>`;
+  if (points.length === 0) return html`<figure><figcaption>${title}: no data</figcaption></figure>`;
   const lx = points.map((p) => Math.log10(p.x));
   const [minX, maxX] = [Math.floor(Math.min(...lx)), Math.ceil(Math.max(...lx) + 1e-9)];
   const span = Math.max(maxX - minX, 1);
   const sx = (v: number) => L + ((Math.log10(v) - minX) / span) * (W - L - R);
   const sy = (v: number) => T + (1 - v) * (H - T - B);
   const ticks = Array.from({ length: span + 1 }, (_, i) => minX + i);
-  return `<figure>
-<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${escapeHtml(title)}">
-  <text x="${W / 2}" y="18" text-anchor="middle" class="t">${escapeHtml(title)}</text>
+  return html`<figure>
+<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${title}">
+  <text x="${W / 2}" y="18" text-anchor="middle" class="t">${title}</text>
   <line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" class="ax"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" class="ax"/>
-  ${ticks.map((t) => `<text x="${sx(10 ** t)}" y="${H - B + 16}" text-anchor="middle" class="tk">${human(10 ** t)}</text>`).join('')}
-  ${[0, 0.25, 0.5, 0.75, 1].map((v) => `<text x="${L - 6}" y="${sy(v) + 4}" text-anchor="end" class="tk">${v * 100}%</text><line x1="${L}" x2="${W - R}" y1="${sy(v)}" y2="${sy(v)}" class="grid"/>`).join('')}
-  <text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" class="tk">${escapeHtml(xLabel)} (log scale)</text>
+  ${ticks.map((t) => html`<text x="${sx(10 ** t)}" y="${H - B + 16}" text-anchor="middle" class="tk">${human(10 ** t)}</text>`)}
+  ${[0, 0.25, 0.5, 0.75, 1].map((v) => html`<text x="${L - 6}" y="${sy(v) + 4}" text-anchor="end" class="tk">${v * 100}%</text><line x1="${L}" x2="${W - R}" y1="${sy(v)}" y2="${sy(v)}" class="grid"/>`)}
+  <text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" class="tk">${xLabel} (log scale)</text>
   <text x="14" y="${(T + H - B) / 2}" text-anchor="middle" class="tk" transform="rotate(-90 14 ${(T + H - B) / 2})">exact match</text>
-  ${points
-    .map((p, i) => {
-      // A label that would run past the plot's right edge (about 6 px a character) goes to its point's left.
-      const left = sx(p.x) + 9 + LABELS[p.name].length * 6 > W;
-      return `<circle cx="${sx(p.x)}" cy="${sy(p.y)}" r="6" fill="${COLORS[p.name]}"><title>${LABELS[p.name]}: ${pct(p.y)}</title></circle><text x="${sx(p.x) + (left ? -9 : 9)}" y="${sy(p.y) + (i % 2 ? 18 : -8)}"${left ? ' text-anchor="end"' : ''} class="lbl">${LABELS[p.name]}</text>`;
-    })
-    .join('\n  ')}
+  ${points.map((p, i) => {
+    // A label that would run past the plot's right edge (about 6 px a character) goes to its point's left.
+    const left = sx(p.x) + 9 + LABELS[p.name].length * 6 > W;
+    return html`<circle cx="${sx(p.x)}" cy="${sy(p.y)}" r="6" fill="${COLORS[p.name]}"><title>${LABELS[p.name]}: ${pct(p.y)}</title></circle><text x="${sx(p.x) + (left ? -9 : 9)}" y="${sy(p.y) + (i % 2 ? 18 : -8)}"${left && html` text-anchor="end"`} class="lbl">${LABELS[p.name]}</text>
+  `;
+  })}
 </svg></figure>`;
 }
 
 export function renderReportHtml(report: PipelineReport): string {
   // The teacher simulator answers on loopback: it is named as such, and its timings are marked simulated.
   const simulated = (name: ModelName) => name === 'teacher' && report.cost?.teacher.simulated === true;
-  const ms = (name: ModelName, value: number) => (simulated(name) ? `<small title="the teacher SIMULATOR on loopback, not an LLM">${value.toFixed(2)} (sim.)</small>` : value.toFixed(2));
-  const rows = (Object.entries(report.models) as [ModelName, ModelReport][])
-    .map(
-      ([name, m]) => `<tr><th scope="row"><span class="dot" style="background:${COLORS[name]}"></span>${simulated(name) ? 'Teacher SIMULATOR' : LABELS[name]}</th>
+  const ms = (name: ModelName, value: number) => (simulated(name) ? html`<small title="the teacher SIMULATOR on loopback, not an LLM">${value.toFixed(2)} (sim.)</small>` : value.toFixed(2));
+  const rows = (Object.entries(report.models) as [ModelName, ModelReport][]).map(
+    ([name, m]) => html`<tr><th scope="row"><span class="dot" style="background:${COLORS[name]}"></span>${simulated(name) ? 'Teacher SIMULATOR' : LABELS[name]}</th>
 <td>${pct(m.intent_acc)}</td><td>${pct(m.slot_f1)}</td><td>${pct(m.exact_match)}</td><td>${pct(m.schema_valid)}</td>
-<td>${ms(name, m.latency_ms_p50)}</td><td>${ms(name, m.latency_ms_p95)}</td><td>${simulated(name) ? '<small>–</small>' : m.throughput_rps.toFixed(0)}</td><td>${human(m.params)}</td><td>${human(m.bytes, 'B')}</td></tr>`,
-    )
-    .join('\n');
-  const gates = report.gates
-    .map((g) => {
-      const gain = g.bytesBefore !== undefined && g.bytesAfter !== undefined ? `; size ${human(g.bytesBefore, 'B')} → ${human(g.bytesAfter, 'B')}` : '';
-      const reference = g.exactMatchUncompressed !== undefined ? ` (uncompressed ${pct(g.exactMatchUncompressed)})` : '';
-      return `<li><strong>${escapeHtml(g.step)}</strong>: dev exact match ${pct(g.exactMatchBefore)} → ${pct(g.exactMatchAfter)}${reference}${gain}; ${g.kept ? 'kept' : '<em>rolled back</em>'} (${escapeHtml(g.reason)})</li>`;
-    })
-    .join('');
-  const notes = (Object.entries(report.models) as [ModelName, ModelReport][]).map(([n, m]) => `<li>${LABELS[n]}: ${escapeHtml(m.latency_note)}</li>`).join('');
-  return `<!doctype html>
+<td>${ms(name, m.latency_ms_p50)}</td><td>${ms(name, m.latency_ms_p95)}</td><td>${simulated(name) ? html`<small>–</small>` : m.throughput_rps.toFixed(0)}</td><td>${human(m.params)}</td><td>${human(m.bytes, 'B')}</td></tr>
+`,
+  );
+  const gates = report.gates.map((g) => {
+    const gain = g.bytesBefore !== undefined && g.bytesAfter !== undefined ? `; size ${human(g.bytesBefore, 'B')} → ${human(g.bytesAfter, 'B')}` : '';
+    const reference = g.exactMatchUncompressed !== undefined ? ` (uncompressed ${pct(g.exactMatchUncompressed)})` : '';
+    return html`<li><strong>${g.step}</strong>: dev exact match ${pct(g.exactMatchBefore)} → ${pct(g.exactMatchAfter)}${reference}${gain}; ${g.kept ? 'kept' : html`<em>rolled back</em>`} (${g.reason})</li>`;
+  });
+  const notes = (Object.entries(report.models) as [ModelName, ModelReport][]).map(([n, m]) => html`<li>${LABELS[n]}: ${m.latency_note}</li>`);
+  const predictions = (Object.entries(report.predictions ?? {}) as [ModelName, string][]).map(
+    ([name, file]) => html`<li><a href="${encodeURIComponent(file)}">${LABELS[name]}</a></li>`,
+  );
+  return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>supertiny report: ${escapeHtml(report.pipeline)}</title>
+<title>supertiny report: ${report.pipeline}</title>
 <style>
 body{font:15px/1.5 system-ui,-apple-system,Segoe UI,sans-serif;color:#1d2433;max-width:1000px;margin:2rem auto;padding:0 1rem}
 h1{font-size:1.5rem;margin-bottom:.2rem}.sub{color:#5b6475;margin-top:0}
@@ -119,19 +118,18 @@ th[scope=row],thead th:first-child{text-align:left}thead th{font-weight:600;back
 .t{font-weight:600;font-size:13px}.tk{font-size:11px;fill:#5b6475}.lbl{font-size:11px}.ax{stroke:#8a93a3}.grid{stroke:#eef0f4}
 small{color:#5b6475}
 </style></head><body>
-<h1>supertiny: ${escapeHtml(report.pipeline)}</h1>
-<p class="sub">${escapeHtml(report.dataset.name)}, ${escapeHtml(report.dataset.split)} split, ${report.dataset.examples} utterances · ${escapeHtml(report.createdAt)}</p>
+<h1>supertiny: ${report.pipeline}</h1>
+<p class="sub">${report.dataset.name}, ${report.dataset.split} split, ${report.dataset.examples} utterances · ${report.createdAt}</p>
 <table><thead><tr><th>model</th><th>intent acc</th><th>slot F1</th><th>exact match</th><th>schema valid</th><th>p50 ms</th><th>p95 ms</th><th>req/s</th><th>params</th><th>bytes</th></tr></thead>
 <tbody>${rows}</tbody></table>
 <div class="charts">${scatter(report, 'Quality against latency', 'p50 latency, ms', (m) =>
     // The teacher simulator answers on loopback: its latency is not an LLM's, so it stays off the chart.
     m === report.models.teacher && report.cost?.teacher.simulated ? null : m.latency_ms_p50,
   )}${scatter(report, 'Quality against size', 'bytes on disk', (m) => m.bytes)}</div>
-${report.cascade ? renderCascadeHtml(report.cascade) : ''}${report.cost ? renderCostHtml(report.cost) : ''}
+${report.cascade && cascadeHtml(report.cascade)}${report.cost && costHtml(report.cost)}
 ${
-    report.student_family
-      ? `<p class="student-family">Student family <strong>${escapeHtml(report.student_family.family)}</strong>, chosen automatically from the ${escapeHtml(report.student_family.chosen_from)} (the config names none): ${escapeHtml(report.student_family.reason)}.</p>`
-      : ''
+    report.student_family &&
+    html`<p class="student-family">Student family <strong>${report.student_family.family}</strong>, chosen automatically from the ${report.student_family.chosen_from} (the config names none): ${report.student_family.reason}.</p>`
   }
 ${
     report.student_base
@@ -139,22 +137,19 @@ ${
       : ''
   }
 <h2>Transfer steps (dev split, PyTorch student)</h2><ul>${
-    report.transfer
-      .map((t) => `<li><strong>${escapeHtml(t.step)}</strong>: exact match ${t.dev_exact_match === null ? '–' : pct(t.dev_exact_match)}, intent accuracy ${t.dev_intent_acc === null ? '–' : pct(t.dev_intent_acc)}</li>`)
-      .join('') || '<li>no steps</li>'
+    report.transfer.length > 0
+      ? report.transfer.map(
+          (t) => html`<li><strong>${t.step}</strong>: exact match ${t.dev_exact_match === null ? '–' : pct(t.dev_exact_match)}, intent accuracy ${t.dev_intent_acc === null ? '–' : pct(t.dev_intent_acc)}</li>`,
+        )
+      : html`<li>no steps</li>`
   }</ul>
-<h2>Compression gates (dev split)</h2><ul>${gates || '<li>no compression steps</li>'}</ul>
+<h2>Compression gates (dev split)</h2><ul>${gates.length > 0 ? gates : html`<li>no compression steps</li>`}</ul>
 <h2>How it was measured</h2><ul>${notes}</ul>
 ${
-    report.predictions && Object.keys(report.predictions).length > 0
-      ? `<h2>Predictions</h2><p>Each model's answers on the ${escapeHtml(report.dataset.split)} split (JSONL: id, input, gold, prediction, correct); <code>supertiny score</code> scores any such file with the task's metrics.</p><ul>${(
-          Object.entries(report.predictions) as [ModelName, string][]
-        )
-          .map(([name, file]) => `<li><a href="${escapeHtml(encodeURIComponent(file))}">${LABELS[name]}</a></li>`)
-          .join('')}</ul>`
-      : ''
+    predictions.length > 0 &&
+    html`<h2>Predictions</h2><p>Each model's answers on the ${report.dataset.split} split (JSONL: id, input, gold, prediction, correct); <code>supertiny score</code> scores any such file with the task's metrics.</p><ul>${predictions}</ul>`
   }
-<p><small>Generated by supertiny. The teacher row is the configured teacher endpoint${report.dataset.name ? '' : ''}; when that is the teacher simulator its quality and latency are those of a simulator, not of a real LLM.</small></p>
+<p><small>Generated by supertiny. The teacher row is the configured teacher endpoint; when that is the teacher simulator its quality and latency are those of a simulator, not of a real LLM.</small></p>
 </body></html>
-`;
+`.toString();
 }
