@@ -6,10 +6,12 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { copyFileAtomic, writeFileAtomic, writeFileAtomicSync } from '../artifacts/atomic-write';
-import { ArtifactStore, outputKey } from '../artifacts/store';
+import { ArtifactCorruptedError, ArtifactStore, outputKey } from '../artifacts/store';
 import { createPrototypeActivities } from '../activities/prototype/stage-activities';
 import { createTeacherClient, type TeacherInput } from '../activities/prototype/teacher-client';
 import { createTaskResources } from '../activities/task-resources';
+import { publishReport } from '../activities/evaluate/activities';
+import type { EvaluateResult } from '../activities/types';
 import { readEnv } from '../config/env';
 import { parsePipelineConfig } from '../config/pipeline';
 import { startTeacherSimulator } from '../runtime/teacher-simulator';
@@ -188,5 +190,45 @@ describe('the request cache', () => {
     } finally {
       await sim.close();
     }
+  });
+});
+
+describe('the report folder', () => {
+  async function report(): Promise<EvaluateResult> {
+    const reportPath = path.join(root, 'reports', 'demo-abc', 'report.json');
+    return {
+      report: await store.putJson('report', { pipeline: 'demo', models: {} }),
+      html: await store.putBytes('report-html', '<html>report</html>'),
+      predictions: { teacher: await store.putJsonl('predictions/teacher', [{ id: '1', correct: true }]) },
+      reportPath,
+      models: {},
+    };
+  }
+
+  test('is written from the artifacts, and restored from them when a file was lost or damaged', async () => {
+    const result = await report();
+    const dir = path.dirname(result.reportPath);
+    await publishReport(store, result);
+    const written = async () => Object.fromEntries(await Promise.all((await fs.readdir(dir)).sort().map(async (f) => [f, await fs.readFile(path.join(dir, f), 'utf8')])));
+    const whole = await written();
+    expect(whole).toEqual({
+      'predictions-teacher.jsonl': '{"id":"1","correct":true}\n',
+      'report.html': '<html>report</html>',
+      'report.json': JSON.stringify({ pipeline: 'demo', models: {} }, null, 2) + '\n',
+    });
+    await fs.writeFile(result.reportPath, '{"pipeline": "de');
+    await fs.rm(path.join(dir, 'report.html'));
+    await publishReport(store, result);
+    expect(await written()).toEqual(whole);
+  });
+
+  test('is never written from a damaged artifact: the file there stays as it was', async () => {
+    const result = await report();
+    await publishReport(store, result);
+    const before = await fs.readFile(result.reportPath, 'utf8');
+    await fs.writeFile(store.pathOf(result.report), '{"pipeline": "tampered"}');
+    await expect(publishReport(store, result)).rejects.toBeInstanceOf(ArtifactCorruptedError);
+    expect(await fs.readFile(result.reportPath, 'utf8')).toBe(before);
+    expect(await partials(path.dirname(result.reportPath))).toEqual([]);
   });
 });
