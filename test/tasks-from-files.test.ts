@@ -1,10 +1,13 @@
 // A task from files: a functions file (system prompt + OpenAI tool definitions) and a JSONL data file become
 // a task with no TypeScript; every kind of bad input is refused with the file, line and field, never the content.
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createTaskResources } from '../activities/task-resources';
 import { checkConfigOnWorker } from '../activities/config-check';
+import { createPrototypeActivities } from '../activities/prototype/stage-activities';
+import type { ArtifactRef } from '../artifacts/ref';
 import { simulatorKnowledge, TeacherSimulator } from '../runtime/teacher-simulator';
 import { ArtifactStore } from '../artifacts/store';
 import { readEnv } from '../config/env';
@@ -193,6 +196,42 @@ describe('a task from files', () => {
     await expect(resources.loadTask(parsePipelineConfig({ task: { name: 'from-files', functionsPath: '/etc/hosts', dataPath: data } }))).rejects.toThrow(
       /task\.functionsPath: \/etc\/hosts is outside the worker's allowed folders/,
     );
+  });
+
+  test('a file edited in place between two loads in one worker gives the new rows under the new bytes\' hash, never the old rows', async () => {
+    const { functions, data } = await files(FUNCTIONS, GOOD_ROWS);
+    const env = { ...readEnv(), dataRoots: [dir] };
+    const store = new ArtifactStore(path.join(dir, 'store-edited'));
+    const resources = createTaskResources({ env, store });
+    const prototype = createPrototypeActivities({ env, store }, resources);
+    const config = parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data } });
+    const sha256 = async (file: string) => createHash('sha256').update(await fs.readFile(file)).digest('hex');
+    const devInputs = async (ref: ArtifactRef) => (await store.readJsonl<{ text: string }>(ref)).map((r) => r.text);
+
+    const loaded = await resources.loadTask(config);
+    expect(loaded.hashes).toEqual({ data: await sha256(data), functions: await sha256(functions) });
+    expect(await resources.loadTask(config)).toBe(loaded);
+    const before = await prototype.prepareTaskData({ config });
+    expect(await devInputs(before.dev)).toEqual(['oven timer 25 minutes for the bread']);
+
+    // The same size, the same inode, at once: only the bytes tell the two versions apart.
+    const edited = (await fs.readFile(data, 'utf8')).replace(/bread/g, 'toast');
+    await fs.writeFile(data, edited);
+    const reloaded = await resources.loadTask(config);
+    expect(reloaded).not.toBe(loaded);
+    expect(reloaded.hashes.data).toBe(await sha256(data));
+    expect((await reloaded.task.dataset.load('dev')).map((e: { input: string }) => e.input)).toEqual(['oven timer 25 minutes for the toast']);
+    const after = await prototype.prepareTaskData({ config });
+    expect(after.dev.sha256).not.toBe(before.dev.sha256);
+    expect(await devInputs(after.dev)).toEqual(['oven timer 25 minutes for the toast']);
+
+    // The functions file too: its new prompt, under its new hash.
+    await fs.writeFile(functions, JSON.stringify({ ...FUNCTIONS, systemPrompt: 'Answer with one call.' }));
+    const retold = await resources.loadTask(config);
+    expect(retold.task.systemPrompt).toBe('Answer with one call.');
+    expect(retold.hashes.functions).toBe(await sha256(functions));
+    expect(retold.fingerprint).not.toBe(reloaded.fingerprint);
+    await resources.close();
   });
 
   test('the teacher simulator serves it from its gold calls, with typed arguments, through the same decoding as a real teacher', async () => {
