@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
+import { writeFileAtomic } from '../artifacts/atomic-write';
 import type { ArtifactStore } from '../artifacts/store';
 import { createLogger } from '../config/logger';
 import { currentLiveness } from './liveness';
@@ -62,9 +63,7 @@ export async function processResumably<T, R>(options: {
       body = { results: out.results, counts: out.counts ?? {} };
       const text = JSON.stringify(body);
       const file: ChunkFile<R> = { items: sha256(JSON.stringify(chunk)), sha256: sha256(text), body };
-      const tmp = `${chunkFile(start)}.${process.pid}.partial`;
-      await fs.writeFile(tmp, JSON.stringify(file));
-      await fs.rename(tmp, chunkFile(start));
+      await writeFileAtomic(chunkFile(start), JSON.stringify(file));
     }
     results.push(...body.results);
     addCounts(counts, body.counts);

@@ -1,16 +1,21 @@
 // Content-addressed artifact store on a local folder.
 //   blobs/sha256/ab/<sha256>   immutable file contents
 //   outputs/<key>.json         which refs an activity produced for a given input key
-// Writes go to a temporary file first and are renamed into place, so a crash never leaves a partial
-// blob under its final name.
+// Every write is whole (artifacts/atomic-write.ts: temporary file, fsync, rename, fsync of the folder), and
+// blobs are on disk before an output record names them, so a crash or a power loss never leaves a partial
+// blob or record under its final name. A record that is damaged anyway is treated as missing and redone.
 import { createHash, randomUUID } from 'node:crypto';
 import { FailureType, SupertinyError } from '../config/failure-types';
 import { createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
+import { createLogger } from '../config/logger';
+import { copyFileAtomic, writeFileAtomic } from './atomic-write';
 import { ArtifactRef, ArtifactRefSchema, collectRefs } from './ref';
 
 export { collectRefs };
+
+const log = createLogger('store');
 
 export abstract class ArtifactError extends SupertinyError {
   constructor(
@@ -89,14 +94,9 @@ export class ArtifactStore {
   }
 
   async putBytes(kind: string, content: Buffer | string): Promise<ArtifactRef> {
-    const tmpDir = await this.scratchDir('put');
-    const tmp = path.join(tmpDir, 'blob');
-    await fs.writeFile(tmp, content);
-    try {
-      return await this.putFile(kind, tmp);
-    } finally {
-      await fs.rm(tmpDir, { recursive: true, force: true });
-    }
+    const bytes = typeof content === 'string' ? Buffer.from(content) : content;
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    return this.putBlob(kind, { sha256, bytes: bytes.length }, (dest) => writeFileAtomic(dest, bytes));
   }
 
   async putJson(kind: string, value: unknown): Promise<ArtifactRef> {
@@ -109,15 +109,15 @@ export class ArtifactStore {
 
   /** Copies a file into the store (the source is left in place). */
   async putFile(kind: string, file: string): Promise<ArtifactRef> {
-    const { sha256, bytes } = await sha256File(file);
+    return this.putBlob(kind, await sha256File(file), (dest) => copyFileAtomic(file, dest));
+  }
+
+  /** Writes the blob of `content` with `write` unless a whole copy is already there. */
+  private async putBlob(kind: string, content: { sha256: string; bytes: number }, write: (dest: string) => Promise<void>): Promise<ArtifactRef> {
+    const { sha256, bytes } = content;
     const dest = this.blobPath(sha256);
     const existing = await fs.stat(dest).catch(() => undefined);
-    if (!existing || existing.size !== bytes || (await sha256File(dest)).sha256 !== sha256) {
-      await fs.mkdir(path.dirname(dest), { recursive: true });
-      const tmp = `${dest}.${randomUUID()}.partial`;
-      await fs.copyFile(file, tmp);
-      await fs.rename(tmp, dest);
-    }
+    if (!existing || existing.size !== bytes || (await sha256File(dest)).sha256 !== sha256) await write(dest);
     return { uri: pathToFileURL(dest).href, sha256, bytes, kind };
   }
 
@@ -176,19 +176,11 @@ export class ArtifactStore {
     // Only the copy is hashed: hashing the blob first as well would read every input twice.
     ArtifactRefSchema.parse(ref);
     const src = this.pathOf(ref);
-    await fs.mkdir(path.dirname(dest), { recursive: true });
-    const tmp = `${dest}.${randomUUID()}.partial`;
-    try {
-      await fs.copyFile(src, tmp).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') throw new ArtifactMissingError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is missing (${src})`, ref);
-        throw err;
-      });
-      checkContent(ref, await sha256File(tmp), `copied from ${src}`);
-      await fs.rename(tmp, dest);
-      return dest;
-    } finally {
-      await fs.rm(tmp, { force: true });
-    }
+    await copyFileAtomic(src, dest, async (copy) => checkContent(ref, await sha256File(copy), `copied from ${src}`)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' && err.path === src) throw new ArtifactMissingError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is missing (${src})`, ref);
+      throw err;
+    });
+    return dest;
   }
 
   /** Copies every file of a directory artifact into `dest` (created fresh), verifying each copy. */
@@ -257,32 +249,47 @@ export class ArtifactStore {
     return path.join(this.root, 'outputs', `${key}.json`);
   }
 
-  /** The refs recorded for `key`, if all of them still verify; otherwise undefined. */
+  /**
+   * The refs recorded for `key`, if the record is whole and all of them still verify; otherwise undefined.
+   * A record that does not parse, names another key or a ref that no longer verifies is removed, so the
+   * work is redone instead of failing on every attempt.
+   */
   async findOutput<T extends Record<string, unknown>>(key: string): Promise<T | undefined> {
-    const raw = await fs.readFile(this.outputPath(key), 'utf8').catch(() => undefined);
+    const file = this.outputPath(key);
+    const raw = await fs.readFile(file, 'utf8').catch(() => undefined);
     if (raw === undefined) return undefined;
-    const record = JSON.parse(raw) as { value: T };
+    const problem = await this.outputRecordProblem(key, raw);
+    if (typeof problem !== 'string') return problem.value as T;
+    log.warn(`output record ${key} ${problem}: removed, the work is redone`);
+    await fs.rm(file, { force: true });
+    return undefined;
+  }
+
+  /** Why the record `raw` of `key` cannot be reused, or the record. */
+  private async outputRecordProblem(key: string, raw: string): Promise<string | { value: Record<string, unknown> }> {
+    let record: { key?: unknown; value?: unknown };
+    try {
+      record = JSON.parse(raw) as typeof record;
+    } catch {
+      return raw === '' ? 'is empty' : 'is not JSON (truncated?)';
+    }
+    if (!record || typeof record !== 'object' || record.key !== key || !record.value || typeof record.value !== 'object') return 'is not a record of this key';
     try {
       for (const ref of collectRefs(record.value)) {
         if (isDirectoryKind(ref.kind)) await this.verifyDirectory(ref);
         else await this.verify(ref);
       }
     } catch (err) {
-      if (err instanceof ArtifactError) {
-        await fs.rm(this.outputPath(key), { force: true });
-        return undefined;
-      }
+      // A manifest that is not a manifest is as broken as a missing blob; a failing disk is not ours to hide.
+      if (err instanceof ArtifactError || err instanceof SyntaxError || err instanceof TypeError) return `names an artifact that does not verify (${(err as Error).message})`;
       throw err;
     }
-    return record.value;
+    return { value: record.value as Record<string, unknown> };
   }
 
+  /** Records `value` as the output of `key`; its blobs are already on disk (each put is whole and flushed). */
   async recordOutput<T extends Record<string, unknown>>(key: string, value: T): Promise<T> {
-    const file = this.outputPath(key);
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    const tmp = `${file}.${randomUUID()}.partial`;
-    await fs.writeFile(tmp, JSON.stringify({ key, value, recordedAt: new Date().toISOString() }, null, 2));
-    await fs.rename(tmp, file);
+    await writeFileAtomic(this.outputPath(key), JSON.stringify({ key, value, recordedAt: new Date().toISOString() }, null, 2));
     return value;
   }
 

@@ -72,6 +72,11 @@ describe('distillation pipeline on a real Temporal server', () => {
 
   test('runs again from the Temporal CLI, reusing every existing output', async () => {
     const requestsBefore = simulator.stats().chatRequests;
+    // The report folder is damaged meanwhile: the reused report writes it again from its artifacts.
+    const reportPath = firstResult.evaluate!.reportPath;
+    const reportJson = await fs.readFile(reportPath, 'utf8');
+    await fs.writeFile(reportPath, reportJson.slice(0, 100));
+    await fs.rm(path.join(path.dirname(reportPath), 'report.html'));
     const inputFile = path.join(env.dataDir, 'pipeline.json');
     await fs.writeFile(inputFile, JSON.stringify(smallPipelineConfig('plugin-run')));
     const workflowId = `cli-run-${Date.now()}`;
@@ -86,6 +91,9 @@ describe('distillation pipeline on a real Temporal server', () => {
     expect(result.prototype!.sft).toEqual(firstResult.prototype!.sft);
     expect(result.transfer!.student).toEqual(firstResult.transfer!.student);
     expect(simulator.stats().chatRequests).toBe(requestsBefore);
+    expect(result.evaluate!.reportPath).toBe(reportPath);
+    expect(await fs.readFile(reportPath, 'utf8')).toBe(reportJson);
+    expect(await fs.readFile(path.join(path.dirname(reportPath), 'report.html'), 'utf8')).toContain('Cost of serving');
   }, 600_000);
 
   test('a recorded history of the pipeline replays without a determinism error', async () => {

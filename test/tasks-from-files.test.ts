@@ -1,15 +1,20 @@
 // A task from files: a functions file (system prompt + OpenAI tool definitions) and a JSONL data file become
 // a task with no TypeScript; every kind of bad input is refused with the file, line and field, never the content.
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createTaskResources } from '../activities/task-resources';
 import { checkConfigOnWorker } from '../activities/config-check';
+import { createPrototypeActivities } from '../activities/prototype/stage-activities';
+import type { ArtifactRef } from '../artifacts/ref';
 import { simulatorKnowledge, TeacherSimulator } from '../runtime/teacher-simulator';
 import { ArtifactStore } from '../artifacts/store';
 import { readEnv } from '../config/env';
 import { parsePipelineConfig } from '../config/pipeline';
 import { loadTaskFromFiles, TaskFileError } from '../tasks/from-files';
+import { readDataFile } from '../tasks/from-files/data-file';
+import { FROM_FILES_LIMITS } from '../tasks/from-files/limits';
 import { studentFamilyFor, studentFamilyProblem, taskArguments } from '../tasks/argument-kinds';
 
 const SECRET = 'SECRET-CONTENT-42';
@@ -173,6 +178,58 @@ describe('a task from files', () => {
     expect(err.message).toMatch(message);
   });
 
+  const parameters = (properties: Record<string, unknown>) => withTool({ type: 'object', properties });
+  const manyTools = (count: number) => ({
+    ...FUNCTIONS,
+    tools: Array.from({ length: count }, (_, i) => ({ type: 'function', function: { name: `f${i}`, parameters: { type: 'object', properties: {} } } })),
+  });
+  test.each([
+    ['a file over the size bound', JSON.stringify(FUNCTIONS) + ' '.repeat(FROM_FILES_LIMITS.functionsFileBytes), /^functions file functions\.json: larger than 1048576 bytes$/],
+    ['a systemPrompt over 32 KB', { ...FUNCTIONS, systemPrompt: SECRET + 'x'.repeat(32 * 1024) }, /^functions file functions\.json line 3: field systemPrompt: must be at most 32768 bytes \(UTF-8\)$/],
+    ['more than 128 functions', manyTools(129), /^functions file functions\.json line 4: field tools: must define at most 128 functions$/],
+    ['an enum of more than 256 values', parameters({ unit: { type: 'string', enum: Array.from({ length: 257 }, (_, i) => `v${i}`) } }), /line \d+: field tools\[0\]\.function\.parameters\.properties\.unit\.enum: must have at most 256 values$/],
+    ['more than 64 parameters', parameters(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`p${i}`, { type: 'boolean' }]))), /line \d+: field tools\[0\]\.function\.parameters\.properties: must have at most 64 parameters$/],
+    ['a description over 4 KB', parameters({ unit: { type: 'string', description: SECRET + 'é'.repeat(2048) } }), /line \d+: field tools\[0\]\.function\.parameters\.properties\.unit\.description: must be at most 4096 bytes \(UTF-8\)$/],
+    ['required naming an inherited property', withTool({ type: 'object', properties: {}, required: ['constructor'] }), /field tools\[0\]\.function\.parameters\.required\[0\]: names a parameter that is not in properties$/],
+    ['a parameter named __proto__ (it would vanish)', JSON.stringify(parameters({ unit: { type: 'string' } }), null, 2).replace('"unit"', '"__proto__"'), /^functions file functions\.json line \d+: the key __proto__ is refused/],
+  ])('refuses a functions file with %s, naming the line and field', async (_what, functions, message) => {
+    expect((await loadError(functions, GOOD_ROWS)).message).toMatch(message);
+  });
+
+  const goldPad = (pad: number) => JSON.stringify({ id: 'x', split: 'train', input: 'short', gold: { name: 'cancel_timer', arguments: {} } }).replace('"arguments"', `"${'a'.repeat(pad)}": 1, "arguments"`);
+  test.each([
+    ['an input over 4 KB (counted in UTF-8 bytes)', [...GOOD_ROWS, row('x', 'train', SECRET + 'é'.repeat(2040))], /^data file data\.jsonl line 5: field input: must be at most 4096 bytes \(UTF-8\)$/],
+    ['a line over 64 KB', [...GOOD_ROWS, goldPad(FROM_FILES_LIMITS.dataLineBytes)], /^data file data\.jsonl line 5: longer than 65536 bytes$/],
+    ['a field given twice (JSON.parse would keep the last)', [...GOOD_ROWS, `{"id": "x", "split": "train", "input": "${SECRET}", "input": "fine"}`], /^data file data\.jsonl line 5: field input: appears twice in the row$/],
+    [
+      'an argument given twice',
+      [...GOOD_ROWS, '{"id": "x", "split": "dev", "input": "oven timer for the bread", "gold": {"name": "set_timer", "arguments": {"minutes": 500, "unit": "oven", "minutes": 5}}}'],
+      /^data file data\.jsonl line 5: field gold\.arguments\.minutes: appears twice in the row$/,
+    ],
+    ['a replaced object hiding keys of its own', [...GOOD_ROWS, `{"id": "x", "split": "train", "input": "stop", "gold": {"${SECRET}": 1, "${SECRET}": 2}, "gold": {"name": "cancel_timer"}}`], /^data file data\.jsonl line 5: field gold: appears twice in the row$/],
+  ])('refuses a data file with %s, naming the line and field', async (_what, rows, message) => {
+    expect((await loadError(FUNCTIONS, rows)).message).toMatch(message);
+  });
+
+  test('refuses a data file over 256 MB before reading it', async () => {
+    const { functions, data } = await files(FUNCTIONS, GOOD_ROWS);
+    await fs.truncate(data, FROM_FILES_LIMITS.dataFileBytes + 1); // sparse: nothing is written
+    await expect(loadTaskFromFiles({ functions, data })).rejects.toThrow(/^data file data\.jsonl: larger than 268435456 bytes$/);
+  });
+
+  test('refuses a data file of more examples than the bound, naming the first line over it', async () => {
+    const { data } = await files(FUNCTIONS, ['', ...GOOD_ROWS]);
+    const anyGold = { hasFunction: () => true, check: () => [], toCall: (name: string) => ({ name, args: [] }) };
+    await expect(readDataFile(data, anyGold, { ...FROM_FILES_LIMITS, dataRows: 3 })).rejects.toThrow(/^data file data\.jsonl line 5: more than 3 examples$/);
+    await expect(readDataFile(data, anyGold, { ...FROM_FILES_LIMITS, dataRows: 4 })).resolves.toHaveLength(4);
+  });
+
+  test('the examples in the repository are within every bound', async () => {
+    const example = path.resolve(__dirname, '../examples/request-router');
+    const task = await loadTaskFromFiles({ functions: path.join(example, 'functions.json'), data: path.join(example, 'data.jsonl') });
+    expect((await task.dataset.load('train')).length).toBeGreaterThan(0);
+  });
+
   test('the error of a bad tool schema gives the line of the field in the file', async () => {
     const functions = withTool({ type: 'object', properties: { minutes: { type: 'decimal' } } });
     const text = JSON.stringify(functions, null, 2);
@@ -193,6 +250,42 @@ describe('a task from files', () => {
     await expect(resources.loadTask(parsePipelineConfig({ task: { name: 'from-files', functionsPath: '/etc/hosts', dataPath: data } }))).rejects.toThrow(
       /task\.functionsPath: \/etc\/hosts is outside the worker's allowed folders/,
     );
+  });
+
+  test('a file edited in place between two loads in one worker gives the new rows under the new bytes\' hash, never the old rows', async () => {
+    const { functions, data } = await files(FUNCTIONS, GOOD_ROWS);
+    const env = { ...readEnv(), dataRoots: [dir] };
+    const store = new ArtifactStore(path.join(dir, 'store-edited'));
+    const resources = createTaskResources({ env, store });
+    const prototype = createPrototypeActivities({ env, store }, resources);
+    const config = parsePipelineConfig({ task: { name: 'from-files', functionsPath: functions, dataPath: data } });
+    const sha256 = async (file: string) => createHash('sha256').update(await fs.readFile(file)).digest('hex');
+    const devInputs = async (ref: ArtifactRef) => (await store.readJsonl<{ text: string }>(ref)).map((r) => r.text);
+
+    const loaded = await resources.loadTask(config);
+    expect(loaded.hashes).toEqual({ data: await sha256(data), functions: await sha256(functions) });
+    expect(await resources.loadTask(config)).toBe(loaded);
+    const before = await prototype.prepareTaskData({ config });
+    expect(await devInputs(before.dev)).toEqual(['oven timer 25 minutes for the bread']);
+
+    // The same size, the same inode, at once: only the bytes tell the two versions apart.
+    const edited = (await fs.readFile(data, 'utf8')).replace(/bread/g, 'toast');
+    await fs.writeFile(data, edited);
+    const reloaded = await resources.loadTask(config);
+    expect(reloaded).not.toBe(loaded);
+    expect(reloaded.hashes.data).toBe(await sha256(data));
+    expect((await reloaded.task.dataset.load('dev')).map((e: { input: string }) => e.input)).toEqual(['oven timer 25 minutes for the toast']);
+    const after = await prototype.prepareTaskData({ config });
+    expect(after.dev.sha256).not.toBe(before.dev.sha256);
+    expect(await devInputs(after.dev)).toEqual(['oven timer 25 minutes for the toast']);
+
+    // The functions file too: its new prompt, under its new hash.
+    await fs.writeFile(functions, JSON.stringify({ ...FUNCTIONS, systemPrompt: 'Answer with one call.' }));
+    const retold = await resources.loadTask(config);
+    expect(retold.task.systemPrompt).toBe('Answer with one call.');
+    expect(retold.hashes.functions).toBe(await sha256(functions));
+    expect(retold.fingerprint).not.toBe(reloaded.fingerprint);
+    await resources.close();
   });
 
   test('the teacher simulator serves it from its gold calls, with typed arguments, through the same decoding as a real teacher', async () => {

@@ -3,8 +3,9 @@
 // report.json and report.html.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { writeFileAtomic } from '../../artifacts/atomic-write';
 import type { ArtifactRef } from '../../artifacts/ref';
-import type { DirectoryManifest } from '../../artifacts/store';
+import type { ArtifactStore, DirectoryManifest } from '../../artifacts/store';
 import { createLogger } from '../../config/logger';
 import type { PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
 import { ENCODER_BASES, registryBaseOf, type EncoderBaseName } from '../../config/encoder-bases';
@@ -73,6 +74,18 @@ async function folderBytes(dir: string, match: (name: string) => boolean): Promi
   return total;
 }
 
+/**
+ * Writes the report folder (`reportPath` and its siblings) from the report's artifacts, each file whole and
+ * verified. Runs whether the report was just made or reused from its memo, so the folder the CLI prints is
+ * restored when it was lost or damaged. report.json goes last: when it is there, its siblings are too.
+ */
+export async function publishReport(store: ArtifactStore, result: EvaluateResult): Promise<void> {
+  const reportDir = path.dirname(result.reportPath);
+  for (const [name, ref] of Object.entries(result.predictions ?? {})) await store.materializeFile(ref, path.join(reportDir, `predictions-${name}.jsonl`));
+  await store.materializeFile(result.html, path.join(reportDir, 'report.html'));
+  await store.materializeFile(result.report, result.reportPath);
+}
+
 export function createEvaluateActivities(deps: ActivityDeps, resources: TaskResources) {
   const { store, env } = deps;
 
@@ -106,7 +119,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
     const { task } = await resources.loadTask(config);
     const modelDir = await localFolder(model);
     const inputsFile = path.join(runDir, 'predict-inputs.jsonl');
-    await fs.writeFile(inputsFile, gold.map((g) => JSON.stringify({ id: g.id, utterance: g.text })).join('\n') + '\n');
+    await writeFileAtomic(inputsFile, gold.map((g) => JSON.stringify({ id: g.id, utterance: g.text })).join('\n') + '\n');
     const done = await runTrainer({ env, command: 'predict', runDir, config: { model: modelDir, data: inputsFile, latency_samples: latencySamples } });
     const rows = (await fs.readFile(done.outputs.predictions, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; prediction: string });
     const predictions = new Map(
@@ -184,6 +197,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         },
         teacher: teacherKeyParts(resolved),
       });
+      // A readable copy for people; the artifacts are the content-addressed originals.
+      const reportDir = path.join(env.dataDir, 'reports', `${config.name}-${key.slice(-12)}`);
       const teachers: TeacherClient[] = [];
       const produceReport = async (live: ActivityLiveness) => {
         const heartbeat = (step: string, done: number, total: number) => live.beat({ step: done, total, phase: step });
@@ -319,21 +334,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           predictions: Object.fromEntries(Object.keys(predictionFiles).map((name) => [name, `predictions-${name}.jsonl`])),
           createdAt: new Date().toISOString(),
         };
-        const html = renderReportHtml(report);
-        // A readable copy for people; the artifacts are the content-addressed originals.
-        const reportDir = path.join(env.dataDir, 'reports', `${config.name}-${key.slice(-12)}`);
-        await fs.mkdir(reportDir, { recursive: true });
-        await fs.writeFile(path.join(reportDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-        await fs.writeFile(path.join(reportDir, 'report.html'), html);
         const predictionRefs: Record<string, ArtifactRef> = {};
-        for (const [name, rows] of Object.entries(predictionFiles)) {
-          await fs.writeFile(path.join(reportDir, `predictions-${name}.jsonl`), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-          predictionRefs[name] = await store.putJsonl(`predictions/${name}`, rows);
-        }
+        for (const [name, rows] of Object.entries(predictionFiles)) predictionRefs[name] = await store.putJsonl(`predictions/${name}`, rows);
         return {
           predictions: predictionRefs,
           report: await store.putJson('report', report),
-          html: await store.putBytes('report-html', html),
+          html: await store.putBytes('report-html', renderReportHtml(report)),
           reportPath: path.join(reportDir, 'report.json'),
           models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, { exact_match: m.exact_match, intent_acc: m.intent_acc, latency_ms_p50: m.latency_ms_p50 }])),
         };
@@ -342,7 +348,9 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const { value } = await withLiveness((live) => store.memo(key, () => produceReport(live))).catch((err) => {
         throw asTeacherFailure(err, teachers.map((t) => t.chat));
       });
-      return value as EvaluateResult;
+      const result = { ...(value as EvaluateResult), reportPath: path.join(reportDir, 'report.json') };
+      await publishReport(store, result);
+      return result;
     },
   };
 }

@@ -1,12 +1,14 @@
 // Pay once for the teacher: every chat request is cached on disk under sha256 of
-// (endpoint, model, messages, tools, parameters, sample index). Files are written to a temporary name and
-// renamed, so a crash never leaves a partial entry and concurrent writers of the same key are harmless.
+// (endpoint, model, messages, tools, parameters, sample index). Entries are written whole (temporary file,
+// fsync, rename, fsync of the folder), so a crash never leaves a partial entry and concurrent writers of the
+// same key are harmless; an entry damaged anyway is a miss (the request is sent again, with its idempotency key).
 // A per-key lock file (created with O_EXCL) makes an overlapping attempt in another process wait for the
 // first one's answer instead of paying for the same request again.
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync, promises as fs, renameSync, writeFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { writeFileAtomicSync } from '../../artifacts/atomic-write';
 import { canonicalJson } from '../../artifacts/store';
 
 export interface RequestCacheKeyParts {
@@ -85,11 +87,7 @@ export class RequestCache {
    * the window in which a SIGKILL loses it (answer received, not yet on disk) as short as the disk allows.
    */
   async put(key: string, value: unknown): Promise<void> {
-    const file = this.fileOf(key);
-    mkdirSync(path.dirname(file), { recursive: true });
-    const tmp = `${file}.${randomUUID()}.partial`;
-    writeFileSync(tmp, JSON.stringify({ key, value, savedAt: new Date().toISOString() }));
-    renameSync(tmp, file);
+    writeFileAtomicSync(this.fileOf(key), JSON.stringify({ key, value, savedAt: new Date().toISOString() }));
   }
 
   /**

@@ -3,7 +3,6 @@
 import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { ArtifactRef } from '../../artifacts/ref';
-import { sha256File } from '../../artifacts/store';
 import { activityOutputKey, CONFIG_READ, type TeacherKeyParts } from '../output-keys';
 import type { PipelineConfig } from '../../config/pipeline';
 import { createLogger } from '../../config/logger';
@@ -72,17 +71,13 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
 
   return {
     async prepareTaskData({ config }: { config: PipelineConfig }): Promise<TaskData> {
-      const { task, files, fingerprint, definition } = await resources.loadTask(config);
-      const hashOf = async (field: string, file: string) =>
-        (
-          await sha256File(file).catch((err: NodeJS.ErrnoException) => {
-            throw new InvalidInputError(`${field}: cannot read ${file} (${err.code ?? err.message})`);
-          })
-        ).sha256;
+      // The hashes of the bytes the task's rows were loaded from (never hashed again here: a file edited
+      // since would put the old rows under the new hash).
+      const { task, hashes, fingerprint, definition } = await resources.loadTask(config);
       const { trainLimit, devLimit, testLimit } = config.task;
       // A task with files is keyed by their bytes; one registered with its data in hand, by its spec.
-      const inputs: Record<string, unknown> = { data: files.data ? await hashOf('task.dataPath', files.data) : null };
-      if (files.functions) inputs.functions = await hashOf('task.functionsPath', files.functions);
+      const inputs: Record<string, unknown> = { data: hashes.data ?? null };
+      if (hashes.functions) inputs.functions = hashes.functions;
       if (definition.files.data === 'none') inputs.task = fingerprint;
       const key = await activityOutputKey(env.projectRoot, 'prepareTaskData', { config: CONFIG_READ.prepareTaskData(config), inputs });
       const { value } = await store.memo(key, async () => {

@@ -2,6 +2,7 @@
 // each a trainer command whose output folder becomes a directory artifact. Outputs are memoised by
 // their inputs, and a retried attempt resumes from the run folder's newest checkpoint.
 import * as path from 'node:path';
+import { writeFileAtomic } from '../../artifacts/atomic-write';
 import type { ArtifactRef } from '../../artifacts/ref';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
@@ -222,7 +223,7 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
       return trainerStep(key, step, 'model/dir', 'model', async (runDir) => {
         const inputs = path.join(runDir, 'inputs');
         const rewardPath = path.join(inputs, 'task-reward.json');
-        if (taskReward) await fs.mkdir(inputs, { recursive: true }).then(() => fs.writeFile(rewardPath, taskReward.text));
+        if (taskReward) await writeFileAtomic(rewardPath, taskReward.text);
         return {
           ...common,
           model: await materialize(model, runDir, 'model'),

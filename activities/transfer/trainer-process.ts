@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { ApplicationFailure } from '@temporalio/common';
+import { writeFileAtomic } from '../../artifacts/atomic-write';
 import { FailureType, trainerFailureType } from '../../config/failure-types';
 import { Context } from '@temporalio/activity';
 import type { SupertinyEnv } from '../../config/env';
@@ -79,7 +80,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
   const me = ownerOf(ctx);
   await stopStaleTrainer(runDir, me);
   const configPath = path.join(runDir, `${command}.config.json`);
-  await fs.writeFile(configPath, JSON.stringify(config, null, 2));
+  await writeFileAtomic(configPath, JSON.stringify(config, null, 2));
 
   const previous = ctx?.info.heartbeatDetails as TrainerHeartbeat | undefined;
   const resume = previous?.checkpoint !== undefined || (await hasCheckpoint(runDir));
@@ -136,7 +137,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
   });
 
   const pidFile = path.join(runDir, 'trainer.pid');
-  await fs.writeFile(pidFile, JSON.stringify({ ...me, pid: child.pid ?? -1 } satisfies TrainerOwner));
+  await writeFileAtomic(pidFile, JSON.stringify({ ...me, pid: child.pid ?? -1 } satisfies TrainerOwner));
 
   const killGroup = (signal: NodeJS.Signals) => {
     try {
