@@ -132,9 +132,8 @@ ${
     html`<p class="student-family">Student family <strong>${report.student_family.family}</strong>, chosen automatically from the ${report.student_family.chosen_from} (the config names none): ${report.student_family.reason}.</p>`
   }
 ${
-    report.student_base
-      ? `<p class="student-base">Student base <strong>${escapeHtml(report.student_base.name)}</strong>: ${escapeHtml(report.student_base.title)}, license ${escapeHtml(report.student_base.license)} (${escapeHtml(report.student_base.source)}).</p>`
-      : ''
+    report.student_base &&
+    html`<p class="student-base">Student base <strong>${report.student_base.name}</strong>: ${report.student_base.title}, license ${report.student_base.license} (${report.student_base.source}).</p>`
   }
 <h2>Transfer steps (dev split, PyTorch student)</h2><ul>${
     report.transfer.length > 0
