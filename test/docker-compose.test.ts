@@ -166,6 +166,13 @@ describe('docker-compose.yml', () => {
     expect(dockerfile).not.toMatch(/-r trainer\/requirements-dev\.txt/);
   });
 
+  test('the image carries the default encoder base, fetched and sha256-checked at build time by the same code as setup', () => {
+    expect(dockerfile).toMatch(/^ARG ENCODER_BASES=minilm-l6$/m);
+    expect(dockerfile).toMatch(/^RUN [^\n]*tsx scripts\/fetch-encoder-base\.ts \$ENCODER_BASES$/m);
+    // .tools/ is not in the build context (.dockerignore): the bases come from the build stage.
+    expect(dockerfile).toContain('COPY --from=encoder-bases /app/.tools /app/.tools');
+  });
+
   test('every variable the workers and the student server get is one they read', () => {
     const envSource = readFileSync(path.join(root, 'config', 'env.ts'), 'utf8');
     // The Temporal connection variables are read by @temporalio/envconfig, which config/env.ts calls.
