@@ -33,8 +33,14 @@ export async function ensureEncoderBase(toolsDir: string, name: EncoderBaseName,
   const fetched = { folder, onnx: path.join(folder, entry.onnx), tokenizer: path.join(folder, entry.tokenizer) };
   if (await isInPlace(fetched, entry)) return fetched;
 
-  await fs.mkdir(toolsDir, { recursive: true });
-  const work = await fs.mkdtemp(path.join(toolsDir, `.fetch-${entry.dir}-`));
+  const work = await fs
+    .mkdir(toolsDir, { recursive: true })
+    .then(() => fs.mkdtemp(path.join(toolsDir, `.fetch-${entry.dir}-`)))
+    .catch((error: NodeJS.ErrnoException) => {
+      throw new InvalidInputError(
+        `the ${name} encoder base is not in ${folder} and cannot be fetched there (${error.code ?? error.message}): fetch it where .tools/ is writable (npx tsx scripts/fetch-encoder-base.ts ${name}, or the image's ENCODER_BASES build argument)`,
+      );
+    });
   try {
     const jarDir = path.join(work, 'jar');
     options.log?.(`fetching the ${name} encoder base (${entry.title}, ${entry.license}) with Maven: ${entry.artifact}`);
