@@ -4,7 +4,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { ArtifactRef } from '../../artifacts/ref';
-import type { DirectoryManifest } from '../../artifacts/store';
 import { createLogger } from '../../config/logger';
 import type { PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
 import type { Call } from '../../tasks/call-format';
@@ -149,7 +148,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const { score: _score, ...rest } = value;
       // A directory artifact's ref counts its manifest's bytes; the gate reports the files' total.
       const modelBytes = model.kind.endsWith('/dir')
-        ? (await store.readJson<DirectoryManifest>(model)).files.reduce((sum, f) => sum + f.bytes, 0)
+        ? (await store.readManifest(model)).files.reduce((sum, f) => sum + f.bytes, 0)
         : model.bytes;
       return { ...(rest as DevScore), modelBytes };
     },
