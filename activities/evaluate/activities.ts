@@ -4,6 +4,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { ArtifactRef } from '../../artifacts/ref';
+import { joinInside } from '../../artifacts/confined-path';
 import { createLogger } from '../../config/logger';
 import type { PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
 import type { Call } from '../../tasks/call-format';
@@ -318,13 +319,14 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         };
         const html = renderReportHtml(report);
         // A readable copy for people; the artifacts are the content-addressed originals.
-        const reportDir = path.join(env.dataDir, 'reports', `${config.name}-${key.slice(-12)}`);
+        // config.name is a slug; the joins keep it and the model names inside reports/ whatever they hold.
+        const reportDir = joinInside(path.join(env.dataDir, 'reports'), `${config.name}-${key.slice(-12)}`);
         await fs.mkdir(reportDir, { recursive: true });
         await fs.writeFile(path.join(reportDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
         await fs.writeFile(path.join(reportDir, 'report.html'), html);
         const predictionRefs: Record<string, ArtifactRef> = {};
         for (const [name, rows] of Object.entries(predictionFiles)) {
-          await fs.writeFile(path.join(reportDir, `predictions-${name}.jsonl`), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+          await fs.writeFile(joinInside(reportDir, `predictions-${name}.jsonl`), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
           predictionRefs[name] = await store.putJsonl(`predictions/${name}`, rows);
         }
         return {
