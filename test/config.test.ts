@@ -1,6 +1,6 @@
 import { sharedChatSettings } from '../activities/prototype/stage-activities';
 import { trainingStepConfig } from '../activities/transfer/activities';
-import { InvalidConfigError, parsePipelineConfig } from '../config/pipeline';
+import { InvalidConfigError, parsePipelineConfig, PipelineConfigSchema } from '../config/pipeline';
 
 describe('pipeline config', () => {
   test('an empty config is the embedded default', () => {
@@ -66,6 +66,18 @@ describe('pipeline config', () => {
     expect(() => parsePipelineConfig({ transfer: { trainer: { data: '/etc/passwd' } } })).toThrow(/transfer\.trainer\.data.*set by the pipeline/);
     expect(() => parsePipelineConfig({ transfer: { trainer: { warmup_ratio: { nested: 1 } } } })).toThrow(/transfer\.trainer\.warmup_ratio/);
     expect(() => parsePipelineConfig({ task: { dataPath: 'a\0b' } })).toThrow(/task\.dataPath/);
+  });
+
+  test('a parsed config, as the pipeline passes it to its stages, parses to itself (each stage parses it again)', () => {
+    const inputs: unknown[] = [
+      {},
+      { transfer: { student: { family: 'decoder', hiddenSize: 64, heads: 2, kvHeads: 1 }, steps: ['sft', 'dpo', 'kd', 'grpo'], dropout: 0.1, trainer: { lr_scheduler: 'linear' } } },
+      { name: 'router', task: { name: 'from-files', dataPath: '/data/d.jsonl', functionsPath: '/data/f.json', trainLimit: 10 }, transfer: { trainer: { pooling: 'cls' } }, compress: { steps: ['prune-vocab', 'prune-layers', 'int4'] } },
+    ];
+    for (const input of inputs) {
+      const config = JSON.parse(JSON.stringify(parsePipelineConfig(input)));
+      expect(PipelineConfigSchema.parse(config)).toEqual(config);
+    }
   });
 
   test('config.name and task.name are slugs: they become folder names, so "..", "." and hidden names are refused', () => {
