@@ -13,8 +13,9 @@ const MAX_ITEMS = 10_000_000;
 const limit = positiveInt.max(MAX_ITEMS);
 const modelName = z.string().min(1).max(200);
 const path = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'must not contain NUL');
-// A name that becomes a folder or file name (reports/<name>-<hash>): never ".", ".." or hidden.
-const slug = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a letter or digit, then letters, digits, dot, dash and underscore only (1-64)');
+// A name that becomes a folder or file name (reports/<name>-<hash>): never ".", ".." or hidden. Only a
+// leading dot is refused beyond the earlier rule, so that runs started before it still replay.
+const slug = z.string().regex(/^(?!\.)[A-Za-z0-9._-]{1,64}$/, 'letters, digits, dot, dash and underscore only (1-64), not starting with a dot');
 
 /** The task a config gets when it names none: the embedded demo's. */
 export const DEFAULT_TASK_NAME = 'massive';

@@ -81,7 +81,7 @@ describe('pipeline config', () => {
   });
 
   test('config.name and task.name are slugs: they become folder names, so "..", "." and hidden names are refused', () => {
-    for (const name of ['..', '.', '../x', '.hidden', '-x', 'a/b', 'a\\b', '']) {
+    for (const name of ['..', '.', '../x', '.hidden', 'a/b', 'a\\b', '', 'x'.repeat(65)]) {
       expect(() => parsePipelineConfig({ name })).toThrow(/^invalid pipeline config: name: /);
       expect(() => parsePipelineConfig({ task: { name } })).toThrow(/task\.name: /);
     }

@@ -111,7 +111,7 @@ describe('stage workflows started directly', () => {
 
   type Input = ReturnType<typeof stageInput>;
   const cases: [string, string, (input: Input) => unknown, RegExp[], string][] = [
-    ['a report name that leaves the data folder', 'evaluateStage', (i) => ({ ...i, config: { ...i.config, name: '../../../../x-report' } }), [/config\.name: a letter or digit/], 'InvalidConfig'],
+    ['a report name that leaves the data folder', 'evaluateStage', (i) => ({ ...i, config: { ...i.config, name: '../../../../x-report' } }), [/config\.name: letters, digits, dot, dash and underscore only \(1-64\), not starting with a dot/], 'InvalidConfig'],
     ['the name ".."', 'prototypeStage', (i) => ({ config: { ...i.config, name: '..' } }), [/config\.name: /], 'InvalidConfig'],
     [
       'bad numbers',
