@@ -8,10 +8,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { FailureType, SupertinyError } from '../config/failure-types';
 import { createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { pathToFileURL, fileURLToPath } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
 import { createLogger } from '../config/logger';
 import { copyFileAtomic, writeFileAtomic } from './atomic-write';
-import { ArtifactRef, ArtifactRefSchema, collectRefs } from './ref';
+import { ArtifactRef, ArtifactRefSchema, blobLocation, collectRefs, SHA256_PATTERN } from './ref';
+import { isPlainRelativePath, joinInside } from './confined-path';
 
 export { collectRefs };
 
@@ -35,10 +37,29 @@ export class ArtifactCorruptedError extends ArtifactError {
   readonly failureType = FailureType.ArtifactCorrupted;
 }
 
-/** A directory artifact is stored as a manifest blob naming one blob per file. */
-export interface DirectoryManifest {
-  files: { path: string; sha256: string; bytes: number }[];
+/** The blob a directory artifact names is not a manifest whose member paths stay inside the folder. */
+export class InvalidManifestError extends SupertinyError {
+  readonly failureType = FailureType.InvalidInput;
 }
+
+/** A directory artifact is stored as a manifest blob naming one blob per file, by a path inside the folder. */
+const DirectoryManifestSchema = z
+  .object({
+    files: z
+      .array(
+        z
+          .object({
+            path: z.string().max(1024).refine(isPlainRelativePath, 'must be a relative path inside the folder (no empty, ".", ".." or absolute parts)'),
+            sha256: z.string().regex(SHA256_PATTERN),
+            bytes: z.number().int().nonnegative(),
+          })
+          .strict(),
+      )
+      .max(100_000)
+      .refine((files) => new Set(files.map((f) => f.path)).size === files.length, 'names a path twice'),
+  })
+  .strict();
+export type DirectoryManifest = z.infer<typeof DirectoryManifestSchema>;
 
 export async function sha256File(file: string): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
@@ -71,12 +92,16 @@ export class ArtifactStore {
   }
 
   private blobPath(sha256: string): string {
-    return path.join(this.root, 'blobs', 'sha256', sha256.slice(0, 2), sha256);
+    if (!SHA256_PATTERN.test(sha256)) throw new Error('an artifact is named by 64 lowercase hex characters');
+    return path.join(this.root, blobLocation(sha256));
   }
 
-  /** Local path of a ref's blob (for child processes such as the trainer). Does not verify. */
+  /**
+   * Local path of a ref's blob (for child processes such as the trainer). Does not verify. Always this
+   * store's blob for the ref's sha256: the ref's uri is never followed, so a ref names no other file.
+   */
   pathOf(ref: ArtifactRef): string {
-    return ref.uri.startsWith('file:') ? fileURLToPath(ref.uri) : this.blobPath(ref.sha256);
+    return this.blobPath(ref.sha256);
   }
 
   /** A fresh scratch folder inside the store's volume (same filesystem, so renames are atomic). */
@@ -137,8 +162,8 @@ export class ArtifactStore {
     ArtifactRefSchema.parse(ref);
     const file = this.pathOf(ref);
     const stat = await fs.stat(file).catch(() => undefined);
-    if (!stat) throw new ArtifactMissingError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is missing (${file})`, ref);
-    checkContent(ref, await sha256File(file), `found at ${file}`);
+    if (!stat) throw new ArtifactMissingError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is missing`, ref);
+    checkContent(ref, await sha256File(file));
     return file;
   }
 
@@ -176,8 +201,8 @@ export class ArtifactStore {
     // Only the copy is hashed: hashing the blob first as well would read every input twice.
     ArtifactRefSchema.parse(ref);
     const src = this.pathOf(ref);
-    await copyFileAtomic(src, dest, async (copy) => checkContent(ref, await sha256File(copy), `copied from ${src}`)).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' && err.path === src) throw new ArtifactMissingError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is missing (${src})`, ref);
+    await copyFileAtomic(src, dest, async (copy) => checkContent(ref, await sha256File(copy))).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' && err.path === src) throw new ArtifactMissingError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is missing`, ref);
       throw err;
     });
     return dest;
@@ -185,11 +210,11 @@ export class ArtifactStore {
 
   /** Copies every file of a directory artifact into `dest` (created fresh), verifying each copy. */
   async materializeDirectory(ref: ArtifactRef, dest: string): Promise<string> {
-    const manifest = await this.readJson<DirectoryManifest>(ref);
+    const manifest = await this.readManifest(ref);
     await fs.rm(dest, { recursive: true, force: true });
     for (const file of manifest.files) {
       try {
-        await this.materializeFile(this.memberRef(ref, file), path.join(dest, file.path));
+        await this.materializeFile(this.memberRef(ref, file), joinInside(dest, file.path));
       } catch (err) {
         throw this.asDirectoryError(ref, file, err);
       }
@@ -203,7 +228,7 @@ export class ArtifactStore {
    * never trusted). The rebuild goes to a fresh folder that replaces `dest` by rename.
    */
   async ensureDirectoryCopy(ref: ArtifactRef, dest: string): Promise<{ dir: string; rebuilt: boolean; problem?: string }> {
-    const manifest = await this.readJson<DirectoryManifest>(ref);
+    const manifest = await this.readManifest(ref);
     const problem = await copyProblem(manifest, dest);
     if (!problem) return { dir: dest, rebuilt: false };
     const fresh = `${dest}.${randomUUID()}.partial`;
@@ -223,8 +248,26 @@ export class ArtifactStore {
 
   /** Verifies a directory artifact and all its members without copying. */
   async verifyDirectory(ref: ArtifactRef): Promise<void> {
-    const manifest = await this.readJson<DirectoryManifest>(ref);
+    const manifest = await this.readManifest(ref);
     for (const file of manifest.files) await this.verifyMember(ref, file);
+  }
+
+  /** A directory artifact's manifest, whose member paths all stay inside the folder (InvalidManifestError otherwise). */
+  async readManifest(ref: ArtifactRef): Promise<DirectoryManifest> {
+    const text = await this.readText(ref);
+    const notAManifest = (why: string) => new InvalidManifestError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is not a directory manifest: ${why}`);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      // The parser's message quotes the content: say only that it is not JSON.
+      throw notAManifest('not JSON');
+    }
+    const manifest = DirectoryManifestSchema.safeParse(raw);
+    if (!manifest.success) {
+      throw notAManifest(manifest.error.issues.slice(0, 5).map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; '));
+    }
+    return manifest.data;
   }
 
   /** A broken member breaks the directory artifact as a whole: the error names the directory ref. */
@@ -304,14 +347,13 @@ export class ArtifactStore {
   }
 }
 
-/** Throws ArtifactCorruptedError unless `actual` is the content the ref names; `where` ends the message. */
-function checkContent(ref: ArtifactRef, actual: { sha256: string; bytes: number }, where: string): void {
+/**
+ * Throws ArtifactCorruptedError unless `actual` is the content the ref names. The message names what the ref
+ * expects, never what was found (the found hash and size of a file would tell a caller about a file it cannot read).
+ */
+function checkContent(ref: ArtifactRef, actual: { sha256: string; bytes: number }): void {
   if (actual.sha256 === ref.sha256 && actual.bytes === ref.bytes) return;
-  throw new ArtifactCorruptedError(
-    `artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is corrupted: expected sha256 ${ref.sha256} (${ref.bytes} bytes), ` +
-      `got ${actual.sha256} (${actual.bytes} bytes) ${where}`,
-    ref,
-  );
+  throw new ArtifactCorruptedError(`artifact ${ref.kind} ${ref.sha256.slice(0, 12)} is corrupted: its bytes are not sha256 ${ref.sha256} (${ref.bytes} bytes)`, ref);
 }
 
 /** Why the folder `dir` is not exactly the manifest's files, or undefined when it is. */
@@ -322,7 +364,7 @@ async function copyProblem(manifest: DirectoryManifest, dir: string): Promise<st
   const extra = present.find((f) => !expected.has(f));
   if (extra) return `unexpected file ${extra}`;
   for (const file of manifest.files) {
-    const actual = await sha256File(path.join(dir, file.path)).catch(() => undefined);
+    const actual = await sha256File(joinInside(dir, file.path)).catch(() => undefined);
     if (!actual) return `missing ${file.path}`;
     if (actual.sha256 !== file.sha256 || actual.bytes !== file.bytes) return `${file.path} differs from the artifact`;
   }

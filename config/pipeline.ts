@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { FailureType, SupertinyError } from './failure-types';
 import { ENCODER_BASE_NAMES } from './encoder-bases';
-import { trainerConfigFields, trainingCommand } from './trainer-contract';
+import { passableTrainerField, trainerConfigFields, trainingCommand, type PassableTrainerField } from './trainer-contract';
 
 const positiveInt = z.number().int().positive();
 const fraction = z.number().min(0).max(1);
@@ -14,15 +14,16 @@ const MAX_ITEMS = 10_000_000;
 const limit = positiveInt.max(MAX_ITEMS);
 const modelName = z.string().min(1).max(200);
 const path = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'must not contain NUL');
+// A name that becomes a folder or file name (reports/<name>-<hash>): never ".", ".." or hidden. Only a
+// leading dot is refused beyond the earlier rule, so that runs started before it still replay.
+const slug = z.string().regex(/^(?!\.)[A-Za-z0-9._-]{1,64}$/, 'letters, digits, dot, dash and underscore only (1-64), not starting with a dot');
 
 /** The task a config gets when it names none: the embedded demo's. */
 export const DEFAULT_TASK_NAME = 'massive';
 
 export const TaskConfigSchema = z
   .object({
-    name: z
-      .string()
-      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, dot, dash and underscore only (1-64)')
+    name: slug
       .default(DEFAULT_TASK_NAME)
       .describe('one of the tasks registered on the worker (e.g. "massive", the default, or "from-files")'),
     dataPath: path
@@ -127,12 +128,15 @@ export function studentFamilyGiven(input: unknown): boolean {
 }
 
 /** How a family the config does not name was chosen, for the result and the report. */
-export interface StudentFamilyChoice {
-  family: StudentFamily;
-  chosenFrom: 'task schema';
-  /** In words, naming the argument that needs the decoder (e.g. "argument route_request.action is free text, ..."). */
-  reason: string;
-}
+export const StudentFamilyChoiceSchema = z
+  .object({
+    family: z.enum(STUDENT_FAMILIES),
+    chosenFrom: z.literal('task schema'),
+    /** In words, naming the argument that needs the decoder (e.g. "argument route_request.action is free text, ..."). */
+    reason: z.string().max(4000),
+  })
+  .strict();
+export type StudentFamilyChoice = z.infer<typeof StudentFamilyChoiceSchema>;
 
 /** `input` with `transfer.student.family` set to `family` (a copy; the input is not changed). */
 function withStudentFamily(input: unknown, family: StudentFamily): unknown {
@@ -162,10 +166,12 @@ export const FAMILY_TRAINING_DEFAULTS: Record<StudentFamily, { epochs: number; l
 };
 
 // Fields the trainer config takes from the pipeline itself (paths, the model): the pass-through cannot set them.
-const RESERVED_TRAINER_FIELDS = new Set(['model', 'data', 'teacher', 'tokenizer', 'base_model', 'run_dir', 'output', 'output_dir', 'config']);
+const RESERVED_TRAINER_FIELDS = new Set(['model', 'data', 'teacher', 'tokenizer', 'base_model', 'task_reward', 'onnx', 'run_dir', 'output', 'output_dir', 'config']);
+// A trainer number has no bound of its own in the contract: this one keeps a config from asking for absurd sizes.
+const MAX_TRAINER_NUMBER = 1e9;
 
 const TrainerPassThroughSchema = z
-  .record(z.string(), z.union([z.number().finite(), z.boolean(), z.string().max(200)]))
+  .record(z.string(), z.union([z.number().min(-MAX_TRAINER_NUMBER).max(MAX_TRAINER_NUMBER), z.boolean(), z.string().max(200)]))
   .superRefine((fields, ctx) => {
     const keys = Object.keys(fields);
     if (keys.length > 32) ctx.addIssue({ code: 'custom', message: 'at most 32 fields' });
@@ -174,6 +180,15 @@ const TrainerPassThroughSchema = z
       else if (RESERVED_TRAINER_FIELDS.has(key)) ctx.addIssue({ code: 'custom', path: [key], message: 'is set by the pipeline, not by transfer.trainer' });
     }
   });
+
+/** Why `value` cannot go to a trainer field through the pass-through, or undefined when it can. */
+function trainerValueProblem(field: PassableTrainerField | undefined, value: unknown, command: string): string | undefined {
+  if (!field) return `is a path or free-text field of the trainer's "${command}" command: transfer.trainer takes only numbers, booleans and fields with a fixed set of values`;
+  if (field.kind === 'choice') return typeof value === 'string' && field.choices.includes(value) ? undefined : `must be one of ${field.choices.map((c) => `"${c}"`).join(', ')}`;
+  if (field.kind === 'boolean') return typeof value === 'boolean' ? undefined : 'must be true or false';
+  if (typeof value !== 'number') return `must be a number`;
+  return field.kind === 'integer' && !Number.isInteger(value) ? 'must be an integer' : undefined;
+}
 
 export const TransferStepSchema = z.enum(['sft', 'dpo', 'kd', 'grpo']);
 export type TransferStep = z.infer<typeof TransferStepSchema>;
@@ -210,12 +225,17 @@ export const TransferConfigSchema = z
   .strict()
   .superRefine((t, ctx) => {
     // The pass-through reaches every step's trainer command, which refuses unknown fields: refuse them here,
-    // before the teacher is paid, naming the command (trainer/contract.json).
-    for (const key of Object.keys(t.trainer ?? {})) {
+    // before the teacher is paid, naming the command (trainer/contract.json). Only numbers, booleans and
+    // closed sets of strings pass: never a path, which the trainer would read outside the worker's roots.
+    for (const [key, value] of Object.entries(t.trainer ?? {})) {
+      if (RESERVED_TRAINER_FIELDS.has(key)) continue;
       for (const step of new Set(t.steps)) {
         const command = trainingCommand(t.student.family, step);
-        if (!trainerConfigFields(command).has(key)) {
-          ctx.addIssue({ code: 'custom', path: ['trainer', key], message: `is not a config field of the trainer's "${command}" command (step "${step}"; see trainer/contract.json)` });
+        const problem = !trainerConfigFields(command).has(key)
+          ? `is not a config field of the trainer's "${command}" command (step "${step}"; see trainer/contract.json)`
+          : trainerValueProblem(passableTrainerField(command, key), value, command);
+        if (problem) {
+          ctx.addIssue({ code: 'custom', path: ['trainer', key], message: problem });
           break;
         }
       }
@@ -327,7 +347,7 @@ export const TimeoutsConfigSchema = z
 
 export const PipelineConfigSchema = z
   .object({
-    name: z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dot, dash and underscore only').default('massive-demo'),
+    name: slug.default('massive-demo').describe("the run's name: a slug, since it names the report's folder"),
     task: TaskConfigSchema.default(TaskConfigSchema.parse({})),
     teacher: TeacherConfigSchema.default(TeacherConfigSchema.parse({})),
     transfer: TransferConfigSchema.prefault({}),

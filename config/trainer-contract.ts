@@ -8,9 +8,40 @@ export type TrainerCommand = keyof typeof contract.commands;
 export const TRAINER_COMMANDS = Object.keys(contract.commands) as TrainerCommand[];
 export const TRAINER_ERROR_KINDS: readonly string[] = contract.error_kinds;
 
+/** A config field as the contract describes it: its Python type, default and, for a closed set of strings, the set. */
+interface ContractField {
+  type: string;
+  default: unknown;
+  choices?: string[];
+}
+
+function contractFields(command: TrainerCommand): Record<string, ContractField> {
+  return contract.commands[command].fields as Record<string, ContractField>;
+}
+
 /** The config fields a trainer command accepts (it refuses any other by name). */
 export function trainerConfigFields(command: TrainerCommand): ReadonlySet<string> {
-  return new Set(Object.keys(contract.commands[command].fields));
+  return new Set(Object.keys(contractFields(command)));
+}
+
+/** The value a pipeline config may give a trainer field through `transfer.trainer`. */
+export type PassableTrainerField = { kind: 'integer' | 'number' | 'boolean' } | { kind: 'choice'; choices: readonly string[] };
+
+const PASSABLE_TYPES: Record<string, 'integer' | 'number' | 'boolean'> = { int: 'integer', float: 'number', bool: 'boolean' };
+
+/**
+ * How `transfer.trainer` may set `field` of `command`, from the contract's types: numbers, booleans and
+ * strings with a closed set of values. Undefined for every other field: free strings (the paths the pipeline
+ * sets, such as model and data, and those it must not let a config set, such as tools, ref_model and
+ * task_reward), lists, and names the command does not have.
+ */
+export function passableTrainerField(command: TrainerCommand, field: string): PassableTrainerField | undefined {
+  const fields = contractFields(command);
+  if (!Object.hasOwn(fields, field)) return undefined;
+  const { type, choices } = fields[field];
+  if (choices) return { kind: 'choice', choices };
+  const kind = PASSABLE_TYPES[type.replace(/ \| None$/, '')];
+  return kind ? { kind } : undefined;
 }
 
 /** The trainer command that runs a transfer step of a student family. */

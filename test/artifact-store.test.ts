@@ -1,7 +1,10 @@
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ArtifactCorruptedError, ArtifactMissingError, ArtifactStore, outputKey } from '../artifacts/store';
+import { ArtifactCorruptedError, ArtifactMissingError, ArtifactStore, InvalidManifestError, outputKey, sha256File } from '../artifacts/store';
+import { ArtifactRefSchema, type ArtifactRef } from '../artifacts/ref';
+import { isInside, joinInside } from '../artifacts/confined-path';
 
 describe('artifact store', () => {
   let root: string;
@@ -22,12 +25,15 @@ describe('artifact store', () => {
     expect(again).toEqual(ref);
   });
 
-  test('a read whose hash does not match is an ArtifactCorruptedError naming both hashes', async () => {
+  test('a read whose hash does not match is an ArtifactCorruptedError naming the expected hash, never the found hash, size or path', async () => {
     const ref = await store.putBytes('stats', 'original');
-    await fs.writeFile(store.pathOf(ref), 'tampered');
+    await fs.writeFile(store.pathOf(ref), 'tampered, longer');
     const err = await store.readText(ref).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ArtifactCorruptedError);
     expect((err as Error).message).toContain(ref.sha256);
+    expect((err as Error).message).not.toContain(createHash('sha256').update('tampered, longer').digest('hex'));
+    expect((err as Error).message).not.toMatch(/\b16 bytes/);
+    expect((err as Error).message).not.toContain(root);
     expect((err as ArtifactCorruptedError).ref).toEqual(ref);
   });
 
@@ -90,5 +96,80 @@ describe('artifact store', () => {
   test('output keys are stable under key order and change with the inputs', () => {
     expect(outputKey('a', { x: 1, y: 2 })).toBe(outputKey('a', { y: 2, x: 1 }));
     expect(outputKey('a', { x: 1 })).not.toBe(outputKey('a', { x: 2 }));
+  });
+  describe('confinement: a ref names a blob of this store by its sha256, and nothing else', () => {
+    let outside: string;
+    let sentinel: string;
+    beforeEach(async () => {
+      outside = await fs.mkdtemp(path.join(os.tmpdir(), 'supertiny-outside-'));
+      sentinel = path.join(outside, 'sentinel.txt');
+      await fs.writeFile(sentinel, 'root:x:0:0 sentinel content\n');
+    });
+    afterEach(() => fs.rm(outside, { recursive: true, force: true }));
+
+    test('a file: uri outside the store is never read: the store looks up its own blob for the sha256', async () => {
+      const actual = await sha256File(sentinel);
+      const ref = { uri: `file://${outside}/blobs/sha256/${actual.sha256.slice(0, 2)}/${actual.sha256}`, ...actual, kind: 'sft' };
+      expect(store.pathOf(ref)).toBe(path.join(root, 'blobs', 'sha256', actual.sha256.slice(0, 2), actual.sha256));
+      const err = await store.readText(ref).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ArtifactMissingError);
+      expect((err as Error).message).not.toContain(outside);
+      await expect(store.materializeFile(ref, path.join(root, 'copy.txt'))).rejects.toBeInstanceOf(ArtifactMissingError);
+      expect(await fs.readdir(root)).not.toContain('copy.txt');
+    });
+
+    test('the ref schema refuses a uri that is not the store blob of its sha256, and a sha256 that is not hex', () => {
+      const sha256 = 'a'.repeat(64);
+      const good = { uri: `file:///data/artifacts/blobs/sha256/aa/${sha256}`, sha256, bytes: 1, kind: 'sft' };
+      expect(ArtifactRefSchema.safeParse(good).success).toBe(true);
+      const issues = (ref: unknown) => ArtifactRefSchema.safeParse(ref).error?.issues.map((i) => i.path.join('.'));
+      expect(issues({ ...good, uri: 'file:///etc/passwd' })).toEqual(['uri']);
+      expect(issues({ ...good, uri: `https://example.com/blobs/sha256/aa/${sha256}` })).toEqual(['uri']);
+      expect(issues({ ...good, uri: `file:///data/blobs/sha256/bb/${'b'.repeat(64)}` })).toEqual(['uri']);
+      expect(issues({ ...good, sha256: '../../../etc/passwd' })).toEqual(['sha256']);
+      expect(issues({ ...good, kind: '../x' })).toEqual(['kind']);
+      expect(issues({ ...good, extra: 1 })).toEqual(['']);
+      expect(() => store.pathOf({ ...good, sha256: '../../../../etc/passwd' } as ArtifactRef)).toThrow(/64 lowercase hex/);
+    });
+
+    test.each([
+      ['../escape.txt', 'a parent part'],
+      ['sub/../../escape.txt', 'a parent part below a folder'],
+      ['/tmp/escape.txt', 'an absolute path'],
+      ['./config.json', 'a "." part'],
+      ['sub//config.json', 'an empty part'],
+      ['..\\escape.txt', 'a backslash'],
+    ])('a manifest member %s (%s) is refused naming the member, and nothing is written outside the folder', async (member) => {
+      const blob = await store.putBytes('model/dir/file', 'weights');
+      const manifest = await store.putJson('model/dir', { files: [{ path: member, sha256: blob.sha256, bytes: blob.bytes }] });
+      const dest = path.join(root, 'work', 'copy', 'model');
+      const everything = async () => (await fs.readdir(root, { recursive: true })).sort();
+      const before = await everything();
+      const err = await store.materializeDirectory(manifest, dest).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidManifestError);
+      expect((err as Error).message).toMatch(/files\.0\.path: must be a relative path inside the folder/);
+      await expect(store.verifyDirectory(manifest)).rejects.toBeInstanceOf(InvalidManifestError);
+      await expect(store.ensureDirectoryCopy(manifest, dest)).rejects.toBeInstanceOf(InvalidManifestError);
+      expect(await everything()).toEqual(before);
+      await expect(fs.access('/tmp/escape.txt')).rejects.toThrow();
+    });
+
+    test('a blob that is not a manifest is refused without quoting it', async () => {
+      const notJson = await store.putBytes('model/dir', 'root:x:0:0 not json');
+      const err = await store.materializeDirectory(notJson, path.join(root, 'copy')).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidManifestError);
+      expect((err as Error).message).toMatch(/is not a directory manifest: not JSON$/);
+      const twice = await store.putJson('model/dir', { files: [{ path: 'a', sha256: notJson.sha256, bytes: notJson.bytes }, { path: 'a', sha256: notJson.sha256, bytes: notJson.bytes }] });
+      await expect(store.verifyDirectory(twice)).rejects.toThrow(/files: names a path twice/);
+    });
+
+    test('joinInside keeps a name inside its folder; isInside compares resolved paths', () => {
+      expect(joinInside('/data/reports', 'demo-abc/report.json')).toBe('/data/reports/demo-abc/report.json');
+      for (const bad of ['..', '../x', 'a/../../x', '/etc/passwd', '', '.', 'a/./b']) expect(() => joinInside('/data/reports', bad)).toThrow(/not a relative path inside its folder/);
+      expect(isInside('/data/reports/x', '/data/reports')).toBe(true);
+      expect(isInside('/data/reports/../x', '/data/reports')).toBe(false);
+      expect(isInside('/data/reports-other/x', '/data/reports')).toBe(false);
+      expect(isInside('/data/reports/..x', '/data/reports')).toBe(true);
+    });
   });
 });

@@ -1,6 +1,7 @@
 // The compress stage's gate with scripted activities: every step is compared with the uncompressed ONNX
 // model (two small losses that add up past the tolerance roll the second step back), prune-vocab runs on the
 // PyTorch folder before its own export, and the decoder's compress path schedules what it always did.
+import { createHash } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { ArtifactRef } from '../artifacts/ref';
@@ -9,7 +10,14 @@ import type { CompressResult } from '../activities/types';
 import { gpuQueueOf } from '../workflows/activity-options';
 import { startTestServer, workflowBundle } from './support/temporal';
 
-const ref = (uri: string, bytes: number): ArtifactRef => ({ uri, bytes, kind: 'test/dir', sha256: uri.padEnd(64, '0').replace(/[^0-9a-f]/g, 'a').slice(0, 64) });
+// Scripted artifacts are named by a label (e.g. "int8(onnx(student))"), which their sha256 maps back to.
+const labels = new Map<string, string>();
+const ref = (name: string, bytes: number): ArtifactRef => {
+  const sha256 = createHash('sha256').update(name).digest('hex');
+  labels.set(sha256, name);
+  return { uri: `file:///store/blobs/sha256/${sha256.slice(0, 2)}/${sha256}`, bytes, kind: 'test/dir', sha256 };
+};
+const label = (artifact: ArtifactRef) => labels.get(artifact.sha256) ?? artifact.sha256;
 
 describe('compress gate', () => {
   let server: TestWorkflowEnvironment;
@@ -23,34 +31,34 @@ describe('compress gate', () => {
     await server?.teardown();
   });
 
-  /** Runs compressStage with activities whose dev exact match is `scores[model uri]`; returns the calls made. */
+  /** Runs compressStage with activities whose dev exact match is `scores[label of the model]`; returns the calls made. */
   async function compress(input: PipelineConfigInput, scores: Record<string, number>): Promise<{ result: CompressResult; calls: string[] }> {
     const calls: string[] = [];
     const activities = {
       async exportOnnx({ model }: { model: ArtifactRef }) {
-        calls.push(`exportOnnx ${model.uri}`);
-        return ref(`onnx(${model.uri})`, model.bytes);
+        calls.push(`exportOnnx ${label(model)}`);
+        return ref(`onnx(${label(model)})`, model.bytes);
       },
       async pruneVocab({ model, sft }: { model: ArtifactRef; sft: ArtifactRef }) {
-        calls.push(`pruneVocab ${model.uri} ${sft.uri}`);
-        return ref(`pruned(${model.uri})`, Math.round(model.bytes * 0.55));
+        calls.push(`pruneVocab ${label(model)} ${label(sft)}`);
+        return ref(`pruned(${label(model)})`, Math.round(model.bytes * 0.55));
       },
       async pruneLayers({ model, sft }: { model: ArtifactRef; sft: ArtifactRef }) {
-        calls.push(`pruneLayers ${model.uri} ${sft.uri}`);
-        return ref(`shallow(${model.uri})`, Math.round(model.bytes * 0.8));
+        calls.push(`pruneLayers ${label(model)} ${label(sft)}`);
+        return ref(`shallow(${label(model)})`, Math.round(model.bytes * 0.8));
       },
       async quantizeInt8({ model }: { model: ArtifactRef }) {
-        calls.push(`quantizeInt8 ${model.uri}`);
-        return ref(`int8(${model.uri})`, Math.round(model.bytes / 4));
+        calls.push(`quantizeInt8 ${label(model)}`);
+        return ref(`int8(${label(model)})`, Math.round(model.bytes / 4));
       },
       async quantizeInt4({ model }: { model: ArtifactRef }) {
-        calls.push(`quantizeInt4 ${model.uri}`);
-        return ref(`int4(${model.uri})`, Math.round(model.bytes / 6.4));
+        calls.push(`quantizeInt4 ${label(model)}`);
+        return ref(`int4(${label(model)})`, Math.round(model.bytes / 6.4));
       },
       async scoreOnDev({ model }: { model: ArtifactRef }) {
-        calls.push(`scoreOnDev ${model.uri}`);
-        if (!(model.uri in scores)) throw new Error(`no scripted score for ${model.uri}`);
-        return { exactMatch: scores[model.uri], intentAccuracy: scores[model.uri], slotF1: scores[model.uri], schemaValidRate: 1, count: 100, modelBytes: model.bytes };
+        calls.push(`scoreOnDev ${label(model)}`);
+        if (!(label(model) in scores)) throw new Error(`no scripted score for ${label(model)}`);
+        return { exactMatch: scores[label(model)], intentAccuracy: scores[label(model)], slotF1: scores[label(model)], schemaValidRate: 1, count: 100, modelBytes: model.bytes };
       },
     };
     const taskQueue = `compress-gate-${Date.now()}-${run++}`;
@@ -61,7 +69,11 @@ describe('compress gate', () => {
     const running = workers.map((w) => w.run());
     try {
       const config = parsePipelineConfig(input);
-      const prototype = { data: { dev: ref('dev', 1) }, sft: ref('sft', 1) };
+      const prototype = {
+        data: { train: ref('train', 1), dev: ref('dev', 1), test: ref('test', 1), counts: { train: 1, dev: 1, test: 1 } },
+        ...Object.fromEntries(['sft', 'preferences', 'rejected', 'stats'].map((name) => [name, ref(name, 1)])),
+        summary: {},
+      };
       const transfer = { steps: [], student: ref('student', 90_000_000) };
       const result = (await server.client.workflow.execute('compressStage', {
         taskQueue,
@@ -90,8 +102,8 @@ describe('compress gate', () => {
       'quantizeInt8 onnx(pruned(student))',
       'scoreOnDev int8(onnx(pruned(student)))',
     ]);
-    expect(result.chosen.uri).toBe('onnx(pruned(student))');
-    expect(result.int8!.uri).toBe('int8(onnx(pruned(student)))');
+    expect(label(result.chosen)).toBe('onnx(pruned(student))');
+    expect(label(result.int8!)).toBe('int8(onnx(pruned(student)))');
     const [prune, int8] = result.gates;
     expect(prune).toMatchObject({ step: 'prune-vocab', kept: true, exactMatchUncompressed: 0.7, exactMatchBefore: 0.7, exactMatchAfter: 0.692, bytesBefore: 90_000_000, bytesAfter: 49_500_000 });
     expect(int8).toMatchObject({ step: 'int8', kept: false, exactMatchUncompressed: 0.7, exactMatchBefore: 0.692, exactMatchAfter: 0.684, bytesBefore: 49_500_000 });
@@ -106,7 +118,7 @@ describe('compress gate', () => {
     });
     expect(calls.slice(-2)).toEqual(['quantizeInt8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
     expect(result.gates.map((g) => g.kept)).toEqual([false, true]);
-    expect(result.chosen.uri).toBe('int8(onnx(student))');
+    expect(label(result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
 
   test('int4 is an alternative to int8, both from the float graph: kept, it is chosen; rolled back, int8 stays', async () => {
@@ -123,8 +135,8 @@ describe('compress gate', () => {
       'quantizeInt4 onnx(pruned(student))',
       'scoreOnDev int4(onnx(pruned(student)))',
     ]);
-    expect(kept.result.chosen.uri).toBe('int4(onnx(pruned(student)))');
-    expect(kept.result.int4!.uri).toBe('int4(onnx(pruned(student)))');
+    expect(label(kept.result.chosen)).toBe('int4(onnx(pruned(student)))');
+    expect(label(kept.result.int4!)).toBe('int4(onnx(pruned(student)))');
     expect(kept.result.gates[2]).toMatchObject({ step: 'int4', kept: true, bytesBefore: kept.result.gates[1].bytesAfter });
 
     const rolledBack = await compress(steps, {
@@ -135,7 +147,7 @@ describe('compress gate', () => {
     });
     expect(rolledBack.calls.slice(-2)).toEqual(['quantizeInt4 onnx(student)', 'scoreOnDev int4(onnx(student))']);
     expect(rolledBack.result.gates.map((g) => g.kept)).toEqual([false, true, false]);
-    expect(rolledBack.result.chosen.uri).toBe('int8(onnx(student))');
+    expect(label(rolledBack.result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
 
   test('prune-layers distils a shallower folder from the chosen one, exports it, and quantization starts from it when kept', async () => {
@@ -153,7 +165,7 @@ describe('compress gate', () => {
       'scoreOnDev int4(onnx(shallow(pruned(student))))',
     ]);
     expect(result.gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['prune-layers', true], ['int4', true]]);
-    expect(result.chosen.uri).toBe('int4(onnx(shallow(pruned(student))))');
+    expect(label(result.chosen)).toBe('int4(onnx(shallow(pruned(student))))');
   }, 120_000);
 
   test("the decoder's compress path schedules the activities it always did, in the same order", async () => {
@@ -161,6 +173,6 @@ describe('compress gate', () => {
     const { result, calls } = await compress(decoder, { 'onnx(student)': 0.5, 'int8(onnx(student))': 0.5 });
     expect(calls).toEqual(['exportOnnx student', 'scoreOnDev onnx(student)', 'quantizeInt8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
     expect(result.gates).toHaveLength(1);
-    expect(result.chosen.uri).toBe('int8(onnx(student))');
+    expect(label(result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
 });

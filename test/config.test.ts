@@ -1,6 +1,6 @@
 import { sharedChatSettings } from '../activities/prototype/stage-activities';
 import { trainingStepConfig } from '../activities/transfer/activities';
-import { InvalidConfigError, parsePipelineConfig } from '../config/pipeline';
+import { InvalidConfigError, parsePipelineConfig, PipelineConfigSchema } from '../config/pipeline';
 
 describe('pipeline config', () => {
   test('an empty config is the embedded default', () => {
@@ -66,6 +66,50 @@ describe('pipeline config', () => {
     expect(() => parsePipelineConfig({ transfer: { trainer: { data: '/etc/passwd' } } })).toThrow(/transfer\.trainer\.data.*set by the pipeline/);
     expect(() => parsePipelineConfig({ transfer: { trainer: { warmup_ratio: { nested: 1 } } } })).toThrow(/transfer\.trainer\.warmup_ratio/);
     expect(() => parsePipelineConfig({ task: { dataPath: 'a\0b' } })).toThrow(/task\.dataPath/);
+  });
+
+  test('a parsed config, as the pipeline passes it to its stages, parses to itself (each stage parses it again)', () => {
+    const inputs: unknown[] = [
+      {},
+      { transfer: { student: { family: 'decoder', hiddenSize: 64, heads: 2, kvHeads: 1 }, steps: ['sft', 'dpo', 'kd', 'grpo'], dropout: 0.1, trainer: { lr_scheduler: 'linear' } } },
+      { name: 'router', task: { name: 'from-files', dataPath: '/data/d.jsonl', functionsPath: '/data/f.json', trainLimit: 10 }, transfer: { trainer: { pooling: 'cls' } }, compress: { steps: ['prune-vocab', 'prune-layers', 'int4'] } },
+    ];
+    for (const input of inputs) {
+      const config = JSON.parse(JSON.stringify(parsePipelineConfig(input)));
+      expect(PipelineConfigSchema.parse(config)).toEqual(config);
+    }
+  });
+
+  test('config.name and task.name are slugs: they become folder names, so "..", "." and hidden names are refused', () => {
+    for (const name of ['..', '.', '../x', '.hidden', 'a/b', 'a\\b', '', 'x'.repeat(65)]) {
+      expect(() => parsePipelineConfig({ name })).toThrow(/^invalid pipeline config: name: /);
+      expect(() => parsePipelineConfig({ task: { name } })).toThrow(/task\.name: /);
+    }
+    expect(parsePipelineConfig({ name: 'Demo_run-2.v1' }).name).toBe('Demo_run-2.v1');
+  });
+
+  test('transfer.trainer passes no path: tools, ref_model, task_reward and onnx are refused by name, before anything starts', () => {
+    expect(() => parsePipelineConfig({ transfer: { trainer: { tools: '/etc/hostname' } } })).toThrow(
+      /transfer\.trainer\.tools: is a path or free-text field of the trainer's "encoder-sft" command: transfer\.trainer takes only numbers, booleans and fields with a fixed set of values/,
+    );
+    expect(() => parsePipelineConfig({ transfer: { steps: ['dpo'], student: { family: 'decoder' }, trainer: { ref_model: '/tmp' } } })).toThrow(
+      /transfer\.trainer\.ref_model: is a path or free-text field of the trainer's "dpo" command/,
+    );
+    expect(() => parsePipelineConfig({ transfer: { steps: ['sft', 'grpo'], student: { family: 'decoder' }, trainer: { task_reward: '/tmp/r.json' } } })).toThrow(
+      /transfer\.trainer\.task_reward: is set by the pipeline/,
+    );
+    expect(() => parsePipelineConfig({ transfer: { trainer: { onnx: '/tmp/m.onnx' } } })).toThrow(/transfer\.trainer\.onnx: is set by the pipeline/);
+  });
+
+  test('transfer.trainer takes numbers, booleans and closed sets of strings, each checked against the contract\'s type', () => {
+    const trainer = (fields: Record<string, unknown>, family: 'encoder' | 'decoder' = 'encoder') => parsePipelineConfig({ transfer: { student: { family }, trainer: fields } }).transfer.trainer;
+    expect(trainer({ lr_scheduler: 'cosine', pooling: 'cls', num_threads: 2, bf16: true, vote_weight: 0.5 })).toEqual({ lr_scheduler: 'cosine', pooling: 'cls', num_threads: 2, bf16: true, vote_weight: 0.5 });
+    expect(() => trainer({ lr_scheduler: '/etc/passwd' })).toThrow(/transfer\.trainer\.lr_scheduler: must be one of "cosine", "linear", "constant", "constant_with_warmup"/);
+    expect(() => trainer({ pooling: 'max' })).toThrow(/transfer\.trainer\.pooling: must be one of "cls", "mean"/);
+    expect(() => trainer({ num_threads: 2.5 })).toThrow(/transfer\.trainer\.num_threads: must be an integer/);
+    expect(() => trainer({ bf16: 'yes' })).toThrow(/transfer\.trainer\.bf16: must be true or false/);
+    expect(() => trainer({ warmup_ratio: 'high' }, 'decoder')).toThrow(/transfer\.trainer\.warmup_ratio: must be a number/);
+    expect(() => trainer({ batch_size: 1e12 })).toThrow(/transfer\.trainer\.batch_size/);
   });
 
   test('the student family: a discriminator, decoder implied by a decoder shape, per-family training defaults', () => {

@@ -24,7 +24,7 @@ describe('task queues', () => {
     const taskQueue = `cpu-only-${Date.now()}`;
     const env = await testEnv(server.address, { taskQueue });
     const config = parsePipelineConfig(smallPipelineConfig('cpu-only', { timeouts: { queueMinutes: 0.1 } }));
-    const ref = { uri: 'file:///nowhere', sha256: '0'.repeat(64), bytes: 0, kind: 'sft' };
+    const ref = { uri: `file:///nowhere/blobs/sha256/00/${'0'.repeat(64)}`, sha256: '0'.repeat(64), bytes: 0, kind: 'sft' };
     const prototype = { data: { train: ref, dev: ref, test: ref, counts: { train: 0, dev: 0, test: 0 } }, sft: ref, preferences: ref, rejected: ref, stats: ref, summary: {} } as PrototypeResult;
     // As the README's one-line example builds it: the plugin on the workflow queue, nothing on "<queue>-gpu".
     const cpuOnly = async () => [

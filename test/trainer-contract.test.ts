@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { readEnv } from '../config/env';
 import { parsePipelineConfig } from '../config/pipeline';
-import { TRAINER_COMMANDS, TRAINER_ERROR_KINDS, trainerConfigFields, trainingCommand, type TrainerCommand } from '../config/trainer-contract';
+import { passableTrainerField, TRAINER_COMMANDS, TRAINER_ERROR_KINDS, trainerConfigFields, trainingCommand, type TrainerCommand } from '../config/trainer-contract';
+import contract from '../trainer/contract.json';
 import { trainingStepConfig } from '../activities/transfer/activities';
 import { ENCODER_COMMANDS, NON_RETRYABLE_KINDS } from '../activities/transfer/trainer-process';
 
@@ -48,4 +49,35 @@ test('the pass-through is checked against every step of the run before anything 
     /transfer\.trainer\.prompt_loss_weight: is not a config field of the trainer's "dpo" command \(step "dpo"/,
   );
   expect(parsePipelineConfig({ transfer: { student: { family: 'encoder' }, trainer: { vote_weight: 0.5 } } }).transfer.trainer).toEqual({ vote_weight: 0.5 });
+});
+
+test('no free string field (a path) of any training command is passable through transfer.trainer; what is passable is a number, a boolean or a closed set', () => {
+  const refused = new Set<string>();
+  for (const [family, step] of [['decoder', 'sft'], ['decoder', 'dpo'], ['decoder', 'kd'], ['decoder', 'grpo'], ['encoder', 'sft']] as const) {
+    const command = trainingCommand(family, step);
+    const fields = contract.commands[command].fields as Record<string, { type: string; choices?: string[] }>;
+    const transfer = { student: { family }, steps: family === 'decoder' ? [...new Set(['sft', step])] : ['sft'] };
+    for (const [field, { type, choices }] of Object.entries(fields)) {
+      const passable = passableTrainerField(command, field);
+      if (passable) {
+        // A passable field is exactly a number, a boolean or a string with choices in the contract.
+        const expected = choices ? 'choice' : ({ int: 'integer', float: 'number', bool: 'boolean' } as Record<string, string>)[type.replace(/ \| None$/, '')];
+        expect(passable.kind).toBe(expected);
+        continue;
+      }
+      refused.add(field);
+      // Not passable: a path is refused by name, whatever the value looks like.
+      for (const value of ['/etc/hostname', 1, true]) {
+        expect(() => parsePipelineConfig({ transfer: { ...transfer, trainer: { [field]: value } } })).toThrow(new RegExp(`transfer\\.trainer\\.${field}: `));
+      }
+    }
+  }
+  // The paths the review found passable, and the ones the pipeline sets, are all among the refused.
+  expect([...refused].sort()).toEqual(expect.arrayContaining(['data', 'model', 'ref_model', 'task_reward', 'teacher', 'tools']));
+  // Every str field left is one with a closed set of values.
+  for (const command of TRAINER_COMMANDS) {
+    for (const [field, { type, choices }] of Object.entries(contract.commands[command].fields as Record<string, { type: string; choices?: string[] }>)) {
+      if (type.startsWith('str') && passableTrainerField(command, field)) expect(choices?.length).toBeGreaterThan(0);
+    }
+  }
 });

@@ -1,18 +1,18 @@
 // Stage 3: ONNX export, then each compression step behind a dev exact-match gate. Every step is gated
 // against the uncompressed ONNX model (not the previous step), so small losses cannot add up unseen.
-import type { PipelineConfig } from '../config/pipeline';
+import { z } from 'zod';
+import { PipelineConfigSchema } from '../config/pipeline';
 import type { ArtifactRef } from '../artifacts/ref';
-import type { CompressResult, GateDecision, PrototypeResult, TransferResult } from '../activities/types';
+import type { CompressResult, GateDecision } from '../activities/types';
 import { queueActivities } from './activity-options';
+import { checkStageInput, PrototypeResultSchema, TransferResultSchema } from './stage-input';
 import { reportStageProgress } from './stage-progress';
 
-export interface CompressStageInput {
-  config: PipelineConfig;
-  prototype: PrototypeResult;
-  transfer: TransferResult;
-}
+export const CompressStageInputSchema = z.object({ config: PipelineConfigSchema, prototype: PrototypeResultSchema, transfer: TransferResultSchema }).strict();
+export type CompressStageInput = z.infer<typeof CompressStageInputSchema>;
 
-export async function compressStage({ config, prototype, transfer }: CompressStageInput): Promise<CompressResult> {
+export async function compressStage(input: CompressStageInput): Promise<CompressResult> {
+  const { config, prototype, transfer } = checkStageInput('compressStage', CompressStageInputSchema, input);
   const gpu = queueActivities(config, 'gpu');
   const cpu = queueActivities(config, 'cpu');
   const tolerance = config.compress.toleranceExactMatch;

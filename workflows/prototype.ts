@@ -1,22 +1,28 @@
 // Stage 1: the teacher labels the unlabelled train traffic in batches; rejection sampling keeps what
 // the samples agree on. Continues as new every `teacher.batchesPerRun` batches so history stays bounded.
 import { continueAsNew } from '@temporalio/workflow';
-import type { ArtifactRef } from '../artifacts/ref';
-import type { PipelineConfig } from '../config/pipeline';
-import type { PrototypeResult, TaskData } from '../activities/types';
+import { z } from 'zod';
+import { ArtifactRefSchema } from '../artifacts/ref';
+import { PipelineConfigSchema } from '../config/pipeline';
+import type { PrototypeResult } from '../activities/types';
 import { queueActivities } from './activity-options';
+import { checkStageInput, TaskDataSchema } from './stage-input';
 import { reportStageProgress } from './stage-progress';
 
-export interface PrototypeStageInput {
-  config: PipelineConfig;
-  /** Carried over by continue-as-new: the prepared task data and the batches labelled by earlier runs. */
-  data?: TaskData;
-  labelled?: ArtifactRef[];
-  /** Batches labelled concurrently (each batch also has its own request concurrency). */
-  parallelBatches?: number;
-}
+export const PrototypeStageInputSchema = z
+  .object({
+    config: PipelineConfigSchema,
+    /** Carried over by continue-as-new: the prepared task data and the batches labelled by earlier runs. */
+    data: TaskDataSchema.optional(),
+    labelled: z.array(ArtifactRefSchema).max(100_000).optional(),
+    /** Batches labelled concurrently (each batch also has its own request concurrency). */
+    parallelBatches: z.number().int().min(1).max(64).optional(),
+  })
+  .strict();
+export type PrototypeStageInput = z.infer<typeof PrototypeStageInputSchema>;
 
-export async function prototypeStage(input: PrototypeStageInput): Promise<PrototypeResult> {
+export async function prototypeStage(unchecked: PrototypeStageInput): Promise<PrototypeResult> {
+  const input = checkStageInput('prototypeStage', PrototypeStageInputSchema, unchecked);
   const { config } = input;
   const cpu = queueActivities(config, 'cpu');
   const data = input.data ?? (await cpu.prepareTaskData({ config }));

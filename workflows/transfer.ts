@@ -1,16 +1,17 @@
 // Stage 2: the student's starting point (per family), then the configured training steps in order.
+import { z } from 'zod';
 import type { ArtifactRef } from '../artifacts/ref';
-import type { PipelineConfig } from '../config/pipeline';
-import type { PrototypeResult, TransferResult } from '../activities/types';
+import { PipelineConfigSchema } from '../config/pipeline';
+import type { TransferResult } from '../activities/types';
 import { queueActivities } from './activity-options';
+import { checkStageInput, PrototypeResultSchema } from './stage-input';
 import { reportStageProgress } from './stage-progress';
 
-export interface TransferStageInput {
-  config: PipelineConfig;
-  prototype: PrototypeResult;
-}
+export const TransferStageInputSchema = z.object({ config: PipelineConfigSchema, prototype: PrototypeResultSchema }).strict();
+export type TransferStageInput = z.infer<typeof TransferStageInputSchema>;
 
-export async function transferStage({ config, prototype }: TransferStageInput): Promise<TransferResult> {
+export async function transferStage(input: TransferStageInput): Promise<TransferResult> {
+  const { config, prototype } = checkStageInput('transferStage', TransferStageInputSchema, input);
   return config.transfer.student.family === 'encoder' ? encoderTransfer({ config, prototype }) : decoderTransfer({ config, prototype });
 }
 

@@ -5,7 +5,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../../artifacts/atomic-write';
 import type { ArtifactRef } from '../../artifacts/ref';
-import type { ArtifactStore, DirectoryManifest } from '../../artifacts/store';
+import type { ArtifactStore } from '../../artifacts/store';
+import { joinInside } from '../../artifacts/confined-path';
 import { createLogger } from '../../config/logger';
 import type { PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
 import { ENCODER_BASES, registryBaseOf, type EncoderBaseName } from '../../config/encoder-bases';
@@ -81,7 +82,7 @@ async function folderBytes(dir: string, match: (name: string) => boolean): Promi
  */
 export async function publishReport(store: ArtifactStore, result: EvaluateResult): Promise<void> {
   const reportDir = path.dirname(result.reportPath);
-  for (const [name, ref] of Object.entries(result.predictions ?? {})) await store.materializeFile(ref, path.join(reportDir, `predictions-${name}.jsonl`));
+  for (const [name, ref] of Object.entries(result.predictions ?? {})) await store.materializeFile(ref, joinInside(reportDir, `predictions-${name}.jsonl`));
   await store.materializeFile(result.html, path.join(reportDir, 'report.html'));
   await store.materializeFile(result.report, result.reportPath);
 }
@@ -163,7 +164,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const { score: _score, ...rest } = value;
       // A directory artifact's ref counts its manifest's bytes; the gate reports the files' total.
       const modelBytes = model.kind.endsWith('/dir')
-        ? (await store.readJson<DirectoryManifest>(model)).files.reduce((sum, f) => sum + f.bytes, 0)
+        ? (await store.readManifest(model)).files.reduce((sum, f) => sum + f.bytes, 0)
         : model.bytes;
       return { ...(rest as DevScore), modelBytes };
     },
@@ -198,7 +199,9 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         teacher: teacherKeyParts(resolved),
       });
       // A readable copy for people; the artifacts are the content-addressed originals.
-      const reportDir = path.join(env.dataDir, 'reports', `${config.name}-${key.slice(-12)}`);
+      // A readable copy for people; the artifacts are the content-addressed originals. config.name is a slug;
+      // the joins keep it and the model names inside reports/ whatever they hold.
+      const reportDir = joinInside(path.join(env.dataDir, 'reports'), `${config.name}-${key.slice(-12)}`);
       const teachers: TeacherClient[] = [];
       const produceReport = async (live: ActivityLiveness) => {
         const heartbeat = (step: string, done: number, total: number) => live.beat({ step: done, total, phase: step });

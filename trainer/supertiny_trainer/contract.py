@@ -22,13 +22,20 @@ def _default(field: dataclasses.Field) -> typing.Any:
     return None
 
 
+def _field(field: dataclasses.Field) -> dict:
+    described = {"type": str(field.type), "default": _default(field)}
+    if "choices" in field.metadata:
+        described["choices"] = list(field.metadata["choices"])
+    return described
+
+
 def contract() -> dict:
     commands = {}
     for name, (module_name, config_name, _runner) in sorted(COMMANDS.items()):
         config = getattr(importlib.import_module(module_name), config_name)
         commands[name] = {
             "config": config_name,
-            "fields": {f.name: {"type": str(f.type), "default": _default(f)} for f in dataclasses.fields(config)},
+            "fields": {f.name: _field(f) for f in dataclasses.fields(config)},
         }
     return {"commands": commands, "error_kinds": list(typing.get_args(ErrorKind))}
 

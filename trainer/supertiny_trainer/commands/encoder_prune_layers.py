@@ -17,9 +17,10 @@ from typing import Any
 
 from ..core.checkpoints import CheckpointStore
 from ..core.command import CommandResult, RunContext
+from ..core.config import choice
 from ..core.errors import ConfigError, DataError
 from ..core.runtime import set_threads
-from ..core.training import TrainingConfig, run_training
+from ..core.training import SCHEDULERS, TrainingConfig, run_training
 from ..student.encoder import load_encoder_student, save_encoder_student
 from ..student.encoder_data import EncoderDataReport, encode_examples, encoder_examples, read_encoder_rows
 from .encoder_sft import build_encoder_trainer, encoder_trainer_class, value_log_probs
@@ -35,7 +36,7 @@ class EncoderPruneLayersConfig(TrainingConfig):
     batch_size: int = 32
     learning_rate: float = 1e-4  # the encoder's
     head_learning_rate: float = 1e-4  # the heads start trained: no faster rate than the encoder's
-    lr_scheduler: str = "linear"
+    lr_scheduler: str = choice("linear", SCHEDULERS)
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
     temperature: float = 2.0

@@ -16,9 +16,10 @@ from typing import Any
 
 from ..core.checkpoints import CheckpointStore
 from ..core.command import CommandResult, RunContext
+from ..core.config import choice
 from ..core.errors import ConfigError, DataError
 from ..core.runtime import set_threads
-from ..core.training import LengthGroupedEpochSampler, TrainingConfig, run_training, training_arguments
+from ..core.training import SCHEDULERS, LengthGroupedEpochSampler, TrainingConfig, run_training, training_arguments
 from ..student.encoder import POOLINGS, EncoderLabels, build_encoder_student, load_bert, load_encoder_tokenizer, \
     save_encoder_student
 from ..student.encoder_data import repeated_slots, EncodedExample, EncoderDataReport, check_number_spans, \
@@ -35,11 +36,11 @@ class EncoderSftConfig(TrainingConfig):
     batch_size: int = 32
     learning_rate: float = 1.5e-4  # the encoder's
     head_learning_rate: float = 1.5e-3  # the intent and tag heads'
-    lr_scheduler: str = "linear"
+    lr_scheduler: str = choice("linear", SCHEDULERS)
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01  # encoder weights only (not biases, LayerNorm or heads)
     max_length: int = 64  # tokens including [CLS] and [SEP]
-    pooling: str = "mean"  # intent head input: "mean" (masked mean, MiniLM's pretraining pooling) or "cls"
+    pooling: str = choice("mean", POOLINGS)  # intent head input: "mean" (masked mean, MiniLM's pretraining pooling) or "cls"
     vote_weight: float = 1.0  # share of the target taken from the votes (0: the accepted call only)
     tag_loss_weight: float = 1.0  # tag loss (mean over word tokens) weight next to the intent loss
     value_loss_weight: float = 1.0  # value heads' loss (summed over the heads) weight next to the intent loss

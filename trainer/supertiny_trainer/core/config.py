@@ -102,6 +102,12 @@ def load_config(cls: type[C], path: str | Path) -> C:
     return config_from_dict(cls, raw)
 
 
+def choice(default: str, choices: tuple[str, ...]) -> Any:
+    """A string field with a closed set of values: the contract lists them (`choices`), so the pipeline may
+    pass it through, while a free string (a path) is never passable."""
+    return dataclasses.field(default=default, metadata={"choices": choices})
+
+
 def require_positive(config: Any, *names: str) -> None:
     for name in names:
         value = getattr(config, name)

@@ -15,7 +15,7 @@ from typing import Any
 from transformers import Trainer, TrainerCallback
 
 from .checkpoints import CheckpointStore
-from .config import require_positive
+from .config import choice, require_positive
 from .errors import ConfigError
 from .events import EventReporter
 from .runtime import peak_memory
@@ -36,7 +36,7 @@ class TrainingConfig:
     batch_size: int = 32
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-3
-    lr_scheduler: str = "cosine"
+    lr_scheduler: str = choice("cosine", SCHEDULERS)
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
