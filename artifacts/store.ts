@@ -324,7 +324,7 @@ export class ArtifactStore {
       }
     } catch (err) {
       // A manifest that is not a manifest is as broken as a missing blob; a failing disk is not ours to hide.
-      if (err instanceof ArtifactError || err instanceof SyntaxError || err instanceof TypeError) return `names an artifact that does not verify (${(err as Error).message})`;
+      if (err instanceof ArtifactError || err instanceof InvalidManifestError || err instanceof SyntaxError || err instanceof TypeError || err instanceof z.ZodError) return `names an artifact that does not verify (${(err as Error).message})`;
       throw err;
     }
     return { value: record.value as Record<string, unknown> };
