@@ -9,6 +9,9 @@ import { EndpointConfigError } from '../config/endpoints';
 import { InvalidConfigError } from '../config/pipeline';
 import { MassiveDataError } from '../tasks/massive/data';
 import { EndpointUnavailableError } from '../activities/prototype/chat-client';
+import { TeacherBudgetError } from '../activities/prototype/spend-ledger';
+
+const spend = { spentUsd: 24.99, reservedUsd: 0.01, paidRequests: 70_000, budgetUsd: 25, estimateUsd: 0.003 };
 
 const ref = { uri: 'file:///x', sha256: 'a'.repeat(64), bytes: 1, kind: 'sft' };
 
@@ -20,6 +23,7 @@ test.each([
   [new ArtifactMissingError('artifact sft missing', ref), FailureType.ArtifactMissing, [ref]],
   [new ArtifactCorruptedError('artifact sft corrupted', ref), FailureType.ArtifactCorrupted, [ref]],
   [new EndpointUnavailableError('down', { '503': 5 }), FailureType.TeacherUnavailable, [{ '503': 5 }]],
+  [new TeacherBudgetError(spend), FailureType.TeacherBudgetReached, [spend]],
 ])('%s leaves an activity as its own non-retryable failure type with its details', (error, type, details) => {
   expect(error).toBeInstanceOf(SupertinyError);
   expect(error.name).toBe(error.constructor.name);

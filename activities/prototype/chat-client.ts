@@ -212,6 +212,38 @@ const isRetryableStatus = (status: number) => status === 408 || status === 409 |
 /** Statuses that say the endpoint (its auth, its model list, its capacity) failed, not the request. */
 const isEndpointStatus = (status: number) => isRetryableStatus(status) || status === 401 || status === 403 || status === 404;
 
+/**
+ * Bounds what a client pays: the estimated cost of each request is reserved before it is sent (a request
+ * that would pass the budget is refused and never sent), then settled with what the answer cost.
+ */
+export interface SpendGuard {
+  /** Throws (e.g. TeacherBudgetError) when the request would pass the budget. */
+  reserve(request: { estimateUsd: number; requestKey?: string }): Promise<SpendReservation>;
+}
+
+/** A reservation that is neither paid nor unbilled (a timeout, a lost connection, a crash) keeps counting at its estimate. */
+export interface SpendReservation {
+  /** The endpoint answered; `usd` is what the answer's usage cost at the endpoint's prices. */
+  paid(usd: number): Promise<void>;
+  /** The endpoint answered with an error status: nothing was billed. */
+  unbilled(): Promise<void>;
+}
+
+/** Completion tokens per choice assumed for a request that sets no max_tokens, when its cost is estimated. */
+export const COMPLETION_TOKENS_ALLOWANCE = 1024;
+
+/**
+ * An upper estimate of a request's cost before it is sent: a token is at least one byte, so the prompt is
+ * counted as one token per byte of its messages and tools; the completion as max_completion_tokens (or
+ * max_tokens, else COMPLETION_TOKENS_ALLOWANCE) per choice. Only a completion longer than that is under-estimated.
+ */
+export function estimatedCostUsd(request: ChatRequest, prices: ResolvedChatClientConfig['prices']): number {
+  const promptTokens = Buffer.byteLength(JSON.stringify({ messages: request.messages, tools: request.tools ?? null }));
+  const perChoice = request.max_completion_tokens ?? request.max_tokens ?? COMPLETION_TOKENS_ALLOWANCE;
+  const completionTokens = (request.n ?? 1) * perChoice;
+  return (promptTokens * prices.inputPerMillionTokens + completionTokens * prices.outputPerMillionTokens) / 1e6;
+}
+
 export interface ChatClientDeps {
   /** Injected for tests; defaults to setTimeout. */
   sleep?: (ms: number) => Promise<void>;
@@ -226,6 +258,8 @@ export interface ChatClientDeps {
    * reject every complete() with an EndpointUnavailableError, so a caller never records an outage as answers.
    */
   stopOnEndpointFault?: boolean;
+  /** The budget this client's paid requests count against (cache hits and joined requests cost nothing). */
+  spend?: SpendGuard;
 }
 
 /** The longest error text kept from an endpoint (a hostile endpoint may answer megabytes). */
@@ -243,6 +277,9 @@ export class ChatClient {
   private readonly stopper = new AbortController();
   private readonly signal: AbortSignal;
   private readonly stopOnEndpointFault: boolean;
+  private readonly spend?: SpendGuard;
+  /** Why the spend guard refused a request (the budget is reached, or its ledger failed): nothing is sent after it. */
+  private spendRefusal?: unknown;
   private counters = emptyChatClientStats();
   private lastError?: string;
 
@@ -257,6 +294,7 @@ export class ChatClient {
     this.sleep = deps.sleep ? (ms) => untilAborted(sleep(ms), this.signal) : (ms) => abortableDelay(ms, this.signal);
     this.random = deps.random ?? Math.random;
     this.stopOnEndpointFault = deps.stopOnEndpointFault ?? false;
+    this.spend = deps.spend;
   }
 
   /** The endpoint's identity in cache keys and messages. */
@@ -285,6 +323,21 @@ export class ChatClient {
   private redact(text: string): string {
     const key = this.config.apiKey;
     return key && key.length >= 4 ? text.split(key).join('[redacted]') : text;
+  }
+
+  /**
+   * Reserves a request's estimated cost against the spend guard, or throws when the budget is reached; after
+   * that nothing more is sent. Free endpoints (zero prices) reserve nothing.
+   */
+  private async reserve(estimateUsd: number, requestKey: string | undefined): Promise<SpendReservation | undefined> {
+    if (this.spendRefusal !== undefined) throw this.spendRefusal;
+    if (!this.spend || estimateUsd === 0) return undefined;
+    try {
+      return await this.spend.reserve({ estimateUsd, ...(requestKey ? { requestKey } : {}) });
+    } catch (err) {
+      this.spendRefusal = err;
+      throw err;
+    }
   }
 
   /** Rejects with why the client stopped (the caller's reason, or the endpoint outage). */
@@ -374,6 +427,8 @@ export class ChatClient {
     const { backoff, maxRetries } = this.config;
     let last: Extract<ChatOutcome, { ok: false }> = { ok: false, kind: 'connection_error', message: 'not attempted', attempts: 0, endpointFault: true };
     let waited = 0;
+    const idempotent = this.config.idempotencyHeader !== null && this.cache !== undefined;
+    const estimateUsd = estimatedCostUsd(request, this.config.prices);
     for (let attempt = 1; attempt <= maxRetries + 1; attempt++) {
       let delay: number | undefined;
       // Our own deadline (the SDK's is a backstop): whether a request timed out must not depend on how the
@@ -381,10 +436,17 @@ export class ChatClient {
       let timedOut = false;
       let sent = false;
       let answered = false;
+      let reservation: SpendReservation | undefined;
       try {
         const completion = await this.limit.run(async () => {
           // Checked once the slot is ours: a request queued behind the limit is never sent after a stop.
           this.throwIfStopped();
+          // Each attempt may be billed, so each reserves its estimate, right before it is sent.
+          reservation = await this.reserve(estimateUsd, idempotent ? key : undefined);
+          if (this.signal.aborted) {
+            await reservation?.unbilled();
+            this.throwIfStopped();
+          }
           if (attempt > 1) this.counters.retries++;
           this.counters.httpRequests++;
           sent = true;
@@ -402,7 +464,7 @@ export class ChatClient {
                 timeout: this.config.timeoutMs + 5_000,
                 maxRetries: 0,
                 signal: AbortSignal.any([deadline.signal, this.signal]),
-                ...(this.config.idempotencyHeader && this.cache ? { headers: { [this.config.idempotencyHeader]: idempotencyKeyOf(key) } } : {}),
+                ...(idempotent ? { headers: { [this.config.idempotencyHeader!]: idempotencyKeyOf(key) } } : {}),
               },
             );
           } finally {
@@ -414,6 +476,8 @@ export class ChatClient {
           this.countStatus('200');
           // The slot is held until the paid answer is on disk: a crash loses at most `concurrency` answers.
           if (this.cache) await this.cache.put(key, answer);
+          // Without usage the answer's cost is unknown: it counts at its estimate.
+          await reservation?.paid(answer.usage ? this.costOf(answer.usage) : estimateUsd);
           return answer;
         });
         const costUsd = this.costOf(completion.usage);
@@ -438,6 +502,8 @@ export class ChatClient {
           if (err.status === 429) this.counters.rateLimited++;
           if (err.status >= 500) this.counters.serverErrors++;
           this.countStatus(String(err.status));
+          // An error status is not billed; a timeout or a lost connection may have been, so it stays reserved.
+          await reservation?.unbilled();
           last = this.fail('http_error', err.message, attempt, err.status);
           if (!isRetryableStatus(err.status)) break;
           const asked = retryAfterMs(err.headers);
