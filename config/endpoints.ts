@@ -156,10 +156,12 @@ export async function loadTeacherEndpoints(file: string | undefined, secret: (na
   return resolveTeacherEndpoints(raw, secret, file);
 }
 
-/** Every key the worker holds, longest first, so that error messages and logs can be scrubbed of them. */
-export function secretsOf(endpoints: readonly TeacherEndpoint[]): string[] {
-  return endpoints
-    .map((e) => e.apiKey)
+/**
+ * Every key the worker holds (the endpoints' and `others`, e.g. the Temporal API key), longest first, so that
+ * error messages and logs can be scrubbed of them.
+ */
+export function secretsOf(endpoints: readonly TeacherEndpoint[], ...others: (string | undefined)[]): string[] {
+  return [...endpoints.map((e) => e.apiKey), ...others]
     .filter((k): k is string => !!k && k.length >= 4)
     .sort((a, b) => b.length - a.length);
 }
@@ -167,5 +169,24 @@ export function secretsOf(endpoints: readonly TeacherEndpoint[]): string[] {
 export function redact(text: string, secrets: readonly string[]): string {
   let out = text;
   for (const s of secrets) out = out.split(s).join('[redacted]');
+  return out;
+}
+
+/** Shapes of credentials that text from outside may carry (an endpoint's echo, a masked key, a signed URL). */
+const CREDENTIAL_SHAPES: [RegExp, string][] = [
+  [/\b(Bearer|Basic)\s+(?!\[redacted\])[^\s"',;]+/gi, '$1 [redacted]'],
+  [/\b(sk|rk|pk)-[A-Za-z0-9_*.-]{8,}/g, '[redacted]'],
+  [/([?&#](?:api[-_]?key|key|token|access_token|sig|signature|password|secret)=)[^&#\s"']+/gi, '$1[redacted]'],
+  [/(\b[a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1'],
+];
+
+/**
+ * Text that leaves the worker (a failure's message, stack or details; an endpoint's error text) with the
+ * worker's secrets removed, and whatever has the shape of a credential: a bearer token, an OpenAI-style key
+ * (masked ones too), a key in a URL's query, a URL's user name and password.
+ */
+export function scrubSecrets(text: string, secrets: readonly string[]): string {
+  let out = redact(text, secrets);
+  for (const [shape, replacement] of CREDENTIAL_SHAPES) out = out.replace(shape, replacement);
   return out;
 }

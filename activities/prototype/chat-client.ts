@@ -8,6 +8,7 @@ import { FailureType, SupertinyError } from '../../config/failure-types';
 import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
+import { scrubSecrets } from '../../config/endpoints';
 import { createLogger } from '../../config/logger';
 import { abortableDelay, RequestCache, requestCacheKey, untilAborted } from './request-cache';
 
@@ -314,15 +315,16 @@ export class ChatClient {
       .join(', ');
     const failed = c.failures.http_error + c.failures.timeout + c.failures.connection_error;
     return (
-      `endpoint ${this.redact(withoutUserInfo(this.endpoint))} (model ${this.config.model}): ${c.httpRequests} HTTP attempts` +
+      `endpoint ${this.scrub(withoutQuery(this.endpoint))} (model ${this.config.model}): ${c.httpRequests} HTTP attempts` +
       `${statuses ? ` (${statuses})` : ''}, requests failed for good: ${failed}` +
       `${this.lastError ? `; last error: ${this.lastError}` : ''}`
     );
   }
 
-  private redact(text: string): string {
+  /** Without this client's key, nor anything shaped like a credential (an endpoint may echo one back). */
+  private scrub(text: string): string {
     const key = this.config.apiKey;
-    return key && key.length >= 4 ? text.split(key).join('[redacted]') : text;
+    return scrubSecrets(text, key && key.length >= 4 ? [key] : []);
   }
 
   /**
@@ -417,7 +419,7 @@ export class ChatClient {
 
   private fail(kind: ChatFailureKind, message: string, attempts: number, status?: number): Extract<ChatOutcome, { ok: false }> {
     const endpointFault = kind !== 'http_error' || status === undefined || isEndpointStatus(status);
-    const text = this.redact(message.length > ERROR_TEXT_LIMIT ? `${message.slice(0, ERROR_TEXT_LIMIT)}...` : message);
+    const text = boundedErrorText(this.scrub(message));
     this.lastError = status !== undefined ? `HTTP ${status}: ${text}` : `${kind}: ${text}`;
     return { ok: false, kind, ...(status !== undefined ? { status } : {}), message: text, attempts, endpointFault };
   }
@@ -535,7 +537,17 @@ export class ChatClient {
   }
 }
 
-/** A URL without "user:password@" (an endpoint may carry credentials in its URL); other text unchanged. */
-function withoutUserInfo(endpoint: string): string {
-  return endpoint.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1');
+/** An endpoint's identity without a URL's query string or fragment (the endpoints file refuses them; a client built otherwise may have one). */
+function withoutQuery(endpoint: string): string {
+  return endpoint.replace(/[?#]\S*/, '');
+}
+
+/**
+ * An endpoint's error text as it is passed on (into sample errors, artifacts and failure messages): one line
+ * of printable characters, at most ERROR_TEXT_LIMIT of them. Scrubbed before it is cut, so that no cut
+ * leaves part of a key that redaction would no longer recognise.
+ */
+function boundedErrorText(text: string): string {
+  const line = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').trim();
+  return line.length > ERROR_TEXT_LIMIT ? `${line.slice(0, ERROR_TEXT_LIMIT)}...` : line;
 }
