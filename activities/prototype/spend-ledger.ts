@@ -12,7 +12,7 @@
 // file (O_APPEND, one write of a short line) are ordered, which a local file system guarantees (NFS does not).
 import { Context } from '@temporalio/activity';
 import { createHash, randomUUID } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { appendFileSync, closeSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
 import * as path from 'node:path';
 import { FailureType, SupertinyError } from '../../config/failure-types';
 import { DEFAULT_MAX_SPEND_USD, type PipelineConfig } from '../../config/pipeline';
@@ -58,7 +58,8 @@ type LedgerLine =
 
 /** Float noise of summed costs must not refuse a request that fits exactly. */
 const EPSILON_USD = 1e-9;
-const READ_CHUNK = 1 << 20;
+/** Lines are short: a chunk always holds many. */
+const READ_CHUNK = 16 << 20;
 
 export class SpendLedger {
   private offset = 0;
@@ -71,7 +72,7 @@ export class SpendLedger {
   /** Reservations of this process waiting for their decision, and the decisions once read. */
   private readonly waiting = new Set<string>();
   private readonly decisions = new Map<string, { accepted: boolean } & SpendSnapshot>();
-  private reading: Promise<void> = Promise.resolve();
+  private folderMade = false;
 
   constructor(readonly file: string) {}
 
@@ -89,9 +90,9 @@ export class SpendLedger {
     const id = randomUUID();
     this.waiting.add(id);
     try {
-      await this.append({ kind: 'reserve', id, ...(key ? { key } : {}), estimateUsd, budgetUsd, at: new Date().toISOString() });
-      // A read that starts after our append sees our line and every line before it whole.
-      await this.catchUp();
+      this.append({ kind: 'reserve', id, ...(key ? { key } : {}), estimateUsd, budgetUsd, at: new Date().toISOString() });
+      // Read after our append: our line and every line before it are whole.
+      this.readNewLines();
     } finally {
       this.waiting.delete(id);
     }
@@ -101,55 +102,49 @@ export class SpendLedger {
     const { accepted, ...spent } = decision;
     if (!accepted) throw new TeacherBudgetError({ ...spent, budgetUsd, estimateUsd });
     return {
-      paid: (paidUsd) => this.append({ kind: 'paid', id, usd: paidUsd }),
-      unbilled: () => this.append({ kind: 'unbilled', id }),
+      paid: async (paidUsd) => this.append({ kind: 'paid', id, usd: paidUsd }),
+      unbilled: async () => this.append({ kind: 'unbilled', id }),
     };
   }
 
   /** Spent and reserved so far, every process's lines included. */
   async snapshot(): Promise<SpendSnapshot> {
-    await this.catchUp();
+    this.readNewLines();
     return { spentUsd: this.paidUsd, reservedUsd: this.reservedUsd, paidRequests: this.paidRequests };
   }
 
-  private async append(line: LedgerLine): Promise<void> {
-    await fs.mkdir(path.dirname(this.file), { recursive: true });
+  // Synchronous, like the request cache's writes: a short local append or read, done before anything else
+  // runs, so one process never reads the file twice at once and its decisions follow the file's order.
+  private append(line: LedgerLine): void {
+    if (!this.folderMade) {
+      mkdirSync(path.dirname(this.file), { recursive: true });
+      this.folderMade = true;
+    }
     // The leading newline ends a line that a process killed mid-write left unfinished.
-    await fs.appendFile(this.file, `\n${JSON.stringify(line)}\n`);
+    appendFileSync(this.file, `\n${JSON.stringify(line)}\n`);
   }
 
-  /** Reads the lines appended since the last read (one read at a time per ledger). */
-  private catchUp(): Promise<void> {
-    const run = this.reading.then(() => this.readNewLines());
-    this.reading = run.catch(() => undefined);
-    return run;
-  }
-
-  private async readNewLines(): Promise<void> {
-    const handle = await fs.open(this.file, 'r').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw err;
-    });
-    if (!handle) return;
+  /** Folds the whole lines appended since the last read (a line being written by another process waits). */
+  private readNewLines(): void {
+    let fd: number;
     try {
-      let pending = Buffer.alloc(0);
-      for (;;) {
-        const chunk = Buffer.alloc(READ_CHUNK);
-        const { bytesRead } = await handle.read(chunk, 0, READ_CHUNK, this.offset + pending.length);
-        if (bytesRead === 0) break;
-        const data = Buffer.concat([pending, chunk.subarray(0, bytesRead)]);
-        // Only whole lines: another process may be writing the last one.
-        const end = data.lastIndexOf(0x0a);
-        if (end < 0) {
-          pending = data;
-          continue;
-        }
+      fd = openSync(this.file, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    try {
+      const size = fstatSync(fd).size;
+      while (this.offset < size) {
+        const data = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - this.offset));
+        const read = readSync(fd, data, 0, data.length, this.offset);
+        const end = data.subarray(0, read).lastIndexOf(0x0a);
+        if (read === 0 || end < 0) break;
         for (const line of data.subarray(0, end).toString('utf8').split('\n')) this.fold(line);
         this.offset += end + 1;
-        pending = data.subarray(end + 1);
       }
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   }
 
