@@ -3,7 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
 import { FailureType, SupertinyError } from '../config/failure-types';
-import { redact } from '../config/endpoints';
+import { scrubSecrets } from '../config/endpoints';
 
 /** Bad user input (dataset lines, task specs): retrying cannot help. */
 export class InvalidInputError extends SupertinyError {
@@ -47,16 +47,47 @@ function currentAttempt(): number | undefined {
   }
 }
 
-/** The error with every secret replaced: a key must never reach workflow history through a message. */
-function scrubbed(err: unknown, secrets: readonly string[]): unknown {
-  if (secrets.length === 0 || !(err instanceof Error)) return err;
-  const message = redact(err.message, secrets);
-  const stack = err.stack === undefined ? undefined : redact(err.stack, secrets);
-  if (message === err.message && stack === err.stack) return err;
-  if (err instanceof ApplicationFailure) {
-    return ApplicationFailure.create({ message, type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined, details: err.details ? [...err.details] : undefined });
+/** `value` with every string in it scrubbed (failure details: a trainer's stderr lines...); itself when nothing changed. */
+function scrubbedValue(value: unknown, secrets: readonly string[], depth = 0): unknown {
+  if (typeof value === 'string') return scrubSecrets(value, secrets);
+  if (depth > 8 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    const items = value.map((v) => scrubbedValue(v, secrets, depth + 1));
+    return items.every((v, i) => v === value[i]) ? value : items;
   }
-  const clean = new Error(message);
+  const entries = Object.entries(value);
+  const clean = entries.map(([k, v]) => [k, scrubbedValue(v, secrets, depth + 1)] as const);
+  return clean.every(([, v], i) => v === entries[i][1]) ? value : Object.fromEntries(clean);
+}
+
+/**
+ * The error with every secret, and anything shaped like a credential, replaced in its message, stack,
+ * details and causes: a key must never reach workflow history, and the texts failures quote (an endpoint's
+ * error, the trainer's stderr) may carry one. An error with nothing to scrub is returned as it is.
+ */
+function scrubbed(err: unknown, secrets: readonly string[], depth = 0): unknown {
+  if (!(err instanceof Error) || depth > 8) return err;
+  const message = scrubSecrets(err.message, secrets);
+  const stack = err.stack === undefined ? undefined : scrubSecrets(err.stack, secrets);
+  const cause: unknown = err.cause;
+  const cleanCause = scrubbed(cause, secrets, depth + 1);
+  const details = err instanceof ApplicationFailure && err.details ? scrubbedValue(err.details, secrets) : undefined;
+  const detailsChanged = err instanceof ApplicationFailure && details !== err.details;
+  if (message === err.message && stack === err.stack && cleanCause === cause && !detailsChanged) return err;
+  if (err instanceof ApplicationFailure) {
+    const clean = ApplicationFailure.create({
+      message,
+      type: err.type ?? undefined,
+      nonRetryable: err.nonRetryable ?? undefined,
+      details: details ? [...(details as unknown[])] : undefined,
+      cause: cleanCause instanceof Error ? cleanCause : undefined,
+      nextRetryDelay: err.nextRetryDelay ?? undefined,
+      category: err.category ?? undefined,
+    });
+    if (stack !== undefined) clean.stack = stack;
+    return clean;
+  }
+  const clean = new Error(message, cleanCause instanceof Error ? { cause: cleanCause } : undefined);
   clean.name = err.name;
   if (stack !== undefined) clean.stack = stack;
   return clean;
@@ -64,7 +95,7 @@ function scrubbed(err: unknown, secrets: readonly string[]): unknown {
 
 /**
  * Wraps every activity so that domain errors leave the worker as typed failures, with the worker's
- * secrets (the teacher endpoints' keys) scrubbed from their messages.
+ * secrets (the teacher endpoints' keys) scrubbed from their messages, stacks, details and causes.
  */
 export function withTypedFailures<T extends Record<string, AsyncFn>>(activities: T, secrets: readonly string[] = []): T {
   const wrapped: Record<string, AsyncFn> = {};

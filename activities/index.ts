@@ -32,7 +32,7 @@ export function createActivities(deps: ActivityDeps, resources: TaskResources = 
     ...createTransferActivities(deps, resources),
     ...createCompressActivities(deps),
     ...createEvaluateActivities(deps, resources),
-  }, secretsOf(deps.endpoints ?? []));
+  }, secretsOf(deps.endpoints ?? [], deps.env.temporalApiKey));
 }
 
 export type SupertinyActivities = ReturnType<typeof createActivities>;

@@ -14,6 +14,7 @@ import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/
 import type { ActivityDeps } from './deps';
 import { taskFiles } from './config-check';
 import { InvalidInputError } from './failures';
+import { teacherBudgetUsd } from './prototype/spend-ledger';
 
 const log = createLogger('resources');
 
@@ -184,6 +185,13 @@ export function createTaskResources(deps: ActivityDeps): TaskResources {
       const field = model === config.teacher.model ? 'teacher.model' : 'teacher.judge.model';
       throw new InvalidConfigError([
         { path: field, message: `endpoint "${endpoint.name}" does not serve "${model}"; its models are ${endpoint.models.map((m) => `"${m}"`).join(', ')}` },
+      ]);
+    }
+    // The budget is the config's, within the operator's cap: whoever starts a workflow spends the operator's key.
+    const cap = endpoint.maxSpendUsdPerPipeline;
+    if (cap !== undefined && teacherBudgetUsd(config) > cap) {
+      throw new InvalidConfigError([
+        { path: 'teacher.maxSpendUsd', message: `${teacherBudgetUsd(config)} is over the ${cap} USD that endpoint "${endpoint.name}" allows a pipeline (its maxSpendUsdPerPipeline)` },
       ]);
     }
     return endpoint;

@@ -24,6 +24,12 @@ export const PricesSchema = z
   .strict();
 export type Prices = z.infer<typeof PricesSchema>;
 
+/** A host name that never leaves the machine: a key sent to it in clear text stays on it. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/\.$/, '');
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 export const TeacherEndpointSchema = z
   .object({
     name: endpointName.refine((n) => n !== SIMULATOR_ENDPOINT, `"${SIMULATOR_ENDPOINT}" is the built-in teacher simulator`),
@@ -31,7 +37,15 @@ export const TeacherEndpointSchema = z
       .string()
       .max(2048)
       .url()
-      .refine((u) => /^https?:$/.test(new URL(u).protocol), 'must be an http:// or https:// URL'),
+      // Each check passes a string that is not a URL: url() has said so already.
+      .refine((u) => !URL.canParse(u) || /^https?:$/.test(new URL(u).protocol), 'must be an http:// or https:// URL')
+      // URLs are described in errors, logs and keys: a secret in one would travel with it. The key belongs in apiKeyEnv.
+      .refine((u) => !URL.canParse(u) || (!new URL(u).search && !new URL(u).hash), 'must not have a query string or fragment (a key belongs in apiKeyEnv)')
+      .refine((u) => !URL.canParse(u) || (!new URL(u).username && !new URL(u).password), 'must not hold a user name or password (a key belongs in apiKeyEnv)'),
+    allowInsecure: z
+      .boolean()
+      .default(false)
+      .describe('send the key over plain http:// to a host that is not loopback (a private network the operator trusts)'),
     apiKeyEnv: z
       .string()
       .regex(/^[A-Z_][A-Z0-9_]*$/, 'an environment variable name (A-Z, 0-9, _)')
@@ -43,8 +57,24 @@ export const TeacherEndpointSchema = z
       .union([z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'an HTTP header name'), z.literal(false)])
       .default('Idempotency-Key')
       .describe('header carrying each request\'s idempotency key (the same for every resend of one request); false sends none'),
+    maxSpendUsdPerPipeline: z
+      .number()
+      .min(0)
+      .max(1_000_000)
+      .optional()
+      .describe("the highest teacher.maxSpendUsd a pipeline may set for this endpoint (a config asking more is refused before anything is paid)"),
   })
-  .strict();
+  .strict()
+  .superRefine((e, ctx) => {
+    const url = URL.canParse(e.baseURL) ? new URL(e.baseURL) : undefined;
+    if (url?.protocol === 'http:' && e.apiKeyEnv && !e.allowInsecure && !isLoopbackHost(url.hostname)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['baseURL'],
+        message: `would send the key in ${e.apiKeyEnv} in clear text to ${url.hostname}: use https://, a loopback host, or allowInsecure: true`,
+      });
+    }
+  });
 export type TeacherEndpointSpec = z.infer<typeof TeacherEndpointSchema>;
 
 export const TeacherEndpointsFileSchema = z
@@ -69,6 +99,8 @@ export interface TeacherEndpoint {
   simulated: boolean;
   /** Header for the per-request idempotency key; null sends none. */
   idempotencyHeader: string | null;
+  /** The operator's cap on a pipeline's teacher.maxSpendUsd; unset = the config's schema bound. */
+  maxSpendUsdPerPipeline?: number;
 }
 
 /** The simulator's prices are a stand-in (a small hosted model's list price) so that reports show a cost. */
@@ -103,6 +135,7 @@ export function resolveTeacherEndpoints(raw: unknown, secret: (name: string) => 
       prices: e.prices,
       simulated: false,
       idempotencyHeader: e.idempotencyHeader === false ? null : e.idempotencyHeader,
+      ...(e.maxSpendUsdPerPipeline !== undefined ? { maxSpendUsdPerPipeline: e.maxSpendUsdPerPipeline } : {}),
     };
   });
   return [simulatorEndpoint(), ...endpoints];
@@ -123,10 +156,12 @@ export async function loadTeacherEndpoints(file: string | undefined, secret: (na
   return resolveTeacherEndpoints(raw, secret, file);
 }
 
-/** Every key the worker holds, longest first, so that error messages and logs can be scrubbed of them. */
-export function secretsOf(endpoints: readonly TeacherEndpoint[]): string[] {
-  return endpoints
-    .map((e) => e.apiKey)
+/**
+ * Every key the worker holds (the endpoints' and `others`, e.g. the Temporal API key), longest first, so that
+ * error messages and logs can be scrubbed of them.
+ */
+export function secretsOf(endpoints: readonly TeacherEndpoint[], ...others: (string | undefined)[]): string[] {
+  return [...endpoints.map((e) => e.apiKey), ...others]
     .filter((k): k is string => !!k && k.length >= 4)
     .sort((a, b) => b.length - a.length);
 }
@@ -134,5 +169,24 @@ export function secretsOf(endpoints: readonly TeacherEndpoint[]): string[] {
 export function redact(text: string, secrets: readonly string[]): string {
   let out = text;
   for (const s of secrets) out = out.split(s).join('[redacted]');
+  return out;
+}
+
+/** Shapes of credentials that text from outside may carry (an endpoint's echo, a masked key, a signed URL). */
+const CREDENTIAL_SHAPES: [RegExp, string][] = [
+  [/\b(Bearer|Basic)\s+(?!\[redacted\])[^\s"',;]+/gi, '$1 [redacted]'],
+  [/\b(sk|rk|pk)-[A-Za-z0-9_*.-]{8,}/g, '[redacted]'],
+  [/([?&#](?:api[-_]?key|key|token|access_token|sig|signature|password|secret)=)[^&#\s"']+/gi, '$1[redacted]'],
+  [/(\b[a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1'],
+];
+
+/**
+ * Text that leaves the worker (a failure's message, stack or details; an endpoint's error text) with the
+ * worker's secrets removed, and whatever has the shape of a credential: a bearer token, an OpenAI-style key
+ * (masked ones too), a key in a URL's query, a URL's user name and password.
+ */
+export function scrubSecrets(text: string, secrets: readonly string[]): string {
+  let out = redact(text, secrets);
+  for (const [shape, replacement] of CREDENTIAL_SHAPES) out = out.replace(shape, replacement);
   return out;
 }

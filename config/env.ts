@@ -73,8 +73,29 @@ export interface SupertinyEnv {
   connectTimeoutSeconds: number;
   /** The bearer token `supertiny serve` requires on /v1/*. SUPERTINY_SERVE_TOKEN; unset = no auth. */
   serveToken?: string;
+  /**
+   * What the trainer's child process inherits of the worker's environment: an allow-list (trainerEnvironment),
+   * so that no teacher key, TEMPORAL_API_KEY or other secret reaches it or anything it runs.
+   */
+  trainerEnv: Record<string, string>;
   /** Reads a teacher endpoint's API key from the variable the operator's endpoints file names. */
   secret(name: string): string | undefined;
+}
+
+/** Variables the trainer may need: the system's, locale, temp folders, the Hugging Face cache and offline flags, GPU and thread pools. */
+const TRAINER_VARIABLES = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'TZ', 'LANG', 'LANGUAGE', 'TMPDIR', 'TMP', 'TEMP', 'LD_LIBRARY_PATH', 'XDG_CACHE_HOME', 'PYTHONHASHSEED', 'TOKENIZERS_PARALLELISM'];
+const TRAINER_PREFIXES = ['LC_', 'HF_', 'TRANSFORMERS_', 'CUDA_', 'NVIDIA_', 'CUBLAS_', 'CUDNN_', 'NCCL_', 'OMP_', 'MKL_', 'OPENBLAS_', 'TORCH_', 'PYTORCH_'];
+/** Never passed, whatever the prefix: e.g. HF_TOKEN, or an operator's key variable named CUDA_API_KEY. */
+const SECRET_NAME = /KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH/i;
+
+/** The allow-listed part of `vars` that the trainer's child process gets (see SupertinyEnv.trainerEnv). */
+export function trainerEnvironment(vars: EnvVars): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(vars).filter(
+      (e): e is [string, string] =>
+        e[1] !== undefined && !SECRET_NAME.test(e[0]) && (TRAINER_VARIABLES.includes(e[0]) || TRAINER_PREFIXES.some((p) => e[0].startsWith(p))),
+    ),
+  );
 }
 
 /**
@@ -136,6 +157,7 @@ export function readEnv(vars: EnvVars = process.env): SupertinyEnv {
     workerRole: role,
     connectTimeoutSeconds: intFromEnv(vars, 'SUPERTINY_CONNECT_TIMEOUT_S', 120),
     serveToken: str('SUPERTINY_SERVE_TOKEN', '') || undefined,
+    trainerEnv: trainerEnvironment(vars),
     secret: (name) => vars[name] || undefined,
   };
 }

@@ -12,6 +12,8 @@ export const FailureType = {
   TeacherUnavailable: 'TeacherUnavailable',
   /** An attempt ran out of time while the teacher answered: a retry resumes. */
   TeacherDeadline: 'TeacherDeadline',
+  /** The pipeline's teacher spend would pass teacher.maxSpendUsd: retrying cannot help, a bigger budget can. */
+  TeacherBudgetReached: 'TeacherBudgetReached',
   /** The trainer refused its config or data (error kinds config, data, missing_model). */
   TrainerConfigError: 'TrainerConfigError',
   /** A late attempt found a newer one running the same trainer: it stops itself. */
@@ -31,6 +33,7 @@ export const NON_RETRYABLE_FAILURES: FailureType[] = [
   FailureType.ArtifactCorrupted,
   FailureType.TrainerConfigError,
   FailureType.TeacherUnavailable,
+  FailureType.TeacherBudgetReached,
 ];
 
 /** The failure type of a trainer error event's kind. */

@@ -38,6 +38,14 @@ export const TaskConfigSchema = z
   })
   .strict();
 
+/**
+ * The teacher budget of a pipeline that sets none. The demo (11,514 MASSIVE train inputs, n = 5, then the
+ * 2,974 test inputs) pays $11.92 at the simulator's stand-in prices ($11.24 labelling, $0.67 evaluation;
+ * BENCHMARKS.md): about twice that leaves room for the judge and for reservations of requests in flight.
+ */
+export const DEFAULT_MAX_SPEND_USD = 25;
+const MAX_SPEND_USD = 1_000_000;
+
 export const TeacherConfigSchema = z
   .object({
     endpoint: z
@@ -53,6 +61,14 @@ export const TeacherConfigSchema = z
     concurrency: positiveInt.max(256).default(16),
     timeoutMs: positiveInt.min(100).max(600_000).default(30000).describe('per request'),
     maxRetries: z.number().int().min(0).max(20).default(6),
+    maxSpendUsd: z
+      .number()
+      .min(0)
+      .max(MAX_SPEND_USD)
+      .default(DEFAULT_MAX_SPEND_USD)
+      .describe(
+        "USD the pipeline may pay the teacher endpoint in all (labelling, judge, evaluation), at the endpoint's prices; checked before each request, answers from the request cache are free. Default: about twice the demo's",
+      ),
     batchSize: positiveInt.max(10_000).default(200).describe('inputs per activity; bounds workflow history'),
     batchesPerRun: positiveInt
       .max(10_000)

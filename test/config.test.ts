@@ -57,6 +57,15 @@ describe('pipeline config', () => {
     expect(parsePipelineConfig({ teacher: { endpoint: 'openai', model: 'gpt-4o-mini' } }).teacher.endpoint).toBe('openai');
   });
 
+  test('the teacher budget: $25 by default (about twice the demo\'s $11.92), any amount from $0 (cached answers only) to its bound', () => {
+    expect(parsePipelineConfig({}).teacher.maxSpendUsd).toBe(25);
+    expect(parsePipelineConfig({ teacher: { maxSpendUsd: 0 } }).teacher.maxSpendUsd).toBe(0);
+    expect(parsePipelineConfig({ teacher: { maxSpendUsd: 2.5 } }).teacher.maxSpendUsd).toBe(2.5);
+    expect(() => parsePipelineConfig({ teacher: { maxSpendUsd: -1 } })).toThrow(/teacher\.maxSpendUsd/);
+    expect(() => parsePipelineConfig({ teacher: { maxSpendUsd: 1e9 } })).toThrow(/teacher\.maxSpendUsd/);
+    expect(() => parsePipelineConfig({ teacher: { maxSpendUsd: '10' } })).toThrow(/teacher\.maxSpendUsd/);
+  });
+
   test('hostile but schema-shaped values are refused by bounds', () => {
     expect(() => parsePipelineConfig({ name: 'x'.repeat(300) })).toThrow(/name/);
     expect(() => parsePipelineConfig({ teacher: { timeoutMs: 3e9 } })).toThrow(/teacher\.timeoutMs/);

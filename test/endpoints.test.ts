@@ -25,6 +25,42 @@ describe('teacher endpoints', () => {
     expect(() => resolveTeacherEndpoints({ endpoints: [{ ...endpoint, name: 'simulator' }] }, secret)).toThrow(/built-in teacher simulator/);
   });
 
+  test('a URL that would carry a secret (a query string, a fragment, a user name or password) is refused: keys belong in apiKeyEnv', () => {
+    for (const baseURL of ['https://res.openai.azure.com/openai/v1?api-key=azure-secret', 'https://api.example.com/v1#key=x', 'https://user:pass@api.example.com/v1']) {
+      const err = (() => {
+        try {
+          resolveTeacherEndpoints({ endpoints: [{ ...endpoint, baseURL }] }, secret);
+        } catch (e) {
+          return e as Error;
+        }
+      })();
+      expect(err?.message).toMatch(/endpoints\.0\.baseURL: must not (have a query string or fragment|hold a user name or password) \(a key belongs in apiKeyEnv\)/);
+      expect(err?.message).not.toMatch(/azure-secret|pass@/);
+    }
+  });
+
+  test('a key is sent over plain http:// only to a loopback host, or where the operator says allowInsecure', () => {
+    const http = (baseURL: string, extra: object = {}) => () => resolveTeacherEndpoints({ endpoints: [{ ...endpoint, baseURL, ...extra }] }, secret);
+    expect(http('http://vllm.internal:8000/v1')).toThrow(/endpoints\.0\.baseURL: would send the key in TEACHER_KEY in clear text to vllm\.internal: use https:\/\/, a loopback host, or allowInsecure: true/);
+    expect(http('http://10.0.0.5:8000/v1')).toThrow(/in clear text to 10\.0\.0\.5/);
+    for (const loopback of ['http://127.0.0.1:8000/v1', 'http://localhost:8000/v1', 'http://[::1]:8000/v1']) expect(http(loopback)).not.toThrow();
+    expect(http('http://vllm.internal:8000/v1', { allowInsecure: true })).not.toThrow();
+    // Without a key nothing secret travels.
+    expect(() => resolveTeacherEndpoints({ endpoints: [{ ...endpoint, apiKeyEnv: undefined, baseURL: 'http://vllm.internal:8000/v1' }] }, secret)).not.toThrow();
+  });
+
+  test("the operator caps a pipeline's teacher budget per endpoint: a config asking more fails the worker-side check, naming the field", async () => {
+    const env = readEnv();
+    const capped = resolveTeacherEndpoints({ endpoints: [{ ...endpoint, maxSpendUsdPerPipeline: 10 }] }, secret);
+    const resources = createTaskResources({ env, store: new ArtifactStore(os.tmpdir()), endpoints: capped });
+    const asking = (maxSpendUsd?: number) => parsePipelineConfig({ teacher: { endpoint: 'openai', model: 'gpt-4o-mini', ...(maxSpendUsd === undefined ? {} : { maxSpendUsd }) } });
+    expect(resources.checkTeacher(asking(10)).name).toBe('openai');
+    // The default budget ($25) is over this endpoint's cap: the config must ask for less.
+    expect(() => resources.checkTeacher(asking())).toThrow(/teacher\.maxSpendUsd: 25 is over the 10 USD that endpoint "openai" allows a pipeline/);
+    await expect(checkConfigOnWorker(asking(11), env, resources)).rejects.toThrow(/teacher\.maxSpendUsd: 11 is over/);
+    await expect(resources.teacher(asking(11))).rejects.toThrow(InvalidConfigError);
+  });
+
   test('the simulator is always there; the key is read from the operator-named variable', () => {
     const endpoints = resolveTeacherEndpoints({ endpoints: [endpoint] }, secret);
     expect(endpoints.map((e) => e.name)).toEqual(['simulator', 'openai']);

@@ -47,6 +47,21 @@ describe('costReport', () => {
     expect(renderCostHtml(withTraining)).toMatch(/One-off: \$13\.59: \$12\.00 of teacher and judge requests, \$1\.59 of training \(2\.00 CPU-hours, 0\.50 GPU-hours/);
   });
 
+  test("the pipeline's teacher spend against its budget: in report.json, and in report.html in words", () => {
+    // The ledger paid $1.25 of a $25 budget; the answers used ($12 labelling, $0.81 evaluation) came mostly from the cache.
+    const spend = { spentUsd: 1.25, reservedUsd: 0, paidRequests: 4000, budgetUsd: 25 };
+    const withSpend = costReport({ ...inputs, spend });
+    expect(withSpend.teacher_spend).toEqual({ spent_usd: 1.25, reserved_usd: 0, paid_requests: 4000, budget_usd: 25, answers_usd: expect.closeTo(12 + 0.81, 9) });
+    expect(renderCostHtml(withSpend)).toContain(
+      'Teacher spend: $1.25 of the $25.00 budget (5.0%) (<code>teacher.maxSpendUsd</code>), 4,000 paid requests; the answers this pipeline used cost $12.81',
+    );
+    const cutOff = renderCostHtml(costReport({ ...inputs, spend: { ...spend, reservedUsd: 0.02 } }));
+    expect(cutOff).toContain('$0.0200 more still reserved');
+    // A report made before budgets existed has no such line.
+    expect(cost.teacher_spend).toBeUndefined();
+    expect(renderCostHtml(cost)).not.toContain('Teacher spend');
+  });
+
   test('the report shows the table, and keeps the simulated teacher off the latency chart', () => {
     const section = renderCostHtml(cost);
     expect(section).toContain('<h2>Cost of serving</h2>');

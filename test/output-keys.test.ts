@@ -24,6 +24,8 @@ const COMMON: Spec = {
   'teacher.concurrency': [4, []],
   'teacher.timeoutMs': [1000, []],
   'teacher.maxRetries': [2, []],
+  // The budget bounds what is paid, not what an output holds: only the report, which shows it, changes.
+  'teacher.maxSpendUsd': [5, []],
   'teacher.batchSize': [50, ['labelBatch']],
   'teacher.batchesPerRun': [3, []],
   'teacher.judge.enabled': [false, ['assembleDataset']],

@@ -61,7 +61,22 @@ describe('distillation pipeline on a real Temporal server', () => {
     expect(report.cost.student.cpu_seconds_per_request).toBeGreaterThan(0);
     expect(report.cost.student.usd_per_1m_requests).toBeLessThan(report.cost.teacher.usd_per_1m_requests);
     expect(report.cost.one_off.teacher_and_judge_usd).toBe(firstResult.prototype!.summary.costUsd);
-    expect(await fs.readFile(path.join(path.dirname(firstResult.evaluate!.reportPath), 'report.html'), 'utf8')).toContain('Cost of serving');
+    const html = await fs.readFile(path.join(path.dirname(firstResult.evaluate!.reportPath), 'report.html'), 'utf8');
+    expect(html).toContain('Cost of serving');
+    // Spend against the budget: the suite's simulator is fresh, so what it billed (labelling and evaluation)
+    // is what this pipeline paid, each answer once, under the one ledger of the pipeline's workflow id. The
+    // answers it used cost at least that uncached (a repeated utterance is answered from the cache).
+    const billed = simulator.stats();
+    const billedUsd = (billed.promptTokens * 0.15 + billed.completionTokens * 0.6) / 1e6;
+    expect(report.cost.teacher_spend).toEqual({
+      spent_usd: expect.closeTo(billedUsd, 12),
+      reserved_usd: expect.closeTo(0, 12),
+      paid_requests: billed.chatRequests,
+      budget_usd: 25,
+      answers_usd: expect.any(Number),
+    });
+    expect(report.cost.teacher_spend.answers_usd).toBeGreaterThanOrEqual(billedUsd);
+    expect(html).toMatch(/Teacher spend: \$0\.\d+ of the \$25\.00 budget/);
     const described = await handle.describe();
     expect(described.searchAttributes.SupertinyStage).toEqual(['done']);
     // Every artifact the pipeline returned is in the store with its hash.

@@ -127,6 +127,30 @@ describe('outages', () => {
     expect(fake.requests.length).toBe(sent);
   });
 
+  test("an endpoint's error text is passed on as one bounded line without the key, even where the cut would split it", async () => {
+    const apiKey = 'sk-secret-0123456789abcdef';
+    // 290 characters, then the key across the 300-character cut, a bearer token, newlines and megabytes more.
+    fake.behave({ kind: 'status', status: 422, message: `${'x'.repeat(290)}${apiKey}\nAuthorization: Bearer tok_live_987654321\n${'y'.repeat(100_000)}` });
+    const client = new ChatClient({ baseURL: fake.url, apiKey, model: 'm' });
+    const outcome = await client.complete(question(0), 0);
+    expect(outcome.ok).toBe(false);
+    const message = (outcome as { message: string }).message;
+    expect(message.length).toBeLessThanOrEqual(303);
+    expect(message).not.toMatch(/[\n\r]/);
+    for (const part of [apiKey.slice(0, 8), apiKey.slice(-8), 'tok_live']) expect(message).not.toContain(part);
+    expect(message).toContain('[redac');
+    expect(client.describeEndpoint()).not.toContain(apiKey.slice(-8));
+  });
+
+  test("an endpoint's URL is described without its query string (an Azure-style ?api-key=) or credentials", async () => {
+    fake.behave({ kind: 'status', status: 503, message: 'down' });
+    const client = new ChatClient({ baseURL: fake.url, endpoint: 'azure@https://user:pw-secret@res.example.com/openai/v1?api-key=qs-secret-123', model: 'm', maxRetries: 0 });
+    await client.complete(question(0), 0);
+    const described = client.describeEndpoint();
+    expect(described).toMatch(/^endpoint azure@https:\/\/res\.example\.com\/openai\/v1 \(model m\): 1 HTTP attempts \(503 x1\)/);
+    expect(described).not.toMatch(/qs-secret|pw-secret/);
+  });
+
   test('a 400 about one request is an answer about that request, not an outage', async () => {
     fake.behave({ kind: 'status', status: 400, message: 'context length exceeded' });
     const client = new ChatClient({ baseURL: fake.url, model: 'm' }, { stopOnEndpointFault: true });

@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { readEnv, type SupertinyEnv } from '../config/env';
-import { runTrainer } from '../activities/transfer/trainer-process';
+import { processIdentity, runTrainer } from '../activities/transfer/trainer-process';
 import { waitFor } from './support/fake-endpoint';
 
 let root: string;
@@ -84,11 +84,56 @@ test('a trainer whose worker is gone (killed with SIGKILL) is stopped before a n
   await fs.mkdir(runDir, { recursive: true });
   const orphan = spawn('sleep', ['60'], { detached: true, stdio: 'ignore' });
   const gone = 2 ** 22 + 17; // above pid_max: no such process
-  await fs.writeFile(path.join(runDir, 'trainer.pid'), JSON.stringify({ pid: orphan.pid, host: os.hostname(), workerPid: gone, activity: 'wf/old/evaluateModels', attempt: 3 }));
+  const { startTime, bootId } = (await processIdentity(orphan.pid!))!;
+  await fs.writeFile(path.join(runDir, 'trainer.pid'), JSON.stringify({ pid: orphan.pid, startTime, bootId, host: os.hostname(), workerPid: gone, activity: 'wf/old/evaluateModels', attempt: 3 }));
   const run = attempt(1).run(predict(runDir));
   await waitFor(() => !running(orphan.pid!), 'the orphaned trainer to be stopped');
   await fs.writeFile(release, '');
   await expect(run).resolves.toMatchObject({ event: 'done' });
+});
+
+test('a process that only has the pid in trainer.pid (its start time differs: the pid was reused) is never killed', async () => {
+  const runDir = path.join(root, 'run');
+  await fs.mkdir(runDir, { recursive: true });
+  // After a container restart the pids repeat: the record's pid now names an unrelated process (group).
+  const unrelated = spawn('sleep', ['60'], { detached: true, stdio: 'ignore' });
+  try {
+    const { startTime, bootId } = (await processIdentity(unrelated.pid!))!;
+    const gone = 2 ** 22 + 17;
+    const record = { pid: unrelated.pid, bootId, host: os.hostname(), workerPid: gone, activity: 'wf/old/evaluateModels', attempt: 3 };
+    for (const recorded of [{ ...record, startTime: String(Number(startTime) - 1) }, { ...record, startTime, bootId: 'another-boot' }, record]) {
+      await fs.writeFile(path.join(runDir, 'trainer.pid'), JSON.stringify(recorded));
+      const run = attempt(1).run(predict(runDir));
+      await waitFor(async () => (await owner(runDir)).attempt === 1, 'the new trainer to start');
+      expect(running(unrelated.pid!)).toBe(true);
+      await fs.writeFile(release, '');
+      await expect(run).resolves.toMatchObject({ event: 'done' });
+      await fs.rm(release);
+    }
+  } finally {
+    unrelated.kill('SIGKILL');
+  }
+});
+
+test('the trainer gets an allow-listed environment: paths, locale and its library flags, never a teacher key or TEMPORAL_API_KEY', async () => {
+  const runDir = path.join(root, 'run');
+  const script = path.join(root, 'env-trainer.sh');
+  // The run folder is the 7th argument (-m supertiny_trainer predict --config FILE --run-dir DIR).
+  await fs.writeFile(script, `#!/bin/sh\nenv > "$7/env.txt"\necho '{"event":"done","metrics":{},"outputs":{}}'\n`, { mode: 0o755 });
+  const secrets = { OPENAI_API_KEY: 'sk-teacher-0123456789', TEMPORAL_API_KEY: 'tmprl-0123456789', HF_TOKEN: 'hf_0123456789', CUDA_API_KEY: 'cuda-key-0123456789' };
+  const worker = readEnv({ ...process.env, ...secrets, CUDA_VISIBLE_DEVICES: '0', OMP_NUM_THREADS: '2', HF_HOME: '/tmp/hf-home', LC_ALL: 'C.UTF-8' });
+  await attempt(1).run(() => runTrainer({ env: { ...worker, python: script }, command: 'predict', runDir, config: {} }));
+  const seen = Object.fromEntries(
+    (await fs.readFile(path.join(runDir, 'env.txt'), 'utf8'))
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+  expect(seen).toMatchObject({ PATH: process.env.PATH, CUDA_VISIBLE_DEVICES: '0', OMP_NUM_THREADS: '2', HF_HOME: '/tmp/hf-home', LC_ALL: 'C.UTF-8', HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' });
+  for (const [name, value] of Object.entries(secrets)) {
+    expect(Object.keys(seen)).not.toContain(name);
+    expect(Object.values(seen)).not.toContain(value);
+  }
 });
 
 test('a live trainer of another activity in the folder is left alone and the attempt is retried later', async () => {

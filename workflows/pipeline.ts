@@ -26,6 +26,7 @@ import {
   progressQuery,
   STAGE_SEARCH_ATTRIBUTE,
   stageProgressSignal,
+  stageWorkflowId,
   STAGES,
   type PipelineProgress,
   type StageName,
@@ -107,7 +108,7 @@ export async function distillationPipeline(input: PipelineConfigInput): Promise<
     setCurrentDetails(`**${stage}**: starting`);
   };
   const child = <T>(stage: StageName, run: (workflowId: string) => Promise<T>): Promise<T> =>
-    stageScope.run(() => run(`${workflowInfo().workflowId}/${stage}`));
+    stageScope.run(() => run(stageWorkflowId(workflowInfo().workflowId, stage)));
 
   const runStage = async (stage: StageName): Promise<void> => {
     enterStage(stage);

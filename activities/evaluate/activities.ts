@@ -20,6 +20,7 @@ import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } 
 import { parseGold, sharedChatSettings, teacherKeyParts, type GoldExample } from '../prototype/stage-activities';
 import { createTeacherClient, type TeacherClient, type TeacherResult } from '../prototype/teacher-client';
 import { asTeacherFailure } from '../prototype/teacher-outage';
+import { currentPipelineSpend, teacherBudgetUsd } from '../prototype/spend-ledger';
 import type { TaskResources } from '../task-resources';
 import { runTrainer } from '../transfer/trainer-process';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
@@ -222,10 +223,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         heartbeat('teacher', 0, total);
         // An outage fails the activity (never a report that scores the teacher's failed requests as wrong).
         const stops = { signal: live.signal, stopOnEndpointFault: true };
+        // Evaluation's teacher requests count against the pipeline's budget like the labelling's.
+        const spend = currentPipelineSpend(env.dataDir);
         const teacher = createTeacherClient(
           task,
           { ...sharedChatSettings(config.teacher, resolved), temperature: 0, recordLatency: true, cacheDir: path.join(env.dataDir, 'teacher-cache') },
-          stops,
+          { ...stops, spend: spend.guard(teacherBudgetUsd(config)) },
         );
         teachers.push(teacher);
         const teacherResults: TeacherResult[] = [];
@@ -320,6 +323,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           cascade: cascade.chosen,
           prototypeUsd: prototype.summary.costUsd ?? 0,
           training: trainingCompute(transfer, config),
+          // The evaluation's were the pipeline's last teacher requests: this is what the pipeline paid.
+          spend: { ...(await spend.snapshot()), budgetUsd: teacherBudgetUsd(config) },
         });
 
         const report: PipelineReport = {

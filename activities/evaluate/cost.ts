@@ -14,6 +14,8 @@ export interface CostInputs {
   prototypeUsd: number;
   /** Training compute, measured by the trainer (CPU-seconds of its process; wall seconds on a GPU). */
   training?: { cpuSeconds: number; gpuSeconds: number; vcpuHourUsd: number; gpuHourUsd: number; note: string };
+  /** What the pipeline paid the teacher (its spend ledger), against its budget (teacher.maxSpendUsd). */
+  spend?: { spentUsd: number; reservedUsd: number; paidRequests: number; budgetUsd: number };
 }
 
 export interface CostReport {
@@ -31,6 +33,11 @@ export interface CostReport {
   };
   /** Requests after which the one-off spend is paid back by serving the cascade (or the student) instead of the teacher. */
   break_even_requests: number | null;
+  /**
+   * The pipeline's teacher spend against its budget: what it paid (labelling, judge, evaluation; answers from
+   * the request cache cost nothing), what is still reserved, and what its answers would cost if none were cached.
+   */
+  teacher_spend?: { spent_usd: number; reserved_usd: number; paid_requests: number; budget_usd: number; answers_usd: number };
 }
 
 const MILLION = 1e6;
@@ -75,6 +82,17 @@ export function costReport(input: CostInputs): CostReport {
       note: `teacher and judge requests of the prototype stage; training ${training?.note ?? 'not measured'}`,
     },
     break_even_requests: saving > 0 ? Math.ceil(oneOff / saving) : null,
+    ...(input.spend
+      ? {
+          teacher_spend: {
+            spent_usd: input.spend.spentUsd,
+            reserved_usd: input.spend.reservedUsd,
+            paid_requests: input.spend.paidRequests,
+            budget_usd: input.spend.budgetUsd,
+            answers_usd: input.prototypeUsd + (teacher.promptTokens * teacher.prices.inputPerMTok + teacher.completionTokens * teacher.prices.outputPerMTok) / MILLION,
+          },
+        }
+      : {}),
   };
 }
 
@@ -85,6 +103,13 @@ const count = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)} billion` : x >
 function oneOffLine(o: Partial<CostReport['one_off']> & { teacher_and_judge_usd: number; note: string }): Html {
   if (o.total_usd === undefined) return html`One-off: ${usd(o.teacher_and_judge_usd)} (${o.note}).`;
   return html`One-off: ${usd(o.total_usd)}: ${usd(o.teacher_and_judge_usd)} of teacher and judge requests, ${usd(o.training_usd ?? 0)} of training (${(o.training_cpu_hours ?? 0).toFixed(2)} CPU-hours, ${(o.training_gpu_hours ?? 0).toFixed(2)} GPU-hours; ${o.note}).`;
+}
+
+/** The pipeline's teacher spend against its budget, in a sentence. */
+function teacherSpendLine(s: NonNullable<CostReport['teacher_spend']>): Html {
+  const share = s.budget_usd > 0 ? ` (${((s.spent_usd / s.budget_usd) * 100).toFixed(1)}%)` : '';
+  const reserved = s.reserved_usd > 0 ? `, ${usd(s.reserved_usd)} more still reserved (requests cut off in flight)` : '';
+  return html`<p class="teacher-spend">Teacher spend: ${usd(s.spent_usd)} of the ${usd(s.budget_usd)} budget${share} (<code>teacher.maxSpendUsd</code>), ${count(s.paid_requests)} paid requests${reserved}; the answers this pipeline used cost ${usd(s.answers_usd)} at the endpoint's prices, the rest came from the request cache.</p>`;
 }
 
 /** The report's cost section: a table and a bar per way of serving. */
@@ -110,6 +135,7 @@ export function costHtml(cost: CostReport): Html {
 <table><thead><tr><th>serving</th><th>USD per 1M requests</th><th>from</th></tr></thead><tbody>${rows.map(
     ([label, v, how]) => html`<tr><th scope="row">${label}</th><td>${usd(v)}</td><td style="text-align:left">${how}</td></tr>`,
   )}</tbody></table>
+${cost.teacher_spend && teacherSpendLine(cost.teacher_spend)}
 <p>${oneOffLine(cost.one_off)} Break-even: ${
     cost.break_even_requests === null ? 'never (serving the student does not cost less than the teacher)' : `after ${count(cost.break_even_requests)} requests`
   }.</p>

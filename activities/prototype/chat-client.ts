@@ -8,6 +8,7 @@ import { FailureType, SupertinyError } from '../../config/failure-types';
 import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
+import { scrubSecrets } from '../../config/endpoints';
 import { createLogger } from '../../config/logger';
 import { abortableDelay, RequestCache, requestCacheKey, untilAborted } from './request-cache';
 
@@ -212,6 +213,38 @@ const isRetryableStatus = (status: number) => status === 408 || status === 409 |
 /** Statuses that say the endpoint (its auth, its model list, its capacity) failed, not the request. */
 const isEndpointStatus = (status: number) => isRetryableStatus(status) || status === 401 || status === 403 || status === 404;
 
+/**
+ * Bounds what a client pays: the estimated cost of each request is reserved before it is sent (a request
+ * that would pass the budget is refused and never sent), then settled with what the answer cost.
+ */
+export interface SpendGuard {
+  /** Throws (e.g. TeacherBudgetError) when the request would pass the budget. */
+  reserve(request: { estimateUsd: number; requestKey?: string }): Promise<SpendReservation>;
+}
+
+/** A reservation that is neither paid nor unbilled (a timeout, a lost connection, a crash) keeps counting at its estimate. */
+export interface SpendReservation {
+  /** The endpoint answered; `usd` is what the answer's usage cost at the endpoint's prices. */
+  paid(usd: number): Promise<void>;
+  /** The endpoint answered with an error status: nothing was billed. */
+  unbilled(): Promise<void>;
+}
+
+/** Completion tokens per choice assumed for a request that sets no max_tokens, when its cost is estimated. */
+export const COMPLETION_TOKENS_ALLOWANCE = 1024;
+
+/**
+ * An upper estimate of a request's cost before it is sent: a token is at least one byte, so the prompt is
+ * counted as one token per byte of its messages and tools; the completion as max_completion_tokens (or
+ * max_tokens, else COMPLETION_TOKENS_ALLOWANCE) per choice. Only a completion longer than that is under-estimated.
+ */
+export function estimatedCostUsd(request: ChatRequest, prices: ResolvedChatClientConfig['prices']): number {
+  const promptTokens = Buffer.byteLength(JSON.stringify({ messages: request.messages, tools: request.tools ?? null }));
+  const perChoice = request.max_completion_tokens ?? request.max_tokens ?? COMPLETION_TOKENS_ALLOWANCE;
+  const completionTokens = (request.n ?? 1) * perChoice;
+  return (promptTokens * prices.inputPerMillionTokens + completionTokens * prices.outputPerMillionTokens) / 1e6;
+}
+
 export interface ChatClientDeps {
   /** Injected for tests; defaults to setTimeout. */
   sleep?: (ms: number) => Promise<void>;
@@ -226,6 +259,8 @@ export interface ChatClientDeps {
    * reject every complete() with an EndpointUnavailableError, so a caller never records an outage as answers.
    */
   stopOnEndpointFault?: boolean;
+  /** The budget this client's paid requests count against (cache hits and joined requests cost nothing). */
+  spend?: SpendGuard;
 }
 
 /** The longest error text kept from an endpoint (a hostile endpoint may answer megabytes). */
@@ -243,6 +278,9 @@ export class ChatClient {
   private readonly stopper = new AbortController();
   private readonly signal: AbortSignal;
   private readonly stopOnEndpointFault: boolean;
+  private readonly spend?: SpendGuard;
+  /** Why the spend guard refused a request (the budget is reached, or its ledger failed): nothing is sent after it. */
+  private spendRefusal?: unknown;
   private counters = emptyChatClientStats();
   private lastError?: string;
 
@@ -257,6 +295,7 @@ export class ChatClient {
     this.sleep = deps.sleep ? (ms) => untilAborted(sleep(ms), this.signal) : (ms) => abortableDelay(ms, this.signal);
     this.random = deps.random ?? Math.random;
     this.stopOnEndpointFault = deps.stopOnEndpointFault ?? false;
+    this.spend = deps.spend;
   }
 
   /** The endpoint's identity in cache keys and messages. */
@@ -276,15 +315,31 @@ export class ChatClient {
       .join(', ');
     const failed = c.failures.http_error + c.failures.timeout + c.failures.connection_error;
     return (
-      `endpoint ${this.redact(withoutUserInfo(this.endpoint))} (model ${this.config.model}): ${c.httpRequests} HTTP attempts` +
+      `endpoint ${this.scrub(withoutQuery(this.endpoint))} (model ${this.config.model}): ${c.httpRequests} HTTP attempts` +
       `${statuses ? ` (${statuses})` : ''}, requests failed for good: ${failed}` +
       `${this.lastError ? `; last error: ${this.lastError}` : ''}`
     );
   }
 
-  private redact(text: string): string {
+  /** Without this client's key, nor anything shaped like a credential (an endpoint may echo one back). */
+  private scrub(text: string): string {
     const key = this.config.apiKey;
-    return key && key.length >= 4 ? text.split(key).join('[redacted]') : text;
+    return scrubSecrets(text, key && key.length >= 4 ? [key] : []);
+  }
+
+  /**
+   * Reserves a request's estimated cost against the spend guard, or throws when the budget is reached; after
+   * that nothing more is sent. Free endpoints (zero prices) reserve nothing.
+   */
+  private async reserve(estimateUsd: number, requestKey: string | undefined): Promise<SpendReservation | undefined> {
+    if (this.spendRefusal !== undefined) throw this.spendRefusal;
+    if (!this.spend || estimateUsd === 0) return undefined;
+    try {
+      return await this.spend.reserve({ estimateUsd, ...(requestKey ? { requestKey } : {}) });
+    } catch (err) {
+      this.spendRefusal = err;
+      throw err;
+    }
   }
 
   /** Rejects with why the client stopped (the caller's reason, or the endpoint outage). */
@@ -364,7 +419,7 @@ export class ChatClient {
 
   private fail(kind: ChatFailureKind, message: string, attempts: number, status?: number): Extract<ChatOutcome, { ok: false }> {
     const endpointFault = kind !== 'http_error' || status === undefined || isEndpointStatus(status);
-    const text = this.redact(message.length > ERROR_TEXT_LIMIT ? `${message.slice(0, ERROR_TEXT_LIMIT)}...` : message);
+    const text = boundedErrorText(this.scrub(message));
     this.lastError = status !== undefined ? `HTTP ${status}: ${text}` : `${kind}: ${text}`;
     return { ok: false, kind, ...(status !== undefined ? { status } : {}), message: text, attempts, endpointFault };
   }
@@ -374,6 +429,8 @@ export class ChatClient {
     const { backoff, maxRetries } = this.config;
     let last: Extract<ChatOutcome, { ok: false }> = { ok: false, kind: 'connection_error', message: 'not attempted', attempts: 0, endpointFault: true };
     let waited = 0;
+    const idempotent = this.config.idempotencyHeader !== null && this.cache !== undefined;
+    const estimateUsd = estimatedCostUsd(request, this.config.prices);
     for (let attempt = 1; attempt <= maxRetries + 1; attempt++) {
       let delay: number | undefined;
       // Our own deadline (the SDK's is a backstop): whether a request timed out must not depend on how the
@@ -381,10 +438,17 @@ export class ChatClient {
       let timedOut = false;
       let sent = false;
       let answered = false;
+      let reservation: SpendReservation | undefined;
       try {
         const completion = await this.limit.run(async () => {
           // Checked once the slot is ours: a request queued behind the limit is never sent after a stop.
           this.throwIfStopped();
+          // Each attempt may be billed, so each reserves its estimate, right before it is sent.
+          reservation = await this.reserve(estimateUsd, idempotent ? key : undefined);
+          if (this.signal.aborted) {
+            await reservation?.unbilled();
+            this.throwIfStopped();
+          }
           if (attempt > 1) this.counters.retries++;
           this.counters.httpRequests++;
           sent = true;
@@ -402,7 +466,7 @@ export class ChatClient {
                 timeout: this.config.timeoutMs + 5_000,
                 maxRetries: 0,
                 signal: AbortSignal.any([deadline.signal, this.signal]),
-                ...(this.config.idempotencyHeader && this.cache ? { headers: { [this.config.idempotencyHeader]: idempotencyKeyOf(key) } } : {}),
+                ...(idempotent ? { headers: { [this.config.idempotencyHeader!]: idempotencyKeyOf(key) } } : {}),
               },
             );
           } finally {
@@ -414,6 +478,8 @@ export class ChatClient {
           this.countStatus('200');
           // The slot is held until the paid answer is on disk: a crash loses at most `concurrency` answers.
           if (this.cache) await this.cache.put(key, answer);
+          // Without usage the answer's cost is unknown: it counts at its estimate.
+          await reservation?.paid(answer.usage ? this.costOf(answer.usage) : estimateUsd);
           return answer;
         });
         const costUsd = this.costOf(completion.usage);
@@ -438,6 +504,8 @@ export class ChatClient {
           if (err.status === 429) this.counters.rateLimited++;
           if (err.status >= 500) this.counters.serverErrors++;
           this.countStatus(String(err.status));
+          // An error status is not billed; a timeout or a lost connection may have been, so it stays reserved.
+          await reservation?.unbilled();
           last = this.fail('http_error', err.message, attempt, err.status);
           if (!isRetryableStatus(err.status)) break;
           const asked = retryAfterMs(err.headers);
@@ -469,7 +537,17 @@ export class ChatClient {
   }
 }
 
-/** A URL without "user:password@" (an endpoint may carry credentials in its URL); other text unchanged. */
-function withoutUserInfo(endpoint: string): string {
-  return endpoint.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1');
+/** An endpoint's identity without a URL's query string or fragment (the endpoints file refuses them; a client built otherwise may have one). */
+function withoutQuery(endpoint: string): string {
+  return endpoint.replace(/[?#]\S*/, '');
+}
+
+/**
+ * An endpoint's error text as it is passed on (into sample errors, artifacts and failure messages): one line
+ * of printable characters, at most ERROR_TEXT_LIMIT of them. Scrubbed before it is cut, so that no cut
+ * leaves part of a key that redaction would no longer recognise.
+ */
+function boundedErrorText(text: string): string {
+  const line = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').trim();
+  return line.length > ERROR_TEXT_LIMIT ? `${line.slice(0, ERROR_TEXT_LIMIT)}...` : line;
 }

@@ -18,6 +18,7 @@ import { buildPreferenceRows, buildRejectedRows, buildSftRows, buildStats, revie
 import { calibrateJudge, createJudge, judgeCalibrationItems } from './judge';
 import type { ResolvedTeacher, TaskResources } from '../task-resources';
 import { asTeacherFailure } from './teacher-outage';
+import { currentPipelineSpend, teacherBudgetUsd } from './spend-ledger';
 
 const log = createLogger('prototype');
 
@@ -55,7 +56,10 @@ export function teacherKeyParts(teacher: ResolvedTeacher): TeacherKeyParts {
 export function createPrototypeActivities(deps: ActivityDeps, resources: TaskResources) {
   const { store, env } = deps;
 
-  /** Stops with `signal` (the activity's cancellation and deadline) and at the first endpoint outage. */
+  /**
+   * Stops with `signal` (the activity's cancellation and deadline), at the first endpoint outage, and before a
+   * request that would pass the pipeline's teacher budget.
+   */
   async function teacherFor(config: PipelineConfig, teacher: ResolvedTeacher, signal: AbortSignal) {
     const { task } = await resources.loadTask(config);
     return createTeacherClient(
@@ -65,7 +69,7 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         temperature: config.teacher.temperature,
         cacheDir: path.join(env.dataDir, 'teacher-cache'),
       },
-      { signal, stopOnEndpointFault: true },
+      { signal, stopOnEndpointFault: true, spend: currentPipelineSpend(env.dataDir).guard(teacherBudgetUsd(config)) },
     );
   }
 
@@ -163,7 +167,7 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
             const judge = createJudge(
               task,
               { ...sharedChatSettings(t, await resources.teacher(config, t.judge.model)), cacheDir: path.join(env.dataDir, 'judge-cache') },
-              { signal: live.signal, stopOnEndpointFault: true },
+              { signal: live.signal, stopOnEndpointFault: true, spend: currentPipelineSpend(env.dataDir).guard(teacherBudgetUsd(config)) },
             );
             const teacher = await teacherFor(config, await resources.teacher(config), live.signal);
             try {

@@ -77,7 +77,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
   const { env, command, config, runDir } = options;
   await fs.mkdir(runDir, { recursive: true });
   const ctx = currentActivity();
-  const me = ownerOf(ctx);
+  const me = await ownerOf(ctx);
   await stopStaleTrainer(runDir, me);
   const configPath = path.join(runDir, `${command}.config.json`);
   await writeFileAtomic(configPath, JSON.stringify(config, null, 2));
@@ -89,7 +89,8 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
 
   const child = spawn(env.python, args, {
     cwd: env.projectRoot,
-    env: { ...process.env, PYTHONPATH: path.join(env.projectRoot, 'trainer'), HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', PYTHONUNBUFFERED: '1' },
+    // An allow-list of the worker's environment: no teacher key or TEMPORAL_API_KEY reaches the trainer.
+    env: { ...env.trainerEnv, PYTHONPATH: path.join(env.projectRoot, 'trainer'), HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', PYTHONUNBUFFERED: '1' },
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true, // its own process group: cancellation kills the trainer and anything it started
   });
@@ -137,7 +138,8 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerDon
   });
 
   const pidFile = path.join(runDir, 'trainer.pid');
-  await writeFileAtomic(pidFile, JSON.stringify({ ...me, pid: child.pid ?? -1 } satisfies TrainerOwner));
+  const started = child.pid === undefined ? undefined : await processIdentity(child.pid);
+  await writeFileAtomic(pidFile, JSON.stringify({ ...me, pid: child.pid ?? -1, ...(started ? { startTime: started.startTime } : {}) } satisfies TrainerOwner));
 
   const killGroup = (signal: NodeJS.Signals) => {
     try {
@@ -190,19 +192,53 @@ async function hasCheckpoint(runDir: string): Promise<boolean> {
 interface TrainerOwner {
   /** The trainer's process (and process group) id. */
   pid: number;
+  /** The trainer's start time (/proc/<pid>/stat field 22): a pid reused by another process has another. */
+  startTime?: string;
   host: string;
-  /** The worker process that started it. */
+  /** The kernel's boot id: pids and start times of another boot (or another machine) mean nothing here. */
+  bootId?: string;
+  /** The worker process that started it, and its start time. */
   workerPid: number;
+  workerStartTime?: string;
   /** workflow id / run id / activity id, or the process outside an activity. */
   activity: string;
   attempt: number;
 }
 
-function ownerOf(ctx: Context | undefined): Omit<TrainerOwner, 'pid'> {
+/** The kernel's boot id, where /proc has one (Linux). */
+async function bootId(): Promise<string | undefined> {
+  return (await fs.readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => undefined))?.trim() || undefined;
+}
+
+/**
+ * What tells a process from a later one with the same pid: its start time in clock ticks after boot
+ * (/proc/<pid>/stat field 22), with the boot id. Undefined where there is no /proc or no such process.
+ */
+export async function processIdentity(pid: number): Promise<{ startTime: string; bootId: string } | undefined> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  const boot = await bootId();
+  if (!stat || !boot) return undefined;
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so count fields after its last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const startTime = fields[22 - 3];
+  return startTime ? { startTime, bootId: boot } : undefined;
+}
+
+/** Whether `pid` is still the process that was recorded with `startTime` during boot `boot`. */
+async function sameProcess(pid: number, startTime: string | undefined, boot: string | undefined): Promise<boolean> {
+  if (startTime === undefined || boot === undefined) return false;
+  const now = await processIdentity(pid);
+  return now !== undefined && now.bootId === boot && now.startTime === startTime;
+}
+
+async function ownerOf(ctx: Context | undefined): Promise<Omit<TrainerOwner, 'pid'>> {
   const info = ctx?.info;
+  const worker = await processIdentity(process.pid);
   return {
     host: os.hostname(),
+    ...(worker ? { bootId: worker.bootId } : {}),
     workerPid: process.pid,
+    ...(worker ? { workerStartTime: worker.startTime } : {}),
     activity: info ? `${info.workflowExecution?.workflowId}/${info.workflowExecution?.runId}/${info.activityId}` : `process-${process.pid}`,
     attempt: info?.attempt ?? 0,
   };
@@ -235,7 +271,9 @@ const alive = (pid: number) => {
 /**
  * Before a trainer starts in `runDir`, one that is already there is stopped only when it is stale: its
  * worker is gone (killed with SIGKILL), or it belongs to an earlier attempt of the same activity, which
- * the server has given up on. A newer attempt's or another activity's live trainer is never killed.
+ * the server has given up on. A newer attempt's or another activity's live trainer is never killed, nor a
+ * process that only has the recorded pid (after a container restart the pids repeat, the worker's too): the
+ * trainer and its worker count as themselves only while their start times and the boot id match the record.
  */
 async function stopStaleTrainer(runDir: string, me: Omit<TrainerOwner, 'pid'>): Promise<void> {
   const owner = await readOwner(runDir);
@@ -244,7 +282,11 @@ async function stopStaleTrainer(runDir: string, me: Omit<TrainerOwner, 'pid'>): 
     log.warn(`a trainer started on ${owner.host} may still run in ${runDir}; it cannot be stopped from here`);
     return;
   }
-  const workerGone = owner.workerPid <= 0 || !alive(owner.workerPid);
+  if (!(await sameProcess(owner.pid, owner.startTime, owner.bootId))) {
+    log.warn(`trainer.pid in ${runDir} names pid ${owner.pid}, which is not (or cannot be shown to be) the trainer it recorded: left alone`);
+    return;
+  }
+  const workerGone = owner.workerPid <= 0 || !(await sameProcess(owner.workerPid, owner.workerStartTime, owner.bootId));
   const sameActivity = owner.activity === me.activity;
   if (!workerGone && sameActivity && owner.attempt > me.attempt) {
     throw ApplicationFailure.create({
