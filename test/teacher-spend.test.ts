@@ -218,13 +218,17 @@ describe("the pipeline's activities", () => {
       fake.behave((n) => (n <= 7 ? { kind: 'forward', baseURL: sim.url } : { kind: 'status', status: 503, message: 'down' }));
       await expect(attempt(1).run(activities.labelBatch, input)).rejects.toMatchObject({ type: FailureType.TeacherUnavailable });
       const paidBefore = await new SpendLedger(spendLedgerFile(env.dataDir, 'spend-retry')).snapshot();
-      expect(paidBefore.paidRequests).toBe(7);
+      // 7 answers were sent; the one in flight when the outage stopped the batch may have been cut off before its
+      // answer was read, and stays reserved (it may have been billed).
+      expect([6, 7]).toContain(paidBefore.paidRequests);
+      if (paidBefore.paidRequests === 6) expect(paidBefore.reservedUsd).toBeGreaterThan(0);
 
       fake.behave({ kind: 'forward', baseURL: sim.url });
       const result = (await attempt(2).run(activities.labelBatch, input)) as LabelBatchResult;
       const rows = await deps.store.readJsonl<TeacherResult>(result.samples);
-      // The pipeline's ledger (a stage's activity writes it): the cost of every answer the batch holds, each once.
       const spent = await new SpendLedger(spendLedgerFile(env.dataDir, 'spend-retry')).snapshot();
+      // The pipeline's ledger (a stage's activity writes it): the cost of every answer the batch holds, each once,
+      // also the one in flight when the outage stopped the first attempt (resent with its key and replayed).
       expect(spent.spentUsd).toBeCloseTo(rows.reduce((sum, r) => sum + r.usage.costUsd, 0), 12);
       expect(spent.spentUsd).toBeCloseTo(billed(sim.stats()), 12);
       expect(spent.reservedUsd).toBeCloseTo(0, 12);

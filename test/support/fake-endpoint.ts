@@ -52,7 +52,8 @@ export async function startFakeEndpoint(initial: FakeBehaviour = { kind: 'hang' 
     }
     const upstream = await fetch(`${now.baseURL}${req.url!.replace(/^\/v1/, '')}`, {
       method: req.method,
-      headers: { 'content-type': 'application/json' },
+      // The idempotency key goes along, as a gateway in front of an endpoint that honours it passes it on.
+      headers: { 'content-type': 'application/json', ...(req.headers['idempotency-key'] ? { 'idempotency-key': String(req.headers['idempotency-key']) } : {}) },
       body: Buffer.concat(chunks),
     });
     const text = await upstream.text();
