@@ -5,7 +5,7 @@ import type { PipelineConfig, StudentFamilyChoice } from '../config/pipeline';
 import type { CompressResult, PrototypeResult, TransferResult } from '../workflows/stage-input';
 
 // The stages' results are schemas, which the stage workflows check their input with.
-export type { CompressResult, GateDecision, PrototypeResult, TaskData, TransferResult } from '../workflows/stage-input';
+export type { CalibratedModel, CompressResult, GateDecision, PrototypeResult, TaskData, TransferResult } from '../workflows/stage-input';
 
 export interface LabelBatchInput {
   config: PipelineConfig;
