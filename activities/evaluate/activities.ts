@@ -86,6 +86,8 @@ export async function publishReport(store: ArtifactStore, result: EvaluateResult
   const reportDir = path.dirname(result.reportPath);
   for (const [name, ref] of Object.entries(result.predictions ?? {})) await store.materializeFile(ref, joinInside(reportDir, `predictions-${name}.jsonl`));
   await store.materializeFile(result.html, path.join(reportDir, 'report.html'));
+  // The folder to serve (the chosen model with its calibration), verified and rebuilt whole when damaged.
+  if (result.student) await store.ensureDirectoryCopy(result.student, path.join(reportDir, 'student'));
   await store.materializeFile(result.report, result.reportPath);
 }
 
@@ -239,6 +241,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           onnx: compress.onnx.sha256,
           int8: compress.int8?.sha256 ?? null,
           ...(compress.int4 ? { int4: compress.int4.sha256 } : {}),
+          ...(compress.deployed ? { deployed: compress.deployed.model.sha256 } : {}),
           ...(studentFamily ? { studentFamily } : {}),
         },
         teacher: teacherKeyParts(resolved),
@@ -413,6 +416,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           report: await store.putJson('report', report),
           html: await store.putBytes('report-html', renderReportHtml(report)),
           reportPath: path.join(reportDir, 'report.json'),
+          ...(compress.deployed ? { student: compress.deployed.model, studentPath: path.join(reportDir, 'student') } : {}),
           models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, { exact_match: m.exact_match, intent_acc: m.intent_acc, latency_ms_p50: m.latency_ms_p50 }])),
         };
       };
@@ -420,7 +424,11 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const { value } = await withLiveness((live) => store.memo(key, () => produceReport(live))).catch((err) => {
         throw asTeacherFailure(err, teachers.map((t) => t.chat));
       });
-      const result = { ...(value as EvaluateResult), reportPath: path.join(reportDir, 'report.json') };
+      const result = {
+        ...(value as EvaluateResult),
+        reportPath: path.join(reportDir, 'report.json'),
+        ...((value as EvaluateResult).student ? { studentPath: path.join(reportDir, 'student') } : {}),
+      };
       await publishReport(store, result);
       return result;
     },
