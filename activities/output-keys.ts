@@ -54,6 +54,7 @@ export const CONFIG_READ = {
   trainStudent: (c: PipelineConfig) => Object.fromEntries(c.transfer.steps.map((step: TransferStep) => [step, trainingStepConfig(c.transfer, step)])),
   scoreStudentOnDev: () => ({}),
   scoreOnDev: () => ({}),
+  calibrateConfidence: () => ({}),
   pruneVocab: (c: PipelineConfig) => (c.transfer.student.family === 'encoder' ? { minCount: c.compress.pruneVocabMinCount } : null),
   pruneLayers: (c: PipelineConfig) =>
     c.transfer.student.family === 'encoder' ? { layers: c.compress.pruneLayersKeep, epochs: c.compress.pruneLayersEpochs, seed: c.transfer.seed } : null,

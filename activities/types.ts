@@ -5,7 +5,7 @@ import type { PipelineConfig, StudentFamilyChoice } from '../config/pipeline';
 import type { CompressResult, PrototypeResult, TransferResult } from '../workflows/stage-input';
 
 // The stages' results are schemas, which the stage workflows check their input with.
-export type { CompressResult, GateDecision, PrototypeResult, TaskData, TransferResult } from '../workflows/stage-input';
+export type { CalibratedModel, CompressResult, GateDecision, PrototypeResult, TaskData, TransferResult } from '../workflows/stage-input';
 
 export interface LabelBatchInput {
   config: PipelineConfig;
@@ -28,6 +28,9 @@ export interface EvaluateResult extends Record<string, unknown> {
   html: ArtifactRef;
   /** Local path of report.json for people (the artifact itself is content-addressed). */
   reportPath: string;
+  /** The deployed student folder (the chosen model with its calibration), and its copy beside report.json. */
+  student?: ArtifactRef;
+  studentPath?: string;
   /** Each model's predictions on the report split (JSONL {id, input, gold, prediction, correct}); also beside report.json. */
   predictions?: Record<string, ArtifactRef>;
   models: Record<string, Record<string, number>>;

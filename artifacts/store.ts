@@ -157,6 +157,16 @@ export class ArtifactStore {
     return this.putJson(kind, { files } satisfies DirectoryManifest);
   }
 
+  /** A directory artifact with one file added (or replaced), its other files shared with `dir`'s, nothing copied. */
+  async withFile(dir: ArtifactRef, name: string, content: Buffer | string): Promise<ArtifactRef> {
+    if (!isDirectoryKind(dir.kind)) throw new Error(`withFile needs a directory artifact, got ${JSON.stringify(dir.kind)}`);
+    if (name !== path.basename(name) || name === '.' || name === '..') throw new Error(`withFile adds a file at the folder's top, got ${JSON.stringify(name)}`);
+    const manifest = await this.readJson<DirectoryManifest>(dir);
+    const file = await this.putBytes(`${dir.kind}/file`, content);
+    const files = [...manifest.files.filter((f) => f.path !== name), { path: name, sha256: file.sha256, bytes: file.bytes }].sort((a, b) => a.path.localeCompare(b.path));
+    return this.putJson(dir.kind, { files } satisfies DirectoryManifest);
+  }
+
   /** Throws ArtifactMissingError / ArtifactCorruptedError unless the blob exists with the ref's hash. */
   async verify(ref: ArtifactRef): Promise<string> {
     ArtifactRefSchema.parse(ref);

@@ -92,6 +92,7 @@ async function demo(args: string[]) {
       }
       if (result.evaluate) {
         await printReportTable(result.evaluate.reportPath);
+        if (result.evaluate.studentPath) process.stdout.write(`student: ${result.evaluate.studentPath} (serve it: npm run serve -- --model ${result.evaluate.studentPath})\n`);
         process.stdout.write(`report: ${result.evaluate.reportPath}\n`);
       }
     } finally {

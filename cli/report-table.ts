@@ -23,7 +23,17 @@ export function formatReportTable(models: Record<string, ModelRow>): string {
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n') + '\n';
 }
 
+/** The cascade's headline: the share of requests sent to the teacher to stay within the tolerance of it. */
+export function formatCascadeLine(cascade: PipelineReport['cascade']): string {
+  if (!cascade) return '';
+  const within = `within ${(cascade.tolerance * 100).toFixed(0)} point of the teacher's exact match (${pct(cascade.teacher_exact_match)})`;
+  const oracle = cascade.candidates?.find((c) => c.name === 'oracle')?.chosen;
+  return cascade.chosen
+    ? `cascade: ${cascade.student} sends ${pct(cascade.chosen.teacher_share)} of requests to the teacher to stay ${within}, at confidence threshold ${cascade.chosen.threshold.toPrecision(3)}${oracle ? ` (a perfect confidence: ${pct(oracle.teacher_share)})` : ''}\n`
+    : `cascade: no confidence threshold keeps ${cascade.student} ${within}\n`;
+}
+
 export async function printReportTable(reportPath: string): Promise<void> {
-  const report = JSON.parse(await fs.readFile(reportPath, 'utf8')) as Pick<PipelineReport, 'models' | 'dataset'>;
-  process.stdout.write(`\n${report.dataset.split} split:\n` + formatReportTable(report.models as Record<string, ModelRow>));
+  const report = JSON.parse(await fs.readFile(reportPath, 'utf8')) as Pick<PipelineReport, 'models' | 'dataset' | 'cascade'>;
+  process.stdout.write(`\n${report.dataset.split} split:\n` + formatReportTable(report.models as Record<string, ModelRow>) + formatCascadeLine(report.cascade));
 }

@@ -16,8 +16,8 @@ describe('encoder student pipeline', () => {
   test('runs end to end: every model scored, the pruned int8 and int4 students answer schema-valid calls in TypeScript', async () => {
     const config = smallPipelineConfig('encoder-run', {
       task: { trainLimit: 160, devLimit: 60, testLimit: 60 },
-      transfer: { steps: ['sft'], student: { family: 'encoder', maxLength: 48 }, epochs: 1, maxSteps: 25, batchSize: 16, checkpointEvery: 10 },
-      // Every step kept whatever 25 steps of training give, so the quantized models checked below are pruned.
+      transfer: { steps: ['sft'], student: { family: 'encoder', maxLength: 48 }, epochs: 1, maxSteps: 40, batchSize: 16, checkpointEvery: 10 },
+      // Every step kept whatever 40 steps of training give, so the quantized models checked below are pruned.
       compress: { steps: ['prune-vocab', 'prune-layers', 'int8', 'int4'], toleranceExactMatch: 100, pruneLayersKeep: 4, pruneLayersEpochs: 1 },
     });
     const handle = await startPipeline(bed.server.client, config, { taskQueue: bed.taskQueue });
@@ -31,7 +31,7 @@ describe('encoder student pipeline', () => {
     expect(Object.keys(report.models).sort()).toEqual(['student', 'student_int4', 'student_int8', 'student_onnx', 'teacher']);
     for (const name of ['student', 'student_onnx', 'student_int8', 'student_int4']) {
       expect(report.models[name].schema_valid).toBe(1); // valid by construction
-      expect(report.models[name].intent_acc).toBeGreaterThan(0.1); // far above chance over 60 intents after 25 steps
+      expect(report.models[name].intent_acc).toBeGreaterThan(0.1); // far above chance over 60 intents after 40 steps
     }
     // PyTorch and ONNX fp32 are one model: the same answers within a rounding of a near-tie or two.
     expect(Math.abs(report.models.student.exact_match - report.models.student_onnx.exact_match)).toBeLessThanOrEqual(2 / 60);
@@ -49,6 +49,23 @@ describe('encoder student pipeline', () => {
     expect(gates[3].bytesBefore).toBe(gates[2].bytesAfter);
     expect(gates[3].bytesAfter!).toBeLessThan(gates[3].bytesBefore! * 0.85); // 4-bit feed-forward and embeddings
     expect(result.compress!.chosen.sha256).toBe(result.compress!.int4!.sha256);
+    // The deployed folder: the chosen int4 model with its confidence calibrated on dev, copied beside the report.
+    const deployed = result.compress!.deployed!;
+    expect(deployed.calibration?.examples).toBeGreaterThan(20);
+    const served = result.evaluate!.studentPath!;
+    expect(served).toBe(result.evaluate!.reportPath.replace(/report\.json$/, 'student'));
+    const chosenFiles = (await bed.store.readJson<{ files: { path: string; sha256: string }[] }>(result.compress!.chosen)).files;
+    const deployedFiles = (await bed.store.readJson<{ files: { path: string; sha256: string }[] }>(deployed.model)).files;
+    expect(deployedFiles.filter((f) => f.path !== 'calibration.json')).toEqual(chosenFiles);
+    expect(JSON.parse(await fs.readFile(`${served}/calibration.json`, 'utf8')).format).toBe('supertiny-calibration/1');
+    expect(report.cascade.candidates.map((c: { name: string }) => c.name)).toEqual(['calibrated on dev (served)', 'raw: intent × least tag', 'oracle']);
+    expect(report.cascade.calibration.examples).toBe(deployed.calibration!.examples);
+    const oracle = report.cascade.candidates[2];
+    for (const c of report.cascade.candidates) {
+      expect(c.by_share).toHaveLength(21);
+      // No confidence ranks errors better than one that knows them.
+      if (c.chosen && oracle.chosen) expect(c.chosen.teacher_share).toBeGreaterThanOrEqual(oracle.chosen.teacher_share);
+    }
 
     const folder = await bed.store.materializeDirectory(result.compress!.int8!, `${bed.env.dataDir}/int8-check`);
     const unpruned = await bed.store.materializeDirectory(result.compress!.onnx, `${bed.env.dataDir}/onnx-check`);

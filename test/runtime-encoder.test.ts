@@ -19,6 +19,8 @@ import {
   viterbiBio,
 } from '../runtime/student';
 
+import { CALIBRATION_FILE, calibratedConfidence, fitCalibration, rawConfidence } from '../runtime/student/confidence';
+
 const run = promisify(execFile);
 const env = readEnv();
 
@@ -185,6 +187,40 @@ describe('EncoderStudent on a real ONNX graph', () => {
   });
 });
 
+describe('EncoderStudent with a calibration.json', () => {
+  test('answers the same calls, its confidence the calibrated probability of its signals; without it, the raw confidence', async () => {
+    const task = fixtureTask();
+    const plain = (await loadStudent(folder, { task, threads: 1 })) as EncoderStudent;
+    const answers = (await plain.predictBatch(UTTERANCES)) as EncoderPrediction[];
+    await plain.release();
+    for (const a of answers.filter((a) => a.call)) {
+      expect(a.confidence).toBeCloseTo(rawConfidence(a.signals), 12);
+      expect(a.signals.intentProbability).toBeCloseTo(a.intentProbability, 12);
+      expect(a.signals.intentMargin).toBeGreaterThanOrEqual(0);
+      expect(a.signals.leastTag).toBeLessThanOrEqual(Math.min(a.signals.leastSpanTag, a.signals.leastOutsideTag) + 1e-12);
+      expect(a.signals.tokens > 0).toBe(a.input.trim().length > 0);
+      expect(a.signals.arguments).toBe(a.call!.args.length);
+    }
+    // A calibration fitted on labels that make every other answer wrong: any fitted weights will do here.
+    const rows = [...answers, ...answers, ...answers].filter((a) => a.call).map((a, i) => ({ signals: a.signals, correct: i % 2 === 0 }));
+    const calibration = fitCalibration(rows, 'dev');
+    const dir = path.join(root, 'calibrated');
+    await fs.cp(folder, dir, { recursive: true });
+    await fs.writeFile(path.join(dir, CALIBRATION_FILE), JSON.stringify(calibration));
+    const calibrated = (await loadStudent(dir, { task, threads: 1 })) as EncoderStudent;
+    try {
+      expect(calibrated.calibration).toEqual(calibration);
+      const again = (await calibrated.predictBatch(UTTERANCES)) as EncoderPrediction[];
+      again.forEach((a, i) => {
+        expect(a.call).toEqual(answers[i].call);
+        expect(a.confidence).toBeCloseTo(a.call ? calibratedConfidence(calibration, a.signals) : 0, 12);
+      });
+    } finally {
+      await calibrated.release();
+    }
+  });
+});
+
 describe('EncoderStudent answers the task rejects', () => {
   test('come back as errors without a call, as the decoder\'s do', async () => {
     // A task whose slots take one character at most: every answer with a longer span fails validation.
@@ -231,6 +267,13 @@ describe('a broken encoder folder fails to load with an error naming the file an
     expect(err).toBeInstanceOf(StudentModelError);
     return err as StudentModelError;
   }
+
+  test('a calibration.json of another shape', async () => {
+    const dir = await brokenCopy('bad-calibration', (d) => fs.writeFile(path.join(d, CALIBRATION_FILE), JSON.stringify({ format: 'supertiny-calibration/1', weights: [1] })));
+    const err = await loadError(dir);
+    expect(err.kind).toBe('io_mismatch');
+    expect(err.message).toMatch(/calibration\.json is not a supertiny-calibration\/1 file/);
+  });
 
   test('a missing tokenizer.json', async () => {
     const dir = await brokenCopy('no-tokenizer', (d) => fs.rm(path.join(d, 'tokenizer.json')));

@@ -4,12 +4,16 @@ import { z } from 'zod';
 import { PipelineConfigSchema } from '../config/pipeline';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { CompressResult, GateDecision } from '../activities/types';
+import { patched } from '@temporalio/workflow';
 import { queueActivities } from './activity-options';
 import { checkStageInput, PrototypeResultSchema, TransferResultSchema } from './stage-input';
 import { reportStageProgress } from './stage-progress';
 
 export const CompressStageInputSchema = z.object({ config: PipelineConfigSchema, prototype: PrototypeResultSchema, transfer: TransferResultSchema }).strict();
 export type CompressStageInput = z.infer<typeof CompressStageInputSchema>;
+
+/** Histories recorded before the compress stage calibrated the deployed model's confidence replay without it. */
+export const CALIBRATE_CONFIDENCE_PATCH = 'calibrate-confidence';
 
 export async function compressStage(input: CompressStageInput): Promise<CompressResult> {
   const { config, prototype, transfer } = checkStageInput('compressStage', CompressStageInputSchema, input);
@@ -69,5 +73,12 @@ export async function compressStage(input: CompressStageInput): Promise<Compress
       if (step === 'prune-vocab' || step === 'prune-layers') float = candidate;
     }
   }
-  return { onnx, int8, ...(int4 ? { int4 } : {}), chosen, gates };
+  // The folder to deploy: the chosen model with its confidence calibrated on dev (a command histories recorded
+  // before this step lack, hence the patch).
+  let deployed: CompressResult['deployed'];
+  if (patched(CALIBRATE_CONFIDENCE_PATCH)) {
+    await reportStageProgress({ stage: 'compress', step: 'calibrate confidence', done: total, total: total + 1 });
+    deployed = await cpu.calibrateConfidence({ config, model: chosen, dev: prototype.data.dev });
+  }
+  return { onnx, int8, ...(int4 ? { int4 } : {}), chosen, ...(deployed ? { deployed } : {}), gates };
 }

@@ -62,6 +62,28 @@ export const GateDecisionSchema = z
   .strict();
 export type GateDecision = z.infer<typeof GateDecisionSchema>;
 
+/** The deployed student: the chosen model with its confidence calibrated on dev (encoder), or the chosen model as it is. */
+export const CalibratedModelSchema = z
+  .object({
+    model: ArtifactRefSchema,
+    /** Present when calibration.json was fitted and added to the folder. */
+    calibration: z
+      .object({
+        examples: count,
+        /** The chosen model's exact match on those dev answers. */
+        exactMatch: z.number().min(0).max(1),
+        /** Expected calibration error on dev of the raw confidence and of the calibrated one (in-sample). */
+        eceRaw: z.number().min(0).max(1),
+        eceCalibrated: z.number().min(0).max(1),
+      })
+      .strict()
+      .optional(),
+    /** Why no calibration was fitted (e.g. the decoder family). */
+    skipped: z.string().max(1000).optional(),
+  })
+  .strict();
+export type CalibratedModel = z.infer<typeof CalibratedModelSchema>;
+
 export const CompressResultSchema = z
   .object({
     onnx: ArtifactRefSchema,
@@ -70,6 +92,8 @@ export const CompressResultSchema = z
     int4: ArtifactRefSchema.optional(),
     /** The smallest model that passed every gate. */
     chosen: ArtifactRefSchema,
+    /** `chosen` with calibration.json (its confidence fitted on dev): the folder to serve. Absent in older runs. */
+    deployed: CalibratedModelSchema.optional(),
     gates: z.array(GateDecisionSchema).max(CompressStepSchema.options.length),
   })
   .strict();

@@ -16,7 +16,9 @@ import type { CallMetrics, CallPrediction } from '../../tasks/metrics';
 import { loadStudent } from '../../runtime/student';
 import type { ActivityDeps } from '../deps';
 import { withLiveness, type ActivityLiveness } from '../liveness';
-import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } from '../types';
+import type { CalibratedModel, CompressResult, EvaluateResult, PrototypeResult, TransferResult } from '../types';
+import { EncoderStudent, type EncoderPrediction } from '../../runtime/student/encoder-model';
+import { type Calibration, type EncoderSignals, CALIBRATION_FILE, calibratedConfidence, expectedCalibrationError, fitCalibration, rawConfidence } from '../../runtime/student/confidence';
 import { parseGold, sharedChatSettings, teacherKeyParts, type GoldExample } from '../prototype/stage-activities';
 import { createTeacherClient, type TeacherClient, type TeacherResult } from '../prototype/teacher-client';
 import { asTeacherFailure } from '../prototype/teacher-outage';
@@ -24,7 +26,7 @@ import { currentPipelineSpend, teacherBudgetUsd } from '../prototype/spend-ledge
 import type { TaskResources } from '../task-resources';
 import { runTrainer } from '../transfer/trainer-process';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
-import { cascadeCurve } from './cascade';
+import { cascadeCurve, shareCurve, type CascadeScoring } from './cascade';
 import { costReport } from './cost';
 import { renderReportHtml, type ModelName, type ModelReport, type PipelineReport } from './report';
 import { predictionRow, type PredictionRow } from './predictions';
@@ -85,6 +87,8 @@ export async function publishReport(store: ArtifactStore, result: EvaluateResult
   const reportDir = path.dirname(result.reportPath);
   for (const [name, ref] of Object.entries(result.predictions ?? {})) await store.materializeFile(ref, joinInside(reportDir, `predictions-${name}.jsonl`));
   await store.materializeFile(result.html, path.join(reportDir, 'report.html'));
+  // The folder to serve (the chosen model with its calibration), verified and rebuilt whole when damaged.
+  if (result.student) await store.ensureDirectoryCopy(result.student, path.join(reportDir, 'student'));
   await store.materializeFile(result.report, result.reportPath);
 }
 
@@ -108,7 +112,14 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       // makes a batched answer depend on its batch-mates (on MASSIVE test, 2820 of 2974 int8 answers matched).
       const out = await model.predictBatch(gold.map((g) => g.text), { batchSize: 1 });
       const used = process.cpuUsage(cpu);
-      const predictions = new Map(gold.map((g, i) => [g.id, { call: out[i].call, schemaValid: out[i].call !== undefined, confidence: out[i].confidence }]));
+      const predictions = new Map(
+        gold.map((g, i) => {
+          const signals = (out[i] as Partial<EncoderPrediction>).signals;
+          const answer: { call?: Call; schemaValid: boolean; confidence: number; signals?: EncoderSignals } = { call: out[i].call, schemaValid: out[i].call !== undefined, confidence: out[i].confidence };
+          if (signals) answer.signals = signals;
+          return [g.id, answer] as const;
+        }),
+      );
       return { model, predictions, folder, cpuSeconds: (used.user + used.system) / 1e6 };
     } catch (err) {
       await model.release();
@@ -170,6 +181,42 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       return { ...(rest as DevScore), modelBytes };
     },
 
+    /**
+     * The folder to deploy: the chosen encoder with calibration.json, a logistic regression of exact match on its
+     * confidence signals fitted on the dev split, so that its confidence ranks its own errors and the cascade's
+     * threshold is a probability of being right. A decoder, or dev answers all right or all wrong, keep the model as it is.
+     */
+    async calibrateConfidence({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<CalibratedModel> {
+      const { task, fingerprint } = await resources.loadTask(config);
+      const key = await activityOutputKey(env.projectRoot, 'calibrateConfidence', { config: CONFIG_READ.calibrateConfidence(), inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
+      const { value } = await store.memo(key, async (): Promise<CalibratedModel> => {
+        const gold = await store.readJsonl<GoldExample>(dev);
+        const student = await loadStudent(await localFolder(model), { task });
+        try {
+          if (!(student instanceof EncoderStudent)) return { model, skipped: `the ${student.family} family's confidence is not calibrated` };
+          // One request at a time, as the server answers (int8's activation scales depend on the batch).
+          const out = await student.predictBatch(gold.map((g) => g.text), { batchSize: 1 });
+          const rows = gold.flatMap((g, i) => {
+            const call = out[i].call;
+            return call ? [{ signals: out[i].signals, correct: task.metrics([{ gold: parseGold(task, g), prediction: call, schemaValid: true }]).exactMatch === 1 }] : [];
+          });
+          let calibration: Calibration;
+          try {
+            calibration = fitCalibration(rows, 'dev');
+          } catch (error) {
+            return { model, skipped: (error as Error).message };
+          }
+          const eceRaw = expectedCalibrationError(rows.map((r) => ({ confidence: rawConfidence(r.signals), correct: r.correct })));
+          const eceCalibrated = expectedCalibrationError(rows.map((r) => ({ confidence: calibratedConfidence(calibration, r.signals), correct: r.correct })));
+          const deployed = await store.withFile(model, CALIBRATION_FILE, JSON.stringify(calibration, null, 2) + '\n');
+          return { model: deployed, calibration: { examples: rows.length, exactMatch: calibration.fitted.exact_match, eceRaw, eceCalibrated } };
+        } finally {
+          await student.release();
+        }
+      });
+      return value;
+    },
+
     async evaluateModels(input: {
       config: PipelineConfig;
       prototype: PrototypeResult;
@@ -195,6 +242,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           onnx: compress.onnx.sha256,
           int8: compress.int8?.sha256 ?? null,
           ...(compress.int4 ? { int4: compress.int4.sha256 } : {}),
+          ...(compress.deployed ? { deployed: compress.deployed.model.sha256 } : {}),
           ...(studentFamily ? { studentFamily } : {}),
         },
         teacher: teacherKeyParts(resolved),
@@ -297,14 +345,38 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         }
         // The cascade of the student that would be served (the chosen quantized model, else int8, else fp32).
         const servedLabel = compress.int4 && compress.chosen.sha256 === compress.int4.sha256 ? 'int4' : compress.int8 ? 'int8' : 'fp32';
-        const served = onnxAnswers.get(servedLabel)!;
+        let served = onnxAnswers.get(servedLabel)!;
         const servedName = servedLabel === 'fp32' ? 'student_onnx' : (`student_${servedLabel}` as const);
+        if (compress.deployed) {
+          // The deployed folder is the chosen model with its calibration: the same answers, the served confidence.
+          served = await onnxPredictions(config, compress.deployed.model, gold);
+          await served.model.release();
+        }
+        const scoring: CascadeScoring = {
+          parse: task.callFormat.parse,
+          exactMatch: (g, p) => task.metrics([{ gold: g, prediction: p, schemaValid: p !== undefined }]).exactMatch === 1,
+        };
         const cascade = cascadeCurve(
           servedName,
           gold.map((g) => ({ gold: g.gold, student: served.predictions.get(g.id) ?? { confidence: 0 }, teacher: teacherPredictions.get(g.id) ?? {} })),
           undefined,
-          { parse: task.callFormat.parse, exactMatch: (g, p) => task.metrics([{ gold: g, prediction: p, schemaValid: p !== undefined }]).exactMatch === 1 },
+          scoring,
         );
+        const servedCorrect = new Map(gold.map((g) => [g.id, scoring.exactMatch(goldCalls.get(g.id)!, served.predictions.get(g.id)?.call)]));
+        const withCall = gold.filter((g) => served.predictions.get(g.id)?.call);
+        const ece = (confidence: (id: string) => number) => expectedCalibrationError(withCall.map((g) => ({ confidence: confidence(g.id), correct: servedCorrect.get(g.id)! })));
+        // Every confidence the encoder offers, side by side with the oracle (one that knows which answers are wrong).
+        const candidates: [string, (id: string) => number, boolean][] = [];
+        if (compress.deployed?.calibration) candidates.push(['calibrated on dev (served)', (id) => served.predictions.get(id)?.confidence ?? 0, true]);
+        if (withCall.every((g) => served.predictions.get(g.id)?.signals)) {
+          candidates.push(['raw: intent × least tag', (id) => rawConfidence(served.predictions.get(id)!.signals!), true]);
+        }
+        candidates.push(['oracle', (id) => (servedCorrect.get(id) ? 1 : 0), false]);
+        cascade.candidates = candidates.map(([name, confidence, calibrated]) => {
+          const inputs = gold.map((g) => ({ gold: g.gold, student: { call: served.predictions.get(g.id)?.call, confidence: confidence(g.id) }, teacher: teacherPredictions.get(g.id) ?? {} }));
+          return { name, chosen: cascadeCurve(name, inputs, undefined, scoring).chosen, by_share: shareCurve(inputs, scoring), ece: calibrated ? ece(confidence) : null };
+        });
+        if (compress.deployed?.calibration) cascade.calibration = compress.deployed.calibration;
         const cost = costReport({
           teacher: {
             promptTokens: teacherResults.reduce((sum, r) => sum + r.usage.promptTokens, 0),
@@ -349,6 +421,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           report: await store.putJson('report', report),
           html: await store.putBytes('report-html', renderReportHtml(report)),
           reportPath: path.join(reportDir, 'report.json'),
+          ...(compress.deployed ? { student: compress.deployed.model, studentPath: path.join(reportDir, 'student') } : {}),
           models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, { exact_match: m.exact_match, intent_acc: m.intent_acc, latency_ms_p50: m.latency_ms_p50 }])),
         };
       };
@@ -356,7 +429,11 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const { value } = await withLiveness((live) => store.memo(key, () => produceReport(live))).catch((err) => {
         throw asTeacherFailure(err, teachers.map((t) => t.chat));
       });
-      const result = { ...(value as EvaluateResult), reportPath: path.join(reportDir, 'report.json') };
+      const result = {
+        ...(value as EvaluateResult),
+        reportPath: path.join(reportDir, 'report.json'),
+        ...((value as EvaluateResult).student ? { studentPath: path.join(reportDir, 'student') } : {}),
+      };
       await publishReport(store, result);
       return result;
     },

@@ -11,6 +11,7 @@ import { EncoderTokenizer, type EncodedText } from './encoder-tokenizer';
 import { StudentModelError, StudentRequestError } from './errors';
 import { type EncoderLabels, graphNameProblems, readEncoderLabels, requireFile, requireFolder, TEMPLATE_FILE } from './model-folder';
 import { logSumExp, softmax } from './log-softmax';
+import { type Calibration, calibratedConfidence, type EncoderSignals, rawConfidence, readCalibration } from './confidence';
 import { createStudentSession } from './onnx-session';
 import { decodeValueHeads, isNumberText, type ValueChoice, type ValueHead, valueLogitsWidth } from './value-heads';
 import type { RuntimeBatchOptions, RuntimePrediction, StudentLoadOptions, StudentRuntime, StudentTask, TimedRuntimePrediction } from './student-runtime';
@@ -33,11 +34,14 @@ export interface EncoderPrediction extends RuntimePrediction {
   /** The intent's value head choices (enum, boolean, integer arguments), in supertiny.json's head order. */
   values: ValueChoice[];
   /**
-   * With a call, the intent's probability times the lowest probability of any token's chosen tag (its O too:
-   * a token left outside every span at low probability may be a missed argument) or value head's choice; 0 without a call.
-   * The minimum, not the product, so that a long utterance or span is not less sure for its length alone.
+   * With a call: with the folder's calibration.json, the calibrated probability that the call is an exact match
+   * (a logistic regression over `signals`, fitted on the dev split); without one, the intent's probability times
+   * the lowest probability of any token's chosen tag (its O too: a token left outside every span at low
+   * probability may be a missed argument) or value head's choice. 0 without a call.
    */
   confidence: number;
+  /** What the forward pass tells of the answer's reliability: the calibration's inputs. */
+  signals: EncoderSignals;
 }
 
 export interface TimedEncoderPrediction extends EncoderPrediction, TimedRuntimePrediction {}
@@ -62,6 +66,8 @@ export class EncoderStudent implements StudentRuntime {
     readonly labels: EncoderLabels,
     readonly task: StudentTask | undefined,
     readonly modelFile: string,
+    /** From the folder's calibration.json: the confidence is then a calibrated probability of an exact match. */
+    readonly calibration: Calibration | undefined,
   ) {
     this.tags = labels.tags.map(parseBioTag);
     this.intentTags = labels.intents.map((intent) => allowedTagIndices(this.tags, new Set(labels.intent_slots[intent])));
@@ -75,7 +81,7 @@ export class EncoderStudent implements StudentRuntime {
     await requireFolder(folder);
     const modelFile = await requireFile(folder, options.modelFile ?? 'model.onnx', 'the ONNX graph');
     await requireFile(folder, 'tokenizer.json', 'the tokenizer');
-    const [labels, tokenizer] = await Promise.all([readEncoderLabels(folder), EncoderTokenizer.load(folder)]);
+    const [labels, tokenizer, calibration] = await Promise.all([readEncoderLabels(folder), EncoderTokenizer.load(folder), readCalibration(folder)]);
     if (options.task) checkTaskLabels(folder, labels, options.task);
     const session = await createStudentSession(modelFile, options.threads);
     const problems = graphNameProblems(INPUTS, outputsOf(labels), session.inputNames, session.outputNames);
@@ -83,7 +89,7 @@ export class EncoderStudent implements StudentRuntime {
       await session.release();
       throw new StudentModelError('io_mismatch', `${modelFile} is not a supertiny-encoder/1 graph: ${problems.join('; ')}`, modelFile);
     }
-    return new EncoderStudent(session, tokenizer, labels, options.task, modelFile);
+    return new EncoderStudent(session, tokenizer, labels, options.task, modelFile, calibration);
   }
 
   async predict(input: string): Promise<TimedEncoderPrediction> {
@@ -166,6 +172,12 @@ export class EncoderStudent implements StudentRuntime {
     for (let i = 1; i < nIntents; i++) if (intentProbs[i] > intentProbs[intentIndex]) intentIndex = i;
     const intent = this.labels.intents[intentIndex];
     const intentProbability = intentProbs[intentIndex];
+    let runnerUp = 0;
+    let intentEntropy = 0;
+    for (let i = 0; i < nIntents; i++) {
+      if (i !== intentIndex && intentProbs[i] > runnerUp) runnerUp = intentProbs[i];
+      if (intentProbs[i] > 0) intentEntropy -= intentProbs[i] * Math.log(intentProbs[i]);
+    }
 
     // Tag scores of the input's own tokens (not [CLS]/[SEP]), over the tags the intent allows; the log-softmax
     // is over all tags, so a tag the constraint forces against the model's belief shows a low probability.
@@ -173,14 +185,22 @@ export class EncoderStudent implements StudentRuntime {
     const allowed = this.intentTags[intentIndex];
     const positions = encoded.offsets.flatMap((o, j) => (o ? [j] : []));
     const scores = new Float64Array(positions.length * allowed.length);
-    positions.forEach((j, t) => {
+    const norms = positions.map((j, t) => {
       const offset = (row * width + j) * nTags;
       const norm = logSumExp(tagLogits, offset, nTags);
       allowed.forEach((tag, k) => (scores[t * allowed.length + k] = tagLogits[offset + tag] - norm));
+      return norm;
     });
     const allowedTags = allowed.map((k) => this.tags[k]);
     const path = viterbiBio(scores, positions.length, allowedTags);
     const tokenProbability = path.map((k, t) => Math.exp(scores[t * allowed.length + k]));
+    // Each token's lead of its chosen tag over the best other tag, any tag (the intent's constraint may overrule the model).
+    const tagMargins = path.map((k, t) => {
+      const offset = (row * width + positions[t]) * nTags;
+      let best = -Infinity;
+      for (let tag = 0; tag < nTags; tag++) if (tag !== allowed[k] && tagLogits[offset + tag] > best) best = tagLogits[offset + tag];
+      return tokenProbability[t] - Math.exp(best - norms[t]);
+    });
     const offsets = positions.map((j) => encoded.offsets[j]!);
     // A number slot's span whose text is not a number is dropped, as the trainer's decoder drops it.
     const numbers = this.labels.number_slots?.[intent] ?? {};
@@ -199,18 +219,30 @@ export class EncoderStudent implements StudentRuntime {
     const repeatable = this.labels.intent_repeatable?.[intent];
     let kept = repeatable ? mostProbablePerSlot(spans, new Set(repeatable)) : spans;
     let call = callOf(kept);
-    if (this.task) {
-      let validation = this.task.validateCall(call);
-      if (!validation.ok) {
-        // Folders without intent_repeatable: the task's schema says a slot was named twice; keep its best span.
-        kept = mostProbablePerSlot(spans);
-        call = callOf(kept);
-        validation = this.task.validateCall(call);
-      }
-      if (!validation.ok) return { input, intent, intentProbability, spans, values, confidence: 0, errors: validation.errors };
+    let validation = this.task?.validateCall(call);
+    if (validation && !validation.ok) {
+      // Folders without intent_repeatable: the task's schema says a slot was named twice; keep its best span.
+      kept = mostProbablePerSlot(spans);
+      call = callOf(kept);
+      validation = this.task!.validateCall(call);
     }
-    const least = Math.min(1, ...tokenProbability, ...values.map((v) => v.probability));
-    return { input, intent, intentProbability, spans: kept, values, call, confidence: intentProbability * least };
+    const inSpan = new Set(offsets.flatMap((o, t) => (kept.some((span) => o.start >= span.start && o.end <= span.end) ? [t] : [])));
+    const signals: EncoderSignals = {
+      intentProbability,
+      intentMargin: intentProbability - runnerUp,
+      intentEntropy,
+      leastTag: Math.min(1, ...tokenProbability),
+      meanLogTag: tokenProbability.length ? tokenProbability.reduce((a, p) => a + Math.log(Math.max(p, 1e-12)), 0) / tokenProbability.length : 0,
+      leastTagMargin: Math.min(1, ...tagMargins),
+      leastSpanTag: Math.min(1, ...tokenProbability.filter((_, t) => inSpan.has(t))),
+      leastOutsideTag: Math.min(1, ...tokenProbability.filter((_, t) => !inSpan.has(t))),
+      leastValue: Math.min(1, ...values.map((v) => v.probability)),
+      tokens: positions.length,
+      arguments: call.args.length,
+    };
+    if (validation && !validation.ok) return { input, intent, intentProbability, spans, values, confidence: 0, signals, errors: validation.errors };
+    const confidence = this.calibration ? calibratedConfidence(this.calibration, signals) : rawConfidence(signals);
+    return { input, intent, intentProbability, spans: kept, values, call, confidence, signals };
   }
 }
 

@@ -1,0 +1,200 @@
+// The encoder student's confidence, made to rank its errors: the decoder's raw signals (intent probability,
+// margins, entropy, the tag path's weakest and mean probabilities, value heads), and a logistic regression over
+// them fitted on the dev split's exact match (calibration.json in the model folder). The cascade sends a request
+// to the teacher when this probability of being right is low; with a calibration it is a probability.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { StudentModelError } from './errors';
+
+/** What one encoder answer tells of its own reliability (all computed from the one forward pass). */
+export interface EncoderSignals {
+  /** The chosen intent's probability. */
+  intentProbability: number;
+  /** Its lead over the second intent. */
+  intentMargin: number;
+  /** Entropy of the intent distribution, in nats. */
+  intentEntropy: number;
+  /** The lowest probability of any token's chosen tag (O included). */
+  leastTag: number;
+  /** The mean log-probability of the tokens' chosen tags. */
+  meanLogTag: number;
+  /** The smallest lead of a token's chosen tag over its best other tag (negative where the intent's tags overrule the model). */
+  leastTagMargin: number;
+  /** The lowest chosen-tag probability inside the call's spans (1 without spans). */
+  leastSpanTag: number;
+  /** The lowest chosen-tag probability of a token outside every span (1 when there is none). */
+  leastOutsideTag: number;
+  /** The lowest value head probability (1 without value heads). */
+  leastValue: number;
+  /** Input tokens (without [CLS]/[SEP]). */
+  tokens: number;
+  /** Arguments in the call. */
+  arguments: number;
+}
+
+const EPS = 1e-6;
+
+/** The features the calibration reads, by name: log scales where a probability near 0 or 1 carries the signal. */
+export const CALIBRATION_FEATURES: readonly [string, (s: EncoderSignals) => number][] = [
+  ['log_intent_probability', (s) => Math.log(s.intentProbability + EPS)],
+  ['log_intent_margin', (s) => Math.log(s.intentMargin + EPS)],
+  ['intent_entropy', (s) => s.intentEntropy],
+  ['log_least_tag', (s) => Math.log(s.leastTag + EPS)],
+  ['mean_log_tag', (s) => s.meanLogTag],
+  ['least_tag_margin', (s) => s.leastTagMargin],
+  ['log_least_span_tag', (s) => Math.log(s.leastSpanTag + EPS)],
+  ['log_least_outside_tag', (s) => Math.log(s.leastOutsideTag + EPS)],
+  ['log_least_value', (s) => Math.log(s.leastValue + EPS)],
+  ['log_tokens', (s) => Math.log(1 + s.tokens)],
+  ['arguments', (s) => s.arguments],
+];
+
+/** The confidence without a calibration: the intent's probability times the weakest tag or value choice. */
+export function rawConfidence(s: EncoderSignals): number {
+  return s.intentProbability * Math.min(1, s.leastTag, s.leastValue);
+}
+
+export const CALIBRATION_FILE = 'calibration.json';
+export const CALIBRATION_FORMAT = 'supertiny-calibration/1';
+
+export interface Calibration {
+  format: typeof CALIBRATION_FORMAT;
+  features: string[];
+  mean: number[];
+  scale: number[];
+  weights: number[];
+  bias: number;
+  /** Where it was fitted: split, examples, the student's exact match there, the L2 strength. */
+  fitted: { split: string; examples: number; exact_match: number; l2: number };
+}
+
+export function featureVector(s: EncoderSignals): number[] {
+  return CALIBRATION_FEATURES.map(([, f]) => f(s));
+}
+
+/** P(the answer is an exact match) under the calibration. */
+export function calibratedConfidence(calibration: Calibration, s: EncoderSignals): number {
+  const x = featureVector(s);
+  let z = calibration.bias;
+  for (let i = 0; i < x.length; i++) z += (calibration.weights[i] * (x[i] - calibration.mean[i])) / calibration.scale[i];
+  return 1 / (1 + Math.exp(-z));
+}
+
+/**
+ * A logistic regression of exact match on the features, L2-regularised, fitted by Newton's method (the
+ * problem is small and convex, so it converges in a few steps and the same data give the same weights).
+ */
+export function fitCalibration(rows: readonly { signals: EncoderSignals; correct: boolean }[], split: string, l2 = 1): Calibration {
+  if (rows.length < 20) throw new Error(`a calibration needs at least 20 scored answers, got ${rows.length}`);
+  const positives = rows.filter((r) => r.correct).length;
+  if (positives === 0 || positives === rows.length) throw new Error(`a calibration needs right and wrong answers, got ${positives} right of ${rows.length}`);
+  const X = rows.map((r) => featureVector(r.signals));
+  const d = CALIBRATION_FEATURES.length;
+  const mean = Array.from({ length: d }, (_, j) => X.reduce((a, x) => a + x[j], 0) / X.length);
+  const scale = Array.from({ length: d }, (_, j) => Math.sqrt(X.reduce((a, x) => a + (x[j] - mean[j]) ** 2, 0) / X.length) || 1);
+  const Z = X.map((x) => [1, ...x.map((v, j) => (v - mean[j]) / scale[j])]);
+  const y = rows.map((r) => (r.correct ? 1 : 0));
+  const w = new Array<number>(d + 1).fill(0);
+  for (let iteration = 0; iteration < 50; iteration++) {
+    const gradient = new Array<number>(d + 1).fill(0);
+    const hessian = Array.from({ length: d + 1 }, () => new Array<number>(d + 1).fill(0));
+    for (let i = 0; i < Z.length; i++) {
+      const p = 1 / (1 + Math.exp(-Z[i].reduce((a, z, j) => a + z * w[j], 0)));
+      const weight = Math.max(p * (1 - p), 1e-9);
+      for (let j = 0; j <= d; j++) {
+        gradient[j] += (p - y[i]) * Z[i][j];
+        for (let k = 0; k <= j; k++) hessian[j][k] += weight * Z[i][j] * Z[i][k];
+      }
+    }
+    for (let j = 1; j <= d; j++) {
+      gradient[j] += l2 * w[j];
+      hessian[j][j] += l2;
+    }
+    for (let j = 0; j <= d; j++) for (let k = j + 1; k <= d; k++) hessian[j][k] = hessian[k][j];
+    const step = solve(hessian, gradient);
+    let moved = 0;
+    for (let j = 0; j <= d; j++) {
+      w[j] -= step[j];
+      moved = Math.max(moved, Math.abs(step[j]));
+    }
+    if (moved < 1e-8) break;
+  }
+  return {
+    format: CALIBRATION_FORMAT,
+    features: CALIBRATION_FEATURES.map(([name]) => name),
+    mean,
+    scale,
+    weights: w.slice(1),
+    bias: w[0],
+    fitted: { split, examples: rows.length, exact_match: positives / rows.length, l2 },
+  };
+}
+
+/** Gaussian elimination with partial pivoting: the Newton step of a small symmetric positive definite system. */
+function solve(a: number[][], b: number[]): number[] {
+  const n = b.length;
+  const m = a.map((row, i) => [...row, b[i]]);
+  for (let c = 0; c < n; c++) {
+    let pivot = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(m[r][c]) > Math.abs(m[pivot][c])) pivot = r;
+    [m[c], m[pivot]] = [m[pivot], m[c]];
+    const diag = m[c][c] || 1e-12;
+    for (let r = c + 1; r < n; r++) {
+      const f = m[r][c] / diag;
+      for (let k = c; k <= n; k++) m[r][k] -= f * m[c][k];
+    }
+  }
+  const x = new Array<number>(n).fill(0);
+  for (let r = n - 1; r >= 0; r--) {
+    let s = m[r][n];
+    for (let k = r + 1; k < n; k++) s -= m[r][k] * x[k];
+    x[r] = s / (m[r][r] || 1e-12);
+  }
+  return x;
+}
+
+/** Expected calibration error: the mean gap between confidence and accuracy over equal-width bins, weighted by count. */
+export function expectedCalibrationError(points: readonly { confidence: number; correct: boolean }[], bins = 10): number {
+  if (points.length === 0) return 0;
+  const sums = Array.from({ length: bins }, () => ({ n: 0, confidence: 0, correct: 0 }));
+  for (const p of points) {
+    const bin = sums[Math.min(bins - 1, Math.max(0, Math.floor(p.confidence * bins)))];
+    bin.n++;
+    bin.confidence += p.confidence;
+    bin.correct += p.correct ? 1 : 0;
+  }
+  return sums.reduce((a, b) => a + (b.n === 0 ? 0 : Math.abs(b.confidence - b.correct)), 0) / points.length;
+}
+
+/** A folder's calibration, or undefined when it has none; a file of another format or shape is an error. */
+export async function readCalibration(folder: string): Promise<Calibration | undefined> {
+  const file = path.join(folder, CALIBRATION_FILE);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  let parsed: Calibration;
+  try {
+    parsed = JSON.parse(text) as Calibration;
+  } catch {
+    throw new StudentModelError('io_mismatch', `${file} is not valid JSON`, file);
+  }
+  const names = CALIBRATION_FEATURES.map(([name]) => name);
+  const d = names.length;
+  const numbers = (v: unknown) => Array.isArray(v) && v.length === d && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+  if (
+    parsed.format !== CALIBRATION_FORMAT ||
+    JSON.stringify(parsed.features) !== JSON.stringify(names) ||
+    !numbers(parsed.mean) ||
+    !numbers(parsed.scale) ||
+    !numbers(parsed.weights) ||
+    typeof parsed.bias !== 'number' ||
+    !Number.isFinite(parsed.bias)
+  ) {
+    throw new StudentModelError('io_mismatch', `${file} is not a ${CALIBRATION_FORMAT} file over the features ${names.join(', ')}`, file);
+  }
+  return parsed;
+}

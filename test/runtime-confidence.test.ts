@@ -1,0 +1,129 @@
+// The encoder's calibrated confidence: a logistic regression of exact match on the decoder's signals, fitted on
+// dev, read from calibration.json in the model folder. Pure logic here; the runtime tests load real folders.
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  CALIBRATION_FEATURES,
+  CALIBRATION_FILE,
+  calibratedConfidence,
+  expectedCalibrationError,
+  fitCalibration,
+  rawConfidence,
+  readCalibration,
+  type EncoderSignals,
+} from '../runtime/student/confidence';
+import { cascadeCurve, shareCurve } from '../activities/evaluate/cascade';
+
+/** A seeded generator, so the synthetic answers are the same on every run. */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+function signals(over: Partial<EncoderSignals> = {}): EncoderSignals {
+  return { intentProbability: 0.9, intentMargin: 0.8, intentEntropy: 0.3, leastTag: 0.9, meanLogTag: -0.05, leastTagMargin: 0.8, leastSpanTag: 0.9, leastOutsideTag: 0.95, leastValue: 1, tokens: 8, arguments: 1, ...over };
+}
+
+/**
+ * Answers whose correctness depends on a weak span tag far more than on the intent: the raw confidence (intent
+ * times least tag) sees part of it, a fitted calibration should rank errors better.
+ */
+function synthetic(n: number, seed: number) {
+  const rand = random(seed);
+  return Array.from({ length: n }, () => {
+    const span = 0.3 + 0.7 * rand();
+    const intent = 0.5 + 0.5 * rand();
+    const outside = 0.6 + 0.4 * rand();
+    const s = signals({ intentProbability: intent, intentMargin: intent - (1 - intent) / 2, leastSpanTag: span, leastOutsideTag: outside, leastTag: Math.min(span, outside) });
+    const p = 1 / (1 + Math.exp(-(12 * (span - 0.65) + 2 * (intent - 0.75))));
+    return { signals: s, correct: rand() < p };
+  });
+}
+
+describe('fitCalibration', () => {
+  const train = synthetic(2000, 1);
+  const unseen = synthetic(2000, 2);
+  const calibration = fitCalibration(train, 'dev');
+
+  test('is deterministic: the same answers give the same weights', () => {
+    expect(fitCalibration(train, 'dev')).toEqual(calibration);
+    expect(calibration.features).toEqual(CALIBRATION_FEATURES.map(([name]) => name));
+    expect(calibration.fitted).toMatchObject({ split: 'dev', examples: 2000 });
+  });
+
+  test('is calibrated on unseen answers, and ranks errors better than the raw confidence', () => {
+    const calibrated = unseen.map((r) => ({ confidence: calibratedConfidence(calibration, r.signals), correct: r.correct }));
+    const raw = unseen.map((r) => ({ confidence: rawConfidence(r.signals), correct: r.correct }));
+    expect(expectedCalibrationError(calibrated)).toBeLessThan(0.05);
+    expect(expectedCalibrationError(calibrated)).toBeLessThan(expectedCalibrationError(raw));
+    // Accuracy of the most confident half: higher when the confidence ranks errors well.
+    const topHalf = (points: { confidence: number; correct: boolean }[]) =>
+      [...points].sort((a, b) => b.confidence - a.confidence).slice(0, points.length / 2).filter((p) => p.correct).length / (points.length / 2);
+    expect(topHalf(calibrated)).toBeGreaterThan(topHalf(raw) + 0.03);
+  });
+
+  test('refuses too few answers, or answers all right or all wrong', () => {
+    expect(() => fitCalibration(train.slice(0, 5), 'dev')).toThrow(/at least 20 scored answers, got 5/);
+    expect(() => fitCalibration(train.map((r) => ({ ...r, correct: true })), 'dev')).toThrow(/needs right and wrong answers, got 2000 right of 2000/);
+  });
+});
+
+describe('expectedCalibrationError', () => {
+  test('is 0 for a confidence that is its bin\'s accuracy, and the gap otherwise', () => {
+    const points = [...Array(10)].map((_, i) => ({ confidence: 0.75, correct: i < 7 }));
+    // 7 of 10 right at confidence 0.75: a gap of 0.05.
+    expect(expectedCalibrationError(points)).toBeCloseTo(0.05, 10);
+    expect(expectedCalibrationError([{ confidence: 1, correct: true }, { confidence: 0, correct: false }])).toBe(0);
+  });
+});
+
+describe('readCalibration', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'calibration-'));
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('a folder without calibration.json has none; a written one reads back', async () => {
+    expect(await readCalibration(dir)).toBeUndefined();
+    const calibration = fitCalibration(synthetic(200, 3), 'dev');
+    await fs.writeFile(path.join(dir, CALIBRATION_FILE), JSON.stringify(calibration));
+    expect(await readCalibration(dir)).toEqual(calibration);
+  });
+
+  test.each([
+    ['not JSON', '{', /calibration\.json is not valid JSON/],
+    ['another format', JSON.stringify({ format: 'other/1' }), /is not a supertiny-calibration\/1 file over the features log_intent_probability/],
+    ['a weight missing', null, /is not a supertiny-calibration\/1 file/],
+  ])('a calibration.json that is %s fails naming the file', async (_name, text, message) => {
+    const calibration = fitCalibration(synthetic(200, 4), 'dev');
+    const content = text ?? JSON.stringify({ ...calibration, weights: calibration.weights.slice(1) });
+    await fs.writeFile(path.join(dir, CALIBRATION_FILE), content);
+    await expect(readCalibration(dir)).rejects.toThrow(message);
+  });
+});
+
+describe('shareCurve', () => {
+  test('sends the least confident inputs (those without a call first) to the teacher, share by share', () => {
+    const call = { name: 'f', args: [] };
+    const inputs = [
+      { gold: 'f()', student: { call, confidence: 0.9 }, teacher: { call } }, // right
+      { gold: 'f()', student: { call: { name: 'g', args: [] }, confidence: 0.2 }, teacher: { call } }, // wrong, least sure
+      { gold: 'f()', student: { confidence: 0 }, teacher: { call } }, // no call
+      { gold: 'f()', student: { call, confidence: 0.5 }, teacher: { call: undefined } }, // right; the teacher is wrong
+    ];
+    const curve = shareCurve(inputs, undefined, 4);
+    expect(curve.map((p) => [p.teacher_share, p.exact_match])).toEqual([
+      [0, 0.5],
+      [0.25, 0.75],
+      [0.5, 1],
+      [0.75, 0.75],
+      [1, 0.75],
+    ]);
+    // The threshold search agrees: the cheapest point within 1 point of the teacher (75%) sends half.
+    expect(cascadeCurve('s', inputs).chosen?.teacher_share).toBe(0.25);
+  });
+});
