@@ -309,7 +309,8 @@ describe('a student in a worker thread', () => {
     try {
       const health = await fetch(`${rootOf(server)}/healthz`);
       expect(health.status).toBe(503);
-      expect(await health.json()).toMatchObject({ status: 'student_failed', error: expect.stringContaining('exited') });
+      // Why it died is in the server's log, not in an open endpoint's answer.
+      expect(await health.json()).toEqual({ status: 'student_failed', model: MODEL, family: 'encoder', cascade: false });
     } finally {
       await server.close();
     }
@@ -415,7 +416,9 @@ describe('the cascade to the teacher', () => {
     try {
       const answer = await ask(client(s.server), low);
       expect(answer.supertiny.answered_by).toBe('student');
-      expect(answer.supertiny.teacher_error).toMatch(/^http_error: /);
+      // The outcome kind only: the teacher's error text ("the fake teacher fails on purpose") stays in the log.
+      expect(answer.supertiny.teacher_error).toBe('http_error:500');
+      expect(JSON.stringify(answer)).not.toContain('on purpose');
       const call = answer.choices[0].message.tool_calls![0];
       expect(call.type === 'function' && call.function.name).toBe(expected.get(low)!.call!.name);
       expect(teacher.requests).toHaveLength(1);

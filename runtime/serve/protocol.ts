@@ -77,8 +77,17 @@ export function parseChatRequest(body: string): ChatCompletionRequest {
   return request;
 }
 
-/** The student's input: the text of the last user message. */
+/** `text` with each lone UTF-16 surrogate (valid in JSON, invalid in UTF-8) replaced by U+FFFD, as a tokenizer expects. */
+export function wellFormed(text: string): string {
+  return new TextDecoder().decode(new TextEncoder().encode(text));
+}
+
+/** The student's input: the text of the last user message, made well-formed. */
 export function userInput(request: ChatCompletionRequest): string {
+  return wellFormed(lastUserText(request));
+}
+
+function lastUserText(request: ChatCompletionRequest): string {
   let index = request.messages.length - 1;
   while (index >= 0 && request.messages[index].role !== 'user') index--;
   if (index < 0) throw invalidRequest('messages must contain a user message: its text is what the student answers', 'messages', 'missing_user_message');
