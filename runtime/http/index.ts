@@ -2,4 +2,4 @@
 // connection and time limits, safe request parsing, bearer tokens, bounded bodies.
 export { createLimitedServer, DEFAULT_SERVER_LIMITS, isLoopbackHost } from './limits';
 export type { LimitedServerHooks, ServerLimits } from './limits';
-export { BearerAuth, BodyTooLargeError, readBody, requestPath, sendJson } from './requests';
+export { BearerAuth, BodyTooLargeError, jsonNestingDepth, MAX_JSON_DEPTH, parseJsonBody, readBody, requestPath, sendJson } from './requests';

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { ChatCompletion } from 'openai/resources/chat/completions';
 import { z } from 'zod';
 import { type Call, callArgumentsObject } from '../../tasks/call-format';
+import { parseJsonBody } from '../http';
 import type { StudentFamily } from '../student';
 
 /** An error answered as `{error: {message, type, param, code}}` with an HTTP status, as OpenAI's API does. */
@@ -58,7 +59,7 @@ export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequestSchema>;
 export function parseChatRequest(body: string): ChatCompletionRequest {
   let raw: unknown;
   try {
-    raw = JSON.parse(body);
+    raw = parseJsonBody(body);
   } catch (err) {
     throw invalidRequest(`We could not parse the JSON body of your request: ${(err as Error).message}`, null, 'invalid_json');
   }

@@ -12,7 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { createLogger } from '../../config/logger';
-import { BearerAuth, BodyTooLargeError, createLimitedServer, readBody, requestPath, sendJson, type ServerLimits } from '../http';
+import { BearerAuth, BodyTooLargeError, createLimitedServer, parseJsonBody, readBody, requestPath, sendJson, type ServerLimits } from '../http';
 import type { TaskSpec } from '../../tasks/define';
 import { loadDefaultTask } from '../../tasks/built-in';
 import { simulatorKnowledge } from './annotations';
@@ -189,7 +189,7 @@ export async function startTeacherSimulator(options: TeacherSimulatorOptions = {
     }
     let raw: unknown;
     try {
-      raw = JSON.parse(body);
+      raw = parseJsonBody(body);
     } catch (err) {
       stats.badRequests++;
       return apiError(res, 400, 'invalid_request_error', `request body is not valid JSON: ${(err as Error).message}`);
