@@ -72,8 +72,10 @@ describe('the student server survives any bytes', () => {
   let s: Awaited<ReturnType<typeof serve>>;
   const auth = { authorization: `Bearer ${TOKEN}` };
   beforeAll(async () => {
-    // Short header and request deadlines, so that the stalled clients are cut within the test.
-    s = await serve({ apiToken: TOKEN, maxBodyBytes: MAX_BODY_BYTES, limits: { headersTimeoutMs: 500, requestTimeoutMs: 1000 } });
+    // As the CLI serves (the student in a worker thread), with short header and request deadlines, so that
+    // the stalled clients are cut within the test.
+    const student = await ThreadedStudent.load({ folder: bed.folder, task: { name: 'massive', files: { data: env.massivePath } }, threads: 1 });
+    s = await serve({ apiToken: TOKEN, maxBodyBytes: MAX_BODY_BYTES, limits: { headersTimeoutMs: 500, requestTimeoutMs: 1000 } }, student);
   });
   afterAll(async () => s?.stop());
 

@@ -29,8 +29,9 @@ const routeRequest = (text: string): ChatRequest => ({
 const post = (body: unknown, headers: Record<string, string> = {}) =>
   fetch(`${sim.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
 
-/** The simulator answers a real request over HTTP exactly as its in-process simulator does. */
+/** /healthz answers 200 and a real request over HTTP gets exactly the in-process simulator's answer. */
 async function expectServing(server: RunningTeacherSimulator) {
+  expect((await fetch(`${server.url.replace(/\/v1$/, '')}/healthz`)).status).toBe(200);
   const request = routeRequest(massive.examples.find((e) => e.split === 'dev')!.utterance);
   const response = await fetch(`${server.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
   expect(response.status).toBe(200);

@@ -3,6 +3,7 @@
 //   GET  /v1/models             the one simulated model
 //   GET  /v1/simulator/stats    request counts (also by content hash) so tests can see repeats
 //   POST /v1/simulator/reset    zeroes the counts
+//   GET  /healthz               200 while it serves
 // Injected faults are drawn per (content hash, attempt number), so a retried request eventually passes
 // and a run is reproducible whatever the arrival order.
 // Its HTTP side is hardened as the student server's (runtime/http): any bytes get a 4xx, a generic 500 or a
@@ -287,6 +288,8 @@ export async function startTeacherSimulator(options: TeacherSimulatorOptions = {
           return await handleChat(req, res);
         case 'GET /v1/models':
           return sendJson(res, 200, { object: 'list', data: [{ id: model, object: 'model', created: 0, owned_by: 'supertiny-teacher-simulator' }] });
+        case 'GET /healthz':
+          return sendJson(res, 200, { status: 'ok', model });
         case 'GET /v1/simulator/stats':
           return sendJson(res, 200, stats);
         case 'POST /v1/simulator/reset':

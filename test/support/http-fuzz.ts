@@ -11,11 +11,12 @@ export type FuzzKind = (typeof FUZZ_KINDS)[number];
 export interface FuzzCase {
   kind: FuzzKind;
   name: string;
-  /** Sent one after the other, `pauseMs` apart. */
+  /**
+   * Sent one after the other, `pauseMs` apart; the connection then stays open, as a client waiting for its
+   * answer does (Node takes a half-close as the client leaving).
+   */
   pieces: (string | Buffer)[];
   pauseMs?: number;
-  /** After the last piece, keep the connection open without sending more (a stalled client). */
-  stall?: boolean;
   /** The statuses this case may get; default any 4xx. */
   allows?: (status: number) => boolean;
   /** A well-formed request: a closed connection without an answer is a failure too. */
@@ -205,11 +206,11 @@ export function fuzzCorpus(target: FuzzTarget, options: { seed?: number; mutatio
   // Slow and stalled clients: the server's header and request timeouts must end them.
   const wellFormed = chat(valid);
   const headEnd = wellFormed.indexOf('\r\n\r\n');
-  add('slow', 'a connection that never sends', [], { stall: true });
-  add('slow', 'half a request line', ['POST /v1/chat'], { stall: true });
-  add('slow', 'headers never finished', [wellFormed.subarray(0, headEnd)], { stall: true });
-  add('slow', 'a body never finished', [wellFormed.subarray(0, headEnd + 4 + 5)], { stall: true });
-  add('slow', 'a request trickled byte by byte', Array.from(wellFormed.subarray(0, 60), (b) => Buffer.from([b])), { pauseMs: 100, stall: true });
+  add('slow', 'a connection that never sends', []);
+  add('slow', 'half a request line', ['POST /v1/chat']);
+  add('slow', 'headers never finished', [wellFormed.subarray(0, headEnd)]);
+  add('slow', 'a body never finished', [wellFormed.subarray(0, headEnd + 4 + 5)]);
+  add('slow', 'a request trickled byte by byte', Array.from(wellFormed.subarray(0, 60), (b) => Buffer.from([b])), { pauseMs: 100 });
 
   // Seeded mutations of a valid request: flipped, dropped, duplicated bytes and stray CR/LF.
   for (let i = 0; i < (options.mutations ?? 40); i++) {
@@ -272,8 +273,6 @@ export function sendCase(port: number, c: FuzzCase, timeoutMs: number): Promise<
         if (i > 0 && c.pauseMs) await new Promise((r) => setTimeout(r, c.pauseMs));
         socket.write(piece);
       }
-      // A stalled client keeps its side open; a finished one says so (the server may still answer).
-      if (!c.stall && !socket.destroyed) socket.end();
     });
   });
 }
