@@ -178,6 +178,30 @@ describe('backpressure: a bounded queue, a deadline, and dropped work of clients
   });
 });
 
+describe('connection limits', () => {
+  test('past maxConnections a new connection is closed at once; once one closes, requests are served again', async () => {
+    const s = await serve({ limits: { maxConnections: 2 } });
+    const healthz = { kind: 'request_line' as const, name: 'GET /healthz', pieces: ['GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n'] };
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        held.push(
+          await new Promise<net.Socket>((resolve, reject) => {
+            const socket = net.connect(s.server.port, '127.0.0.1', () => resolve(socket));
+            socket.once('error', reject);
+          }),
+        );
+      }
+      expect((await sendCase(s.server.port, healthz, 5000)).answer).toBe('closed');
+      held[0].destroy();
+      await waitFor('a request to be served again', async () => (await sendCase(s.server.port, healthz, 5000)).answer === 200, { timeoutMs: 10_000 });
+    } finally {
+      held.forEach((socket) => socket.destroy());
+      await s.stop();
+    }
+  });
+});
+
 describe('one request\'s failure is its own', () => {
   test('an over-long decoder prompt is a 400 context_length_exceeded alone; the requests batched with it get their single answers, and no error quotes it', async () => {
     const decoder = await tinyDecoder(await bed.massive.task.dataset.load('train'));
