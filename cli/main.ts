@@ -21,7 +21,7 @@ import { installTemporalRuntime } from '../workers/runtime-logger';
 import { createWorkers } from '../workers/worker';
 import { printReportTable } from './report-table';
 import { causeChain } from './cause-chain';
-import { startServe } from './serve';
+import { SERVE_USAGE, startServe, wantsServeHelp } from './serve';
 import { score } from './score';
 
 const log = createLogger('cli');
@@ -36,6 +36,21 @@ function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+/**
+ * A long-running server's safety net (every request handler catches its own errors; this is not the fix):
+ * a stray rejected promise is logged and serving goes on; an uncaught exception leaves the process in an
+ * unknown state, so it resolves, and the caller finishes in-flight requests and exits 1 for a restart.
+ */
+function crashGuard(): Promise<'uncaughtException'> {
+  process.on('unhandledRejection', (reason) => log.error('unhandled promise rejection (serving goes on)', { error: reason instanceof Error ? reason.stack : String(reason) }));
+  return new Promise((resolve) => {
+    process.on('uncaughtException', (err) => {
+      log.error('uncaught exception: shutting down', { error: err.stack ?? err.message });
+      resolve('uncaughtException');
+    });
   });
 }
 
@@ -169,13 +184,15 @@ async function main() {
       return;
     }
     case 'serve': {
+      if (wantsServeHelp(args)) return void process.stdout.write(`${SERVE_USAGE}\n`);
       const stop = untilSignal();
       const serving = await startServe(args, env);
       // The one line on stdout: where to point an OpenAI client (tests and scripts read it).
       process.stdout.write(`serving at ${serving.url}\n`);
-      const signal = await stop;
-      log.info(`${signal}: finishing in-flight requests, then exiting`);
+      const reason = await Promise.race([stop, crashGuard()]);
+      log.info(`${reason}: finishing in-flight requests, then exiting`);
       await serving.close();
+      if (reason === 'uncaughtException') process.exitCode = 1;
       return;
     }
     case 'score':

@@ -1,12 +1,13 @@
 // `supertiny serve`: a student folder behind the OpenAI-compatible student server, optionally cascading
 // unsure requests to one of the worker operator's named teacher endpoints.
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { TeacherClient } from '../activities/prototype/teacher-client';
 import { EndpointConfigError, loadTeacherEndpoints, SIMULATOR_ENDPOINT, type TeacherEndpoint } from '../config/endpoints';
 import type { SupertinyEnv } from '../config/env';
 import { createLogger } from '../config/logger';
-import { startStudentServer, TeacherCascade, ThreadedStudent } from '../runtime/serve';
+import { DEFAULT_SERVER_LIMITS } from '../runtime/http';
+import { exposureCheck, startStudentServer, TeacherCascade, ThreadedStudent } from '../runtime/serve';
 import { loadStudent } from '../runtime/student';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import { loadBuiltInTask } from '../tasks/built-in';
@@ -17,8 +18,14 @@ const log = createLogger('serve');
 
 export const SERVE_USAGE = `usage: supertiny serve --model FOLDER [--task NAME [--task-data FILE] [--task-functions FILE]] [--model-file model.onnx] [--model-name NAME] [--host 127.0.0.1] [--port 8000]
        [--threads N] [--inference-thread worker|main] [--max-batch 32] [--batch-wait-ms 0] [--max-body-bytes 65536]
-       [--cascade-threshold 0.x --teacher-endpoint NAME [--teacher-model M] [--teacher-timeout-ms 30000] [--teacher-retries 1]]
-  The bearer token comes from SUPERTINY_SERVE_TOKEN (unset: no auth); teacher endpoints from SUPERTINY_TEACHER_ENDPOINTS.`;
+       [--max-queue 256] [--deadline-ms 10000] [--max-connections 1024] [--headers-timeout-ms 10000] [--request-timeout-ms 30000] [--allow-no-auth]
+       [--cascade-threshold 0.x --teacher-endpoint NAME [--teacher-model M] [--teacher-timeout-ms 30000] [--teacher-retries 1]
+        [--teacher-max-rps 10] [--teacher-max-usd USD]]
+  The bearer token comes from SUPERTINY_SERVE_TOKEN (unset: no auth, allowed on a loopback --host only unless --allow-no-auth);
+  teacher endpoints from SUPERTINY_TEACHER_ENDPOINTS. Requests get the served name or the alias "student" as their model.
+  --max-queue: requests waiting for the student (more: 503 + Retry-After); --deadline-ms: arrival to the student's answer (then 503);
+  --teacher-max-rps / --teacher-max-usd: requests per second to the teacher / USD spent on it in this process (past either: the student's
+  answer, with teacher_error "rate" or "budget").`;
 
 export class ServeUsageError extends Error {
   constructor(message: string) {
@@ -27,33 +34,45 @@ export class ServeUsageError extends Error {
   }
 }
 
+const SERVE_OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  model: { type: 'string' },
+  task: { type: 'string', default: DEFAULT_TASK_NAME },
+  'task-data': { type: 'string' },
+  'task-functions': { type: 'string' },
+  'model-file': { type: 'string', default: 'model.onnx' },
+  'model-name': { type: 'string' },
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '8000' },
+  threads: { type: 'string' },
+  'inference-thread': { type: 'string', default: 'worker' },
+  'max-batch': { type: 'string', default: '32' },
+  'batch-wait-ms': { type: 'string', default: '0' },
+  'max-body-bytes': { type: 'string', default: String(64 * 1024) },
+  'max-queue': { type: 'string', default: '256' },
+  'deadline-ms': { type: 'string', default: '10000' },
+  'max-connections': { type: 'string', default: String(DEFAULT_SERVER_LIMITS.maxConnections) },
+  'headers-timeout-ms': { type: 'string', default: String(DEFAULT_SERVER_LIMITS.headersTimeoutMs) },
+  'request-timeout-ms': { type: 'string', default: String(DEFAULT_SERVER_LIMITS.requestTimeoutMs) },
+  'allow-no-auth': { type: 'boolean', default: false },
+  'cascade-threshold': { type: 'string' },
+  'teacher-endpoint': { type: 'string' },
+  'teacher-model': { type: 'string' },
+  'teacher-timeout-ms': { type: 'string', default: '30000' },
+  'teacher-retries': { type: 'string', default: '1' },
+  'teacher-max-rps': { type: 'string', default: '10' },
+  'teacher-max-usd': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+/** Whether the arguments ask for the usage (`--help` or `-h` anywhere, whatever else they hold). */
+export function wantsServeHelp(args: string[]): boolean {
+  return parseArgs({ args, options: SERVE_OPTIONS, strict: false }).values.help === true;
+}
+
 function parseServeArgs(args: string[]) {
   let values;
   try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      options: {
-        model: { type: 'string' },
-        task: { type: 'string', default: DEFAULT_TASK_NAME },
-        'task-data': { type: 'string' },
-        'task-functions': { type: 'string' },
-        'model-file': { type: 'string', default: 'model.onnx' },
-        'model-name': { type: 'string' },
-        host: { type: 'string', default: '127.0.0.1' },
-        port: { type: 'string', default: '8000' },
-        threads: { type: 'string' },
-        'inference-thread': { type: 'string', default: 'worker' },
-        'max-batch': { type: 'string', default: '32' },
-        'batch-wait-ms': { type: 'string', default: '0' },
-        'max-body-bytes': { type: 'string', default: String(64 * 1024) },
-        'cascade-threshold': { type: 'string' },
-        'teacher-endpoint': { type: 'string' },
-        'teacher-model': { type: 'string' },
-        'teacher-timeout-ms': { type: 'string', default: '30000' },
-        'teacher-retries': { type: 'string', default: '1' },
-      },
-    }));
+    ({ values } = parseArgs({ args, strict: true, options: SERVE_OPTIONS }));
   } catch (err) {
     throw new ServeUsageError((err as Error).message);
   }
@@ -73,11 +92,13 @@ function parseServeArgs(args: string[]) {
   if ((threshold === undefined) !== (values['teacher-endpoint'] === undefined)) {
     throw new ServeUsageError('a cascade needs both --cascade-threshold and --teacher-endpoint');
   }
-  if (values['teacher-model'] !== undefined && values['teacher-endpoint'] === undefined) throw new ServeUsageError('--teacher-model needs --teacher-endpoint');
+  for (const name of ['teacher-model', 'teacher-max-usd'] as const) {
+    if (values[name] !== undefined && values['teacher-endpoint'] === undefined) throw new ServeUsageError(`--${name} needs --teacher-endpoint`);
+  }
   const files: TaskFiles = {};
   if (values['task-data'] !== undefined) files.data = path.resolve(values['task-data']);
   if (values['task-functions'] !== undefined) files.functions = path.resolve(values['task-functions']);
-  return {
+  const flags = {
     task: { name: values.task!, files },
     folder: path.resolve(values.model),
     modelFile: values['model-file']!,
@@ -89,6 +110,14 @@ function parseServeArgs(args: string[]) {
     maxBatch: number('max-batch', 1, 1024)!,
     batchWaitMs: number('batch-wait-ms', 0, 1000, false)!,
     maxBodyBytes: number('max-body-bytes', 1024, 64 * 1024 * 1024)!,
+    maxQueue: number('max-queue', 1, 1_000_000)!,
+    deadlineMs: number('deadline-ms', 1, 3_600_000)!,
+    limits: {
+      maxConnections: number('max-connections', 1, 1_000_000)!,
+      headersTimeoutMs: number('headers-timeout-ms', 100, 3_600_000)!,
+      requestTimeoutMs: number('request-timeout-ms', 100, 3_600_000)!,
+    },
+    allowNoAuth: values['allow-no-auth']!,
     cascade:
       threshold === undefined
         ? undefined
@@ -98,8 +127,12 @@ function parseServeArgs(args: string[]) {
             model: values['teacher-model'],
             timeoutMs: number('teacher-timeout-ms', 1, 600_000)!,
             retries: number('teacher-retries', 0, 10)!,
+            maxRequestsPerSecond: number('teacher-max-rps', 0.001, 1_000_000, false)!,
+            maxSpendUsd: number('teacher-max-usd', 0, Number.MAX_SAFE_INTEGER, false),
           },
   };
+  if (flags.limits.headersTimeoutMs > flags.limits.requestTimeoutMs) throw new ServeUsageError('--headers-timeout-ms must not exceed --request-timeout-ms');
+  return flags;
 }
 
 export interface RunningServe {
@@ -110,6 +143,8 @@ export interface RunningServe {
 /** Loads the task, the student and (with a cascade) the teacher, then serves until close(). */
 export async function startServe(args: string[], env: SupertinyEnv): Promise<RunningServe> {
   const flags = parseServeArgs(args);
+  // Before anything loads: a server that would face the network without a token is refused at once.
+  exposureCheck(flags.host, env.serveToken !== undefined, flags.allowNoAuth);
   const task = await loadBuiltInTask(flags.task.name, flags.task.files);
   // The teacher endpoint is checked before the student loads, so that a wrong name fails at once.
   let teacherEndpoint: { endpoint: TeacherEndpoint; model: string } | undefined;
@@ -153,7 +188,8 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
         useN: false,
         prices: { inputPerMillionTokens: endpoint.prices.inputPerMTok, outputPerMillionTokens: endpoint.prices.outputPerMTok },
       });
-      cascade = new TeacherCascade({ threshold, teacher, teacherModel: model });
+      const { maxRequestsPerSecond, maxSpendUsd } = flags.cascade;
+      cascade = new TeacherCascade({ threshold, teacher, teacherModel: model, maxRequestsPerSecond, maxSpendUsd });
     }
     const server = await startStudentServer({
       student,
@@ -162,9 +198,13 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
       host: flags.host,
       port: flags.port,
       apiToken: env.serveToken,
+      allowNoAuth: flags.allowNoAuth,
       maxBatch: flags.maxBatch,
       batchWaitMs: flags.batchWaitMs,
       maxBodyBytes: flags.maxBodyBytes,
+      maxQueue: flags.maxQueue,
+      deadlineMs: flags.deadlineMs,
+      limits: flags.limits,
       cascade,
     });
     const closeAll = async () => {
@@ -179,7 +219,11 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
       modelFile: student.modelFile,
       inference: flags.inferenceThread === 'worker' ? 'worker thread' : 'main thread',
       auth: env.serveToken ? 'bearer token' : 'none',
-      cascade: flags.cascade ? `${flags.cascade.endpoint} below ${flags.cascade.threshold}` : 'off',
+      cascade: flags.cascade
+        ? `${flags.cascade.endpoint} below ${flags.cascade.threshold}, at most ${flags.cascade.maxRequestsPerSecond} req/s` +
+          (flags.cascade.maxSpendUsd === undefined ? ', no spend cap' : `, at most ${flags.cascade.maxSpendUsd} USD`)
+        : 'off',
+      limits: { maxQueue: flags.maxQueue, deadlineMs: flags.deadlineMs, ...flags.limits },
     });
     return { url: server.url, close: closeAll };
   } catch (err) {

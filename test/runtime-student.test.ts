@@ -1,17 +1,16 @@
 // The student runtime against a real exported student: a tiny model built by the trainer CLI
 // (tokenizer, init, a few sft steps, export, quantize, predict), cached by a hash of the trainer's source.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as vm from 'node:vm';
 import { readEnv } from '../config/env';
-import { codeVersions } from '../activities/output-keys';
 import { printCall } from '../tasks/call-format';
 import { loadMassiveTask, massiveGoldCall, MassiveExample, MassiveTask, verifyMassiveCall } from '../tasks/massive';
 import type * as Student from '../runtime/student';
+import { cachedBuild, modelFolder, sftLine, trainerCommand } from './support/trainer-run';
 
 // onnxruntime-node creates output tensors from typed arrays of Node's main realm, but jest runs each test
 // file in its own realm, whose typed-array classes fail onnxruntime-common's instanceof checks. The
@@ -24,7 +23,6 @@ const { CallGrammar, loadStudent, StudentModel, StudentModelError, StudentReques
 
 const run = promisify(execFile);
 const env = readEnv();
-const trainerRoot = path.join(env.projectRoot, 'trainer');
 
 const BUILD = {
   version: 1,
@@ -46,97 +44,47 @@ interface BuiltStudent {
   pythonIds: { text: string; ids: number[] }[];
 }
 
-async function trainerSourceHash(): Promise<string> {
-  return createHash('sha256').update(JSON.stringify(BUILD)).update((await codeVersions(env.projectRoot)).trainer).digest('hex').slice(0, 16);
-}
+/** The trainer's student (tokenizer, init, sft, export, quantize, predict), with its predictions and Python token ids. */
+function buildStudent(train: MassiveExample[], dev: MassiveExample[]): Promise<BuiltStudent> {
+  return cachedBuild('supertiny-runtime-test', BUILD, async (staging) => {
+    // A slot type repeated in one utterance has no single-valued arguments object: leave those out.
+    const sftExamples = train.filter((e) => new Set(e.slots.map((s) => s.type)).size === e.slots.length).slice(0, BUILD.trainExamples);
+    const sftFile = path.join(staging, 'sft.jsonl');
+    await fs.writeFile(sftFile, sftExamples.map(sftLine).join('\n') + '\n');
+    const devFile = path.join(staging, 'dev.jsonl');
+    await fs.writeFile(devFile, dev.map((e, i) => JSON.stringify({ id: i, utterance: e.utterance })).join('\n') + '\n');
 
-/** Runs one trainer command and returns the outputs of its `done` event. */
-async function trainer(command: string, dir: string, config: object): Promise<Record<string, string>> {
-  const configFile = path.join(dir, `${command}.json`);
-  await fs.writeFile(configFile, JSON.stringify(config));
-  let stdout: string;
-  try {
-    ({ stdout } = await run(env.python, ['-m', 'supertiny_trainer', command, '--config', configFile, '--run-dir', path.join(dir, command)], {
-      cwd: env.projectRoot,
-      env: { ...process.env, PYTHONPATH: trainerRoot },
-      maxBuffer: 64 * 1024 * 1024,
-    }));
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string };
-    throw new Error(`trainer ${command} failed: ${e.stdout?.slice(-2000)}\n${e.stderr?.slice(-2000)}`);
-  }
-  const done = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((e) => e.event === 'done');
-  if (!done) throw new Error(`trainer ${command} printed no done event:\n${stdout.slice(-2000)}`);
-  return done.outputs;
-}
+    const tokenizer = await trainerCommand('tokenizer', staging, { data: sftFile, ...BUILD.tokenizer });
+    const init = await trainerCommand('init', staging, { tokenizer: tokenizer.tokenizer, ...BUILD.init });
+    const sft = await trainerCommand('sft', staging, { model: init.model, data: sftFile, ...BUILD.sft });
+    const exportAndQuantize = async () => {
+      const fp32 = await modelFolder(await trainerCommand('export', staging, { model: sft.model, num_threads: 1 }));
+      return [fp32, await modelFolder(await trainerCommand('quantize', staging, { model: fp32 }))];
+    };
+    const [[fp32Folder, int8Folder], predicted] = await Promise.all([
+      exportAndQuantize(),
+      trainerCommand('predict', staging, { model: sft.model, data: devFile, ...BUILD.predict }),
+    ]);
 
-/** The model folder of a command's outputs (its "model" output is the folder or the file in it). */
-async function modelFolder(outputs: Record<string, string>): Promise<string> {
-  return (await fs.stat(outputs.model)).isDirectory() ? outputs.model : path.dirname(outputs.model);
-}
+    const probeTexts = [...dev.map((e) => `<|bos|>${e.utterance}<|sep|>`), ...TOKENIZER_PROBES];
+    const probeFile = path.join(staging, 'probes.json');
+    await fs.writeFile(probeFile, JSON.stringify(probeTexts));
+    const { stdout } = await run(env.python, [
+      '-c',
+      'import json,sys\nfrom tokenizers import Tokenizer\nt=Tokenizer.from_file(sys.argv[1])\n' +
+        'print(json.dumps([{"text":x,"ids":t.encode(x,add_special_tokens=False).ids} for x in json.load(open(sys.argv[2]))]))',
+      tokenizer.tokenizer_json,
+      probeFile,
+    ]);
 
-/** One OpenAI chat fine-tuning line per example: the user utterance and the gold call as a tool call. */
-function sftLine(example: MassiveExample): string {
-  const args = Object.fromEntries(example.slots.map((s) => [s.type, s.value]));
-  return JSON.stringify({
-    messages: [
-      { role: 'user', content: example.utterance },
-      { role: 'assistant', tool_calls: [{ id: 'call_0', type: 'function', function: { name: example.intent, arguments: JSON.stringify(args) } }] },
-    ],
+    const predictions = (await fs.readFile(predicted.predictions, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { id: number; prediction: string });
+    return {
+      fp32: fp32Folder,
+      int8: int8Folder,
+      trainerPredictions: predictions.sort((a, b) => a.id - b.id).map((p) => p.prediction),
+      pythonIds: JSON.parse(stdout),
+    };
   });
-}
-
-async function buildStudent(train: MassiveExample[], dev: MassiveExample[]): Promise<BuiltStudent> {
-  const cacheRoot = path.join(os.tmpdir(), 'supertiny-runtime-test');
-  const dir = path.join(cacheRoot, await trainerSourceHash());
-  const manifest = path.join(dir, 'built.json');
-  const cached = await fs.readFile(manifest, 'utf8').catch(() => undefined);
-  if (cached) return JSON.parse(cached) as BuiltStudent;
-
-  await fs.mkdir(cacheRoot, { recursive: true });
-  const staging = await fs.mkdtemp(path.join(cacheRoot, 'build-'));
-  // A slot type repeated in one utterance has no single-valued arguments object: leave those out.
-  const sftExamples = train.filter((e) => new Set(e.slots.map((s) => s.type)).size === e.slots.length).slice(0, BUILD.trainExamples);
-  const sftFile = path.join(staging, 'sft.jsonl');
-  await fs.writeFile(sftFile, sftExamples.map(sftLine).join('\n') + '\n');
-  const devFile = path.join(staging, 'dev.jsonl');
-  await fs.writeFile(devFile, dev.map((e, i) => JSON.stringify({ id: i, utterance: e.utterance })).join('\n') + '\n');
-
-  const tokenizer = await trainer('tokenizer', staging, { data: sftFile, ...BUILD.tokenizer });
-  const init = await trainer('init', staging, { tokenizer: tokenizer.tokenizer, ...BUILD.init });
-  const sft = await trainer('sft', staging, { model: init.model, data: sftFile, ...BUILD.sft });
-  const exportAndQuantize = async () => {
-    const fp32 = await modelFolder(await trainer('export', staging, { model: sft.model, num_threads: 1 }));
-    return [fp32, await modelFolder(await trainer('quantize', staging, { model: fp32 }))];
-  };
-  const [[fp32Folder, int8Folder], predicted] = await Promise.all([
-    exportAndQuantize(),
-    trainer('predict', staging, { model: sft.model, data: devFile, ...BUILD.predict }),
-  ]);
-
-  const probeTexts = [...dev.map((e) => `<|bos|>${e.utterance}<|sep|>`), ...TOKENIZER_PROBES];
-  const probeFile = path.join(staging, 'probes.json');
-  await fs.writeFile(probeFile, JSON.stringify(probeTexts));
-  const { stdout } = await run(env.python, [
-    '-c',
-    'import json,sys\nfrom tokenizers import Tokenizer\nt=Tokenizer.from_file(sys.argv[1])\n' +
-      'print(json.dumps([{"text":x,"ids":t.encode(x,add_special_tokens=False).ids} for x in json.load(open(sys.argv[2]))]))',
-    tokenizer.tokenizer_json,
-    probeFile,
-  ]);
-
-  const predictions = (await fs.readFile(predicted.predictions, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { id: number; prediction: string });
-  const rel = (p: string) => path.join(dir, path.relative(staging, p));
-  const built: BuiltStudent = {
-    fp32: rel(fp32Folder),
-    int8: rel(int8Folder),
-    trainerPredictions: predictions.sort((a, b) => a.id - b.id).map((p) => p.prediction),
-    pythonIds: JSON.parse(stdout),
-  };
-  await fs.writeFile(path.join(staging, 'built.json'), JSON.stringify(built));
-  await fs.rm(dir, { recursive: true, force: true });
-  await fs.rename(staging, dir);
-  return built;
 }
 
 let massive: MassiveTask;

@@ -1,5 +1,5 @@
 // The student server's micro-batcher: bounded batches, a bounded wait, one batch at a time.
-import { MicroBatcher } from '../runtime/serve';
+import { MicroBatcher, QueueFullError } from '../runtime/serve';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -70,6 +70,53 @@ describe('MicroBatcher', () => {
   test('a batch that returns the wrong number of answers rejects its requests', async () => {
     const batcher = new MicroBatcher<number, number>(async () => [], { maxBatch: 8, maxWaitMs: 0 });
     await expect(batcher.submit(1)).rejects.toThrow('a batch of 1 returned 0 answers');
+  });
+
+  test('a batch that fails as a whole is retried one request at a time, so only the failing request fails', async () => {
+    const r = recorder(5);
+    const runs: number[][] = [];
+    const batcher = new MicroBatcher<number, number>(
+      async (inputs) => {
+        runs.push(inputs);
+        if (inputs.includes(13)) throw new Error('13 cannot be answered');
+        return r.run(inputs);
+      },
+      { maxBatch: 8, maxWaitMs: 10 },
+    );
+    const results = await Promise.allSettled([1, 13, 2].map((x) => batcher.submit(x)));
+    expect(results).toEqual([
+      { status: 'fulfilled', value: 10 },
+      { status: 'rejected', reason: new Error('13 cannot be answered') },
+      { status: 'fulfilled', value: 20 },
+    ]);
+    expect(runs).toEqual([[1, 13, 2], [1], [13], [2]]);
+  });
+
+  test('a request over maxQueue waiting ones is refused with QueueFullError; the running batch does not count', async () => {
+    const r = recorder(30);
+    const batcher = new MicroBatcher(r.run, { maxBatch: 1, maxWaitMs: 0, maxQueue: 2 });
+    const accepted = [1, 2, 3].map((x) => batcher.submit(x)); // 1 runs, 2 and 3 wait
+    await expect(batcher.submit(4)).rejects.toBeInstanceOf(QueueFullError);
+    expect(await Promise.all(accepted)).toEqual([10, 20, 30]);
+    await expect(batcher.submit(5)).resolves.toBe(50);
+  });
+
+  test('an aborted request leaves the queue before it runs; an aborted running one is rejected at once', async () => {
+    const r = recorder(40);
+    const batcher = new MicroBatcher(r.run, { maxBatch: 1, maxWaitMs: 0 });
+    const running = new AbortController();
+    const waiting = new AbortController();
+    const first = batcher.submit(1, running.signal);
+    const second = batcher.submit(2, waiting.signal);
+    const third = batcher.submit(3);
+    waiting.abort(new Error('client gone'));
+    running.abort(new Error('deadline'));
+    await expect(second).rejects.toThrow('client gone');
+    await expect(first).rejects.toThrow('deadline');
+    expect(batcher.waiting).toBe(1);
+    await expect(third).resolves.toBe(30);
+    expect(r.batches).toEqual([[1], [3]]);
+    await expect(batcher.submit(4, AbortSignal.abort(new Error('already gone')))).rejects.toThrow('already gone');
   });
 
   test('refuses a batch bound that is not a positive integer', () => {

@@ -1,13 +1,13 @@
 // The student server: the student behind an OpenAI-compatible chat-completions endpoint, with
 // micro-batching, limits, auth, health, Prometheus metrics and a cascade to the teacher.
-export { startStudentServer } from './server';
+export { exposureCheck, ExposureError, startStudentServer, STUDENT_MODEL_ALIAS } from './server';
 export type { RunningStudentServer, ServeMetrics, StudentServerOptions } from './server';
 export { TeacherCascade } from './cascade';
-export type { CascadeOptions, TeacherAnswer } from './cascade';
-export { MicroBatcher } from './micro-batcher';
+export type { CascadeOptions, TeacherAnswer, TeacherLimit } from './cascade';
+export { MicroBatcher, QueueFullError } from './micro-batcher';
 export { ThreadedStudent } from './student-thread';
 export type { ThreadStudentOptions } from './student-thread';
 export type { MicroBatcherOptions } from './micro-batcher';
-export { ChatCompletionRequestSchema, offeredFunctions, parseChatRequest, ServeError, toolCallCompletion, userInput } from './protocol';
+export { ChatCompletionRequestSchema, offeredFunctions, parseChatRequest, ServeError, toolCallCompletion, userInput, wellFormed } from './protocol';
 export type { AnsweredBy, ChatCompletionRequest, StudentChatCompletion, SupertinyAnswerInfo } from './protocol';
 export { Counter, Gauge, Histogram, MetricsRegistry } from './prometheus';

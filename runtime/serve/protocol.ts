@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { ChatCompletion } from 'openai/resources/chat/completions';
 import { z } from 'zod';
 import { type Call, callArgumentsObject } from '../../tasks/call-format';
+import { parseJsonBody } from '../http';
 import type { StudentFamily } from '../student';
 
 /** An error answered as `{error: {message, type, param, code}}` with an HTTP status, as OpenAI's API does. */
@@ -58,7 +59,7 @@ export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequestSchema>;
 export function parseChatRequest(body: string): ChatCompletionRequest {
   let raw: unknown;
   try {
-    raw = JSON.parse(body);
+    raw = parseJsonBody(body);
   } catch (err) {
     throw invalidRequest(`We could not parse the JSON body of your request: ${(err as Error).message}`, null, 'invalid_json');
   }
@@ -77,8 +78,17 @@ export function parseChatRequest(body: string): ChatCompletionRequest {
   return request;
 }
 
-/** The student's input: the text of the last user message. */
+/** `text` with each lone UTF-16 surrogate (valid in JSON, invalid in UTF-8) replaced by U+FFFD, as a tokenizer expects. */
+export function wellFormed(text: string): string {
+  return new TextDecoder().decode(new TextEncoder().encode(text));
+}
+
+/** The student's input: the text of the last user message, made well-formed. */
 export function userInput(request: ChatCompletionRequest): string {
+  return wellFormed(lastUserText(request));
+}
+
+function lastUserText(request: ChatCompletionRequest): string {
   let index = request.messages.length - 1;
   while (index >= 0 && request.messages[index].role !== 'user') index--;
   if (index < 0) throw invalidRequest('messages must contain a user message: its text is what the student answers', 'messages', 'missing_user_message');

@@ -4,39 +4,53 @@
 //   GET  /v1/models[/ID]        the served model
 //   GET  /healthz               200 while serving, 503 while shutting down
 //   GET  /metrics               Prometheus text format
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+// No request can take it down: every byte sequence gets a 4xx, a 5xx without internal detail, or a closed
+// connection, and one request's failure is that request's alone.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createLogger } from '../../config/logger';
-import type { RuntimePrediction, StudentRuntime } from '../student';
+import { BearerAuth, BodyTooLargeError, createLimitedServer, isLoopbackHost, readBody, requestPath, sendJson, type ServerLimits } from '../http';
+import type { RuntimeAnswer, StudentRuntime } from '../student';
 import type { TeacherCascade } from './cascade';
-import { MicroBatcher } from './micro-batcher';
+import { MicroBatcher, QueueFullError } from './micro-batcher';
 import { ThreadedStudent } from './student-thread';
 import { Counter, Gauge, Histogram, MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './prometheus';
 import { offeredFunctions, parseChatRequest, ServeError, type StudentChatCompletion, type SupertinyAnswerInfo, toolCallCompletion, userInput } from './protocol';
 
 const log = createLogger('serve');
 
+/** The name every student server also answers to, whatever its model is called (`model: "student"`). */
+export const STUDENT_MODEL_ALIAS = 'student';
+
 export interface StudentServerOptions {
   /** A loaded student; loaded with its task, so that its calls are validated. The caller releases it. */
   student: StudentRuntime;
   /** The output functions of the student's task (what a request may offer). */
   functionNames: readonly string[];
-  /** The name clients put in `model`; any other name is a 404 model_not_found. */
+  /** The name clients put in `model` (or the alias "student"); any other name is a 404 model_not_found. */
   modelName: string;
-  /** Default 127.0.0.1. */
+  /** Default 127.0.0.1. Another address needs apiToken, or allowNoAuth. */
   host?: string;
   /** Default 0: any free port. */
   port?: number;
   /** When set, /v1/* needs `Authorization: Bearer <apiToken>`. */
   apiToken?: string;
+  /** Serve a non-loopback host without a token (logged as a warning); refused otherwise. */
+  allowNoAuth?: boolean;
   /** Request body limit in bytes (413 above). Default 64 KiB. */
   maxBodyBytes?: number;
   /** Most requests per predictBatch call. Default 32. */
   maxBatch?: number;
   /** How long an idle model waits for more requests before running a batch, ms. Default 0 (under load, batches form while the model is busy). */
   batchWaitMs?: number;
+  /** Most requests waiting for the student; one more is answered 503 with Retry-After. Default 256. */
+  maxQueue?: number;
+  /** How long a request may take from arrival to the student's answer, ms; then 503 with Retry-After. Default 10 s. */
+  deadlineMs?: number;
+  /** Connection and time limits of the HTTP server (defaults: DEFAULT_SERVER_LIMITS). */
+  limits?: Partial<ServerLimits>;
   /** Sends low-confidence requests to the teacher. */
   cascade?: TeacherCascade;
   /** How long close() lets in-flight requests finish before it drops their connections, ms. Default 10 s. */
@@ -49,8 +63,10 @@ export interface ServeMetrics {
   chatLatency: Histogram;
   batchSize: Histogram;
   confidence: Histogram;
+  shed: Counter;
   teacherRequests: Counter;
   teacherFallbacks: Counter;
+  teacherLimited: Counter;
   teacherTokens: Counter;
   teacherCost: Counter;
 }
@@ -65,6 +81,10 @@ export interface RunningStudentServer {
 }
 
 const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+const DEFAULT_MAX_QUEUE = 256;
+const DEFAULT_DEADLINE_MS = 10_000;
+/** What an overloaded server asks a client to wait, s (the openai client honours it when it retries). */
+const RETRY_AFTER_S = '1';
 const LATENCY_BUCKETS_S = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128];
 const CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1];
@@ -81,9 +101,15 @@ function createMetrics(inFlight: () => number, queued: () => number): ServeMetri
     ),
     batchSize: registry.register(new Histogram('supertiny_batch_size', 'Requests per student predictBatch call (micro-batching).', BATCH_BUCKETS)),
     confidence: registry.register(new Histogram('supertiny_student_confidence', "The student's confidence in its answers.", CONFIDENCE_BUCKETS)),
+    shed: registry.register(
+      new Counter('supertiny_requests_shed_total', 'Requests not given to the student (reason: queue_full, deadline, client_gone).'),
+    ),
     teacherRequests: registry.register(new Counter('supertiny_teacher_requests_total', 'Requests the cascade sent to the teacher.')),
     teacherFallbacks: registry.register(
       new Counter('supertiny_teacher_fallbacks_total', "Cascade requests the teacher failed (by reason), answered by the student's call instead."),
+    ),
+    teacherLimited: registry.register(
+      new Counter('supertiny_teacher_limited_total', "Cascade requests kept from the teacher by a limit (rate or budget), answered by the student's call."),
     ),
     teacherTokens: registry.register(new Counter('supertiny_teacher_tokens_total', 'Tokens the teacher was paid for (kind: prompt or completion).')),
     teacherCost: registry.register(new Counter('supertiny_teacher_cost_usd_total', "The teacher's cost at the endpoint's configured prices, USD.")),
@@ -93,58 +119,60 @@ function createMetrics(inFlight: () => number, queued: () => number): ServeMetri
   return metrics;
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
+/** The request's client closed its connection before the answer: nobody is left to answer. */
+class ClientGone extends Error {
+  constructor() {
+    super('the client closed the connection before the answer');
+    this.name = 'ClientGone';
+  }
 }
 
-/** The body as text; a body over `limit` bytes is drained (so that the client reads the answer) and refused with 413. */
-async function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  const tooLarge = () =>
-    new ServeError(413, 'invalid_request_error', `request body is larger than the limit of ${limit} bytes`, null, 'request_too_large', { connection: 'close' });
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume();
-    throw tooLarge();
+const overloaded = (message: string, code: string) => new ServeError(503, 'server_error', message, null, code, { 'retry-after': RETRY_AFTER_S });
+
+/** A server that would face the network without a bearer token, and the operator did not say so explicitly. */
+export class ExposureError extends Error {
+  constructor(host: string) {
+    super(
+      `refusing to serve on ${host} without a bearer token: anyone who reaches it could use /v1/* and the cascade's paid teacher. ` +
+        'Set SUPERTINY_SERVE_TOKEN, bind a loopback address (127.0.0.1), or pass --allow-no-auth to accept the risk.',
+    );
+    this.name = 'ExposureError';
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      req.resume();
-      throw tooLarge();
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
-const digest = (text: string) => createHash('sha256').update(text).digest();
+/**
+ * Whether a server on `host` may start: "ok", or "warn" for a non-loopback address without a token that the
+ * operator allowed explicitly; throws ExposureError when it is not allowed.
+ */
+export function exposureCheck(host: string, hasToken: boolean, allowNoAuth: boolean): 'ok' | 'warn' {
+  if (hasToken || isLoopbackHost(host)) return 'ok';
+  if (!allowNoAuth) throw new ExposureError(host);
+  return 'warn';
+}
 
 export async function startStudentServer(options: StudentServerOptions): Promise<RunningStudentServer> {
   const { student, modelName, cascade } = options;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
   const host = options.host ?? '127.0.0.1';
-  // Compared as digests: equal length, so timingSafeEqual never throws and the length does not leak.
-  const tokenDigest = options.apiToken ? digest(options.apiToken) : undefined;
+  if (exposureCheck(host, Boolean(options.apiToken), options.allowNoAuth ?? false) === 'warn') log.warn(`WARNING: serving on ${host} WITHOUT AUTHENTICATION (--allow-no-auth): anyone who reaches this address can use /v1/* and the cascade's paid teacher`);
+  const auth = options.apiToken ? new BearerAuth(options.apiToken) : undefined;
+  if (auth?.weak) log.warn('the bearer token (SUPERTINY_SERVE_TOKEN) is shorter than 16 characters: easy to guess; use a long random one (e.g. `openssl rand -hex 32`)');
   let inFlight = 0;
   let shuttingDown = false;
   let drained: (() => void) | undefined;
+  let budgetReported = false;
 
-  const batcher: MicroBatcher<string, RuntimePrediction> = new MicroBatcher((inputs) => student.predictBatch(inputs, { batchSize: inputs.length }), {
+  const batcher: MicroBatcher<string, RuntimeAnswer> = new MicroBatcher((inputs) => student.predictEach(inputs, { batchSize: inputs.length }), {
     maxBatch: options.maxBatch ?? 32,
     maxWaitMs: options.batchWaitMs ?? 0,
+    maxQueue: options.maxQueue ?? DEFAULT_MAX_QUEUE,
     onBatch: (size) => metrics.batchSize.observe(size),
   });
   const metrics = createMetrics(() => inFlight, () => batcher.waiting);
 
   const authorize = (req: IncomingMessage) => {
-    if (!tokenDigest) return;
-    const header = req.headers.authorization ?? '';
-    const token = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
-    if (!token || !timingSafeEqual(digest(token), tokenDigest)) {
+    if (auth && !auth.accepts(req.headers.authorization)) {
       throw new ServeError(401, 'invalid_request_error', 'Incorrect API key provided: pass the server token as the bearer token (OpenAI client: apiKey).', null, 'invalid_api_key', {
         'www-authenticate': 'Bearer',
       });
@@ -152,36 +180,74 @@ export async function startStudentServer(options: StudentServerOptions): Promise
   };
 
   const modelObject = () => ({ id: modelName, object: 'model', created: 0, owned_by: `supertiny-${student.family}-student` });
+  const servesModel = (name: string) => name === modelName || name === STUDENT_MODEL_ALIAS;
+  const modelNotFound = (name: string) =>
+    new ServeError(404, 'invalid_request_error', `The model "${name}" does not exist; this server serves "${modelName}" (alias "${STUDENT_MODEL_ALIAS}").`, 'model', 'model_not_found');
 
-  const chatCompletion = async (req: IncomingMessage): Promise<StudentChatCompletion> => {
-    const request = parseChatRequest(await readBody(req, maxBodyBytes));
-    if (request.model !== modelName) {
-      throw new ServeError(404, 'invalid_request_error', `The model "${request.model}" does not exist; this server serves "${modelName}".`, 'model', 'model_not_found');
+  /** The student's answer to one input, shed when the queue is full or `signal` ends the request first. */
+  const studentAnswer = async (input: string, signal: AbortSignal) => {
+    let answer: RuntimeAnswer;
+    try {
+      answer = await batcher.submit(input, signal);
+    } catch (err) {
+      if (err instanceof QueueFullError) {
+        metrics.shed.inc({ reason: 'queue_full' });
+        throw overloaded('The server is overloaded: too many requests wait for the student. Retry later.', 'queue_full');
+      }
+      if (err instanceof ServeError && err.code === 'deadline_exceeded') metrics.shed.inc({ reason: 'deadline' });
+      if (err instanceof ClientGone) metrics.shed.inc({ reason: 'client_gone' });
+      throw err;
     }
+    if (answer.ok) return answer.prediction;
+    if (answer.error.code === 'context_length_exceeded') {
+      throw new ServeError(400, 'invalid_request_error', `${answer.error.message}: shorten the last user message`, 'messages', 'context_length_exceeded');
+    }
+    throw answer.error; // a refusal about the server's own options, not the request: an internal error
+  };
+
+  const chatCompletion = async (req: IncomingMessage, requestId: string, signal: AbortSignal): Promise<StudentChatCompletion> => {
+    let body: string;
+    try {
+      body = await readBody(req, maxBodyBytes);
+    } catch (err) {
+      if (!(err instanceof BodyTooLargeError)) throw err;
+      throw new ServeError(413, 'invalid_request_error', err.message, null, 'request_too_large', { connection: 'close' });
+    }
+    const request = parseChatRequest(body);
+    if (!servesModel(request.model)) throw modelNotFound(request.model);
     const offered = offeredFunctions(request, options.functionNames);
     const input = userInput(request);
-    const prediction = await batcher.submit(input);
+    const prediction = await studentAnswer(input, signal);
     metrics.confidence.observe(prediction.confidence);
     const call = prediction.call && offered.has(prediction.call.name) ? prediction.call : undefined;
     const info: SupertinyAnswerInfo = { confidence: prediction.confidence, answered_by: 'student', family: student.family };
     if (cascade) {
       info.cascade_threshold = cascade.threshold;
       if (cascade.escalates(prediction.confidence, call !== undefined)) {
-        metrics.teacherRequests.inc();
         const answer = await cascade.ask(input, offered);
+        if (answer.ok || (answer.reason !== 'rate' && answer.reason !== 'budget')) metrics.teacherRequests.inc();
         metrics.teacherTokens.inc({ kind: 'prompt' }, answer.usage.promptTokens);
         metrics.teacherTokens.inc({ kind: 'completion' }, answer.usage.completionTokens);
         metrics.teacherCost.inc({}, answer.usage.costUsd);
         if (answer.ok) {
           return toolCallCompletion(answer.call, cascade.teacherModel, answer.usage, { ...info, answered_by: 'teacher' });
         }
-        metrics.teacherFallbacks.inc({ reason: answer.reason });
-        info.teacher_error = answer.error;
-        log.warn('the teacher failed; answering with the student', { reason: answer.reason, error: answer.error });
+        // Clients see the kind only: the teacher's error text can quote its endpoint (a masked key tail).
+        info.teacher_error = answer.reason;
+        if (answer.reason === 'rate' || answer.reason === 'budget') {
+          metrics.teacherLimited.inc({ limit: answer.reason });
+          if (answer.reason === 'budget' && !budgetReported) {
+            budgetReported = true;
+            log.warn(`the teacher's spend cap is reached (${cascade.spent.toFixed(4)} USD): unsure requests get the student's answer from now on`);
+          }
+        } else {
+          metrics.teacherFallbacks.inc({ reason: answer.reason.split(':')[0] });
+          log.warn('the teacher failed; answering with the student', { requestId, reason: answer.reason, detail: answer.detail });
+        }
       }
     }
     if (!call) {
-      const teacher = info.teacher_error ? ` (the teacher failed too: ${info.teacher_error})` : '';
+      const teacher = info.teacher_error ? ` (the teacher did not answer: ${info.teacher_error})` : '';
       if (!prediction.call) {
         throw new ServeError(422, 'model_error', `the student produced no valid call: ${prediction.errors?.join('; ') ?? 'no answer'}${teacher}`, null, 'no_call');
       }
@@ -197,17 +263,17 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     return toolCallCompletion(call, modelName, { promptTokens: 0, completionTokens: 0 }, info);
   };
 
-  const route = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<string> => {
+  const route = async (req: IncomingMessage, res: ServerResponse, path: string, requestId: string, signal: AbortSignal): Promise<string> => {
     const method = req.method ?? 'GET';
     const allow = (expected: string) => {
       if (method !== expected) throw new ServeError(405, 'invalid_request_error', `${method} ${path} is not allowed; use ${expected}`, null, 'method_not_allowed', { allow: expected });
     };
     if (path === '/healthz') {
       allow('GET');
-      // A dead student thread makes the server unhealthy, so that an orchestrator restarts it.
-      const failure = student instanceof ThreadedStudent ? student.failure : undefined;
-      const status = shuttingDown ? 'shutting_down' : failure ? 'student_failed' : 'ok';
-      sendJson(res, status === 'ok' ? 200 : 503, { status, model: modelName, family: student.family, cascade: cascade !== undefined, ...(failure && { error: failure.message }) });
+      // A dead student thread makes the server unhealthy, so that an orchestrator restarts it (why is in the log).
+      const failed = student instanceof ThreadedStudent && student.failure !== undefined;
+      const status = shuttingDown ? 'shutting_down' : failed ? 'student_failed' : 'ok';
+      sendJson(res, status === 'ok' ? 200 : 503, { status, model: modelName, family: student.family, cascade: cascade !== undefined });
       return 'none';
     }
     if (path === '/metrics') {
@@ -225,46 +291,79 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     }
     if (path.startsWith('/v1/models/')) {
       allow('GET');
-      const id = decodeURIComponent(path.slice('/v1/models/'.length));
-      if (id !== modelName) throw new ServeError(404, 'invalid_request_error', `The model "${id}" does not exist; this server serves "${modelName}".`, 'model', 'model_not_found');
+      const raw = path.slice('/v1/models/'.length);
+      let id: string;
+      try {
+        id = decodeURIComponent(raw);
+      } catch {
+        throw modelNotFound(raw); // malformed percent-encoding (e.g. %E0%A4%A) names no model
+      }
+      if (!servesModel(id)) throw modelNotFound(id);
       sendJson(res, 200, modelObject());
       return 'none';
     }
     if (path === '/v1/chat/completions') {
       allow('POST');
-      const completion = await chatCompletion(req);
+      const completion = await chatCompletion(req, requestId, signal);
       sendJson(res, 200, completion);
       return completion.supertiny.answered_by;
     }
     throw new ServeError(404, 'invalid_request_error', `Invalid URL (${method} ${path})`, null, 'unknown_url');
   };
 
-  const server = createServer((req, res) => {
+  /** Answers a failed request: its own ServeError, or a generic 500 whose detail goes to the log only. */
+  const answerError = (err: unknown, req: IncomingMessage, res: ServerResponse, requestId: string, path: string | undefined) => {
+    // The client left (mid-body, or while its request waited): there is no one to answer.
+    if (err instanceof ClientGone || res.destroyed || req.socket?.destroyed) return;
+    let error: ServeError;
+    if (err instanceof ServeError) {
+      error = err;
+    } else {
+      log.error('request failed', { requestId, path, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+      error = new ServeError(500, 'server_error', `The server had an error while processing your request (request id ${requestId}); its log has the detail.`, null, 'internal_error');
+    }
+    if (res.headersSent) res.destroy();
+    else sendJson(res, error.status, error.body(), error.headers);
+  };
+
+  const handleRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = performance.now();
+    const requestId = `req_${randomUUID().replace(/-/g, '')}`;
     inFlight++;
+    res.setHeader('x-request-id', requestId);
     // While shutting down, every answer closes its connection, so that keep-alive clients let go.
     if (shuttingDown) res.setHeader('connection', 'close');
-    const path = new URL(req.url ?? '/', 'http://student').pathname.replace(/\/+$/, '') || '/';
-    const routeLabel = ROUTES.has(path) ? path : path.startsWith('/v1/models/') ? '/v1/models' : 'other';
-    route(req, res, path)
-      .then(
-        (answeredBy) => answeredBy,
-        (err) => {
-          const error = err instanceof ServeError ? err : new ServeError(500, 'server_error', `the student server failed: ${(err as Error).message}`);
-          if (error.status >= 500) log.error('request failed', { path, error: (err as Error).message });
-          if (res.headersSent) res.destroy();
-          else sendJson(res, error.status, error.body(), error.headers);
-          return 'error';
-        },
-      )
-      .then((answeredBy) => {
-        metrics.httpRequests.inc({ route: routeLabel, status: String(res.statusCode) });
-        if (routeLabel === '/v1/chat/completions') metrics.chatLatency.observe((performance.now() - started) / 1000, { answered_by: answeredBy });
-        inFlight--;
-        if (shuttingDown && inFlight === 0) drained?.();
-      });
+    const path = requestPath(req.url);
+    const routeLabel = path === undefined ? 'other' : ROUTES.has(path) ? path : path.startsWith('/v1/models/') ? '/v1/models' : 'other';
+    // The request ends at its deadline or when its client leaves; waiting work for it is dropped then.
+    const ended = new AbortController();
+    const deadline = setTimeout(
+      () => ended.abort(overloaded(`The request did not get the student's answer within ${deadlineMs} ms: the server is overloaded. Retry later.`, 'deadline_exceeded')),
+      deadlineMs,
+    );
+    res.once('close', () => {
+      clearTimeout(deadline);
+      if (!res.writableFinished) ended.abort(new ClientGone());
+    });
+    let answeredBy = 'error';
+    try {
+      if (path === undefined) throw new ServeError(400, 'invalid_request_error', 'The request target is not a valid URL.', null, 'invalid_url');
+      answeredBy = await route(req, res, path, requestId, ended.signal);
+    } catch (err) {
+      answerError(err, req, res, requestId, path);
+    } finally {
+      clearTimeout(deadline);
+      metrics.httpRequests.inc({ route: routeLabel, status: String(res.statusCode) });
+      if (routeLabel === '/v1/chat/completions') metrics.chatLatency.observe((performance.now() - started) / 1000, { answered_by: answeredBy });
+      inFlight--;
+      if (shuttingDown && inFlight === 0) drained?.();
+    }
+  };
+
+  const server = createLimitedServer(options.limits ?? {}, handleRequest, {
+    log,
+    onRefused: (status) => metrics.httpRequests.inc({ route: 'other', status: String(status) }),
   });
-  server.keepAliveTimeout = 30_000;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -293,5 +392,3 @@ export async function startStudentServer(options: StudentServerOptions): Promise
 
   return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/v1`, port, metrics, close };
 }
-
-

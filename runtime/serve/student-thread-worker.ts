@@ -27,7 +27,12 @@ port.on('message', (request: ThreadRequest) => {
       return post({ type: 'released' });
     }
     try {
-      post({ type: 'answers', id: request.id, predictions: await s.predictBatch(request.inputs, { batchSize: request.inputs.length }) });
+      const answers = await s.predictEach(request.inputs, { batchSize: request.inputs.length });
+      post({
+        type: 'answers',
+        id: request.id,
+        answers: answers.map((a) => (a.ok ? a : { ok: false, error: { code: a.error.code, message: a.error.message } })),
+      });
     } catch (err) {
       post({ type: 'answers', id: request.id, error: (err as Error).message });
     }

@@ -4,8 +4,21 @@
 import { performance } from 'node:perf_hooks';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { RuntimeBatchOptions, RuntimePrediction, StudentFamily, StudentRuntime, TimedRuntimePrediction } from '../student';
+import { createLogger } from '../../config/logger';
+import {
+  predictionsOf,
+  type RuntimeAnswer,
+  type RuntimeBatchOptions,
+  type RuntimePrediction,
+  type StudentFamily,
+  StudentRequestError,
+  type StudentRequestErrorCode,
+  type StudentRuntime,
+  type TimedRuntimePrediction,
+} from '../student';
 import type { TaskFiles } from '../../tasks/registry';
+
+const log = createLogger('serve');
 
 export interface ThreadStudentOptions {
   folder: string;
@@ -15,15 +28,18 @@ export interface ThreadStudentOptions {
   task: { name: string; files: TaskFiles };
 }
 
+/** A RuntimeAnswer as it crosses the thread boundary (an Error's class and fields do not survive the copy). */
+export type ThreadAnswer = { ok: true; prediction: RuntimePrediction } | { ok: false; error: { code: StudentRequestErrorCode; message: string } };
+
 export type ThreadRequest = { type: 'predict'; id: number; inputs: string[] } | { type: 'release' };
 export type ThreadResponse =
   | { type: 'ready'; family: StudentFamily; modelFile: string }
   | { type: 'failed'; name: string; message: string }
-  | { type: 'answers'; id: number; predictions?: RuntimePrediction[]; error?: string }
+  | { type: 'answers'; id: number; answers?: ThreadAnswer[]; error?: string }
   | { type: 'released' };
 
 export class ThreadedStudent implements StudentRuntime {
-  private readonly pending = new Map<number, { resolve: (p: RuntimePrediction[]) => void; reject: (err: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (answers: ThreadAnswer[]) => void; reject: (err: Error) => void }>();
   private nextId = 0;
   private released: Promise<void> | undefined;
   /** Why the worker is gone, once it is: later requests fail at once instead of waiting forever. */
@@ -38,10 +54,11 @@ export class ThreadedStudent implements StudentRuntime {
       if (message.type !== 'answers') return;
       const waiting = this.pending.get(message.id);
       this.pending.delete(message.id);
-      if (message.predictions) waiting?.resolve(message.predictions);
+      if (message.answers) waiting?.resolve(message.answers);
       else waiting?.reject(new Error(`the student thread failed: ${message.error}`));
     });
     const failAll = (err: Error) => {
+      if (!this.gone && !this.released) log.error('the student thread is gone; the server is unhealthy', { error: err.message });
       this.gone ??= err;
       for (const waiting of this.pending.values()) waiting.reject(err);
       this.pending.clear();
@@ -81,14 +98,20 @@ export class ThreadedStudent implements StudentRuntime {
     return new ThreadedStudent(worker, ready.family, ready.modelFile);
   }
 
-  predictBatch(inputs: readonly string[], _options?: RuntimeBatchOptions): Promise<RuntimePrediction[]> {
-    if (this.released) return Promise.reject(new Error('the student thread is released'));
-    if (this.gone) return Promise.reject(this.gone);
+  async predictBatch(inputs: readonly string[], options?: RuntimeBatchOptions): Promise<RuntimePrediction[]> {
+    return predictionsOf(await this.predictEach(inputs, options));
+  }
+
+  /** The thread's student checks each input alone and answers the rest in one batch. */
+  async predictEach(inputs: readonly string[], _options?: RuntimeBatchOptions): Promise<RuntimeAnswer[]> {
+    if (this.released) throw new Error('the student thread is released');
+    if (this.gone) throw this.gone;
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
+    const answers = await new Promise<ThreadAnswer[]>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ type: 'predict', id, inputs: [...inputs] } satisfies ThreadRequest);
     });
+    return answers.map((a) => (a.ok ? a : { ok: false, error: new StudentRequestError(a.error.message, a.error.code) }));
   }
 
   async predict(input: string): Promise<TimedRuntimePrediction> {

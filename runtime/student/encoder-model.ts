@@ -8,6 +8,7 @@ import * as ort from 'onnxruntime-node';
 import type { Call } from '../../tasks/call-format';
 import { allowedTagIndices, type BioTag, bioSpans, type CharSpan, parseBioTag, spanText, viterbiBio } from './bio-tags';
 import { EncoderTokenizer, type EncodedText } from './encoder-tokenizer';
+import type { RuntimeAnswer } from './answers';
 import { StudentModelError, StudentRequestError } from './errors';
 import { type EncoderLabels, graphNameProblems, readEncoderLabels, requireFile, requireFolder, TEMPLATE_FILE } from './model-folder';
 import { logSumExp, softmax } from './log-softmax';
@@ -115,6 +116,11 @@ export class EncoderStudent implements StudentRuntime {
       batch.forEach((i, k) => (results[i] = predictions[k]));
     }
     return results;
+  }
+
+  /** Every input is taken: one longer than max_length is cut, as in training. */
+  async predictEach(inputs: readonly string[], options: RuntimeBatchOptions = {}): Promise<RuntimeAnswer<EncoderPrediction>[]> {
+    return (await this.predictBatch(inputs, options)).map((prediction) => ({ ok: true, prediction }));
   }
 
   async release(): Promise<void> {

@@ -16,9 +16,18 @@ export class StudentModelError extends Error {
   }
 }
 
-/** A request the runtime cannot serve as asked (e.g. constrained decoding without a task). */
+/** Why a request cannot be served: an input the model cannot take, or options it cannot serve. */
+export type StudentRequestErrorCode = 'context_length_exceeded' | 'invalid_request';
+
+/**
+ * A request the runtime cannot serve as asked (e.g. a prompt longer than the decoder takes, or constrained
+ * decoding without a task). Its message never quotes the input: it may travel to another request's client.
+ */
 export class StudentRequestError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly code: StudentRequestErrorCode = 'invalid_request',
+  ) {
     super(message);
     this.name = 'StudentRequestError';
   }

@@ -1,6 +1,8 @@
 // The student runtime: load an exported student folder of either family (loadStudent) and answer with calls
 // through onnxruntime-node: the encoder (intent + BIO tags) or the decoder (constrained decoding).
 export { loadStudent } from './student-runtime';
+export { answerEach, predictionsOf } from './answers';
+export type { RuntimeAnswer } from './answers';
 export type {
   RuntimeBatchOptions,
   RuntimePrediction,
@@ -20,7 +22,7 @@ export type { ValueChoice, ValueHead } from './value-heads';
 export { CallGrammar, CallPrefix } from './call-grammar';
 export type { SlotValueRule } from './call-grammar';
 export { StudentModelError, StudentRequestError } from './errors';
-export type { StudentModelErrorKind } from './errors';
+export type { StudentModelErrorKind, StudentRequestErrorCode } from './errors';
 export { EncoderLabelsSchema, OnnxIoSchema, STUDENT_FAMILIES, StudentTemplateSchema } from './model-folder';
 export type { EncoderLabels, OnnxIo, StudentFamily, StudentTemplate } from './model-folder';
 export { StudentModel } from './student-model';

@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { parseCall } from '../../tasks/call-format';
 import { CallGrammar, CallPrefix, SlotValueRule } from './call-grammar';
+import { answerEach, predictionsOf, type RuntimeAnswer } from './answers';
 import { StudentModelError, StudentRequestError } from './errors';
 import { CacheNames, cacheNames, checkGraphNames, OnnxIo, readOnnxIo, readTemplate, requireFile, requireFolder, StudentTemplate } from './model-folder';
 import { logSumExp } from './log-softmax';
@@ -114,17 +115,28 @@ export class StudentModel implements StudentRuntime {
    * its activation scales per batch tensor, so there a few answers can differ from single requests.
    */
   async predictBatch(inputs: readonly string[], options: BatchDecodeOptions = {}): Promise<StudentPrediction[]> {
+    return predictionsOf(await this.predictEach(inputs, options));
+  }
+
+  /** As predictBatch, but a prompt longer than the model's context is refused alone (context_length_exceeded). */
+  async predictEach(inputs: readonly string[], options: BatchDecodeOptions = {}): Promise<RuntimeAnswer<StudentPrediction>[]> {
     const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new StudentRequestError(`batchSize must be a positive integer, got ${batchSize}`);
     const prompts = inputs.map((input) => this.promptIds(input));
-    const order = inputs.map((_, i) => i).sort((a, b) => prompts[a].length - prompts[b].length || a - b);
-    const results: StudentPrediction[] = new Array(inputs.length);
-    for (let start = 0; start < order.length; start += batchSize) {
-      const batch = order.slice(start, start + batchSize);
-      const predictions = await this.decode(batch.map((i) => inputs[i]), batch.map((i) => prompts[i]), options);
-      batch.forEach((i, k) => (results[i] = predictions[k]));
-    }
-    return results;
+    return answerEach(
+      inputs.length,
+      (i) => this.lengthRefusal(prompts[i].length),
+      async (accepted) => {
+        const order = [...accepted].sort((a, b) => prompts[a].length - prompts[b].length || a - b);
+        const results = new Map<number, StudentPrediction>();
+        for (let start = 0; start < order.length; start += batchSize) {
+          const batch = order.slice(start, start + batchSize);
+          const predictions = await this.decode(batch.map((i) => inputs[i]), batch.map((i) => prompts[i]), options);
+          batch.forEach((i, k) => results.set(i, predictions[k]));
+        }
+        return accepted.map((i) => results.get(i)!);
+      },
+    );
   }
 
   async release(): Promise<void> {
@@ -133,6 +145,13 @@ export class StudentModel implements StudentRuntime {
 
   private promptIds(input: string): number[] {
     return this.tokenizer.encode(this.template.prompt_prefix + input + this.template.prompt_suffix);
+  }
+
+  /** Why a prompt of `tokens` tokens cannot be decoded (no room left for an answer), or undefined. */
+  private lengthRefusal(tokens: number): StudentRequestError | undefined {
+    const limit = this.io.max_position_embeddings - 1;
+    if (tokens <= limit) return undefined;
+    return new StudentRequestError(`the prompt has ${tokens} tokens; this student takes at most ${limit}`, 'context_length_exceeded');
   }
 
   private grammar(rule: SlotValueRule): CallGrammar {
@@ -161,10 +180,8 @@ export class StudentModel implements StudentRuntime {
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new StudentRequestError(`maxNewTokens must be a positive integer, got ${maxNewTokens}`);
 
     const width = Math.max(...prompts.map((p) => p.length));
-    const longest = prompts.findIndex((p) => p.length === width);
-    if (width >= this.io.max_position_embeddings) {
-      throw new StudentRequestError(`the prompt of ${JSON.stringify(inputs[longest])} has ${width} tokens; the model takes at most ${this.io.max_position_embeddings - 1}`);
-    }
+    const tooLong = this.lengthRefusal(width);
+    if (tooLong) throw tooLong;
     const newTokenLimit = Math.min(maxNewTokens, this.io.max_position_embeddings - width);
     const rows: DecodingRow[] = inputs.map((input, index) => ({
       input,

@@ -2,6 +2,7 @@
 // which family a folder holds: loadStudent reads the folder's supertiny.json and loads the right one.
 import type { Call } from '../../tasks/call-format';
 import type { TaskSpec } from '../../tasks/define';
+import type { RuntimeAnswer } from './answers';
 import { EncoderStudent } from './encoder-model';
 import { readStudentFamily, requireFolder, type StudentFamily } from './model-folder';
 import { StudentModel } from './student-model';
@@ -45,8 +46,13 @@ export interface StudentRuntime {
   readonly modelFile: string;
   /** One request, timed (the single-request latency of a served student). */
   predict(input: string): Promise<TimedRuntimePrediction>;
-  /** Many requests in batches; answers come back in input order. */
+  /** Many requests in batches; answers come back in input order. An input the student cannot take fails the call. */
   predictBatch(inputs: readonly string[], options?: RuntimeBatchOptions): Promise<RuntimePrediction[]>;
+  /**
+   * Many requests, each checked alone first: an input the student cannot take (a prompt longer than the
+   * decoder's context) gets its own refusal, and the others are answered together as by predictBatch.
+   */
+  predictEach(inputs: readonly string[], options?: RuntimeBatchOptions): Promise<RuntimeAnswer[]>;
   release(): Promise<void>;
 }
 

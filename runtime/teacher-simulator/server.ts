@@ -3,12 +3,17 @@
 //   GET  /v1/models             the one simulated model
 //   GET  /v1/simulator/stats    request counts (also by content hash) so tests can see repeats
 //   POST /v1/simulator/reset    zeroes the counts
+//   GET  /healthz               200 while it serves
 // Injected faults are drawn per (content hash, attempt number), so a retried request eventually passes
 // and a run is reproducible whatever the arrival order.
-import { createServer, IncomingMessage, ServerResponse } from 'node:http';
-import { AddressInfo } from 'node:net';
+// Its HTTP side is hardened as the student server's (runtime/http): any bytes get a 4xx, a generic 500 or a
+// closed connection, and the server goes on.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { createLogger } from '../../config/logger';
+import { BearerAuth, BodyTooLargeError, createLimitedServer, parseJsonBody, readBody, requestPath, sendJson, type ServerLimits } from '../http';
 import type { TaskSpec } from '../../tasks/define';
 import { loadDefaultTask } from '../../tasks/built-in';
 import { simulatorKnowledge } from './annotations';
@@ -56,6 +61,12 @@ export interface TeacherSimulatorOptions {
    * different body is refused (422); one whose first request is still running gets 409.
    */
   idempotency?: boolean;
+  /** The most Idempotency-Keys remembered; the least recently used is forgotten first. Default 10,000. */
+  idempotencyMaxKeys?: number;
+  /** Request body limit in bytes (413 above). Default 4 MiB. */
+  maxBodyBytes?: number;
+  /** Connection and time limits of the HTTP server (defaults: DEFAULT_SERVER_LIMITS). */
+  limits?: Partial<ServerLimits>;
 }
 
 export interface TeacherSimulatorStats {
@@ -116,25 +127,36 @@ function emptyStats(): TeacherSimulatorStats {
   };
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
 function apiError(res: ServerResponse, status: number, type: string, message: string, headers: Record<string, string> = {}): void {
   sendJson(res, status, { error: { message, type, param: null, code: type } }, headers);
 }
 
-async function readBody(req: IncomingMessage, limit = 32 * 1024 * 1024): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new Error(`request body over ${limit} bytes`);
-    chunks.push(chunk as Buffer);
+const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
+const DEFAULT_IDEMPOTENCY_MAX_KEYS = 10_000;
+
+/** Idempotency-Key -> the content hash it was first used with and, once answered, the answer; bounded, least recently used out first. */
+class IdempotencyKeys {
+  private readonly entries = new Map<string, { hash: string; body?: unknown }>();
+  constructor(private readonly maxKeys: number) {}
+
+  get(key: string): { hash: string; body?: unknown } | undefined {
+    const entry = this.entries.get(key);
+    if (entry) {
+      this.entries.delete(key); // re-inserted: Map order is the recency order
+      this.entries.set(key, entry);
+    }
+    return entry;
   }
-  return Buffer.concat(chunks).toString('utf8');
+
+  set(key: string, entry: { hash: string; body?: unknown }): void {
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    if (this.entries.size > this.maxKeys) this.entries.delete(this.entries.keys().next().value!);
+  }
+
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {
@@ -152,13 +174,23 @@ export async function startTeacherSimulator(options: TeacherSimulatorOptions = {
   const faults = FaultConfigSchema.parse(options.faults ?? {});
   const simulator = new TeacherSimulator(await simulatorKnowledge(task), { seed, model, errorModel: options.errorModel });
   let stats = emptyStats();
-  // Idempotency-Key -> the content hash it was first used with and, once answered, the answer.
-  const idempotent = new Map<string, { hash: string; body?: unknown }>();
+  const idempotencyMaxKeys = options.idempotencyMaxKeys ?? DEFAULT_IDEMPOTENCY_MAX_KEYS;
+  if (!(Number.isInteger(idempotencyMaxKeys) && idempotencyMaxKeys >= 1)) throw new Error(`idempotencyMaxKeys must be a positive integer, got ${idempotencyMaxKeys}`);
+  const idempotent = new IdempotencyKeys(idempotencyMaxKeys);
+  const auth = options.apiKey !== undefined ? new BearerAuth(options.apiKey) : undefined;
 
   const handleChat = async (req: IncomingMessage, res: ServerResponse) => {
+    let body: string;
+    try {
+      body = await readBody(req, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+    } catch (err) {
+      if (!(err instanceof BodyTooLargeError)) throw err;
+      stats.badRequests++;
+      return apiError(res, 413, 'request_too_large', err.message, { connection: 'close' });
+    }
     let raw: unknown;
     try {
-      raw = JSON.parse(await readBody(req));
+      raw = parseJsonBody(body);
     } catch (err) {
       stats.badRequests++;
       return apiError(res, 400, 'invalid_request_error', `request body is not valid JSON: ${(err as Error).message}`);
@@ -242,19 +274,22 @@ export async function startTeacherSimulator(options: TeacherSimulatorOptions = {
     sendJson(res, 200, completion.body);
   };
 
-  const server = createServer((req, res) => {
+  const handleRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     stats.requests++;
-    const url = new URL(req.url ?? '/', 'http://simulator');
-    const route = `${req.method} ${url.pathname.replace(/\/+$/, '')}`;
-    if (options.apiKey !== undefined && url.pathname.startsWith('/v1/') && !url.pathname.startsWith('/v1/simulator/')) {
-      if (req.headers.authorization !== `Bearer ${options.apiKey}`) return apiError(res, 401, 'invalid_api_key', 'Incorrect API key provided.');
-    }
-    const handle = async () => {
+    const path = requestPath(req.url);
+    const route = `${req.method} ${path}`;
+    try {
+      if (path === undefined) return apiError(res, 400, 'invalid_request_error', 'The request target is not a valid URL.');
+      if (auth && path.startsWith('/v1/') && !path.startsWith('/v1/simulator/') && !auth.accepts(req.headers.authorization)) {
+        return apiError(res, 401, 'invalid_api_key', 'Incorrect API key provided.');
+      }
       switch (route) {
         case 'POST /v1/chat/completions':
-          return handleChat(req, res);
+          return await handleChat(req, res);
         case 'GET /v1/models':
           return sendJson(res, 200, { object: 'list', data: [{ id: model, object: 'model', created: 0, owned_by: 'supertiny-teacher-simulator' }] });
+        case 'GET /healthz':
+          return sendJson(res, 200, { status: 'ok', model });
         case 'GET /v1/simulator/stats':
           return sendJson(res, 200, stats);
         case 'POST /v1/simulator/reset':
@@ -263,14 +298,15 @@ export async function startTeacherSimulator(options: TeacherSimulatorOptions = {
         default:
           return apiError(res, 404, 'not_found', `no route ${route} on the teacher simulator`);
       }
-    };
-    handle().catch((err) => {
-      log.error('request failed', { route, error: (err as Error).message });
-      if (!res.headersSent) apiError(res, 500, 'server_error', `teacher simulator error: ${(err as Error).message}`);
-      else res.destroy();
-    });
-  });
-  server.keepAliveTimeout = 30_000;
+    } catch (err) {
+      if (res.destroyed || req.socket?.destroyed) return; // the client left: no one to answer
+      const requestId = randomUUID();
+      log.error('request failed', { requestId, route, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+      if (res.headersSent) res.destroy();
+      else apiError(res, 500, 'server_error', `The teacher simulator had an error while processing your request (request id ${requestId}).`);
+    }
+  };
+  const server = createLimitedServer(options.limits ?? {}, handleRequest, { log });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
