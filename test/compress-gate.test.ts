@@ -55,6 +55,10 @@ describe('compress gate', () => {
         calls.push(`quantizeInt4 ${label(model)}`);
         return ref(`int4(${label(model)})`, Math.round(model.bytes / 6.4));
       },
+      // The last step calibrates the chosen model's confidence; its own tests are elsewhere (not in `calls`).
+      async calibrateConfidence({ model }: { model: ArtifactRef }) {
+        return { model, skipped: 'scripted' };
+      },
       async scoreOnDev({ model }: { model: ArtifactRef }) {
         calls.push(`scoreOnDev ${label(model)}`);
         if (!(label(model) in scores)) throw new Error(`no scripted score for ${label(model)}`);
@@ -103,6 +107,8 @@ describe('compress gate', () => {
       'scoreOnDev int8(onnx(pruned(student)))',
     ]);
     expect(label(result.chosen)).toBe('onnx(pruned(student))');
+    // The deployed folder is made from the chosen model, after every gate.
+    expect(result.deployed).toEqual({ model: result.chosen, skipped: 'scripted' });
     expect(label(result.int8!)).toBe('int8(onnx(pruned(student)))');
     const [prune, int8] = result.gates;
     expect(prune).toMatchObject({ step: 'prune-vocab', kept: true, exactMatchUncompressed: 0.7, exactMatchBefore: 0.7, exactMatchAfter: 0.692, bytesBefore: 90_000_000, bytesAfter: 49_500_000 });
