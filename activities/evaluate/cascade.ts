@@ -160,7 +160,7 @@ ${
     }</p>
 <table style="width:auto"><thead><tr><th>confidence</th><th>to teacher at ${pct(cascade.tolerance)}</th><th>exact match there</th><th>ECE (this split)</th></tr></thead><tbody>${cascade.candidates.map(
       (c, i) =>
-        html`<tr><td><span style="color:${CANDIDATE_COLORS[i % CANDIDATE_COLORS.length]}">■</span> ${c.name}</td><td>${c.chosen ? pct(c.chosen.teacher_share) : '–'}</td><td>${c.chosen ? pct(c.chosen.exact_match) : '–'}</td><td>${c.ece === null ? '–' : c.ece.toFixed(3)}</td></tr>`,
+        html`<tr><td style="text-align:left"><span style="color:${CANDIDATE_COLORS[i % CANDIDATE_COLORS.length]}">■</span> ${c.name}</td><td>${c.chosen ? pct(c.chosen.teacher_share) : '–'}</td><td>${c.chosen ? pct(c.chosen.exact_match) : '–'}</td><td>${c.ece === null ? '–' : c.ece.toFixed(3)}</td></tr>`,
     )}</tbody></table>`
   }
 `;
