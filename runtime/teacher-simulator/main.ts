@@ -19,6 +19,13 @@ function numberOption(values: Record<string, unknown>, name: string): number | u
   return value;
 }
 
+const USAGE = `usage: npx tsx runtime/teacher-simulator/main.ts [--port 8787] [--host 127.0.0.1] [--seed 0] [--model teacher-simulator]
+       [--api-key KEY] [--task NAME [--task-data FILE] [--task-functions FILE]]
+       [--latency-ms MS] [--rate-429 P] [--rate-500 P] [--retry-after-ms MS] [--no-idempotency]
+A SIMULATOR of a large LLM behind an OpenAI-compatible endpoint: it answers from the task's gold calls through a
+seeded error model; its figures are never a real LLM's.
+`;
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -35,8 +42,13 @@ async function main(): Promise<void> {
       'rate-500': { type: 'string' },
       'retry-after-ms': { type: 'string' },
       'no-idempotency': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
   const simulator = await startTeacherSimulator({
     port: numberOption(values, 'port'),
     host: values.host,
