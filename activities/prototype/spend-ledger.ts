@@ -179,7 +179,8 @@ export class SpendLedger {
     const reservation = this.open.get(id);
     if (!reservation) return undefined;
     this.open.delete(id);
-    this.reservedUsd -= reservation.usd;
+    // Sums of many estimates leave float dust: a ledger with nothing open reserves exactly 0.
+    this.reservedUsd = this.open.size === 0 ? 0 : this.reservedUsd - reservation.usd;
     if (reservation.key) {
       const ids = this.openByKey.get(reservation.key);
       ids?.delete(id);
