@@ -167,3 +167,48 @@ export async function initDeployment(dir: string, studentFolder: string, info: R
   const version = await addVersion(dir, studentFolder, info);
   return promote(dir, version, 'first deployment');
 }
+
+/** deployment-version.json: where a version came from; `task` and `family` when the writer recorded them. */
+export const VersionInfoSchema = z.looseObject({
+  id: z.string(),
+  digest: z.string(),
+  source: z.string(),
+  addedAt: z.string(),
+  task: z.string().optional(),
+  family: z.string().optional(),
+});
+export type VersionInfo = z.infer<typeof VersionInfoSchema>;
+
+/** A version's deployment-version.json, or undefined when it has none; a damaged one is an error naming the file. */
+export async function readVersionInfo(dir: string, version: string): Promise<VersionInfo | undefined> {
+  const file = path.join(versionFolder(dir, version), VERSION_INFO_FILE);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return VersionInfoSchema.parse(JSON.parse(text));
+  } catch (err) {
+    throw new DeploymentError(`${file} is damaged: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+/** The last `count` switches of history.jsonl, oldest first ([] without a history); a damaged line is an error naming it. */
+export async function readHistory(dir: string, count = Number.POSITIVE_INFINITY): Promise<HistoryLine[]> {
+  const file = path.join(dir, HISTORY_FILE);
+  const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return '';
+    throw err;
+  });
+  const lines = text.split('\n').map((line, i) => ({ line, number: i + 1 })).filter(({ line }) => line.trim() !== '');
+  return lines.slice(Math.max(0, lines.length - count)).map(({ line, number }) => {
+    try {
+      return JSON.parse(line) as HistoryLine;
+    } catch (err) {
+      throw new DeploymentError(`${file} line ${number} is damaged: ${(err as Error).message}`);
+    }
+  });
+}

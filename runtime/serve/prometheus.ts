@@ -13,7 +13,7 @@ function labelText(labels: Labels): string {
 /** Canonical key of a label set, so that {a,b} and {b,a} are one series. */
 const seriesKey = (labels: Labels) => JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
 
-interface Metric {
+export interface Metric {
   readonly name: string;
   render(): string[];
 }
@@ -55,6 +55,19 @@ export class Gauge implements Metric {
 
   render(): string[] {
     return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, `${this.name} ${this.read()}`];
+  }
+}
+
+/** A gauge of value 1 whose labels say what is there (e.g. the served version), read when scraped. */
+export class InfoGauge implements Metric {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly read: () => Labels,
+  ) {}
+
+  render(): string[] {
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, `${this.name}${labelText(this.read())} 1`];
   }
 }
 

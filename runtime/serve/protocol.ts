@@ -136,6 +136,8 @@ export interface SupertinyAnswerInfo {
   cascade_threshold?: number;
   /** With a cascade, when the teacher was asked but failed and the student's call is the answer. */
   teacher_error?: string;
+  /** With `serve --deployment`: the deployment version of the student that answered (also the x-supertiny-model-version header). */
+  model_version?: string;
 }
 
 export type StudentChatCompletion = ChatCompletion & { supertiny: SupertinyAnswerInfo };

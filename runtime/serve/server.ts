@@ -2,7 +2,7 @@
 // student, so that a service that calls the teacher through the `openai` client switches by base URL.
 //   POST /v1/chat/completions   the student's call as a tool_calls message (+ the `supertiny` object)
 //   GET  /v1/models[/ID]        the served model
-//   GET  /healthz               200 while serving, 503 while shutting down
+//   GET  /healthz               200 while serving, 503 while shutting down; the served version and the deployment's state
 //   GET  /metrics               Prometheus text format
 // No request can take it down: every byte sequence gets a 4xx, a 5xx without internal detail, or a closed
 // connection, and one request's failure is that request's alone.
@@ -14,19 +14,29 @@ import { createLogger } from '../../config/logger';
 import { BearerAuth, BodyTooLargeError, createLimitedServer, isLoopbackHost, readBody, requestPath, sendJson, type ServerLimits } from '../http';
 import type { RuntimeAnswer, StudentRuntime } from '../student';
 import type { TeacherCascade } from './cascade';
+import type { DeploymentStatus } from './deployment-follower';
 import { MicroBatcher, QueueFullError } from './micro-batcher';
 import { ThreadedStudent } from './student-thread';
-import { Counter, Gauge, Histogram, MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './prometheus';
-import { offeredFunctions, parseChatRequest, ServeError, type StudentChatCompletion, type SupertinyAnswerInfo, toolCallCompletion, userInput } from './protocol';
+import { Counter, Gauge, Histogram, InfoGauge, type Metric, MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './prometheus';
+import { StudentHolder, type StudentLease } from './student-holder';
+import { type ChatCompletionRequest, offeredFunctions, parseChatRequest, ServeError, type StudentChatCompletion, type SupertinyAnswerInfo, toolCallCompletion, userInput } from './protocol';
 
 const log = createLogger('serve');
+
+/** The response header naming the deployment version that answered (with a versioned student). */
+export const MODEL_VERSION_HEADER = 'x-supertiny-model-version';
 
 /** The name every student server also answers to, whatever its model is called (`model: "student"`). */
 export const STUDENT_MODEL_ALIAS = 'student';
 
 export interface StudentServerOptions {
-  /** A loaded student; loaded with its task, so that its calls are validated. The caller releases it. */
-  student: StudentRuntime;
+  /**
+   * A loaded student, loaded with its task so that its calls are validated; or a holder whose student can be
+   * swapped while serving (each request keeps the student it started on). The caller releases it.
+   */
+  student: StudentRuntime | StudentHolder;
+  /** With `serve --deployment`: the deployment's state for /healthz and its metrics for /metrics. */
+  deployment?: { status(): DeploymentStatus; readonly metrics: readonly Metric[] };
   /** The output functions of the student's task (what a request may offer). */
   functionNames: readonly string[];
   /** The name clients put in `model` (or the alias "student"); any other name is a 404 model_not_found. */
@@ -91,7 +101,7 @@ const CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0
 /** The routes metrics are labelled with; anything else is "other", so a scan cannot grow the series. */
 const ROUTES = new Set(['/v1/chat/completions', '/v1/models', '/healthz', '/metrics']);
 
-function createMetrics(inFlight: () => number, queued: () => number): ServeMetrics {
+function createMetrics(inFlight: () => number, queued: () => number, holder: StudentHolder): ServeMetrics {
   const registry = new MetricsRegistry();
   const metrics: ServeMetrics = {
     registry,
@@ -116,6 +126,13 @@ function createMetrics(inFlight: () => number, queued: () => number): ServeMetri
   };
   registry.register(new Gauge('supertiny_requests_in_flight', 'HTTP requests being served.', inFlight));
   registry.register(new Gauge('supertiny_batch_queue_length', 'Requests waiting for the next student batch.', queued));
+  registry.register(
+    new InfoGauge('supertiny_model_info', 'The student new requests get: its deployment version ("" for a plain folder) and family.', () => ({
+      version: holder.version ?? '',
+      family: holder.student.family,
+    })),
+  );
+  registry.register(new Gauge('supertiny_model_draining_requests', 'Requests still running on a swapped-out student (released when 0).', () => holder.drainingRequests));
   return metrics;
 }
 
@@ -151,7 +168,8 @@ export function exposureCheck(host: string, hasToken: boolean, allowNoAuth: bool
 }
 
 export async function startStudentServer(options: StudentServerOptions): Promise<RunningStudentServer> {
-  const { student, modelName, cascade } = options;
+  const { modelName, cascade, deployment } = options;
+  const holder = options.student instanceof StudentHolder ? options.student : new StudentHolder(options.student);
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
   const host = options.host ?? '127.0.0.1';
@@ -163,13 +181,25 @@ export async function startStudentServer(options: StudentServerOptions): Promise
   let drained: (() => void) | undefined;
   let budgetReported = false;
 
-  const batcher: MicroBatcher<string, RuntimeAnswer> = new MicroBatcher((inputs) => student.predictEach(inputs, { batchSize: inputs.length }), {
+  // A batch may hold requests on two students for a moment after a swap: each student answers its own.
+  const runBatch = async (items: { input: string; student: StudentRuntime }[]): Promise<RuntimeAnswer[]> => {
+    const answers: RuntimeAnswer[] = new Array(items.length);
+    for (const student of new Set(items.map((item) => item.student))) {
+      const members = items.flatMap((item, i) => (item.student === student ? [i] : []));
+      const own = await student.predictEach(members.map((i) => items[i].input), { batchSize: members.length });
+      if (own.length !== members.length) throw new Error(`a batch of ${members.length} returned ${own.length} answers`);
+      members.forEach((i, k) => (answers[i] = own[k]));
+    }
+    return answers;
+  };
+  const batcher: MicroBatcher<{ input: string; student: StudentRuntime }, RuntimeAnswer> = new MicroBatcher(runBatch, {
     maxBatch: options.maxBatch ?? 32,
     maxWaitMs: options.batchWaitMs ?? 0,
     maxQueue: options.maxQueue ?? DEFAULT_MAX_QUEUE,
     onBatch: (size) => metrics.batchSize.observe(size),
   });
-  const metrics = createMetrics(() => inFlight, () => batcher.waiting);
+  const metrics = createMetrics(() => inFlight, () => batcher.waiting, holder);
+  for (const metric of deployment?.metrics ?? []) metrics.registry.register(metric);
 
   const authorize = (req: IncomingMessage) => {
     if (auth && !auth.accepts(req.headers.authorization)) {
@@ -179,16 +209,16 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     }
   };
 
-  const modelObject = () => ({ id: modelName, object: 'model', created: 0, owned_by: `supertiny-${student.family}-student` });
+  const modelObject = () => ({ id: modelName, object: 'model', created: 0, owned_by: `supertiny-${holder.student.family}-student` });
   const servesModel = (name: string) => name === modelName || name === STUDENT_MODEL_ALIAS;
   const modelNotFound = (name: string) =>
     new ServeError(404, 'invalid_request_error', `The model "${name}" does not exist; this server serves "${modelName}" (alias "${STUDENT_MODEL_ALIAS}").`, 'model', 'model_not_found');
 
   /** The student's answer to one input, shed when the queue is full or `signal` ends the request first. */
-  const studentAnswer = async (input: string, signal: AbortSignal) => {
+  const studentAnswer = async (input: string, student: StudentRuntime, signal: AbortSignal) => {
     let answer: RuntimeAnswer;
     try {
-      answer = await batcher.submit(input, signal);
+      answer = await batcher.submit({ input, student }, signal);
     } catch (err) {
       if (err instanceof QueueFullError) {
         metrics.shed.inc({ reason: 'queue_full' });
@@ -205,7 +235,7 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     throw answer.error; // a refusal about the server's own options, not the request: an internal error
   };
 
-  const chatCompletion = async (req: IncomingMessage, requestId: string, signal: AbortSignal): Promise<StudentChatCompletion> => {
+  const chatCompletion = async (req: IncomingMessage, res: ServerResponse, requestId: string, signal: AbortSignal): Promise<StudentChatCompletion> => {
     let body: string;
     try {
       body = await readBody(req, maxBodyBytes);
@@ -217,10 +247,29 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     if (!servesModel(request.model)) throw modelNotFound(request.model);
     const offered = offeredFunctions(request, options.functionNames);
     const input = userInput(request);
-    const prediction = await studentAnswer(input, signal);
+    // The request keeps the student it starts on to its end, whatever a swap does meanwhile.
+    const lease = holder.acquire();
+    try {
+      if (lease.version !== undefined) res.setHeader(MODEL_VERSION_HEADER, lease.version);
+      return await answerOn(lease, input, offered, request, requestId, signal);
+    } finally {
+      lease.release();
+    }
+  };
+
+  const answerOn = async (
+    { student, version }: StudentLease,
+    input: string,
+    offered: Set<string>,
+    request: ChatCompletionRequest,
+    requestId: string,
+    signal: AbortSignal,
+  ): Promise<StudentChatCompletion> => {
+    const prediction = await studentAnswer(input, student, signal);
     metrics.confidence.observe(prediction.confidence);
     const call = prediction.call && offered.has(prediction.call.name) ? prediction.call : undefined;
     const info: SupertinyAnswerInfo = { confidence: prediction.confidence, answered_by: 'student', family: student.family };
+    if (version !== undefined) info.model_version = version;
     if (cascade) {
       info.cascade_threshold = cascade.threshold;
       if (cascade.escalates(prediction.confidence, call !== undefined)) {
@@ -271,9 +320,17 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     if (path === '/healthz') {
       allow('GET');
       // A dead student thread makes the server unhealthy, so that an orchestrator restarts it (why is in the log).
+      const student = holder.student;
       const failed = student instanceof ThreadedStudent && student.failure !== undefined;
       const status = shuttingDown ? 'shutting_down' : failed ? 'student_failed' : 'ok';
-      sendJson(res, status === 'ok' ? 200 : 503, { status, model: modelName, family: student.family, cascade: cascade !== undefined });
+      sendJson(res, status === 'ok' ? 200 : 503, {
+        status,
+        model: modelName,
+        family: student.family,
+        ...(holder.version !== undefined ? { version: holder.version } : {}),
+        cascade: cascade !== undefined,
+        ...(deployment ? { deployment: deployment.status() } : {}),
+      });
       return 'none';
     }
     if (path === '/metrics') {
@@ -304,7 +361,7 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     }
     if (path === '/v1/chat/completions') {
       allow('POST');
-      const completion = await chatCompletion(req, requestId, signal);
+      const completion = await chatCompletion(req, res, requestId, signal);
       sendJson(res, 200, completion);
       return completion.supertiny.answered_by;
     }
