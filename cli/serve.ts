@@ -1,5 +1,6 @@
-// `supertiny serve`: a student folder behind the OpenAI-compatible student server, optionally cascading
-// unsure requests to one of the worker operator's named teacher endpoints.
+// `supertiny serve`: a student folder, or the version a deployment folder points at (followed as it moves),
+// behind the OpenAI-compatible student server, optionally cascading unsure requests to one of the worker
+// operator's named teacher endpoints.
 import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { TeacherClient } from '../activities/prototype/teacher-client';
@@ -7,8 +8,9 @@ import { EndpointConfigError, loadTeacherEndpoints, SIMULATOR_ENDPOINT, type Tea
 import type { SupertinyEnv } from '../config/env';
 import { createLogger } from '../config/logger';
 import { DEFAULT_SERVER_LIMITS } from '../runtime/http';
-import { exposureCheck, startStudentServer, TeacherCascade, ThreadedStudent } from '../runtime/serve';
-import { loadStudent } from '../runtime/student';
+import { DeploymentError, readCurrent, readVersionInfo } from '../runtime/deployments';
+import { DEFAULT_DEPLOYMENT_POLL_MS, DeploymentFollower, exposureCheck, startStudentServer, StudentHolder, TeacherCascade, ThreadedStudent, warmUp } from '../runtime/serve';
+import { loadStudent, type StudentRuntime } from '../runtime/student';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import { loadBuiltInTask } from '../tasks/built-in';
 import { DEFAULT_TASK_NAME } from '../config/pipeline';
@@ -16,13 +18,18 @@ import type { TaskFiles } from '../tasks/registry';
 
 const log = createLogger('serve');
 
-export const SERVE_USAGE = `usage: supertiny serve --model FOLDER [--task NAME [--task-data FILE] [--task-functions FILE]] [--model-file model.onnx] [--model-name NAME] [--host 127.0.0.1] [--port 8000]
+export const SERVE_USAGE = `usage: supertiny serve --model FOLDER | --deployment DIR [--deployment-poll-ms 1000]
+       [--task NAME [--task-data FILE] [--task-functions FILE]] [--model-file model.onnx] [--model-name NAME] [--host 127.0.0.1] [--port 8000]
        [--threads N] [--inference-thread worker|main] [--max-batch 32] [--batch-wait-ms 0] [--max-body-bytes 65536]
        [--max-queue 256] [--deadline-ms 10000] [--max-connections 1024] [--headers-timeout-ms 10000] [--request-timeout-ms 30000] [--allow-no-auth]
        [--cascade-threshold 0.x --teacher-endpoint NAME [--teacher-model M] [--teacher-timeout-ms 30000] [--teacher-retries 1]
         [--teacher-max-rps 10] [--teacher-max-usd USD]]
   The bearer token comes from SUPERTINY_SERVE_TOKEN (unset: no auth, allowed on a loopback --host only unless --allow-no-auth);
   teacher endpoints from SUPERTINY_TEACHER_ENDPOINTS. Requests get the served name or the alias "student" as their model.
+  --deployment DIR: serves the version DIR/current.json names and follows it (read every --deployment-poll-ms): a new version is loaded,
+  checked (same task and family, one warm-up answer) and swapped in while requests in flight finish on the old one; a version that
+  fails is not served (the old one goes on; /healthz and supertiny_model_swaps_total{outcome="failed"} say so). The default model name
+  is DIR's name, the default task the one the version recorded. Answers name their version (supertiny.model_version, x-supertiny-model-version).
   --max-queue: requests waiting for the student (more: 503 + Retry-After); --deadline-ms: arrival to the student's answer (then 503);
   --teacher-max-rps / --teacher-max-usd: requests per second to the teacher / USD spent on it in this process (past either: the student's
   answer, with teacher_error "rate" or "budget").`;
@@ -37,7 +44,9 @@ export class ServeUsageError extends Error {
 const SERVE_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
   model: { type: 'string' },
-  task: { type: 'string', default: DEFAULT_TASK_NAME },
+  deployment: { type: 'string' },
+  'deployment-poll-ms': { type: 'string', default: String(DEFAULT_DEPLOYMENT_POLL_MS) },
+  task: { type: 'string' },
   'task-data': { type: 'string' },
   'task-functions': { type: 'string' },
   'model-file': { type: 'string', default: 'model.onnx' },
@@ -85,7 +94,7 @@ function parseServeArgs(args: string[]) {
     }
     return value;
   };
-  if (!values.model) throw new ServeUsageError('--model FOLDER is required');
+  if ((values.model === undefined) === (values.deployment === undefined)) throw new ServeUsageError('give exactly one of --model FOLDER and --deployment DIR');
   const inferenceThread = values['inference-thread'];
   if (inferenceThread !== 'worker' && inferenceThread !== 'main') throw new ServeUsageError(`--inference-thread must be worker or main, got ${JSON.stringify(inferenceThread)}`);
   const threshold = number('cascade-threshold', 0, 1, false);
@@ -98,11 +107,15 @@ function parseServeArgs(args: string[]) {
   const files: TaskFiles = {};
   if (values['task-data'] !== undefined) files.data = path.resolve(values['task-data']);
   if (values['task-functions'] !== undefined) files.functions = path.resolve(values['task-functions']);
+  const source = path.resolve((values.model ?? values.deployment)!);
   const flags = {
-    task: { name: values.task!, files },
-    folder: path.resolve(values.model),
+    /** The task's name; undefined: the deployment's recorded task, else the default. */
+    taskName: values.task,
+    taskFiles: files,
+    folder: values.model === undefined ? undefined : source,
+    deployment: values.deployment === undefined ? undefined : { dir: source, pollMs: number('deployment-poll-ms', 10, 3_600_000)! },
     modelFile: values['model-file']!,
-    modelName: values['model-name'] ?? path.basename(path.resolve(values.model)),
+    modelName: values['model-name'] ?? path.basename(source),
     host: values.host!,
     port: number('port', 0, 65535)!,
     threads: number('threads', 1, 64),
@@ -140,12 +153,27 @@ export interface RunningServe {
   close(): Promise<void>;
 }
 
+/** What to serve first: a plain folder, or the version a deployment points at (and the task it recorded). */
+async function firstStudent(flags: ReturnType<typeof parseServeArgs>): Promise<{ folder: string; version?: string; taskName: string }> {
+  if (flags.folder !== undefined) return { folder: flags.folder, taskName: flags.taskName ?? DEFAULT_TASK_NAME };
+  const { dir } = flags.deployment!;
+  const pointer = await readCurrent(dir);
+  if (!pointer) throw new DeploymentError(`${dir} has no current.json: nothing is deployed there (start one with \`supertiny deploy --deployment ${dir} --model FOLDER\`)`);
+  const recorded = (await readVersionInfo(dir, pointer.version))?.task;
+  if (flags.taskName !== undefined && recorded !== undefined && recorded !== flags.taskName) {
+    throw new ServeUsageError(`--task ${flags.taskName}: the deployment's current version ${pointer.version} was made for task "${recorded}"`);
+  }
+  return { folder: pointer.path, version: pointer.version, taskName: flags.taskName ?? recorded ?? DEFAULT_TASK_NAME };
+}
+
 /** Loads the task, the student and (with a cascade) the teacher, then serves until close(). */
 export async function startServe(args: string[], env: SupertinyEnv): Promise<RunningServe> {
   const flags = parseServeArgs(args);
   // Before anything loads: a server that would face the network without a token is refused at once.
   exposureCheck(flags.host, env.serveToken !== undefined, flags.allowNoAuth);
-  const task = await loadBuiltInTask(flags.task.name, flags.task.files);
+  const first = await firstStudent(flags);
+  const taskRef = { name: first.taskName, files: flags.taskFiles };
+  const task = await loadBuiltInTask(taskRef.name, taskRef.files);
   // The teacher endpoint is checked before the student loads, so that a wrong name fails at once.
   let teacherEndpoint: { endpoint: TeacherEndpoint; model: string } | undefined;
   if (flags.cascade) {
@@ -159,12 +187,21 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
     }
     teacherEndpoint = { endpoint, model };
   }
-  const student =
+  const load = (folder: string): Promise<StudentRuntime> =>
     flags.inferenceThread === 'worker'
-      ? await ThreadedStudent.load({ folder: flags.folder, modelFile: flags.modelFile, threads: flags.threads, task: flags.task })
-      : await loadStudent(flags.folder, { task, modelFile: flags.modelFile, threads: flags.threads });
+      ? ThreadedStudent.load({ folder, modelFile: flags.modelFile, threads: flags.threads, task: taskRef })
+      : loadStudent(folder, { task, modelFile: flags.modelFile, threads: flags.threads });
+  const holder = new StudentHolder(await load(first.folder), first.version);
   let simulator: RunningTeacherSimulator | undefined;
+  let follower: DeploymentFollower | undefined;
   try {
+    if (flags.deployment) {
+      // The version served first is checked as a swapped-in one is: it must answer.
+      await warmUp(holder.student).catch((err: Error) => {
+        throw new DeploymentError(`${flags.deployment!.dir}: the current version ${first.version} does not answer: ${err.message}`);
+      });
+      follower = new DeploymentFollower({ dir: flags.deployment.dir, holder, taskName: taskRef.name, load, pollMs: flags.deployment.pollMs });
+    }
     let cascade: TeacherCascade | undefined;
     if (flags.cascade && teacherEndpoint) {
       const { threshold } = flags.cascade;
@@ -192,7 +229,8 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
       cascade = new TeacherCascade({ threshold, teacher, teacherModel: model, maxRequestsPerSecond, maxSpendUsd });
     }
     const server = await startStudentServer({
-      student,
+      student: holder,
+      deployment: follower,
       functionNames: task.functionNames,
       modelName: flags.modelName,
       host: flags.host,
@@ -207,16 +245,20 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
       limits: flags.limits,
       cascade,
     });
+    follower?.start();
     const closeAll = async () => {
+      await follower?.stop();
       await server.close();
-      await student.release();
+      await holder.close();
       await simulator?.close();
     };
     log.info('serving', {
       url: server.url,
       model: flags.modelName,
-      family: student.family,
-      modelFile: student.modelFile,
+      ...(flags.deployment ? { deployment: flags.deployment.dir, version: first.version, pollMs: flags.deployment.pollMs } : {}),
+      task: taskRef.name,
+      family: holder.student.family,
+      modelFile: holder.student.modelFile,
       inference: flags.inferenceThread === 'worker' ? 'worker thread' : 'main thread',
       auth: env.serveToken ? 'bearer token' : 'none',
       cascade: flags.cascade
@@ -227,7 +269,7 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
     });
     return { url: server.url, close: closeAll };
   } catch (err) {
-    await student.release();
+    await holder.close();
     await simulator?.close();
     throw err;
   }
