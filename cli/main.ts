@@ -6,6 +6,8 @@
 //   supertiny start [--config FILE] [--wait]
 //   supertiny progress WORKFLOW_ID      supertiny cancel WORKFLOW_ID [REASON]
 //   supertiny serve --model FOLDER      the student behind an OpenAI-compatible endpoint (see cli/serve.ts)
+//   supertiny serve --deployment DIR    the version a deployment folder points at, followed as it moves
+//   supertiny deploy --deployment DIR --model FOLDER | rollback --deployment DIR | deployment status --deployment DIR (cli/deployment.ts)
 //   supertiny score --task T --predictions FILE   a predictions file scored with the task's metrics (cli/score.ts)
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -23,6 +25,17 @@ import { printReportTable } from './report-table';
 import { causeChain } from './cause-chain';
 import { SERVE_USAGE, startServe, wantsServeHelp } from './serve';
 import { score } from './score';
+import {
+  DEPLOY_USAGE,
+  deploy,
+  DEPLOYMENT_STATUS_USAGE,
+  deploymentStatus,
+  DeploymentUsageError,
+  formatDeploymentStatus,
+  ROLLBACK_USAGE,
+  rollbackDeployment,
+  wantsHelp,
+} from './deployment';
 
 const log = createLogger('cli');
 
@@ -145,7 +158,7 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
 
 async function main() {
   const [command, ...args] = process.argv.slice(2);
-  if (command !== 'demo' && command !== 'serve' && command !== 'score') installTemporalRuntime();
+  if (!['demo', 'serve', 'score', 'deploy', 'rollback', 'deployment'].includes(command)) installTemporalRuntime();
   const env = readEnv();
   switch (command) {
     case 'demo':
@@ -198,6 +211,31 @@ async function main() {
     case 'score':
       process.stdout.write(JSON.stringify(await score(args), null, 2) + '\n');
       return;
+    case 'deploy': {
+      if (wantsHelp(args)) return void process.stdout.write(`${DEPLOY_USAGE}\n`);
+      const result = await deploy(args);
+      const what =
+        result.action === 'init'
+          ? `started the deployment with version ${result.version}`
+          : result.action === 'promote'
+            ? `promoted version ${result.version} (was ${result.previous})`
+            : `version ${result.version} is already the current one`;
+      process.stdout.write(`${result.dir}: ${what} (task ${result.task}, ${result.family} student)\n`);
+      return;
+    }
+    case 'rollback': {
+      if (wantsHelp(args)) return void process.stdout.write(`${ROLLBACK_USAGE}\n`);
+      const pointer = await rollbackDeployment(args);
+      process.stdout.write(`rolled back from ${pointer.from} to ${pointer.version} (${pointer.reason})\n`);
+      return;
+    }
+    case 'deployment': {
+      const [sub, ...rest] = args;
+      if (sub === undefined || sub === '--help' || sub === '-h' || (sub === 'status' && wantsHelp(rest))) return void process.stdout.write(`${DEPLOYMENT_STATUS_USAGE}\n`);
+      if (sub !== 'status') throw new DeploymentUsageError(`unknown deployment command "${sub}"`, DEPLOYMENT_STATUS_USAGE);
+      process.stdout.write(formatDeploymentStatus(await deploymentStatus(rest)));
+      return;
+    }
     case 'progress': {
       const client = await connectClient(env);
       process.stdout.write(JSON.stringify(await pipelineProgress(client.workflow.getHandle(args[0])), null, 2) + '\n');
@@ -209,7 +247,10 @@ async function main() {
       return;
     }
     default:
-      process.stderr.write('usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER|score --task T --predictions FILE\n');
+      process.stderr.write(
+        'usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER|serve --deployment DIR|\n' +
+          '       deploy --deployment DIR --model FOLDER|rollback --deployment DIR [--reason TEXT]|deployment status --deployment DIR|score --task T --predictions FILE\n',
+      );
       process.exitCode = 2;
   }
 }
