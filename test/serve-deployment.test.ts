@@ -177,7 +177,7 @@ describe('serve --deployment DIR', () => {
     }
   }, 240_000);
 
-  test('a version of another task is refused with the reason; a deployment without a pointer does not start', async () => {
+  test('a version of another task is refused with the reason; a damaged pointer is shown while serving goes on; a deployment without a pointer does not start', async () => {
     const dir = path.join(bed.root, 'deployment-task');
     const v1 = (await initDeployment(dir, v1Folder, { task: 'massive' })).version;
     const other = path.join(bed.root, 'student-v2-other-task');
@@ -193,6 +193,14 @@ describe('serve --deployment DIR', () => {
       expect(status.model).toBe('deployment-task');
       expect(status.deployment.swap_error).toMatchObject({ version: wrong });
       expect(status.deployment.swap_error.reason).toMatch(/made for task "other-task"; this server serves task "massive"/);
+
+      // A pointer that cannot be read is shown, and serving goes on with the served version.
+      await fs.writeFile(path.join(dir, 'current.json'), '{"version": ');
+      await waitFor('the pointer error', async () => (await health(serving.url)).deployment.pointer_error, { timeoutMs: 30_000 });
+      expect((await health(serving.url)).deployment.pointer_error.reason).toMatch(/current.json is damaged/);
+      const openai = new OpenAI({ baseURL: serving.url, apiKey: 'unused', maxRetries: 0 });
+      const answer = await openai.chat.completions.create({ model: 'student', messages: [{ role: 'user', content: inputs[0] }] });
+      expect((answer as unknown as { supertiny: { model_version: string } }).supertiny.model_version).toBe(v1);
     } finally {
       await serving.close();
     }

@@ -159,17 +159,20 @@ export class DeploymentFollower {
       return;
     }
     const started = Date.now();
-    let student: StudentRuntime | undefined;
+    let student: StudentRuntime;
     try {
       student = await this.prepare(version);
-      if (this.stopped) throw new VersionRefused(version, 'the server is shutting down');
     } catch (err) {
-      await student?.release().catch(() => undefined);
+      if (this.stopped) return; // a shutdown is no failure of the version
       const reason = (err as Error).message;
       this.swaps.failed++;
       this.swapCounter.inc({ outcome: 'failed' });
       this.swapError = { version, reason, at: new Date().toISOString() };
       log.error(`deployment version ${version} is NOT served (still serving ${served}): ${reason}`, { dir: this.options.dir });
+      return;
+    }
+    if (this.stopped) {
+      await student.release().catch(() => undefined);
       return;
     }
     const drained = this.options.holder.swap(student, version);
@@ -182,7 +185,7 @@ export class DeploymentFollower {
     void drained.then(() => log.info(`released deployment version ${served}`));
   }
 
-  /** Loads `version` and checks it may replace the served student; the caller releases it on a throw after load. */
+  /** Loads `version` and checks it may replace the served student; a student that fails a check is released here. */
   private async prepare(version: string): Promise<StudentRuntime> {
     const { dir, holder, taskName } = this.options;
     const folder = versionFolder(dir, version);
