@@ -80,6 +80,7 @@ export class DeploymentFollower {
   private pointerError: DeploymentStatus['pointer_error'];
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> | undefined;
+  private started = false;
   private stopped = false;
   /** The metrics the server exposes: swaps by outcome and whether the served version is the pointer's. */
   readonly metrics: readonly Metric[];
@@ -114,15 +115,13 @@ export class DeploymentFollower {
 
   /** Starts polling current.json. */
   start(): void {
-    if (this.stopped || this.timer || this.polling) return;
+    if (this.stopped || this.started) return;
+    this.started = true;
     const next = () => {
       if (this.stopped) return;
       this.timer = setTimeout(() => {
         this.timer = undefined;
-        this.polling = this.poll().finally(() => {
-          this.polling = undefined;
-          next();
-        });
+        void this.poll().finally(next);
       }, this.pollMs);
     };
     next();
@@ -136,8 +135,13 @@ export class DeploymentFollower {
     await this.polling;
   }
 
-  /** Reads the pointer once and follows it; never throws (failures are recorded). Tests may call it directly. */
-  async poll(): Promise<void> {
+  /** Reads the pointer once and follows it; never throws (failures are recorded). One check at a time: a call during one joins it. */
+  poll(): Promise<void> {
+    this.polling ??= this.follow().finally(() => (this.polling = undefined));
+    return this.polling;
+  }
+
+  private async follow(): Promise<void> {
     let pointer;
     try {
       pointer = await readCurrent(this.options.dir);
