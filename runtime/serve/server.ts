@@ -12,8 +12,10 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createLogger } from '../../config/logger';
 import { BearerAuth, BodyTooLargeError, createLimitedServer, isLoopbackHost, readBody, requestPath, sendJson, type ServerLimits } from '../http';
+import { callArgumentsObject, type Call } from '../../tasks/call-format';
 import type { RuntimeAnswer, StudentRuntime } from '../student';
-import type { TeacherCascade } from './cascade';
+import type { CaptureWriter, CapturedCall } from './capture';
+import type { TeacherAnswer, TeacherCascade } from './cascade';
 import { MicroBatcher, QueueFullError } from './micro-batcher';
 import { ThreadedStudent } from './student-thread';
 import { Counter, Gauge, Histogram, MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './prometheus';
@@ -31,6 +33,8 @@ export interface StudentServerOptions {
   functionNames: readonly string[];
   /** The name clients put in `model` (or the alias "student"); any other name is a 404 model_not_found. */
   modelName: string;
+  /** The loaded student folder's identity (e.g. its deployment version id), recorded with each captured line. Default: modelName. */
+  modelVersion?: string;
   /** Default 127.0.0.1. Another address needs apiToken, or allowNoAuth. */
   host?: string;
   /** Default 0: any free port. */
@@ -53,6 +57,8 @@ export interface StudentServerOptions {
   limits?: Partial<ServerLimits>;
   /** Sends low-confidence requests to the teacher. */
   cascade?: TeacherCascade;
+  /** Records each chat completion the student answered (serve --capture); its counters join /metrics. The caller closes it. */
+  capture?: CaptureWriter;
   /** How long close() lets in-flight requests finish before it drops their connections, ms. Default 10 s. */
   shutdownTimeoutMs?: number;
 }
@@ -91,7 +97,7 @@ const CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0
 /** The routes metrics are labelled with; anything else is "other", so a scan cannot grow the series. */
 const ROUTES = new Set(['/v1/chat/completions', '/v1/models', '/healthz', '/metrics']);
 
-function createMetrics(inFlight: () => number, queued: () => number): ServeMetrics {
+function createMetrics(inFlight: () => number, queued: () => number, capture: CaptureWriter | undefined): ServeMetrics {
   const registry = new MetricsRegistry();
   const metrics: ServeMetrics = {
     registry,
@@ -116,6 +122,7 @@ function createMetrics(inFlight: () => number, queued: () => number): ServeMetri
   };
   registry.register(new Gauge('supertiny_requests_in_flight', 'HTTP requests being served.', inFlight));
   registry.register(new Gauge('supertiny_batch_queue_length', 'Requests waiting for the next student batch.', queued));
+  if (capture) for (const counter of Object.values(capture.counters)) registry.register(counter);
   return metrics;
 }
 
@@ -169,7 +176,9 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     maxQueue: options.maxQueue ?? DEFAULT_MAX_QUEUE,
     onBatch: (size) => metrics.batchSize.observe(size),
   });
-  const metrics = createMetrics(() => inFlight, () => batcher.waiting);
+  const metrics = createMetrics(() => inFlight, () => batcher.waiting, options.capture);
+  // Held per loaded student, not globally: a server that swaps students records each line with the version that answered it.
+  const served = { name: modelName, version: options.modelVersion ?? modelName };
 
   const authorize = (req: IncomingMessage) => {
     if (auth && !auth.accepts(req.headers.authorization)) {
@@ -205,6 +214,32 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     throw answer.error; // a refusal about the server's own options, not the request: an internal error
   };
 
+  const capturedCall = (call: Call): CapturedCall => ({ name: call.name, arguments: callArgumentsObject(call) });
+  /** One capture line (serve --capture): what the student and the teacher said, never a header or a token. */
+  const capture = (
+    model: typeof served,
+    requestId: string,
+    input: string,
+    prediction: { call?: Call; confidence: number },
+    escalated: boolean,
+    teacher: TeacherAnswer | undefined,
+    answeredBy: 'student' | 'none' = 'student',
+  ) => {
+    if (!options.capture) return;
+    options.capture.record({
+      id: requestId,
+      model: model.name,
+      model_version: model.version,
+      input,
+      student_call: prediction.call ? capturedCall(prediction.call) : null,
+      student_confidence: prediction.confidence,
+      cascaded: escalated,
+      ...(escalated && cascade ? { teacher_model: cascade.teacherModel } : {}),
+      ...(teacher?.ok ? { teacher_call: capturedCall(teacher.call) } : teacher ? { teacher_error: teacher.reason } : {}),
+      answered_by: teacher?.ok ? 'teacher' : answeredBy,
+    });
+  };
+
   const chatCompletion = async (req: IncomingMessage, requestId: string, signal: AbortSignal): Promise<StudentChatCompletion> => {
     let body: string;
     try {
@@ -221,15 +256,20 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     metrics.confidence.observe(prediction.confidence);
     const call = prediction.call && offered.has(prediction.call.name) ? prediction.call : undefined;
     const info: SupertinyAnswerInfo = { confidence: prediction.confidence, answered_by: 'student', family: student.family };
+    const model = served;
+    let escalated = false;
+    let teacherAnswer: TeacherAnswer | undefined;
     if (cascade) {
       info.cascade_threshold = cascade.threshold;
       if (cascade.escalates(prediction.confidence, call !== undefined)) {
-        const answer = await cascade.ask(input, offered);
+        escalated = true;
+        const answer = (teacherAnswer = await cascade.ask(input, offered));
         if (answer.ok || (answer.reason !== 'rate' && answer.reason !== 'budget')) metrics.teacherRequests.inc();
         metrics.teacherTokens.inc({ kind: 'prompt' }, answer.usage.promptTokens);
         metrics.teacherTokens.inc({ kind: 'completion' }, answer.usage.completionTokens);
         metrics.teacherCost.inc({}, answer.usage.costUsd);
         if (answer.ok) {
+          capture(model, requestId, input, prediction, escalated, answer);
           return toolCallCompletion(answer.call, cascade.teacherModel, answer.usage, { ...info, answered_by: 'teacher' });
         }
         // Clients see the kind only: the teacher's error text can quote its endpoint (a masked key tail).
@@ -246,6 +286,7 @@ export async function startStudentServer(options: StudentServerOptions): Promise
         }
       }
     }
+    capture(model, requestId, input, prediction, escalated, teacherAnswer, call ? 'student' : 'none');
     if (!call) {
       const teacher = info.teacher_error ? ` (the teacher did not answer: ${info.teacher_error})` : '';
       if (!prediction.call) {
