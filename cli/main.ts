@@ -7,6 +7,7 @@
 //   supertiny progress WORKFLOW_ID      supertiny cancel WORKFLOW_ID [REASON]
 //   supertiny serve --model FOLDER      the student behind an OpenAI-compatible endpoint (see cli/serve.ts)
 //   supertiny score --task T --predictions FILE   a predictions file scored with the task's metrics (cli/score.ts)
+//   supertiny import-openai FILE --out DIR        OpenAI chat JSONL or capture files into a task from files (cli/import-openai.ts)
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -23,6 +24,7 @@ import { printReportTable } from './report-table';
 import { causeChain } from './cause-chain';
 import { SERVE_USAGE, startServe, wantsServeHelp } from './serve';
 import { score } from './score';
+import { IMPORT_OPENAI_USAGE, importOpenAICommand, importSummaryText, wantsImportHelp } from './import-openai';
 
 const log = createLogger('cli');
 
@@ -145,7 +147,7 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
 
 async function main() {
   const [command, ...args] = process.argv.slice(2);
-  if (command !== 'demo' && command !== 'serve' && command !== 'score') installTemporalRuntime();
+  if (command !== 'demo' && command !== 'serve' && command !== 'score' && command !== 'import-openai') installTemporalRuntime();
   const env = readEnv();
   switch (command) {
     case 'demo':
@@ -198,6 +200,10 @@ async function main() {
     case 'score':
       process.stdout.write(JSON.stringify(await score(args), null, 2) + '\n');
       return;
+    case 'import-openai':
+      if (wantsImportHelp(args)) return void process.stdout.write(`${IMPORT_OPENAI_USAGE}\n`);
+      process.stdout.write(importSummaryText(await importOpenAICommand(args)));
+      return;
     case 'progress': {
       const client = await connectClient(env);
       process.stdout.write(JSON.stringify(await pipelineProgress(client.workflow.getHandle(args[0])), null, 2) + '\n');
@@ -209,7 +215,7 @@ async function main() {
       return;
     }
     default:
-      process.stderr.write('usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER|score --task T --predictions FILE\n');
+      process.stderr.write('usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER|score --task T --predictions FILE|import-openai FILE --out DIR\n');
       process.exitCode = 2;
   }
 }
