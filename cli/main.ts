@@ -9,6 +9,7 @@
 //   supertiny serve --deployment DIR    the version a deployment folder points at, followed as it moves
 //   supertiny deploy --deployment DIR --model FOLDER | rollback --deployment DIR | deployment status --deployment DIR (cli/deployment.ts)
 //   supertiny score --task T --predictions FILE   a predictions file scored with the task's metrics (cli/score.ts)
+//   supertiny import-openai FILE --out DIR        OpenAI chat JSONL or capture files into a task from files (cli/import-openai.ts)
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -36,6 +37,7 @@ import {
   rollbackDeployment,
   wantsHelp,
 } from './deployment';
+import { IMPORT_OPENAI_USAGE, importOpenAICommand, importSummaryText, wantsImportHelp } from './import-openai';
 
 const log = createLogger('cli');
 
@@ -158,7 +160,7 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
 
 async function main() {
   const [command, ...args] = process.argv.slice(2);
-  if (!['demo', 'serve', 'score', 'deploy', 'rollback', 'deployment'].includes(command)) installTemporalRuntime();
+  if (!['demo', 'serve', 'score', 'deploy', 'rollback', 'deployment', 'import-openai'].includes(command)) installTemporalRuntime();
   const env = readEnv();
   switch (command) {
     case 'demo':
@@ -236,6 +238,10 @@ async function main() {
       process.stdout.write(formatDeploymentStatus(await deploymentStatus(rest)));
       return;
     }
+    case 'import-openai':
+      if (wantsImportHelp(args)) return void process.stdout.write(`${IMPORT_OPENAI_USAGE}\n`);
+      process.stdout.write(importSummaryText(await importOpenAICommand(args)));
+      return;
     case 'progress': {
       const client = await connectClient(env);
       process.stdout.write(JSON.stringify(await pipelineProgress(client.workflow.getHandle(args[0])), null, 2) + '\n');
@@ -249,7 +255,7 @@ async function main() {
     default:
       process.stderr.write(
         'usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER|serve --deployment DIR|\n' +
-          '       deploy --deployment DIR --model FOLDER|rollback --deployment DIR [--reason TEXT]|deployment status --deployment DIR|score --task T --predictions FILE\n',
+          '       deploy --deployment DIR --model FOLDER|rollback --deployment DIR [--reason TEXT]|deployment status --deployment DIR|score --task T --predictions FILE|import-openai FILE --out DIR\n',
       );
       process.exitCode = 2;
   }

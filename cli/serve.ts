@@ -9,7 +9,13 @@ import type { SupertinyEnv } from '../config/env';
 import { createLogger } from '../config/logger';
 import { DEFAULT_SERVER_LIMITS } from '../runtime/http';
 import { DeploymentError, readCurrent, readVersionInfo } from '../runtime/deployments';
-import { DEFAULT_DEPLOYMENT_POLL_MS, DeploymentFollower, exposureCheck, startStudentServer, StudentHolder, TeacherCascade, ThreadedStudent, warmUp } from '../runtime/serve';
+import {
+  CaptureWriter,
+  DEFAULT_CAPTURE_MAX_FILE_BYTES,
+  DEFAULT_CAPTURE_RETENTION_DAYS,
+  DEFAULT_DEPLOYMENT_POLL_MS,
+  DeploymentFollower,
+  exposureCheck, startStudentServer, StudentHolder, TeacherCascade, ThreadedStudent, warmUp } from '../runtime/serve';
 import { loadStudent, type StudentRuntime } from '../runtime/student';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import { loadBuiltInTask } from '../tasks/built-in';
@@ -24,6 +30,7 @@ export const SERVE_USAGE = `usage: supertiny serve --model FOLDER | --deployment
        [--max-queue 256] [--deadline-ms 10000] [--max-connections 1024] [--headers-timeout-ms 10000] [--request-timeout-ms 30000] [--allow-no-auth]
        [--cascade-threshold 0.x --teacher-endpoint NAME [--teacher-model M] [--teacher-timeout-ms 30000] [--teacher-retries 1]
         [--teacher-max-rps 10] [--teacher-max-usd USD]]
+       [--capture DIR [--capture-max-bytes 67108864] [--capture-retention-days 30]]
   The bearer token comes from SUPERTINY_SERVE_TOKEN (unset: no auth, allowed on a loopback --host only unless --allow-no-auth);
   teacher endpoints from SUPERTINY_TEACHER_ENDPOINTS. Requests get the served name or the alias "student" as their model.
   --deployment DIR: serves the version DIR/current.json names and follows it (read every --deployment-poll-ms): a new version is loaded,
@@ -32,7 +39,10 @@ export const SERVE_USAGE = `usage: supertiny serve --model FOLDER | --deployment
   is DIR's name, the default task the one the version recorded. Answers name their version (supertiny.model_version, x-supertiny-model-version).
   --max-queue: requests waiting for the student (more: 503 + Retry-After); --deadline-ms: arrival to the student's answer (then 503);
   --teacher-max-rps / --teacher-max-usd: requests per second to the teacher / USD spent on it in this process (past either: the student's
-  answer, with teacher_error "rate" or "budget").`;
+  answer, with teacher_error "rate" or "budget").
+  --capture DIR: one JSONL line per answered chat completion (input, the student's call and confidence, the cascade's decision, the
+  teacher's call; never headers or tokens) in DIR/capture-YYYYMMDD-NNN.jsonl, a new file per UTC day and past --capture-max-bytes;
+  files older than --capture-retention-days are deleted. Off unless --capture is given.`;
 
 export class ServeUsageError extends Error {
   constructor(message: string) {
@@ -71,6 +81,9 @@ const SERVE_OPTIONS = {
   'teacher-retries': { type: 'string', default: '1' },
   'teacher-max-rps': { type: 'string', default: '10' },
   'teacher-max-usd': { type: 'string' },
+  capture: { type: 'string' },
+  'capture-max-bytes': { type: 'string' },
+  'capture-retention-days': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 /** Whether the arguments ask for the usage (`--help` or `-h` anywhere, whatever else they hold). */
@@ -104,6 +117,9 @@ function parseServeArgs(args: string[]) {
   for (const name of ['teacher-model', 'teacher-max-usd'] as const) {
     if (values[name] !== undefined && values['teacher-endpoint'] === undefined) throw new ServeUsageError(`--${name} needs --teacher-endpoint`);
   }
+  for (const name of ['capture-max-bytes', 'capture-retention-days'] as const) {
+    if (values[name] !== undefined && values.capture === undefined) throw new ServeUsageError(`--${name} needs --capture DIR`);
+  }
   const files: TaskFiles = {};
   if (values['task-data'] !== undefined) files.data = path.resolve(values['task-data']);
   if (values['task-functions'] !== undefined) files.functions = path.resolve(values['task-functions']);
@@ -131,6 +147,14 @@ function parseServeArgs(args: string[]) {
       requestTimeoutMs: number('request-timeout-ms', 100, 3_600_000)!,
     },
     allowNoAuth: values['allow-no-auth']!,
+    capture:
+      values.capture === undefined
+        ? undefined
+        : {
+            dir: path.resolve(values.capture),
+            maxFileBytes: number('capture-max-bytes', 1024, Number.MAX_SAFE_INTEGER) ?? DEFAULT_CAPTURE_MAX_FILE_BYTES,
+            retentionDays: number('capture-retention-days', 1, 36_500) ?? DEFAULT_CAPTURE_RETENTION_DAYS,
+          },
     cascade:
       threshold === undefined
         ? undefined
@@ -194,6 +218,7 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
   const holder = new StudentHolder(await load(first.folder), first.version);
   let simulator: RunningTeacherSimulator | undefined;
   let follower: DeploymentFollower | undefined;
+  let capture: CaptureWriter | undefined;
   try {
     if (flags.deployment) {
       // The version served first is checked as a swapped-in one is: it must answer.
@@ -228,11 +253,14 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
       const { maxRequestsPerSecond, maxSpendUsd } = flags.cascade;
       cascade = new TeacherCascade({ threshold, teacher, teacherModel: model, maxRequestsPerSecond, maxSpendUsd });
     }
+    if (flags.capture) capture = await CaptureWriter.open(flags.capture);
     const server = await startStudentServer({
       student: holder,
       deployment: follower,
       functionNames: task.functionNames,
       modelName: flags.modelName,
+      // The folder's name: a deployment's version folder is named by its version id.
+      modelVersion: path.basename(first.folder),
       host: flags.host,
       port: flags.port,
       apiToken: env.serveToken,
@@ -244,12 +272,15 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
       deadlineMs: flags.deadlineMs,
       limits: flags.limits,
       cascade,
+      capture,
     });
     follower?.start();
     const closeAll = async () => {
       await follower?.stop();
       await server.close();
       await holder.close();
+      // After the last request: every captured line is on disk before serve exits.
+      await capture?.close();
       await simulator?.close();
     };
     log.info('serving', {
@@ -265,10 +296,12 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
         ? `${flags.cascade.endpoint} below ${flags.cascade.threshold}, at most ${flags.cascade.maxRequestsPerSecond} req/s` +
           (flags.cascade.maxSpendUsd === undefined ? ', no spend cap' : `, at most ${flags.cascade.maxSpendUsd} USD`)
         : 'off',
+      capture: flags.capture ? `${flags.capture.dir} (files up to ${flags.capture.maxFileBytes} bytes, kept ${flags.capture.retentionDays} days)` : 'off',
       limits: { maxQueue: flags.maxQueue, deadlineMs: flags.deadlineMs, ...flags.limits },
     });
     return { url: server.url, close: closeAll };
   } catch (err) {
+    await capture?.close();
     await holder.close();
     await simulator?.close();
     throw err;

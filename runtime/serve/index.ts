@@ -3,6 +3,8 @@
 export { exposureCheck, ExposureError, MODEL_VERSION_HEADER, startStudentServer, STUDENT_MODEL_ALIAS } from './server';
 export type { RunningStudentServer, ServeMetrics, StudentServerOptions } from './server';
 export { TeacherCascade } from './cascade';
+export { CAPTURE_FORMAT, CaptureLineSchema, CaptureWriter, captureFileName, DEFAULT_CAPTURE_MAX_FILE_BYTES, DEFAULT_CAPTURE_RETENTION_DAYS } from './capture';
+export type { CapturedCall, CaptureLine, CaptureOptions, CaptureRecord } from './capture';
 export type { CascadeOptions, TeacherAnswer, TeacherLimit } from './cascade';
 export { MicroBatcher, QueueFullError } from './micro-batcher';
 export { ThreadedStudent } from './student-thread';

@@ -12,8 +12,10 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createLogger } from '../../config/logger';
 import { BearerAuth, BodyTooLargeError, createLimitedServer, isLoopbackHost, readBody, requestPath, sendJson, type ServerLimits } from '../http';
+import { callArgumentsObject, type Call } from '../../tasks/call-format';
 import type { RuntimeAnswer, StudentRuntime } from '../student';
-import type { TeacherCascade } from './cascade';
+import type { CaptureWriter, CapturedCall } from './capture';
+import type { TeacherAnswer, TeacherCascade } from './cascade';
 import type { DeploymentStatus } from './deployment-follower';
 import { MicroBatcher, QueueFullError } from './micro-batcher';
 import { ThreadedStudent } from './student-thread';
@@ -41,6 +43,8 @@ export interface StudentServerOptions {
   functionNames: readonly string[];
   /** The name clients put in `model` (or the alias "student"); any other name is a 404 model_not_found. */
   modelName: string;
+  /** The loaded student folder's identity (e.g. its deployment version id), recorded with each captured line. Default: modelName. */
+  modelVersion?: string;
   /** Default 127.0.0.1. Another address needs apiToken, or allowNoAuth. */
   host?: string;
   /** Default 0: any free port. */
@@ -63,6 +67,8 @@ export interface StudentServerOptions {
   limits?: Partial<ServerLimits>;
   /** Sends low-confidence requests to the teacher. */
   cascade?: TeacherCascade;
+  /** Records each chat completion the student answered (serve --capture); its counters join /metrics. The caller closes it. */
+  capture?: CaptureWriter;
   /** How long close() lets in-flight requests finish before it drops their connections, ms. Default 10 s. */
   shutdownTimeoutMs?: number;
 }
@@ -101,7 +107,7 @@ const CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0
 /** The routes metrics are labelled with; anything else is "other", so a scan cannot grow the series. */
 const ROUTES = new Set(['/v1/chat/completions', '/v1/models', '/healthz', '/metrics']);
 
-function createMetrics(inFlight: () => number, queued: () => number, holder: StudentHolder): ServeMetrics {
+function createMetrics(inFlight: () => number, queued: () => number, holder: StudentHolder, capture: CaptureWriter | undefined): ServeMetrics {
   const registry = new MetricsRegistry();
   const metrics: ServeMetrics = {
     registry,
@@ -133,6 +139,7 @@ function createMetrics(inFlight: () => number, queued: () => number, holder: Stu
     })),
   );
   registry.register(new Gauge('supertiny_model_draining_requests', 'Requests still running on a swapped-out student (released when 0).', () => holder.drainingRequests));
+  if (capture) for (const counter of Object.values(capture.counters)) registry.register(counter);
   return metrics;
 }
 
@@ -198,7 +205,7 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     maxQueue: options.maxQueue ?? DEFAULT_MAX_QUEUE,
     onBatch: (size) => metrics.batchSize.observe(size),
   });
-  const metrics = createMetrics(() => inFlight, () => batcher.waiting, holder);
+  const metrics = createMetrics(() => inFlight, () => batcher.waiting, holder, options.capture);
   for (const metric of deployment?.metrics ?? []) metrics.registry.register(metric);
 
   const authorize = (req: IncomingMessage) => {
@@ -233,6 +240,32 @@ export async function startStudentServer(options: StudentServerOptions): Promise
       throw new ServeError(400, 'invalid_request_error', `${answer.error.message}: shorten the last user message`, 'messages', 'context_length_exceeded');
     }
     throw answer.error; // a refusal about the server's own options, not the request: an internal error
+  };
+
+  const capturedCall = (call: Call): CapturedCall => ({ name: call.name, arguments: callArgumentsObject(call) });
+  /** One capture line (serve --capture): what the student and the teacher said, never a header or a token. */
+  const capture = (
+    model: { name: string; version: string },
+    requestId: string,
+    input: string,
+    prediction: { call?: Call; confidence: number },
+    escalated: boolean,
+    teacher: TeacherAnswer | undefined,
+    answeredBy: 'student' | 'none' = 'student',
+  ) => {
+    if (!options.capture) return;
+    options.capture.record({
+      id: requestId,
+      model: model.name,
+      model_version: model.version,
+      input,
+      student_call: prediction.call ? capturedCall(prediction.call) : null,
+      student_confidence: prediction.confidence,
+      cascaded: escalated,
+      ...(escalated && cascade ? { teacher_model: cascade.teacherModel } : {}),
+      ...(teacher?.ok ? { teacher_call: capturedCall(teacher.call) } : teacher ? { teacher_error: teacher.reason } : {}),
+      answered_by: teacher?.ok ? 'teacher' : answeredBy,
+    });
   };
 
   const chatCompletion = async (req: IncomingMessage, res: ServerResponse, requestId: string, signal: AbortSignal): Promise<StudentChatCompletion> => {
@@ -270,15 +303,21 @@ export async function startStudentServer(options: StudentServerOptions): Promise
     const call = prediction.call && offered.has(prediction.call.name) ? prediction.call : undefined;
     const info: SupertinyAnswerInfo = { confidence: prediction.confidence, answered_by: 'student', family: student.family };
     if (version !== undefined) info.model_version = version;
+    // The version that answers is the lease's, not the server's: a swap may happen while this request runs.
+    const model = { name: modelName, version: version ?? options.modelVersion ?? modelName };
+    let escalated = false;
+    let teacherAnswer: TeacherAnswer | undefined;
     if (cascade) {
       info.cascade_threshold = cascade.threshold;
       if (cascade.escalates(prediction.confidence, call !== undefined)) {
-        const answer = await cascade.ask(input, offered);
+        escalated = true;
+        const answer = (teacherAnswer = await cascade.ask(input, offered));
         if (answer.ok || (answer.reason !== 'rate' && answer.reason !== 'budget')) metrics.teacherRequests.inc();
         metrics.teacherTokens.inc({ kind: 'prompt' }, answer.usage.promptTokens);
         metrics.teacherTokens.inc({ kind: 'completion' }, answer.usage.completionTokens);
         metrics.teacherCost.inc({}, answer.usage.costUsd);
         if (answer.ok) {
+          capture(model, requestId, input, prediction, escalated, answer);
           return toolCallCompletion(answer.call, cascade.teacherModel, answer.usage, { ...info, answered_by: 'teacher' });
         }
         // Clients see the kind only: the teacher's error text can quote its endpoint (a masked key tail).
@@ -295,6 +334,7 @@ export async function startStudentServer(options: StudentServerOptions): Promise
         }
       }
     }
+    capture(model, requestId, input, prediction, escalated, teacherAnswer, call ? 'student' : 'none');
     if (!call) {
       const teacher = info.teacher_error ? ` (the teacher did not answer: ${info.teacher_error})` : '';
       if (!prediction.call) {

@@ -87,16 +87,19 @@ export async function readDataFile(file: string, gold: GoldChecker, limits: From
   return examples;
 }
 
-/** The lines of `file` with their numbers (from 1), read in chunks: the file and each line within `limits`. */
-async function* linesOf(file: string, limits: FromFilesLimits): AsyncGenerator<{ number: number; line: string }> {
+/**
+ * The lines of `file` with their numbers (from 1), read in chunks: the file and each line within `limits`
+ * (dataFileBytes, dataLineBytes). `what` names the kind of file in errors.
+ */
+export async function* linesOf(file: string, limits: Pick<FromFilesLimits, 'dataFileBytes' | 'dataLineBytes'>, what = 'data file'): AsyncGenerator<{ number: number; line: string }> {
   const name = path.basename(file);
-  const cannotRead = (err: NodeJS.ErrnoException) => new TaskFileError(`data file ${file}: cannot read it (${err.code ?? 'error'})`);
-  const tooBig = () => new TaskFileError(`data file ${name}: larger than ${limits.dataFileBytes} bytes`);
+  const cannotRead = (err: NodeJS.ErrnoException) => new TaskFileError(`${what} ${file}: cannot read it (${err.code ?? 'error'})`);
+  const tooBig = () => new TaskFileError(`${what} ${name}: larger than ${limits.dataFileBytes} bytes`);
   const { size } = await fs.stat(file).catch((err: NodeJS.ErrnoException) => {
     throw cannotRead(err);
   });
   if (size > limits.dataFileBytes) throw tooBig();
-  const tooLong = (number: number) => new TaskFileError(`data file ${name} line ${number}: longer than ${limits.dataLineBytes} bytes`);
+  const tooLong = (number: number) => new TaskFileError(`${what} ${name} line ${number}: longer than ${limits.dataLineBytes} bytes`);
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let number = 0;

@@ -61,18 +61,20 @@ export const ParametersSchema = z
   });
 export type Parameters = z.infer<typeof ParametersSchema>;
 
+/** One OpenAI function tool definition, as the functions file holds it. */
+export const ToolSchema = z.strictObject({
+  type: z.literal('function'),
+  function: z.strictObject({ name: identifier, description: description.default(''), parameters: ParametersSchema, strict: z.boolean().optional() }),
+});
+export type Tool = z.infer<typeof ToolSchema>;
+
 export const FunctionsFileSchema = z
   .strictObject({
     /** How reports name the task. */
     name: z.string().min(1).max(200).optional(),
     systemPrompt: z.string().min(1, 'must be a non-empty string').refine(...atMostBytes(LIMITS.systemPromptBytes)),
     tools: z
-      .array(
-        z.strictObject({
-          type: z.literal('function'),
-          function: z.strictObject({ name: identifier, description: description.default(''), parameters: ParametersSchema, strict: z.boolean().optional() }),
-        }),
-      )
+      .array(ToolSchema)
       .min(1, 'must define at least one function')
       .max(LIMITS.tools, `must define at most ${LIMITS.tools} functions`),
   })

@@ -96,16 +96,20 @@ export function taskFromFiles(file: FunctionsFile, examples: FileExample[], rule
   });
 }
 
-/** Loads a task from its functions file and data file (each error names the file, line and field). */
-export async function loadTaskFromFiles(files: { functions: string; data: string }): Promise<TaskSpec<FileExample>> {
-  const file = await readFunctionsFile(files.functions);
-  const rules = rulesOf(file);
-  const gold: GoldChecker = {
+/** How the data file checks a gold call against a checked functions file (the importer checks with it too). */
+export function goldCheckerOf(file: FunctionsFile, rules = rulesOf(file)): GoldChecker {
+  return {
     hasFunction: (name) => rules.has(name),
     check: (name, args, input) => argumentErrors(rules.get(name)!, args, input),
     toCall: (name, args) => callFromArgumentsObject(name, toStringForm(rules.get(name)!.parameters, args) as Record<string, string>),
   };
-  return taskFromFiles(file, await readDataFile(files.data, gold), rules);
+}
+
+/** Loads a task from its functions file and data file (each error names the file, line and field). */
+export async function loadTaskFromFiles(files: { functions: string; data: string }): Promise<TaskSpec<FileExample>> {
+  const file = await readFunctionsFile(files.functions);
+  const rules = rulesOf(file);
+  return taskFromFiles(file, await readDataFile(files.data, goldCheckerOf(file, rules)), rules);
 }
 
 /** The registered "from-files" task: `task: { name: "from-files", functionsPath, dataPath }`. */
