@@ -275,14 +275,17 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
       capture,
     });
     follower?.start();
-    const closeAll = async () => {
-      await follower?.stop();
-      await server.close();
-      await holder.close();
-      // After the last request: every captured line is on disk before serve exits.
-      await capture?.close();
-      await simulator?.close();
-    };
+    let closing: Promise<void> | undefined;
+    // Once, however often it is called (a signal and a test's cleanup may both close).
+    const closeAll = (): Promise<void> =>
+      (closing ??= (async () => {
+        await follower?.stop();
+        await server.close();
+        await holder.close();
+        // After the last request: every captured line is on disk before serve exits.
+        await capture?.close();
+        await simulator?.close();
+      })());
     log.info('serving', {
       url: server.url,
       model: flags.modelName,

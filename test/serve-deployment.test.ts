@@ -113,7 +113,8 @@ describe('serve --deployment DIR', () => {
       [v1, v1Folder],
       [v2, v2Folder],
     ]);
-    const serving = await startServe(['--deployment', dir, '--model-name', MODEL, '--port', '0', '--deployment-poll-ms', '100'], env);
+    const captureDir = path.join(bed.root, 'capture');
+    const serving = await startServe(['--deployment', dir, '--model-name', MODEL, '--port', '0', '--deployment-poll-ms', '100', '--capture', captureDir], env);
     const openai = new OpenAI({ baseURL: serving.url, apiKey: 'unused', maxRetries: 0 });
     const stream = requestStream(openai, 8);
     try {
@@ -171,6 +172,19 @@ describe('serve --deployment DIR', () => {
       expect(new Set(between(0, promoteIssued))).toEqual(new Set([v1]));
       expect(new Set(between(promotedAt, rollbackAt))).toEqual(new Set([v2]));
       expect(new Set(between(rolledBackAt, Number.POSITIVE_INFINITY))).toEqual(new Set([v1]));
+
+      // serve --capture records each line with the version that answered it, not the one served at start.
+      await serving.close();
+      const lines = (await Promise.all((await fs.readdir(captureDir)).map((f) => fs.readFile(path.join(captureDir, f), 'utf8'))))
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { model_version: string; input: string; student_confidence: number });
+      expect(lines.length).toBe(answers.length);
+      expect(new Set(lines.map((l) => l.model_version))).toEqual(new Set([v1, v2]));
+      for (const line of lines) {
+        expect(line.student_confidence).toBeCloseTo(reference.get(folderOf.get(line.model_version)!)!.get(line.input)!.confidence, 5);
+      }
     } finally {
       await stream.stop();
       await serving.close();
