@@ -284,7 +284,7 @@ export type CompressStep = z.infer<typeof CompressStepSchema>;
 
 /** Per-family compression steps when the config names none (measurements in BENCHMARKS.md). */
 export const FAMILY_COMPRESS_DEFAULTS: Record<StudentFamily, CompressStep[]> = {
-  // int8 (22.8 MB), then int4 (4-bit feed-forward and embedding weights: 14.1 MB, within 1 point of exact
+  // int8 (22.9 MB), then int4 (4-bit feed-forward and embedding weights in blocks of 32: 14.5 MB, within 1 point of exact
   // match of the fp32 model on dev and test), which replaces int8 when its gate passes and leaves int8 in
   // place when not. prune-vocab (13.85 MB) lost 1.55 test exact-match points on a 1-epoch model: opt-in.
   encoder: ['int8', 'int4'],

@@ -37,7 +37,7 @@ async function singleRequests(model: StudentModel, inputs: readonly string[], op
   return { latencies, prefills, predictions, seconds, tokens };
 }
 
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 /** Any family: single requests (tokenization included), batches, and quality when the task is loaded. */
 async function benchRuntime(model: StudentRuntime, inputs: readonly string[], dev: readonly MassiveExample[], task: TaskSpec<MassiveExample> | undefined, batchSize: number) {

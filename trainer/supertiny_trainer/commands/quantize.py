@@ -23,14 +23,20 @@ from ..student.encoder import family_of
 class QuantizeConfig:
     model: str = ""  # folder written by `export` (or its model.onnx)
     weight_type: str = "int8"  # "int8" or "uint8"
-    per_channel: bool = False
+    # One scale per output channel of a MatMul weight, not one per tensor. None: the family's default, True for
+    # the encoder (over 3 seeds of the embedded default: int8 +0.37 test exact-match points, BENCHMARKS.md),
+    # False for the decoder (not measured there).
+    per_channel: bool | None = None
     reduce_range: bool = False
     quantize_embeddings: bool = True  # also quantize the token embedding Gather (tied to the LM head)
     # "int8": dynamic int8 for every MatMul (and the embeddings). "int4" (encoder only): 4-bit block-quantized
     # weights for the feed-forward MatMuls (MatMulNBits) and the embedding tables (GatherBlockQuantized), int8
     # for the other MatMuls: about 0.63x the bytes of "int8".
     scheme: str = "int8"
-    block_size: int = 64  # int4: weights per scale in the feed-forward MatMuls (a power of two, >= 16)
+    # int4: weights per scale in the feed-forward MatMuls (a power of two, >= 16). 32, not 64: over 3 seeds of the
+    # embedded default the int4 model lost 0.25 dev exact-match points to the float one instead of 0.73, for
+    # 0.44 MB more (14.54 MB; BENCHMARKS.md).
+    block_size: int = 32
     embedding_block_size: int = 128  # int4: values per scale in the embedding tables
     check_batch_size: int = 2
     check_prompt_length: int = 8
@@ -65,9 +71,13 @@ class Int8Quantizer:
         source = Path(self.config.model)
         folder = source.parent if source.suffix == ".onnx" else source
         if family_of(folder) == "encoder":
+            if self.config.per_channel is None:
+                self.config.per_channel = True
             from .encoder_quantize import EncoderInt8Quantizer
 
             return EncoderInt8Quantizer(self.config, self.context).run(folder)
+        if self.config.per_channel is None:
+            self.config.per_channel = False
         if self.config.scheme != "int8":
             raise ConfigError(f"config field 'scheme': {self.config.scheme!r} is for encoder students; a decoder is quantized with 'int8'")
         source_model = folder / "model.onnx"
