@@ -731,3 +731,24 @@ def test_value_heads_refuse_free_text_and_numbers_not_written_in_the_input(tiny_
     assert run.returncode == 2 and run.error["kind"] == "data"
     assert "argument 'n' of function 'count'" in run.error["message"] and "3 of its 4" in run.error["message"]
     assert "minimum and maximum" in run.error["message"]
+
+
+def test_the_free_text_guard_fires_on_pipeline_rows_whose_tools_lost_their_span_marks(tiny_bert, tmp_path):
+    from supertiny_trainer.student.encoder_data import free_text_arguments, tool_schema
+
+    # The sft rows carry the tools the teacher saw, where "x-span" is said in words (tasks/from-files/task.ts
+    # teacherSchema), so the rows alone make every string a span; the task description says which is free text.
+    golden = json.loads((Path(__file__).resolve().parents[2] / "test" / "golden" / "task-rules" / "from-files.json")
+                        .read_text(encoding="utf-8"))
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps(golden["description"]))
+    send = next(f for f in golden["description"]["functions"] if f["name"] == "send_message")
+    tools = [{"type": "function", "function": {"name": "send_message", "description": "", "parameters": send["parameters"]}}]
+    assert "x-span" not in json.dumps(tools)
+    assert free_text_arguments(tool_schema(tools, "the rows' tools")) == []  # what the rows alone say
+    data = write_jsonl(tmp_path / "sft.jsonl", [value_sft_line("text bob that I am late", "send_message",
+                                                               {"to": "bob", "text": "running late"}, tools=tools)])
+    run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(data), "max_steps": 1, "task": str(task),
+                                         "num_threads": 1}, tmp_path / "run")
+    assert run.returncode == 2 and run.error["kind"] == "config", run.events
+    assert "argument 'text' of function 'send_message' is free text" in run.error["message"]
