@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from supertiny_trainer.core.errors import DataError
 from supertiny_trainer.student.task_description import TaskDescription
 from supertiny_trainer.student.task_reward import CallReview, TaskReward
 from supertiny_trainer.student.text_format import CallParseError, parse_compact_call
@@ -58,3 +59,12 @@ def test_golden_case(description, case):
     if "teacher" in case:
         assert review.agreement == pytest.approx(case["agreement"])
         assert review.exact == case["exact"]
+
+
+REFUSED = json.loads((GOLDEN.parent / "task-descriptions-refused.json").read_text(encoding="utf-8"))["cases"]
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=lambda c: c["name"])
+def test_a_bad_task_description_is_refused_as_data(case):
+    with pytest.raises(DataError):
+        TaskDescription.from_json(case["description"], "golden")
