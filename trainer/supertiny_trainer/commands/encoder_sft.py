@@ -241,8 +241,13 @@ class EncoderSftRunner:
         set_threads(cfg.num_threads)
         report = EncoderDataReport()
         rows, row_schema = read_encoder_rows(cfg.data, report)
-        schema = (description_schema(TaskDescription.load(cfg.task)) if cfg.task
-                  else load_tools_file(cfg.tools) if cfg.tools else row_schema)
+        if cfg.task:
+            described = description_schema(TaskDescription.load(cfg.task))
+            require_encoder_schema(described, f"task description {cfg.task}")
+            # The kinds are the description's; the functions learned stay those the rows offered the teacher.
+            schema = {name: specs for name, specs in described.items() if name in row_schema} if row_schema else described
+        else:
+            schema = load_tools_file(cfg.tools) if cfg.tools else row_schema
         if not schema:
             raise DataError(f"sft dataset {cfg.data}: no tool definitions in the rows' 'tools'; the encoder student "
                             "needs the functions and their parameters (or set config field 'task')")
