@@ -192,30 +192,27 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
       const t = config.transfer;
       // The task's functions and argument kinds as the TypeScript side decides them (the encoder's heads and
       // grpo's reward follow from them), written beside the data.
-      const task = t.student.family === 'encoder' || step === 'grpo' ? taskDescriptionFile(taskDescription((await resources.loadTask(config)).task)) : undefined;
-      const writeTask = async (runDir: string, file: { text: string }) => {
-        const taskPath = path.join(runDir, 'inputs', 'task.json');
-        await writeFileAtomic(taskPath, file.text);
-        return taskPath;
-      };
+      const describeTask = async () => taskDescriptionFile(taskDescription((await resources.loadTask(config)).task));
       if (t.student.family === 'encoder') {
+        const task = await describeTask();
         const common = trainingStepConfig(t, step);
         const key = await activityOutputKey(
           env.projectRoot,
           'trainStudent',
-          { config: common, inputs: { model: model.sha256, data: prototype.sft.sha256, task: task!.sha256 } },
+          { config: common, inputs: { model: model.sha256, data: prototype.sft.sha256, task: task.sha256 } },
           `encoder-${step}`,
         );
         return trainerStep(key, ENCODER_COMMANDS.train, 'model/dir', 'model', async (runDir) => ({
           ...common,
           model: await materialize(model, runDir, 'model'),
           data: await store.materializeFile(prototype.sft, path.join(runDir, 'inputs', 'sft.jsonl')),
-          task: await writeTask(runDir, task!),
+          task: await writeTaskFile(runDir, task.text),
         }));
       }
       const data = step === 'dpo' ? prototype.preferences : prototype.sft;
       if (step === 'kd' && !teacherModel) throw new Error('kd needs a teacher model (transfer.kdTeacher)');
       const common = trainingStepConfig(t, step);
+      const task = step === 'grpo' ? await describeTask() : undefined;
       const key = await activityOutputKey(
         env.projectRoot,
         'trainStudent',
@@ -232,11 +229,18 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
           model: await materialize(model, runDir, 'model'),
           data: await store.materializeFile(data, path.join(inputs, step === 'dpo' ? 'preferences.jsonl' : 'sft.jsonl')),
           ...(teacherModel ? { teacher: await materialize(teacherModel, runDir, 'teacher') } : {}),
-          ...(task ? { task: await writeTask(runDir, task) } : {}),
+          ...(task ? { task: await writeTaskFile(runDir, task.text) } : {}),
         };
       });
     },
   };
+}
+
+/** Writes the task description into a run folder's inputs; returns its path (the trainer field `task`). */
+async function writeTaskFile(runDir: string, text: string): Promise<string> {
+  const file = path.join(runDir, 'inputs', 'task.json');
+  await writeFileAtomic(file, text);
+  return file;
 }
 
 function activityContext(): Context | undefined {
