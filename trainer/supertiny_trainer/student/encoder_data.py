@@ -10,7 +10,8 @@ Each argument's kind comes from its JSON schema (`argument_kind`): an enum, a bo
 small [minimum, maximum] range is learned by a value head (a class per value, plus "absent"); any other
 number and a string are spans of the input. A string that is neither an enum nor marked `"x-span": true`
 is free text when the schema marks any argument as a span (a schema with no marks, like MASSIVE's, has
-span strings only): the encoder cannot learn it.
+span strings only): the encoder cannot learn it. The pipeline's rows carry the tools the teacher saw, which
+say the marks in words, so it passes the task description (`description_schema`), whose kinds decide instead.
 """
 
 from __future__ import annotations
