@@ -182,7 +182,7 @@ export const FAMILY_TRAINING_DEFAULTS: Record<StudentFamily, { epochs: number; l
 };
 
 // Fields the trainer config takes from the pipeline itself (paths, the model): the pass-through cannot set them.
-const RESERVED_TRAINER_FIELDS = new Set(['model', 'data', 'teacher', 'tokenizer', 'base_model', 'task_reward', 'onnx', 'run_dir', 'output', 'output_dir', 'config']);
+const RESERVED_TRAINER_FIELDS = new Set(['model', 'data', 'teacher', 'tokenizer', 'base_model', 'task', 'onnx', 'run_dir', 'output', 'output_dir', 'config']);
 // A trainer number has no bound of its own in the contract: this one keeps a config from asking for absurd sizes.
 const MAX_TRAINER_NUMBER = 1e9;
 

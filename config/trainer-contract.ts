@@ -33,7 +33,7 @@ const PASSABLE_TYPES: Record<string, 'integer' | 'number' | 'boolean'> = { int: 
  * How `transfer.trainer` may set `field` of `command`, from the contract's types: numbers, booleans and
  * strings with a closed set of values. Undefined for every other field: free strings (the paths the pipeline
  * sets, such as model and data, and those it must not let a config set, such as tools, ref_model and
- * task_reward), lists, and names the command does not have.
+ * task), lists, and names the command does not have.
  */
 export function passableTrainerField(command: TrainerCommand, field: string): PassableTrainerField | undefined {
   const fields = contractFields(command);

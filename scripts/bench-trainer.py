@@ -96,8 +96,8 @@ def main() -> None:
     parser.add_argument("--grpo-batch-size", type=int, default=32, help="completions per step")
     parser.add_argument("--grpo-beta", type=float, default=0.04)
     parser.add_argument("--grpo-temperature", type=float, default=1.0)
-    parser.add_argument("--task-reward", type=Path, default=None,
-                        help="the task's reward description (default: written by scripts/task-reward.ts)")
+    parser.add_argument("--task", type=Path, default=None,
+                        help="the task description (default: written by scripts/task-description.ts)")
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -151,16 +151,16 @@ def main() -> None:
     print(f"dev (PyTorch fp32): {results['dev_pytorch']}", flush=True)
 
     if args.grpo_steps:
-        task_reward = args.task_reward or out / "data" / "task-reward.json"
-        if not args.task_reward:
-            subprocess.run(["npx", "tsx", str(ROOT / "scripts" / "task-reward.ts"), str(task_reward)], cwd=ROOT,
+        task = args.task or out / "data" / "task.json"
+        if not args.task:
+            subprocess.run(["npx", "tsx", str(ROOT / "scripts" / "task-description.ts"), str(task)], cwd=ROOT,
                            check=True)
         curve: list[dict] = []
         # One run folder per grpo setting: a rerun with other settings must not resume another setting's run.
         grpo_dir = out / (f"grpo-s{args.grpo_steps}-lr{args.grpo_learning_rate:g}-g{args.grpo_generations}"
                           f"-b{args.grpo_batch_size}-beta{args.grpo_beta:g}-t{args.grpo_temperature:g}")
         grpo, grpo_s = run("grpo", {"model": sft["outputs"]["model"], "data": str(sft_data),
-                                    "task_reward": str(task_reward), "max_steps": args.grpo_steps,
+                                    "task": str(task), "max_steps": args.grpo_steps,
                                     "learning_rate": args.grpo_learning_rate, "num_generations": args.grpo_generations,
                                     "batch_size": args.grpo_batch_size, "beta": args.grpo_beta,
                                     "temperature": args.grpo_temperature, "warmup_ratio": args.warmup_ratio,

@@ -87,7 +87,7 @@ export interface TaskSpecInput<E extends TaskExample> {
   canonicalize?(call: Call, input: string): Call;
   /**
    * Arguments whose values the verifier requires to occur in the input (spans): "all", or per function.
-   * The trainer's grpo reward checks them (TaskRewardDescription); default none.
+   * The task description the trainer reads gives them the kind "span" (task-description.ts); default none.
    */
   spanArguments?: 'all' | Record<string, string[]>;
   /**
@@ -105,16 +105,6 @@ export interface FunctionToolDefinition {
   function: { name: string; description: string; parameters: Record<string, unknown> };
 }
 
-/**
- * What the trainer's grpo reward needs to know of a task, as JSON (trainer/README.md, "grpo"): the output
- * functions with their JSON Schemas, and the arguments that must be spans of the input.
- */
-export interface TaskRewardDescription {
-  version: 1;
-  functions: FunctionToolDefinition[];
-  span_arguments: Record<string, string[]>;
-}
-
 export type CallValidation =
   | { ok: true }
   | { ok: false; kind: 'unknown_function' | 'invalid_arguments'; errors: string[] };
@@ -128,8 +118,6 @@ export type DecodedToolCall =
 export interface TaskSpec<E extends TaskExample = TaskExample> extends Readonly<Required<Omit<TaskSpecInput<E>, 'spanArguments' | 'functionGroups'>>> {
   readonly spanArguments: Readonly<Record<string, readonly string[]>>;
   readonly functionGroups?: Readonly<Record<string, readonly string[]>>;
-  /** The task's verifiable reward for the trainer's grpo step, derived from the functions and span arguments. */
-  rewardDescription(): TaskRewardDescription;
   readonly functionNames: readonly string[];
   readonly toolNames: readonly string[];
   /** Checks a call against the zod schema of its function (unknown function, unknown slot, non-string value). */
@@ -353,14 +341,6 @@ export function defineTask<E extends TaskExample>(input: TaskSpecInput<E>): Task
       if (!check.ok) return { kind: check.kind, name, error: check.errors.join('; ') };
       if (name in input.tools) return { kind: 'tool', name, args: record };
       return { kind: 'call', call: callFromArgumentsObject(name, record as Record<string, string | string[]>) };
-    },
-    rewardDescription() {
-      // The trainer checks calls in the compact format, whose values are strings: the string form's schemas.
-      const functions = functionNames.map((name): FunctionToolDefinition => ({
-        type: 'function',
-        function: { name, description: input.functions[name].description, parameters: jsonSchemaOf(name) },
-      }));
-      return { version: 1, functions, span_arguments: spanArguments };
     },
     canonicalText(call, text) {
       return input.callFormat.print(canonicalize(call, text));

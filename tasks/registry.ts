@@ -7,6 +7,7 @@ import { canonicalJson } from '../artifacts/store';
 import type { SupertinyEnv } from '../config/env';
 import { InvalidConfigError } from '../config/pipeline';
 import { TaskSpecError, type TaskSpec } from './define';
+import { taskDescription } from './task-description';
 
 /** The files a config names for its task, as real paths already checked against the worker's data roots. */
 export interface TaskFiles {
@@ -84,7 +85,7 @@ export function taskFingerprint(task: TaskSpec<any>): string {
     entryTools: task.entryTools,
     maxSteps: task.maxSteps,
     tools: task.toolDefinitions([...task.toolNames, ...task.functionNames]),
-    reward: task.rewardDescription(),
+    description: taskDescription(task),
   };
   return createHash('sha256').update(canonicalJson(description)).digest('hex');
 }

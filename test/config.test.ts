@@ -97,15 +97,15 @@ describe('pipeline config', () => {
     expect(parsePipelineConfig({ name: 'Demo_run-2.v1' }).name).toBe('Demo_run-2.v1');
   });
 
-  test('transfer.trainer passes no path: tools, ref_model, task_reward and onnx are refused by name, before anything starts', () => {
+  test('transfer.trainer passes no path: tools, ref_model, task and onnx are refused by name, before anything starts', () => {
     expect(() => parsePipelineConfig({ transfer: { trainer: { tools: '/etc/hostname' } } })).toThrow(
       /transfer\.trainer\.tools: is a path or free-text field of the trainer's "encoder-sft" command: transfer\.trainer takes only numbers, booleans and fields with a fixed set of values/,
     );
     expect(() => parsePipelineConfig({ transfer: { steps: ['dpo'], student: { family: 'decoder' }, trainer: { ref_model: '/tmp' } } })).toThrow(
       /transfer\.trainer\.ref_model: is a path or free-text field of the trainer's "dpo" command/,
     );
-    expect(() => parsePipelineConfig({ transfer: { steps: ['sft', 'grpo'], student: { family: 'decoder' }, trainer: { task_reward: '/tmp/r.json' } } })).toThrow(
-      /transfer\.trainer\.task_reward: is set by the pipeline/,
+    expect(() => parsePipelineConfig({ transfer: { steps: ['sft', 'grpo'], student: { family: 'decoder' }, trainer: { task: '/tmp/r.json' } } })).toThrow(
+      /transfer\.trainer\.task: is set by the pipeline/,
     );
     expect(() => parsePipelineConfig({ transfer: { trainer: { onnx: '/tmp/m.onnx' } } })).toThrow(/transfer\.trainer\.onnx: is set by the pipeline/);
   });

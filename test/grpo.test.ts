@@ -1,8 +1,9 @@
-// grpo's pure parts: the config fields and their bounds, the trainer config of the step, the task's reward
+// grpo's pure parts: the config fields and their bounds, the trainer config of the step, the task
 // description, and the reward statistics in heartbeats, the CLI bar and the workflow's details.
 import { z } from 'zod';
 import { parsePipelineConfig, InvalidConfigError } from '../config/pipeline';
-import { taskRewardFile, trainingStepConfig } from '../activities/transfer/activities';
+import { trainingStepConfig } from '../activities/transfer/activities';
+import { taskDescription, taskDescriptionFile } from '../tasks/task-description';
 import { progressHeartbeat } from '../activities/transfer/trainer-process';
 import { heartbeatExtra } from '../cli/watch';
 import { stageDetails } from '../workflows/stage-progress';
@@ -81,22 +82,24 @@ describe('grpo step config', () => {
   });
 });
 
-describe('the task reward description', () => {
-  test('spanArguments "all" makes every parameter of every function a span; the functions carry their JSON schemas', () => {
-    const description = defineTask(toySpec('all')).rewardDescription();
-    expect(description.version).toBe(1);
-    expect(description.span_arguments).toEqual({ say: ['words', 'tone'], wait: [] });
-    expect(description.functions.map((f) => f.function.name)).toEqual(['say', 'wait']);
-    expect(description.functions[0].function.parameters).toMatchObject({ additionalProperties: false, properties: { words: { type: 'string' } } });
+describe('the task description', () => {
+  test('spanArguments "all" makes every argument of every function a span; the functions carry their JSON schemas', () => {
+    const description = taskDescription(defineTask(toySpec('all')));
+    expect(description.format).toBe('supertiny-task/1');
+    expect(description.functions.map((f) => [f.name, f.arguments.map((a) => [a.name, a.kind])])).toEqual([
+      ['say', [['words', 'span'], ['tone', 'span']]],
+      ['wait', []],
+    ]);
+    expect(description.functions[0].parameters).toMatchObject({ additionalProperties: false, properties: { words: { type: 'string' } } });
   });
 
   test('without spanArguments no argument is a span; the file hash changes with the description', () => {
-    const none = defineTask(toySpec()).rewardDescription();
-    expect(none.span_arguments).toEqual({});
-    const some = defineTask(toySpec({ say: ['words'] })).rewardDescription();
-    expect(some.span_arguments).toEqual({ say: ['words'] });
-    expect(taskRewardFile(none).sha256).not.toBe(taskRewardFile(some).sha256);
-    expect(JSON.parse(taskRewardFile(some).text)).toEqual(some);
+    const none = taskDescription(defineTask(toySpec()));
+    expect(none.functions[0].arguments.map((a) => a.kind)).toEqual(['free text', 'free text']);
+    const some = taskDescription(defineTask(toySpec({ say: ['words'] })));
+    expect(some.functions[0].arguments.map((a) => a.kind)).toEqual(['span', 'free text']);
+    expect(taskDescriptionFile(none).sha256).not.toBe(taskDescriptionFile(some).sha256);
+    expect(JSON.parse(taskDescriptionFile(some).text)).toEqual(some);
   });
 
   test.each([

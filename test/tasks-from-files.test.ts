@@ -16,6 +16,7 @@ import { loadTaskFromFiles, TaskFileError } from '../tasks/from-files';
 import { readDataFile } from '../tasks/from-files/data-file';
 import { FROM_FILES_LIMITS } from '../tasks/from-files/limits';
 import { studentFamilyFor, studentFamilyProblem, taskArguments } from '../tasks/argument-kinds';
+import { taskDescription } from '../tasks/task-description';
 
 const SECRET = 'SECRET-CONTENT-42';
 
@@ -117,8 +118,15 @@ describe('a task from files', () => {
     expect(task.verify(call('brea'), 'oven timer 25 minutes for the bread')).toEqual({ ok: false, reason: 'argument "label" is not a span of the input' });
     expect(task.verify(call('cake'), 'oven timer 25 minutes for the bread').ok).toBe(false);
     expect(task.verify({ name: 'set_timer', args: [{ key: 'minutes', value: '0' }, { key: 'unit', value: 'oven' }] }, 'x').reason).toMatch(/argument "minutes" must be >= 1/);
-    // The trainer's grpo reward checks the compact format, whose values are strings.
-    expect(task.rewardDescription().functions[0].function.parameters).toMatchObject({ properties: { minutes: { type: 'string' }, loud: { type: 'string', enum: ['true', 'false'] } } });
+    // The trainer reads the same rules from the task description: the typed schema, each argument's kind and type.
+    const [setTimer] = taskDescription(task).functions;
+    expect(setTimer.parameters).toMatchObject({ additionalProperties: false, properties: { minutes: { type: 'integer', minimum: 1 }, loud: { type: 'boolean' } } });
+    expect(setTimer.arguments.map((a) => [a.name, a.kind, a.type, a.required])).toEqual([
+      ['minutes', 'number', 'integer', true],
+      ['unit', 'enum', 'string', true],
+      ['label', 'span', 'string', false],
+      ['loud', 'boolean', 'boolean', false],
+    ]);
   });
 
   test('a YAML functions file works too', async () => {

@@ -34,7 +34,7 @@ test.each([
   ['encoder', 'sft'],
 ] as const)('every field the %s %s step sends is a field of its trainer command', (family, step) => {
   const transfer = parsePipelineConfig({ transfer: { student: { family }, ...(family === 'decoder' ? { steps: ['sft', 'dpo', 'kd', 'grpo'], dropout: 0.1, maxSteps: 10 } : { maxSteps: 10 }) } }).transfer;
-  const paths = step === 'kd' ? ['model', 'data', 'teacher'] : step === 'grpo' ? ['model', 'data', 'task_reward'] : ['model', 'data'];
+  const paths = step === 'kd' ? ['model', 'data', 'teacher'] : step === 'grpo' || family === 'encoder' ? ['model', 'data', 'task'] : ['model', 'data'];
   const sent = [...Object.keys(trainingStepConfig(transfer, step)), ...paths];
   const command = trainingCommand(family, step);
   expect(sent.filter((field) => !trainerConfigFields(command).has(field))).toEqual([]);
@@ -73,7 +73,7 @@ test('no free string field (a path) of any training command is passable through 
     }
   }
   // The paths the review found passable, and the ones the pipeline sets, are all among the refused.
-  expect([...refused].sort()).toEqual(expect.arrayContaining(['data', 'model', 'ref_model', 'task_reward', 'teacher', 'tools']));
+  expect([...refused].sort()).toEqual(expect.arrayContaining(['data', 'model', 'ref_model', 'task', 'teacher', 'tools']));
   // Every str field left is one with a closed set of values.
   for (const command of TRAINER_COMMANDS) {
     for (const [field, { type, choices }] of Object.entries(contract.commands[command].fields as Record<string, { type: string; choices?: string[] }>)) {

@@ -18,8 +18,7 @@ import { registryBaseOf } from '../../config/encoder-bases';
 import { promises as fs } from 'node:fs';
 import type { PrototypeResult } from '../types';
 import type { TaskResources } from '../task-resources';
-import type { TaskRewardDescription } from '../../tasks/define';
-import { createHash } from 'node:crypto';
+import { taskDescription, taskDescriptionFile } from '../../tasks/task-description';
 import { runTrainer, type TrainerCommand } from './trainer-process';
 
 const log = createLogger('transfer');
@@ -101,12 +100,6 @@ export function trainingStepConfig(t: PipelineConfig['transfer'], step: TrainStu
     ...(step !== 'dpo' && t.dropout > 0 ? { dropout: t.dropout } : {}),
     ...t.trainer,
   };
-}
-
-/** The task's grpo reward description as written for the trainer, and its hash for the output key. */
-export function taskRewardFile(description: TaskRewardDescription): { text: string; sha256: string } {
-  const text = JSON.stringify(description);
-  return { text, sha256: createHash('sha256').update(text).digest('hex') };
 }
 
 export function createTransferActivities(deps: ActivityDeps, resources: Pick<TaskResources, 'loadTask'>) {
@@ -197,43 +190,57 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
     async trainStudent(input: TrainStudentInput): Promise<TrainedModel> {
       const { config, step, model, prototype, teacherModel } = input;
       const t = config.transfer;
+      // The task's functions and argument kinds as the TypeScript side decides them (the encoder's heads and
+      // grpo's reward follow from them), written beside the data.
+      const describeTask = async () => taskDescriptionFile(taskDescription((await resources.loadTask(config)).task));
       if (t.student.family === 'encoder') {
+        const task = await describeTask();
         const common = trainingStepConfig(t, step);
-        const key = await activityOutputKey(env.projectRoot, 'trainStudent', { config: common, inputs: { model: model.sha256, data: prototype.sft.sha256 } }, `encoder-${step}`);
+        const key = await activityOutputKey(
+          env.projectRoot,
+          'trainStudent',
+          { config: common, inputs: { model: model.sha256, data: prototype.sft.sha256, task: task.sha256 } },
+          `encoder-${step}`,
+        );
         return trainerStep(key, ENCODER_COMMANDS.train, 'model/dir', 'model', async (runDir) => ({
           ...common,
           model: await materialize(model, runDir, 'model'),
           data: await store.materializeFile(prototype.sft, path.join(runDir, 'inputs', 'sft.jsonl')),
+          task: await writeTaskFile(runDir, task.text),
         }));
       }
       const data = step === 'dpo' ? prototype.preferences : prototype.sft;
       if (step === 'kd' && !teacherModel) throw new Error('kd needs a teacher model (transfer.kdTeacher)');
       const common = trainingStepConfig(t, step);
-      // grpo's reward is the task's: its functions, schemas and span arguments, written beside the data.
-      const taskReward = step === 'grpo' ? taskRewardFile((await resources.loadTask(config)).task.rewardDescription()) : undefined;
+      const task = step === 'grpo' ? await describeTask() : undefined;
       const key = await activityOutputKey(
         env.projectRoot,
         'trainStudent',
         {
           config: common,
-          inputs: { model: model.sha256, data: data.sha256, teacherModel: teacherModel?.sha256 ?? null, taskReward: taskReward?.sha256 ?? null },
+          inputs: { model: model.sha256, data: data.sha256, teacherModel: teacherModel?.sha256 ?? null, task: task?.sha256 ?? null },
         },
         step,
       );
       return trainerStep(key, step, 'model/dir', 'model', async (runDir) => {
         const inputs = path.join(runDir, 'inputs');
-        const rewardPath = path.join(inputs, 'task-reward.json');
-        if (taskReward) await writeFileAtomic(rewardPath, taskReward.text);
         return {
           ...common,
           model: await materialize(model, runDir, 'model'),
           data: await store.materializeFile(data, path.join(inputs, step === 'dpo' ? 'preferences.jsonl' : 'sft.jsonl')),
           ...(teacherModel ? { teacher: await materialize(teacherModel, runDir, 'teacher') } : {}),
-          ...(taskReward ? { task_reward: rewardPath } : {}),
+          ...(task ? { task: await writeTaskFile(runDir, task.text) } : {}),
         };
       });
     },
   };
+}
+
+/** Writes the task description into a run folder's inputs; returns its path (the trainer field `task`). */
+async function writeTaskFile(runDir: string, text: string): Promise<string> {
+  const file = path.join(runDir, 'inputs', 'task.json');
+  await writeFileAtomic(file, text);
+  return file;
 }
 
 function activityContext(): Context | undefined {

@@ -731,3 +731,42 @@ def test_value_heads_refuse_free_text_and_numbers_not_written_in_the_input(tiny_
     assert run.returncode == 2 and run.error["kind"] == "data"
     assert "argument 'n' of function 'count'" in run.error["message"] and "3 of its 4" in run.error["message"]
     assert "minimum and maximum" in run.error["message"]
+
+
+def test_the_free_text_guard_fires_on_pipeline_rows_whose_tools_lost_their_span_marks(tiny_bert, tmp_path):
+    from supertiny_trainer.student.encoder_data import free_text_arguments, tool_schema
+
+    # The sft rows carry the tools the teacher saw, where "x-span" is said in words (tasks/from-files/task.ts
+    # teacherSchema), so the rows alone make every string a span; the task description says which is free text.
+    golden = json.loads((Path(__file__).resolve().parents[2] / "test" / "golden" / "task-rules" / "from-files.json")
+                        .read_text(encoding="utf-8"))
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps(golden["description"]))
+    send = next(f for f in golden["description"]["functions"] if f["name"] == "send_message")
+    tools = [{"type": "function", "function": {"name": "send_message", "description": "", "parameters": send["parameters"]}}]
+    assert "x-span" not in json.dumps(tools)
+    assert free_text_arguments(tool_schema(tools, "the rows' tools")) == []  # what the rows alone say
+    data = write_jsonl(tmp_path / "sft.jsonl", [value_sft_line("text bob that I am late", "send_message",
+                                                               {"to": "bob", "text": "running late"}, tools=tools)])
+    run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(data), "max_steps": 1, "task": str(task),
+                                         "num_threads": 1}, tmp_path / "run")
+    assert run.returncode == 2 and run.error["kind"] == "config", run.events
+    assert "argument 'text' of function 'send_message' is free text" in run.error["message"]
+
+
+def test_for_a_task_the_encoder_can_learn_the_description_gives_the_schema_the_rows_gave():
+    # MASSIVE's description (every slot a span, a repeatable one as a list) and a typed task's (enum, boolean,
+    # bounded integer, span): the same specs as the pipeline rows' tools gave, so the same heads and numbers.
+    from supertiny_trainer.student.encoder_data import description_schema, tool_schema
+    from supertiny_trainer.student.task_description import TaskDescription
+
+    golden = Path(__file__).resolve().parents[2] / "test" / "golden" / "task-rules"
+    massive = json.loads((golden / "massive.json").read_text(encoding="utf-8"))["description"]
+    tools = [{"type": "function", "function": {"name": f["name"], "parameters": f["parameters"]}} for f in massive["functions"]]
+    assert description_schema(TaskDescription.from_json(massive, "massive")) == tool_schema(tools, "rows")
+    typed = {"format": "supertiny-task/1", "task": "t", "functions": [{"name": "get_weather", "description": "",
+             "parameters": VALUE_TOOLS[1]["function"]["parameters"], "arguments": [
+                 {"name": "city", "kind": "span", "type": "string", "required": True},
+                 {"name": "days", "kind": "number", "type": "integer", "required": True, "minimum": 1, "maximum": 7},
+                 {"name": "scale", "kind": "enum", "type": "string", "required": False, "values": ["celsius", "fahrenheit"]}]}]}
+    assert description_schema(TaskDescription.from_json(typed, "typed")) == tool_schema([VALUE_TOOLS[1]], "rows")

@@ -10,7 +10,8 @@ import pytest
 from cli_harness import run_cli, run_cli_until_checkpoint, run_in_process
 from massive_fixtures import gold_arguments
 
-from supertiny_trainer.student.task_reward import TaskReward, TaskRewardDescription, is_span, schema_errors
+from supertiny_trainer.student.task_description import TaskDescription, schema_errors
+from supertiny_trainer.student.task_reward import TaskReward, is_span
 from supertiny_trainer.student.text_format import CallParseError, compact_call, parse_compact_call
 
 ALARM = {"type": "object", "properties": {"time": {"type": "string"}, "date": {"type": "string"}},
@@ -19,8 +20,12 @@ CURRENCY = {"type": "object", "additionalProperties": False, "properties": {
     "currency_name": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 2}]}}}
 
 
-def _description(functions: dict, spans: dict) -> TaskRewardDescription:
-    return TaskRewardDescription(functions, {k: set(v) for k, v in spans.items()})
+def _description(functions: dict, spans: dict) -> TaskDescription:
+    """A task description (tasks/task-description.ts): the spans given, every other argument free text."""
+    return TaskDescription.from_json({"format": "supertiny-task/1", "task": "test", "functions": [
+        {"name": name, "description": "", "parameters": parameters, "arguments": [
+            {"name": key, "kind": "span" if key in spans.get(name, []) else "free text", "type": "string", "required": False}
+            for key in parameters["properties"]]} for name, parameters in functions.items()]}, "test")
 
 
 @pytest.fixture
@@ -29,17 +34,17 @@ def reward() -> TaskReward:
                                    {"alarm_set": ["time", "date"], "qa_currency": ["currency_name"]}))
 
 
-def write_task_reward(path: Path, records: list[dict]) -> Path:
-    """The description the TypeScript task spec writes, for the fixture's intents (every slot is a span)."""
+def write_task(path: Path, records: list[dict]) -> Path:
+    """The description the TypeScript side writes, for the fixture's intents (every slot is a span)."""
     slots: dict[str, set] = {}
     for record in records:
         slots.setdefault(record["intent"], set()).update(gold_arguments(record))
-    functions = [{"type": "function", "function": {"name": name, "description": "", "parameters": {
-        "type": "object", "properties": {k: {"type": "string"} for k in sorted(keys)}, "additionalProperties": False}}}
+    functions = [{"name": name, "description": "", "parameters": {
+        "type": "object", "properties": {k: {"type": "string"} for k in sorted(keys)}, "additionalProperties": False},
+        "arguments": [{"name": k, "kind": "span", "type": "string", "required": False} for k in sorted(keys)]}
         for name, keys in slots.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"version": 1, "functions": functions,
-                                "span_arguments": {n: sorted(k) for n, k in slots.items()}}))
+    path.write_text(json.dumps({"format": "supertiny-task/1", "task": "massive", "functions": functions}))
     return path
 
 
@@ -61,11 +66,13 @@ def test_spans_must_occur_as_whole_words():
 
 
 def test_schema_errors_cover_unknown_arguments_repeats_and_types():
-    assert schema_errors({"time": "x"}, ALARM) == []
-    assert schema_errors({"volume": "x"}, ALARM) == ['unknown argument "volume"']
-    assert schema_errors({"time": ["a", "b"]}, ALARM) == ['"time" must be string']
-    assert schema_errors({"currency_name": ["dollars", "euros"]}, CURRENCY) == []
-    assert schema_errors({"currency_name": ["dollars"]}, CURRENCY) == ['"currency_name" matches none of the allowed forms']
+    functions = _description({"alarm_set": ALARM, "qa_currency": CURRENCY}, {}).functions
+    alarm, currency = functions["alarm_set"], functions["qa_currency"]
+    assert schema_errors(alarm, {"time": "x"}) == []
+    assert schema_errors(alarm, {"volume": "x"}) == ["arguments have an argument that is not a parameter"]
+    assert schema_errors(alarm, {"time": ["a", "b"]}) == ['argument "time" fails "type"']
+    assert schema_errors(currency, {"currency_name": ["dollars", "euros"]}) == []
+    assert schema_errors(currency, {"currency_name": ["dollars"]}) == ['argument "currency_name" fails "anyOf"']
 
 
 def test_reward_scores_the_verifier_and_agreement_with_the_teacher(reward):
@@ -86,8 +93,8 @@ def test_reward_scores_the_verifier_and_agreement_with_the_teacher(reward):
 
 
 def test_grpo_reports_reward_statistics_and_saves_a_model(tiny, tmp_path):
-    task_reward = write_task_reward(tmp_path / "task-reward.json", tiny.records)
-    config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), "task_reward": str(task_reward),
+    task = write_task(tmp_path / "task.json", tiny.records)
+    config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), "task": str(task),
               "max_steps": 4, "batch_size": 8, "num_generations": 4, "logging_steps": 1, "num_threads": 1}
     run = run_cli("grpo", config, tmp_path / "grpo")
     assert run.returncode == 0, run.stderr[-3000:]
@@ -121,11 +128,11 @@ def test_grpo_refuses_a_bad_config_naming_the_field(tiny, tmp_path, override, me
     assert run.returncode == 2 and run.error["kind"] == "config" and message in run.error["message"]
 
 
-def test_grpo_with_a_missing_task_reward_file_is_a_data_error(tiny, tmp_path):
-    config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), "task_reward": str(tmp_path / "none.json"),
+def test_grpo_with_a_missing_task_description_is_a_data_error(tiny, tmp_path):
+    config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), "task": str(tmp_path / "none.json"),
               "batch_size": 4, "num_generations": 2, "max_steps": 1}
     run = run_in_process("grpo", config, tmp_path / "bad")
-    assert run.returncode == 2 and run.error["kind"] == "data" and "task reward description not found" in run.error["message"]
+    assert run.returncode == 2 and run.error["kind"] == "data" and "task description not found" in run.error["message"]
 
 
 def _weights(model_dir: Path) -> dict:
@@ -137,10 +144,10 @@ def _weights(model_dir: Path) -> dict:
 def test_grpo_killed_after_a_checkpoint_and_resumed_ends_with_identical_weights(tiny, tmp_path):
     import torch
 
-    task_reward = write_task_reward(tmp_path / "task-reward.json", tiny.records)
+    task = write_task(tmp_path / "task.json", tiny.records)
     # 24 prompts, 2 per step: 12 steps an epoch, so the resumed part crosses into a second epoch. Logging
     # every 3 steps aligns the logged means with the checkpoint, so the resumed reward curve can be compared.
-    config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), "task_reward": str(task_reward),
+    config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), "task": str(task),
               "max_steps": 16, "batch_size": 8, "num_generations": 4, "learning_rate": 5e-4, "save_steps": 6,
               "logging_steps": 3, "num_threads": 1, "seed": 3}
     uninterrupted = run_cli("grpo", config, tmp_path / "uninterrupted")

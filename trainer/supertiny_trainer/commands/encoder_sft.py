@@ -23,8 +23,9 @@ from ..core.training import SCHEDULERS, LengthGroupedEpochSampler, TrainingConfi
 from ..student.encoder import POOLINGS, EncoderLabels, build_encoder_student, load_bert, load_encoder_tokenizer, \
     save_encoder_student
 from ..student.encoder_data import repeated_slots, EncodedExample, EncoderDataReport, check_number_spans, \
-    encode_examples, encoder_examples, load_tools_file, number_slots, read_encoder_rows, require_encoder_schema, span_slots, \
-    value_heads
+    description_schema, encode_examples, encoder_examples, load_tools_file, number_slots, read_encoder_rows, \
+    require_encoder_schema, span_slots, value_heads
+from ..student.task_description import TaskDescription
 
 
 @dataclass
@@ -32,6 +33,8 @@ class EncoderSftConfig(TrainingConfig):
     # `model`: a BERT-architecture folder (config.json, model.safetensors, tokenizer.json), e.g. encoder-convert's.
     data: str = ""  # sft.jsonl (OpenAI chat fine-tuning rows with tools, optionally votes)
     tools: str | None = None  # JSON list of OpenAI tool definitions; default: the union of the rows' `tools`
+    # The task description (tasks/task-description.ts writes it): its argument kinds replace the tools' and the rows'.
+    task: str | None = None
     epochs: float = 7.0
     batch_size: int = 32
     learning_rate: float = 1.5e-4  # the encoder's
@@ -238,11 +241,18 @@ class EncoderSftRunner:
         set_threads(cfg.num_threads)
         report = EncoderDataReport()
         rows, row_schema = read_encoder_rows(cfg.data, report)
-        schema = load_tools_file(cfg.tools) if cfg.tools else row_schema
+        if cfg.task:
+            described = description_schema(TaskDescription.load(cfg.task))
+            require_encoder_schema(described, f"task description {cfg.task}")
+            # The kinds are the description's; the functions learned stay those the rows offered the teacher.
+            schema = {name: specs for name, specs in described.items() if name in row_schema} if row_schema else described
+        else:
+            schema = load_tools_file(cfg.tools) if cfg.tools else row_schema
         if not schema:
             raise DataError(f"sft dataset {cfg.data}: no tool definitions in the rows' 'tools'; the encoder student "
-                            "needs the functions and their parameters (or set config field 'tools')")
-        require_encoder_schema(schema, f"sft dataset {cfg.data}" if not cfg.tools else f"tools file {cfg.tools}")
+                            "needs the functions and their parameters (or set config field 'task')")
+        require_encoder_schema(schema, f"task description {cfg.task}" if cfg.task
+                               else f"tools file {cfg.tools}" if cfg.tools else f"sft dataset {cfg.data}")
         check_number_spans(rows, schema)
         examples = encoder_examples(rows, schema, cfg.vote_weight, report)
         labels = EncoderLabels.from_schema(span_slots(schema), cfg.max_length, cfg.pooling)

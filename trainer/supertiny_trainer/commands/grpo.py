@@ -19,15 +19,16 @@ from ..core.runtime import set_threads
 from ..core.training import TrainingConfig, run_training, training_arguments
 from ..student.datasets import load_sft_samples, load_sft_tools
 from ..student.model_folder import load_student
-from ..student.task_reward import TaskReward, TaskRewardDescription
+from ..student.task_description import TaskDescription
+from ..student.task_reward import TaskReward
 from .sft import finish
 
 
 @dataclass
 class GrpoConfig(TrainingConfig):
     data: str = ""  # sft.jsonl: the prompts and the teacher's accepted calls
-    # Task reward description (JSON, written by the task spec); unset: the functions come from the rows' tools.
-    task_reward: str | None = None
+    # The task description (tasks/task-description.ts writes it); unset: the functions come from the rows' tools.
+    task: str | None = None
     # TRL counts the batch in completions: batch_size / num_generations prompts per step.
     batch_size: int = 32
     num_generations: int = 8
@@ -123,8 +124,8 @@ class GrpoRunner:
         c = self.config
         set_threads(c.num_threads)
         samples, report = load_sft_samples(c.data)
-        description = (TaskRewardDescription.load(c.task_reward) if c.task_reward
-                       else TaskRewardDescription.from_rows(load_sft_tools(c.data), c.data))
+        description = (TaskDescription.load(c.task) if c.task
+                       else TaskDescription.from_tools(load_sft_tools(c.data), c.data))
         reward = TaskReward(description, intent_credit=c.intent_credit)
         student = load_student(c.model)
         template = student.template

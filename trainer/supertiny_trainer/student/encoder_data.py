@@ -10,7 +10,8 @@ Each argument's kind comes from its JSON schema (`argument_kind`): an enum, a bo
 small [minimum, maximum] range is learned by a value head (a class per value, plus "absent"); any other
 number and a string are spans of the input. A string that is neither an enum nor marked `"x-span": true`
 is free text when the schema marks any argument as a span (a schema with no marks, like MASSIVE's, has
-span strings only): the encoder cannot learn it.
+span strings only): the encoder cannot learn it. The pipeline's rows carry the tools the teacher saw, which
+say the marks in words, so it passes the task description (`description_schema`), whose kinds decide instead.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from ..core.errors import ConfigError, DataError
 from .datasets import LoadReport, RejectedSample, _last_user_utterance, arguments_object, last_tool_call, read_jsonl
 from .encoder import EncoderLabels
+from .task_description import ArgumentDescription, TaskDescription
 
 # An integer argument with at most this many values in [minimum, maximum] gets a value head; wider or
 # unbounded ones, and non-integer numbers, are tagged as spans of the input.
@@ -145,6 +147,29 @@ def tool_schema(tools: Any, where: str) -> Schema:
             spec = argument_kind(prop, marked)
             specs[key] = ArgumentSpec(spec.kind, spec.values, key in required, spec.integer)
     return functions
+
+
+def _described_spec(argument: ArgumentDescription) -> ArgumentSpec:
+    """The encoder's spec of an argument whose kind the task description gives: an integer with a small
+    range is still learned by a value head, any other number is a span that must parse."""
+    if argument.kind == "number":
+        prop = {"type": argument.type, **{k: v for k, v in (("minimum", argument.minimum), ("maximum", argument.maximum))
+                                          if v is not None}}
+        spec = argument_kind(prop, False)
+    elif argument.kind == "enum":
+        spec = ArgumentSpec("enum", tuple(dict.fromkeys(argument.values)))
+    elif argument.kind == "boolean":
+        spec = ArgumentSpec("boolean", ("false", "true"))
+    else:
+        spec = ArgumentSpec(argument.kind)  # "span" or "free text"
+    return ArgumentSpec(spec.kind, spec.values, argument.required, spec.integer)
+
+
+def description_schema(description: TaskDescription) -> Schema:
+    """The encoder's schema from the task description: its kinds as the TypeScript side decided them, so a
+    free-text argument is refused whether or not the rows' tools still carry "x-span" marks."""
+    return {name: {key: _described_spec(argument) for key, argument in function.arguments.items()}
+            for name, function in description.functions.items()}
 
 
 def tool_functions(tools: Any, where: str) -> dict[str, set[str]]:

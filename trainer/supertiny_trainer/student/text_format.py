@@ -96,6 +96,15 @@ class CallParseError(ValueError):
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# JavaScript's whitespace (its \s and String.prototype.trim), which Python's str.isspace and str.strip do not
+# match: U+FEFF is whitespace there and U+001C-U+001F and U+0085 are not (test/golden/task-rules).
+_JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_JS_SPACES = re.compile(f"[{_JS_SPACE}]+")
+_JS_TRIM = re.compile(f"^[{_JS_SPACE}]+|[{_JS_SPACE}]+$")
+
+
+def _is_js_space(ch: str) -> bool:
+    return _JS_SPACES.fullmatch(ch) is not None
 
 
 def parse_compact_call(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -103,12 +112,12 @@ def parse_compact_call(text: str) -> tuple[str, list[tuple[str, str]]]:
 
     Mirrors parseCall in tasks/call-format.ts (whitespace between tokens tolerated, values are JSON strings).
     """
-    s = text.strip()
+    s = _JS_TRIM.sub("", text)
     i = 0
 
     def skip_space() -> None:
         nonlocal i
-        while i < len(s) and s[i].isspace():
+        while i < len(s) and _is_js_space(s[i]):
             i += 1
 
     def identifier() -> str:
@@ -174,4 +183,4 @@ def parse_compact_call(text: str) -> tuple[str, list[tuple[str, str]]]:
 
 def normalize_slot_value(value: str) -> str:
     """Slot values compare after trimming and collapsing whitespace (tasks/call-format.ts normalizeSlotValue)."""
-    return " ".join(value.split())
+    return _JS_SPACES.sub(" ", _JS_TRIM.sub("", value))

@@ -1,13 +1,14 @@
-// Writes the built-in MASSIVE task's reward description (what the trainer's grpo reward reads) to a file:
-//   npx tsx scripts/task-reward.ts OUT.json [MASSIVE_JSONL]
+// Writes the built-in MASSIVE task's description (what the trainer's encoder-sft and grpo read as `task`) to a file:
+//   npx tsx scripts/task-description.ts OUT.json [MASSIVE_JSONL]
 import { promises as fs } from 'node:fs';
 import { loadMassiveTask } from '../tasks/massive';
+import { taskDescription, taskDescriptionFile } from '../tasks/task-description';
 
 async function main(): Promise<void> {
   const [out, massivePath] = process.argv.slice(2);
-  if (!out) throw new Error('usage: tsx scripts/task-reward.ts OUT.json [MASSIVE_JSONL]');
+  if (!out) throw new Error('usage: tsx scripts/task-description.ts OUT.json [MASSIVE_JSONL]');
   const { task } = await loadMassiveTask(massivePath ? { massivePath } : {});
-  await fs.writeFile(out, JSON.stringify(task.rewardDescription()));
+  await fs.writeFile(out, taskDescriptionFile(taskDescription(task)).text);
   console.error(`wrote ${out}: ${task.functionNames.length} functions`);
 }
 
