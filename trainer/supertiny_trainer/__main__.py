@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None, events_stream: TextIO | None = None) -> 
     except TrainerError as e:
         events.error(e.kind, e.message)
         return 2
-    except BaseException as e:  # noqa: BLE001 - every failure must become an error event
+    except BaseException as e:  # every failure must become an error event
         if isinstance(e, KeyboardInterrupt):
             events.error("internal", "interrupted")
             return 130

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 SLOT = re.compile(r"\[(\S+?) : (.+?)\]")
 MASSIVE_JSONL = Path(
@@ -161,7 +162,7 @@ def call_metrics(predictions: list[str], records: list[dict]) -> dict:
     from collections import Counter
 
     tp = fp = fn = intents = exact = 0
-    for prediction, record in zip(predictions, records):
+    for prediction, record in zip(predictions, records, strict=True):
         name, pairs = call_pairs_from_compact(prediction)
         norm = lambda ps: Counter((k, " ".join(v.split())) for k, v in ps)  # noqa: E731
         predicted, gold = norm(pairs), norm(gold_pairs(record))

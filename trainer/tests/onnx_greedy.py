@@ -53,7 +53,7 @@ class OnnxStudent:
                         generated[row].append(int(next_ids[row]))
             if finished.all():
                 break
-            past = dict(zip(io["inputs"][3:], outputs[1:]))
+            past = dict(zip(io["inputs"][3:], outputs[1:], strict=True))
             input_ids = next_ids[:, None].astype(np.int64)
             mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
             positions = positions[:, -1:] + 1

@@ -79,9 +79,9 @@ def test_cli_prints_only_the_error_event_on_stdout_and_exits_non_zero(tmp_path):
 
 
 def test_config_file_that_is_not_json_is_a_config_error(tmp_path):
-    from cli_harness import CliRun, parse_events
     import io
 
+    from cli_harness import CliRun, parse_events
     from supertiny_trainer.__main__ import main
 
     config = tmp_path / "cfg.json"

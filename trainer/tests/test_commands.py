@@ -14,7 +14,7 @@ TEMPLATE_FIELDS = {"prompt_prefix": "<|bos|>", "prompt_suffix": "<|sep|>", "eos_
 
 
 def exact_match(predictions: list[str], records: list[dict]) -> float:
-    return sum(p == gold_call(r) for p, r in zip(predictions, records)) / len(records)
+    return sum(p == gold_call(r) for p, r in zip(predictions, records, strict=True)) / len(records)
 
 
 def test_tokenizer_has_the_student_special_tokens_and_round_trips_a_sample(tiny):
@@ -140,7 +140,7 @@ def test_sft_streams_progress_and_checkpoints_then_done(tiny):
 def test_sft_puts_the_loss_on_the_answer_tokens_only(tiny, tmp_path):
     from trl import SFTTrainer
 
-    from supertiny_trainer.commands.sft import prompt_completion_dataset, sft_arguments, SftConfig
+    from supertiny_trainer.commands.sft import SftConfig, prompt_completion_dataset, sft_arguments
     from supertiny_trainer.core.checkpoints import CheckpointStore
     from supertiny_trainer.student.datasets import load_sft_samples
     from supertiny_trainer.student.model_folder import load_student
@@ -309,7 +309,12 @@ def test_tokenizer_with_isolated_spaces_gives_a_slot_value_the_same_tokens_as_in
 def test_prompt_loss_weight_adds_the_utterance_tokens_at_that_weight(tiny, tmp_path):
     import torch
 
-    from supertiny_trainer.commands.sft import SftConfig, prompt_completion_dataset, sft_arguments, student_sft_trainer_class
+    from supertiny_trainer.commands.sft import (
+        SftConfig,
+        prompt_completion_dataset,
+        sft_arguments,
+        student_sft_trainer_class,
+    )
     from supertiny_trainer.core.checkpoints import CheckpointStore
     from supertiny_trainer.student.datasets import load_sft_samples
     from supertiny_trainer.student.model_folder import load_student
@@ -326,7 +331,7 @@ def test_prompt_loss_weight_adds_the_utterance_tokens_at_that_weight(tiny, tmp_p
             train_dataset=prompt_completion_dataset(samples, student.template), processing_class=student.tokenizer,
             prompt_loss_weight=weight)
         rows = [trainer.train_dataset[i] for i in range(4)]
-        batch = {k: v for k, v in trainer.data_collator(rows).items()}
+        batch = dict(trainer.data_collator(rows).items())
         with torch.no_grad():
             losses[weight] = trainer.compute_loss(trainer.model.eval(), batch).item()
     answer = losses[0.0]  # TRL's own answer-only loss

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -149,10 +150,11 @@ def test_bio_tags_follow_token_offsets_and_skip_special_tokens(minilm_converted)
 
 
 def test_votes_become_soft_intent_and_tag_targets(minilm_converted):
+    from collections import Counter
+
     from supertiny_trainer.commands.encoder_sft import EncoderCollator
     from supertiny_trainer.student.encoder import EncoderLabels, load_encoder_tokenizer
     from supertiny_trainer.student.encoder_data import EncoderExample, TargetCall, encode_examples
-    from collections import Counter
 
     labels = EncoderLabels.from_schema({"alarm_set": ["date", "time"], "alarm_query": ["date"]}, 64, "mean")
     example = EncoderExample("wake me up at five am this week", [
@@ -185,7 +187,7 @@ def test_viterbi_allows_only_the_intents_slots_and_valid_bio_transitions():
     assert [labels.tags[i] for i in logits.argmax(-1)] == ["I-time", "B-artist_name", "I-time"]
     path = [labels.tags[i] for i in decoder.viterbi(logits, "alarm_set")]
     assert path[0] != "I-time" and "B-artist_name" not in path
-    assert all(not t.startswith("I-") or prev in ("B-" + t[2:], t) for prev, t in zip(["O"] + path, path))
+    assert all(not t.startswith("I-") or prev in ("B-" + t[2:], t) for prev, t in pairwise(["O", *path]))
     assert path == ["B-time", "I-time", "I-time"]  # the best valid path keeps the I-time evidence
 
 
@@ -293,8 +295,8 @@ def test_predict_on_an_encoder_folder_gives_schema_valid_compact_calls_that_fit_
 
 
 def test_encoder_sft_killed_after_a_checkpoint_and_resumed_ends_with_identical_weights(encoder_run, tmp_path):
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
 
     run, config = encoder_run
     run_dir = tmp_path / "interrupted"
@@ -311,8 +313,8 @@ def test_encoder_sft_killed_after_a_checkpoint_and_resumed_ends_with_identical_w
 
 
 def test_encoder_sft_trains_the_converted_minilm_with_frozen_word_embeddings(minilm_converted, encoder_data, tmp_path):
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
 
     run = run_cli("encoder-sft", {"model": str(minilm_converted), "data": str(encoder_data["sft"]), "max_steps": 2,
                                   "batch_size": 4, "num_threads": 1}, tmp_path)  # frozen by default
@@ -367,7 +369,7 @@ def test_quantize_makes_the_encoder_int8_and_keeps_its_answers(encoder_exported,
     assert {"model.onnx", "supertiny.json", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
     float_predictions = _predict(encoder_exported.done["outputs"]["model"], encoder_data["utterances"], tmp_path / "f")
     int8_predictions = _predict(folder, encoder_data["utterances"], tmp_path / "i")
-    same = sum(a == b for a, b in zip(float_predictions, int8_predictions)) / len(int8_predictions)
+    same = sum(a == b for a, b in zip(float_predictions, int8_predictions, strict=True)) / len(int8_predictions)
     assert same >= 0.9
 
 
@@ -390,7 +392,7 @@ def test_quantize_int4_puts_the_feed_forward_and_embeddings_in_4_bits_and_keeps_
     assert {"MatMulNBits", "GatherBlockQuantized", "MatMulInteger"} <= ops
     float_predictions = _predict(source, encoder_data["utterances"], tmp_path / "f")
     int4_predictions = _predict(folder, encoder_data["utterances"], tmp_path / "i")
-    same = sum(a == b for a, b in zip(float_predictions, int4_predictions)) / len(int4_predictions)
+    same = sum(a == b for a, b in zip(float_predictions, int4_predictions, strict=True)) / len(int4_predictions)
     assert same >= 0.9
 
 
@@ -440,8 +442,8 @@ def test_encoder_prune_layers_distils_a_shallower_student_that_still_answers(enc
 
 
 def test_encoder_prune_layers_killed_after_a_checkpoint_and_resumed_ends_with_identical_weights(encoder_run, encoder_data, tmp_path):
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
 
     run, _ = encoder_run
     config = {"model": run.done["outputs"]["model"], "data": str(encoder_data["sft"]), **PRUNE_LAYERS}
@@ -571,7 +573,7 @@ def _expected_compact_pairs(name: str, arguments: dict) -> tuple[str, list[tuple
 
 
 def test_value_heads_argument_kinds_come_from_the_json_schema():
-    from supertiny_trainer.student.encoder_data import tool_schema, value_heads, span_slots
+    from supertiny_trainer.student.encoder_data import span_slots, tool_schema, value_heads
 
     schema = tool_schema(VALUE_TOOLS, "tools")
     assert {k: s.kind for k, s in schema["set_timer"].items()} == {"amount": "number", "unit": "enum", "loud": "boolean",
@@ -585,7 +587,7 @@ def test_value_heads_argument_kinds_come_from_the_json_schema():
     # A schema that marks no span (MASSIVE's): every plain string is a span. One that marks some: the rest is free text.
     plain = tool_schema([{"type": "function", "function": {"name": "f", "parameters": {"properties": {"a": {"type": "string"}}}}}], "t")
     assert plain["f"]["a"].kind == "span"
-    marked = tool_schema(VALUE_TOOLS + [{"type": "function", "function": {"name": "note", "parameters": {
+    marked = tool_schema([*VALUE_TOOLS, {"type": "function", "function": {"name": "note", "parameters": {
         "properties": {"text": {"type": "string"}}}}}], "t")
     assert marked["note"]["text"].kind == "free text"
     wide = tool_schema([{"type": "function", "function": {"name": "f", "parameters": {"properties": {
@@ -598,8 +600,14 @@ def test_value_heads_get_soft_targets_from_the_votes_over_their_own_functions_ca
 
     from supertiny_trainer.commands.encoder_sft import EncoderCollator
     from supertiny_trainer.student.encoder import EncoderLabels, load_encoder_tokenizer
-    from supertiny_trainer.student.encoder_data import EncoderExample, TargetCall, encode_examples, span_slots, \
-        tool_schema, value_heads
+    from supertiny_trainer.student.encoder_data import (
+        EncoderExample,
+        TargetCall,
+        encode_examples,
+        span_slots,
+        tool_schema,
+        value_heads,
+    )
 
     schema = tool_schema(VALUE_TOOLS, "tools")
     labels = EncoderLabels.from_schema(span_slots(schema), 64, "mean")
@@ -671,7 +679,7 @@ def test_value_heads_train_predict_schema_valid_calls_and_export_with_the_same_a
     assert [p for p in predictions if _schema_problems(p)] == []
     expected = [_expected_compact_pairs(name, arguments) for _, name, arguments in value_data["rows"]]
     actual = [(n, sorted(pairs)) for n, pairs in map(call_pairs_from_compact, predictions)]
-    assert sum(a == e for a, e in zip(actual, expected)) / len(expected) >= 0.75, list(zip(actual, expected))
+    assert sum(a == e for a, e in zip(actual, expected, strict=True)) / len(expected) >= 0.75, list(zip(actual, expected, strict=True))
     # Every value kind is predicted right somewhere: an enum, a boolean, a small-range integer and a span number.
     assert any(("unit", "hours") in a[1] for a in actual) and any(("loud", "true") in a[1] for a in actual)
     assert any(("days", "7") in a[1] for a in actual) and any(("amount", "45") in a[1] for a in actual)
@@ -690,7 +698,7 @@ def test_value_heads_train_predict_schema_valid_calls_and_export_with_the_same_a
     assert quantized.done["metrics"]["check_value_agreement"] >= 0.9
     int8 = _predict(quantized.done["outputs"]["model"], value_data["utterances"], tmp_path / "int8")
     assert [p for p in int8 if _schema_problems(p)] == []
-    assert sum(a == b for a, b in zip(int8, predictions)) / len(predictions) >= 0.8
+    assert sum(a == b for a, b in zip(int8, predictions, strict=True)) / len(predictions) >= 0.8
     int4 = run_cli("quantize", {"model": str(onnx_folder), "scheme": "int4"}, tmp_path / "q4")
     assert int4.returncode == 0, int4.stderr[-3000:]
     assert [p for p in _predict(int4.done["outputs"]["model"], value_data["utterances"], tmp_path / "int4") if _schema_problems(p)] == []

@@ -9,7 +9,6 @@ import pytest
 
 from cli_harness import run_cli, run_cli_until_checkpoint, run_in_process
 from massive_fixtures import gold_arguments
-
 from supertiny_trainer.student.task_reward import TaskReward, TaskRewardDescription, is_span, schema_errors
 from supertiny_trainer.student.text_format import CallParseError, compact_call, parse_compact_call
 

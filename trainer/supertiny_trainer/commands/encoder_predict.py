@@ -75,7 +75,7 @@ def encode_batch(tokenizer: Any, texts: list[str], pad_id: int) -> tuple[dict[st
 def decode_batch(decoder: TagDecoder, texts: list[str], encodings: list[Any], intent_logits: Any, tag_logits: Any,
                  value_logits: Any = None) -> list[str]:
     calls = []
-    for row, (text, e) in enumerate(zip(texts, encodings)):
+    for row, (text, e) in enumerate(zip(texts, encodings, strict=True)):
         words = [i for i, special in enumerate(e.special_tokens_mask) if not special]
         values = None if value_logits is None else value_logits[row]
         calls.append(decoder.decode(text, intent_logits[row], tag_logits[row], e.offsets, words, values).compact())
@@ -107,7 +107,7 @@ class EncoderPredictor:
             feed, encodings = encode_batch(backend.tokenizer, texts, pad_id)
             tokens += int(feed["attention_mask"].sum())
             intents, tags, values = backend.logits(feed)
-            for i, call in zip(batch, decode_batch(decoder, texts, encodings, intents, tags, values)):
+            for i, call in zip(batch, decode_batch(decoder, texts, encodings, intents, tags, values), strict=True):
                 predictions[i] = call
             self.context.events.progress(
                 step=min(start + len(batch), len(items)), total=len(items), loss=None,

@@ -123,7 +123,7 @@ class EncoderInt8Quantizer:
             raise RuntimeError("the int8 model produced non-finite logits")
         check = {
             "check_max_abs_diff": float(max(np.abs(fi - qi).max(), np.abs(ft - qt)[real].max(),
-                                            *(np.abs(f - q).max() for f, q in zip(fv, qv)))),
+                                            *(np.abs(f - q).max() for f, q in zip(fv, qv, strict=True)))),
             "check_intent_agreement": round(float((fi.argmax(-1) == qi.argmax(-1)).mean()), 4),
             "check_tag_agreement": round(float((ft.argmax(-1) == qt.argmax(-1))[real].mean()), 4),
         }

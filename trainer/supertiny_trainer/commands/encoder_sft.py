@@ -20,11 +20,28 @@ from ..core.config import choice
 from ..core.errors import ConfigError, DataError
 from ..core.runtime import set_threads
 from ..core.training import SCHEDULERS, LengthGroupedEpochSampler, TrainingConfig, run_training, training_arguments
-from ..student.encoder import POOLINGS, EncoderLabels, build_encoder_student, load_bert, load_encoder_tokenizer, \
-    save_encoder_student
-from ..student.encoder_data import repeated_slots, EncodedExample, EncoderDataReport, check_number_spans, \
-    encode_examples, encoder_examples, load_tools_file, number_slots, read_encoder_rows, require_encoder_schema, span_slots, \
-    value_heads
+from ..student.encoder import (
+    POOLINGS,
+    EncoderLabels,
+    build_encoder_student,
+    load_bert,
+    load_encoder_tokenizer,
+    save_encoder_student,
+)
+from ..student.encoder_data import (
+    EncodedExample,
+    EncoderDataReport,
+    check_number_spans,
+    encode_examples,
+    encoder_examples,
+    load_tools_file,
+    number_slots,
+    read_encoder_rows,
+    repeated_slots,
+    require_encoder_schema,
+    span_slots,
+    value_heads,
+)
 
 
 @dataclass

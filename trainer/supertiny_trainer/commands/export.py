@@ -237,7 +237,7 @@ class OnnxExporter:
 
         def run_onnx(ids, mask, positions, past):
             feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "position_ids": positions.numpy()}
-            feed.update({name: tensor for name, tensor in zip(input_names[3:], past)})
+            feed.update(zip(input_names[3:], past, strict=True))
             return session.run(None, feed)
 
         empty = [np.zeros((ids.shape[0], kv_heads, 0, head_dim), dtype=np.float32) for _ in range(2 * num_layers)]

@@ -46,9 +46,11 @@ class GrpoConfig(TrainingConfig):
             raise ConfigError("config field 'data' is required (an sft.jsonl file)")
         require_positive(self, "max_completion_length", "temperature")
         if self.num_generations < 2:
-            raise ConfigError(f"config field 'num_generations' must be at least 2 (advantages are relative to the group), got {self.num_generations}")
+            raise ConfigError(f"config field 'num_generations' must be at least 2 (advantages are relative to the group), "
+                              f"got {self.num_generations}")
         if self.batch_size % self.num_generations:
-            raise ConfigError(f"config field 'batch_size' ({self.batch_size}) must be a multiple of 'num_generations' ({self.num_generations})")
+            raise ConfigError(f"config field 'batch_size' ({self.batch_size}) must be a multiple of "
+                              f"'num_generations' ({self.num_generations})")
         if self.beta < 0:
             raise ConfigError(f"config field 'beta' must be >= 0, got {self.beta}")
         for name in ("verifier_weight", "intent_credit"):
@@ -60,7 +62,7 @@ def reward_functions(reward: TaskReward) -> list[Any]:
     """The verifier and agreement rewards as TRL reward functions; they log the shares as progress metrics."""
 
     def verifier(completions, utterance, teacher_call, log_metric=None, **_):
-        reviews = [reward.review(c, u, t) for c, u, t in zip(completions, utterance, teacher_call)]
+        reviews = [reward.review(c, u, t) for c, u, t in zip(completions, utterance, teacher_call, strict=True)]
         if log_metric is not None:
             log_metric("valid_share", sum(r.schema_valid for r in reviews) / len(reviews))
             log_metric("verified_share", sum(r.verified for r in reviews) / len(reviews))
@@ -68,7 +70,7 @@ def reward_functions(reward: TaskReward) -> list[Any]:
         return [float(r.verified) for r in reviews]
 
     def agreement(completions, utterance, teacher_call, **_):
-        return [reward.review(c, u, t).agreement for c, u, t in zip(completions, utterance, teacher_call)]
+        return [reward.review(c, u, t).agreement for c, u, t in zip(completions, utterance, teacher_call, strict=True)]
 
     return [verifier, agreement]
 

@@ -64,7 +64,8 @@ class InitConfig:
             raise ConfigError(f"num_heads {arch['num_heads']} is not divisible by num_kv_heads {arch['num_kv_heads']}")
         if (arch["hidden_size"] // arch["num_heads"]) % 2:
             raise ConfigError(
-                f"head dim {arch['hidden_size'] // arch['num_heads']} (hidden_size / num_heads) must be even for rotary embeddings"
+                f"head dim {arch['hidden_size'] // arch['num_heads']} (hidden_size / num_heads) must be even "
+                "for rotary embeddings"
             )
 
 

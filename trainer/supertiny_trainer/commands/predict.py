@@ -87,7 +87,7 @@ class Predictor:
                     eos_token_id=eos_id, pad_token_id=pad_id,
                 )
             new_tokens = output[:, encoded["input_ids"].shape[1]:]
-            for i, tokens in zip(batch, new_tokens):
+            for i, tokens in zip(batch, new_tokens, strict=True):
                 tokens = tokens.tolist()
                 if eos_id in tokens:
                     tokens = tokens[: tokens.index(eos_id)]

@@ -69,7 +69,8 @@ class Int8Quantizer:
 
             return EncoderInt8Quantizer(self.config, self.context).run(folder)
         if self.config.scheme != "int8":
-            raise ConfigError(f"config field 'scheme': {self.config.scheme!r} is for encoder students; a decoder is quantized with 'int8'")
+            raise ConfigError(f"config field 'scheme': {self.config.scheme!r} is for encoder students; "
+                              "a decoder is quantized with 'int8'")
         source_model = folder / "model.onnx"
         if not source_model.is_file():
             raise MissingModelError(f"no model.onnx in {folder} (run `export` first)")

@@ -89,7 +89,7 @@ def add_training_dropout(model: Any, probability: float) -> list[Any]:
         if not module.training:
             return output
         if isinstance(output, tuple):
-            return (F.dropout(output[0], probability, True),) + tuple(output[1:])
+            return (F.dropout(output[0], probability, True), *output[1:])
         return F.dropout(output, probability, True)
 
     handles = [model.get_input_embeddings().register_forward_hook(drop)]

@@ -10,7 +10,15 @@ from ..core.command import CommandResult, RunContext
 from ..core.config import require_positive
 from ..core.errors import ConfigError
 from ..student.datasets import load_tokenizer_texts
-from ..student.text_format import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, SEP_TOKEN, SPECIAL_TOKENS, StudentTemplate, call_tokens
+from ..student.text_format import (
+    BOS_TOKEN,
+    EOS_TOKEN,
+    PAD_TOKEN,
+    SEP_TOKEN,
+    SPECIAL_TOKENS,
+    StudentTemplate,
+    call_tokens,
+)
 
 
 @dataclass
@@ -48,7 +56,8 @@ class TokenizerTrainer:
         if bpe_size < 256 + len(SPECIAL_TOKENS):
             raise ConfigError(
                 f"config field 'vocab_size' ({self.config.vocab_size}) leaves no room for the byte alphabet next to "
-                f"{len(pieces)} call tokens; raise it to at least {256 + len(SPECIAL_TOKENS) + len(pieces)} or set call_tokens false"
+                f"{len(pieces)} call tokens; raise it to at least {256 + len(SPECIAL_TOKENS) + len(pieces)} "
+                "or set call_tokens false"
             )
         tokenizer = Tokenizer(models.BPE())
         byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)

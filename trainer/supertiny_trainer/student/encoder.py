@@ -81,7 +81,7 @@ class EncoderLabels:
     number_slots: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def from_schema(cls, functions: dict[str, list[str]], max_length: int, pooling: str) -> "EncoderLabels":
+    def from_schema(cls, functions: dict[str, list[str]], max_length: int, pooling: str) -> EncoderLabels:
         slot_types = sorted({slot for slots in functions.values() for slot in slots})
         return cls(sorted(functions), bio_tags(slot_types), {name: sorted(functions[name]) for name in sorted(functions)},
                    max_length, pooling)
@@ -120,7 +120,7 @@ class EncoderLabels:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "EncoderLabels":
+    def load(cls, folder: str | Path) -> EncoderLabels:
         path = Path(folder) / LABELS_FILE
         if not path.is_file():
             raise MissingModelError(f"encoder folder {folder} has no {LABELS_FILE}")

@@ -360,7 +360,7 @@ def bio_tag_ids(spans: list[tuple[str, int, int]], offsets: list[tuple[int, int]
     tags = [0 if is_word else -100 for is_word in word]
     lost = 0
     for key, start, end in sorted(spans, key=lambda s: s[1]):
-        inside = [i for i, ((s, e), is_word) in enumerate(zip(offsets, word)) if is_word and s < end and e > start
+        inside = [i for i, ((s, e), is_word) in enumerate(zip(offsets, word, strict=True)) if is_word and s < end and e > start
                   and tags[i] == 0]
         if not inside:
             lost += 1
@@ -398,7 +398,7 @@ def encode_examples(examples: list[EncoderExample], tokenizer: Any, labels: Enco
     headed = {(h["function"], h["argument"]) for h in labels.value_heads}
     encodings = tokenizer.encode_batch([e.utterance for e in examples])
     encoded = []
-    for example, encoding in zip(examples, encodings):
+    for example, encoding in zip(examples, encodings, strict=True):
         word = [not special for special in encoding.special_tokens_mask]
         tag_targets = []
         value_targets = []

@@ -104,10 +104,10 @@ class TagDecoder:
         intent = self.labels.intents[int(np.argmax(intent_logits))]
         word_logits = tag_logits[word_positions]
         path = self.viterbi(word_logits, intent)
-        token_log_probs = [float(row[tag_id]) for row, tag_id in zip(self.log_softmax(word_logits), path)] if path else []
+        token_log_probs = [float(row[tag_id]) for row, tag_id in zip(self.log_softmax(word_logits), path, strict=True)] if path else []
         spans: list[tuple[str, int, int, float]] = []  # slot, start, end, log prob of its least sure token
         span: list | None = None
-        for position, (tag_id, log_prob) in enumerate(zip(path, token_log_probs)):
+        for position, (tag_id, log_prob) in enumerate(zip(path, token_log_probs, strict=True)):
             tag = self.labels.tags[tag_id]
             start, end = offsets[word_positions[position]]
             if tag.startswith("I-") and span is not None:

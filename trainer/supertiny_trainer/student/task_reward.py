@@ -64,9 +64,8 @@ def schema_errors(value: Any, schema: dict[str, Any], where: str = "arguments") 
         errors.append(f"{where} is not one of {schema['enum']}")
     if "const" in schema and value != schema["const"]:
         errors.append(f"{where} must be {schema['const']!r}")
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value)):
-            errors.append(f"{where} has a length outside the allowed range")
+    if isinstance(value, str) and (len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value))):
+        errors.append(f"{where} has a length outside the allowed range")
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
             errors.append(f"{where} has {len(value)} items, outside the allowed range")
@@ -107,7 +106,7 @@ class TaskRewardDescription:
     source: str = ""
 
     @classmethod
-    def load(cls, path: str | Path) -> "TaskRewardDescription":
+    def load(cls, path: str | Path) -> TaskRewardDescription:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"task reward description not found: {path}")
@@ -130,7 +129,7 @@ class TaskRewardDescription:
         return cls(functions, {name: set(keys) for name, keys in spans.items()}, str(path))
 
     @classmethod
-    def from_rows(cls, row_tools: list[Any], data_path: str | Path) -> "TaskRewardDescription":
+    def from_rows(cls, row_tools: list[Any], data_path: str | Path) -> TaskRewardDescription:
         functions: dict[str, dict[str, Any]] = {}
         for i, tools in enumerate(row_tools):
             if tools is not None:

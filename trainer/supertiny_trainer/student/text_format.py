@@ -43,7 +43,7 @@ class StudentTemplate:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "StudentTemplate":
+    def load(cls, folder: str | Path) -> StudentTemplate:
         path = Path(folder) / TEMPLATE_FILE
         if not path.is_file():
             return cls()
