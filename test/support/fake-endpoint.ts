@@ -80,12 +80,3 @@ export async function startFakeEndpoint(initial: FakeBehaviour = { kind: 'hang' 
       }),
   };
 }
-
-/** Resolves once `condition` holds, polling; rejects with `what` after `timeoutMs`. */
-export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
