@@ -22,7 +22,7 @@ COMMANDS = {
     "grpo": ("supertiny_trainer.commands.grpo", "GrpoConfig", "GrpoRunner"),
     "predict": ("supertiny_trainer.commands.predict", "PredictConfig", "Predictor"),
     "export": ("supertiny_trainer.commands.export", "ExportConfig", "OnnxExporter"),
-    "quantize": ("supertiny_trainer.commands.quantize", "QuantizeConfig", "Int8Quantizer"),
+    "quantize": ("supertiny_trainer.commands.quantize", "QuantizeConfig", "Quantizer"),
     "encoder-convert": ("supertiny_trainer.commands.encoder_convert", "EncoderConvertConfig", "OnnxBertConverter"),
     "encoder-sft": ("supertiny_trainer.commands.encoder_sft", "EncoderSftConfig", "EncoderSftRunner"),
     "encoder-prune-vocab": ("supertiny_trainer.commands.encoder_prune_vocab", "EncoderPruneVocabConfig", "EncoderVocabPruner"),

@@ -1,5 +1,6 @@
 """`quantize` for an exported encoder folder: int8 dynamic quantization of the MatMul (and embedding Gather)
-weights, checked against the float graph on fixed sentences (intent and tag agreement, logit drift)."""
+weights, or int4 (the feed-forward MatMuls and embeddings in 4-bit blocks, the rest as int8), checked against the
+float graph on fixed sentences (intent and tag agreement, logit drift)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from .encoder_convert import CHECK_SENTENCES
 from .encoder_predict import encode_batch, output_names
 
 
-class EncoderInt8Quantizer:
-    """Called by `quantize` when the folder's supertiny.json says family "encoder"."""
+class EncoderQuantizer:
+    """Called by `quantize` when the folder's supertiny.json says family "encoder": int8, or int4 per the scheme."""
 
     def __init__(self, config: Any, context: RunContext):
         self.config = config

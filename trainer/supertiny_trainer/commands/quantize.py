@@ -54,7 +54,9 @@ def _onnx_files(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.startswith("model.onnx"))
 
 
-class Int8Quantizer:
+class Quantizer:
+    """`quantize`: a decoder folder to int8; an encoder folder goes to EncoderQuantizer (int8 or int4)."""
+
     def __init__(self, config: QuantizeConfig, context: RunContext):
         self.config = config
         self.context = context
@@ -65,9 +67,9 @@ class Int8Quantizer:
         source = Path(self.config.model)
         folder = source.parent if source.suffix == ".onnx" else source
         if family_of(folder) == "encoder":
-            from .encoder_quantize import EncoderInt8Quantizer
+            from .encoder_quantize import EncoderQuantizer
 
-            return EncoderInt8Quantizer(self.config, self.context).run(folder)
+            return EncoderQuantizer(self.config, self.context).run(folder)
         if self.config.scheme != "int8":
             raise ConfigError(f"config field 'scheme': {self.config.scheme!r} is for encoder students; "
                               "a decoder is quantized with 'int8'")

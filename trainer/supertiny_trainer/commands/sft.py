@@ -15,7 +15,7 @@ from ..core.errors import ConfigError
 from ..core.runtime import set_threads
 from ..core.training import LengthGroupedTrainerMixin, TrainingConfig, run_training, training_arguments
 from ..student.datasets import SftSample, load_sft_samples
-from ..student.model_folder import StudentModel, load_student, parameter_count, save_student
+from ..student.model_folder import DecoderStudent, load_student, parameter_count, save_student
 from ..student.text_format import StudentTemplate
 
 
@@ -160,7 +160,7 @@ def student_sft_trainer_class():
     return StudentSFTTrainer
 
 
-def finish(student: StudentModel, trained_model: Any, context: RunContext, metrics: dict[str, Any]) -> CommandResult:
+def finish(student: DecoderStudent, trained_model: Any, context: RunContext, metrics: dict[str, Any]) -> CommandResult:
     destination = context.run_dir / "model"
     save_student(trained_model, student.tokenizer, student.template, destination)
     metrics["parameters"] = parameter_count(trained_model)

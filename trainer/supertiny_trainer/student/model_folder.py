@@ -1,4 +1,4 @@
-"""A student model folder: config.json, model.safetensors, tokenizer files and supertiny.json."""
+"""A decoder student's model folder: config.json, model.safetensors, tokenizer files and supertiny.json."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from .text_format import SPECIAL_TOKENS, StudentTemplate
 
 
 @dataclass
-class StudentModel:
+class DecoderStudent:
+    """A loaded decoder student (a Hugging Face causal LM); the encoder's is EncoderStudentFolder (encoder.py)."""
+
     model: Any  # transformers PreTrainedModel
     tokenizer: Any  # transformers tokenizer
     template: StudentTemplate
@@ -45,7 +47,7 @@ def check_student_tokens(tokenizer: Any, template: StudentTemplate, where: Path)
         raise ConfigError(f"the tokenizer in {where} lacks the student tokens {missing}; run `init` on it first")
 
 
-def load_student(path: str | Path, role: str = "model", device: str | None = None) -> StudentModel:
+def load_student(path: str | Path, role: str = "model", device: str | None = None) -> DecoderStudent:
     """Load model, tokenizer and template in float32; a missing folder is a missing_model error."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -62,7 +64,7 @@ def load_student(path: str | Path, role: str = "model", device: str | None = Non
         raise MissingModelError(f"{role} folder {folder} has no loadable weights: {e}") from e
     if device:
         model.to(device)
-    return StudentModel(model, tokenizer, template, folder)
+    return DecoderStudent(model, tokenizer, template, folder)
 
 
 def save_student(model: Any, tokenizer: Any, template: StudentTemplate, destination: str | Path) -> Path:
@@ -89,7 +91,7 @@ def parameter_count(model: Any) -> int:
 
 __all__ = [
     "SPECIAL_TOKENS",
-    "StudentModel",
+    "DecoderStudent",
     "check_student_tokens",
     "load_student",
     "load_tokenizer",
