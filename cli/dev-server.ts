@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { SupertinyEnv } from '../config/env';
 import { createLogger } from '../config/logger';
+import { waitFor } from '../runtime/wait-for';
 import { SEARCH_ATTRIBUTES } from '../workflows/messages';
 
 const log = createLogger('server');
@@ -95,14 +96,16 @@ export async function startDevServer(env: SupertinyEnv, options: DevServerOption
   let exited = false;
   child.on('exit', () => (exited = true));
 
-  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
-  while (!(await serverAnswers(address))) {
+  const answering = async () => {
+    if (await serverAnswers(address)) return true;
     if (exited) throw new Error(`temporal server start-dev exited early (code ${child.exitCode}); see ${logFile}`);
-    if (Date.now() > deadline) {
-      child.kill('SIGTERM');
-      throw new Error(`Temporal server did not answer on ${address} within ${options.timeoutMs ?? 60_000} ms; see ${logFile}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
+    return false;
+  };
+  try {
+    await waitFor(`the Temporal server to answer on ${address} (see ${logFile})`, answering, { timeoutMs: options.timeoutMs ?? 60_000, intervalMs: 250 });
+  } catch (err) {
+    child.kill('SIGTERM'); // one that never answered is not left running (one that exited is gone already)
+    throw err;
   }
   log.info(`Temporal server on ${address}, state ${dbFile ? `in ${dbFile}` : 'in memory'}${options.headless ? '' : `, UI at ${uiUrl}`}`);
 

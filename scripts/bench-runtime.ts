@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { type Call, parseCall, printCall } from '../tasks/call-format';
 import type { TaskSpec } from '../tasks/define';
 import { loadMassiveTask, massiveGoldCall, type MassiveExample } from '../tasks/massive';
-import { DecodeOptions, loadStudent, StudentModel, StudentPrediction, type StudentRuntime } from '../runtime/student';
+import { DecodeOptions, DecoderStudent, loadStudent, StudentPrediction, type StudentRuntime } from '../runtime/student';
 
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
@@ -18,7 +18,7 @@ function percentile(sorted: readonly number[], p: number): number {
 
 const fmt = (ms: number) => ms.toFixed(2).padStart(7);
 
-async function singleRequests(model: StudentModel, inputs: readonly string[], options: DecodeOptions) {
+async function singleRequests(model: DecoderStudent, inputs: readonly string[], options: DecodeOptions) {
   const latencies: number[] = [];
   const prefills: number[] = [];
   const predictions: StudentPrediction[] = [];
@@ -100,7 +100,7 @@ async function main() {
     const bytes = (await fs.stat(model.modelFile)).size;
     console.log(`\n${folder}  (${model.family}, ${(bytes / 1e6).toFixed(2)} MB ${path.basename(model.modelFile)}, loaded in ${loadMs.toFixed(0)} ms)`);
     for (const input of inputs.slice(0, Number(values.warmup))) await model.predict(input);
-    if (!(model instanceof StudentModel)) {
+    if (!(model instanceof DecoderStudent)) {
       answers.set(`${folder}|true`, await benchRuntime(model, inputs, dev, values['no-task'] ? undefined : task, batchSize));
       await model.release();
       continue;

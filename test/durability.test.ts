@@ -15,7 +15,7 @@ import type { TrainerHeartbeat } from '../activities/transfer/trainer-process';
 import { runTrainer } from '../activities/transfer/trainer-process';
 import { ArtifactStore } from '../artifacts/store';
 import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
-import { waitFor } from './support/wait';
+import { waitFor } from '../runtime/wait-for';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { startWorkerProcess, type WorkerProcess } from './support/worker-process';
 

@@ -8,7 +8,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { onLocalServer, readEnv, temporalConnectionOptions, type EnvVars } from '../config/env';
 import { connectClient } from '../client';
 import { startTestServer } from './support/temporal';
-import { waitFor } from './support/wait';
+import { waitFor } from '../runtime/wait-for';
 
 let home: string;
 beforeEach(async () => {

@@ -16,7 +16,7 @@ import type { PipelineResult } from '../activities/types';
 import { withWorkers, workflowBundle } from './support/temporal';
 import { usePipelineBed } from './support/pipeline-bed';
 import { smallPipelineConfig } from './support/pipeline-config';
-import { waitFor } from './support/wait';
+import { waitFor } from '../runtime/wait-for';
 
 const run = promisify(execFile);
 

@@ -10,7 +10,7 @@ import { prototypeStage } from '../workflows/prototype';
 import { SupertinyPlugin } from '../workers/plugin';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { startTestServer, testDeps, testEnv, workflowBundle } from './support/temporal';
-import { waitFor } from './support/wait';
+import { waitFor } from '../runtime/wait-for';
 
 let server: TestWorkflowEnvironment;
 let env: SupertinyEnv;

@@ -19,7 +19,7 @@ for (const name of ['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', '
   (globalThis as Record<string, unknown>)[name] = vm.runInThisContext(name);
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { CallGrammar, loadStudent, StudentModel, StudentModelError, StudentRequestError, StudentTokenizer } = require('../runtime/student') as typeof Student;
+const { CallGrammar, loadStudent, DecoderStudent, StudentModelError, StudentRequestError, StudentTokenizer } = require('../runtime/student') as typeof Student;
 
 const run = promisify(execFile);
 const env = readEnv();
@@ -90,13 +90,13 @@ function buildStudent(train: MassiveExample[], dev: MassiveExample[]): Promise<B
 let massive: MassiveTask;
 let dev: MassiveExample[];
 let built: BuiltStudent;
-let student: Student.StudentModel;
+let student: Student.DecoderStudent;
 
 beforeAll(async () => {
   massive = await loadMassiveTask();
   dev = (await massive.task.dataset.load('dev')).slice(0, BUILD.devExamples);
   built = await buildStudent(await massive.task.dataset.load('train'), dev);
-  student = await StudentModel.load(built.fp32, { task: massive.task, threads: 1 });
+  student = await DecoderStudent.load(built.fp32, { task: massive.task, threads: 1 });
 }, 600_000);
 
 afterAll(async () => {
@@ -181,7 +181,7 @@ describe('student decoding', () => {
   test('loadStudent gives this decoder for a folder without a family', async () => {
     const loaded = await loadStudent(built.fp32, { task: massive.task, threads: 1 });
     try {
-      expect(loaded).toBeInstanceOf(StudentModel);
+      expect(loaded).toBeInstanceOf(DecoderStudent);
       expect(loaded.family).toBe('decoder');
       expect((await loaded.predict(dev[0].utterance)).call).toEqual(constrained[0].call);
     } finally {
@@ -211,7 +211,7 @@ describe('student decoding', () => {
 
 describe('int8 student', () => {
   test('loads and decodes schema-valid calls, from a smaller file', async () => {
-    const int8 = await StudentModel.load(built.int8, { task: massive.task, threads: 1 });
+    const int8 = await DecoderStudent.load(built.int8, { task: massive.task, threads: 1 });
     try {
       const predictions = await int8.predictBatch(utterances().slice(0, 20), { batchSize: 10 });
       for (const p of predictions) expect(p.call).toBeDefined();
@@ -234,27 +234,27 @@ describe('loading errors', () => {
   });
 
   test('a missing folder or file is an error naming it', async () => {
-    await expect(StudentModel.load(path.join(broken, 'nope'))).rejects.toThrow(/folder not found/);
+    await expect(DecoderStudent.load(path.join(broken, 'nope'))).rejects.toThrow(/folder not found/);
     await fs.rm(path.join(broken, 'tokenizer.json'));
-    await expect(StudentModel.load(broken)).rejects.toMatchObject({ kind: 'missing_file', file: path.join(broken, 'tokenizer.json') });
-    await expect(StudentModel.load(built.fp32, { modelFile: 'model.int4.onnx' })).rejects.toThrow(/no model\.int4\.onnx/);
+    await expect(DecoderStudent.load(broken)).rejects.toMatchObject({ kind: 'missing_file', file: path.join(broken, 'tokenizer.json') });
+    await expect(DecoderStudent.load(built.fp32, { modelFile: 'model.int4.onnx' })).rejects.toThrow(/no model\.int4\.onnx/);
   });
 
   test('an I/O description that does not match the graph names the mismatched tensors', async () => {
     const ioFile = path.join(broken, 'onnx_io.json');
     const io = JSON.parse(await fs.readFile(ioFile, 'utf8'));
     await fs.writeFile(ioFile, JSON.stringify({ ...io, num_layers: io.num_layers + 1 }));
-    const error = await StudentModel.load(broken).catch((e: unknown) => e);
+    const error = await DecoderStudent.load(broken).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StudentModelError);
     expect((error as Student.StudentModelError).kind).toBe('io_mismatch');
     expect((error as Error).message).toContain(`missing inputs past_key_values.${io.num_layers}.key`);
 
     await fs.writeFile(ioFile, JSON.stringify({ ...io, num_kv_heads: io.num_kv_heads + 1 }));
-    await expect(StudentModel.load(broken)).rejects.toThrow(/past_key_values\.0\.key has shape/);
+    await expect(DecoderStudent.load(broken)).rejects.toThrow(/past_key_values\.0\.key has shape/);
   });
 
   test('constrained decoding without a task is a request error', async () => {
-    const plain = await StudentModel.load(built.fp32, { threads: 1 });
+    const plain = await DecoderStudent.load(built.fp32, { threads: 1 });
     try {
       await expect(plain.predict('hello', { constrained: true })).rejects.toBeInstanceOf(StudentRequestError);
       expect((await plain.predict('hello')).text).toEqual(expect.any(String));

@@ -14,7 +14,7 @@ import { addVersion, initDeployment, promote, readCurrent, readHistory, rollback
 import { MODEL_VERSION_HEADER, StudentHolder } from '../runtime/serve';
 import { loadStudent, type RuntimePrediction, type StudentRuntime } from '../runtime/student';
 import { loadServeBed, metricsOf, MODEL, rootOf, sample, type ServeBed, UTTERANCES } from './support/serve-bed';
-import { waitFor } from './support/wait';
+import { waitFor } from '../runtime/wait-for';
 
 const env = readEnv();
 const run = promisify(execFile);

@@ -13,7 +13,7 @@ import { callArgumentsObject } from '../tasks/call-format';
 import { FUZZ_KINDS, fuzzCorpus, fuzzServer, sendCase } from './support/http-fuzz';
 import { chatBody, loadServeBed, metricsOf, MODEL, postRaw, rootOf, sample, type ServeBed } from './support/serve-bed';
 import { tinyDecoder } from './support/trainer-run';
-import { waitFor } from './support/wait';
+import { waitFor } from '../runtime/wait-for';
 
 const env = readEnv();
 const TOKEN = 'serve-token-0123456789abcdef';

@@ -1,7 +1,6 @@
 // The student server's micro-batcher: bounded batches, a bounded wait, one batch at a time.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MicroBatcher, QueueFullError } from '../runtime/serve';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function recorder(delayMs = 0) {
   const batches: number[][] = [];

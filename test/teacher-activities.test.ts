@@ -12,7 +12,8 @@ import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipelin
 import type { SupertinyEnv } from '../config/env';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import { prototypeStage } from '../workflows/prototype';
-import { startFakeEndpoint, waitFor, type FakeEndpoint } from './support/fake-endpoint';
+import { startFakeEndpoint, type FakeEndpoint } from './support/fake-endpoint';
+import { waitFor } from '../runtime/wait-for';
 import { resolveTeacherEndpoints } from '../config/endpoints';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
@@ -105,11 +106,11 @@ test('cancelling the workflow during labelling aborts the requests in flight and
     async () => {
       const handle = await server.client.workflow.start(prototypeStage, { taskQueue, workflowId: `cancel-${Date.now()}`, args: [{ config }] });
       // Two batches in parallel, four requests each, all hanging.
-      await waitFor(() => fake.open() === 8, 'eight requests in flight', 30_000);
+      await waitFor('eight requests in flight', () => fake.open() === 8, { timeoutMs: 30_000 });
       const sentBeforeCancel = fake.requests.length;
       await handle.cancel();
       await expect(handle.result()).rejects.toThrow();
-      await waitFor(() => fake.open() === 0, 'every request aborted');
+      await waitFor('every request aborted', () => fake.open() === 0);
       expect({ sent: fake.requests.length, aborted: fake.aborted() }).toEqual({ sent: sentBeforeCancel, aborted: sentBeforeCancel });
     },
   );
@@ -133,7 +134,7 @@ test('a hanging endpoint is cut off before the activity deadline with a non-retr
   expect(elapsed).toBeLessThan(2500);
   // It heartbeat while it waited (every 250 ms at a 1 s heartbeat timeout), not only between chunks.
   expect(beats.length).toBeGreaterThanOrEqual(6);
-  await waitFor(() => fake.open() === 0, 'every request aborted');
+  await waitFor('every request aborted', () => fake.open() === 0);
   expect(fake.requests.length).toBe(4);
   expect(fake.aborted()).toBe(4);
 });

@@ -7,7 +7,8 @@ import { ChatClient, EndpointUnavailableError, type ChatRequest } from '../activ
 import { createTeacherClient, type TeacherInput } from '../activities/prototype/teacher-client';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import { loadMassiveTask, type MassiveTask } from '../tasks/massive';
-import { startFakeEndpoint, waitFor, type FakeEndpoint } from './support/fake-endpoint';
+import { startFakeEndpoint, type FakeEndpoint } from './support/fake-endpoint';
+import { waitFor } from '../runtime/wait-for';
 
 let massive: MassiveTask;
 let tmp: string;
@@ -43,11 +44,11 @@ describe('cancellation', () => {
     const stop = new AbortController();
     const client = new ChatClient({ baseURL: fake.url, model: 'm', concurrency: 2, timeoutMs: 60_000 }, { signal: stop.signal });
     const outcomes = Array.from({ length: 6 }, (_, i) => client.complete(question(i), 0));
-    await waitFor(() => fake.open() === 2, 'two requests in flight at the hanging endpoint');
+    await waitFor('two requests in flight at the hanging endpoint', () => fake.open() === 2);
     stop.abort(new Error('cancelled by the test'));
     const settled = await Promise.allSettled(outcomes);
     expect(settled.map((s) => (s.status === 'rejected' ? (s.reason as Error).message : 'resolved'))).toEqual(Array(6).fill('cancelled by the test'));
-    await waitFor(() => fake.open() === 0, 'the endpoint to see both connections closed');
+    await waitFor('the endpoint to see both connections closed', () => fake.open() === 0);
     // Every complete() has settled, so nothing is left that could still send.
     expect({ received: fake.requests.length, aborted: fake.aborted() }).toEqual({ received: 2, aborted: 2 });
     await expect(client.complete(question(7), 0)).rejects.toThrow('cancelled by the test');
@@ -59,7 +60,7 @@ describe('cancellation', () => {
     const stop = new AbortController();
     const client = new ChatClient({ baseURL: fake.url, model: 'm' }, { signal: stop.signal });
     const outcome = client.complete(question(0), 0);
-    await waitFor(() => fake.requests.length === 1, 'the first request');
+    await waitFor('the first request', () => fake.requests.length === 1);
     const cancelledAt = Date.now();
     stop.abort(new Error('cancelled'));
     await expect(outcome).rejects.toThrow('cancelled');
@@ -123,7 +124,7 @@ describe('outages', () => {
     // Stopped at the first request that failed for good: 8 inputs could have cost 8 x 3 tries, far fewer were sent.
     const sent = fake.requests.length;
     expect(sent).toBeLessThanOrEqual(4 * 3);
-    await waitFor(() => fake.open() === 0, 'no request left open');
+    await waitFor('no request left open', () => fake.open() === 0);
     expect(fake.requests.length).toBe(sent);
   });
 
@@ -250,7 +251,7 @@ describe('idempotency keys', () => {
       const send = (key: string) =>
         fetch(`${slow.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': key }, body: JSON.stringify(body('hi')) });
       const first = send('k-2');
-      await waitFor(() => slow.stats().chatRequests >= 1, 'the first request at the simulator');
+      await waitFor('the first request at the simulator', () => slow.stats().chatRequests >= 1);
       // The first request is answered only after its latency (200-600 ms); the second arrives while it runs.
       const [a, b] = await Promise.all([first, send('k-2')]);
       expect([a.status, b.status].sort()).toEqual([200, 409]);

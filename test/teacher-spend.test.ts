@@ -20,7 +20,8 @@ import { FailureType } from '../config/failure-types';
 import { parsePipelineConfig } from '../config/pipeline';
 import { startTeacherSimulator, type RunningTeacherSimulator, type TeacherSimulatorStats } from '../runtime/teacher-simulator';
 import { loadMassiveTask, type MassiveTask } from '../tasks/massive';
-import { startFakeEndpoint, waitFor } from './support/fake-endpoint';
+import { startFakeEndpoint } from './support/fake-endpoint';
+import { waitFor } from '../runtime/wait-for';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
 
@@ -75,7 +76,7 @@ describe('the spend ledger', () => {
       child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
       return { output: () => out, exited: new Promise<void>((resolve) => child.once('close', () => resolve())) };
     });
-    await waitFor(() => children.every((c) => c.output().includes('ready')), 'both processes to start', 60_000);
+    await waitFor('both processes to start', () => children.every((c) => c.output().includes('ready')), { timeoutMs: 60_000 });
     const here = new SpendLedger(file);
     await fs.writeFile(go, '');
     const mine = await Promise.allSettled(Array.from({ length: 80 }, () => here.reserve(0.01, 1)));
@@ -149,7 +150,7 @@ describe('a teacher client with a budget', () => {
     expect(error).toBeInstanceOf(TeacherBudgetError);
     expect((error as Error).message).toMatch(/^the pipeline's teacher budget is reached: spent \$0\.0\d{3} of teacher\.maxSpendUsd \$0\.0300/);
     // The requests in flight at the refusal were reserved; they finish and are paid.
-    await waitFor(async () => (await ledger.snapshot()).reservedUsd < 1e-12, 'the requests in flight to settle');
+    await waitFor('the requests in flight to settle', async () => (await ledger.snapshot()).reservedUsd < 1e-12);
     const spent = await ledger.snapshot();
     expect(spent.spentUsd).toBeGreaterThan(0);
     expect(spent.spentUsd).toBeLessThanOrEqual(budgetUsd);

@@ -10,7 +10,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { readEnv, type SupertinyEnv } from '../config/env';
 import { processIdentity, runTrainer } from '../activities/transfer/trainer-process';
-import { waitFor } from './support/fake-endpoint';
+import { waitFor } from '../runtime/wait-for';
 
 let root: string;
 let env: SupertinyEnv;
@@ -56,7 +56,7 @@ const alive = (pid: number) => {
 test('an earlier attempt that arrives late does not kill the newer attempt\'s trainer: it stops itself', async () => {
   const runDir = path.join(root, 'run');
   const second = attempt(2).run(predict(runDir));
-  await waitFor(async () => (await owner(runDir)).attempt === 2, 'attempt 2 to start its trainer');
+  await waitFor('attempt 2 to start its trainer', async () => (await owner(runDir)).attempt === 2);
   const { pid } = await owner(runDir);
   const late = await attempt(1).run(predict(runDir)).catch((err: unknown) => err);
   expect(late).toBeInstanceOf(ApplicationFailure);
@@ -69,12 +69,12 @@ test('an earlier attempt that arrives late does not kill the newer attempt\'s tr
 test('a newer attempt stops the trainer of the earlier one it supersedes, which leaves the newer one\'s record alone', async () => {
   const runDir = path.join(root, 'run');
   const first = attempt(1).run(predict(runDir)).catch((err: unknown) => err);
-  await waitFor(async () => (await owner(runDir)).attempt === 1, 'attempt 1 to start its trainer');
+  await waitFor('attempt 1 to start its trainer', async () => (await owner(runDir)).attempt === 1);
   const { pid: firstPid } = await owner(runDir);
   const second = attempt(2).run(predict(runDir));
   expect(await first).toBeInstanceOf(Error);
   expect(alive(firstPid!)).toBe(false);
-  await waitFor(async () => (await owner(runDir)).attempt === 2, 'attempt 2 to start its trainer');
+  await waitFor('attempt 2 to start its trainer', async () => (await owner(runDir)).attempt === 2);
   await fs.writeFile(release, '');
   await expect(second).resolves.toMatchObject({ event: 'done' });
 });
@@ -87,7 +87,7 @@ test('a trainer whose worker is gone (killed with SIGKILL) is stopped before a n
   const { startTime, bootId } = (await processIdentity(orphan.pid!))!;
   await fs.writeFile(path.join(runDir, 'trainer.pid'), JSON.stringify({ pid: orphan.pid, startTime, bootId, host: os.hostname(), workerPid: gone, activity: 'wf/old/evaluateModels', attempt: 3 }));
   const run = attempt(1).run(predict(runDir));
-  await waitFor(() => !running(orphan.pid!), 'the orphaned trainer to be stopped');
+  await waitFor('the orphaned trainer to be stopped', () => !running(orphan.pid!));
   await fs.writeFile(release, '');
   await expect(run).resolves.toMatchObject({ event: 'done' });
 });
@@ -104,7 +104,7 @@ test('a process that only has the pid in trainer.pid (its start time differs: th
     for (const recorded of [{ ...record, startTime: String(Number(startTime) - 1) }, { ...record, startTime, bootId: 'another-boot' }, record]) {
       await fs.writeFile(path.join(runDir, 'trainer.pid'), JSON.stringify(recorded));
       const run = attempt(1).run(predict(runDir));
-      await waitFor(async () => (await owner(runDir)).attempt === 1, 'the new trainer to start');
+      await waitFor('the new trainer to start', async () => (await owner(runDir)).attempt === 1);
       expect(running(unrelated.pid!)).toBe(true);
       await fs.writeFile(release, '');
       await expect(run).resolves.toMatchObject({ event: 'done' });
@@ -139,7 +139,7 @@ test('the trainer gets an allow-listed environment: paths, locale and its librar
 test('a live trainer of another activity in the folder is left alone and the attempt is retried later', async () => {
   const runDir = path.join(root, 'run');
   const other = attempt(1, 'scoreStudentOnDev').run(predict(runDir));
-  await waitFor(async () => (await owner(runDir)).attempt === 1, 'the other activity to start its trainer');
+  await waitFor('the other activity to start its trainer', async () => (await owner(runDir)).attempt === 1);
   const { pid } = await owner(runDir);
   await expect(attempt(1).run(predict(runDir))).rejects.toMatchObject({ type: 'TrainerBusy' });
   expect(alive(pid!)).toBe(true);

@@ -8,8 +8,7 @@ import { startPipeline } from '../client';
 import { parsePipelineConfig } from '../config/pipeline';
 import { prototypeStage } from '../workflows/prototype';
 import { smallPipelineConfig } from './support/pipeline-config';
-import { waitFor } from './support/fake-endpoint';
-import { waitFor as waitForValue } from './support/wait';
+import { waitFor } from '../runtime/wait-for';
 import { startTestServer, testEnv } from './support/temporal';
 import { startWorkerProcess } from './support/worker-process';
 
@@ -29,7 +28,7 @@ test('a worker labelling with its built-in teacher simulator exits on SIGTERM wi
     await worker.ready;
     const config = parsePipelineConfig(smallPipelineConfig('sigterm', { task: { trainLimit: 400 }, teacher: { batchSize: 200, samples: 3 } }));
     await server.client.workflow.start(prototypeStage, { taskQueue: env.taskQueue, workflowId: `sigterm-${Date.now()}`, args: [{ config }] });
-    await waitFor(() => worker.output().includes('started the teacher SIMULATOR'), 'the worker to start the teacher simulator', 60_000);
+    await waitFor('the worker to start the teacher simulator', () => worker.output().includes('started the teacher SIMULATOR'), { timeoutMs: 60_000 });
     const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => worker.child.once('exit', (code, signal) => resolve({ code, signal })));
     const sentAt = Date.now();
     worker.child.kill('SIGTERM');
@@ -66,7 +65,7 @@ test('a worker stopped by SIGTERM while it trains exits by itself and leaves no 
     await startPipeline(server.client, config, { taskQueue: env.taskQueue });
     const work = path.join(env.dataDir, 'artifacts', 'work');
     // trainer.pid names the trainer, the leader of its own process group.
-    const trainer = await waitForValue(
+    const trainer = await waitFor(
       'the sft trainer process to run',
       async () => {
         for (const dir of (await fs.readdir(work).catch(() => [] as string[])).filter((d) => d.startsWith('trainStudent-sft-'))) {
@@ -80,7 +79,7 @@ test('a worker stopped by SIGTERM while it trains exits by itself and leaves no 
     worker.child.kill('SIGTERM');
     // The trainer gets SIGTERM with the activity's cancellation (SIGKILL 5 s later); the worker waits for it.
     const { child } = worker;
-    const exit = await waitForValue('the worker to exit', () => (child.exitCode !== null || child.signalCode !== null) && { code: child.exitCode, signal: child.signalCode }, {
+    const exit = await waitFor('the worker to exit', () => (child.exitCode !== null || child.signalCode !== null) && { code: child.exitCode, signal: child.signalCode }, {
       timeoutMs: 30_000,
     }).catch((err: Error) => `${err.message}:\n${worker.output().slice(-2000)}`);
     expect(exit).toEqual({ code: 0, signal: null });

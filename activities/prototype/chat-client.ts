@@ -290,9 +290,9 @@ export class ChatClient {
     this.cache = this.config.cacheDir ? new RequestCache(this.config.cacheDir) : undefined;
     this.limit = new ConcurrencyLimit(this.config.concurrency);
     this.signal = deps.signal ? AbortSignal.any([deps.signal, this.stopper.signal]) : this.stopper.signal;
-    const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+    const injected = deps.sleep;
     // An injected sleep still ends when the client is stopped.
-    this.sleep = deps.sleep ? (ms) => untilAborted(sleep(ms), this.signal) : (ms) => abortableDelay(ms, this.signal);
+    this.sleep = injected ? (ms) => untilAborted(injected(ms), this.signal) : (ms) => abortableDelay(ms, this.signal);
     this.random = deps.random ?? Math.random;
     this.stopOnEndpointFault = deps.stopOnEndpointFault ?? false;
     this.spend = deps.spend;

@@ -14,6 +14,7 @@ import { Context } from '@temporalio/activity';
 import type { SupertinyEnv } from '../../config/env';
 import { createLogger } from '../../config/logger';
 import type { TrainerCommand } from '../../config/trainer-contract';
+import { waitFor } from '../../runtime/wait-for';
 
 const log = createLogger('trainer');
 
@@ -306,10 +307,8 @@ async function stopStaleTrainer(runDir: string, me: Omit<TrainerOwner, 'pid'>): 
   } catch {
     return;
   }
-  for (let i = 0; i < 50; i += 1) {
-    if (!alive(-owner.pid)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  // A group that outlives SIGKILL (a process stuck in the kernel) does not hold the new trainer back: say so, go on.
+  await waitFor(`the stale trainer process group ${owner.pid} to end`, () => !alive(-owner.pid), { timeoutMs: 5_000 }).catch((err: Error) => log.warn(err.message));
 }
 
 function currentActivity(): Context | undefined {

@@ -99,7 +99,8 @@ export class MicroBatcher<I, O> {
     if (this.running || this.queue.length === 0) return;
     const batch = this.queue.splice(0, this.options.maxBatch);
     this.running = true;
-    this.run(batch).finally(() => {
+    // run() never rejects (a failing batch rejects its members), so nothing is lost by not awaiting it here.
+    void this.run(batch).finally(() => {
       this.running = false;
       // Whatever queued meanwhile has waited a whole batch already: run it now.
       if (this.queue.length) this.flush();

@@ -25,13 +25,13 @@ export { StudentModelError, StudentRequestError } from './errors';
 export type { StudentModelErrorKind, StudentRequestErrorCode } from './errors';
 export { EncoderLabelsSchema, OnnxIoSchema, STUDENT_FAMILIES, StudentTemplateSchema } from './model-folder';
 export type { EncoderLabels, OnnxIo, StudentFamily, StudentTemplate } from './model-folder';
-export { StudentModel } from './student-model';
+export { DecoderStudent } from './decoder-model';
 export type {
   BatchDecodeOptions,
   DecodeOptions,
   StopReason,
-  StudentModelOptions,
+  DecoderStudentOptions,
   StudentPrediction,
   TimedStudentPrediction,
-} from './student-model';
+} from './decoder-model';
 export { StudentTokenizer } from './tokenizer';

@@ -5,7 +5,7 @@ import type { TaskSpec } from '../../tasks/define';
 import type { RuntimeAnswer } from './answers';
 import { EncoderStudent } from './encoder-model';
 import { readStudentFamily, requireFolder, type StudentFamily } from './model-folder';
-import { StudentModel } from './student-model';
+import { DecoderStudent } from './decoder-model';
 
 /** What the runtime needs of a task: its output functions and their validation. */
 export type StudentTask = Pick<TaskSpec, 'functions' | 'validateCall'>;
@@ -60,5 +60,5 @@ export interface StudentRuntime {
 export async function loadStudent(folder: string, options: StudentLoadOptions = {}): Promise<StudentRuntime> {
   await requireFolder(folder);
   const family = await readStudentFamily(folder);
-  return family === 'encoder' ? EncoderStudent.load(folder, options) : StudentModel.load(folder, options);
+  return family === 'encoder' ? EncoderStudent.load(folder, options) : DecoderStudent.load(folder, options);
 }

@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { createLogger } from '../../config/logger';
 import { BearerAuth, BodyTooLargeError, createLimitedServer, parseJsonBody, readBody, requestPath, sendJson, type ServerLimits } from '../http';
@@ -163,8 +164,6 @@ function headerValue(value: string | string[] | undefined): string | undefined {
   const v = Array.isArray(value) ? value[0] : value;
   return v && v.length <= 256 ? v : undefined;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts the teacher simulator on a port (0 = any free one). */
 export async function startTeacherSimulator(options: TeacherSimulatorOptions = {}): Promise<RunningTeacherSimulator> {

@@ -29,7 +29,7 @@ export async function startFakeEndpoint(initial: FakeBehaviour = { kind: 'hang' 
   const requests: FakeEndpoint['requests'] = [];
   let aborted = 0;
   let open = 0;
-  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+  const answer = async (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     requests.push({ at: Date.now(), authorization: req.headers.authorization });
@@ -59,6 +59,10 @@ export async function startFakeEndpoint(initial: FakeBehaviour = { kind: 'hang' 
     const text = await upstream.text();
     res.writeHead(upstream.status, { 'content-type': 'application/json' });
     res.end(text);
+  };
+  // A fake that fails (the upstream gone, say) drops the connection, which the client under test sees.
+  const server = createServer((req, res) => {
+    answer(req, res).catch((err: unknown) => res.destroy(err as Error));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -75,13 +79,4 @@ export async function startFakeEndpoint(initial: FakeBehaviour = { kind: 'hang' 
         server.closeAllConnections();
       }),
   };
-}
-
-/** Resolves once `condition` holds, polling; rejects with `what` after `timeoutMs`. */
-export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }

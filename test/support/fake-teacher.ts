@@ -1,6 +1,6 @@
 // A small OpenAI-compatible teacher for cascade tests: it counts requests, records their inputs and bearer
 // tokens, and answers the MASSIVE tool loop (route_scenario, then the first offered function, no slots).
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface FakeTeacherRequest {
@@ -34,7 +34,7 @@ async function body(req: IncomingMessage): Promise<any> {
 
 export async function startFakeTeacher(model = 'fake-teacher'): Promise<FakeTeacher> {
   let waiters: ((r: FakeTeacherRequest) => void)[] = [];
-  const server = createServer(async (req, res) => {
+  const answer = async (req: IncomingMessage, res: ServerResponse) => {
     const request = await body(req);
     const tools: string[] = (request.tools ?? []).map((t: any) => t.function.name);
     const user = [...request.messages].reverse().find((m: any) => m.role === 'user');
@@ -66,6 +66,10 @@ export async function startFakeTeacher(model = 'fake-teacher'): Promise<FakeTeac
     };
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(completion));
+  };
+  // A request the fake cannot read (not JSON, say) drops the connection, which the client under test sees.
+  const server = createServer((req, res) => {
+    answer(req, res).catch((err: unknown) => res.destroy(err as Error));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const fake: FakeTeacher = {

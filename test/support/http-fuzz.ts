@@ -267,12 +267,16 @@ export function sendCase(port: number, c: FuzzCase, timeoutMs: number): Promise<
     };
     socket.on('error', closed);
     socket.on('close', closed);
-    socket.on('connect', async () => {
+    const sendPieces = async () => {
       for (const [i, piece] of c.pieces.entries()) {
         if (settled || socket.destroyed) return;
         if (i > 0 && c.pauseMs) await new Promise((r) => setTimeout(r, c.pauseMs));
         socket.write(piece);
       }
+    };
+    // A write that throws ends the connection; 'close' then counts what was received.
+    socket.on('connect', () => {
+      sendPieces().catch(() => socket.destroy());
     });
   });
 }

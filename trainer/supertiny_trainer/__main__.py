@@ -22,17 +22,27 @@ COMMANDS = {
     "grpo": ("supertiny_trainer.commands.grpo", "GrpoConfig", "GrpoRunner"),
     "predict": ("supertiny_trainer.commands.predict", "PredictConfig", "Predictor"),
     "export": ("supertiny_trainer.commands.export", "ExportConfig", "OnnxExporter"),
-    "quantize": ("supertiny_trainer.commands.quantize", "QuantizeConfig", "Int8Quantizer"),
+    "quantize": ("supertiny_trainer.commands.quantize", "QuantizeConfig", "Quantizer"),
     "encoder-convert": ("supertiny_trainer.commands.encoder_convert", "EncoderConvertConfig", "OnnxBertConverter"),
     "encoder-sft": ("supertiny_trainer.commands.encoder_sft", "EncoderSftConfig", "EncoderSftRunner"),
-    "encoder-prune-vocab": ("supertiny_trainer.commands.encoder_prune_vocab", "EncoderPruneVocabConfig", "EncoderVocabPruner"),
-    "encoder-prune-layers": ("supertiny_trainer.commands.encoder_prune_layers", "EncoderPruneLayersConfig", "EncoderLayerPruner"),
+    "encoder-prune-vocab": (
+        "supertiny_trainer.commands.encoder_prune_vocab",
+        "EncoderPruneVocabConfig",
+        "EncoderVocabPruner",
+    ),
+    "encoder-prune-layers": (
+        "supertiny_trainer.commands.encoder_prune_layers",
+        "EncoderPruneLayersConfig",
+        "EncoderLayerPruner",
+    ),
 }
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or (
-        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    return (
+        isinstance(error, MemoryError)
+        or type(error).__name__ == "OutOfMemoryError"
+        or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
     )
 
 
@@ -75,13 +85,17 @@ def main(argv: list[str] | None = None, events_stream: TextIO | None = None) -> 
         result = runner.run()
         # What this session of the command used (a resumed run counts only its own session): for the report's
         # one-off cost. CPU time is summed over the process's threads.
-        result.metrics.update({"compute_cpu_s": round(time.process_time() - cpu_started, 3),
-                               "compute_wall_s": round(time.monotonic() - wall_started, 3),
-                               "compute_gpu": int(_used_cuda())})
+        result.metrics.update(
+            {
+                "compute_cpu_s": round(time.process_time() - cpu_started, 3),
+                "compute_wall_s": round(time.monotonic() - wall_started, 3),
+                "compute_gpu": int(_used_cuda()),
+            }
+        )
     except TrainerError as e:
         events.error(e.kind, e.message)
         return 2
-    except BaseException as e:  # noqa: BLE001 - every failure must become an error event
+    except BaseException as e:  # every failure must become an error event
         if isinstance(e, KeyboardInterrupt):
             events.error("internal", "interrupted")
             return 130

@@ -24,8 +24,15 @@ from massive_fixtures import (  # noqa: E402
 INTENTS = ["alarm_set", "weather_query", "play_music"]
 TINY_ARCHITECTURE = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 128}
 # Enough steps for the tiny model to memorize 24 samples; the resume test interrupts it after step 50.
-SFT_CONFIG = {"max_steps": 150, "batch_size": 8, "learning_rate": 0.005, "save_steps": 50, "logging_steps": 10,
-              "num_threads": 1, "seed": 0}
+SFT_CONFIG = {
+    "max_steps": 150,
+    "batch_size": 8,
+    "learning_rate": 0.005,
+    "save_steps": 50,
+    "logging_steps": 10,
+    "num_threads": 1,
+    "seed": 0,
+}
 
 
 @dataclass
@@ -59,12 +66,14 @@ def tiny(tmp_path_factory) -> TinyPipeline:
     records = []
     for intent in INTENTS:
         records += massive_records("train", limit=8, intents=[intent])
-    sft_data = write_jsonl(root / "data" / "sft.jsonl",
-                           [sft_line(r, with_routing_step=i % 3 == 0) for i, r in enumerate(records)])
+    sft_data = write_jsonl(
+        root / "data" / "sft.jsonl", [sft_line(r, with_routing_step=i % 3 == 0) for i, r in enumerate(records)]
+    )
     # Preference pairs: the gold call is preferred over the same arguments under a neighbouring intent.
-    preference_data = write_jsonl(root / "data" / "preferences.jsonl", [
-        preference_line(r, INTENTS[(INTENTS.index(r["intent"]) + 1) % len(INTENTS)]) for r in records
-    ])
+    preference_data = write_jsonl(
+        root / "data" / "preferences.jsonl",
+        [preference_line(r, INTENTS[(INTENTS.index(r["intent"]) + 1) % len(INTENTS)]) for r in records],
+    )
     utterances = write_jsonl(root / "data" / "utterances.jsonl", [utterance_line(r) for r in records])
 
     tokenizer_run = run_cli("tokenizer", {"data": str(sft_data), "vocab_size": 400, "min_frequency": 1}, root / "tok")
@@ -72,8 +81,9 @@ def tiny(tmp_path_factory) -> TinyPipeline:
     init_run = run_cli("init", {"tokenizer": tokenizer_dir, **TINY_ARCHITECTURE}, root / "init")
     sft_config = {"model": init_run.done["outputs"]["model"], "data": str(sft_data), **SFT_CONFIG}
     sft_run = run_cli("sft", sft_config, root / "sft")
-    return TinyPipeline(root, records, sft_data, preference_data, utterances, tokenizer_run, init_run, sft_run,
-                        sft_config)
+    return TinyPipeline(
+        root, records, sft_data, preference_data, utterances, tokenizer_run, init_run, sft_run, sft_config
+    )
 
 
 @pytest.fixture(scope="session")

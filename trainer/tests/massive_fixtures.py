@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 SLOT = re.compile(r"\[(\S+?) : (.+?)\]")
 MASSIVE_JSONL = Path(
@@ -50,8 +51,11 @@ def gold_call(record: dict) -> str:
 
 
 def _tool_call(name: str, arguments: dict[str, Any], index: int = 0) -> dict:
-    return {"id": f"call_{index}", "type": "function",
-            "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}}
+    return {
+        "id": f"call_{index}",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)},
+    }
 
 
 TOOLS = [{"type": "function", "function": {"name": "route", "parameters": {"type": "object"}}}]
@@ -76,8 +80,12 @@ def preference_line(record: dict, wrong_intent: str) -> dict:
     ]
     return {
         "input": {"messages": prompt, "tools": TOOLS},
-        "preferred_output": [{"role": "assistant", "tool_calls": [_tool_call(record["intent"], gold_arguments(record))]}],
-        "non_preferred_output": [{"role": "assistant", "tool_calls": [_tool_call(wrong_intent, gold_arguments(record))]}],
+        "preferred_output": [
+            {"role": "assistant", "tool_calls": [_tool_call(record["intent"], gold_arguments(record))]}
+        ],
+        "non_preferred_output": [
+            {"role": "assistant", "tool_calls": [_tool_call(wrong_intent, gold_arguments(record))]}
+        ],
     }
 
 
@@ -101,6 +109,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
 
 
 # ---- encoder student: rows as the pipeline writes them (tools of the scenario, repeated slots as lists) ----
+
 
 def gold_pairs(record: dict) -> list[tuple[str, str]]:
     """Every (slot, value) of the annotation, in text order, repeats included (what the metrics score)."""
@@ -126,14 +135,26 @@ def massive_schema(records: Iterable[dict]) -> tuple[dict[str, list[str]], dict[
 
 
 def tool_definitions(intents: Iterable[str], slots: dict[str, list[str]]) -> list[dict]:
-    return [{"type": "function", "function": {
-        "name": intent, "description": intent.replace("_", " "),
-        "parameters": {"type": "object", "additionalProperties": False,
-                       "properties": {slot: {"type": "string"} for slot in slots[intent]}}}} for intent in intents]
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": intent,
+                "description": intent.replace("_", " "),
+                "parameters": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {slot: {"type": "string"} for slot in slots[intent]},
+                },
+            },
+        }
+        for intent in intents
+    ]
 
 
-def encoder_sft_line(record: dict, slots: dict[str, list[str]], scenarios: dict[str, list[str]],
-                     votes: list[dict] | None = None) -> dict:
+def encoder_sft_line(
+    record: dict, slots: dict[str, list[str]], scenarios: dict[str, list[str]], votes: list[dict] | None = None
+) -> dict:
     """A pipeline sft row: [system, user, assistant call], the scenario's tools, and the teacher's votes."""
     arguments = arguments_object(gold_pairs(record))
     row = {
@@ -152,7 +173,9 @@ def encoder_sft_line(record: dict, slots: dict[str, list[str]], scenarios: dict[
 def call_pairs_from_compact(text: str) -> tuple[str, list[tuple[str, str]]]:
     """Parses a compact call `name(k="v", ...)` (values are JSON strings) into its name and pairs."""
     name, _, rest = text.partition("(")
-    pairs = [(key, json.loads(value)) for key, value in re.findall(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*")', rest)]
+    pairs = [
+        (key, json.loads(value)) for key, value in re.findall(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*")', rest)
+    ]
     return name, pairs
 
 
@@ -161,7 +184,7 @@ def call_metrics(predictions: list[str], records: list[dict]) -> dict:
     from collections import Counter
 
     tp = fp = fn = intents = exact = 0
-    for prediction, record in zip(predictions, records):
+    for prediction, record in zip(predictions, records, strict=True):
         name, pairs = call_pairs_from_compact(prediction)
         norm = lambda ps: Counter((k, " ".join(v.split())) for k, v in ps)  # noqa: E731
         predicted, gold = norm(pairs), norm(gold_pairs(record))
@@ -170,6 +193,9 @@ def call_metrics(predictions: list[str], records: list[dict]) -> dict:
         intents += name == record["intent"]
         exact += name == record["intent"] and predicted == gold
     n = len(records)
-    return {"examples": n, "intent_accuracy": round(intents / n, 4),
-            "slot_f1": round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else 1.0,
-            "exact_match": round(exact / n, 4)}
+    return {
+        "examples": n,
+        "intent_accuracy": round(intents / n, 4),
+        "slot_f1": round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else 1.0,
+        "exact_match": round(exact / n, 4),
+    }

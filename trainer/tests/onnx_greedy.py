@@ -34,16 +34,19 @@ class OnnxStudent:
         input_ids = np.full((batch, width), io["pad_token_id"], dtype=np.int64)
         mask = np.zeros((batch, width), dtype=np.int64)
         for row, ids in enumerate(encoded):  # left padding
-            input_ids[row, width - len(ids):] = ids
-            mask[row, width - len(ids):] = 1
+            input_ids[row, width - len(ids) :] = ids
+            mask[row, width - len(ids) :] = 1
         positions = np.clip(mask.cumsum(-1) - 1, 0, None)
-        past = {name: np.zeros((batch, io["num_kv_heads"], 0, io["head_dim"]), dtype=np.float32)
-                for name in io["inputs"][3:]}
+        past = {
+            name: np.zeros((batch, io["num_kv_heads"], 0, io["head_dim"]), dtype=np.float32)
+            for name in io["inputs"][3:]
+        }
         generated = [[] for _ in range(batch)]
         finished = np.zeros(batch, dtype=bool)
         for _ in range(max_new_tokens):
-            outputs = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask,
-                                              "position_ids": positions, **past})
+            outputs = self.session.run(
+                None, {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions, **past}
+            )
             next_ids = outputs[0][:, -1, :].argmax(-1)
             for row in range(batch):
                 if not finished[row]:
@@ -53,7 +56,7 @@ class OnnxStudent:
                         generated[row].append(int(next_ids[row]))
             if finished.all():
                 break
-            past = dict(zip(io["inputs"][3:], outputs[1:]))
+            past = dict(zip(io["inputs"][3:], outputs[1:], strict=True))
             input_ids = next_ids[:, None].astype(np.int64)
             mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
             positions = positions[:, -1:] + 1

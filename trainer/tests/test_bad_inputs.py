@@ -49,14 +49,18 @@ def test_missing_model_folder_is_a_missing_model_error_naming_the_path(tiny, tmp
 
 
 def test_hidden_size_not_divisible_by_heads_is_a_config_error(tiny, tmp_path):
-    run = run_in_process("init", {"tokenizer": str(tiny.tokenizer_dir), "hidden_size": 100, "num_heads": 3,
-                                  "num_kv_heads": 1}, tmp_path / "run")
+    run = run_in_process(
+        "init",
+        {"tokenizer": str(tiny.tokenizer_dir), "hidden_size": 100, "num_heads": 3, "num_kv_heads": 1},
+        tmp_path / "run",
+    )
     assert run.error["kind"] == "config" and "not divisible" in run.error["message"]
 
 
 def test_unknown_config_field_is_a_config_error(tiny, tmp_path):
-    run = run_in_process("sft", {"model": str(tiny.init_model), "data": str(tiny.sft_data), "lr": 0.1},
-                         tmp_path / "run")
+    run = run_in_process(
+        "sft", {"model": str(tiny.init_model), "data": str(tiny.sft_data), "lr": 0.1}, tmp_path / "run"
+    )
     assert run.error["kind"] == "config" and "lr" in run.error["message"]
 
 
@@ -68,8 +72,21 @@ def test_quantize_without_an_exported_model_is_a_missing_model_error(tmp_path):
 
 def test_cli_prints_only_the_error_event_on_stdout_and_exits_non_zero(tmp_path):
     config = write_config(tmp_path, "init", {"tokenizer": str(tmp_path), "hidden_size": 64, "num_heads": 5})
-    proc = subprocess.run([sys.executable, "-m", "supertiny_trainer", "init", "--config", str(config),
-                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, env=cli_env())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supertiny_trainer",
+            "init",
+            "--config",
+            str(config),
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+    )
     assert proc.returncode != 0
     lines = proc.stdout.splitlines()
     assert len(lines) == 1
@@ -79,9 +96,9 @@ def test_cli_prints_only_the_error_event_on_stdout_and_exits_non_zero(tmp_path):
 
 
 def test_config_file_that_is_not_json_is_a_config_error(tmp_path):
-    from cli_harness import CliRun, parse_events
     import io
 
+    from cli_harness import CliRun, parse_events
     from supertiny_trainer.__main__ import main
 
     config = tmp_path / "cfg.json"

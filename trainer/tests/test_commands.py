@@ -14,7 +14,7 @@ TEMPLATE_FIELDS = {"prompt_prefix": "<|bos|>", "prompt_suffix": "<|sep|>", "eos_
 
 
 def exact_match(predictions: list[str], records: list[dict]) -> float:
-    return sum(p == gold_call(r) for p, r in zip(predictions, records)) / len(records)
+    return sum(p == gold_call(r) for p, r in zip(predictions, records, strict=True)) / len(records)
 
 
 def test_tokenizer_has_the_student_special_tokens_and_round_trips_a_sample(tiny):
@@ -49,8 +49,9 @@ def test_tokenizer_makes_function_and_slot_names_single_tokens_within_the_vocabu
     assert metrics["call_tokens"] > 0 and metrics["vocab_size"] <= 400
 
     # Off, the same call is spelled in sub-word pieces, and so takes more tokens.
-    run = run_in_process("tokenizer", {"data": str(tiny.sft_data), "vocab_size": 400, "min_frequency": 1,
-                                       "call_tokens": False}, tmp_path)
+    run = run_in_process(
+        "tokenizer", {"data": str(tiny.sft_data), "vocab_size": 400, "min_frequency": 1, "call_tokens": False}, tmp_path
+    )
     plain = AutoTokenizer.from_pretrained(run.done["outputs"]["tokenizer"])
     assert run.done["metrics"]["call_tokens"] == 0
     assert len(plain(call, add_special_tokens=False)["input_ids"]) > len(tokens)
@@ -59,14 +60,21 @@ def test_tokenizer_makes_function_and_slot_names_single_tokens_within_the_vocabu
 def test_a_vocabulary_too_small_for_the_call_tokens_is_refused_by_name(tiny, tmp_path):
     run = run_in_process("tokenizer", {"data": str(tiny.sft_data), "vocab_size": 262, "min_frequency": 1}, tmp_path)
     assert run.returncode != 0
-    assert run.error["kind"] == "config" and "vocab_size" in run.error["message"] and "call_tokens" in run.error["message"]
+    assert (
+        run.error["kind"] == "config" and "vocab_size" in run.error["message"] and "call_tokens" in run.error["message"]
+    )
 
 
 def test_init_builds_a_qwen2_model_shaped_by_the_config(tiny):
     config = json.loads((tiny.init_model / "config.json").read_text())
     assert config["model_type"] == "qwen2" and config["architectures"] == ["Qwen2ForCausalLM"]
-    assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"],
-            config["num_key_value_heads"], config["intermediate_size"]) == (64, 2, 4, 2, 128)
+    assert (
+        config["hidden_size"],
+        config["num_hidden_layers"],
+        config["num_attention_heads"],
+        config["num_key_value_heads"],
+        config["intermediate_size"],
+    ) == (64, 2, 4, 2, 128)
     assert config["vocab_size"] == tiny.tokenizer_run.done["metrics"]["vocab_size"]
     template = json.loads((tiny.init_model / "supertiny.json").read_text())
     assert TEMPLATE_FIELDS.items() <= template.items()
@@ -86,13 +94,27 @@ def _base_model_without_student_tokens(folder: Path) -> Path:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.train_from_iterator(["set an alarm", "what is the weather"], trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
+    tokenizer.train_from_iterator(
+        ["set an alarm", "what is the weather"],
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>")
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(wrapped), hidden_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, intermediate_size=64))
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(wrapped),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=64,
+        )
+    )
     model.save_pretrained(str(folder))
     wrapped.save_pretrained(str(folder))
     return folder
@@ -134,13 +156,14 @@ def test_sft_streams_progress_and_checkpoints_then_done(tiny):
     assert metrics["tokens_per_s"] > 0 and metrics["tokens_seen"] > 0
     assert metrics["peak_memory_bytes"] > 50_000_000 and metrics["peak_memory_kind"] == "rss"
     assert {"config.json", "model.safetensors", "tokenizer.json", "supertiny.json"} <= {
-        p.name for p in tiny.sft_model.iterdir()}
+        p.name for p in tiny.sft_model.iterdir()
+    }
 
 
 def test_sft_puts_the_loss_on_the_answer_tokens_only(tiny, tmp_path):
     from trl import SFTTrainer
 
-    from supertiny_trainer.commands.sft import prompt_completion_dataset, sft_arguments, SftConfig
+    from supertiny_trainer.commands.sft import SftConfig, prompt_completion_dataset, sft_arguments
     from supertiny_trainer.core.checkpoints import CheckpointStore
     from supertiny_trainer.student.datasets import load_sft_samples
     from supertiny_trainer.student.model_folder import load_student
@@ -150,9 +173,12 @@ def test_sft_puts_the_loss_on_the_answer_tokens_only(tiny, tmp_path):
     store = CheckpointStore(tmp_path)
     store.prepare(resume=False)
     config = SftConfig(model=str(tiny.init_model), data=str(tiny.sft_data), max_steps=1)
-    trainer = SFTTrainer(model=student.model, args=sft_arguments(config, store, student.template),
-                         train_dataset=prompt_completion_dataset(samples, student.template),
-                         processing_class=student.tokenizer)
+    trainer = SFTTrainer(
+        model=student.model,
+        args=sft_arguments(config, store, student.template),
+        train_dataset=prompt_completion_dataset(samples, student.template),
+        processing_class=student.tokenizer,
+    )
     by_prompt = {s.utterance: s.call for s in samples}
     for row in trainer.train_dataset.select(range(5)):
         labelled = [t for t in row["labels"] if t != -100]
@@ -164,8 +190,17 @@ def test_sft_puts_the_loss_on_the_answer_tokens_only(tiny, tmp_path):
 
 
 def test_predict_returns_the_memorized_calls_in_input_order(tiny):
-    run = run_cli("predict", {"model": str(tiny.sft_model), "data": str(tiny.utterances), "batch_size": 10,
-                              "num_threads": 1, "latency_samples": 4}, tiny.root / "predict")
+    run = run_cli(
+        "predict",
+        {
+            "model": str(tiny.sft_model),
+            "data": str(tiny.utterances),
+            "batch_size": 10,
+            "num_threads": 1,
+            "latency_samples": 4,
+        },
+        tiny.root / "predict",
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     rows = list(read_jsonl(run.done["outputs"]["predictions"]))
     assert [r["id"] for r in rows] == [r["id"] for r in tiny.records]
@@ -189,18 +224,33 @@ def test_export_matches_pytorch_and_decodes_with_its_kv_cache(tiny, exported):
     assert (io["num_layers"], io["num_kv_heads"], io["head_dim"]) == (2, 2, 16)
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     inputs = {i.name: i for i in session.get_inputs()}
-    assert [i.name for i in session.get_inputs()] == io["inputs"] == [
-        "input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value",
-        "past_key_values.1.key", "past_key_values.1.value"]
-    assert [o.name for o in session.get_outputs()] == io["outputs"] == [
-        "logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
+    assert (
+        [i.name for i in session.get_inputs()]
+        == io["inputs"]
+        == [
+            "input_ids",
+            "attention_mask",
+            "position_ids",
+            "past_key_values.0.key",
+            "past_key_values.0.value",
+            "past_key_values.1.key",
+            "past_key_values.1.value",
+        ]
+    )
+    assert (
+        [o.name for o in session.get_outputs()]
+        == io["outputs"]
+        == ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
+    )
     assert inputs["input_ids"].type == "tensor(int64)" and inputs["past_key_values.0.key"].type == "tensor(float)"
     batch, kv_heads, past, head_dim = inputs["past_key_values.0.key"].shape
     assert (kv_heads, head_dim) == (2, 16) and isinstance(batch, str) and isinstance(past, str)
     import onnx
 
     graph = onnx.load(str(folder / "model.onnx")).graph
-    assert not any(node.metadata_props or node.doc_string for node in graph.node), "exporter debug metadata left in the graph"
+    assert not any(node.metadata_props or node.doc_string for node in graph.node), (
+        "exporter debug metadata left in the graph"
+    )
 
     records = tiny.records[::3]
     predictions = OnnxStudent(folder).generate([r["utt"] for r in records])
@@ -215,8 +265,10 @@ def test_quantize_shrinks_the_onnx_model_which_still_runs(tiny, exported):
     assert metrics["check_top1_agreement"] >= 0.5
     folder = Path(run.done["outputs"]["model"])
     io = json.loads((folder / "onnx_io.json").read_text())
-    assert io["weights"] == "int8" and io["inputs"] == json.loads(
-        (Path(exported.done["outputs"]["model"]) / "onnx_io.json").read_text())["inputs"]
+    assert (
+        io["weights"] == "int8"
+        and io["inputs"] == json.loads((Path(exported.done["outputs"]["model"]) / "onnx_io.json").read_text())["inputs"]
+    )
     predictions = OnnxStudent(folder).generate([r["utt"] for r in tiny.records[:6]])
     assert all(isinstance(p, str) and p for p in predictions)
 
@@ -229,7 +281,7 @@ def _answer_logprob(model, tokenizer, prompt: str, answer: str) -> float:
     with torch.no_grad():
         logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1], -1)
     targets = torch.tensor(ids[1:])
-    return logprobs[torch.arange(len(targets)), targets][len(prompt_ids) - 1:].sum().item()
+    return logprobs[torch.arange(len(targets)), targets][len(prompt_ids) - 1 :].sum().item()
 
 
 def _preference_margin(model_dir: Path, pairs) -> float:
@@ -237,17 +289,31 @@ def _preference_margin(model_dir: Path, pairs) -> float:
 
     student = load_student(model_dir)
     t = student.template
-    return sum(_answer_logprob(student.model, student.tokenizer, t.prompt(p.utterance), t.target(p.chosen_call))
-               - _answer_logprob(student.model, student.tokenizer, t.prompt(p.utterance), t.target(p.rejected_call))
-               for p in pairs) / len(pairs)
+    return sum(
+        _answer_logprob(student.model, student.tokenizer, t.prompt(p.utterance), t.target(p.chosen_call))
+        - _answer_logprob(student.model, student.tokenizer, t.prompt(p.utterance), t.target(p.rejected_call))
+        for p in pairs
+    ) / len(pairs)
 
 
 def test_dpo_raises_the_preferred_over_the_rejected_call(tiny):
     from supertiny_trainer.student.datasets import load_preference_pairs
 
-    run = run_cli("dpo", {"model": str(tiny.init_model), "data": str(tiny.preference_data), "max_steps": 30,
-                          "batch_size": 8, "learning_rate": 0.003, "beta": 0.1, "logging_steps": 10,
-                          "save_steps": 1000, "num_threads": 1}, tiny.root / "dpo")
+    run = run_cli(
+        "dpo",
+        {
+            "model": str(tiny.init_model),
+            "data": str(tiny.preference_data),
+            "max_steps": 30,
+            "batch_size": 8,
+            "learning_rate": 0.003,
+            "beta": 0.1,
+            "logging_steps": 10,
+            "save_steps": 1000,
+            "num_threads": 1,
+        },
+        tiny.root / "dpo",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.done["metrics"]["pairs_accepted"] == 24
     pairs, _ = load_preference_pairs(tiny.preference_data)
@@ -266,10 +332,12 @@ def _teacher_student_kl(teacher_dir: Path, student_dir: Path, samples) -> float:
     t, total = teacher.template, 0.0
     for s in samples:
         prompt_length = len(teacher.tokenizer(t.prompt(s.utterance), add_special_tokens=False)["input_ids"])
-        ids = torch.tensor([teacher.tokenizer(t.prompt(s.utterance) + t.target(s.call), add_special_tokens=False)["input_ids"]])
+        ids = torch.tensor(
+            [teacher.tokenizer(t.prompt(s.utterance) + t.target(s.call), add_special_tokens=False)["input_ids"]]
+        )
         with torch.no_grad():
-            p = torch.log_softmax(teacher.model(ids).logits[0, prompt_length - 1:-1], -1)
-            q = torch.log_softmax(student.model(ids).logits[0, prompt_length - 1:-1], -1)
+            p = torch.log_softmax(teacher.model(ids).logits[0, prompt_length - 1 : -1], -1)
+            q = torch.log_softmax(student.model(ids).logits[0, prompt_length - 1 : -1], -1)
         total += (p.exp() * (p - q)).sum(-1).mean().item()
     return total / len(samples)
 
@@ -277,9 +345,23 @@ def _teacher_student_kl(teacher_dir: Path, student_dir: Path, samples) -> float:
 def test_kd_moves_the_student_toward_the_teacher(tiny):
     from supertiny_trainer.student.datasets import load_sft_samples
 
-    run = run_cli("kd", {"model": str(tiny.init_model), "teacher": str(tiny.sft_model), "data": str(tiny.sft_data),
-                         "max_steps": 60, "batch_size": 8, "learning_rate": 0.005, "top_k": 16, "alpha": 0.5,
-                         "logging_steps": 10, "save_steps": 1000, "num_threads": 1}, tiny.root / "kd")
+    run = run_cli(
+        "kd",
+        {
+            "model": str(tiny.init_model),
+            "teacher": str(tiny.sft_model),
+            "data": str(tiny.sft_data),
+            "max_steps": 60,
+            "batch_size": 8,
+            "learning_rate": 0.005,
+            "top_k": 16,
+            "alpha": 0.5,
+            "logging_steps": 10,
+            "save_steps": 1000,
+            "num_threads": 1,
+        },
+        tiny.root / "kd",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert {"kd_ce", "kd_kl"} <= run.of("progress")[-1].keys()
     samples, _ = load_sft_samples(tiny.sft_data)
@@ -291,8 +373,11 @@ def test_kd_moves_the_student_toward_the_teacher(tiny):
 def test_tokenizer_with_isolated_spaces_gives_a_slot_value_the_same_tokens_as_in_the_utterance(tiny, tmp_path):
     from tokenizers import Tokenizer
 
-    run = run_in_process("tokenizer", {"data": str(tiny.sft_data), "vocab_size": 400, "min_frequency": 1,
-                                       "isolate_spaces": True}, tmp_path)
+    run = run_in_process(
+        "tokenizer",
+        {"data": str(tiny.sft_data), "vocab_size": 400, "min_frequency": 1, "isolate_spaces": True},
+        tmp_path,
+    )
     tokenizer = Tokenizer.from_file(run.done["outputs"]["tokenizer_json"])
     record = next(r for r in tiny.records if "[time : nine am]" in r["annot_utt"])
     utterance = tokenizer.encode(record["utt"], add_special_tokens=False).tokens
@@ -301,7 +386,7 @@ def test_tokenizer_with_isolated_spaces_gives_a_slot_value_the_same_tokens_as_in
     assert len(value) >= 2  # "nine", " ", "am": the space is its own token
 
     def contains(haystack, needle):
-        return any(haystack[i:i + len(needle)] == needle for i in range(len(haystack) - len(needle) + 1))
+        return any(haystack[i : i + len(needle)] == needle for i in range(len(haystack) - len(needle) + 1))
 
     assert contains(utterance, value) and contains(call, value)
 
@@ -309,7 +394,12 @@ def test_tokenizer_with_isolated_spaces_gives_a_slot_value_the_same_tokens_as_in
 def test_prompt_loss_weight_adds_the_utterance_tokens_at_that_weight(tiny, tmp_path):
     import torch
 
-    from supertiny_trainer.commands.sft import SftConfig, prompt_completion_dataset, sft_arguments, student_sft_trainer_class
+    from supertiny_trainer.commands.sft import (
+        SftConfig,
+        prompt_completion_dataset,
+        sft_arguments,
+        student_sft_trainer_class,
+    )
     from supertiny_trainer.core.checkpoints import CheckpointStore
     from supertiny_trainer.student.datasets import load_sft_samples
     from supertiny_trainer.student.model_folder import load_student
@@ -322,11 +412,14 @@ def test_prompt_loss_weight_adds_the_utterance_tokens_at_that_weight(tiny, tmp_p
         store.prepare(resume=False)
         config = SftConfig(model=str(tiny.sft_model), data=str(tiny.sft_data), max_steps=1)
         trainer = student_sft_trainer_class()(
-            model=student.model, args=sft_arguments(config, store, student.template, weight),
-            train_dataset=prompt_completion_dataset(samples, student.template), processing_class=student.tokenizer,
-            prompt_loss_weight=weight)
+            model=student.model,
+            args=sft_arguments(config, store, student.template, weight),
+            train_dataset=prompt_completion_dataset(samples, student.template),
+            processing_class=student.tokenizer,
+            prompt_loss_weight=weight,
+        )
         rows = [trainer.train_dataset[i] for i in range(4)]
-        batch = {k: v for k, v in trainer.data_collator(rows).items()}
+        batch = dict(trainer.data_collator(rows).items())
         with torch.no_grad():
             losses[weight] = trainer.compute_loss(trainer.model.eval(), batch).item()
     answer = losses[0.0]  # TRL's own answer-only loss
@@ -381,5 +474,7 @@ def test_kd_refuses_the_sft_loss_options_it_does_not_apply(field):
 
 
 def test_quantize_int4_is_refused_for_a_decoder(tiny, exported):
-    run = run_in_process("quantize", {"model": exported.done["outputs"]["model"], "scheme": "int4"}, tiny.root / "quantize-int4")
+    run = run_in_process(
+        "quantize", {"model": exported.done["outputs"]["model"], "scheme": "int4"}, tiny.root / "quantize-int4"
+    )
     assert run.error["kind"] == "config" and "scheme" in run.error["message"]

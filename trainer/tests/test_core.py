@@ -19,7 +19,7 @@ class ExampleConfig:
 
 
 def test_config_rejects_unknown_fields_by_name():
-    with pytest.raises(ConfigError, match="unknown config field.*learning_rat"):
+    with pytest.raises(ConfigError, match=r"unknown config field.*learning_rat"):
         config_from_dict(ExampleConfig, {"learning_rat": 1})
 
 
@@ -74,10 +74,9 @@ def test_fresh_run_drops_checkpoints_of_an_earlier_run(tmp_path):
 
 def test_atomic_output_dir_leaves_nothing_when_writing_fails(tmp_path):
     destination = tmp_path / "model"
-    with pytest.raises(RuntimeError):
-        with atomic_output_dir(destination) as staging:
-            (staging / "config.json").write_text("{}")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_output_dir(destination) as staging:
+        (staging / "config.json").write_text("{}")
+        raise RuntimeError("killed")
     assert not destination.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -131,12 +130,12 @@ def test_length_grouped_sampler_replays_an_epoch_from_seed_and_epoch_alone():
     assert list(sampler) != first
 
     def padded(order):
-        return sum(max(lengths[i] for i in order[j:j + 8]) * len(order[j:j + 8]) for j in range(0, len(order), 8))
+        return sum(max(lengths[i] for i in order[j : j + 8]) * len(order[j : j + 8]) for j in range(0, len(order), 8))
 
     shuffled = list(range(203))
     random.Random(0).shuffle(shuffled)
     assert padded(first) < 0.8 * padded(shuffled)
-    assert len(first) % 8 == 203 % 8 and all(len(set(first[j:j + 8])) == 8 for j in range(0, 200, 8))
+    assert len(first) % 8 == 203 % 8 and all(len(set(first[j : j + 8])) == 8 for j in range(0, 200, 8))
 
 
 def test_input_noise_replaces_only_utterance_tokens_at_about_the_given_rate():
@@ -146,11 +145,12 @@ def test_input_noise_replaces_only_utterance_tokens_at_about_the_given_rate():
 
     sep, special = 2, [0, 1, 2, 3]
     # pad pad bos u u u u u u u u sep a a a eos
-    row = [0, 0, 1] + list(range(10, 18)) + [2, 40, 41, 42, 3]
+    row = [0, 0, 1, *range(10, 18), 2, 40, 41, 42, 3]
     ids = torch.tensor([row] * 500)
     mask = (ids != 0).long()
-    noisy = noisy_utterance_ids(ids, mask, sep, special, vocab_size=300, probability=0.25,
-                                generator=torch.Generator().manual_seed(0))
+    noisy = noisy_utterance_ids(
+        ids, mask, sep, special, vocab_size=300, probability=0.25, generator=torch.Generator().manual_seed(0)
+    )
     changed = noisy != ids
     assert not changed[:, :3].any() and not changed[:, 11:].any(), "pads, bos, sep and the answer stay"
     assert 0.2 < changed[:, 3:11].float().mean().item() < 0.3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +29,25 @@ INTENTS = ["alarm_set", "weather_query", "play_music"]
 SENTENCES = ["wake me up at five am this week", "What's the weather in Paris tomorrow?", "play some jazz"]
 # A tiny random BERT memorizes 24 samples in this many steps (its random word vectors must train, unlike
 # pretrained ones); the resume test kills it after step 20.
-ENCODER_SFT = {"max_steps": 60, "batch_size": 8, "learning_rate": 3e-3, "head_learning_rate": 1e-2,
-               "save_steps": 20, "logging_steps": 10, "num_threads": 1, "seed": 0, "warmup_ratio": 0.0,
-               "freeze_word_embeddings": False}
+ENCODER_SFT = {
+    "max_steps": 60,
+    "batch_size": 8,
+    "learning_rate": 3e-3,
+    "head_learning_rate": 1e-2,
+    "save_steps": 20,
+    "logging_steps": 10,
+    "num_threads": 1,
+    "seed": 0,
+    "warmup_ratio": 0.0,
+    "freeze_word_embeddings": False,
+}
 
 
 @pytest.fixture(scope="session")
 def minilm_converted(tmp_path_factory) -> Path:
-    assert (MINILM / "all-minilm-l6-v2.onnx").is_file(), f"{MINILM} is missing: run scripts/setup.sh (it fetches MiniLM)"
+    assert (MINILM / "all-minilm-l6-v2.onnx").is_file(), (
+        f"{MINILM} is missing: run scripts/setup.sh (it fetches MiniLM)"
+    )
     run = run_cli("encoder-convert", {"num_threads": 1}, tmp_path_factory.mktemp("convert"))
     assert run.returncode == 0, run.stderr[-3000:]
     return Path(run.done["outputs"]["model"])
@@ -49,8 +61,17 @@ def tiny_bert(minilm_converted, tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64), add_pooling_layer=False).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
+        add_pooling_layer=False,
+    ).save_pretrained(folder)
     shutil.copy(minilm_converted / "tokenizer.json", folder / "tokenizer.json")
     return folder
 
@@ -66,11 +87,16 @@ def encoder_data(tmp_path_factory) -> dict:
         votes = None
         if i % 2 == 0:  # the teacher agreed 3 to 1 with an answer that missed the last slot
             pairs = gold_pairs(record)
-            votes = [{"name": record["intent"], "arguments": json.dumps(arguments_object(pairs)), "share": 0.75},
-                     {"name": record["intent"], "arguments": json.dumps(arguments_object(pairs[:-1])), "share": 0.25}]
+            votes = [
+                {"name": record["intent"], "arguments": json.dumps(arguments_object(pairs)), "share": 0.75},
+                {"name": record["intent"], "arguments": json.dumps(arguments_object(pairs[:-1])), "share": 0.25},
+            ]
         rows.append(encoder_sft_line(record, slots, scenarios, votes))
     return {
-        "root": root, "records": records, "slots": slots, "scenarios": scenarios,
+        "root": root,
+        "records": records,
+        "slots": slots,
+        "scenarios": scenarios,
         "sft": write_jsonl(root / "sft.jsonl", rows),
         "utterances": write_jsonl(root / "utterances.jsonl", [utterance_line(r) for r in records]),
     }
@@ -92,6 +118,7 @@ def _predict(model: Path | str, data: Path, run_dir: Path) -> list[str]:
 
 # ---- encoder-convert -------------------------------------------------------------------------------------
 
+
 def test_converted_minilm_hidden_states_match_onnxruntime_on_fixed_sentences(minilm_converted):
     import onnxruntime as ort
     import torch
@@ -105,8 +132,11 @@ def test_converted_minilm_hidden_states_match_onnxruntime_on_fixed_sentences(min
     assert sum(p.numel() for p in model.parameters()) == 22_565_376
     for sentence in SENTENCES:  # one at a time: no padding in either
         encoding = tokenizer.encode(sentence)
-        feed = {"input_ids": np.array([encoding.ids]), "attention_mask": np.array([encoding.attention_mask]),
-                "token_type_ids": np.array([encoding.type_ids])}
+        feed = {
+            "input_ids": np.array([encoding.ids]),
+            "attention_mask": np.array([encoding.attention_mask]),
+            "token_type_ids": np.array([encoding.type_ids]),
+        }
         expected = session.run(None, feed)[0]
         with torch.no_grad():
             actual = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).last_hidden_state.numpy()
@@ -122,11 +152,13 @@ def test_encoder_convert_names_a_missing_onnx_file(tmp_path):
 
 # ---- data: spans, tags, soft targets, schema ----------------------------------------------------------------
 
+
 def test_slot_values_are_found_case_insensitively_preferring_whole_words():
     from supertiny_trainer.student.encoder_data import locate_values
 
-    spans, missing = locate_values("Set an alarm at Ten am, then at ten", (("time", "ten"), ("time", "TEN AM"),
-                                                                            ("date", "monday")))
+    spans, missing = locate_values(
+        "Set an alarm at Ten am, then at ten", (("time", "ten"), ("time", "TEN AM"), ("date", "monday"))
+    )
     assert spans == [("time", 16, 22), ("time", 32, 35)] and missing == 1
     spans, _ = locate_values("often at ten", (("time", "ten"),))
     assert spans == [("time", 9, 12)]  # not the "ten" inside "often"
@@ -141,24 +173,39 @@ def test_bio_tags_follow_token_offsets_and_skip_special_tokens(minilm_converted)
     encoding = tokenizer.encode(text)
     tags = bio_tags(["date", "time"])
     spans, _ = locate_values(text, (("time", "five am"), ("date", "this week")))
-    ids, lost = bio_tag_ids(spans, encoding.offsets, [not s for s in encoding.special_tokens_mask],
-                            {t: i for i, t in enumerate(tags)})
+    ids, lost = bio_tag_ids(
+        spans, encoding.offsets, [not s for s in encoding.special_tokens_mask], {t: i for i, t in enumerate(tags)}
+    )
     assert lost == 0
-    assert [tags[i] if i >= 0 else None for i in ids] == [None, "O", "O", "O", "O", "B-time", "I-time", "B-date",
-                                                          "I-date", None]
+    assert [tags[i] if i >= 0 else None for i in ids] == [
+        None,
+        "O",
+        "O",
+        "O",
+        "O",
+        "B-time",
+        "I-time",
+        "B-date",
+        "I-date",
+        None,
+    ]
 
 
 def test_votes_become_soft_intent_and_tag_targets(minilm_converted):
+    from collections import Counter
+
     from supertiny_trainer.commands.encoder_sft import EncoderCollator
     from supertiny_trainer.student.encoder import EncoderLabels, load_encoder_tokenizer
     from supertiny_trainer.student.encoder_data import EncoderExample, TargetCall, encode_examples
-    from collections import Counter
 
     labels = EncoderLabels.from_schema({"alarm_set": ["date", "time"], "alarm_query": ["date"]}, 64, "mean")
-    example = EncoderExample("wake me up at five am this week", [
-        TargetCall("alarm_set", (("time", "five am"), ("date", "this week")), 0.6),
-        TargetCall("alarm_query", (("date", "this week"),), 0.4),
-    ])
+    example = EncoderExample(
+        "wake me up at five am this week",
+        [
+            TargetCall("alarm_set", (("time", "five am"), ("date", "this week")), 0.6),
+            TargetCall("alarm_query", (("date", "this week"),), 0.4),
+        ],
+    )
     encoded = encode_examples([example], load_encoder_tokenizer(minilm_converted, 64), labels, Counter())
     batch = EncoderCollator(len(labels.intents), len(labels.tags), 0)(encoded)
     assert batch["intent_targets"][0].tolist() == pytest.approx([0.4, 0.6])  # intents sorted: alarm_query, alarm_set
@@ -185,7 +232,7 @@ def test_viterbi_allows_only_the_intents_slots_and_valid_bio_transitions():
     assert [labels.tags[i] for i in logits.argmax(-1)] == ["I-time", "B-artist_name", "I-time"]
     path = [labels.tags[i] for i in decoder.viterbi(logits, "alarm_set")]
     assert path[0] != "I-time" and "B-artist_name" not in path
-    assert all(not t.startswith("I-") or prev in ("B-" + t[2:], t) for prev, t in zip(["O"] + path, path))
+    assert all(not t.startswith("I-") or prev in ("B-" + t[2:], t) for prev, t in pairwise(["O", *path]))
     assert path == ["B-time", "I-time", "I-time"]  # the best valid path keeps the I-time evidence
 
 
@@ -194,8 +241,15 @@ def test_a_slot_that_may_not_repeat_keeps_its_most_probable_span_and_repeatable_
     from supertiny_trainer.student.encoder_data import EncoderExample, TargetCall, repeated_slots
     from supertiny_trainer.student.tag_decoding import TagDecoder
 
-    examples = [EncoderExample("x", [TargetCall("alarm_set", (("time", "5"), ("time", "6")), 0.5),
-                                     TargetCall("alarm_set", (("date", "today"),), 0.5)])]
+    examples = [
+        EncoderExample(
+            "x",
+            [
+                TargetCall("alarm_set", (("time", "5"), ("time", "6")), 0.5),
+                TargetCall("alarm_set", (("date", "today"),), 0.5),
+            ],
+        )
+    ]
     assert repeated_slots(examples) == {"alarm_set": ["time"]}
     labels = EncoderLabels.from_schema({"alarm_set": ["date", "time"]}, 64, "cls")
     tag = {t: i for i, t in enumerate(labels.tags)}
@@ -217,16 +271,23 @@ def test_a_label_outside_the_offered_tools_is_a_data_error_naming_the_line(encod
     record = encoder_data["records"][0]
     row = encoder_sft_line(record, encoder_data["slots"], encoder_data["scenarios"])
     row["messages"][-1]["tool_calls"][0]["function"]["arguments"] = json.dumps({"song_name": "x"})
-    data = write_jsonl(tmp_path / "sft.jsonl", [encoder_sft_line(r, encoder_data["slots"], encoder_data["scenarios"])
-                                                for r in encoder_data["records"][1:3]] + [row])
+    data = write_jsonl(
+        tmp_path / "sft.jsonl",
+        [encoder_sft_line(r, encoder_data["slots"], encoder_data["scenarios"]) for r in encoder_data["records"][1:3]]
+        + [row],
+    )
     run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(data), "max_steps": 1}, tmp_path / "run")
     assert run.returncode == 2 and run.error["kind"] == "data"
     assert "line 3" in run.error["message"] and "song_name" in run.error["message"]
 
 
 def test_a_bad_vote_share_is_a_data_error_naming_the_line(encoder_data, tiny_bert, tmp_path):
-    row = encoder_sft_line(encoder_data["records"][0], encoder_data["slots"], encoder_data["scenarios"],
-                           votes=[{"name": "alarm_set", "arguments": "{}", "share": 1.5}])
+    row = encoder_sft_line(
+        encoder_data["records"][0],
+        encoder_data["slots"],
+        encoder_data["scenarios"],
+        votes=[{"name": "alarm_set", "arguments": "{}", "share": 1.5}],
+    )
     data = write_jsonl(tmp_path / "sft.jsonl", [row])
     run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(data), "max_steps": 1}, tmp_path / "run")
     assert run.returncode == 2 and run.error["kind"] == "data"
@@ -241,8 +302,17 @@ def test_a_tools_file_replaces_the_schema_of_the_rows(encoder_data, tiny_bert, t
     names = sorted(used | {extra})
     tools = tmp_path / "tools.json"
     tools.write_text(json.dumps(tool_definitions(names, encoder_data["slots"])))
-    run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(encoder_data["sft"]), "max_steps": 1,
-                                         "tools": str(tools), "num_threads": 1}, tmp_path / "run")
+    run = run_in_process(
+        "encoder-sft",
+        {
+            "model": str(tiny_bert),
+            "data": str(encoder_data["sft"]),
+            "max_steps": 1,
+            "tools": str(tools),
+            "num_threads": 1,
+        },
+        tmp_path / "run",
+    )
     assert run.returncode == 0, run.events
     labels = json.loads((Path(run.done["outputs"]["model"]) / "supertiny.json").read_text())
     assert labels["intents"] == names
@@ -253,12 +323,16 @@ def test_a_non_bert_base_model_is_refused_by_name(encoder_data, tmp_path):
     from transformers import Qwen2Config
 
     Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path / "qwen")
-    run = run_in_process("encoder-sft", {"model": str(tmp_path / "qwen"), "data": str(encoder_data["sft"]),
-                                         "max_steps": 1}, tmp_path / "run")
+    run = run_in_process(
+        "encoder-sft",
+        {"model": str(tmp_path / "qwen"), "data": str(encoder_data["sft"]), "max_steps": 1},
+        tmp_path / "run",
+    )
     assert run.returncode == 2 and "qwen2" in run.error["message"] and "BERT" in run.error["message"]
 
 
 # ---- encoder-sft, predict -----------------------------------------------------------------------------------
+
 
 def test_encoder_sft_streams_events_and_writes_the_encoder_folder(encoder_run, encoder_data):
     run, _ = encoder_run
@@ -270,7 +344,8 @@ def test_encoder_sft_streams_events_and_writes_the_encoder_folder(encoder_run, e
     assert metrics["samples_accepted"] == 24 and metrics["votes_used"] == 24 and metrics["slot_values_not_found"] == 0
     folder = Path(run.done["outputs"]["model"])
     assert {"config.json", "model.safetensors", "heads.safetensors", "tokenizer.json", "supertiny.json"} <= {
-        p.name for p in folder.iterdir()}
+        p.name for p in folder.iterdir()
+    }
     labels = json.loads((folder / "supertiny.json").read_text())
     offered = {i for r in encoder_data["records"] for i in encoder_data["scenarios"][r["scenario"]]}
     assert labels["format"] == "supertiny-encoder/1" and labels["family"] == "encoder" and labels["max_length"] == 64
@@ -280,7 +355,8 @@ def test_encoder_sft_streams_events_and_writes_the_encoder_folder(encoder_run, e
 
 
 def test_predict_on_an_encoder_folder_gives_schema_valid_compact_calls_that_fit_the_training_data(
-        encoder_run, encoder_data, tmp_path):
+    encoder_run, encoder_data, tmp_path
+):
     run, _ = encoder_run
     folder = Path(run.done["outputs"]["model"])
     predictions = _predict(folder, encoder_data["utterances"], tmp_path / "predict")
@@ -293,8 +369,8 @@ def test_predict_on_an_encoder_folder_gives_schema_valid_compact_calls_that_fit_
 
 
 def test_encoder_sft_killed_after_a_checkpoint_and_resumed_ends_with_identical_weights(encoder_run, tmp_path):
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
 
     run, config = encoder_run
     run_dir = tmp_path / "interrupted"
@@ -311,35 +387,50 @@ def test_encoder_sft_killed_after_a_checkpoint_and_resumed_ends_with_identical_w
 
 
 def test_encoder_sft_trains_the_converted_minilm_with_frozen_word_embeddings(minilm_converted, encoder_data, tmp_path):
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
 
-    run = run_cli("encoder-sft", {"model": str(minilm_converted), "data": str(encoder_data["sft"]), "max_steps": 2,
-                                  "batch_size": 4, "num_threads": 1}, tmp_path)  # frozen by default
+    run = run_cli(
+        "encoder-sft",
+        {
+            "model": str(minilm_converted),
+            "data": str(encoder_data["sft"]),
+            "max_steps": 2,
+            "batch_size": 4,
+            "num_threads": 1,
+        },
+        tmp_path,
+    )  # frozen by default
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = run.done["metrics"]
     assert metrics["parameters"] - metrics["trainable_parameters"] == 30522 * 384
-    before, after = load_file(str(minilm_converted / "model.safetensors")), load_file(
-        str(Path(run.done["outputs"]["model"]) / "model.safetensors"))
+    before, after = (
+        load_file(str(minilm_converted / "model.safetensors")),
+        load_file(str(Path(run.done["outputs"]["model"]) / "model.safetensors")),
+    )
     key = "embeddings.word_embeddings.weight"
     assert torch.equal(before[key], after[key])
-    assert not torch.equal(before["encoder.layer.0.attention.self.query.weight"],
-                           after["encoder.layer.0.attention.self.query.weight"])
+    assert not torch.equal(
+        before["encoder.layer.0.attention.self.query.weight"], after["encoder.layer.0.attention.self.query.weight"]
+    )
 
 
 # ---- export, quantize -----------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def encoder_exported(encoder_run, tmp_path_factory):
     run, _ = encoder_run
-    exported = run_cli("export", {"model": run.done["outputs"]["model"], "num_threads": 1},
-                       tmp_path_factory.mktemp("encoder-export"))
+    exported = run_cli(
+        "export", {"model": run.done["outputs"]["model"], "num_threads": 1}, tmp_path_factory.mktemp("encoder-export")
+    )
     assert exported.returncode == 0, exported.stderr[-3000:]
     return exported
 
 
-def test_export_writes_one_onnx_file_with_the_format_io_matching_pytorch(encoder_exported, encoder_run, encoder_data,
-                                                                          tmp_path):
+def test_export_writes_one_onnx_file_with_the_format_io_matching_pytorch(
+    encoder_exported, encoder_run, encoder_data, tmp_path
+):
     import onnx
 
     folder = Path(encoder_exported.done["outputs"]["model"])
@@ -367,11 +458,13 @@ def test_quantize_makes_the_encoder_int8_and_keeps_its_answers(encoder_exported,
     assert {"model.onnx", "supertiny.json", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
     float_predictions = _predict(encoder_exported.done["outputs"]["model"], encoder_data["utterances"], tmp_path / "f")
     int8_predictions = _predict(folder, encoder_data["utterances"], tmp_path / "i")
-    same = sum(a == b for a, b in zip(float_predictions, int8_predictions)) / len(int8_predictions)
+    same = sum(a == b for a, b in zip(float_predictions, int8_predictions, strict=True)) / len(int8_predictions)
     assert same >= 0.9
 
 
-def test_quantize_int4_puts_the_feed_forward_and_embeddings_in_4_bits_and_keeps_its_answers(encoder_exported, encoder_data, tmp_path):
+def test_quantize_int4_puts_the_feed_forward_and_embeddings_in_4_bits_and_keeps_its_answers(
+    encoder_exported, encoder_data, tmp_path
+):
     import onnx
 
     source = encoder_exported.done["outputs"]["model"]
@@ -390,7 +483,7 @@ def test_quantize_int4_puts_the_feed_forward_and_embeddings_in_4_bits_and_keeps_
     assert {"MatMulNBits", "GatherBlockQuantized", "MatMulInteger"} <= ops
     float_predictions = _predict(source, encoder_data["utterances"], tmp_path / "f")
     int4_predictions = _predict(folder, encoder_data["utterances"], tmp_path / "i")
-    same = sum(a == b for a, b in zip(float_predictions, int4_predictions)) / len(int4_predictions)
+    same = sum(a == b for a, b in zip(float_predictions, int4_predictions, strict=True)) / len(int4_predictions)
     assert same >= 0.9
 
 
@@ -402,8 +495,18 @@ def test_quantize_refuses_an_unknown_scheme_and_bad_block_sizes(tmp_path):
 
 # ---- encoder-prune-layers ----------------------------------------------------------------------------------
 
-PRUNE_LAYERS = {"layers": 1, "max_steps": 30, "batch_size": 8, "learning_rate": 1e-3, "head_learning_rate": 1e-3,
-                "save_steps": 10, "logging_steps": 5, "num_threads": 1, "seed": 0, "warmup_ratio": 0.0}
+PRUNE_LAYERS = {
+    "layers": 1,
+    "max_steps": 30,
+    "batch_size": 8,
+    "learning_rate": 1e-3,
+    "head_learning_rate": 1e-3,
+    "save_steps": 10,
+    "logging_steps": 5,
+    "num_threads": 1,
+    "seed": 0,
+    "warmup_ratio": 0.0,
+}
 
 
 def test_layers_to_keep_spreads_the_kept_layers_and_refuses_nothing_to_prune():
@@ -422,8 +525,11 @@ def test_layers_to_keep_spreads_the_kept_layers_and_refuses_nothing_to_prune():
 def test_encoder_prune_layers_distils_a_shallower_student_that_still_answers(encoder_run, encoder_data, tmp_path):
     run, _ = encoder_run
     source = Path(run.done["outputs"]["model"])
-    pruned = run_cli("encoder-prune-layers", {"model": str(source), "data": str(encoder_data["sft"]), **PRUNE_LAYERS},
-                     tmp_path / "prune")
+    pruned = run_cli(
+        "encoder-prune-layers",
+        {"model": str(source), "data": str(encoder_data["sft"]), **PRUNE_LAYERS},
+        tmp_path / "prune",
+    )
     assert pruned.returncode == 0, pruned.stderr[-3000:]
     metrics = pruned.done["metrics"]
     assert (metrics["layers_before"], metrics["layers_after"], metrics["kept_layers"]) == (2, 1, [1])
@@ -439,9 +545,11 @@ def test_encoder_prune_layers_distils_a_shallower_student_that_still_answers(enc
     assert exported.returncode == 0, exported.stderr[-3000:]
 
 
-def test_encoder_prune_layers_killed_after_a_checkpoint_and_resumed_ends_with_identical_weights(encoder_run, encoder_data, tmp_path):
-    from safetensors.torch import load_file
+def test_encoder_prune_layers_killed_after_a_checkpoint_and_resumed_ends_with_identical_weights(
+    encoder_run, encoder_data, tmp_path
+):
     import torch
+    from safetensors.torch import load_file
 
     run, _ = encoder_run
     config = {"model": run.done["outputs"]["model"], "data": str(encoder_data["sft"]), **PRUNE_LAYERS}
@@ -461,53 +569,132 @@ def test_encoder_prune_layers_killed_after_a_checkpoint_and_resumed_ends_with_id
 
 def test_encoder_prune_layers_refuses_data_from_another_task(encoder_run, tmp_path):
     run, _ = encoder_run
-    other = write_jsonl(tmp_path / "other.jsonl", [{"messages": [{"role": "user", "content": "hi"}, {
-        "role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "not_an_intent", "arguments": "{}"}}]}],
-        "tools": [{"type": "function", "function": {"name": "not_an_intent", "parameters": {"type": "object", "properties": {}}}}]}])
-    bad = run_in_process("encoder-prune-layers", {"model": run.done["outputs"]["model"], "data": str(other), **PRUNE_LAYERS}, tmp_path / "run")
+    other = write_jsonl(
+        tmp_path / "other.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"type": "function", "function": {"name": "not_an_intent", "arguments": "{}"}}],
+                    },
+                ],
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {"name": "not_an_intent", "parameters": {"type": "object", "properties": {}}},
+                    }
+                ],
+            }
+        ],
+    )
+    bad = run_in_process(
+        "encoder-prune-layers",
+        {"model": run.done["outputs"]["model"], "data": str(other), **PRUNE_LAYERS},
+        tmp_path / "run",
+    )
     assert bad.error["kind"] == "data" and "not_an_intent" in bad.error["message"]
 
 
 # ---- value heads: enum, boolean and small-range integer arguments ---------------------------------------------
 
 VALUE_TOOLS = [
-    {"type": "function", "function": {"name": "set_timer", "description": "Starts a timer.", "parameters": {
-        "type": "object", "required": ["amount", "unit"], "properties": {
-            "amount": {"type": "integer", "minimum": 1},  # unbounded above: a number tagged as a span
-            "unit": {"type": "string", "enum": ["seconds", "minutes", "hours"]},
-            "loud": {"type": "boolean"},
-            "label": {"type": "string", "x-span": True}}}}},
-    {"type": "function", "function": {"name": "get_weather", "description": "Forecast.", "parameters": {
-        "type": "object", "required": ["city", "days"], "properties": {
-            "city": {"type": "string", "x-span": True},
-            "days": {"type": "integer", "minimum": 1, "maximum": 7},  # a small range: a value head
-            "scale": {"type": "string", "enum": ["celsius", "fahrenheit"]}}}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "set_timer",
+            "description": "Starts a timer.",
+            "parameters": {
+                "type": "object",
+                "required": ["amount", "unit"],
+                "properties": {
+                    "amount": {"type": "integer", "minimum": 1},  # unbounded above: a number tagged as a span
+                    "unit": {"type": "string", "enum": ["seconds", "minutes", "hours"]},
+                    "loud": {"type": "boolean"},
+                    "label": {"type": "string", "x-span": True},
+                },
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Forecast.",
+            "parameters": {
+                "type": "object",
+                "required": ["city", "days"],
+                "properties": {
+                    "city": {"type": "string", "x-span": True},
+                    "days": {"type": "integer", "minimum": 1, "maximum": 7},  # a small range: a value head
+                    "scale": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                },
+            },
+        },
+    },
 ]
 
 
 def value_task_rows() -> list[tuple[str, str, dict]]:
     """(utterance, function, typed arguments): the numbers as the teacher writes them (3, true), not strings."""
     rows = []
-    for i, (amount, unit) in enumerate([(5, "minutes"), (30, "seconds"), (2, "hours"), (10, "minutes"),
-                                        (45, "seconds"), (3, "hours"), (15, "minutes"), (20, "seconds")]):
+    for i, (amount, unit) in enumerate(
+        [
+            (5, "minutes"),
+            (30, "seconds"),
+            (2, "hours"),
+            (10, "minutes"),
+            (45, "seconds"),
+            (3, "hours"),
+            (15, "minutes"),
+            (20, "seconds"),
+        ]
+    ):
         loud, label = i % 2 == 0, ["pasta", "tea", None, "eggs"][i % 4]
         text = f"set a {'loud ' if loud else ''}timer for {amount} {unit}" + (f" for the {label}" if label else "")
-        arguments = {"amount": amount, "unit": unit, **({"loud": True} if loud else {}), **({"label": label} if label else {})}
+        arguments = {
+            "amount": amount,
+            "unit": unit,
+            **({"loud": True} if loud else {}),
+            **({"label": label} if label else {}),
+        }
         rows.append((text, "set_timer", arguments))
-    for i, (city, when, days) in enumerate([("paris", "tomorrow", 1), ("berlin", "this week", 7), ("rome", "tomorrow", 1),
-                                            ("oslo", "this week", 7), ("lima", "the weekend", 3), ("tokyo", "the weekend", 3),
-                                            ("cairo", "tomorrow", 1), ("quito", "this week", 7)]):
+    for i, (city, when, days) in enumerate(
+        [
+            ("paris", "tomorrow", 1),
+            ("berlin", "this week", 7),
+            ("rome", "tomorrow", 1),
+            ("oslo", "this week", 7),
+            ("lima", "the weekend", 3),
+            ("tokyo", "the weekend", 3),
+            ("cairo", "tomorrow", 1),
+            ("quito", "this week", 7),
+        ]
+    ):
         fahrenheit = i % 3 == 0
         text = f"weather in {city} {when}" + (" in fahrenheit" if fahrenheit else "")
-        rows.append((text, "get_weather", {"city": city, "days": days, **({"scale": "fahrenheit"} if fahrenheit else {})}))
+        rows.append(
+            (text, "get_weather", {"city": city, "days": days, **({"scale": "fahrenheit"} if fahrenheit else {})})
+        )
     return rows
 
 
 def value_sft_line(text: str, name: str, arguments: dict, votes: list[dict] | None = None, tools=None) -> dict:
-    row = {"messages": [{"role": "system", "content": "Call one function."}, {"role": "user", "content": text},
-                        {"role": "assistant", "content": None, "tool_calls": [
-                            {"id": "call_0", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}]}],
-           "tools": tools or VALUE_TOOLS}
+    row = {
+        "messages": [
+            {"role": "system", "content": "Call one function."},
+            {"role": "user", "content": text},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_0", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+                ],
+            },
+        ],
+        "tools": tools or VALUE_TOOLS,
+    }
     if votes is not None:
         row["votes"] = votes
     return row
@@ -521,13 +708,23 @@ def value_data(tmp_path_factory) -> dict:
     for i, (text, name, arguments) in enumerate(rows):
         votes = None
         if i % 4 == 0:  # the teacher agreed 3 to 1; the outvoted call dropped an optional argument
-            fewer = {k: v for k, v in arguments.items() if k not in ("loud", "scale")} if len(arguments) > 2 else arguments
-            votes = [{"name": name, "arguments": json.dumps(arguments), "share": 0.75},
-                     {"name": name, "arguments": json.dumps(fewer), "share": 0.25}]
+            fewer = (
+                {k: v for k, v in arguments.items() if k not in ("loud", "scale")} if len(arguments) > 2 else arguments
+            )
+            votes = [
+                {"name": name, "arguments": json.dumps(arguments), "share": 0.75},
+                {"name": name, "arguments": json.dumps(fewer), "share": 0.25},
+            ]
         lines.append(value_sft_line(text, name, arguments, votes))
-    return {"root": root, "rows": value_task_rows(), "sft": write_jsonl(root / "sft.jsonl", lines),
-            "utterances": write_jsonl(root / "utterances.jsonl",
-                                      [{"id": f"v{i}", "utterance": t} for i, (t, _, _) in enumerate(value_task_rows())])}
+    return {
+        "root": root,
+        "rows": value_task_rows(),
+        "sft": write_jsonl(root / "sft.jsonl", lines),
+        "utterances": write_jsonl(
+            root / "utterances.jsonl",
+            [{"id": f"v{i}", "utterance": t} for i, (t, _, _) in enumerate(value_task_rows())],
+        ),
+    }
 
 
 VALUE_SFT = {**ENCODER_SFT, "max_steps": 120, "save_steps": 60}
@@ -535,8 +732,11 @@ VALUE_SFT = {**ENCODER_SFT, "max_steps": 120, "save_steps": 60}
 
 @pytest.fixture(scope="session")
 def value_run(tiny_bert, value_data, tmp_path_factory):
-    run = run_cli("encoder-sft", {"model": str(tiny_bert), "data": str(value_data["sft"]), **VALUE_SFT},
-                  tmp_path_factory.mktemp("value-sft"))
+    run = run_cli(
+        "encoder-sft",
+        {"model": str(tiny_bert), "data": str(value_data["sft"]), **VALUE_SFT},
+        tmp_path_factory.mktemp("value-sft"),
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return run
 
@@ -559,7 +759,9 @@ def _schema_problems(prediction: str) -> list[str]:
             problems.append(f"{key}={value!r} not in enum")
         elif prop["type"] == "boolean" and value not in ("true", "false"):
             problems.append(f"{key}={value!r} not a boolean")
-        elif prop["type"] == "integer" and not (value.isdigit() and prop.get("minimum", -1e9) <= int(value) <= prop.get("maximum", 1e9)):
+        elif prop["type"] == "integer" and not (
+            value.isdigit() and prop.get("minimum", -1e9) <= int(value) <= prop.get("maximum", 1e9)
+        ):
             problems.append(f"{key}={value!r} not an integer in range")
     return problems
 
@@ -571,25 +773,57 @@ def _expected_compact_pairs(name: str, arguments: dict) -> tuple[str, list[tuple
 
 
 def test_value_heads_argument_kinds_come_from_the_json_schema():
-    from supertiny_trainer.student.encoder_data import tool_schema, value_heads, span_slots
+    from supertiny_trainer.student.encoder_data import span_slots, tool_schema, value_heads
 
     schema = tool_schema(VALUE_TOOLS, "tools")
-    assert {k: s.kind for k, s in schema["set_timer"].items()} == {"amount": "number", "unit": "enum", "loud": "boolean",
-                                                                   "label": "span"}
+    assert {k: s.kind for k, s in schema["set_timer"].items()} == {
+        "amount": "number",
+        "unit": "enum",
+        "loud": "boolean",
+        "label": "span",
+    }
     assert schema["get_weather"]["days"].kind == "integer" and schema["get_weather"]["days"].values == tuple("1234567")
     assert schema["set_timer"]["unit"].required and not schema["set_timer"]["loud"].required
     assert span_slots(schema) == {"set_timer": ["amount", "label"], "get_weather": ["city"]}
     assert [(h["function"], h["argument"], h["kind"]) for h in value_heads(schema)] == [
-        ("get_weather", "days", "integer"), ("get_weather", "scale", "enum"), ("set_timer", "loud", "boolean"),
-        ("set_timer", "unit", "enum")]
+        ("get_weather", "days", "integer"),
+        ("get_weather", "scale", "enum"),
+        ("set_timer", "loud", "boolean"),
+        ("set_timer", "unit", "enum"),
+    ]
     # A schema that marks no span (MASSIVE's): every plain string is a span. One that marks some: the rest is free text.
-    plain = tool_schema([{"type": "function", "function": {"name": "f", "parameters": {"properties": {"a": {"type": "string"}}}}}], "t")
+    plain = tool_schema(
+        [{"type": "function", "function": {"name": "f", "parameters": {"properties": {"a": {"type": "string"}}}}}], "t"
+    )
     assert plain["f"]["a"].kind == "span"
-    marked = tool_schema(VALUE_TOOLS + [{"type": "function", "function": {"name": "note", "parameters": {
-        "properties": {"text": {"type": "string"}}}}}], "t")
+    marked = tool_schema(
+        [
+            *VALUE_TOOLS,
+            {
+                "type": "function",
+                "function": {"name": "note", "parameters": {"properties": {"text": {"type": "string"}}}},
+            },
+        ],
+        "t",
+    )
     assert marked["note"]["text"].kind == "free text"
-    wide = tool_schema([{"type": "function", "function": {"name": "f", "parameters": {"properties": {
-        "n": {"type": "integer", "minimum": 0, "maximum": 1000}, "x": {"type": "number", "minimum": 0, "maximum": 3}}}}}], "t")
+    wide = tool_schema(
+        [
+            {
+                "type": "function",
+                "function": {
+                    "name": "f",
+                    "parameters": {
+                        "properties": {
+                            "n": {"type": "integer", "minimum": 0, "maximum": 1000},
+                            "x": {"type": "number", "minimum": 0, "maximum": 3},
+                        }
+                    },
+                },
+            }
+        ],
+        "t",
+    )
     assert wide["f"]["n"].kind == "number" and wide["f"]["x"].kind == "number"
 
 
@@ -598,18 +832,27 @@ def test_value_heads_get_soft_targets_from_the_votes_over_their_own_functions_ca
 
     from supertiny_trainer.commands.encoder_sft import EncoderCollator
     from supertiny_trainer.student.encoder import EncoderLabels, load_encoder_tokenizer
-    from supertiny_trainer.student.encoder_data import EncoderExample, TargetCall, encode_examples, span_slots, \
-        tool_schema, value_heads
+    from supertiny_trainer.student.encoder_data import (
+        EncoderExample,
+        TargetCall,
+        encode_examples,
+        span_slots,
+        tool_schema,
+        value_heads,
+    )
 
     schema = tool_schema(VALUE_TOOLS, "tools")
     labels = EncoderLabels.from_schema(span_slots(schema), 64, "mean")
     labels.set_value_heads(value_heads(schema))
     assert labels.value_slices() == [(0, 8), (8, 11), (11, 14), (14, 18)] and labels.num_values == 18
-    example = EncoderExample("set a loud timer for 5 minutes", [
-        TargetCall("set_timer", (("amount", "5"), ("unit", "minutes"), ("loud", "true")), 0.5),
-        TargetCall("set_timer", (("amount", "5"), ("unit", "seconds")), 0.3),
-        TargetCall("get_weather", (("city", "set"), ("days", "2")), 0.2),
-    ])
+    example = EncoderExample(
+        "set a loud timer for 5 minutes",
+        [
+            TargetCall("set_timer", (("amount", "5"), ("unit", "minutes"), ("loud", "true")), 0.5),
+            TargetCall("set_timer", (("amount", "5"), ("unit", "seconds")), 0.3),
+            TargetCall("get_weather", (("city", "set"), ("days", "2")), 0.2),
+        ],
+    )
     counts = Counter()
     encoded = encode_examples([example], load_encoder_tokenizer(minilm_converted, 64), labels, counts)
     assert counts["slot_values_not_found"] == 0  # "minutes", "true" and "2" are not looked for in the text
@@ -644,7 +887,9 @@ def test_value_heads_decode_only_the_intents_heads_and_never_leave_a_required_on
     assert decoder.decode(text, intents, tags, offsets, [0], values).arguments == [("unit", "seconds")]
     assert decoder.decode(text, intents[::-1], tags, offsets, [0], values).arguments == [("days", "2")]
     values[13] = 6.0  # loud=true beats absent
-    assert decoder.decode(text, intents, tags, offsets, [0], values).compact() == 'set_timer(loud="true", unit="seconds")'
+    assert (
+        decoder.decode(text, intents, tags, offsets, [0], values).compact() == 'set_timer(loud="true", unit="seconds")'
+    )
     # A number span must parse: "five" tagged as the integer amount is dropped, "5" is kept.
     labels.number_slots = number_slots(schema)
     assert labels.number_slots == {"set_timer": {"amount": "integer"}}
@@ -662,7 +907,11 @@ def test_value_heads_train_predict_schema_valid_calls_and_export_with_the_same_a
     folder = Path(value_run.done["outputs"]["model"])
     labels = json.loads((folder / "supertiny.json").read_text())
     assert [(h["function"], h["argument"], h["offset"]) for h in labels["value_heads"]] == [
-        ("get_weather", "days", 0), ("get_weather", "scale", 8), ("set_timer", "loud", 11), ("set_timer", "unit", 14)]
+        ("get_weather", "days", 0),
+        ("get_weather", "scale", 8),
+        ("set_timer", "loud", 11),
+        ("set_timer", "unit", 14),
+    ]
     assert labels["intent_slots"] == {"get_weather": ["city"], "set_timer": ["amount", "label"]}
     assert labels["number_slots"] == {"set_timer": {"amount": "integer"}}
     assert value_run.done["metrics"]["value_heads"] == 4 and value_run.done["metrics"]["slot_values_not_found"] == 0
@@ -671,7 +920,9 @@ def test_value_heads_train_predict_schema_valid_calls_and_export_with_the_same_a
     assert [p for p in predictions if _schema_problems(p)] == []
     expected = [_expected_compact_pairs(name, arguments) for _, name, arguments in value_data["rows"]]
     actual = [(n, sorted(pairs)) for n, pairs in map(call_pairs_from_compact, predictions)]
-    assert sum(a == e for a, e in zip(actual, expected)) / len(expected) >= 0.75, list(zip(actual, expected))
+    assert sum(a == e for a, e in zip(actual, expected, strict=True)) / len(expected) >= 0.75, list(
+        zip(actual, expected, strict=True)
+    )
     # Every value kind is predicted right somewhere: an enum, a boolean, a small-range integer and a span number.
     assert any(("unit", "hours") in a[1] for a in actual) and any(("loud", "true") in a[1] for a in actual)
     assert any(("days", "7") in a[1] for a in actual) and any(("amount", "45") in a[1] for a in actual)
@@ -690,10 +941,14 @@ def test_value_heads_train_predict_schema_valid_calls_and_export_with_the_same_a
     assert quantized.done["metrics"]["check_value_agreement"] >= 0.9
     int8 = _predict(quantized.done["outputs"]["model"], value_data["utterances"], tmp_path / "int8")
     assert [p for p in int8 if _schema_problems(p)] == []
-    assert sum(a == b for a, b in zip(int8, predictions)) / len(predictions) >= 0.8
+    assert sum(a == b for a, b in zip(int8, predictions, strict=True)) / len(predictions) >= 0.8
     int4 = run_cli("quantize", {"model": str(onnx_folder), "scheme": "int4"}, tmp_path / "q4")
     assert int4.returncode == 0, int4.stderr[-3000:]
-    assert [p for p in _predict(int4.done["outputs"]["model"], value_data["utterances"], tmp_path / "int4") if _schema_problems(p)] == []
+    assert [
+        p
+        for p in _predict(int4.done["outputs"]["model"], value_data["utterances"], tmp_path / "int4")
+        if _schema_problems(p)
+    ] == []
 
 
 def test_value_heads_survive_vocabulary_and_layer_pruning(value_run, value_data, tmp_path):
@@ -702,11 +957,16 @@ def test_value_heads_survive_vocabulary_and_layer_pruning(value_run, value_data,
     vocab = run_cli("encoder-prune-vocab", {"model": str(folder), "data": str(value_data["sft"])}, tmp_path / "vocab")
     assert vocab.returncode == 0, vocab.stderr[-3000:]
     pruned = Path(vocab.done["outputs"]["model"])
-    assert json.loads((pruned / "supertiny.json").read_text())["value_heads"] == json.loads(
-        (folder / "supertiny.json").read_text())["value_heads"]
+    assert (
+        json.loads((pruned / "supertiny.json").read_text())["value_heads"]
+        == json.loads((folder / "supertiny.json").read_text())["value_heads"]
+    )
     assert _predict(pruned, value_data["utterances"], tmp_path / "vocab-predict") == before  # same pieces, same answers
-    layers = run_cli("encoder-prune-layers", {"model": str(pruned), "data": str(value_data["sft"]), **PRUNE_LAYERS},
-                     tmp_path / "layers")
+    layers = run_cli(
+        "encoder-prune-layers",
+        {"model": str(pruned), "data": str(value_data["sft"]), **PRUNE_LAYERS},
+        tmp_path / "layers",
+    )
     assert layers.returncode == 0, layers.stderr[-3000:]
     assert "loss/values" in layers.of("progress")[0]
     after = _predict(layers.done["outputs"]["model"], value_data["utterances"], tmp_path / "layers-predict")
@@ -714,20 +974,42 @@ def test_value_heads_survive_vocabulary_and_layer_pruning(value_run, value_data,
 
 
 def test_value_heads_refuse_free_text_and_numbers_not_written_in_the_input(tiny_bert, tmp_path):
-    note = {"type": "function", "function": {"name": "note", "parameters": {"type": "object", "properties": {
-        "text": {"type": "string"}, "who": {"type": "string", "x-span": True}}}}}
-    data = write_jsonl(tmp_path / "free.jsonl", [value_sft_line("note for bob", "note", {"who": "bob", "text": "call him"},
-                                                                tools=[note])])
+    note = {
+        "type": "function",
+        "function": {
+            "name": "note",
+            "parameters": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "who": {"type": "string", "x-span": True}},
+            },
+        },
+    }
+    data = write_jsonl(
+        tmp_path / "free.jsonl",
+        [value_sft_line("note for bob", "note", {"who": "bob", "text": "call him"}, tools=[note])],
+    )
     run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(data), "max_steps": 1}, tmp_path / "free")
     assert run.returncode == 2 and run.error["kind"] == "config"
-    assert "argument 'text' of function 'note' is free text" in run.error["message"] and "decoder" in run.error["message"]
+    assert (
+        "argument 'text' of function 'note' is free text" in run.error["message"] and "decoder" in run.error["message"]
+    )
 
-    count = {"type": "function", "function": {"name": "count", "parameters": {"type": "object", "properties": {
-        "n": {"type": "integer", "minimum": 0}}}}}
-    rows = [value_sft_line(text, "count", {"n": n}, tools=[count]) for text, n in
-            (("two apples and a pear", 3), ("one dog", 1), ("I have 4 cats", 4), ("a few birds", 3))]
-    run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(write_jsonl(tmp_path / "n.jsonl", rows)),
-                                         "max_steps": 1}, tmp_path / "count")
+    count = {
+        "type": "function",
+        "function": {
+            "name": "count",
+            "parameters": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}},
+        },
+    }
+    rows = [
+        value_sft_line(text, "count", {"n": n}, tools=[count])
+        for text, n in (("two apples and a pear", 3), ("one dog", 1), ("I have 4 cats", 4), ("a few birds", 3))
+    ]
+    run = run_in_process(
+        "encoder-sft",
+        {"model": str(tiny_bert), "data": str(write_jsonl(tmp_path / "n.jsonl", rows)), "max_steps": 1},
+        tmp_path / "count",
+    )
     assert run.returncode == 2 and run.error["kind"] == "data"
     assert "argument 'n' of function 'count'" in run.error["message"] and "3 of its 4" in run.error["message"]
     assert "minimum and maximum" in run.error["message"]
@@ -738,18 +1020,28 @@ def test_the_free_text_guard_fires_on_pipeline_rows_whose_tools_lost_their_span_
 
     # The sft rows carry the tools the teacher saw, where "x-span" is said in words (tasks/from-files/task.ts
     # teacherSchema), so the rows alone make every string a span; the task description says which is free text.
-    golden = json.loads((Path(__file__).resolve().parents[2] / "test" / "golden" / "task-rules" / "from-files.json")
-                        .read_text(encoding="utf-8"))
+    golden = json.loads(
+        (Path(__file__).resolve().parents[2] / "test" / "golden" / "task-rules" / "from-files.json").read_text(
+            encoding="utf-8"
+        )
+    )
     task = tmp_path / "task.json"
     task.write_text(json.dumps(golden["description"]))
     send = next(f for f in golden["description"]["functions"] if f["name"] == "send_message")
-    tools = [{"type": "function", "function": {"name": "send_message", "description": "", "parameters": send["parameters"]}}]
+    tools = [
+        {"type": "function", "function": {"name": "send_message", "description": "", "parameters": send["parameters"]}}
+    ]
     assert "x-span" not in json.dumps(tools)
     assert free_text_arguments(tool_schema(tools, "the rows' tools")) == []  # what the rows alone say
-    data = write_jsonl(tmp_path / "sft.jsonl", [value_sft_line("text bob that I am late", "send_message",
-                                                               {"to": "bob", "text": "running late"}, tools=tools)])
-    run = run_in_process("encoder-sft", {"model": str(tiny_bert), "data": str(data), "max_steps": 1, "task": str(task),
-                                         "num_threads": 1}, tmp_path / "run")
+    data = write_jsonl(
+        tmp_path / "sft.jsonl",
+        [value_sft_line("text bob that I am late", "send_message", {"to": "bob", "text": "running late"}, tools=tools)],
+    )
+    run = run_in_process(
+        "encoder-sft",
+        {"model": str(tiny_bert), "data": str(data), "max_steps": 1, "task": str(task), "num_threads": 1},
+        tmp_path / "run",
+    )
     assert run.returncode == 2 and run.error["kind"] == "config", run.events
     assert "argument 'text' of function 'send_message' is free text" in run.error["message"]
 
@@ -762,11 +1054,31 @@ def test_for_a_task_the_encoder_can_learn_the_description_gives_the_schema_the_r
 
     golden = Path(__file__).resolve().parents[2] / "test" / "golden" / "task-rules"
     massive = json.loads((golden / "massive.json").read_text(encoding="utf-8"))["description"]
-    tools = [{"type": "function", "function": {"name": f["name"], "parameters": f["parameters"]}} for f in massive["functions"]]
+    tools = [
+        {"type": "function", "function": {"name": f["name"], "parameters": f["parameters"]}}
+        for f in massive["functions"]
+    ]
     assert description_schema(TaskDescription.from_json(massive, "massive")) == tool_schema(tools, "rows")
-    typed = {"format": "supertiny-task/1", "task": "t", "functions": [{"name": "get_weather", "description": "",
-             "parameters": VALUE_TOOLS[1]["function"]["parameters"], "arguments": [
-                 {"name": "city", "kind": "span", "type": "string", "required": True},
-                 {"name": "days", "kind": "number", "type": "integer", "required": True, "minimum": 1, "maximum": 7},
-                 {"name": "scale", "kind": "enum", "type": "string", "required": False, "values": ["celsius", "fahrenheit"]}]}]}
+    typed = {
+        "format": "supertiny-task/1",
+        "task": "t",
+        "functions": [
+            {
+                "name": "get_weather",
+                "description": "",
+                "parameters": VALUE_TOOLS[1]["function"]["parameters"],
+                "arguments": [
+                    {"name": "city", "kind": "span", "type": "string", "required": True},
+                    {"name": "days", "kind": "number", "type": "integer", "required": True, "minimum": 1, "maximum": 7},
+                    {
+                        "name": "scale",
+                        "kind": "enum",
+                        "type": "string",
+                        "required": False,
+                        "values": ["celsius", "fahrenheit"],
+                    },
+                ],
+            }
+        ],
+    }
     assert description_schema(TaskDescription.from_json(typed, "typed")) == tool_schema([VALUE_TOOLS[1]], "rows")

@@ -36,7 +36,11 @@ def _original_tokenizer():
 def _pruned(tokenizer_json: dict, utterances: list[str], min_count: int = 1):
     from tokenizers import Tokenizer
 
-    from supertiny_trainer.commands.encoder_prune_vocab import data_piece_counts, renumbered_tokenizer, select_vocabulary
+    from supertiny_trainer.commands.encoder_prune_vocab import (
+        data_piece_counts,
+        renumbered_tokenizer,
+        select_vocabulary,
+    )
 
     kept, _ = select_vocabulary(tokenizer_json, data_piece_counts(_original_tokenizer(), utterances), min_count)
     pruned = Tokenizer.from_str(json.dumps(renumbered_tokenizer(tokenizer_json, kept)))
@@ -104,9 +108,13 @@ def test_a_frequency_floor_shrinks_the_vocabulary_and_still_spells_every_word(ma
 def test_a_piece_with_a_character_that_has_no_single_form_is_kept():
     from supertiny_trainer.commands.encoder_prune_vocab import select_vocabulary, wordpiece
 
-    vocab = {p: i for i, p in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "##a", "##b", "ab", "##bq", "aq"])}
-    tokenizer_json = {"model": {"type": "WordPiece", "vocab": vocab, "unk_token": "[UNK]", "continuing_subword_prefix": "##"},
-                      "added_tokens": [{"id": vocab[t], "content": t} for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]")]}
+    vocab = {
+        p: i for i, p in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "##a", "##b", "ab", "##bq", "aq"])
+    }
+    tokenizer_json = {
+        "model": {"type": "WordPiece", "vocab": vocab, "unk_token": "[UNK]", "continuing_subword_prefix": "##"},
+        "added_tokens": [{"id": vocab[t], "content": t} for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]")],
+    }
     kept, groups = select_vocabulary(tokenizer_json, __import__("collections").Counter(), 1)
     # "ab" is rebuilt from a + ##b; "q" exists only inside "##bq" and "aq", so those stay.
     assert "ab" not in kept and {"##bq", "aq"} <= set(kept) and groups["unspellable"] == 2
@@ -131,8 +139,17 @@ def tiny_encoder_folder(tmp_path_factory) -> tuple[Path, Path, list[str]]:
     slots, scenarios = massive_schema(train)
     sft = write_jsonl(root / "sft.jsonl", [encoder_sft_line(r, slots, scenarios) for r in train])
     torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                intermediate_size=64, max_position_embeddings=64), add_pooling_layer=False)
+    bert = BertModel(
+        BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
+        add_pooling_layer=False,
+    )
     functions = {r["intent"]: slots.get(r["intent"], []) for r in train}
     labels = EncoderLabels.from_schema({k: list(v) for k, v in functions.items()}, max_length=64, pooling="mean")
     model = build_encoder_student(bert, labels)
@@ -165,7 +182,11 @@ def test_the_pruned_folder_gives_the_same_logits_on_training_utterances(tiny_enc
     assert metrics["vocab_before"] == 30522 and metrics["vocab_after"] < 3000
     assert metrics["bytes_after"] < metrics["bytes_before"]
     config = json.loads((pruned / "config.json").read_text())
-    assert config["vocab_size"] == metrics["vocab_after"] == len(json.loads((pruned / "tokenizer.json").read_text())["model"]["vocab"])
+    assert (
+        config["vocab_size"]
+        == metrics["vocab_after"]
+        == len(json.loads((pruned / "tokenizer.json").read_text())["model"]["vocab"])
+    )
     before_i, before_t, before_feed, before_enc = _logits(folder, utterances)
     after_i, after_t, after_feed, after_enc = _logits(pruned, utterances)
     assert [e.tokens for e in before_enc] == [e.tokens for e in after_enc]

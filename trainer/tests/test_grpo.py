@@ -9,29 +9,60 @@ import pytest
 
 from cli_harness import run_cli, run_cli_until_checkpoint, run_in_process
 from massive_fixtures import gold_arguments
-
 from supertiny_trainer.student.task_description import TaskDescription, schema_errors
 from supertiny_trainer.student.task_reward import TaskReward, is_span
 from supertiny_trainer.student.text_format import CallParseError, compact_call, parse_compact_call
 
-ALARM = {"type": "object", "properties": {"time": {"type": "string"}, "date": {"type": "string"}},
-         "additionalProperties": False}
-CURRENCY = {"type": "object", "additionalProperties": False, "properties": {
-    "currency_name": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 2}]}}}
+ALARM = {
+    "type": "object",
+    "properties": {"time": {"type": "string"}, "date": {"type": "string"}},
+    "additionalProperties": False,
+}
+CURRENCY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "currency_name": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 2}]}
+    },
+}
 
 
 def _description(functions: dict, spans: dict) -> TaskDescription:
     """A task description (tasks/task-description.ts): the spans given, every other argument free text."""
-    return TaskDescription.from_json({"format": "supertiny-task/1", "task": "test", "functions": [
-        {"name": name, "description": "", "parameters": parameters, "arguments": [
-            {"name": key, "kind": "span" if key in spans.get(name, []) else "free text", "type": "string", "required": False}
-            for key in parameters["properties"]]} for name, parameters in functions.items()]}, "test")
+    return TaskDescription.from_json(
+        {
+            "format": "supertiny-task/1",
+            "task": "test",
+            "functions": [
+                {
+                    "name": name,
+                    "description": "",
+                    "parameters": parameters,
+                    "arguments": [
+                        {
+                            "name": key,
+                            "kind": "span" if key in spans.get(name, []) else "free text",
+                            "type": "string",
+                            "required": False,
+                        }
+                        for key in parameters["properties"]
+                    ],
+                }
+                for name, parameters in functions.items()
+            ],
+        },
+        "test",
+    )
 
 
 @pytest.fixture
 def reward() -> TaskReward:
-    return TaskReward(_description({"alarm_set": ALARM, "qa_currency": CURRENCY},
-                                   {"alarm_set": ["time", "date"], "qa_currency": ["currency_name"]}))
+    return TaskReward(
+        _description(
+            {"alarm_set": ALARM, "qa_currency": CURRENCY},
+            {"alarm_set": ["time", "date"], "qa_currency": ["currency_name"]},
+        )
+    )
 
 
 def write_task(path: Path, records: list[dict]) -> Path:
@@ -39,10 +70,19 @@ def write_task(path: Path, records: list[dict]) -> Path:
     slots: dict[str, set] = {}
     for record in records:
         slots.setdefault(record["intent"], set()).update(gold_arguments(record))
-    functions = [{"name": name, "description": "", "parameters": {
-        "type": "object", "properties": {k: {"type": "string"} for k in sorted(keys)}, "additionalProperties": False},
-        "arguments": [{"name": k, "kind": "span", "type": "string", "required": False} for k in sorted(keys)]}
-        for name, keys in slots.items()]
+    functions = [
+        {
+            "name": name,
+            "description": "",
+            "parameters": {
+                "type": "object",
+                "properties": {k: {"type": "string"} for k in sorted(keys)},
+                "additionalProperties": False,
+            },
+            "arguments": [{"name": k, "kind": "span", "type": "string", "required": False} for k in sorted(keys)],
+        }
+        for name, keys in slots.items()
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"format": "supertiny-task/1", "task": "massive", "functions": functions}))
     return path
@@ -51,7 +91,9 @@ def write_task(path: Path, records: list[dict]) -> Path:
 def test_parse_compact_call_inverts_compact_call_and_names_the_error():
     arguments = {"time": 'five "am"', "currency_name": ["dollars", "euros"]}
     assert parse_compact_call(compact_call("alarm_set", arguments)) == (
-        "alarm_set", [("time", 'five "am"'), ("currency_name", "dollars"), ("currency_name", "euros")])
+        "alarm_set",
+        [("time", 'five "am"'), ("currency_name", "dollars"), ("currency_name", "euros")],
+    )
     assert parse_compact_call(" weather_query( ) ") == ("weather_query", [])
     with pytest.raises(CallParseError, match='expected "=" after slot name "time"'):
         parse_compact_call("alarm_set(time)")
@@ -94,8 +136,16 @@ def test_reward_scores_the_verifier_and_agreement_with_the_teacher(reward):
 
 def test_grpo_reports_reward_statistics_and_saves_a_model(tiny, tmp_path):
     task = write_task(tmp_path / "task.json", tiny.records)
-    config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), "task": str(task),
-              "max_steps": 4, "batch_size": 8, "num_generations": 4, "logging_steps": 1, "num_threads": 1}
+    config = {
+        "model": str(tiny.sft_model),
+        "data": str(tiny.sft_data),
+        "task": str(task),
+        "max_steps": 4,
+        "batch_size": 8,
+        "num_generations": 4,
+        "logging_steps": 1,
+        "num_threads": 1,
+    }
     run = run_cli("grpo", config, tmp_path / "grpo")
     assert run.returncode == 0, run.stderr[-3000:]
     progress = run.of("progress")
@@ -110,18 +160,28 @@ def test_grpo_reports_reward_statistics_and_saves_a_model(tiny, tmp_path):
 
 def test_grpo_without_a_description_takes_the_functions_from_the_rows_tools(tiny, tmp_path):
     # The fixture's rows offer only a routing tool, so no intent is a known function: nothing is valid.
-    config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), "max_steps": 1, "batch_size": 4,
-              "num_generations": 2, "logging_steps": 1, "num_threads": 1}
+    config = {
+        "model": str(tiny.sft_model),
+        "data": str(tiny.sft_data),
+        "max_steps": 1,
+        "batch_size": 4,
+        "num_generations": 2,
+        "logging_steps": 1,
+        "num_threads": 1,
+    }
     run = run_cli("grpo", config, tmp_path / "grpo")
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.done["metrics"]["task_functions"] == 1 and run.of("progress")[0]["valid_share"] == 0
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"batch_size": 6, "num_generations": 4}, "'batch_size' (6) must be a multiple of 'num_generations' (4)"),
-    ({"num_generations": 1, "batch_size": 4}, "'num_generations' must be at least 2"),
-    ({"verifier_weight": 1.5}, "'verifier_weight' must be in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"batch_size": 6, "num_generations": 4}, "'batch_size' (6) must be a multiple of 'num_generations' (4)"),
+        ({"num_generations": 1, "batch_size": 4}, "'num_generations' must be at least 2"),
+        ({"verifier_weight": 1.5}, "'verifier_weight' must be in [0, 1]"),
+    ],
+)
 def test_grpo_refuses_a_bad_config_naming_the_field(tiny, tmp_path, override, message):
     config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), **override}
     run = run_in_process("grpo", config, tmp_path / "bad")
@@ -129,8 +189,14 @@ def test_grpo_refuses_a_bad_config_naming_the_field(tiny, tmp_path, override, me
 
 
 def test_grpo_with_a_missing_task_description_is_a_data_error(tiny, tmp_path):
-    config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), "task": str(tmp_path / "none.json"),
-              "batch_size": 4, "num_generations": 2, "max_steps": 1}
+    config = {
+        "model": str(tiny.sft_model),
+        "data": str(tiny.sft_data),
+        "task": str(tmp_path / "none.json"),
+        "batch_size": 4,
+        "num_generations": 2,
+        "max_steps": 1,
+    }
     run = run_in_process("grpo", config, tmp_path / "bad")
     assert run.returncode == 2 and run.error["kind"] == "data" and "task description not found" in run.error["message"]
 
@@ -147,9 +213,19 @@ def test_grpo_killed_after_a_checkpoint_and_resumed_ends_with_identical_weights(
     task = write_task(tmp_path / "task.json", tiny.records)
     # 24 prompts, 2 per step: 12 steps an epoch, so the resumed part crosses into a second epoch. Logging
     # every 3 steps aligns the logged means with the checkpoint, so the resumed reward curve can be compared.
-    config = {"model": str(tiny.sft_model), "data": str(tiny.sft_data), "task": str(task),
-              "max_steps": 16, "batch_size": 8, "num_generations": 4, "learning_rate": 5e-4, "save_steps": 6,
-              "logging_steps": 3, "num_threads": 1, "seed": 3}
+    config = {
+        "model": str(tiny.sft_model),
+        "data": str(tiny.sft_data),
+        "task": str(task),
+        "max_steps": 16,
+        "batch_size": 8,
+        "num_generations": 4,
+        "learning_rate": 5e-4,
+        "save_steps": 6,
+        "logging_steps": 3,
+        "num_threads": 1,
+        "seed": 3,
+    }
     uninterrupted = run_cli("grpo", config, tmp_path / "uninterrupted")
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
 
@@ -160,13 +236,13 @@ def test_grpo_killed_after_a_checkpoint_and_resumed_ends_with_identical_weights(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.done["metrics"]["resumed_from_step"] >= 6
     assert [p["reward"] for p in resumed.of("progress")] == [
-        p["reward"] for p in uninterrupted.of("progress") if p["step"] > resumed.done["metrics"]["resumed_from_step"]]
+        p["reward"] for p in uninterrupted.of("progress") if p["step"] > resumed.done["metrics"]["resumed_from_step"]
+    ]
 
     expected = _weights(Path(uninterrupted.done["outputs"]["model"]))
     actual = _weights(Path(resumed.done["outputs"]["model"]))
     assert expected.keys() == actual.keys()
     assert [name for name in expected if not torch.equal(expected[name], actual[name])] == []
-
 
 
 def test_the_prompt_order_of_an_epoch_does_not_depend_on_the_epochs_iterated_before():
@@ -176,8 +252,9 @@ def test_the_prompt_order_of_an_epoch_does_not_depend_on_the_epochs_iterated_bef
     from supertiny_trainer.commands.grpo import epoch_seeded_repeat_sampler_class
 
     def order(sampler_class, epochs_before: int) -> list[int]:
-        sampler = sampler_class(data_source=list(range(24)), mini_repeat_count=4, batch_size=2, repeat_count=1,
-                                shuffle=True, seed=3)
+        sampler = sampler_class(
+            data_source=list(range(24)), mini_repeat_count=4, batch_size=2, repeat_count=1, shuffle=True, seed=3
+        )
         for epoch in range(epochs_before):
             getattr(sampler, "set_epoch", lambda e: None)(epoch)
             list(sampler)
@@ -186,10 +263,14 @@ def test_the_prompt_order_of_an_epoch_does_not_depend_on_the_epochs_iterated_bef
 
     seeded = epoch_seeded_repeat_sampler_class()
     assert order(seeded, 1) != order(seeded, 0)  # epochs differ from each other
-    fresh_second_epoch = seeded(data_source=list(range(24)), mini_repeat_count=4, batch_size=2, repeat_count=1,
-                                shuffle=True, seed=3)
+    fresh_second_epoch = seeded(
+        data_source=list(range(24)), mini_repeat_count=4, batch_size=2, repeat_count=1, shuffle=True, seed=3
+    )
     fresh_second_epoch.set_epoch(1)
     assert list(fresh_second_epoch) == order(seeded, 1)
     # TRL's own sampler does not have this property, which is why grpo replaces it.
-    assert order(RepeatSampler, 1) != list(RepeatSampler(data_source=list(range(24)), mini_repeat_count=4, batch_size=2,
-                                                         repeat_count=1, shuffle=True, seed=3))
+    assert order(RepeatSampler, 1) != list(
+        RepeatSampler(
+            data_source=list(range(24)), mini_repeat_count=4, batch_size=2, repeat_count=1, shuffle=True, seed=3
+        )
+    )

@@ -29,7 +29,9 @@ def test_template_wraps_prompt_and_target_with_special_tokens(tmp_path):
     assert template.target('alarm_set(time="five")') == 'alarm_set(time="five")<|eos|>'
     template.save(tmp_path)
     saved = json.loads((tmp_path / "supertiny.json").read_text())
-    assert saved["prompt_prefix"] == "<|bos|>" and saved["prompt_suffix"] == "<|sep|>" and saved["eos_token"] == "<|eos|>"
+    assert (
+        saved["prompt_prefix"] == "<|bos|>" and saved["prompt_suffix"] == "<|sep|>" and saved["eos_token"] == "<|eos|>"
+    )
     assert StudentTemplate.load(tmp_path) == template
 
 
@@ -58,12 +60,15 @@ def test_sft_dataset_with_no_accepted_samples_is_a_data_error(tmp_path):
         load_sft_samples(write_jsonl(tmp_path / "sft.jsonl", [line]))
 
 
-@pytest.mark.parametrize("bad_line, message", [
-    ("", "line 2 is empty"),
-    ("{\"messages\": [", "line 2 is not valid JSON"),
-    ("[1, 2]", "line 2 must be a JSON object"),
-    ("{\"messages\": []}", "line 2: 'messages' must be a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ("", "line 2 is empty"),
+        ('{"messages": [', "line 2 is not valid JSON"),
+        ("[1, 2]", "line 2 must be a JSON object"),
+        ('{"messages": []}', "line 2: 'messages' must be a non-empty list"),
+    ],
+)
 def test_malformed_sft_line_is_reported_by_line_number(tmp_path, bad_line, message):
     good = json.dumps(sft_line(massive_records("train", limit=1)[0]))
     path = tmp_path / "sft.jsonl"

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from supertiny_trainer.core.errors import DataError
 from supertiny_trainer.student.task_description import TaskDescription
 from supertiny_trainer.student.task_reward import CallReview, TaskReward

@@ -49,8 +49,11 @@ class DpoRunner:
         template = student.template
         dataset = Dataset.from_list(
             [
-                {"prompt": template.prompt(p.utterance), "chosen": template.target(p.chosen_call),
-                 "rejected": template.target(p.rejected_call)}
+                {
+                    "prompt": template.prompt(p.utterance),
+                    "chosen": template.target(p.chosen_call),
+                    "rejected": template.target(p.rejected_call),
+                }
                 for p in pairs
             ]
         )
@@ -60,7 +63,10 @@ class DpoRunner:
             TrlDPOConfig, self.config, store, beta=self.config.beta, max_length=self.config.max_length
         )
         trainer = DPOTrainer(
-            model=student.model, ref_model=reference.model, args=args, train_dataset=dataset,
+            model=student.model,
+            ref_model=reference.model,
+            args=args,
+            train_dataset=dataset,
             processing_class=student.tokenizer,
         )
         metrics = run_training(trainer, store, self.context.events, resume_from)

@@ -61,8 +61,11 @@ def _initializers(graph: Any) -> dict[str, Any]:
 def _constants(graph: Any) -> dict[str, Any]:
     from onnx import numpy_helper
 
-    return {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
-            if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t")}
+    return {
+        n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+        for n in graph.node
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t")
+    }
 
 
 def bert_state_dict(graph: Any) -> dict[str, Any]:
@@ -72,19 +75,29 @@ def bert_state_dict(graph: Any) -> dict[str, Any]:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    state = {name: array for name, array in initializers.items()
-             if not name.startswith("onnx::") and name != "embeddings.position_ids"}
+    state = {
+        name: array
+        for name, array in initializers.items()
+        if not name.startswith("onnx::") and name != "embeddings.position_ids"
+    }
     for node in graph.node:
         if node.op_type != "MatMul":
             continue
         weights = [name for name in node.input if name in initializers]
         if not weights:
             continue
-        biases = [name for add in consumers.get(node.output[0], []) if add.op_type == "Add"
-                  for name in add.input if name in initializers and name.endswith(".bias")]
+        biases = [
+            name
+            for add in consumers.get(node.output[0], [])
+            if add.op_type == "Add"
+            for name in add.input
+            if name in initializers and name.endswith(".bias")
+        ]
         if len(biases) != 1:
-            raise DataError(f"MatMul {node.name or node.output[0]} ({weights[0]}) is not followed by one bias Add; "
-                            "cannot name its weight")
+            raise DataError(
+                f"MatMul {node.name or node.output[0]} ({weights[0]}) is not followed by one bias Add; "
+                "cannot name its weight"
+            )
         state[biases[0][: -len(".bias")] + ".weight"] = initializers[weights[0]].T.copy()
     return state
 
@@ -123,11 +136,16 @@ def bert_config(state: dict[str, Any], heads: int, eps: float) -> Any:
     if hidden_size % heads:
         raise ConfigError(f"hidden size {hidden_size} is not divisible by num_attention_heads {heads}")
     return BertConfig(
-        vocab_size=int(vocab_size), hidden_size=int(hidden_size), num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=int(state["encoder.layer.0.intermediate.dense.weight"].shape[0]),
+        vocab_size=int(vocab_size),
+        hidden_size=int(hidden_size),
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=int(state["encoder.layer.0.intermediate.dense.weight"].shape[0]),
         max_position_embeddings=int(state["embeddings.position_embeddings.weight"].shape[0]),
         type_vocab_size=int(state["embeddings.token_type_embeddings.weight"].shape[0]),
-        layer_norm_eps=eps, hidden_act="gelu", architectures=["BertModel"],
+        layer_norm_eps=eps,
+        hidden_act="gelu",
+        architectures=["BertModel"],
     )
 
 
@@ -147,13 +165,17 @@ class OnnxBertConverter:
         tokenizer_path = Path(self.config.tokenizer) if self.config.tokenizer else DEFAULT_TOKENIZER
         for path, what in ((onnx_path, "onnx"), (tokenizer_path, "tokenizer")):
             if not path.is_file():
-                raise MissingModelError(f"config field '{what}': file not found: {path} (scripts/setup.sh fetches "
-                                        "all-MiniLM-L6-v2 into .tools/minilm)")
+                raise MissingModelError(
+                    f"config field '{what}': file not found: {path} (scripts/setup.sh fetches "
+                    "all-MiniLM-L6-v2 into .tools/minilm)"
+                )
         started = time.monotonic()
         graph = onnx.load(str(onnx_path)).graph
         input_names = [i.name for i in graph.input]
         if input_names[:2] != ["input_ids", "attention_mask"]:
-            raise DataError(f"{onnx_path}: expected inputs input_ids, attention_mask[, token_type_ids], got {input_names}")
+            raise DataError(
+                f"{onnx_path}: expected inputs input_ids, attention_mask[, token_type_ids], got {input_names}"
+            )
         state = bert_state_dict(graph)
         hidden_size = int(state["embeddings.word_embeddings.weight"].shape[1])
         heads = self.config.num_attention_heads or attention_heads(graph, hidden_size)
@@ -175,8 +197,9 @@ class OnnxBertConverter:
             tokenizer.save(str(staging / "tokenizer.json"))
             diff = hidden_state_difference(staging, onnx_path, CHECK_SENTENCES)
             if not diff <= self.config.atol:
-                raise ConversionMismatch(f"converted hidden states differ from onnxruntime by {diff:.3g} "
-                                         f"(> atol {self.config.atol})")
+                raise ConversionMismatch(
+                    f"converted hidden states differ from onnxruntime by {diff:.3g} (> atol {self.config.atol})"
+                )
         return CommandResult(
             metrics={
                 "max_abs_diff": diff,

@@ -58,13 +58,21 @@ class EncoderOnnxExporter:
             diffs = self._check(model, onnx_path, student.tokenizer, student.labels)
             worst = max(diffs.values())
             if not worst <= self.config.atol:
-                raise ExportMismatch(f"ONNX logits differ from PyTorch by {worst:.3g} (> atol {self.config.atol}): {diffs}")
+                raise ExportMismatch(
+                    f"ONNX logits differ from PyTorch by {worst:.3g} (> atol {self.config.atol}): {diffs}"
+                )
             for name in ("tokenizer.json", LABELS_FILE):
                 shutil.copy2(folder / name, staging / name)
         return CommandResult(
-            metrics={**diffs, "max_abs_diff": worst, "atol": self.config.atol, "opset": self.config.opset,
-                     "export_s": round(export_s, 2), "bytes": (destination / "model.onnx").stat().st_size,
-                     "family": "encoder"},
+            metrics={
+                **diffs,
+                "max_abs_diff": worst,
+                "atol": self.config.atol,
+                "opset": self.config.opset,
+                "export_s": round(export_s, 2),
+                "bytes": (destination / "model.onnx").stat().st_size,
+                "family": "encoder",
+            },
             outputs={
                 "model": str(destination),
                 "onnx": str(destination / "model.onnx"),
@@ -83,9 +91,16 @@ class EncoderOnnxExporter:
         dynamic_shapes = tuple({0: batch, 1: seq} for _ in INPUT_NAMES)
         with torch.no_grad():
             torch.onnx.export(
-                model, example, str(path), input_names=INPUT_NAMES, output_names=output_names(labels),
-                dynamic_shapes=dynamic_shapes, opset_version=self.config.opset, dynamo=True,
-                external_data=False, verbose=False,
+                model,
+                example,
+                str(path),
+                input_names=INPUT_NAMES,
+                output_names=output_names(labels),
+                dynamic_shapes=dynamic_shapes,
+                opset_version=self.config.opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
             )
         _strip_debug_info(path, external_data=False)
         strip_value_info(path)
@@ -113,4 +128,3 @@ class EncoderOnnxExporter:
         if len(outputs) > 2:
             diffs["max_abs_diff_values"] = float(np.abs(onnx_outputs[2] - outputs[2].numpy()).max())
         return diffs
-

@@ -31,8 +31,9 @@ class TorchEncoder:
     def logits(self, feed: dict[str, Any]) -> tuple[Any, Any, Any]:
         """(intent, tag, value logits); value logits None without value heads."""
         with self.torch.inference_mode():
-            outputs = self.model(*(self.torch.from_numpy(feed[k]) for k in
-                                   ("input_ids", "attention_mask", "token_type_ids")))
+            outputs = self.model(
+                *(self.torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
+            )
         return outputs[0].numpy(), outputs[1].numpy(), outputs[2].numpy() if len(outputs) > 2 else None
 
 
@@ -63,7 +64,10 @@ def encode_batch(tokenizer: Any, texts: list[str], pad_id: int) -> tuple[dict[st
 
     encodings = tokenizer.encode_batch(texts)
     length = max(len(e.ids) for e in encodings)
-    feed = {name: np.zeros((len(texts), length), dtype=np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    feed = {
+        name: np.zeros((len(texts), length), dtype=np.int64)
+        for name in ("input_ids", "attention_mask", "token_type_ids")
+    }
     feed["input_ids"][:] = pad_id
     for row, e in enumerate(encodings):
         feed["input_ids"][row, : len(e.ids)] = e.ids
@@ -72,10 +76,16 @@ def encode_batch(tokenizer: Any, texts: list[str], pad_id: int) -> tuple[dict[st
     return feed, encodings
 
 
-def decode_batch(decoder: TagDecoder, texts: list[str], encodings: list[Any], intent_logits: Any, tag_logits: Any,
-                 value_logits: Any = None) -> list[str]:
+def decode_batch(
+    decoder: TagDecoder,
+    texts: list[str],
+    encodings: list[Any],
+    intent_logits: Any,
+    tag_logits: Any,
+    value_logits: Any = None,
+) -> list[str]:
     calls = []
-    for row, (text, e) in enumerate(zip(texts, encodings)):
+    for row, (text, e) in enumerate(zip(texts, encodings, strict=True)):
         words = [i for i, special in enumerate(e.special_tokens_mask) if not special]
         values = None if value_logits is None else value_logits[row]
         calls.append(decoder.decode(text, intent_logits[row], tag_logits[row], e.offsets, words, values).compact())
@@ -107,20 +117,25 @@ class EncoderPredictor:
             feed, encodings = encode_batch(backend.tokenizer, texts, pad_id)
             tokens += int(feed["attention_mask"].sum())
             intents, tags, values = backend.logits(feed)
-            for i, call in zip(batch, decode_batch(decoder, texts, encodings, intents, tags, values)):
+            for i, call in zip(batch, decode_batch(decoder, texts, encodings, intents, tags, values), strict=True):
                 predictions[i] = call
             self.context.events.progress(
-                step=min(start + len(batch), len(items)), total=len(items), loss=None,
+                step=min(start + len(batch), len(items)),
+                total=len(items),
+                loss=None,
                 tokens_per_s=round(tokens / max(time.monotonic() - started, 1e-9), 1),
             )
         elapsed = time.monotonic() - started
         latency = self._single_request_latency(backend, decoder, [item.utterance for item in items], pad_id)
 
         destination = self.context.run_dir / "predictions.jsonl"
-        atomic_write_text(destination, "".join(
-            json.dumps({"id": item.id, "prediction": predictions[i]}, ensure_ascii=False) + "\n"
-            for i, item in enumerate(items)
-        ))
+        atomic_write_text(
+            destination,
+            "".join(
+                json.dumps({"id": item.id, "prediction": predictions[i]}, ensure_ascii=False) + "\n"
+                for i, item in enumerate(items)
+            ),
+        )
         metrics = {
             "examples": len(items),
             "seconds": round(elapsed, 2),

@@ -53,8 +53,10 @@ class EncoderPruneLayersConfig(TrainingConfig):
         if self.layers < 1:
             raise ConfigError(f"config field 'layers' must be >= 1, got {self.layers}")
         if self.keep_layers and (sorted(set(self.keep_layers)) != list(self.keep_layers) or min(self.keep_layers) < 0):
-            raise ConfigError(f"config field 'keep_layers' must list distinct layer indices >= 0 in increasing order, "
-                              f"got {self.keep_layers}")
+            raise ConfigError(
+                f"config field 'keep_layers' must list distinct layer indices >= 0 in increasing order, "
+                f"got {self.keep_layers}"
+            )
         if self.temperature <= 0:
             raise ConfigError(f"config field 'temperature' must be > 0, got {self.temperature}")
         if not 0 <= self.distill_weight <= 1:
@@ -69,7 +71,9 @@ def layers_to_keep(total: int, layers: int, keep_layers: list[int]) -> list[int]
     """Which of `total` layers stay: `keep_layers` as given, else `layers` evenly spaced from first to last."""
     if keep_layers:
         if keep_layers[-1] >= total:
-            raise ConfigError(f"config field 'keep_layers': the model has {total} layers (0..{total - 1}), got {keep_layers}")
+            raise ConfigError(
+                f"config field 'keep_layers': the model has {total} layers (0..{total - 1}), got {keep_layers}"
+            )
         if len(keep_layers) == total:
             raise ConfigError(f"config field 'keep_layers' keeps all {total} layers: nothing to prune")
         return list(keep_layers)
@@ -105,10 +109,19 @@ def distilling_trainer_class():
             t, word = self.temperature, inputs["word_mask"]
 
             def kl(student, teacher):  # per row, teacher || student at temperature t, scaled by t^2
-                return (F.softmax(teacher.float() / t, -1) * (F.log_softmax(teacher.float() / t, -1)
-                                                            - F.log_softmax(student.float() / t, -1))).sum(-1) * t * t
+                return (
+                    (
+                        F.softmax(teacher.float() / t, -1)
+                        * (F.log_softmax(teacher.float() / t, -1) - F.log_softmax(student.float() / t, -1))
+                    ).sum(-1)
+                    * t
+                    * t
+                )
 
-            distill = kl(intent_logits, teacher_intents).mean() + self.tag_loss_weight * kl(tag_logits, teacher_tags)[word].mean()
+            distill = (
+                kl(intent_logits, teacher_intents).mean()
+                + self.tag_loss_weight * kl(tag_logits, teacher_tags)[word].mean()
+            )
             hard_intent = -(inputs["intent_targets"] * F.log_softmax(intent_logits.float(), -1)).sum(-1).mean()
             hard_tags = -(inputs["tag_targets"] * F.log_softmax(tag_logits.float(), -1)).sum(-1)[word].mean()
             hard = hard_intent + self.tag_loss_weight * hard_tags
@@ -159,8 +172,10 @@ class EncoderLayerPruner:
             raise DataError(f"sft dataset {cfg.data}: no tool definitions in the rows' 'tools'")
         unknown = sorted(set(schema) - set(labels.intents))
         if unknown:
-            raise DataError(f"sft dataset {cfg.data}: functions {unknown[:5]} are not among the model's intents "
-                            "(prune with the data the model was trained on)")
+            raise DataError(
+                f"sft dataset {cfg.data}: functions {unknown[:5]} are not among the model's intents "
+                "(prune with the data the model was trained on)"
+            )
         examples = encoder_examples(rows, schema, cfg.vote_weight, report)
         counts: Counter = Counter()
         encoded = encode_examples(examples, tokenizer, labels, counts)
@@ -171,18 +186,29 @@ class EncoderLayerPruner:
         store = CheckpointStore(self.context.run_dir, keep=cfg.keep_checkpoints)
         resume_from = store.prepare(self.context.resume)
         torch.manual_seed(cfg.seed)
-        trainer = build_encoder_trainer(distilling_trainer_class(), student, cfg, store, encoded, labels, pad_id,
-                                        teacher=teacher.model, temperature=cfg.temperature,
-                                        distill_weight=cfg.distill_weight)
+        trainer = build_encoder_trainer(
+            distilling_trainer_class(),
+            student,
+            cfg,
+            store,
+            encoded,
+            labels,
+            pad_id,
+            teacher=teacher.model,
+            temperature=cfg.temperature,
+            distill_weight=cfg.distill_weight,
+        )
         metrics = run_training(trainer, store, self.context.events, resume_from)
         destination = self.context.run_dir / "model"
         save_encoder_student(trainer.model, tokenizer, labels, destination)
-        metrics.update({
-            "layers_before": total,
-            "layers_after": len(keep),
-            "kept_layers": keep,
-            "parameters_before": sum(p.numel() for p in teacher.model.parameters()),
-            "parameters": sum(p.numel() for p in student.parameters()),
-            "examples": len(encoded),
-        })
+        metrics.update(
+            {
+                "layers_before": total,
+                "layers_after": len(keep),
+                "kept_layers": keep,
+                "parameters_before": sum(p.numel() for p in teacher.model.parameters()),
+                "parameters": sum(p.numel() for p in student.parameters()),
+                "examples": len(encoded),
+            }
+        )
         return CommandResult(metrics=metrics, outputs={"model": str(destination)})

@@ -48,7 +48,9 @@ class EncoderPruneVocabConfig:
             raise ConfigError(f"config field 'keep_lowest_ids' must be >= 0, got {self.keep_lowest_ids}")
 
 
-def wordpiece(word: str, vocab: set[str] | dict[str, int], prefix: str = "##", max_chars: int = 100) -> list[str] | None:
+def wordpiece(
+    word: str, vocab: set[str] | dict[str, int], prefix: str = "##", max_chars: int = 100
+) -> list[str] | None:
     """HF WordPiece on one pre-tokenized word: greedy longest match first; None where it needs [UNK]."""
     if len(word) > max_chars:
         return None
@@ -72,7 +74,7 @@ def _spellable(piece: str, kept: set[str], prefix: str) -> bool:
     """Whether `piece` can be rebuilt from kept pieces (a `##` piece as a continuation of a word)."""
     if piece.startswith(prefix) and len(piece) > len(prefix):
         # A continuation: spell "x" + rest and drop the first piece, so every piece after it is a `##` one.
-        rest = piece[len(prefix):]
+        rest = piece[len(prefix) :]
         pieces = wordpiece("\0" + rest, kept | {"\0"}, prefix)
         return pieces is not None and pieces[0] == "\0"
     return wordpiece(piece, kept, prefix) is not None
@@ -88,8 +90,9 @@ def special_tokens(tokenizer_json: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def select_vocabulary(tokenizer_json: dict[str, Any], piece_counts: Counter, min_count: int,
-                      keep_lowest_ids: int = 0) -> tuple[list[str], dict[str, int]]:
+def select_vocabulary(
+    tokenizer_json: dict[str, Any], piece_counts: Counter, min_count: int, keep_lowest_ids: int = 0
+) -> tuple[list[str], dict[str, int]]:
     """Kept pieces in their original id order, plus counts of why each group was kept."""
     model = tokenizer_json["model"]
     vocab: dict[str, int] = model["vocab"]
@@ -106,8 +109,13 @@ def select_vocabulary(tokenizer_json: dict[str, Any], piece_counts: Counter, min
     respelled = {p for p in vocab if p not in kept and not _spellable(p, kept, prefix)}
     kept |= respelled
     order = sorted(kept, key=vocab.__getitem__)
-    return order, {"special": len(specials), "single_char": len(singles - specials), "data": len(data - singles - specials),
-                   "lowest_ids": len(lowest - data - singles - specials), "unspellable": len(respelled)}
+    return order, {
+        "special": len(specials),
+        "single_char": len(singles - specials),
+        "data": len(data - singles - specials),
+        "lowest_ids": len(lowest - data - singles - specials),
+        "unspellable": len(respelled),
+    }
 
 
 def renumbered_tokenizer(tokenizer_json: dict[str, Any], kept: list[str]) -> dict[str, Any]:
@@ -158,8 +166,10 @@ class EncoderVocabPruner:
         started = time.monotonic()
         tokenizer_json = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
         if tokenizer_json.get("model", {}).get("type") != "WordPiece":
-            raise DataError(f"{folder}/tokenizer.json: model type {tokenizer_json.get('model', {}).get('type')!r}; "
-                            "vocabulary pruning needs a WordPiece tokenizer")
+            raise DataError(
+                f"{folder}/tokenizer.json: model type {tokenizer_json.get('model', {}).get('type')!r}; "
+                "vocabulary pruning needs a WordPiece tokenizer"
+            )
         rows, _ = read_encoder_rows(self.config.data, EncoderDataReport())
         counts = data_piece_counts(Tokenizer.from_file(str(folder / "tokenizer.json")), [r.utterance for r in rows])
         kept, groups = select_vocabulary(tokenizer_json, counts, self.config.min_count, self.config.keep_lowest_ids)
@@ -168,7 +178,9 @@ class EncoderVocabPruner:
         bert = load_bert(folder)
         old_size = bert.config.vocab_size
         if old_size != len(old_vocab):
-            raise DataError(f"{folder}: config.json vocab_size {old_size} but tokenizer.json has {len(old_vocab)} pieces")
+            raise DataError(
+                f"{folder}: config.json vocab_size {old_size} but tokenizer.json has {len(old_vocab)} pieces"
+            )
         index = torch.tensor([old_vocab[p] for p in kept], dtype=torch.long)
         embedding = bert.get_input_embeddings()
         pruned = torch.nn.Embedding(len(kept), embedding.embedding_dim)
@@ -184,8 +196,9 @@ class EncoderVocabPruner:
         destination = self.context.run_dir / "model"
         with atomic_output_dir(destination) as staging:
             bert.save_pretrained(str(staging))
-            (staging / "tokenizer.json").write_text(json.dumps(renumbered_tokenizer(tokenizer_json, kept), ensure_ascii=False),
-                                                    encoding="utf-8")
+            (staging / "tokenizer.json").write_text(
+                json.dumps(renumbered_tokenizer(tokenizer_json, kept), ensure_ascii=False), encoding="utf-8"
+            )
             shutil.copy2(folder / HEADS_FILE, staging / HEADS_FILE)
             labels.extra = {**labels.extra, "vocab_pruned_from": old_size}
             labels.save(staging)

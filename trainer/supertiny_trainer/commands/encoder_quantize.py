@@ -1,5 +1,6 @@
 """`quantize` for an exported encoder folder: int8 dynamic quantization of the MatMul (and embedding Gather)
-weights, checked against the float graph on fixed sentences (intent and tag agreement, logit drift)."""
+weights, or int4 (the feed-forward MatMuls and embeddings in 4-bit blocks, the rest as int8), checked against the
+float graph on fixed sentences (intent and tag agreement, logit drift)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from .encoder_convert import CHECK_SENTENCES
 from .encoder_predict import encode_batch, output_names
 
 
-class EncoderInt8Quantizer:
-    """Called by `quantize` when the folder's supertiny.json says family "encoder"."""
+class EncoderQuantizer:
+    """Called by `quantize` when the folder's supertiny.json says family "encoder": int8, or int4 per the scheme."""
 
     def __init__(self, config: Any, context: RunContext):
         self.config = config
@@ -40,15 +41,21 @@ class EncoderInt8Quantizer:
                 feed_forward = self._four_bit(source_model, four_bit)
                 # The rest (attention and head MatMuls) as in "int8"; the 4-bit nodes are left as they are.
                 quantize_dynamic(
-                    str(four_bit), str(target), weight_type=weight_type, per_channel=self.config.per_channel,
-                    reduce_range=self.config.reduce_range, op_types_to_quantize=["MatMul"],
+                    str(four_bit),
+                    str(target),
+                    weight_type=weight_type,
+                    per_channel=self.config.per_channel,
+                    reduce_range=self.config.reduce_range,
+                    op_types_to_quantize=["MatMul"],
                     extra_options={"DefaultTensorType": 1},  # FLOAT: shape inference cannot type the contrib ops
                 )
                 four_bit.unlink()
             else:
                 feed_forward = 0
                 quantize_dynamic(
-                    str(source_model), str(target), weight_type=weight_type,
+                    str(source_model),
+                    str(target),
+                    weight_type=weight_type,
                     per_channel=self.config.per_channel,
                     reduce_range=self.config.reduce_range,
                     op_types_to_quantize=["MatMul", "Gather"] if self.config.quantize_embeddings else ["MatMul"],
@@ -60,13 +67,26 @@ class EncoderInt8Quantizer:
                     shutil.copy2(name, staging / name.name)
         bytes_before, bytes_after = source_model.stat().st_size, (destination / "model.onnx").stat().st_size
         return CommandResult(
-            metrics={"bytes_before": bytes_before, "bytes_after": bytes_after,
-                     "compression": round(bytes_before / max(bytes_after, 1), 3), "quantize_s": round(quantize_s, 2),
-                     "weight_type": self.config.weight_type, "per_channel": self.config.per_channel,
-                     "scheme": scheme, **({"four_bit_matmuls": feed_forward, "block_size": self.config.block_size,
-                                          "embedding_block_size": self.config.embedding_block_size}
-                                         if scheme == "int4" else {}),
-                     "family": "encoder", **check},
+            metrics={
+                "bytes_before": bytes_before,
+                "bytes_after": bytes_after,
+                "compression": round(bytes_before / max(bytes_after, 1), 3),
+                "quantize_s": round(quantize_s, 2),
+                "weight_type": self.config.weight_type,
+                "per_channel": self.config.per_channel,
+                "scheme": scheme,
+                **(
+                    {
+                        "four_bit_matmuls": feed_forward,
+                        "block_size": self.config.block_size,
+                        "embedding_block_size": self.config.embedding_block_size,
+                    }
+                    if scheme == "int4"
+                    else {}
+                ),
+                "family": "encoder",
+                **check,
+            },
             outputs={"model": str(destination), "onnx": str(destination / "model.onnx")},
         )
 
@@ -87,14 +107,24 @@ class EncoderInt8Quantizer:
         feed_forward = {name for name, shape in matmuls if widest in shape}
         axes = (("MatMul", 0), ("Gather", 1))
         matmul_config = DefaultWeightOnlyQuantConfig(
-            block_size=self.config.block_size, is_symmetric=True, accuracy_level=4,
-            quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul",), quant_axes=axes)
-        quantizer = MatMulNBitsQuantizer(model, algo_config=matmul_config,
-                                         nodes_to_exclude=[name for name, _ in matmuls if name not in feed_forward])
+            block_size=self.config.block_size,
+            is_symmetric=True,
+            accuracy_level=4,
+            quant_format=QuantFormat.QOperator,
+            op_types_to_quantize=("MatMul",),
+            quant_axes=axes,
+        )
+        quantizer = MatMulNBitsQuantizer(
+            model, algo_config=matmul_config, nodes_to_exclude=[name for name, _ in matmuls if name not in feed_forward]
+        )
         quantizer.process()
         gather_config = DefaultWeightOnlyQuantConfig(
-            block_size=self.config.embedding_block_size, is_symmetric=True,
-            quant_format=QuantFormat.QOperator, op_types_to_quantize=("Gather",), quant_axes=axes)
+            block_size=self.config.embedding_block_size,
+            is_symmetric=True,
+            quant_format=QuantFormat.QOperator,
+            op_types_to_quantize=("Gather",),
+            quant_axes=axes,
+        )
         quantizer = MatMulNBitsQuantizer(quantizer.model.model, algo_config=gather_config)
         quantizer.process()
         quantizer.model.save_model_to_file(str(target), False)
@@ -114,16 +144,24 @@ class EncoderInt8Quantizer:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             result = session.run(output_names(labels), feed)
             intents, tags = result[0], result[1]
-            if intents.shape != (len(sentences), len(labels.intents)) or tags.shape[-1] != len(labels.tags) or (
-                    labels.value_heads and result[2].shape != (len(sentences), labels.num_values)):
+            if (
+                intents.shape != (len(sentences), len(labels.intents))
+                or tags.shape[-1] != len(labels.tags)
+                or (labels.value_heads and result[2].shape != (len(sentences), labels.num_values))
+            ):
                 raise RuntimeError(f"{label} model returned logits of shapes {[r.shape for r in result]}")
             outputs[label] = result
         (fi, ft, *fv), (qi, qt, *qv) = outputs["float"], outputs["int8"]
         if not all(np.isfinite(q).all() for q in (qi, qt, *qv)):
             raise RuntimeError("the int8 model produced non-finite logits")
         check = {
-            "check_max_abs_diff": float(max(np.abs(fi - qi).max(), np.abs(ft - qt)[real].max(),
-                                            *(np.abs(f - q).max() for f, q in zip(fv, qv)))),
+            "check_max_abs_diff": float(
+                max(
+                    np.abs(fi - qi).max(),
+                    np.abs(ft - qt)[real].max(),
+                    *(np.abs(f - q).max() for f, q in zip(fv, qv, strict=True)),
+                )
+            ),
             "check_intent_agreement": round(float((fi.argmax(-1) == qi.argmax(-1)).mean()), 4),
             "check_tag_agreement": round(float((ft.argmax(-1) == qt.argmax(-1))[real].mean()), 4),
         }

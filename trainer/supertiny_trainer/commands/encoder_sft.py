@@ -20,11 +20,29 @@ from ..core.config import choice
 from ..core.errors import ConfigError, DataError
 from ..core.runtime import set_threads
 from ..core.training import SCHEDULERS, LengthGroupedEpochSampler, TrainingConfig, run_training, training_arguments
-from ..student.encoder import POOLINGS, EncoderLabels, build_encoder_student, load_bert, load_encoder_tokenizer, \
-    save_encoder_student
-from ..student.encoder_data import repeated_slots, EncodedExample, EncoderDataReport, check_number_spans, \
-    description_schema, encode_examples, encoder_examples, load_tools_file, number_slots, read_encoder_rows, \
-    require_encoder_schema, span_slots, value_heads
+from ..student.encoder import (
+    POOLINGS,
+    EncoderLabels,
+    build_encoder_student,
+    load_bert,
+    load_encoder_tokenizer,
+    save_encoder_student,
+)
+from ..student.encoder_data import (
+    EncodedExample,
+    EncoderDataReport,
+    check_number_spans,
+    description_schema,
+    encode_examples,
+    encoder_examples,
+    load_tools_file,
+    number_slots,
+    read_encoder_rows,
+    repeated_slots,
+    require_encoder_schema,
+    span_slots,
+    value_heads,
+)
 from ..student.task_description import TaskDescription
 
 
@@ -43,7 +61,9 @@ class EncoderSftConfig(TrainingConfig):
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01  # encoder weights only (not biases, LayerNorm or heads)
     max_length: int = 64  # tokens including [CLS] and [SEP]
-    pooling: str = choice("mean", POOLINGS)  # intent head input: "mean" (masked mean, MiniLM's pretraining pooling) or "cls"
+    pooling: str = choice(
+        "mean", POOLINGS
+    )  # intent head input: "mean" (masked mean, MiniLM's pretraining pooling) or "cls"
     vote_weight: float = 1.0  # share of the target taken from the votes (0: the accepted call only)
     tag_loss_weight: float = 1.0  # tag loss (mean over word tokens) weight next to the intent loss
     value_loss_weight: float = 1.0  # value heads' loss (summed over the heads) weight next to the intent loss
@@ -78,6 +98,7 @@ class EncoderCollator:
 
     def __call__(self, batch: list[EncodedExample]) -> dict[str, Any]:
         import torch
+
         length = max(len(e.input_ids) for e in batch)
         ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
         types = torch.zeros((len(batch), length), dtype=torch.long)
@@ -97,8 +118,14 @@ class EncoderCollator:
                 positions = (tag_tensor >= 0).nonzero().squeeze(-1)
                 tags[row, positions, tag_tensor[positions]] += weight
             word[row, :n] = torch.tensor(example.tag_targets[0][0]) >= 0
-        collated = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "intent_targets": intents,
-                    "tag_targets": tags, "word_mask": word}
+        collated = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "token_type_ids": types,
+            "intent_targets": intents,
+            "tag_targets": tags,
+            "word_mask": word,
+        }
         if self.num_values:
             values = torch.zeros((len(batch), self.num_values))
             for row, example in enumerate(batch):
@@ -141,9 +168,17 @@ def encoder_trainer_class():
     from transformers import Trainer
 
     class EncoderTrainer(Trainer):
-        def __init__(self, *args, lengths: list[int], group_by_length: bool, head_learning_rate: float,
-                     tag_loss_weight: float, value_slices: list[tuple[int, int]] | None = None,
-                     value_loss_weight: float = 1.0, **kwargs):
+        def __init__(
+            self,
+            *args,
+            lengths: list[int],
+            group_by_length: bool,
+            head_learning_rate: float,
+            tag_loss_weight: float,
+            value_slices: list[tuple[int, int]] | None = None,
+            value_loss_weight: float = 1.0,
+            **kwargs,
+        ):
             self.lengths = lengths if group_by_length else [0] * len(lengths)
             self.head_learning_rate = head_learning_rate
             self.tag_loss_weight = tag_loss_weight
@@ -159,11 +194,15 @@ def encoder_trainer_class():
 
         def create_optimizer(self, model=None):
             if self.optimizer is None:
-                groups = parameter_groups(self.model, self.args.learning_rate, self.head_learning_rate,
-                                          self.args.weight_decay)
-                self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate,
-                                                   betas=(self.args.adam_beta1, self.args.adam_beta2),
-                                                   eps=self.args.adam_epsilon)
+                groups = parameter_groups(
+                    self.model, self.args.learning_rate, self.head_learning_rate, self.args.weight_decay
+                )
+                self.optimizer = torch.optim.AdamW(
+                    groups,
+                    lr=self.args.learning_rate,
+                    betas=(self.args.adam_beta1, self.args.adam_beta2),
+                    eps=self.args.adam_epsilon,
+                )
             return self.optimizer
 
         def value_loss(self, value_logits, targets):
@@ -187,8 +226,11 @@ def encoder_trainer_class():
         def log(self, logs, *args, **kwargs):
             if "loss" in logs and self.component_sums["n"]:
                 n = self.component_sums["n"]
-                logs = {**logs, "loss/intent": round(self.component_sums["intent"] / n, 4),
-                        "loss/tags": round(self.component_sums["tags"] / n, 4)}
+                logs = {
+                    **logs,
+                    "loss/intent": round(self.component_sums["intent"] / n, 4),
+                    "loss/tags": round(self.component_sums["tags"] / n, 4),
+                }
                 if self.value_slices:
                     logs["loss/values"] = round(self.component_sums["values"] / n, 4)
                 self.component_sums.clear()
@@ -210,15 +252,24 @@ class ListDataset:
         return self.items[index]
 
 
-def build_encoder_trainer(trainer_class: Any, model: Any, cfg: Any, store: CheckpointStore, encoded: list[EncodedExample],
-                          labels: EncoderLabels, pad_id: int | None, **extra: Any) -> Any:
+def build_encoder_trainer(
+    trainer_class: Any,
+    model: Any,
+    cfg: Any,
+    store: CheckpointStore,
+    encoded: list[EncodedExample],
+    labels: EncoderLabels,
+    pad_id: int | None,
+    **extra: Any,
+) -> Any:
     """The Trainer of an encoder command: its data, collator, length grouping and head learning rate."""
     return trainer_class(
         model=model,
         args=training_arguments(_trainer_arguments_class(), cfg, store),
         train_dataset=ListDataset(encoded),
-        data_collator=EncoderCollator(len(labels.intents), len(labels.tags), 0 if pad_id is None else pad_id,
-                                      labels.num_values),
+        data_collator=EncoderCollator(
+            len(labels.intents), len(labels.tags), 0 if pad_id is None else pad_id, labels.num_values
+        ),
         lengths=[len(e.input_ids) for e in encoded],
         group_by_length=cfg.group_by_length,
         head_learning_rate=cfg.head_learning_rate,
@@ -245,28 +296,43 @@ class EncoderSftRunner:
             described = description_schema(TaskDescription.load(cfg.task))
             require_encoder_schema(described, f"task description {cfg.task}")
             # The kinds are the description's; the functions learned stay those the rows offered the teacher.
-            schema = {name: specs for name, specs in described.items() if name in row_schema} if row_schema else described
+            schema = (
+                {name: specs for name, specs in described.items() if name in row_schema} if row_schema else described
+            )
         else:
             schema = load_tools_file(cfg.tools) if cfg.tools else row_schema
         if not schema:
-            raise DataError(f"sft dataset {cfg.data}: no tool definitions in the rows' 'tools'; the encoder student "
-                            "needs the functions and their parameters (or set config field 'task')")
-        require_encoder_schema(schema, f"task description {cfg.task}" if cfg.task
-                               else f"tools file {cfg.tools}" if cfg.tools else f"sft dataset {cfg.data}")
+            raise DataError(
+                f"sft dataset {cfg.data}: no tool definitions in the rows' 'tools'; the encoder student "
+                "needs the functions and their parameters (or set config field 'task')"
+            )
+        require_encoder_schema(
+            schema,
+            f"task description {cfg.task}"
+            if cfg.task
+            else f"tools file {cfg.tools}"
+            if cfg.tools
+            else f"sft dataset {cfg.data}",
+        )
         check_number_spans(rows, schema)
         examples = encoder_examples(rows, schema, cfg.vote_weight, report)
         labels = EncoderLabels.from_schema(span_slots(schema), cfg.max_length, cfg.pooling)
         labels.set_value_heads(value_heads(schema))
         labels.number_slots = number_slots(schema)
-        labels.intent_repeatable = {name: kept for name, slots in repeated_slots(examples).items()
-                                    if (kept := [s for s in slots if s in labels.intent_slots.get(name, [])])}
+        labels.intent_repeatable = {
+            name: kept
+            for name, slots in repeated_slots(examples).items()
+            if (kept := [s for s in slots if s in labels.intent_slots.get(name, [])])
+        }
         bert = load_bert(cfg.model)
         tokenizer = load_encoder_tokenizer(cfg.model, cfg.max_length)
         counts: Counter = Counter()
         encoded = encode_examples(examples, tokenizer, labels, counts)
         if bert.config.vocab_size < tokenizer.get_vocab_size():
-            raise ConfigError(f"model folder {cfg.model}: tokenizer.json has {tokenizer.get_vocab_size()} tokens but "
-                              f"the model's vocab_size is {bert.config.vocab_size}")
+            raise ConfigError(
+                f"model folder {cfg.model}: tokenizer.json has {tokenizer.get_vocab_size()} tokens but "
+                f"the model's vocab_size is {bert.config.vocab_size}"
+            )
         torch.manual_seed(cfg.seed)  # the heads' initial weights
         model = build_encoder_student(bert, labels)
         if cfg.freeze_word_embeddings:
@@ -279,18 +345,21 @@ class EncoderSftRunner:
         destination = self.context.run_dir / "model"
         save_encoder_student(trainer.model, tokenizer, labels, destination)
         metrics.update(report.as_metrics("samples"))
-        metrics.update({
-            "slot_values_not_found": counts["slot_values_not_found"],
-            "slot_values_truncated": counts["slot_values_truncated"],
-            "intents": len(labels.intents),
-            "tags": len(labels.tags),
-            **({"value_heads": len(labels.value_heads)} if labels.value_heads else {}),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            # only for an uninterrupted run: a resumed session trained part of the epochs
-            "seconds_per_epoch": round(metrics["train_runtime_s"] / metrics["epochs"], 2)
-            if resume_from is None and metrics["epochs"] else None,
-        })
+        metrics.update(
+            {
+                "slot_values_not_found": counts["slot_values_not_found"],
+                "slot_values_truncated": counts["slot_values_truncated"],
+                "intents": len(labels.intents),
+                "tags": len(labels.tags),
+                **({"value_heads": len(labels.value_heads)} if labels.value_heads else {}),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                # only for an uninterrupted run: a resumed session trained part of the epochs
+                "seconds_per_epoch": round(metrics["train_runtime_s"] / metrics["epochs"], 2)
+                if resume_from is None and metrics["epochs"]
+                else None,
+            }
+        )
         return CommandResult(metrics=metrics, outputs={"model": str(destination)})
 
 

@@ -42,8 +42,9 @@ class ExportConfig:
     def validate(self) -> None:
         if not self.model:
             raise ConfigError("config field 'model' is required (a model folder)")
-        require_positive(self, "opset", "atol", "check_batch_size", "check_prompt_length", "check_new_tokens",
-                         "num_threads")
+        require_positive(
+            self, "opset", "atol", "check_batch_size", "check_prompt_length", "check_new_tokens", "num_threads"
+        )
 
 
 class ExportMismatch(TrainerError):
@@ -101,8 +102,13 @@ def _kv_cache_wrapper(model: Any) -> Any:
             cache = DynamicCache(config=self.model.config)
             for i in range(self.num_layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             past_key_values=cache, use_cache=True)
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+            )
             present = []
             for layer in out.past_key_values.layers[: self.num_layers]:
                 present += [layer.keys, layer.values]
@@ -212,9 +218,16 @@ class OnnxExporter:
         )
         with torch.no_grad():
             torch.onnx.export(
-                wrapper, example, str(path), input_names=input_names, output_names=output_names,
-                dynamic_shapes=dynamic_shapes, opset_version=self.config.opset, dynamo=True,
-                external_data=external_data, verbose=False,
+                wrapper,
+                example,
+                str(path),
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=dynamic_shapes,
+                opset_version=self.config.opset,
+                dynamo=True,
+                external_data=external_data,
+                verbose=False,
             )
         _strip_debug_info(path, external_data)
 
@@ -237,7 +250,7 @@ class OnnxExporter:
 
         def run_onnx(ids, mask, positions, past):
             feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "position_ids": positions.numpy()}
-            feed.update({name: tensor for name, tensor in zip(input_names[3:], past)})
+            feed.update(zip(input_names[3:], past, strict=True))
             return session.run(None, feed)
 
         empty = [np.zeros((ids.shape[0], kv_heads, 0, head_dim), dtype=np.float32) for _ in range(2 * num_layers)]
@@ -252,8 +265,13 @@ class OnnxExporter:
         positions2 = positions[:, -1:] + torch.arange(1, cfg.check_new_tokens + 1)
         onnx_second = run_onnx(new, mask2, positions2, onnx_first[1:])
         with torch.no_grad():
-            torch_second = model(input_ids=new, attention_mask=mask2, position_ids=positions2,
-                                 past_key_values=torch_first.past_key_values, use_cache=True)
+            torch_second = model(
+                input_ids=new,
+                attention_mask=mask2,
+                position_ids=positions2,
+                past_key_values=torch_first.past_key_values,
+                use_cache=True,
+            )
         with_past = float(np.abs(onnx_second[0] - torch_second.logits.numpy()).max())
         present_shape_ok = onnx_second[1].shape == (ids.shape[0], kv_heads, mask2.shape[1], head_dim)
         if not present_shape_ok:

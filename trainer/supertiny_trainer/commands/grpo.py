@@ -47,9 +47,15 @@ class GrpoConfig(TrainingConfig):
             raise ConfigError("config field 'data' is required (an sft.jsonl file)")
         require_positive(self, "max_completion_length", "temperature")
         if self.num_generations < 2:
-            raise ConfigError(f"config field 'num_generations' must be at least 2 (advantages are relative to the group), got {self.num_generations}")
+            raise ConfigError(
+                f"config field 'num_generations' must be at least 2 (advantages are relative to the group), "
+                f"got {self.num_generations}"
+            )
         if self.batch_size % self.num_generations:
-            raise ConfigError(f"config field 'batch_size' ({self.batch_size}) must be a multiple of 'num_generations' ({self.num_generations})")
+            raise ConfigError(
+                f"config field 'batch_size' ({self.batch_size}) must be a multiple of "
+                f"'num_generations' ({self.num_generations})"
+            )
         if self.beta < 0:
             raise ConfigError(f"config field 'beta' must be >= 0, got {self.beta}")
         for name in ("verifier_weight", "intent_credit"):
@@ -61,7 +67,7 @@ def reward_functions(reward: TaskReward) -> list[Any]:
     """The verifier and agreement rewards as TRL reward functions; they log the shares as progress metrics."""
 
     def verifier(completions, utterance, teacher_call, log_metric=None, **_):
-        reviews = [reward.review(c, u, t) for c, u, t in zip(completions, utterance, teacher_call)]
+        reviews = [reward.review(c, u, t) for c, u, t in zip(completions, utterance, teacher_call, strict=True)]
         if log_metric is not None:
             log_metric("valid_share", sum(r.schema_valid for r in reviews) / len(reviews))
             log_metric("verified_share", sum(r.verified for r in reviews) / len(reviews))
@@ -69,7 +75,7 @@ def reward_functions(reward: TaskReward) -> list[Any]:
         return [float(r.verified) for r in reviews]
 
     def agreement(completions, utterance, teacher_call, **_):
-        return [reward.review(c, u, t).agreement for c, u, t in zip(completions, utterance, teacher_call)]
+        return [reward.review(c, u, t).agreement for c, u, t in zip(completions, utterance, teacher_call, strict=True)]
 
     return [verifier, agreement]
 
@@ -124,18 +130,24 @@ class GrpoRunner:
         c = self.config
         set_threads(c.num_threads)
         samples, report = load_sft_samples(c.data)
-        description = (TaskDescription.load(c.task) if c.task
-                       else TaskDescription.from_tools(load_sft_tools(c.data), c.data))
+        description = (
+            TaskDescription.load(c.task) if c.task else TaskDescription.from_tools(load_sft_tools(c.data), c.data)
+        )
         reward = TaskReward(description, intent_credit=c.intent_credit)
         student = load_student(c.model)
         template = student.template
-        dataset = Dataset.from_list([
-            {"prompt": template.prompt(s.utterance), "utterance": s.utterance, "teacher_call": s.call} for s in samples
-        ])
+        dataset = Dataset.from_list(
+            [
+                {"prompt": template.prompt(s.utterance), "utterance": s.utterance, "teacher_call": s.call}
+                for s in samples
+            ]
+        )
         store = CheckpointStore(self.context.run_dir, keep=c.keep_checkpoints)
         resume_from = store.prepare(self.context.resume)
         args = training_arguments(
-            TrlGRPOConfig, c, store,
+            TrlGRPOConfig,
+            c,
+            store,
             num_generations=c.num_generations,
             max_completion_length=c.max_completion_length,
             temperature=c.temperature,
@@ -146,19 +158,24 @@ class GrpoRunner:
             log_completions=False,
         )
         trainer = student_grpo_trainer_class()(
-            model=student.model, reward_funcs=reward_functions(reward), args=args, train_dataset=dataset,
+            model=student.model,
+            reward_funcs=reward_functions(reward),
+            args=args,
+            train_dataset=dataset,
             processing_class=student.tokenizer,
         )
         metrics = run_training(trainer, store, self.context.events, resume_from)
         history = [h for h in trainer.state.log_history if "reward" in h]
-        metrics.update({
-            "beta": c.beta,
-            "num_generations": c.num_generations,
-            "task_reward_source": description.source,
-            "task_functions": len(description.functions),
-            "final_reward": history[-1]["reward"] if history else None,
-            "final_valid_share": history[-1].get("valid_share") if history else None,
-            "final_kl": history[-1].get("kl") if history else None,
-        })
+        metrics.update(
+            {
+                "beta": c.beta,
+                "num_generations": c.num_generations,
+                "task_reward_source": description.source,
+                "task_functions": len(description.functions),
+                "final_reward": history[-1]["reward"] if history else None,
+                "final_valid_share": history[-1].get("valid_share") if history else None,
+                "final_kl": history[-1].get("kl") if history else None,
+            }
+        )
         metrics.update(report.as_metrics("samples"))
         return finish(student, trainer.model, self.context, metrics)

@@ -43,28 +43,31 @@ class InitConfig:
     seed: int = 0
 
     def architecture(self) -> dict:
-        return {name: getattr(self, name) if getattr(self, name) is not None else default
-                for name, default in ARCHITECTURE_DEFAULTS.items()}
+        return {
+            name: getattr(self, name) if getattr(self, name) is not None else default
+            for name, default in ARCHITECTURE_DEFAULTS.items()
+        }
 
     def validate(self) -> None:
         given = [f.name for f in fields(self) if f.name in ARCHITECTURE_DEFAULTS and getattr(self, f.name) is not None]
         if self.base_model:
             if given:
-                raise ConfigError(f"config field(s) {', '.join(given)} do not apply with 'base_model' (its config is used)")
+                raise ConfigError(
+                    f"config field(s) {', '.join(given)} do not apply with 'base_model' (its config is used)"
+                )
             return
         if not self.tokenizer:
             raise ConfigError("config field 'tokenizer' is required unless 'base_model' is given")
         require_positive(self, *[n for n in ARCHITECTURE_DEFAULTS if n != "tie_word_embeddings"])
         arch = self.architecture()
         if arch["hidden_size"] % arch["num_heads"]:
-            raise ConfigError(
-                f"hidden_size {arch['hidden_size']} is not divisible by num_heads {arch['num_heads']}"
-            )
+            raise ConfigError(f"hidden_size {arch['hidden_size']} is not divisible by num_heads {arch['num_heads']}")
         if arch["num_heads"] % arch["num_kv_heads"]:
             raise ConfigError(f"num_heads {arch['num_heads']} is not divisible by num_kv_heads {arch['num_kv_heads']}")
         if (arch["hidden_size"] // arch["num_heads"]) % 2:
             raise ConfigError(
-                f"head dim {arch['hidden_size'] // arch['num_heads']} (hidden_size / num_heads) must be even for rotary embeddings"
+                f"head dim {arch['hidden_size'] // arch['num_heads']} (hidden_size / num_heads) must be even "
+                "for rotary embeddings"
             )
 
 

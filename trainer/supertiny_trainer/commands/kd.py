@@ -37,7 +37,9 @@ class KdConfig(SftConfig):
         # Inherited from sft but not part of the distillation loss: refused rather than silently ignored.
         for name in ("prompt_loss_weight", "input_noise"):
             if getattr(self, name):
-                raise ConfigError(f"config field '{name}' is an sft option that kd does not apply; leave it at 0 for kd")
+                raise ConfigError(
+                    f"config field '{name}' is an sft option that kd does not apply; leave it at 0 for kd"
+                )
 
 
 def topk_distillation_loss(student_logits, teacher_logits, labels, top_k: int, alpha: float, temperature: float):
@@ -80,7 +82,12 @@ def _distillation_trainer_class():
                 teacher_logits = self.teacher(**model_inputs).logits
             vocab = min(outputs.logits.shape[-1], teacher_logits.shape[-1])
             total, ce, kl, tokens = topk_distillation_loss(
-                outputs.logits[..., :vocab], teacher_logits[..., :vocab], labels, self.top_k, self.alpha, self.temperature
+                outputs.logits[..., :vocab],
+                teacher_logits[..., :vocab],
+                labels,
+                self.top_k,
+                self.alpha,
+                self.temperature,
             )
             if num_items_in_batch is None:
                 num_items_in_batch = tokens * self.current_gradient_accumulation_steps
@@ -121,7 +128,13 @@ class KdRunner:
             dropout=self.config.dropout,
         )
         metrics = run_training(trainer, store, self.context.events, resume_from)
-        metrics.update({"top_k": self.config.top_k, "alpha": self.config.alpha, "temperature": self.config.temperature,
-                        "teacher_parameters": sum(p.numel() for p in teacher.model.parameters())})
+        metrics.update(
+            {
+                "top_k": self.config.top_k,
+                "alpha": self.config.alpha,
+                "temperature": self.config.temperature,
+                "teacher_parameters": sum(p.numel() for p in teacher.model.parameters()),
+            }
+        )
         metrics.update(report.as_metrics("samples"))
         return finish(student, trainer.model, self.context, metrics)

@@ -83,28 +83,36 @@ class Predictor:
             encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.inference_mode():
                 output = model.generate(
-                    **encoded, max_new_tokens=self.config.max_new_tokens, do_sample=False,
-                    eos_token_id=eos_id, pad_token_id=pad_id,
+                    **encoded,
+                    max_new_tokens=self.config.max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=eos_id,
+                    pad_token_id=pad_id,
                 )
-            new_tokens = output[:, encoded["input_ids"].shape[1]:]
-            for i, tokens in zip(batch, new_tokens):
+            new_tokens = output[:, encoded["input_ids"].shape[1] :]
+            for i, tokens in zip(batch, new_tokens, strict=True):
                 tokens = tokens.tolist()
                 if eos_id in tokens:
                     tokens = tokens[: tokens.index(eos_id)]
                 generated_tokens += len(tokens) + 1
                 predictions[i] = tokenizer.decode(tokens, skip_special_tokens=True)
             self.context.events.progress(
-                step=min(start + len(batch), len(items)), total=len(items), loss=None,
+                step=min(start + len(batch), len(items)),
+                total=len(items),
+                loss=None,
                 tokens_per_s=round(generated_tokens / max(time.monotonic() - started, 1e-9), 1),
             )
         elapsed = time.monotonic() - started
         latency = self._single_request_latency(model, tokenizer, template, items, eos_id, pad_id)
 
         destination = self.context.run_dir / "predictions.jsonl"
-        atomic_write_text(destination, "".join(
-            json.dumps({"id": item.id, "prediction": predictions[i]}, ensure_ascii=False) + "\n"
-            for i, item in enumerate(items)
-        ))
+        atomic_write_text(
+            destination,
+            "".join(
+                json.dumps({"id": item.id, "prediction": predictions[i]}, ensure_ascii=False) + "\n"
+                for i, item in enumerate(items)
+            ),
+        )
         return CommandResult(
             metrics={
                 "examples": len(items),
@@ -129,12 +137,17 @@ class Predictor:
         timings = []
         for item in items[:count]:
             started = time.perf_counter()
-            encoded = tokenizer([template.prompt(item.utterance)], return_tensors="pt", add_special_tokens=False).to(model.device)
+            encoded = tokenizer([template.prompt(item.utterance)], return_tensors="pt", add_special_tokens=False).to(
+                model.device
+            )
             with torch.inference_mode():
                 output = model.generate(
-                    **encoded, max_new_tokens=self.config.max_new_tokens, do_sample=False,
-                    eos_token_id=eos_id, pad_token_id=pad_id,
+                    **encoded,
+                    max_new_tokens=self.config.max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=eos_id,
+                    pad_token_id=pad_id,
                 )
-            tokenizer.decode(output[0, encoded["input_ids"].shape[1]:].tolist(), skip_special_tokens=True)
+            tokenizer.decode(output[0, encoded["input_ids"].shape[1] :].tolist(), skip_special_tokens=True)
             timings.append((time.perf_counter() - started) * 1000)
         return latency_metrics(timings)

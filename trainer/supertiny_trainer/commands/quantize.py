@@ -60,7 +60,9 @@ def _onnx_files(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.startswith("model.onnx"))
 
 
-class Int8Quantizer:
+class Quantizer:
+    """`quantize`: a decoder folder to int8; an encoder folder goes to EncoderQuantizer (int8 or int4)."""
+
     def __init__(self, config: QuantizeConfig, context: RunContext):
         self.config = config
         self.context = context
@@ -73,13 +75,16 @@ class Int8Quantizer:
         if family_of(folder) == "encoder":
             if self.config.per_channel is None:
                 self.config.per_channel = True
-            from .encoder_quantize import EncoderInt8Quantizer
+            from .encoder_quantize import EncoderQuantizer
 
-            return EncoderInt8Quantizer(self.config, self.context).run(folder)
+            return EncoderQuantizer(self.config, self.context).run(folder)
         if self.config.per_channel is None:
             self.config.per_channel = False
         if self.config.scheme != "int8":
-            raise ConfigError(f"config field 'scheme': {self.config.scheme!r} is for encoder students; a decoder is quantized with 'int8'")
+            raise ConfigError(
+                f"config field 'scheme': {self.config.scheme!r} is for encoder students; "
+                "a decoder is quantized with 'int8'"
+            )
         source_model = folder / "model.onnx"
         if not source_model.is_file():
             raise MissingModelError(f"no model.onnx in {folder} (run `export` first)")
@@ -106,8 +111,9 @@ class Int8Quantizer:
             for name in folder.iterdir():
                 if name.is_file() and not name.name.startswith("model.onnx"):
                     shutil.copy2(name, staging / name.name)
-            io.update({"weights": self.config.weight_type, "quantization": "dynamic",
-                       "per_channel": self.config.per_channel})
+            io.update(
+                {"weights": self.config.weight_type, "quantization": "dynamic", "per_channel": self.config.per_channel}
+            )
             (staging / "onnx_io.json").write_text(json.dumps(io, indent=2) + "\n", encoding="utf-8")
 
         bytes_before, bytes_after = _onnx_files(folder), _onnx_files(destination)

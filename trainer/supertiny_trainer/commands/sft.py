@@ -15,7 +15,7 @@ from ..core.errors import ConfigError
 from ..core.runtime import set_threads
 from ..core.training import LengthGroupedTrainerMixin, TrainingConfig, run_training, training_arguments
 from ..student.datasets import SftSample, load_sft_samples
-from ..student.model_folder import StudentModel, load_student, parameter_count, save_student
+from ..student.model_folder import DecoderStudent, load_student, parameter_count, save_student
 from ..student.text_format import StudentTemplate
 
 
@@ -55,8 +55,15 @@ def prompt_completion_dataset(samples: list[SftSample], template: StudentTemplat
     )
 
 
-def noisy_utterance_ids(ids: Any, attention_mask: Any, sep_id: int, special_ids: list[int], vocab_size: int,
-                        probability: float, generator: Any = None) -> Any:
+def noisy_utterance_ids(
+    ids: Any,
+    attention_mask: Any,
+    sep_id: int,
+    special_ids: list[int],
+    vocab_size: int,
+    probability: float,
+    generator: Any = None,
+) -> Any:
     """A copy of `ids` in which each utterance token (before <|sep|>, not special, not padding) is replaced
     by a random non-special token with `probability`; the answer is never touched."""
     import torch
@@ -83,13 +90,15 @@ def add_training_dropout(model: Any, probability: float) -> list[Any]:
     decoder = model.get_decoder()
     layers = getattr(decoder, "layers", None)
     if layers is None:
-        raise ConfigError(f"config field 'dropout' is not supported for {type(model).__name__} (no decoder layers found)")
+        raise ConfigError(
+            f"config field 'dropout' is not supported for {type(model).__name__} (no decoder layers found)"
+        )
 
     def drop(module, args, output):
         if not module.training:
             return output
         if isinstance(output, tuple):
-            return (F.dropout(output[0], probability, True),) + tuple(output[1:])
+            return (F.dropout(output[0], probability, True), *output[1:])
         return F.dropout(output, probability, True)
 
     handles = [model.get_input_embeddings().register_forward_hook(drop)]
@@ -101,8 +110,9 @@ def add_training_dropout(model: Any, probability: float) -> list[Any]:
     return handles
 
 
-def sft_arguments(config: TrainingConfig, store: CheckpointStore, template: StudentTemplate,
-                  prompt_loss_weight: float = 0.0) -> Any:
+def sft_arguments(
+    config: TrainingConfig, store: CheckpointStore, template: StudentTemplate, prompt_loss_weight: float = 0.0
+) -> Any:
     from trl import SFTConfig as TrlSFTConfig
 
     return training_arguments(
@@ -121,8 +131,15 @@ def student_sft_trainer_class():
     from trl import SFTTrainer
 
     class StudentSFTTrainer(LengthGroupedTrainerMixin, SFTTrainer):
-        def __init__(self, *args, group_by_length: bool = True, prompt_loss_weight: float = 0.0,
-                     input_noise: float = 0.0, dropout: float = 0.0, **kwargs):
+        def __init__(
+            self,
+            *args,
+            group_by_length: bool = True,
+            prompt_loss_weight: float = 0.0,
+            input_noise: float = 0.0,
+            dropout: float = 0.0,
+            **kwargs,
+        ):
             self.group_by_length = group_by_length
             self.prompt_loss_weight = prompt_loss_weight
             self.input_noise = input_noise
@@ -133,9 +150,14 @@ def student_sft_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.input_noise > 0 and model.training:
-                ids = noisy_utterance_ids(inputs["input_ids"], inputs.get("attention_mask"), self.answer_start_id,
-                                          self.special_ids, model.get_input_embeddings().num_embeddings,
-                                          self.input_noise)
+                ids = noisy_utterance_ids(
+                    inputs["input_ids"],
+                    inputs.get("attention_mask"),
+                    self.answer_start_id,
+                    self.special_ids,
+                    model.get_input_embeddings().num_embeddings,
+                    self.input_noise,
+                )
                 inputs = {**inputs, "input_ids": ids}
             if self.prompt_loss_weight == 0:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -145,8 +167,9 @@ def student_sft_trainer_class():
             labels = inputs["labels"][:, 1:]
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
             logits = outputs.logits[:, :-1].float()
-            per_token = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
-                                        reduction="none").view_as(labels)
+            per_token = F.cross_entropy(
+                logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
+            ).view_as(labels)
             # Position t predicts token t+1: from the <|sep|> position on, the predicted tokens are the answer.
             is_answer = (inputs["input_ids"] == self.answer_start_id).cumsum(-1)[:, :-1] > 0
             valid = labels != -100
@@ -160,7 +183,7 @@ def student_sft_trainer_class():
     return StudentSFTTrainer
 
 
-def finish(student: StudentModel, trained_model: Any, context: RunContext, metrics: dict[str, Any]) -> CommandResult:
+def finish(student: DecoderStudent, trained_model: Any, context: RunContext, metrics: dict[str, Any]) -> CommandResult:
     destination = context.run_dir / "model"
     save_student(trained_model, student.tokenizer, student.template, destination)
     metrics["parameters"] = parameter_count(trained_model)

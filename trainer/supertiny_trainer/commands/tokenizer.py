@@ -10,7 +10,15 @@ from ..core.command import CommandResult, RunContext
 from ..core.config import require_positive
 from ..core.errors import ConfigError
 from ..student.datasets import load_tokenizer_texts
-from ..student.text_format import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, SEP_TOKEN, SPECIAL_TOKENS, StudentTemplate, call_tokens
+from ..student.text_format import (
+    BOS_TOKEN,
+    EOS_TOKEN,
+    PAD_TOKEN,
+    SEP_TOKEN,
+    SPECIAL_TOKENS,
+    StudentTemplate,
+    call_tokens,
+)
 
 
 @dataclass
@@ -31,7 +39,9 @@ class TokenizerConfig:
             raise ConfigError("config field 'data' is required (a jsonl file)")
         require_positive(self, "vocab_size", "min_frequency", "model_max_length")
         if self.vocab_size < 256 + len(SPECIAL_TOKENS):
-            raise ConfigError(f"config field 'vocab_size' must be at least {256 + len(SPECIAL_TOKENS)} (bytes + special tokens)")
+            raise ConfigError(
+                f"config field 'vocab_size' must be at least {256 + len(SPECIAL_TOKENS)} (bytes + special tokens)"
+            )
 
 
 class TokenizerTrainer:
@@ -48,13 +58,15 @@ class TokenizerTrainer:
         if bpe_size < 256 + len(SPECIAL_TOKENS):
             raise ConfigError(
                 f"config field 'vocab_size' ({self.config.vocab_size}) leaves no room for the byte alphabet next to "
-                f"{len(pieces)} call tokens; raise it to at least {256 + len(SPECIAL_TOKENS) + len(pieces)} or set call_tokens false"
+                f"{len(pieces)} call tokens; raise it to at least {256 + len(SPECIAL_TOKENS) + len(pieces)} "
+                "or set call_tokens false"
             )
         tokenizer = Tokenizer(models.BPE())
         byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tokenizer.pre_tokenizer = (
             pre_tokenizers.Sequence([pre_tokenizers.Split(" ", behavior="isolated"), byte_level])
-            if self.config.isolate_spaces else byte_level
+            if self.config.isolate_spaces
+            else byte_level
         )
         tokenizer.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(

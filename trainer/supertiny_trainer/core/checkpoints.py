@@ -11,8 +11,8 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 

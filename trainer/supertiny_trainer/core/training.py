@@ -22,8 +22,16 @@ from .runtime import peak_memory
 
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 # grpo's reward statistics in progress events: mean reward, schema-valid share, KL to the reference, ...
-GRPO_PROGRESS = ("reward", "reward_std", "kl", "valid_share", "verified_share", "exact_share", "entropy",
-                 "completions/mean_length")
+GRPO_PROGRESS = (
+    "reward",
+    "reward_std",
+    "kl",
+    "valid_share",
+    "verified_share",
+    "exact_share",
+    "entropy",
+    "completions/mean_length",
+)
 
 
 @dataclass
@@ -53,11 +61,22 @@ class TrainingConfig:
         if not self.model:
             raise ConfigError("config field 'model' is required (a model folder)")
         require_positive(
-            self, "epochs", "max_steps", "batch_size", "gradient_accumulation_steps", "learning_rate",
-            "max_length", "logging_steps", "save_steps", "keep_checkpoints", "num_threads",
+            self,
+            "epochs",
+            "max_steps",
+            "batch_size",
+            "gradient_accumulation_steps",
+            "learning_rate",
+            "max_length",
+            "logging_steps",
+            "save_steps",
+            "keep_checkpoints",
+            "num_threads",
         )
         if self.lr_scheduler not in SCHEDULERS:
-            raise ConfigError(f"config field 'lr_scheduler' must be one of {list(SCHEDULERS)}, got {self.lr_scheduler!r}")
+            raise ConfigError(
+                f"config field 'lr_scheduler' must be one of {list(SCHEDULERS)}, got {self.lr_scheduler!r}"
+            )
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"config field 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
 
@@ -179,7 +198,9 @@ class EventCallback(TrainerCallback):
         self.last_loss = float(logs["loss"])
         self.losses.append(self.last_loss)
         extra = {k: logs[k] for k in ("learning_rate", "grad_norm", "epoch", "mean_token_accuracy") if k in logs}
-        extra.update({k: v for k, v in logs.items() if k.startswith(("rewards/", "kd_", "loss/")) or k in GRPO_PROGRESS})
+        extra.update(
+            {k: v for k, v in logs.items() if k.startswith(("rewards/", "kd_", "loss/")) or k in GRPO_PROGRESS}
+        )
         self.events.progress(
             step=state.global_step,
             total=state.max_steps,
@@ -197,7 +218,9 @@ class EventCallback(TrainerCallback):
             self.events.checkpoint(step=state.global_step, path=str(published))
 
 
-def run_training(trainer: Trainer, store: CheckpointStore, events: EventReporter, resume_from: Path | None) -> dict[str, Any]:
+def run_training(
+    trainer: Trainer, store: CheckpointStore, events: EventReporter, resume_from: Path | None
+) -> dict[str, Any]:
     """Train (resuming when a checkpoint is given) and return the metrics for the done event."""
     callback = EventCallback(events, store)
     trainer.add_callback(callback)

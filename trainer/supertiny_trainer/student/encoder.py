@@ -47,8 +47,12 @@ def value_head_problem(head: Any) -> str | None:
     if head.get("kind") not in VALUE_KINDS:
         return f"'kind' must be one of {list(VALUE_KINDS)}, got {head.get('kind')!r}"
     values = head.get("values")
-    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values) \
-            or len(set(values)) != len(values):
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, str) for v in values)
+        or len(set(values)) != len(values)
+    ):
         return "'values' must be a non-empty list of distinct strings"
     if not isinstance(head.get("required"), bool):
         return "'required' must be true or false"
@@ -81,10 +85,15 @@ class EncoderLabels:
     number_slots: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def from_schema(cls, functions: dict[str, list[str]], max_length: int, pooling: str) -> "EncoderLabels":
+    def from_schema(cls, functions: dict[str, list[str]], max_length: int, pooling: str) -> EncoderLabels:
         slot_types = sorted({slot for slots in functions.values() for slot in slots})
-        return cls(sorted(functions), bio_tags(slot_types), {name: sorted(functions[name]) for name in sorted(functions)},
-                   max_length, pooling)
+        return cls(
+            sorted(functions),
+            bio_tags(slot_types),
+            {name: sorted(functions[name]) for name in sorted(functions)},
+            max_length,
+            pooling,
+        )
 
     @property
     def slot_types(self) -> list[str]:
@@ -110,9 +119,18 @@ class EncoderLabels:
         heads = {"value_heads": self.value_heads} if self.value_heads else {}
         if self.number_slots:
             heads["number_slots"] = self.number_slots
-        return {"format": ENCODER_FORMAT, "family": "encoder", "max_length": self.max_length, "intents": self.intents,
-                "tags": self.tags, "intent_slots": self.intent_slots, "intent_repeatable": self.intent_repeatable,
-                "pooling": self.pooling, **heads, **self.extra}
+        return {
+            "format": ENCODER_FORMAT,
+            "family": "encoder",
+            "max_length": self.max_length,
+            "intents": self.intents,
+            "tags": self.tags,
+            "intent_slots": self.intent_slots,
+            "intent_repeatable": self.intent_repeatable,
+            "pooling": self.pooling,
+            **heads,
+            **self.extra,
+        }
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / LABELS_FILE
@@ -120,7 +138,7 @@ class EncoderLabels:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "EncoderLabels":
+    def load(cls, folder: str | Path) -> EncoderLabels:
         path = Path(folder) / LABELS_FILE
         if not path.is_file():
             raise MissingModelError(f"encoder folder {folder} has no {LABELS_FILE}")
@@ -137,15 +155,29 @@ class EncoderLabels:
             missing = [s for s in slots if f"B-{s}" not in tags or f"I-{s}" not in tags]
             if missing:
                 raise ConfigError(f"{path}: intent_slots['{intent}'] names slots without B-/I- tags: {missing}")
-        known = {"format", "family", "max_length", "intents", "tags", "intent_slots", "intent_repeatable", "pooling",
-                 "value_heads", "number_slots"}
+        known = {
+            "format",
+            "family",
+            "max_length",
+            "intents",
+            "tags",
+            "intent_slots",
+            "intent_repeatable",
+            "pooling",
+            "value_heads",
+            "number_slots",
+        }
         numbers = raw.get("number_slots", {})
         if not isinstance(numbers, dict) or any(
-                intent not in raw["intent_slots"] or not isinstance(slots, dict)
-                or not set(slots) <= set(raw["intent_slots"][intent]) or not set(slots.values()) <= {"integer", "number"}
-                for intent, slots in numbers.items()):
-            raise ConfigError(f"{path}: 'number_slots' must map intents to some of their intent_slots, each "
-                              "\"integer\" or \"number\"")
+            intent not in raw["intent_slots"]
+            or not isinstance(slots, dict)
+            or not set(slots) <= set(raw["intent_slots"][intent])
+            or not set(slots.values()) <= {"integer", "number"}
+            for intent, slots in numbers.items()
+        ):
+            raise ConfigError(
+                f'{path}: \'number_slots\' must map intents to some of their intent_slots, each "integer" or "number"'
+            )
         heads = raw.get("value_heads", [])
         if not isinstance(heads, list):
             raise ConfigError(f"{path}: 'value_heads' must be a list")
@@ -155,7 +187,9 @@ class EncoderLabels:
             if problem is None and head["function"] not in raw["intent_slots"]:
                 problem = f"names function {head['function']!r}, which is not among the intents"
             if problem is None and head["offset"] != offset:
-                problem = f"'offset' must be {offset} (the heads' logits are contiguous, in order), got {head['offset']}"
+                problem = (
+                    f"'offset' must be {offset} (the heads' logits are contiguous, in order), got {head['offset']}"
+                )
             if problem is None and head["argument"] in raw["intent_slots"][head["function"]]:
                 problem = f"argument {head['argument']!r} is also a tagged slot of {head['function']!r}"
             if problem:
@@ -163,16 +197,24 @@ class EncoderLabels:
             offset += 1 + len(head["values"])
         repeatable = raw.get("intent_repeatable", {})
         if not isinstance(repeatable, dict) or any(
-                intent not in raw["intent_slots"] or not set(slots) <= set(raw["intent_slots"][intent])
-                for intent, slots in repeatable.items()):
+            intent not in raw["intent_slots"] or not set(slots) <= set(raw["intent_slots"][intent])
+            for intent, slots in repeatable.items()
+        ):
             raise ConfigError(f"{path}: 'intent_repeatable' must map intents to some of their intent_slots")
         pooling = raw.get("pooling", "cls")
         if pooling not in POOLINGS:
             raise ConfigError(f"{path}: 'pooling' must be one of {list(POOLINGS)}, got {pooling!r}")
-        return cls(list(raw["intents"]), list(raw["tags"]), {k: list(v) for k, v in raw["intent_slots"].items()},
-                   int(raw["max_length"]), pooling, {k: v for k, v in raw.items() if k not in known},
-                   {k: list(v) for k, v in repeatable.items()}, [dict(h) for h in heads],
-                   {k: dict(v) for k, v in numbers.items()})
+        return cls(
+            list(raw["intents"]),
+            list(raw["tags"]),
+            {k: list(v) for k, v in raw["intent_slots"].items()},
+            int(raw["max_length"]),
+            pooling,
+            {k: v for k, v in raw.items() if k not in known},
+            {k: list(v) for k, v in repeatable.items()},
+            [dict(h) for h in heads],
+            {k: dict(v) for k, v in numbers.items()},
+        )
 
 
 def load_encoder_tokenizer(folder: str | Path, max_length: int) -> Any:
@@ -207,8 +249,9 @@ def _torch_module():
             self.pooling = pooling
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids).last_hidden_state
+            hidden = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             if self.pooling == "mean":
                 mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
@@ -240,8 +283,10 @@ def load_bert(folder: str | Path, role: str = "base model") -> Any:
         raise MissingModelError(f"{role} folder {folder} has no config.json")
     config = AutoConfig.from_pretrained(str(folder))
     if config.model_type != "bert":
-        raise ConfigError(f"{role} folder {folder} holds a '{config.model_type}' model; the encoder student needs a BERT "
-                          "architecture (config.json model_type 'bert')")
+        raise ConfigError(
+            f"{role} folder {folder} holds a '{config.model_type}' model; the encoder student needs a BERT "
+            "architecture (config.json model_type 'bert')"
+        )
     try:
         return BertModel.from_pretrained(str(folder), add_pooling_layer=False, dtype=torch.float32)
     except OSError as e:

@@ -52,8 +52,12 @@ class EncoderDataReport(LoadReport):
     votes_dropped: Counter = field(default_factory=Counter)
 
     def as_metrics(self, prefix: str) -> dict[str, Any]:
-        return {**super().as_metrics(prefix), "votes_used": self.votes_used,
-                "votes_dropped": sum(self.votes_dropped.values()), "votes_dropped_reasons": dict(self.votes_dropped)}
+        return {
+            **super().as_metrics(prefix),
+            "votes_used": self.votes_used,
+            "votes_dropped": sum(self.votes_dropped.values()),
+            "votes_dropped_reasons": dict(self.votes_dropped),
+        }
 
 
 def string_form(value: Any) -> str | None:
@@ -76,8 +80,9 @@ def _argument_pairs(arguments: dict[str, Any], where: str) -> tuple[tuple[str, s
         for item in value if isinstance(value, list) else [value]:
             text = string_form(item)
             if text is None:
-                raise DataError(f"{where}: argument '{key}' must be a string, number or boolean (or a list of them), "
-                                f"got {item!r}")
+                raise DataError(
+                    f"{where}: argument '{key}' must be a string, number or boolean (or a list of them), got {item!r}"
+                )
             pairs.append((key, text))
     return tuple(pairs)
 
@@ -113,6 +118,7 @@ def argument_kind(prop: Any, spans_marked: bool) -> ArgumentSpec:
         low, high = prop.get("minimum"), prop.get("maximum")
         if all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in (low, high)):
             import math
+
             low, high = math.ceil(low), math.floor(high)
             if 0 < high - low + 1 <= MAX_INTEGER_CLASSES:
                 return ArgumentSpec("integer", tuple(str(v) for v in range(low, high + 1)))
@@ -153,8 +159,10 @@ def _described_spec(argument: ArgumentDescription) -> ArgumentSpec:
     """The encoder's spec of an argument whose kind the task description gives: an integer with a small
     range is still learned by a value head, any other number is a span that must parse."""
     if argument.kind == "number":
-        prop = {"type": argument.type, **{k: v for k, v in (("minimum", argument.minimum), ("maximum", argument.maximum))
-                                          if v is not None}}
+        prop = {
+            "type": argument.type,
+            **{k: v for k, v in (("minimum", argument.minimum), ("maximum", argument.maximum)) if v is not None},
+        }
         spec = argument_kind(prop, False)
     elif argument.kind == "enum":
         spec = ArgumentSpec("enum", tuple(dict.fromkeys(argument.values)))
@@ -168,8 +176,10 @@ def _described_spec(argument: ArgumentDescription) -> ArgumentSpec:
 def description_schema(description: TaskDescription) -> Schema:
     """The encoder's schema from the task description: its kinds as the TypeScript side decided them, so a
     free-text argument is refused whether or not the rows' tools still carry "x-span" marks."""
-    return {name: {key: _described_spec(argument) for key, argument in function.arguments.items()}
-            for name, function in description.functions.items()}
+    return {
+        name: {key: _described_spec(argument) for key, argument in function.arguments.items()}
+        for name, function in description.functions.items()
+    }
 
 
 def tool_functions(tools: Any, where: str) -> dict[str, set[str]]:
@@ -252,7 +262,9 @@ def _off_schema(call: tuple[str, tuple[tuple[str, str], ...]], schema: Schema) -
     for key, value in pairs:
         spec = schema[name][key]
         if spec.values and value not in spec.values:
-            return f"argument '{key}' of '{name}' has value {value!r}, which is not one of its {len(spec.values)} values"
+            return (
+                f"argument '{key}' of '{name}' has value {value!r}, which is not one of its {len(spec.values)} values"
+            )
     return None
 
 
@@ -266,26 +278,38 @@ def require_encoder_schema(schema: Schema, where: str) -> None:
     free = free_text_arguments(schema)
     if free:
         name, key = free[0]
-        raise ConfigError(f"{where}: argument '{key}' of function '{name}' is free text (a string that is neither an "
-                          "enum nor marked \"x-span\": true): the encoder student predicts spans of the input and "
-                          "classes (enums, booleans, small integer ranges) only; train the decoder student for this task")
+        raise ConfigError(
+            f"{where}: argument '{key}' of function '{name}' is free text (a string that is neither an "
+            'enum nor marked "x-span": true): the encoder student predicts spans of the input and '
+            "classes (enums, booleans, small integer ranges) only; train the decoder student for this task"
+        )
 
 
 def value_heads(schema: Schema) -> list[dict[str, Any]]:
     """The value heads of a schema, by function then argument name (offsets: EncoderLabels.set_value_heads)."""
-    return [{"function": name, "argument": key, "kind": spec.kind, "values": list(spec.values), "required": spec.required}
-            for name in sorted(schema) for key, spec in sorted(schema[name].items()) if spec.kind in ("enum", "boolean", "integer")]
+    return [
+        {"function": name, "argument": key, "kind": spec.kind, "values": list(spec.values), "required": spec.required}
+        for name in sorted(schema)
+        for key, spec in sorted(schema[name].items())
+        if spec.kind in ("enum", "boolean", "integer")
+    ]
 
 
 def span_slots(schema: Schema) -> dict[str, list[str]]:
     """Per function, the arguments tagged as spans (strings and numbers that are not value heads)."""
-    return {name: sorted(key for key, spec in specs.items() if spec.kind in SPAN_KINDS) for name, specs in schema.items()}
+    return {
+        name: sorted(key for key, spec in specs.items() if spec.kind in SPAN_KINDS) for name, specs in schema.items()
+    }
 
 
 def number_slots(schema: Schema) -> dict[str, dict[str, str]]:
     """Per function, its number spans: {argument: "integer" or "number"} (decoding keeps only spans that parse)."""
-    numbers = {name: {key: "integer" if spec.integer else "number" for key, spec in sorted(specs.items())
-                      if spec.kind == "number"} for name, specs in sorted(schema.items())}
+    numbers = {
+        name: {
+            key: "integer" if spec.integer else "number" for key, spec in sorted(specs.items()) if spec.kind == "number"
+        }
+        for name, specs in sorted(schema.items())
+    }
     return {name: slots for name, slots in numbers.items() if slots}
 
 
@@ -309,14 +333,17 @@ def check_number_spans(rows: list[RawRow], schema: Schema) -> None:
     for (name, key), count in sorted(missing.items()):
         if count > found[(name, key)]:
             total = count + found[(name, key)]
-            raise DataError(f"argument '{key}' of function '{name}' is a number the encoder student tags as a span of "
-                            f"the input, but {count} of its {total} training values are not written in the input "
-                            f"(e.g. {example[(name, key)]}): give it an integer type with a minimum and maximum at most "
-                            f"{MAX_INTEGER_CLASSES} values apart (learned as classes), or train the decoder student")
+            raise DataError(
+                f"argument '{key}' of function '{name}' is a number the encoder student tags as a span of "
+                f"the input, but {count} of its {total} training values are not written in the input "
+                f"(e.g. {example[(name, key)]}): give it an integer type with a minimum and maximum at most "
+                f"{MAX_INTEGER_CLASSES} values apart (learned as classes), or train the decoder student"
+            )
 
 
-def encoder_examples(rows: list[RawRow], schema: Schema, vote_weight: float,
-                     report: EncoderDataReport) -> list[EncoderExample]:
+def encoder_examples(
+    rows: list[RawRow], schema: Schema, vote_weight: float, report: EncoderDataReport
+) -> list[EncoderExample]:
     """Targets per row: `vote_weight` x the vote shares + (1 - vote_weight) x the label (the label alone
     when a row has no usable votes). A label outside the schema is an error; such a vote is dropped."""
     examples = []
@@ -334,7 +361,9 @@ def encoder_examples(rows: list[RawRow], schema: Schema, vote_weight: float,
         total = sum(share for _, _, share in votes)
         weight = vote_weight if votes and total > 0 else 0.0
         report.votes_used += len(votes) if weight > 0 else 0
-        targets = [TargetCall(name, pairs, weight * share / total) for name, pairs, share in votes] if weight > 0 else []
+        targets = (
+            [TargetCall(name, pairs, weight * share / total) for name, pairs, share in votes] if weight > 0 else []
+        )
         if weight < 1:
             targets.append(TargetCall(row.label[0], row.label[1], 1 - weight))
         examples.append(EncoderExample(row.utterance, targets))
@@ -368,8 +397,12 @@ def locate_values(text: str, pairs: tuple[tuple[str, str], ...]) -> tuple[list[t
             starts.append(at)
             at = folded.find(needle, at + 1)
         free = [s for s in starts if all(s + len(needle) <= a or s >= b for _, a, b in spans)]
-        whole = [s for s in free if (s == 0 or not _is_word(folded[s - 1]))
-                 and (s + len(needle) == len(folded) or not _is_word(folded[s + len(needle)]))]
+        whole = [
+            s
+            for s in free
+            if (s == 0 or not _is_word(folded[s - 1]))
+            and (s + len(needle) == len(folded) or not _is_word(folded[s + len(needle)]))
+        ]
         chosen = (whole or free or [None])[0]
         if chosen is None:
             missing += 1
@@ -378,15 +411,19 @@ def locate_values(text: str, pairs: tuple[tuple[str, str], ...]) -> tuple[list[t
     return sorted(spans, key=lambda span: span[1]), missing
 
 
-def bio_tag_ids(spans: list[tuple[str, int, int]], offsets: list[tuple[int, int]], word: list[bool],
-                tag_index: dict[str, int]) -> tuple[list[int], int]:
+def bio_tag_ids(
+    spans: list[tuple[str, int, int]], offsets: list[tuple[int, int]], word: list[bool], tag_index: dict[str, int]
+) -> tuple[list[int], int]:
     """Tag ids per token (-100 on special tokens); a token overlapping a span gets B- (first) or I-.
     Also returns how many spans lost every token (e.g. to truncation)."""
     tags = [0 if is_word else -100 for is_word in word]
     lost = 0
     for key, start, end in sorted(spans, key=lambda s: s[1]):
-        inside = [i for i, ((s, e), is_word) in enumerate(zip(offsets, word)) if is_word and s < end and e > start
-                  and tags[i] == 0]
+        inside = [
+            i
+            for i, ((s, e), is_word) in enumerate(zip(offsets, word, strict=True))
+            if is_word and s < end and e > start and tags[i] == 0
+        ]
         if not inside:
             lost += 1
             continue
@@ -416,30 +453,39 @@ def value_target_columns(labels: EncoderLabels, name: str, pairs: tuple[tuple[st
     return columns
 
 
-def encode_examples(examples: list[EncoderExample], tokenizer: Any, labels: EncoderLabels,
-                    counts: Counter) -> list[EncodedExample]:
+def encode_examples(
+    examples: list[EncoderExample], tokenizer: Any, labels: EncoderLabels, counts: Counter
+) -> list[EncodedExample]:
     intent_index = {name: i for i, name in enumerate(labels.intents)}
     tag_index = {tag: i for i, tag in enumerate(labels.tags)}
     headed = {(h["function"], h["argument"]) for h in labels.value_heads}
     encodings = tokenizer.encode_batch([e.utterance for e in examples])
     encoded = []
-    for example, encoding in zip(examples, encodings):
+    for example, encoding in zip(examples, encodings, strict=True):
         word = [not special for special in encoding.special_tokens_mask]
         tag_targets = []
         value_targets = []
         for target in example.targets:
-            span_pairs = tuple(p for p in target.arguments if (target.name, p[0]) not in headed) if headed \
-                else target.arguments
+            span_pairs = (
+                tuple(p for p in target.arguments if (target.name, p[0]) not in headed) if headed else target.arguments
+            )
             spans, missing = locate_values(example.utterance, span_pairs)
             tags, lost = bio_tag_ids(spans, encoding.offsets, word, tag_index)
             counts["slot_values_not_found"] += missing
             counts["slot_values_truncated"] += lost
             tag_targets.append((tags, target.weight))
-            value_targets += [(column, target.weight) for column in value_target_columns(labels, target.name, target.arguments)]
-        encoded.append(EncodedExample(
-            list(encoding.ids), list(encoding.type_ids),
-            [(intent_index[t.name], t.weight) for t in example.targets], tag_targets, value_targets,
-        ))
+            value_targets += [
+                (column, target.weight) for column in value_target_columns(labels, target.name, target.arguments)
+            ]
+        encoded.append(
+            EncodedExample(
+                list(encoding.ids),
+                list(encoding.type_ids),
+                [(intent_index[t.name], t.weight) for t in example.targets],
+                tag_targets,
+                value_targets,
+            )
+        )
     return encoded
 
 

@@ -1,4 +1,4 @@
-"""A student model folder: config.json, model.safetensors, tokenizer files and supertiny.json."""
+"""A decoder student's model folder: config.json, model.safetensors, tokenizer files and supertiny.json."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from .text_format import SPECIAL_TOKENS, StudentTemplate
 
 
 @dataclass
-class StudentModel:
+class DecoderStudent:
+    """A loaded decoder student (a Hugging Face causal LM); the encoder's is EncoderStudentFolder (encoder.py)."""
+
     model: Any  # transformers PreTrainedModel
     tokenizer: Any  # transformers tokenizer
     template: StudentTemplate
@@ -40,12 +42,16 @@ def load_tokenizer(path: str | Path, role: str = "tokenizer") -> Any:
 
 def check_student_tokens(tokenizer: Any, template: StudentTemplate, where: Path) -> None:
     vocab = tokenizer.get_vocab()
-    missing = [t for t in {template.prompt_prefix, template.prompt_suffix, template.eos_token, template.pad_token} if t and t not in vocab]
+    missing = [
+        t
+        for t in {template.prompt_prefix, template.prompt_suffix, template.eos_token, template.pad_token}
+        if t and t not in vocab
+    ]
     if missing:
         raise ConfigError(f"the tokenizer in {where} lacks the student tokens {missing}; run `init` on it first")
 
 
-def load_student(path: str | Path, role: str = "model", device: str | None = None) -> StudentModel:
+def load_student(path: str | Path, role: str = "model", device: str | None = None) -> DecoderStudent:
     """Load model, tokenizer and template in float32; a missing folder is a missing_model error."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -62,7 +68,7 @@ def load_student(path: str | Path, role: str = "model", device: str | None = Non
         raise MissingModelError(f"{role} folder {folder} has no loadable weights: {e}") from e
     if device:
         model.to(device)
-    return StudentModel(model, tokenizer, template, folder)
+    return DecoderStudent(model, tokenizer, template, folder)
 
 
 def save_student(model: Any, tokenizer: Any, template: StudentTemplate, destination: str | Path) -> Path:
@@ -89,7 +95,7 @@ def parameter_count(model: Any) -> int:
 
 __all__ = [
     "SPECIAL_TOKENS",
-    "StudentModel",
+    "DecoderStudent",
     "check_student_tokens",
     "load_student",
     "load_tokenizer",

@@ -31,8 +31,7 @@ class DecodedCall:
         return f"{self.name}({rendered})"
 
 
-NUMBER_TEXT = {"integer": re.compile(r"-?(0|[1-9]\d*)"),
-               "number": re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")}
+NUMBER_TEXT = {"integer": re.compile(r"-?(0|[1-9]\d*)"), "number": re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")}
 
 
 class TagDecoder:
@@ -91,23 +90,33 @@ class TagDecoder:
         for head in self.labels.value_heads:
             if head["function"] != intent:
                 continue
-            logits = value_logits[head["offset"]: head["offset"] + 1 + len(head["values"])]
+            logits = value_logits[head["offset"] : head["offset"] + 1 + len(head["values"])]
             best = 1 + int(np.argmax(logits[1:])) if head["required"] else int(np.argmax(logits))
             if best > 0:
                 arguments.append((head["argument"], head["values"][best - 1]))
         return arguments
 
-    def decode(self, text: str, intent_logits: np.ndarray, tag_logits: np.ndarray,
-               offsets: list[tuple[int, int]], word_positions: list[int],
-               value_logits: np.ndarray | None = None) -> DecodedCall:
+    def decode(
+        self,
+        text: str,
+        intent_logits: np.ndarray,
+        tag_logits: np.ndarray,
+        offsets: list[tuple[int, int]],
+        word_positions: list[int],
+        value_logits: np.ndarray | None = None,
+    ) -> DecodedCall:
         """`tag_logits` [seq, n_tags] of one input; `word_positions` index its non-special tokens."""
         intent = self.labels.intents[int(np.argmax(intent_logits))]
         word_logits = tag_logits[word_positions]
         path = self.viterbi(word_logits, intent)
-        token_log_probs = [float(row[tag_id]) for row, tag_id in zip(self.log_softmax(word_logits), path)] if path else []
+        token_log_probs = (
+            [float(row[tag_id]) for row, tag_id in zip(self.log_softmax(word_logits), path, strict=True)]
+            if path
+            else []
+        )
         spans: list[tuple[str, int, int, float]] = []  # slot, start, end, log prob of its least sure token
         span: list | None = None
-        for position, (tag_id, log_prob) in enumerate(zip(path, token_log_probs)):
+        for position, (tag_id, log_prob) in enumerate(zip(path, token_log_probs, strict=True)):
             tag = self.labels.tags[tag_id]
             start, end = offsets[word_positions[position]]
             if tag.startswith("I-") and span is not None:
@@ -122,7 +131,7 @@ class TagDecoder:
             spans.append(tuple(span))
         numbers = self.labels.number_slots.get(intent, {})
         if numbers:
-            spans = [s for s in spans if s[0] not in numbers or NUMBER_TEXT[numbers[s[0]]].fullmatch(text[s[1]:s[2]])]
+            spans = [s for s in spans if s[0] not in numbers or NUMBER_TEXT[numbers[s[0]]].fullmatch(text[s[1] : s[2]])]
         # A slot the function takes once but tagged twice keeps its most probable span (as the TS runtime does).
         repeatable = set(self.labels.intent_repeatable.get(intent, []))
         best: dict[str, tuple] = {}
@@ -130,5 +139,6 @@ class TagDecoder:
             if s[0] not in repeatable and (s[0] not in best or s[3] > best[s[0]][3]):
                 best[s[0]] = s
         kept = [s for s in spans if s[0] in repeatable or best[s[0]] is s]
-        return DecodedCall(intent, [(slot, text[start:end]) for slot, start, end, _ in kept]
-                           + self.head_values(intent, value_logits))
+        return DecodedCall(
+            intent, [(slot, text[start:end]) for slot, start, end, _ in kept] + self.head_values(intent, value_logits)
+        )

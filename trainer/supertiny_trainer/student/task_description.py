@@ -73,8 +73,10 @@ def typed_arguments(function: FunctionDescription, pairs: list[tuple[str, str]])
     grouped: dict[str, list[str]] = {}
     for key, value in pairs:
         grouped.setdefault(key, []).append(value)
-    return {key: typed_value(values[0], function.arguments.get(key)) if len(values) == 1 else values
-            for key, values in grouped.items()}
+    return {
+        key: typed_value(values[0], function.arguments.get(key)) if len(values) == 1 else values
+        for key, values in grouped.items()
+    }
 
 
 def schema_errors(function: FunctionDescription, arguments: dict[str, Any]) -> list[str]:
@@ -87,7 +89,9 @@ def schema_errors(function: FunctionDescription, arguments: dict[str, Any]) -> l
         elif error.validator == "required":
             errors.append(f"arguments lack a required argument ({error.message.split(' ')[0]})")
         else:
-            errors.append(f'argument "{where}" fails "{error.validator}"' if where else f'arguments fail "{error.validator}"')
+            errors.append(
+                f'argument "{where}" fails "{error.validator}"' if where else f'arguments fail "{error.validator}"'
+            )
     return errors
 
 
@@ -111,8 +115,9 @@ def _argument(raw: Any, where: str) -> ArgumentDescription:
     for bound in ("minimum", "maximum"):
         if bound in raw and (isinstance(raw[bound], bool) or not isinstance(raw[bound], (int, float))):
             raise DataError(f"{where}: '{bound}' must be a number")
-    return ArgumentDescription(raw["name"], raw["kind"], raw["type"], raw["required"], tuple(values),
-                               raw.get("minimum"), raw.get("maximum"))
+    return ArgumentDescription(
+        raw["name"], raw["kind"], raw["type"], raw["required"], tuple(values), raw.get("minimum"), raw.get("maximum")
+    )
 
 
 def _untold_argument(name: str, prop: Any) -> ArgumentDescription:
@@ -156,8 +161,9 @@ class TaskDescription:
             except SchemaError as e:
                 raise DataError(f"{at}: 'parameters' is not a draft-07 JSON Schema: {e.message}") from None
             arguments = [_argument(a, f"{at}.arguments[{j}]") for j, a in enumerate(f["arguments"])]
-            functions[f["name"]] = FunctionDescription(f["name"], f["parameters"], {a.name: a for a in arguments},
-                                                       f.get("description", "") or "")
+            functions[f["name"]] = FunctionDescription(
+                f["name"], f["parameters"], {a.name: a for a in arguments}, f.get("description", "") or ""
+            )
         return cls(functions, raw["task"], where)
 
     @classmethod
@@ -190,11 +196,15 @@ class TaskDescription:
                     raise DataError(f"{where}: tool {j} needs function.name")
                 parameters = function.get("parameters", {"type": "object"})
                 if not isinstance(parameters, dict):
-                    raise DataError(f"{where}: function {function['name']!r} has parameters that are not a JSON Schema object")
+                    raise DataError(
+                        f"{where}: function {function['name']!r} has parameters that are not a JSON Schema object"
+                    )
                 properties = parameters.get("properties", {}) if isinstance(parameters.get("properties"), dict) else {}
                 arguments = {key: _untold_argument(key, p) for key, p in properties.items()}
                 functions[function["name"]] = FunctionDescription(function["name"], parameters, arguments)
         if not functions:
-            raise DataError(f"sft dataset {data_path} has no 'tools' to take the task's functions from; "
-                            "give config field 'task' (the task description)")
+            raise DataError(
+                f"sft dataset {data_path} has no 'tools' to take the task's functions from; "
+                "give config field 'task' (the task description)"
+            )
         return cls(functions, "", f"tools of {data_path}")

@@ -43,7 +43,7 @@ class StudentTemplate:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "StudentTemplate":
+    def load(cls, folder: str | Path) -> StudentTemplate:
         path = Path(folder) / TEMPLATE_FILE
         if not path.is_file():
             return cls()
@@ -177,7 +177,7 @@ def parse_compact_call(text: str) -> tuple[str, list[tuple[str, str]]]:
             raise CallParseError(f'expected "," or ")" after the value of slot "{key}" at column {i + 1}')
     skip_space()
     if i < len(s):
-        raise CallParseError(f'unexpected text after ")" at column {i + 1}: {s[i:i + 20]!r}')
+        raise CallParseError(f'unexpected text after ")" at column {i + 1}: {s[i : i + 20]!r}')
     return name, arguments
 
 

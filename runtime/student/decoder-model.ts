@@ -1,5 +1,6 @@
-// The student in TypeScript: an exported ONNX decoder run by onnxruntime-node, greedy decoding with the
-// KV cache, optionally constrained to the task's calls, one request at a time or in left-padded batches.
+// The decoder student in TypeScript (encoder-model.ts has the encoder's): an exported ONNX decoder run by
+// onnxruntime-node, greedy decoding with the KV cache, optionally constrained to the task's calls, one request at
+// a time or in left-padded batches.
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { parseCall } from '../../tasks/call-format';
@@ -12,7 +13,7 @@ import { createStudentSession } from './onnx-session';
 import type { RuntimePrediction, StudentLoadOptions, StudentRuntime, StudentTask, TimedRuntimePrediction } from './student-runtime';
 import { StudentTokenizer } from './tokenizer';
 
-export type StudentModelOptions = StudentLoadOptions;
+export type DecoderStudentOptions = StudentLoadOptions;
 
 export interface DecodeOptions {
   /** Allow only tokens that keep the output a prefix of a call the task accepts. Default: true when a task is given. */
@@ -65,7 +66,7 @@ interface DecodingRow {
   logProbSum: number;
 }
 
-export class StudentModel implements StudentRuntime {
+export class DecoderStudent implements StudentRuntime {
   readonly family = 'decoder' as const;
   private readonly cache: CacheNames;
   private readonly eosId: number;
@@ -86,7 +87,7 @@ export class StudentModel implements StudentRuntime {
   }
 
   /** Loads an exported student folder; errors name the missing file or the mismatched tensors. */
-  static async load(folder: string, options: StudentModelOptions = {}): Promise<StudentModel> {
+  static async load(folder: string, options: DecoderStudentOptions = {}): Promise<DecoderStudent> {
     await requireFolder(folder);
     const modelFile = await requireFile(folder, options.modelFile ?? 'model.onnx', 'the ONNX graph');
     await requireFile(folder, 'tokenizer.json', 'the tokenizer');
@@ -94,7 +95,7 @@ export class StudentModel implements StudentRuntime {
     const session = await createStudentSession(modelFile, options.threads);
     const inputShapes = new Map(session.inputMetadata.flatMap((m) => (m.isTensor ? [[m.name, m.shape] as const] : [])));
     checkGraphNames(modelFile, io, session.inputNames, session.outputNames, inputShapes);
-    const model = new StudentModel(session, tokenizer, template, io, options.task, modelFile);
+    const model = new DecoderStudent(session, tokenizer, template, io, options.task, modelFile);
     if (io.eos_token_id !== undefined && io.eos_token_id !== model.eosId) {
       throw new StudentModelError('io_mismatch', `onnx_io.json says eos is token ${io.eos_token_id}, the tokenizer says ${model.eosId}`, modelFile);
     }
@@ -155,7 +156,7 @@ export class StudentModel implements StudentRuntime {
   }
 
   private grammar(rule: SlotValueRule): CallGrammar {
-    if (!this.task) throw new StudentRequestError('constrained decoding needs the task: pass `task` to StudentModel.load');
+    if (!this.task) throw new StudentRequestError('constrained decoding needs the task: pass `task` to DecoderStudent.load');
     if (!this.tokenizer.tokenBytes) {
       throw new StudentRequestError('constrained decoding needs a byte-level BPE tokenizer (tokenizer.json decoder "ByteLevel")');
     }
