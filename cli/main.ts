@@ -7,6 +7,9 @@
 //   supertiny progress WORKFLOW_ID      supertiny cancel WORKFLOW_ID [REASON]
 //   supertiny serve --model FOLDER      the student behind an OpenAI-compatible endpoint (see cli/serve.ts)
 //   supertiny score --task T --predictions FILE   a predictions file scored with the task's metrics (cli/score.ts)
+//   supertiny refresh --deployment DIR --config FILE --traffic PATH [--wait]   retrain from traffic, promote if better (cli/refresh.ts)
+//   supertiny schedule create --every 7d --deployment DIR --config FILE --traffic PATH [--id NAME]
+//   supertiny schedule pause|unpause|trigger|delete ID     supertiny schedule list
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -23,6 +26,7 @@ import { printReportTable } from './report-table';
 import { causeChain } from './cause-chain';
 import { SERVE_USAGE, startServe, wantsServeHelp } from './serve';
 import { score } from './score';
+import { refreshCommand, scheduleCommand } from './refresh';
 
 const log = createLogger('cli');
 
@@ -198,6 +202,10 @@ async function main() {
     case 'score':
       process.stdout.write(JSON.stringify(await score(args), null, 2) + '\n');
       return;
+    case 'refresh':
+      return refreshCommand(args, env);
+    case 'schedule':
+      return scheduleCommand(args, env);
     case 'progress': {
       const client = await connectClient(env);
       process.stdout.write(JSON.stringify(await pipelineProgress(client.workflow.getHandle(args[0])), null, 2) + '\n');
@@ -209,7 +217,11 @@ async function main() {
       return;
     }
     default:
-      process.stderr.write('usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER|score --task T --predictions FILE\n');
+      process.stderr.write(
+        'usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER|score --task T --predictions FILE\n' +
+          '       supertiny refresh --deployment DIR --config FILE --traffic PATH [--wait]   (refresh --help)\n' +
+          '       supertiny schedule create --every 7d --deployment DIR --config FILE --traffic PATH [--id NAME] | pause|unpause|trigger|delete ID | list   (schedule --help)\n',
+      );
       process.exitCode = 2;
   }
 }
