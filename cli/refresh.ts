@@ -66,7 +66,7 @@ export async function refreshCommand(args: readonly string[], env: SupertinyEnv,
   if (args.includes('--help') || args.includes('-h')) return void out.write(`${REFRESH_USAGE}\n`);
   const input = await refreshInputFrom(args, REFRESH_USAGE);
   const client = await connectClient(env);
-  const handle = await startRefresh(client, input, { workflowId: flag(args, '--workflow-id') });
+  const handle = await startRefresh(client, input, { workflowId: flag(args, '--workflow-id'), taskQueue: env.taskQueue });
   out.write(`started ${handle.workflowId}\n`);
   if (!args.includes('--wait')) return;
   let last = '';
@@ -102,7 +102,7 @@ export async function scheduleCommand(args: readonly string[], env: SupertinyEnv
   const client = await connectClient(env);
   if (action === 'create') {
     const input = await refreshInputFrom(args, SCHEDULE_USAGE);
-    const handle = await createRefreshSchedule(client, input, { every: required(args, '--every', SCHEDULE_USAGE), scheduleId: flag(args, '--id') });
+    const handle = await createRefreshSchedule(client, input, { every: required(args, '--every', SCHEDULE_USAGE), scheduleId: flag(args, '--id'), taskQueue: env.taskQueue });
     return void out.write(`created schedule ${handle.scheduleId}\n`);
   }
   if (action === 'list') return listSchedules(client, out);
