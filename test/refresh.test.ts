@@ -90,7 +90,7 @@ describe('refreshStudent', () => {
     await fs.writeFile(path.join(trafficDir, 'capture-2026-12-02.jsonl'), lines.slice(80).join('\n') + '\n\n');
 
     const { result, report, seconds } = await refresh('refresh-promote', 60);
-    console.log(`refresh test timings: pipeline ${pipelineSeconds.toFixed(0)} s, first refresh ${seconds.toFixed(0)} s (report: ${report.wall_seconds.toFixed(0)} s)`);
+    console.log(`refresh test timings: pipeline ${pipelineSeconds.toFixed(0)} s, first refresh ${seconds.toFixed(0)} s (report: ${report.wall_seconds.toFixed(0)} s)\n${report.decision.reason}\nteacher: ${JSON.stringify(report.cost.traffic_labelling)}; cascade share on fresh ${report.fresh.deployed.teacher_share} -> ${report.fresh.candidate.teacher_share}`);
 
     // Expected counts from the texts themselves (MASSIVE repeats a few utterances across rows and splits).
     const frozen = new Set([...(await task.dataset.load('dev')).slice(0, 40), ...(await task.dataset.load('test')).slice(0, 60)].map((e) => task.input(e)));
