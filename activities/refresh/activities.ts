@@ -100,12 +100,20 @@ export function createRefreshActivities(deps: ActivityDeps, resources: TaskResou
       const current = await readCurrent(dir);
       if (!current) throw new InvalidInputError(`deployment ${deployment} has no current.json: deploy a student there first (initDeployment)`);
       const model = await store.putDirectory('deployed/dir', current.path);
-      const info = JSON.parse(await fs.readFile(path.join(current.path, VERSION_INFO_FILE), 'utf8').catch(() => '{}')) as VersionProvenance;
+      let info: VersionProvenance = {};
+      let unreadable = '';
+      try {
+        info = JSON.parse(await fs.readFile(path.join(current.path, VERSION_INFO_FILE), 'utf8')) as VersionProvenance;
+      } catch (err) {
+        unreadable = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : 'is not valid JSON';
+      }
       const family = config.transfer.student.family;
       let trainedModel: ArtifactRef | undefined;
       let startNote: string;
-      const named = ArtifactRefSchema.safeParse(info.trainedModel);
-      if (!named.success) {
+      const named = ArtifactRefSchema.safeParse(info?.trainedModel);
+      if (unreadable) {
+        startNote = `from the base: version ${current.version}'s ${VERSION_INFO_FILE} ${unreadable}`;
+      } else if (!named.success) {
         startNote = `from the base: version ${current.version}'s ${VERSION_INFO_FILE} names no trained model (trainedModel)`;
       } else if (info.family !== undefined && info.family !== family) {
         startNote = `from the base: version ${current.version} is a ${info.family} student and the config trains the ${family} family`;
@@ -122,7 +130,7 @@ export function createRefreshActivities(deps: ActivityDeps, resources: TaskResou
     },
 
     async readTraffic({ traffic, data, freshShare }: { config: PipelineConfig; traffic: string; data: TaskData; freshShare: number }): Promise<RefreshTraffic> {
-      const source = await pathInRoots('traffic', traffic, env.dataRoots, 'SUPERTINY_DATA_ROOTS', (await fs.stat(traffic).catch(() => undefined))?.isDirectory() ? 'directory' : 'file');
+      const source = await pathInRoots('traffic', traffic, env.dataRoots, 'SUPERTINY_DATA_ROOTS', 'file or directory');
       const files = await trafficFiles(source);
       const read = await readTrafficFiles(files, (file) => heartbeat({ file: path.basename(file) }));
       const texts = async (ref: ArtifactRef) => new Set((await store.readJsonl<{ text: string }>(ref)).map((r) => r.text.trim()));
