@@ -15,7 +15,10 @@ import { loadMassiveTask } from '../tasks/massive';
 import { SpendLedger, spendLedgerFile } from '../activities/prototype/spend-ledger';
 import type { RefreshReport } from '../activities/refresh/report';
 import { scheduleCommand } from '../cli/refresh';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { withWorkers } from './support/temporal';
+import { startWorkerProcess } from './support/worker-process';
+import { waitFor } from './support/wait';
 import { usePipelineBed } from './support/pipeline-bed';
 import { smallPipelineConfig } from './support/pipeline-config';
 
@@ -208,4 +211,49 @@ describe('refreshStudent', () => {
       await bed.server.client.workflow.getHandle(w.workflowId).terminate('schedule test cleanup');
     }
   }, 120_000);
+
+  test('a refresh whose worker is SIGKILLed while it trains finishes from the checkpoint, and no teacher answer is paid twice', async () => {
+    expect(promotedVersion).not.toBe('');
+    // New traffic (the teacher is paid for it), and a worker in a child process that the test kills.
+    const { task } = await loadMassiveTask({ massivePath: bed.env.massivePath });
+    const train = (await task.dataset.load('train')).map((e) => task.input(e));
+    const killedTraffic = path.join(trafficRoot, 'captured-2');
+    await fs.mkdir(killedTraffic, { recursive: true });
+    await fs.writeFile(path.join(killedTraffic, 'capture.jsonl'), train.slice(400, 480).map((input, i) => JSON.stringify(capturedLine(i, input, false))).join('\n') + '\n');
+    const workerEnv = { SUPERTINY_SIMULATOR_URL: bed.simulator.url, SUPERTINY_DATA_ROOTS: trafficRoot };
+    const config = { ...baseConfig('router', 60), timeouts: { heartbeatSeconds: 5 } };
+    const first = startWorkerProcess(bed.env, workerEnv);
+    await first.ready;
+    const workflowId = 'refresh-killed';
+    const handle = await startRefresh(bed.server.client, { deployment: deployment(), traffic: killedTraffic, config }, { taskQueue: bed.taskQueue, workflowId });
+    // A checkpoint of the candidate's training reported in a heartbeat: then the worker dies.
+    await waitFor(
+      'a checkpoint of the candidate\'s training',
+      async () => {
+        const description = await bed.server.client.workflow.getHandle(`${workflowId}/transfer`).describe().catch(() => undefined);
+        const pending = description?.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainStudent');
+        const payload = pending?.heartbeatDetails?.payloads?.[0];
+        const beat = payload ? defaultPayloadConverter.fromPayload<{ checkpointStep?: number }>(payload as never) : undefined;
+        return beat?.checkpointStep ? beat.checkpointStep : undefined;
+      },
+      { timeoutMs: 600_000, intervalMs: 250 },
+    );
+    await first.kill('SIGKILL');
+    const second = startWorkerProcess(bed.env, workerEnv);
+    try {
+      const result = await handle.result();
+      const report = JSON.parse(await fs.readFile(result.reportPath, 'utf8')) as RefreshReport;
+      expect(result.reason).toBe(report.decision.refused ?? report.decision.reason);
+      expect(report.cost.traffic_labelling.paid_now).toBeGreaterThan(0);
+      expect((await new SpendLedger(spendLedgerFile(bed.env.dataDir, workflowId)).snapshot()).paidRequests).toBe(report.cost.traffic_labelling.paid_now);
+      // Every request the teacher answered in this suite was answered once.
+      expect(Math.max(...Object.values(bed.simulator.stats().answeredByContentHash))).toBe(1);
+      const transfer = await bed.server.client.workflow.getHandle(`${workflowId}/transfer`).fetchHistory();
+      const attempts = transfer.events!.flatMap((e) => (e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt ?? 1] : []));
+      expect(Math.max(...attempts)).toBeGreaterThanOrEqual(2);
+      expect((await readCurrent(deployment()))!.version).toBe(result.servingVersion);
+    } finally {
+      await second.kill('SIGTERM');
+    }
+  }, 1_200_000);
 });
