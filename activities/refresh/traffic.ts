@@ -58,6 +58,8 @@ export interface TrafficCounts {
 /** Most bytes of one input text, as for a task from files. */
 const MAX_INPUT_BYTES = 16_384;
 const MAX_LINE_BYTES = 1 << 20;
+/** Most distinct inputs one refresh reads (they are held in memory): more is refused, never cut silently. */
+export const MAX_TRAFFIC_INPUTS = 1_000_000;
 
 /** The text's stable place in [0, 1): the same text falls on the same side of every split, on every worker. */
 export function stableFraction(text: string): number {
@@ -129,6 +131,7 @@ export async function readTrafficFiles(files: readonly string[], tick: (file: st
         counts.duplicates += 1;
         continue;
       }
+      if (inputs.length === MAX_TRAFFIC_INPUTS) throw fail(`more than ${MAX_TRAFFIC_INPUTS} distinct inputs: refresh from fewer files (e.g. the newest captures)`);
       seen.add(text);
       inputs.push({ id: trafficId(text), text });
     }
