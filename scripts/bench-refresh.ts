@@ -5,6 +5,7 @@
 // teacher spend and the refresh's wall time. Everything on 127.0.0.1: a private dev server, the teacher
 // SIMULATOR (on all of MASSIVE), in-process workers.
 //   npx tsx scripts/bench-refresh.ts [--train 1500] [--traffic 1500] [--test 600] [--epochs 3] [--out FILE]
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -69,8 +70,10 @@ async function main() {
     const drifted = [...token.values(), ...inScenario, ...rows.filter((r) => r.partition !== 'train')];
     const dataPath = path.join(dataRoot, 'massive-drifted.jsonl');
     await fs.writeFile(dataPath, drifted.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    // Traffic from every scenario: train utterances the student never saw, as serve --capture writes them.
-    const traffic = train.filter((r) => !used.has(r.id)).filter((_, i) => i % 3 === 0).slice(0, Number(values.traffic));
+    // Traffic from every scenario: train utterances the student never saw, in an order that mixes the scenarios
+    // (the file is grouped by scenario), as serve --capture writes them.
+    const mixed = (r: MassiveRow) => createHash('sha256').update(r.id).digest('hex');
+    const traffic = train.filter((r) => !used.has(r.id)).sort((a, b) => mixed(a).localeCompare(mixed(b))).slice(0, Number(values.traffic));
     const capture = path.join(dataRoot, 'traffic', 'capture.jsonl');
     await fs.writeFile(
       capture,
@@ -99,6 +102,7 @@ async function main() {
     const summary = {
       scenarios: { seen: [...seen], total: scenarios.length },
       deployedTrain: used.size,
+      trafficFromSeenScenarios: traffic.filter((r) => seen.has(r.scenario)).length,
       pipeline: { seconds: pipelineSeconds, test_exact_match_int8: pipelineReport.models.student_int8?.exact_match, cascade_share_on_test: pipelineReport.cascade?.chosen?.teacher_share ?? null },
       refresh: { seconds: refreshSeconds, report_wall_seconds: report.wall_seconds, promoted: refresh.promoted, reason: refresh.reason },
       traffic: report.traffic,
