@@ -87,8 +87,8 @@ export interface ReadTraffic {
 
 /**
  * Every input of the traffic files, deduplicated by text (first occurrence kept, in file and line order). A line
- * that is neither shape is refused with its file, line and field; an empty line is skipped. `tick` is called per
- * file (a heartbeat).
+ * that is neither shape is refused with its file, line and field; an empty line is skipped. `tick` is called at
+ * each file and every 10,000 lines (a heartbeat).
  */
 export async function readTrafficFiles(files: readonly string[], tick: (file: string) => void = () => undefined): Promise<ReadTraffic> {
   const seen = new Set<string>();
@@ -101,6 +101,7 @@ export async function readTrafficFiles(files: readonly string[], tick: (file: st
     const lines = readline.createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
     for await (const line of lines) {
       number += 1;
+      if (number % 10_000 === 0) tick(file);
       if (line.trim() === '') continue;
       const fail = (message: string) => new InvalidInputError(`traffic file ${name} line ${number}: ${message}`);
       if (Buffer.byteLength(line, 'utf8') > MAX_LINE_BYTES) throw fail(`longer than ${MAX_LINE_BYTES} bytes`);
