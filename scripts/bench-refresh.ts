@@ -65,14 +65,14 @@ async function main() {
     const train = rows.filter((r) => r.partition === 'train');
     const token = new Map<string, MassiveRow>();
     for (const r of train) if (!seen.has(r.scenario) && !token.has(r.intent)) token.set(r.intent, r);
-    const inScenario = train.filter((r) => seen.has(r.scenario)).slice(0, Number(values.train));
+    // The file is grouped by scenario: a hash order spreads both the student's data and the traffic over them.
+    const mixed = (r: MassiveRow) => createHash('sha256').update(r.id).digest('hex');
+    const inScenario = train.filter((r) => seen.has(r.scenario)).sort((a, b) => mixed(a).localeCompare(mixed(b))).slice(0, Number(values.train));
     const used = new Set([...token.values(), ...inScenario].map((r) => r.id));
     const drifted = [...token.values(), ...inScenario, ...rows.filter((r) => r.partition !== 'train')];
     const dataPath = path.join(dataRoot, 'massive-drifted.jsonl');
     await fs.writeFile(dataPath, drifted.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    // Traffic from every scenario: train utterances the student never saw, in an order that mixes the scenarios
-    // (the file is grouped by scenario), as serve --capture writes them.
-    const mixed = (r: MassiveRow) => createHash('sha256').update(r.id).digest('hex');
+    // Traffic from every scenario: train utterances the student never saw, as serve --capture writes them.
     const traffic = train.filter((r) => !used.has(r.id)).sort((a, b) => mixed(a).localeCompare(mixed(b))).slice(0, Number(values.traffic));
     const capture = path.join(dataRoot, 'traffic', 'capture.jsonl');
     await fs.writeFile(
