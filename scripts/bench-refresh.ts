@@ -73,7 +73,9 @@ async function main() {
     const dataPath = path.join(dataRoot, 'massive-drifted.jsonl');
     await fs.writeFile(dataPath, drifted.map((r) => JSON.stringify(r)).join('\n') + '\n');
     // Traffic from every scenario: train utterances the student never saw, as serve --capture writes them.
-    const traffic = train.filter((r) => !used.has(r.id)).sort((a, b) => mixed(a).localeCompare(mixed(b))).slice(0, Number(values.traffic));
+    // (another hash order than the student's data: with the same one, its leftovers would be the high-hash rows of its scenarios)
+    const shuffled = (r: MassiveRow) => createHash('sha256').update(`traffic:${r.id}`).digest('hex');
+    const traffic = train.filter((r) => !used.has(r.id)).sort((a, b) => shuffled(a).localeCompare(shuffled(b))).slice(0, Number(values.traffic));
     const capture = path.join(dataRoot, 'traffic', 'capture.jsonl');
     await fs.writeFile(
       capture,
