@@ -131,6 +131,11 @@ describe('refreshStudent', () => {
     expect(report.decision.reason).toMatch(/^promoted: not worse on the frozen split and better on the fresh slice/);
     expect(report.fresh.candidate.exact_match).toBeGreaterThan(report.fresh.deployed.exact_match);
     expect(report.frozen.candidate.exact_match).toBeGreaterThanOrEqual(report.frozen.deployed.exact_match - 0.005);
+    // With the teacher's labels as reference, sending the least confident half to the teacher can only help.
+    for (const model of [report.fresh.deployed, report.fresh.candidate]) {
+      expect(model.cascade_at_20pct).toBeGreaterThanOrEqual(model.exact_match);
+      expect(model.cascade_at_50pct).toBeGreaterThanOrEqual(model.cascade_at_20pct!);
+    }
     const current = await readCurrent(deployment());
     expect(current!.version).toBe(result.candidateVersion);
     expect(current!.version).not.toBe(firstVersion);

@@ -57,6 +57,13 @@ export interface RefreshProgress {
   stage?: { stage: StageName; step: string; done: number; total: number };
 }
 
+/** A model's row of the fresh slice in the report: exact match, and its cascade (teacher share at 1 point; exact match at 20% and 50% to the teacher). */
+function freshRow(s: { exactMatch: number; intentAccuracy: number; teacherShare: number | null; byShare: { teacher_share: number; exact_match: number }[] }) {
+  // byShare holds 0%, 5%, ..., 100% in order.
+  const at = (share: number) => s.byShare[Math.round(share * 20)]?.exact_match;
+  return { exact_match: s.exactMatch, intent_acc: s.intentAccuracy, teacher_share: s.teacherShare, cascade_at_20pct: at(0.2), cascade_at_50pct: at(0.5) };
+}
+
 export const refreshProgressQuery = defineQuery<RefreshProgress>('refreshProgress');
 
 const STEPS = ['read deployment', 'read traffic', 'label traffic', 'train candidate', 'compress candidate', 'compare', 'decide', 'report'] as const;
@@ -130,7 +137,7 @@ export async function refreshStudent(unchecked: RefreshInput): Promise<RefreshRe
   step('compare', `frozen ${config.evaluate.split} split and ${fresh.count} fresh inputs`);
   const frozenGold = data[config.evaluate.split];
   const [frozenDeployed, frozenCandidate] = await Promise.all([deployed.model, candidate].map((model) => cpu.scoreOnDev({ config, model, dev: frozenGold })));
-  const empty = { exactMatch: 0, intentAccuracy: 0, slotF1: 0, count: 0, teacherShare: null, threshold: null };
+  const empty = { exactMatch: 0, intentAccuracy: 0, slotF1: 0, count: 0, teacherShare: null, threshold: null, byShare: [] };
   const [freshDeployed, freshCandidate] =
     fresh.count > 0 ? await Promise.all([deployed.model, candidate].map((model) => cpu.cascadeOnSplit({ config, model, gold: fresh.gold }))) : [empty, empty];
 
@@ -180,8 +187,8 @@ export async function refreshStudent(unchecked: RefreshInput): Promise<RefreshRe
     },
     fresh: {
       examples: fresh.count,
-      deployed: { exact_match: freshDeployed.exactMatch, intent_acc: freshDeployed.intentAccuracy, teacher_share: freshDeployed.teacherShare },
-      candidate: { exact_match: freshCandidate.exactMatch, intent_acc: freshCandidate.intentAccuracy, teacher_share: freshCandidate.teacherShare },
+      deployed: freshRow(freshDeployed),
+      candidate: freshRow(freshCandidate),
     },
     gates: compress.gates,
     decision: { ...decision, promoted, ...(refused ? { refused } : {}) },

@@ -51,6 +51,8 @@ export interface CascadeOnSplit extends Record<string, unknown> {
   count: number;
   teacherShare: number | null;
   threshold: number | null;
+  /** Exact match when the least confident 0%, 5%, ..., 100% of inputs go to the teacher. */
+  byShare: { teacher_share: number; exact_match: number }[];
 }
 
 export function percentile(sorted: readonly number[], p: number): number {
@@ -209,12 +211,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           parse: task.callFormat.parse,
           exactMatch: (g, p) => task.metrics([{ gold: g, prediction: p, schemaValid: p !== undefined }]).exactMatch === 1,
         };
-        const cascade = cascadeCurve(
-          'student',
-          gold.map((g) => ({ gold: g.gold, student: predictions.get(g.id) ?? { confidence: 0 }, teacher: { call: parseGold(task, g) } })),
-          undefined,
-          scoring,
-        );
+        const inputs = gold.map((g) => ({ gold: g.gold, student: predictions.get(g.id) ?? { confidence: 0 }, teacher: { call: parseGold(task, g) } }));
+        const cascade = cascadeCurve('student', inputs, undefined, scoring);
         return {
           exactMatch: m.exactMatch,
           intentAccuracy: m.intentAccuracy,
@@ -222,6 +220,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           count: m.count,
           teacherShare: cascade.chosen?.teacher_share ?? null,
           threshold: cascade.chosen?.threshold ?? null,
+          byShare: shareCurve(inputs, scoring),
         };
       });
       return value;

@@ -10,6 +10,9 @@ export interface ModelOnSplit {
   intent_acc?: number;
   /** The cascade's share of requests sent to the teacher to stay within 1 point of it (fresh slice only; null: no threshold is). */
   teacher_share?: number | null;
+  /** Exact match of the cascade when the least confident 20% and 50% of requests go to the teacher (fresh slice only). */
+  cascade_at_20pct?: number;
+  cascade_at_50pct?: number;
 }
 
 export interface RefreshReport {
@@ -68,6 +71,8 @@ The whole refresh paid $${r.cost.teacher_usd.toFixed(4)} for ${r.cost.teacher_pa
 ${row(`frozen ${r.frozen.split} split`, r.frozen, r.frozen.examples)}
 ${row('fresh traffic (teacher labels)', r.fresh, r.fresh.examples)}
 <tr><th scope="row">cascade's teacher share on fresh traffic</th><td>${pct(r.fresh.deployed.teacher_share)}</td><td>${pct(r.fresh.candidate.teacher_share)}</td><td></td></tr>
+<tr><th scope="row">fresh exact match, least confident 20% to the teacher</th><td>${pct(r.fresh.deployed.cascade_at_20pct)}</td><td>${pct(r.fresh.candidate.cascade_at_20pct)}</td><td></td></tr>
+<tr><th scope="row">fresh exact match, least confident 50% to the teacher</th><td>${pct(r.fresh.deployed.cascade_at_50pct)}</td><td>${pct(r.fresh.candidate.cascade_at_50pct)}</td><td></td></tr>
 </tbody></table>
 <p><small>Rule: promote when the candidate's frozen exact match is at least the deployed model's minus ${r.decision.rule.frozenTolerancePoints} points, and its fresh exact match is more than ${r.decision.rule.freshMinGainPoints} points above the deployed model's.
 The cascade's teacher share is the share of requests it must send to the teacher to stay within 1 point of it.</small></p>
