@@ -74,6 +74,28 @@ test('deployment and traffic paths must lie in the roots; a folder without a poi
   await expect(activities.readTraffic({ config, traffic: path.join(outside, 'capture.jsonl'), data, freshShare: 0.3 })).rejects.toThrow(/traffic.*outside the worker's allowed folders/);
 });
 
+test('traffic is split into training and fresh inputs; traffic made only of frozen-split inputs is refused', async () => {
+  const gold = (text: string) => ({ id: text, text, gold: 'x()' });
+  const data = {
+    train: await store.putJsonl('inputs', [{ id: 't1', text: 'known utterance' }]),
+    dev: await store.putJsonl('gold/dev', [gold('a dev utterance')]),
+    test: await store.putJsonl('gold/test', [gold('a test utterance')]),
+    counts: { train: 1, dev: 1, test: 1 },
+  };
+  const file = path.join(root, 'roots', 'capture.jsonl');
+  const line = (input: string) => JSON.stringify({ id: input, time: 't', input, student: { confidence: 0.5 }, cascaded: false });
+  await fs.writeFile(file, ['known utterance', 'a test utterance', ...Array.from({ length: 40 }, (_, i) => `new utterance ${i}`)].map(line).join('\n'));
+  const traffic = await activities.readTraffic({ config, traffic: file, data, freshShare: 0.3 });
+  expect(traffic.counts).toEqual(expect.objectContaining({ lines: 42, unique: 42, inFrozenSplits: 1, newExamples: 40 }));
+  expect(traffic.counts.train + traffic.counts.fresh).toBe(41);
+  const fresh = await store.readJsonl<{ text: string }>(traffic.fresh);
+  expect(fresh.map((r) => r.text)).not.toContain('known utterance');
+  expect(fresh.length).toBe(traffic.counts.fresh);
+
+  await fs.writeFile(file, ['a dev utterance', 'a test utterance'].map(line).join('\n'));
+  await expect(activities.readTraffic({ config, traffic: file, data, freshShare: 0.3 })).rejects.toThrow(`traffic: all 2 distinct inputs of ${file} are in the task's frozen splits`);
+});
+
 test('promotion switches the pointer once (a retry is a no-op) and never a deployment that moved since it was read', async () => {
   const deployment = path.join(env.dataDir, 'deployments', 'svc');
   const first = await initDeployment(deployment, await studentFolder('v1', 'one'));

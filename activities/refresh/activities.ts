@@ -136,6 +136,9 @@ export function createRefreshActivities(deps: ActivityDeps, resources: TaskResou
       const texts = async (ref: ArtifactRef) => new Set((await store.readJsonl<{ text: string }>(ref)).map((r) => r.text.trim()));
       const frozenTexts = new Set([...(await texts(data.dev)), ...(await texts(data.test))]);
       const split = splitTraffic(read.inputs, { freshShare, frozenTexts, trainTexts: await texts(data.train) });
+      if (split.train.length + split.fresh.length === 0) {
+        throw new InvalidInputError(`traffic: all ${read.inputs.length} distinct inputs of ${traffic} are in the task's frozen splits (dev, test): nothing to learn from or compare on`);
+      }
       const asTeacherInputs = (rows: { id: string; text: string }[]): TeacherInput[] => rows.map((r) => ({ id: r.id, text: r.text }));
       return {
         train: await store.putJsonl('traffic-inputs', asTeacherInputs(split.train)),
