@@ -17,7 +17,7 @@ import { studentFamilyChoice, studentFamilyProblem } from '../tasks/argument-kin
  * message, which lists no roots: the check tells a config nothing about files outside the roots. The file's
  * content is never read here, so none can leak.
  */
-export async function pathInRoots(field: string, value: string, roots: readonly string[], rootsVariable: string, kind: 'file' | 'directory'): Promise<string> {
+export async function pathInRoots(field: string, value: string, roots: readonly string[], rootsVariable: string, kind: 'file' | 'directory' | 'file or directory'): Promise<string> {
   const fail = (message: string) => new InvalidConfigError([{ path: field, message }]);
   if (!path.isAbsolute(value)) throw fail(`must be an absolute path, got ${JSON.stringify(value)}`);
   const notInRoots = fail(`${value} is outside the worker's allowed folders (${rootsVariable}) or cannot be read`);
@@ -32,7 +32,8 @@ export async function pathInRoots(field: string, value: string, roots: readonly 
   const stat = await fs.stat(real).catch(() => {
     throw notInRoots;
   });
-  if (kind === 'file' ? !stat.isFile() : !stat.isDirectory()) throw fail(`${value} is not a ${kind}`);
+  const fits = kind === 'file' ? stat.isFile() : kind === 'directory' ? stat.isDirectory() : stat.isFile() || stat.isDirectory();
+  if (!fits) throw fail(`${value} is not a ${kind}`);
   return real;
 }
 

@@ -10,6 +10,7 @@ import { createPrototypeActivities } from './prototype/stage-activities';
 import { createTransferActivities } from './transfer/activities';
 import { createCompressActivities } from './compress/activities';
 import { createEvaluateActivities } from './evaluate/activities';
+import { createRefreshActivities } from './refresh/activities';
 
 export type { ActivityDeps } from './deps';
 export { createTaskResources, type TaskResources } from './task-resources';
@@ -32,6 +33,7 @@ export function createActivities(deps: ActivityDeps, resources: TaskResources = 
     ...createTransferActivities(deps, resources),
     ...createCompressActivities(deps),
     ...createEvaluateActivities(deps, resources),
+    ...createRefreshActivities(deps, resources),
   }, secretsOf(deps.endpoints ?? [], deps.env.temporalApiKey));
 }
 

@@ -55,6 +55,7 @@ export const CONFIG_READ = {
   scoreStudentOnDev: () => ({}),
   scoreOnDev: () => ({}),
   calibrateConfidence: () => ({}),
+  cascadeOnSplit: () => ({}),
   pruneVocab: (c: PipelineConfig) => (c.transfer.student.family === 'encoder' ? { minCount: c.compress.pruneVocabMinCount } : null),
   pruneLayers: (c: PipelineConfig) =>
     c.transfer.student.family === 'encoder' ? { layers: c.compress.pruneLayersKeep, epochs: c.compress.pruneLayersEpochs, seed: c.transfer.seed } : null,

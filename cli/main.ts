@@ -10,6 +10,9 @@
 //   supertiny deploy --deployment DIR --model FOLDER | rollback --deployment DIR | deployment status --deployment DIR (cli/deployment.ts)
 //   supertiny score --task T --predictions FILE   a predictions file scored with the task's metrics (cli/score.ts)
 //   supertiny import-openai FILE --out DIR        OpenAI chat JSONL or capture files into a task from files (cli/import-openai.ts)
+//   supertiny refresh --deployment DIR --config FILE --traffic PATH [--wait]   retrain from traffic, promote if better (cli/refresh.ts)
+//   supertiny schedule create --every 7d --deployment DIR --config FILE --traffic PATH [--id NAME]
+//   supertiny schedule pause|unpause|trigger|delete ID     supertiny schedule list
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -38,6 +41,7 @@ import {
   wantsHelp,
 } from './deployment';
 import { IMPORT_OPENAI_USAGE, importOpenAICommand, importSummaryText, wantsImportHelp } from './import-openai';
+import { refreshCommand, scheduleCommand } from './refresh';
 
 const log = createLogger('cli');
 
@@ -242,6 +246,10 @@ async function main() {
       if (wantsImportHelp(args)) return void process.stdout.write(`${IMPORT_OPENAI_USAGE}\n`);
       process.stdout.write(importSummaryText(await importOpenAICommand(args)));
       return;
+    case 'refresh':
+      return refreshCommand(args, env);
+    case 'schedule':
+      return scheduleCommand(args, env);
     case 'progress': {
       const client = await connectClient(env);
       process.stdout.write(JSON.stringify(await pipelineProgress(client.workflow.getHandle(args[0])), null, 2) + '\n');
@@ -255,7 +263,9 @@ async function main() {
     default:
       process.stderr.write(
         'usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER|serve --deployment DIR|\n' +
-          '       deploy --deployment DIR --model FOLDER|rollback --deployment DIR [--reason TEXT]|deployment status --deployment DIR|score --task T --predictions FILE|import-openai FILE --out DIR\n',
+          '       deploy --deployment DIR --model FOLDER|rollback --deployment DIR [--reason TEXT]|deployment status --deployment DIR|score --task T --predictions FILE|import-openai FILE --out DIR\n' +
+          '       supertiny refresh --deployment DIR --config FILE --traffic PATH [--wait]   (refresh --help)\n' +
+          '       supertiny schedule create --every 7d --deployment DIR --config FILE --traffic PATH [--id NAME] | pause|unpause|trigger|delete ID | list   (schedule --help)\n',
       );
       process.exitCode = 2;
   }

@@ -4,3 +4,4 @@ export { prototypeStage } from './prototype';
 export { transferStage } from './transfer';
 export { compressStage } from './compress';
 export { evaluateStage } from './evaluate';
+export { refreshStudent } from './refresh';

@@ -48,7 +48,7 @@ function withoutLegacyTeacherFields(input: unknown): unknown {
 }
 
 /** The config, or the InvalidConfigError as a non-retryable failure (the same config fails the same way). */
-function parseOrFail(input: unknown, family?: StudentFamily): PipelineConfig {
+export function parseOrFail(input: unknown, family?: StudentFamily): PipelineConfig {
   try {
     return parsePipelineConfig(input, family);
   } catch (err) {

@@ -1,26 +1,33 @@
 // Stage 2: the student's starting point (per family), then the configured training steps in order.
 import { z } from 'zod';
-import type { ArtifactRef } from '../artifacts/ref';
+import { ArtifactRefSchema, type ArtifactRef } from '../artifacts/ref';
 import { PipelineConfigSchema } from '../config/pipeline';
 import type { TransferResult } from '../activities/types';
 import { queueActivities } from './activity-options';
 import { checkStageInput, PrototypeResultSchema } from './stage-input';
 import { reportStageProgress } from './stage-progress';
 
-export const TransferStageInputSchema = z.object({ config: PipelineConfigSchema, prototype: PrototypeResultSchema }).strict();
+export const TransferStageInputSchema = z
+  .object({
+    config: PipelineConfigSchema,
+    prototype: PrototypeResultSchema,
+    /** A trained student folder to continue from instead of the base (a refresh starts from the deployed student's). */
+    startFrom: ArtifactRefSchema.optional(),
+  })
+  .strict();
 export type TransferStageInput = z.infer<typeof TransferStageInputSchema>;
 
 export async function transferStage(input: TransferStageInput): Promise<TransferResult> {
-  const { config, prototype } = checkStageInput('transferStage', TransferStageInputSchema, input);
-  return config.transfer.student.family === 'encoder' ? encoderTransfer({ config, prototype }) : decoderTransfer({ config, prototype });
+  const checked = checkStageInput('transferStage', TransferStageInputSchema, input);
+  return checked.config.transfer.student.family === 'encoder' ? encoderTransfer(checked) : decoderTransfer(checked);
 }
 
 /** Encoder family: the pretrained encoder, then its training steps on the accepted samples (teacher votes as soft targets). */
-async function encoderTransfer({ config, prototype }: TransferStageInput): Promise<TransferResult> {
+async function encoderTransfer({ config, prototype, startFrom }: TransferStageInput): Promise<TransferResult> {
   const gpu = queueActivities(config, 'gpu');
   const total = config.transfer.steps.length + 1;
-  await reportStageProgress({ stage: 'transfer', step: 'pretrained encoder', done: 0, total });
-  let model = await gpu.encoderBase({ config });
+  await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'pretrained encoder', done: 0, total });
+  let model = startFrom ?? (await gpu.encoderBase({ config }));
   const steps: TransferResult['steps'] = [];
   for (const [i, step] of config.transfer.steps.entries()) {
     await reportStageProgress({ stage: 'transfer', step, done: 1 + i, total });
@@ -37,20 +44,21 @@ async function encoderTransfer({ config, prototype }: TransferStageInput): Promi
 }
 
 /** Decoder family: a tokenizer from the accepted samples, the student from its shape (or a base LLM), then each step. */
-async function decoderTransfer({ config, prototype }: TransferStageInput): Promise<TransferResult> {
+async function decoderTransfer({ config, prototype, startFrom }: TransferStageInput): Promise<TransferResult> {
   const gpu = queueActivities(config, 'gpu');
   const total = config.transfer.steps.length + 2;
   await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });
-  const tokenizer = await gpu.trainTokenizer({ config, sft: prototype.sft });
-  await reportStageProgress({ stage: 'transfer', step: 'init student', done: 1, total });
-  let model = await gpu.initStudent({ config, tokenizer });
+  // A trained student brings its tokenizer; the kd teacher is still initialised from one trained on the data.
+  const tokenizer = startFrom && !config.transfer.steps.includes('kd') ? undefined : await gpu.trainTokenizer({ config, sft: prototype.sft });
+  await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'init student', done: 1, total });
+  let model = startFrom ?? (await gpu.initStudent({ config, tokenizer: tokenizer! }));
   const steps: TransferResult['steps'] = [];
   let kdTeacher: ArtifactRef | undefined;
   for (const [i, step] of config.transfer.steps.entries()) {
     if (step === 'kd' && !kdTeacher) {
       // The white-box teacher for logit distillation: a larger student trained first on the same data.
       await reportStageProgress({ stage: 'transfer', step: 'kd teacher', done: 2 + i, total });
-      const teacherInit = await gpu.initStudent({ config, tokenizer, shape: config.transfer.kdTeacher });
+      const teacherInit = await gpu.initStudent({ config, tokenizer: tokenizer!, shape: config.transfer.kdTeacher });
       kdTeacher = (await gpu.trainStudent({ config, step: 'sft', model: teacherInit, prototype })).model;
     }
     await reportStageProgress({ stage: 'transfer', step, done: 2 + i, total });
@@ -70,5 +78,5 @@ async function decoderTransfer({ config, prototype }: TransferStageInput): Promi
     }
     model = trained.model;
   }
-  return { tokenizer, steps, student: model };
+  return { ...(tokenizer ? { tokenizer } : {}), steps, student: model };
 }

@@ -43,6 +43,18 @@ export interface DevScore extends Record<string, unknown> {
   modelBytes?: number;
 }
 
+/** cascadeOnSplit's result: the model's metrics on the split and its cascade's teacher share (null: no threshold is within 1 point). */
+export interface CascadeOnSplit extends Record<string, unknown> {
+  exactMatch: number;
+  intentAccuracy: number;
+  slotF1: number;
+  count: number;
+  teacherShare: number | null;
+  threshold: number | null;
+  /** Exact match when the least confident 0%, 5%, ..., 100% of inputs go to the teacher. */
+  byShare: { teacher_share: number; exact_match: number }[];
+}
+
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
@@ -179,6 +191,39 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         ? (await store.readManifest(model)).files.reduce((sum, f) => sum + f.bytes, 0)
         : model.bytes;
       return { ...(rest as DevScore), modelBytes };
+    },
+
+    /**
+     * A served model on a labelled split with its cascade: exact match alone, and the share of requests the
+     * cascade (its confidence against a threshold, as `serve --cascade-threshold` does) must send to the teacher
+     * to stay within 1 point of it. The refresh calls it on the fresh slice, whose gold calls are the teacher's
+     * labels: there the teacher is the reference, so its share is that of the student's answers it must fix.
+     */
+    async cascadeOnSplit({ config, model, gold: goldRef }: { config: PipelineConfig; model: ArtifactRef; gold: ArtifactRef }): Promise<CascadeOnSplit> {
+      const { task, fingerprint } = await resources.loadTask(config);
+      const key = await activityOutputKey(env.projectRoot, 'cascadeOnSplit', { config: CONFIG_READ.cascadeOnSplit(), inputs: { model: model.sha256, gold: goldRef.sha256, task: fingerprint } });
+      const { value } = await store.memo(key, async (): Promise<CascadeOnSplit> => {
+        const gold = await store.readJsonl<GoldExample>(goldRef);
+        const { model: session, predictions } = await onnxPredictions(config, model, gold);
+        await session.release();
+        const m = scoreWith(task, gold, predictions);
+        const scoring: CascadeScoring = {
+          parse: task.callFormat.parse,
+          exactMatch: (g, p) => task.metrics([{ gold: g, prediction: p, schemaValid: p !== undefined }]).exactMatch === 1,
+        };
+        const inputs = gold.map((g) => ({ gold: g.gold, student: predictions.get(g.id) ?? { confidence: 0 }, teacher: { call: parseGold(task, g) } }));
+        const cascade = cascadeCurve('student', inputs, undefined, scoring);
+        return {
+          exactMatch: m.exactMatch,
+          intentAccuracy: m.intentAccuracy,
+          slotF1: m.slotF1,
+          count: m.count,
+          teacherShare: cascade.chosen?.teacher_share ?? null,
+          threshold: cascade.chosen?.threshold ?? null,
+          byShare: shareCurve(inputs, scoring),
+        };
+      });
+      return value;
     },
 
     /**

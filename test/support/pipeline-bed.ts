@@ -19,11 +19,11 @@ export interface PipelineBed {
 }
 
 /** Registers the suite's beforeAll/afterAll; the returned object is filled in before the first test. */
-export function usePipelineBed(queuePrefix: string): PipelineBed {
+export function usePipelineBed(queuePrefix: string, envOverrides: Partial<SupertinyEnv> = {}): PipelineBed {
   const bed = { taskQueue: `${queuePrefix}-${Date.now()}` } as PipelineBed;
   beforeAll(async () => {
     bed.server = await startTestServer();
-    bed.env = await testEnv(bed.server.address, { taskQueue: bed.taskQueue });
+    bed.env = await testEnv(bed.server.address, { taskQueue: bed.taskQueue, ...envOverrides });
     bed.simulator = await startTeacherSimulator();
     const deps = testDeps(bed.env, { simulatorBaseURL: bed.simulator.url });
     bed.store = deps.store;

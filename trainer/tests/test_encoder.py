@@ -1082,3 +1082,31 @@ def test_for_a_task_the_encoder_can_learn_the_description_gives_the_schema_the_r
         ],
     }
     assert description_schema(TaskDescription.from_json(typed, "typed")) == tool_schema([VALUE_TOOLS[1]], "rows")
+
+
+def test_encoder_sft_from_a_trained_student_keeps_its_heads_for_the_intents_and_tags_it_knows(encoder_run):
+    """A refresh trains from the deployed student: its head rows carry over by label name, new labels start fresh."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from supertiny_trainer.student.encoder import EncoderLabels, build_encoder_student, load_bert, warm_start_heads
+
+    run, _ = encoder_run
+    folder = Path(run.done["outputs"]["model"])
+    old = EncoderLabels.load(folder)
+    trained = load_file(str(folder / "heads.safetensors"))
+    # The new label space: the known intents in another order, one of them gone, one new.
+    intents = ["a_new_intent", *reversed(old.intents[1:])]
+    labels = dataclasses.replace(old, intents=intents)
+    model = build_encoder_student(load_bert(folder), labels)
+    copied = warm_start_heads(model, labels, folder)
+    assert copied == {"intents": len(old.intents) - 1, "tags": len(old.tags), "value_heads": 0}
+    for j, name in enumerate(intents[1:], start=1):
+        i = old.intents.index(name)
+        assert (model.intent_head.weight[j] == trained["intent_head.weight"][i]).all()
+        assert model.intent_head.bias[j] == trained["intent_head.bias"][i]
+    assert not (model.intent_head.weight[0] == trained["intent_head.weight"][0]).all()  # fresh
+    assert (model.tag_head.weight == trained["tag_head.weight"]).all()
+    # A base encoder (no heads) is not a trained student: nothing to carry over.
+    assert warm_start_heads(model, labels, folder.parent / "missing") is None

@@ -27,6 +27,7 @@ from ..student.encoder import (
     load_bert,
     load_encoder_tokenizer,
     save_encoder_student,
+    warm_start_heads,
 )
 from ..student.encoder_data import (
     EncodedExample,
@@ -335,6 +336,8 @@ class EncoderSftRunner:
             )
         torch.manual_seed(cfg.seed)  # the heads' initial weights
         model = build_encoder_student(bert, labels)
+        # A trained student as `model` (a refresh) keeps its heads for the intents and tags it already knows.
+        warm = warm_start_heads(model, labels, cfg.model)
         if cfg.freeze_word_embeddings:
             model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
         pad_id = tokenizer.token_to_id("[PAD]")
@@ -352,6 +355,7 @@ class EncoderSftRunner:
                 "intents": len(labels.intents),
                 "tags": len(labels.tags),
                 **({"value_heads": len(labels.value_heads)} if labels.value_heads else {}),
+                **({f"warm_start_{k}": v for k, v in warm.items()} if warm is not None else {}),
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 # only for an uninterrupted run: a resumed session trained part of the epochs

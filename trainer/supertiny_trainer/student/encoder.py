@@ -321,6 +321,43 @@ def load_encoder_student(folder: str | Path, role: str = "model") -> EncoderStud
     return EncoderStudentFolder(model.eval(), load_encoder_tokenizer(folder, labels.max_length), labels, folder)
 
 
+def warm_start_heads(model: Any, labels: EncoderLabels, folder: str | Path) -> dict[str, int] | None:
+    """Copies a trained student's head rows into `model` for the intents and tags both label spaces have, and the
+    value heads when they are the same (a refresh continues from the deployed student; an intent or tag that is
+    new keeps its fresh initial weights). None when `folder` is not a trained student (a base encoder)."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    heads_path = folder / HEADS_FILE
+    if not heads_path.is_file() or not (folder / LABELS_FILE).is_file():
+        return None
+    old = EncoderLabels.load(folder)
+    state = load_file(str(heads_path))
+    copied = {"intents": 0, "tags": 0, "value_heads": 0}
+    with torch.no_grad():
+        for head, old_names, new_names, key in (
+            ("intent_head", old.intents, labels.intents, "intents"),
+            ("tag_head", old.tags, labels.tags, "tags"),
+        ):
+            weight, bias = state.get(f"{head}.weight"), state.get(f"{head}.bias")
+            layer = getattr(model, head)
+            if weight is None or bias is None or weight.shape != (len(old_names), layer.weight.shape[1]):
+                raise ConfigError(f"{heads_path}: {head} does not match the labels of {folder / LABELS_FILE}")
+            row_of = {name: i for i, name in enumerate(old_names)}
+            for j, name in enumerate(new_names):
+                i = row_of.get(name)
+                if i is not None:
+                    layer.weight[j].copy_(weight[i])
+                    layer.bias[j].copy_(bias[i])
+                    copied[key] += 1
+        if model.value_head is not None and old.value_heads == labels.value_heads and "value_head.weight" in state:
+            model.value_head.weight.copy_(state["value_head.weight"])
+            model.value_head.bias.copy_(state["value_head.bias"])
+            copied["value_heads"] = len(labels.value_heads)
+    return copied
+
+
 def save_encoder_student(model: Any, tokenizer: Any, labels: EncoderLabels, destination: str | Path) -> Path:
     """Write the training folder atomically: BERT (save_pretrained), heads, tokenizer.json, supertiny.json."""
     from safetensors.torch import save_file
