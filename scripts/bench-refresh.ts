@@ -5,6 +5,7 @@
 // teacher spend and the refresh's wall time. Everything on 127.0.0.1: a private dev server, the teacher
 // SIMULATOR (on all of MASSIVE), in-process workers.
 //   npx tsx scripts/bench-refresh.ts [--train 1500] [--traffic 1500] [--test 600] [--epochs 3] [--out FILE]
+import { CAPTURE_FORMAT } from '../runtime/serve/capture';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -79,7 +80,7 @@ async function main() {
     const capture = path.join(dataRoot, 'traffic', 'capture.jsonl');
     await fs.writeFile(
       capture,
-      traffic.map((r, i) => JSON.stringify({ id: `req-${i}`, time: new Date(Date.UTC(2026, 11, 1, 0, 0, i)).toISOString(), input: r.utt, student: { confidence: 0.5 }, cascaded: false, model_version: 'v1' })).join('\n') + '\n',
+      traffic.map((r, i) => JSON.stringify({ format: CAPTURE_FORMAT, id: `req-${i}`, time: new Date(Date.UTC(2026, 11, 1, 0, 0, i)).toISOString(), input: r.utt, student_confidence: 0.5, cascaded: false, model_version: 'v1' })).join('\n') + '\n',
     );
 
     const config: PipelineConfigInput = {

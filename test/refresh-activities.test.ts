@@ -1,6 +1,7 @@
 // The refresh's own activities outside Temporal: where a candidate starts (the deployed student's trained weights
 // only when its provenance names them and the store holds them), the roots the paths must lie in, and promotion
 // that never switches a deployment that moved meanwhile.
+import { CAPTURE_FORMAT } from '../runtime/serve/capture';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -83,7 +84,7 @@ test('traffic is split into training and fresh inputs; traffic made only of froz
     counts: { train: 1, dev: 1, test: 1 },
   };
   const file = path.join(root, 'roots', 'capture.jsonl');
-  const line = (input: string) => JSON.stringify({ id: input, time: 't', input, student: { confidence: 0.5 }, cascaded: false });
+  const line = (input: string) => JSON.stringify({ format: CAPTURE_FORMAT, id: input, time: 't', input, student_confidence: 0.5, cascaded: false });
   await fs.writeFile(file, ['known utterance', 'a test utterance', ...Array.from({ length: 40 }, (_, i) => `new utterance ${i}`)].map(line).join('\n'));
   const traffic = await activities.readTraffic({ config, traffic: file, data, freshShare: 0.3 });
   expect(traffic.counts).toEqual(expect.objectContaining({ lines: 42, unique: 42, inFrozenSplits: 1, newExamples: 40 }));

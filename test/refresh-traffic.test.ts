@@ -1,5 +1,6 @@
 // What a refresh reads as traffic and how it decides: capture lines and data-file lines, refused lines named by
 // file, line and field, the stable split, and the promotion rule.
+import { CAPTURE_FORMAT } from '../runtime/serve/capture';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,8 +24,8 @@ const write = async (name: string, lines: unknown[]) => {
 describe('traffic', () => {
   test('reads capture lines (extra fields kept and ignored) and data-file lines from a folder, deduplicated by text', async () => {
     await write('a.jsonl', [
-      { id: 'r1', time: '2026-12-01T00:00:00Z', input: 'wake me up at five', student: { call: { name: 'alarm_set' }, confidence: 0.9 }, cascaded: false, model_version: 'v1' },
-      { id: 'r2', time: '2026-12-01T00:01:00Z', input: ' play jazz ', student: { confidence: 0.1 }, cascaded: true, teacher: { call: 'play_music(genre="jazz")' }, latency_ms: 3 },
+      { format: CAPTURE_FORMAT, id: 'r1', time: '2026-12-01T00:00:00Z', input: 'wake me up at five', student_call: { name: 'alarm_set', arguments: {} }, student_confidence: 0.9, cascaded: false, model_version: 'v1' },
+      { format: CAPTURE_FORMAT, id: 'r2', time: '2026-12-01T00:01:00Z', input: ' play jazz ', student_call: null, student_confidence: 0.1, cascaded: true, teacher_call: { name: 'play_music', arguments: { genre: 'jazz' } }, latency_ms: 3 },
       '',
     ]);
     await write('b.jsonl', [{ id: 'x1', split: 'train', input: 'play jazz' }, { id: 'x2', split: 'test', input: 'what time is it', gold: { name: 'datetime_query', arguments: {} } }]);
@@ -42,8 +43,8 @@ describe('traffic', () => {
 
   test('a bad line is refused with its file, line and field, never its content', async () => {
     const file = await write('capture.jsonl', [
-      { id: 'r1', time: 't', input: 'fine', student: { confidence: 1 }, cascaded: false },
-      { id: 'r2', time: 't', input: 'secret text', student: { confidence: 1 }, cascaded: 'yes' },
+      { format: CAPTURE_FORMAT, id: 'r1', time: 't', input: 'fine', student_confidence: 1, cascaded: false },
+      { format: CAPTURE_FORMAT, id: 'r2', time: 't', input: 'secret text', student_confidence: 1, cascaded: 'yes' },
     ]);
     await expect(readTrafficFiles([file])).rejects.toThrow(/^traffic file capture\.jsonl line 2: field cascaded: .*\(read as a captured request \(serve --capture\)\)$/);
     await expect(readTrafficFiles([file])).rejects.not.toThrow(/secret/);

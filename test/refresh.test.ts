@@ -3,6 +3,7 @@
 // promoted by the deployment's pointer; a second refresh over the same traffic pays the teacher nothing and,
 // held to a frozen-split rule it cannot meet, keeps the deployed version and says why; a schedule starts
 // refreshes and answers our CLI and Temporal's alike.
+import { CAPTURE_FORMAT, CaptureLineSchema as ServeCaptureLineSchema, type CaptureLine as ServeCaptureLine } from '../runtime/serve/capture';
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -18,7 +19,7 @@ import { scheduleCommand } from '../cli/refresh';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { withWorkers } from './support/temporal';
 import { startWorkerProcess } from './support/worker-process';
-import { waitFor } from './support/wait';
+import { waitFor } from '../runtime/wait-for';
 import { usePipelineBed } from './support/pipeline-bed';
 import { smallPipelineConfig } from './support/pipeline-config';
 
@@ -34,17 +35,22 @@ const baseConfig = (name: string, maxSteps: number) =>
     compress: { steps: ['int8'], toleranceExactMatch: 100 },
   });
 
-/** A captured request as `serve --capture` writes it (the contract of activities/refresh/traffic.ts), with a field it does not read. */
-function capturedLine(i: number, input: string, cascaded: boolean) {
-  return {
+/** A captured request as `serve --capture` writes it (runtime/serve/capture.ts's CaptureLineSchema, checked here). */
+function capturedLine(i: number, input: string, cascaded: boolean): ServeCaptureLine {
+  const call = { name: 'general_quirky', arguments: {} };
+  return ServeCaptureLineSchema.parse({
+    format: CAPTURE_FORMAT,
     id: `req-${i}`,
     time: new Date(Date.UTC(2026, 11, 1, 0, i)).toISOString(),
-    input,
-    student: { call: { name: 'general_quirky', arguments: {} }, confidence: cascaded ? 0.2 : 0.9 },
-    cascaded,
-    ...(cascaded ? { teacher: { call: { name: 'general_quirky', arguments: {} } } } : {}),
+    model: 'router',
     model_version: 'v1',
-  };
+    input,
+    student_call: call,
+    student_confidence: cascaded ? 0.2 : 0.9,
+    cascaded,
+    ...(cascaded ? { teacher_model: 'teacher-simulator', teacher_call: call } : {}),
+    answered_by: cascaded ? 'teacher' : 'student',
+  });
 }
 
 describe('refreshStudent', () => {

@@ -7,22 +7,23 @@ import { createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { z } from 'zod';
+import { CAPTURE_FORMAT } from '../../runtime/serve/capture';
 import { InvalidInputError } from '../failures';
 
 /**
- * One captured request: the contract with `supertiny serve --capture` (written there, read here). Permissive:
- * fields this side does not read (model version, latency, anything added later) are kept and ignored, and the
- * calls are not interpreted (the refresh asks the teacher itself, through the request cache).
+ * One captured request, as `supertiny serve --capture` writes it (runtime/serve/capture.ts: CaptureLineSchema,
+ * format "supertiny-capture/1"). Read permissively: fields this side does not read (model version, the
+ * teacher's call, anything a later format adds) are kept and ignored; the refresh asks the teacher itself,
+ * through the request cache.
  */
 export const CaptureLineSchema = z.looseObject({
+  format: z.literal(CAPTURE_FORMAT),
   id: z.string().min(1).max(200),
   time: z.string().max(100),
   /** The user's text the student answered. */
   input: z.string().min(1),
-  student: z.looseObject({ call: z.unknown().optional(), confidence: z.number().optional() }),
+  student_confidence: z.number().optional(),
   cascaded: z.boolean(),
-  /** The teacher's call, when the cascade asked it. */
-  teacher: z.looseObject({ call: z.unknown().optional() }).nullable().optional(),
 });
 export type CaptureLine = z.infer<typeof CaptureLineSchema>;
 
@@ -111,7 +112,7 @@ export async function readTrafficFiles(files: readonly string[], tick: (file: st
       } catch {
         throw fail('not valid JSON'); // the parser's message would quote the line
       }
-      const captured = raw !== null && typeof raw === 'object' && 'student' in raw;
+      const captured = raw !== null && typeof raw === 'object' && 'format' in raw;
       const parsed = (captured ? CaptureLineSchema : DataFileLineSchema).safeParse(raw);
       if (!parsed.success) {
         const issue = parsed.error.issues[0]!;
