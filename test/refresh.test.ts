@@ -3,7 +3,10 @@
 // promoted by the deployment's pointer; a second refresh over the same traffic pays the teacher nothing and,
 // held to a frozen-split rule it cannot meet, keeps the deployed version and says why; a schedule starts
 // refreshes and answers our CLI and Temporal's alike.
+import OpenAI from 'openai';
+import { startServe } from '../cli/serve';
 import { CAPTURE_FORMAT, CaptureLineSchema as ServeCaptureLineSchema, type CaptureLine as ServeCaptureLine } from '../runtime/serve/capture';
+import { MODEL_VERSION_HEADER } from '../runtime/serve';
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -53,17 +56,57 @@ function capturedLine(i: number, input: string, cascaded: boolean): ServeCapture
   });
 }
 
+/** The lines serve --capture wrote in `dir`, checked against its schema. */
+async function capturedLines(dir: string): Promise<ServeCaptureLine[]> {
+  const files = (await fs.readdir(dir)).filter((f) => f.startsWith('capture-')).sort();
+  const text = (await Promise.all(files.map((f) => fs.readFile(path.join(dir, f), 'utf8')))).join('');
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => ServeCaptureLineSchema.parse(JSON.parse(l)));
+}
+
+/** Keeps one request in flight at a time until stop(), cycling through `inputs`; records versions and failures. */
+function requestStream(openai: OpenAI, inputs: string[]) {
+  const answers: { at: number; version: string | null }[] = [];
+  const failures: string[] = [];
+  let stopped = false;
+  const loop = (async () => {
+    for (let i = 0; !stopped; i += 1) {
+      const at = Date.now();
+      try {
+        const { response } = await openai.chat.completions.create({ model: 'router', messages: [{ role: 'user', content: inputs[i % inputs.length] }] }).withResponse();
+        answers.push({ at, version: response.headers.get(MODEL_VERSION_HEADER) });
+      } catch (err) {
+        // A 422 is the student's honest "no valid call"; anything else is a failed request.
+        if ((err as { status?: number }).status !== 422) failures.push((err as Error).message);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  return {
+    answers,
+    failures,
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
 describe('refreshStudent', () => {
   const bed = usePipelineBed('refresh', { dataRoots: [...readEnv().dataRoots, trafficRoot] });
   const deployment = () => path.join(bed.env.dataDir, 'deployments', 'router');
   const trafficDir = path.join(trafficRoot, 'captured');
   let firstVersion = '';
   let promotedVersion = '';
+  let serving: { url: string; close(): Promise<void> } | undefined;
 
   beforeAll(async () => {
     await fs.mkdir(trafficDir, { recursive: true });
   });
   afterAll(async () => {
+    await serving?.close();
     await fs.rm(trafficRoot, { recursive: true, force: true });
   });
 
@@ -88,15 +131,37 @@ describe('refreshStudent', () => {
     const first = await initDeployment(deployment(), built.evaluate!.studentPath!, { trainedModel: built.transfer!.student, family: 'encoder' });
     firstVersion = first.version;
 
-    // Traffic: 150 new utterances (train rows the pipeline never labelled), 10 it labelled already, repeats, and one
-    // utterance of the frozen test split, which must be neither trained nor compared on.
+    // Production: serve follows the deployment, cascades its unsure requests to the teacher (the simulator) and
+    // captures every request. Traffic: 150 new utterances (train rows the pipeline never labelled), 10 it
+    // labelled already, repeats, and one utterance of the frozen test split, which must be neither trained nor
+    // compared on.
     const { task } = await loadMassiveTask({ massivePath: bed.env.massivePath });
     const train = (await task.dataset.load('train')).map((e) => task.input(e));
     const test = (await task.dataset.load('test')).map((e) => task.input(e));
     const inputs = [...train.slice(TRAIN_LIMIT, TRAIN_LIMIT + 150), ...train.slice(0, 10), ...train.slice(TRAIN_LIMIT, TRAIN_LIMIT + 5), test[0]];
-    const lines = inputs.map((input, i) => JSON.stringify(capturedLine(i, input, i % 4 === 0)));
-    await fs.writeFile(path.join(trafficDir, 'capture-2026-12-01.jsonl'), lines.slice(0, 80).join('\n') + '\n');
-    await fs.writeFile(path.join(trafficDir, 'capture-2026-12-02.jsonl'), lines.slice(80).join('\n') + '\n\n');
+    serving = await startServe(
+      ['--deployment', deployment(), '--port', '0', '--deployment-poll-ms', '200', '--capture', trafficDir, '--cascade-threshold', '0.5', '--teacher-endpoint', 'simulator'],
+      bed.env,
+    );
+    const openai = new OpenAI({ baseURL: serving.url, apiKey: 'unused', maxRetries: 0 });
+    const servedBy = async (input: string) => {
+      const { data, response } = await openai.chat.completions.create({ model: 'router', messages: [{ role: 'user', content: input }] }).withResponse();
+      return { answeredBy: (data as unknown as { supertiny: { answered_by: string } }).supertiny.answered_by, version: response.headers.get(MODEL_VERSION_HEADER) };
+    };
+    const answered: { answeredBy: string; version: string | null }[] = [];
+    for (const input of inputs) {
+      // A 422 (no valid student call, and the teacher did not answer) is an answer too, and is captured.
+      answered.push(await servedBy(input).catch((err: { status?: number }) => ({ answeredBy: `http ${err.status}`, version: null })));
+    }
+    expect(answered.every((a) => a.answeredBy === 'student' || a.answeredBy === 'teacher')).toBe(true);
+    expect(new Set(answered.map((a) => a.version))).toEqual(new Set([firstVersion]));
+    await waitFor('every request captured', async () => (await capturedLines(trafficDir)).length === inputs.length, { timeoutMs: 30_000 });
+    const captured = await capturedLines(trafficDir);
+    const cascaded = captured.filter((l) => l.cascaded).length;
+    expect(cascaded).toBe(answered.filter((a) => a.answeredBy === 'teacher').length);
+
+    // While the refresh runs and its candidate is promoted, clients keep asking: not one request may fail.
+    const stream = requestStream(openai, inputs.slice(0, 20));
 
     const { result, report, seconds } = await refresh('refresh-promote', 60);
     console.log(`refresh test timings: pipeline ${pipelineSeconds.toFixed(0)} s, first refresh ${seconds.toFixed(0)} s (report: ${report.wall_seconds.toFixed(0)} s)\n${report.decision.reason}\nteacher: ${JSON.stringify(report.cost.traffic_labelling)}; cascade share on fresh ${report.fresh.deployed.teacher_share} -> ${report.fresh.candidate.teacher_share}`);
@@ -108,10 +173,10 @@ describe('refreshStudent', () => {
     const usable = unique.filter((t) => !frozen.has(t));
     expect(report.traffic).toEqual(
       expect.objectContaining({
-        files: 2,
+        files: 1,
         lines: inputs.length,
         captured: inputs.length,
-        cascaded: Math.ceil(inputs.length / 4),
+        cascaded,
         unique: unique.length,
         duplicates: inputs.length - unique.length,
         inFrozenSplits: unique.length - usable.length,
@@ -153,6 +218,17 @@ describe('refreshStudent', () => {
     expect(info.trainedModel.sha256).toMatch(/^[0-9a-f]{64}$/);
     const html = await fs.readFile(path.join(path.dirname(result.reportPath), 'report.html'), 'utf8');
     expect(html).toContain(`Promoted ${promotedVersion}`);
+
+    // serve swaps to the promoted version under the stream of requests, without failing one.
+    await waitFor('serve answering from the promoted version', async () => (await servedBy(inputs[0])).version === promotedVersion, { timeoutMs: 60_000 });
+    const swappedAt = Date.now();
+    await waitFor('answers after the swap', () => stream.answers.filter((a) => a.at > swappedAt).length >= 20, { timeoutMs: 60_000 });
+    await stream.stop();
+    expect(stream.failures).toEqual([]);
+    expect(new Set(stream.answers.map((a) => a.version))).toEqual(new Set([firstVersion, promotedVersion]));
+    expect(new Set(stream.answers.filter((a) => a.at > swappedAt).map((a) => a.version))).toEqual(new Set([promotedVersion]));
+    await serving.close();
+    serving = undefined;
   }, 1_800_000);
 
   test('a second refresh over the same traffic pays the teacher nothing, and a candidate held to a frozen rule it cannot meet is not promoted', async () => {
