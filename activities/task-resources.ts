@@ -14,7 +14,7 @@ import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/
 import type { ActivityDeps } from './deps';
 import { taskFiles } from './config-check';
 import { InvalidInputError } from './failures';
-import { teacherBudgetUsd } from './prototype/spend-ledger';
+import { teacherBudgetUsd } from './teacher/spend-ledger';
 
 const log = createLogger('resources');
 

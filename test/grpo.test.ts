@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { parsePipelineConfig, InvalidConfigError } from '../config/pipeline';
 import { trainingStepConfig } from '../activities/transfer/activities';
 import { taskDescription, taskDescriptionFile } from '../tasks/task-description';
-import { progressHeartbeat } from '../activities/transfer/trainer-process';
+import { progressHeartbeat } from '../activities/trainer/trainer-process';
 import { heartbeatExtra } from '../cli/watch';
 import { stageDetails } from '../workflows/stage-progress';
 import { callMetrics } from '../tasks/metrics';

@@ -9,7 +9,7 @@ import { parsePipelineConfig } from '../config/pipeline';
 import { passableTrainerField, TRAINER_COMMANDS, TRAINER_ERROR_KINDS, trainerConfigFields, trainingCommand, type TrainerCommand } from '../config/trainer-contract';
 import contract from '../trainer/contract.json';
 import { trainingStepConfig } from '../activities/transfer/activities';
-import { ENCODER_COMMANDS, NON_RETRYABLE_KINDS } from '../activities/transfer/trainer-process';
+import { ENCODER_COMMANDS, NON_RETRYABLE_KINDS } from '../activities/trainer/trainer-process';
 
 const run = promisify(execFile);
 const env = readEnv();

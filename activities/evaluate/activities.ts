@@ -20,11 +20,11 @@ import type { CalibratedModel, CompressResult, EvaluateResult, PrototypeResult, 
 import { EncoderStudent, type EncoderPrediction } from '../../runtime/student/encoder-model';
 import { type Calibration, type EncoderSignals, CALIBRATION_FILE, calibratedConfidence, expectedCalibrationError, fitCalibration, rawConfidence } from '../../runtime/student/confidence';
 import { parseGold, sharedChatSettings, teacherKeyParts, type GoldExample } from '../prototype/stage-activities';
-import { createTeacherClient, type TeacherClient, type TeacherResult } from '../prototype/teacher-client';
-import { asTeacherFailure } from '../prototype/teacher-outage';
-import { currentPipelineSpend, teacherBudgetUsd } from '../prototype/spend-ledger';
+import { createTeacherClient, type TeacherClient, type TeacherResult } from '../../runtime/teacher/teacher-client';
+import { asTeacherFailure } from '../teacher/teacher-outage';
+import { currentPipelineSpend, teacherBudgetUsd } from '../teacher/spend-ledger';
 import type { TaskResources } from '../task-resources';
-import { runTrainer } from '../transfer/trainer-process';
+import { runTrainer } from '../trainer/trainer-process';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import { cascadeCurve, shareCurve, type CascadeScoring } from './cascade';
 import { costReport } from './cost';

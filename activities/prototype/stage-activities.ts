@@ -13,12 +13,12 @@ import { InvalidInputError } from '../failures';
 import { withLiveness } from '../liveness';
 import { processResumably } from '../resumable';
 import type { LabelBatchInput, LabelBatchResult, PrototypeResult, TaskData } from '../types';
-import { createTeacherClient, type TeacherInput, type TeacherResult } from './teacher-client';
+import { createTeacherClient, type TeacherInput, type TeacherResult } from '../../runtime/teacher/teacher-client';
 import { buildPreferenceRows, buildRejectedRows, buildSftRows, buildStats, reviewAll, applyJudge } from './rejection-sampling';
 import { calibrateJudge, createJudge, judgeCalibrationItems } from './judge';
 import type { ResolvedTeacher, TaskResources } from '../task-resources';
-import { asTeacherFailure } from './teacher-outage';
-import { currentPipelineSpend, teacherBudgetUsd } from './spend-ledger';
+import { asTeacherFailure } from '../teacher/teacher-outage';
+import { currentPipelineSpend, teacherBudgetUsd } from '../teacher/spend-ledger';
 
 const log = createLogger('prototype');
 

@@ -12,14 +12,14 @@ import { sha256File } from '../../artifacts/store';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import { Context } from '@temporalio/activity';
 import { createLogger } from '../../config/logger';
-import { ENCODER_COMMANDS } from './trainer-process';
+import { ENCODER_COMMANDS } from '../trainer/trainer-process';
 import { ensureEncoderBase } from './encoder-bases';
 import { registryBaseOf } from '../../config/encoder-bases';
 import { promises as fs } from 'node:fs';
 import type { PrototypeResult } from '../types';
 import type { TaskResources } from '../task-resources';
 import { taskDescription, taskDescriptionFile } from '../../tasks/task-description';
-import { runTrainer, type TrainerCommand } from './trainer-process';
+import { runTrainer, type TrainerCommand } from '../trainer/trainer-process';
 
 const log = createLogger('transfer');
 
