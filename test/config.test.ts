@@ -1,4 +1,4 @@
-import { sharedChatSettings } from '../activities/prototype/stage-activities';
+import { sharedChatSettings } from '../activities/teacher/settings';
 import { trainingStepConfig } from '../activities/transfer/activities';
 import { InvalidConfigError, parsePipelineConfig, PipelineConfigSchema } from '../config/pipeline';
 
