@@ -12,7 +12,7 @@ import { BUILT_IN_TASKS } from '../tasks/built-in';
 import { TaskRegistry, taskFingerprint, type TaskDefinition, type TaskFiles } from '../tasks/registry';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import type { ActivityDeps } from './deps';
-import { taskFiles } from './config-check';
+import { taskFiles } from './worker-paths';
 import { InvalidInputError } from './failures';
 import { teacherBudgetUsd } from './teacher/spend-ledger';
 
