@@ -6,11 +6,9 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { outputKey } from '../artifacts/store';
-import { DEFAULT_TASK_NAME, type PipelineConfig } from '../config/pipeline';
+import { DEFAULT_TASK_NAME, type PipelineConfig, type TransferStep } from '../config/pipeline';
 import { DEFAULT_ENCODER_BASE } from '../config/encoder-bases';
-import { trainingStepConfig } from './transfer/activities';
-
-type TransferStep = Parameters<typeof trainingStepConfig>[1];
+import { trainingStepConfig } from './trainer/step-config';
 
 /**
  * The config fields each activity's output depends on. evaluateModels writes the whole config into the

@@ -12,9 +12,9 @@ import { BUILT_IN_TASKS } from '../tasks/built-in';
 import { TaskRegistry, taskFingerprint, type TaskDefinition, type TaskFiles } from '../tasks/registry';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import type { ActivityDeps } from './deps';
-import { taskFiles } from './config-check';
+import { taskFiles } from './worker-paths';
 import { InvalidInputError } from './failures';
-import { teacherBudgetUsd } from './prototype/spend-ledger';
+import { teacherBudgetUsd } from './teacher/spend-ledger';
 
 const log = createLogger('resources');
 

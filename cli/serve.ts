@@ -3,7 +3,7 @@
 // operator's named teacher endpoints.
 import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { TeacherClient } from '../activities/prototype/teacher-client';
+import { TeacherClient } from '../runtime/teacher/teacher-client';
 import { EndpointConfigError, loadTeacherEndpoints, SIMULATOR_ENDPOINT, type TeacherEndpoint } from '../config/endpoints';
 import type { SupertinyEnv } from '../config/env';
 import { createLogger } from '../config/logger';

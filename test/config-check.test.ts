@@ -3,7 +3,7 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { baseModelPath, pathInRoots } from '../activities/config-check';
+import { baseModelPath, pathInRoots } from '../activities/worker-paths';
 import { readEnv } from '../config/env';
 import { InvalidConfigError, parsePipelineConfig } from '../config/pipeline';
 

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { copyFileAtomic, writeFileAtomic, writeFileAtomicSync } from '../artifacts/atomic-write';
 import { ArtifactCorruptedError, ArtifactStore, outputKey } from '../artifacts/store';
 import { createPrototypeActivities } from '../activities/prototype/stage-activities';
-import { createTeacherClient, type TeacherInput } from '../activities/prototype/teacher-client';
+import { createTeacherClient, type TeacherInput } from '../runtime/teacher/teacher-client';
 import { createTaskResources } from '../activities/task-resources';
 import { publishReport } from '../activities/evaluate/activities';
 import type { EvaluateResult } from '../activities/types';

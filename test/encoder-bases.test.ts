@@ -7,7 +7,7 @@ import { ENCODER_BASES, ENCODER_BASE_NAMES, registryBaseOf } from '../config/enc
 import { readEnv } from '../config/env';
 import { parsePipelineConfig } from '../config/pipeline';
 import { ensureEncoderBase } from '../activities/transfer/encoder-bases';
-import { runTrainer } from '../activities/transfer/trainer-process';
+import { runTrainer } from '../activities/trainer/trainer-process';
 import { studentBaseReport } from '../activities/evaluate/activities';
 
 const env = readEnv();

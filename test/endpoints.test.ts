@@ -7,7 +7,8 @@ import { loadTeacherEndpoints, redact, resolveTeacherEndpoints, secretsOf } from
 import { parsePipelineConfig, InvalidConfigError } from '../config/pipeline';
 import { createTaskResources } from '../activities/task-resources';
 import { withTypedFailures } from '../activities/failures';
-import { pathInRoots, checkConfigOnWorker } from '../activities/config-check';
+import { checkConfigOnWorker } from '../activities/config-check';
+import { pathInRoots } from '../activities/worker-paths';
 import { causeChain } from '../cli/cause-chain';
 import { readEnv } from '../config/env';
 import { ArtifactStore } from '../artifacts/store';

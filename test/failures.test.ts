@@ -8,8 +8,8 @@ import { FailureType, NON_RETRYABLE_FAILURES, SupertinyError } from '../config/f
 import { EndpointConfigError } from '../config/endpoints';
 import { InvalidConfigError } from '../config/pipeline';
 import { MassiveDataError } from '../tasks/massive/data';
-import { EndpointUnavailableError } from '../activities/prototype/chat-client';
-import { TeacherBudgetError } from '../activities/prototype/spend-ledger';
+import { EndpointUnavailableError } from '../runtime/teacher/chat-client';
+import { TeacherBudgetError } from '../activities/teacher/spend-ledger';
 
 const spend = { spentUsd: 24.99, reservedUsd: 0.01, paidRequests: 70_000, budgetUsd: 25, estimateUsd: 0.003 };
 

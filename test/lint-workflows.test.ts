@@ -20,7 +20,7 @@ const probes = {
       "import { randomUUID } from 'crypto';",
       "import { spawn } from 'child_process';",
       "import { createActivities } from '../activities';",
-      "import { runTrainer } from '../activities/transfer/trainer-process';",
+      "import { runTrainer } from '../activities/trainer/trainer-process';",
       "import { Context } from '@temporalio/activity';",
       "import { readEnv } from '../config/env';",
       'export const used = [fs, path, randomUUID, spawn, createActivities, runTrainer, Context, readEnv];',

@@ -16,7 +16,7 @@ import { readEnv } from '../config/env';
 import { startPipeline, startRefresh, type RefreshResult } from '../client';
 import { initDeployment, readCurrent } from '../runtime/deployments';
 import { loadMassiveTask } from '../tasks/massive';
-import { SpendLedger, spendLedgerFile } from '../activities/prototype/spend-ledger';
+import { SpendLedger, spendLedgerFile } from '../activities/teacher/spend-ledger';
 import type { RefreshReport } from '../activities/refresh/report';
 import { scheduleCommand } from '../cli/refresh';
 import { defaultPayloadConverter } from '@temporalio/common';

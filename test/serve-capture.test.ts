@@ -3,7 +3,7 @@
 // old ones, and a capture folder that stops being writable never fails a request.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { TeacherClient } from '../activities/prototype/teacher-client';
+import { TeacherClient } from '../runtime/teacher/teacher-client';
 import { startServe } from '../cli/serve';
 import { readEnv } from '../config/env';
 import { type CaptureLine, CaptureLineSchema, CaptureWriter, captureFileName, type RunningStudentServer, startStudentServer, TeacherCascade } from '../runtime/serve';

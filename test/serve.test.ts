@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import OpenAI from 'openai';
-import { TeacherClient } from '../activities/prototype/teacher-client';
+import { TeacherClient } from '../runtime/teacher/teacher-client';
 import { readEnv } from '../config/env';
 import { startServe } from '../cli/serve';
 import { type RunningStudentServer, startStudentServer, type StudentChatCompletion, TeacherCascade, ThreadedStudent } from '../runtime/serve';

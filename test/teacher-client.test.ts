@@ -3,7 +3,7 @@ import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConcurrencyLimit, createTeacherClient, TeacherInput } from '../activities/prototype/teacher-client';
+import { ConcurrencyLimit, createTeacherClient, TeacherInput } from '../runtime/teacher/teacher-client';
 import { loadMassiveTask, MassiveTask } from '../tasks/massive';
 import { RunningTeacherSimulator, startTeacherSimulator } from '../runtime/teacher-simulator';
 

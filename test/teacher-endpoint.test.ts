@@ -3,8 +3,8 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ChatClient, EndpointUnavailableError, type ChatRequest } from '../activities/prototype/chat-client';
-import { createTeacherClient, type TeacherInput } from '../activities/prototype/teacher-client';
+import { ChatClient, EndpointUnavailableError, type ChatRequest } from '../runtime/teacher/chat-client';
+import { createTeacherClient, type TeacherInput } from '../runtime/teacher/teacher-client';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import { loadMassiveTask, type MassiveTask } from '../tasks/massive';
 import { startFakeEndpoint, type FakeEndpoint } from './support/fake-endpoint';

@@ -11,8 +11,8 @@ import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporal
 import { DefaultLogger } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { LabelBatchResult, TaskData } from '../activities/types';
-import { createTeacherClient, type TeacherInput, type TeacherResult } from '../activities/prototype/teacher-client';
-import { pipelineSpendLedger, SpendLedger, spendLedgerFile, TeacherBudgetError } from '../activities/prototype/spend-ledger';
+import { createTeacherClient, type TeacherInput, type TeacherResult } from '../runtime/teacher/teacher-client';
+import { pipelineSpendLedger, SpendLedger, spendLedgerFile, TeacherBudgetError } from '../activities/teacher/spend-ledger';
 import { startPipeline } from '../client';
 import { resolveTeacherEndpoints, SIMULATOR_PRICES } from '../config/endpoints';
 import { readEnv } from '../config/env';
@@ -62,7 +62,7 @@ describe('the spend ledger', () => {
       script,
       [
         `import { existsSync } from 'node:fs';`,
-        `import { SpendLedger } from ${JSON.stringify(path.join(__dirname, '..', 'activities', 'prototype', 'spend-ledger'))};`,
+        `import { SpendLedger } from ${JSON.stringify(path.join(__dirname, '..', 'activities', 'teacher', 'spend-ledger'))};`,
         `const ledger = new SpendLedger(process.argv[2]);`,
         `console.log('ready');`,
         `const wait = () => (existsSync(process.argv[3]) ? Promise.resolve() : new Promise((r) => setTimeout(r, 5)).then(wait));`,

@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { readEnv, type SupertinyEnv } from '../config/env';
-import { processIdentity, runTrainer } from '../activities/transfer/trainer-process';
+import { processIdentity, runTrainer } from '../activities/trainer/trainer-process';
 import { waitFor } from '../runtime/wait-for';
 
 let root: string;

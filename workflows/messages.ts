@@ -2,24 +2,10 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { ArtifactRef } from '../artifacts/ref';
+import type { StageName } from '../config/stages';
 
-export const STAGES = ['prototype', 'transfer', 'compress', 'evaluate'] as const;
-export type StageName = (typeof STAGES)[number];
 export type PipelineStatus = 'running' | 'completed' | 'cancelled' | 'failed';
-
-/** The workflow id of a pipeline's stage (a child workflow of the pipeline). */
-export function stageWorkflowId(pipelineWorkflowId: string, stage: StageName): string {
-  return `${pipelineWorkflowId}/${stage}`;
-}
-
-/**
- * The pipeline a workflow belongs to, from its id and type: a stage's parent (stageWorkflowId), else the
- * workflow itself. Activities use it for what is pipeline-wide (the teacher budget's ledger).
- */
-export function pipelineWorkflowIdOf(workflowId: string, workflowType: string): string {
-  const stage = STAGES.find((s) => workflowType === `${s}Stage` && workflowId.endsWith(`/${s}`));
-  return stage ? workflowId.slice(0, -(stage.length + 1)) : workflowId;
-}
+export { STAGES, pipelineWorkflowIdOf, stageWorkflowId, type StageName } from '../config/stages';
 
 /** Keyword search attribute with the current stage, registered by `supertiny server` and the worker. */
 export const STAGE_SEARCH_ATTRIBUTE = defineSearchAttributeKey('SupertinyStage', SearchAttributeType.KEYWORD);

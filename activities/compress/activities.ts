@@ -4,7 +4,7 @@
 import type { ArtifactRef } from '../../artifacts/ref';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
-import { ENCODER_COMMANDS, runTrainer, type TrainerCommand } from '../transfer/trainer-process';
+import { ENCODER_COMMANDS, runTrainer, type TrainerCommand } from '../trainer/trainer-process';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import * as path from 'node:path';
 

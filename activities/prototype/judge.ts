@@ -6,8 +6,8 @@ import { z } from 'zod';
 import { Call } from '../../tasks/call-format';
 import type { TaskExample, TaskSpec } from '../../tasks/define';
 import { isExactMatch } from '../../tasks/metrics';
-import { ChatClient, ChatClientConfigSchema, ChatClientDeps, ChatClientStats } from './chat-client';
-import type { TeacherResult } from './teacher-client';
+import { ChatClient, ChatClientConfigSchema, ChatClientDeps, ChatClientStats } from '../../runtime/teacher/chat-client';
+import type { TeacherResult } from '../../runtime/teacher/teacher-client';
 
 export const JUDGE_TOOL = 'submit_verdict';
 

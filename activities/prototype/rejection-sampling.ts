@@ -12,7 +12,7 @@ import { Call, callArgumentsObject } from '../../tasks/call-format';
 import type { FunctionToolDefinition, TaskExample, TaskSpec } from '../../tasks/define';
 import { isExactMatch } from '../../tasks/metrics';
 import type { Judge, JudgeCalibration, JudgeStats, JudgeVerdict } from './judge';
-import { assistantToolCallMessage, RawToolCall, SAMPLE_OUTCOMES, SampleOutcome, TeacherResult, TeacherSample } from './teacher-client';
+import { assistantToolCallMessage, RawToolCall, SAMPLE_OUTCOMES, SampleOutcome, TeacherResult, TeacherSample } from '../../runtime/teacher/teacher-client';
 
 const log = createLogger('rejection-sampling');
 

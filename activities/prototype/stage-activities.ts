@@ -3,55 +3,25 @@
 import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { ArtifactRef } from '../../artifacts/ref';
-import { activityOutputKey, CONFIG_READ, type TeacherKeyParts } from '../output-keys';
+import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import type { PipelineConfig } from '../../config/pipeline';
 import { createLogger } from '../../config/logger';
 import type { Call } from '../../tasks/call-format';
-import type { TaskExample, TaskSpec } from '../../tasks/define';
 import type { ActivityDeps } from '../deps';
 import { InvalidInputError } from '../failures';
 import { withLiveness } from '../liveness';
 import { processResumably } from '../resumable';
 import type { LabelBatchInput, LabelBatchResult, PrototypeResult, TaskData } from '../types';
-import { createTeacherClient, type TeacherInput, type TeacherResult } from './teacher-client';
+import { createTeacherClient, type TeacherInput, type TeacherResult } from '../../runtime/teacher/teacher-client';
 import { buildPreferenceRows, buildRejectedRows, buildSftRows, buildStats, reviewAll, applyJudge } from './rejection-sampling';
 import { calibrateJudge, createJudge, judgeCalibrationItems } from './judge';
 import type { ResolvedTeacher, TaskResources } from '../task-resources';
-import { asTeacherFailure } from './teacher-outage';
-import { currentPipelineSpend, teacherBudgetUsd } from './spend-ledger';
+import { asTeacherFailure } from '../teacher/teacher-outage';
+import { currentPipelineSpend, teacherBudgetUsd } from '../teacher/spend-ledger';
+import { sharedChatSettings, teacherKeyParts } from '../teacher/settings';
+import { goldExamples, parseGold, type GoldExample } from '../gold-examples';
 
 const log = createLogger('prototype');
-
-/** A labelled example of dev or test: the gold call in the compact format. */
-export interface GoldExample {
-  id: string;
-  text: string;
-  gold: string;
-}
-
-/**
- * Endpoint, transport, retry and price settings that the teacher's and the judge's clients share. Prices
- * are the endpoint's (the operator's), so the judge's requests count in `costUsd` too.
- */
-export function sharedChatSettings(t: PipelineConfig['teacher'], teacher: ResolvedTeacher) {
-  return {
-    // The request cache's key: the endpoint's stable identity (the simulator's port changes every start).
-    endpoint: teacher.identity,
-    baseURL: teacher.baseURL,
-    apiKey: teacher.apiKey,
-    model: teacher.model,
-    timeoutMs: t.timeoutMs,
-    maxRetries: t.maxRetries,
-    concurrency: t.concurrency,
-    prices: { inputPerMillionTokens: teacher.prices.inputPerMTok, outputPerMillionTokens: teacher.prices.outputPerMTok },
-    idempotencyHeader: teacher.idempotencyHeader,
-  };
-}
-
-/** What a teacher's answers and their cost depend on, for output keys: never the key itself. */
-export function teacherKeyParts(teacher: ResolvedTeacher): TeacherKeyParts {
-  return { endpoint: teacher.identity, model: teacher.model, prices: teacher.prices };
-}
 
 export function createPrototypeActivities(deps: ActivityDeps, resources: TaskResources) {
   const { store, env } = deps;
@@ -209,22 +179,6 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
       return value as PrototypeResult;
     },
   };
-}
-
-/** The labelled rows of dev or test, the gold call in the task's call format; every one needs its gold. */
-function goldExamples(task: TaskSpec<any>, examples: readonly TaskExample[]): GoldExample[] {
-  return examples.map((e) => {
-    const gold = task.gold(e);
-    if (!gold) throw new InvalidInputError(`task "${task.name}": ${e.split} example ${JSON.stringify(e.id)} has no gold call (dev and test need one)`);
-    return { id: e.id, text: task.input(e), gold: task.callFormat.print(gold) };
-  });
-}
-
-/** A stored gold row's call, read back with the task's call format. */
-export function parseGold(task: Pick<TaskSpec<any>, 'callFormat'>, g: GoldExample): Call {
-  const parsed = task.callFormat.parse(g.gold);
-  if (!parsed.ok) throw new InvalidInputError(`gold call of ${g.id} does not parse: ${parsed.error}`);
-  return parsed.call;
 }
 
 function flattenNumbers(prefix: string, value: unknown): Record<string, number> {

@@ -6,20 +6,21 @@ import { writeFileAtomic } from '../../artifacts/atomic-write';
 import type { ArtifactRef } from '../../artifacts/ref';
 import type { PipelineConfig } from '../../config/pipeline';
 import type { ActivityDeps } from '../deps';
-import { baseModelPath } from '../config-check';
+import { baseModelPath } from '../worker-paths';
 import { InvalidConfigError, type DecoderShape, type TransferStep } from '../../config/pipeline';
 import { sha256File } from '../../artifacts/store';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import { Context } from '@temporalio/activity';
 import { createLogger } from '../../config/logger';
-import { ENCODER_COMMANDS } from './trainer-process';
+import { ENCODER_COMMANDS } from '../trainer/trainer-process';
 import { ensureEncoderBase } from './encoder-bases';
 import { registryBaseOf } from '../../config/encoder-bases';
 import { promises as fs } from 'node:fs';
 import type { PrototypeResult } from '../types';
 import type { TaskResources } from '../task-resources';
 import { taskDescription, taskDescriptionFile } from '../../tasks/task-description';
-import { runTrainer, type TrainerCommand } from './trainer-process';
+import { runTrainer, type TrainerCommand } from '../trainer/trainer-process';
+import { trainingStepConfig } from '../trainer/step-config';
 
 const log = createLogger('transfer');
 
@@ -56,50 +57,6 @@ export function studentInitConfig(student: DecoderShape, seed: number) {
         intermediate_size: student.intermediateSize,
         seed,
       };
-}
-
-/** The trainer config fields of one training step that come from the pipeline config (not the paths). */
-export function trainingStepConfig(t: PipelineConfig['transfer'], step: TrainStudentInput['step']): Record<string, unknown> {
-  if (t.student.family === 'encoder') {
-    return {
-      epochs: t.epochs,
-      batch_size: t.batchSize,
-      learning_rate: t.learningRate,
-      head_learning_rate: Number((t.learningRate * t.student.headLearningRateScale).toPrecision(12)),
-      max_length: t.student.maxLength,
-      seed: t.seed,
-      save_steps: t.checkpointEvery,
-      ...(t.maxSteps ? { max_steps: t.maxSteps } : {}),
-      ...(t.dropout > 0 ? { dropout: t.dropout } : {}),
-      ...t.trainer,
-    };
-  }
-  if (step === 'grpo') {
-    const maxSteps = t.grpoMaxSteps ?? t.maxSteps;
-    return {
-      epochs: t.grpoEpochs,
-      batch_size: t.batchSize,
-      learning_rate: t.grpoLearningRate,
-      num_generations: t.grpoGenerations,
-      beta: t.grpoBeta,
-      temperature: t.grpoTemperature,
-      seed: t.seed,
-      save_steps: t.checkpointEvery,
-      ...(maxSteps ? { max_steps: maxSteps } : {}),
-      ...t.trainer,
-    };
-  }
-  return {
-    epochs: step === 'dpo' ? t.dpoEpochs : t.epochs,
-    batch_size: t.batchSize,
-    learning_rate: step === 'dpo' ? t.dpoLearningRate : t.learningRate,
-    seed: t.seed,
-    save_steps: t.checkpointEvery,
-    ...(t.maxSteps ? { max_steps: t.maxSteps } : {}),
-    // dpo has no dropout field; 0 is left out so that the output keys of earlier runs still match.
-    ...(step !== 'dpo' && t.dropout > 0 ? { dropout: t.dropout } : {}),
-    ...t.trainer,
-  };
 }
 
 export function createTransferActivities(deps: ActivityDeps, resources: Pick<TaskResources, 'loadTask'>) {

@@ -7,14 +7,15 @@
 // failed append is logged and counted (Prometheus), and its lines are dropped, never thrown at a request.
 import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { z } from 'zod';
 import { createLogger } from '../../config/logger';
 import { Counter } from './prometheus';
+import { CAPTURE_FORMAT, type CaptureLine } from '../../tasks/capture-line';
+
+// The line format lives with the tasks (tasks/capture-line.ts), as import-openai reads it back into a task.
+export { CAPTURE_FORMAT, CapturedCallSchema, CaptureLineSchema, type CapturedCall, type CaptureLine } from '../../tasks/capture-line';
 
 const log = createLogger('capture');
 
-/** The `format` of every capture line: how an importer tells a capture line from an OpenAI chat line. */
-export const CAPTURE_FORMAT = 'supertiny-capture/1';
 export const DEFAULT_CAPTURE_MAX_FILE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_CAPTURE_RETENTION_DAYS = 30;
 const DEFAULT_FLUSH_INTERVAL_MS = 1_000;
@@ -29,36 +30,6 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** A capture file's name: its UTC day and its sequence number within the day. */
 const CAPTURE_FILE = /^capture-(\d{8})-(\d{3,})\.jsonl$/;
 
-/** A call as the server answered it: the function's name and its arguments object (the string form). */
-export const CapturedCallSchema = z.strictObject({ name: z.string().min(1), arguments: z.record(z.string(), z.unknown()) });
-export type CapturedCall = z.infer<typeof CapturedCallSchema>;
-
-/** One capture line. */
-export const CaptureLineSchema = z.strictObject({
-  format: z.literal(CAPTURE_FORMAT),
-  /** The request id (the x-request-id response header). */
-  id: z.string().min(1),
-  /** When the line was recorded, ISO 8601 UTC. */
-  time: z.string().min(1),
-  /** The served model's name and the version of the loaded student folder. */
-  model: z.string(),
-  model_version: z.string(),
-  /** The student's input: the text of the request's last user message. */
-  input: z.string(),
-  /** The student's own call (null when it had no valid one) and its confidence. */
-  student_call: CapturedCallSchema.nullable(),
-  student_confidence: z.number(),
-  /** Whether the cascade sent the request towards the teacher (a limit may still have kept it out: teacher_error). */
-  cascaded: z.boolean(),
-  teacher_model: z.string().optional(),
-  /** The teacher's call, when the cascade asked and the teacher answered. */
-  teacher_call: CapturedCallSchema.optional(),
-  /** Why the teacher's call is missing although the request cascaded (a kind, never upstream text). */
-  teacher_error: z.string().optional(),
-  /** Whose call the client got; "none" when it got a 422 (no valid call). */
-  answered_by: z.enum(['student', 'teacher', 'none']),
-});
-export type CaptureLine = z.infer<typeof CaptureLineSchema>;
 /** What the server hands over; the writer stamps the format and the time. */
 export type CaptureRecord = Omit<CaptureLine, 'format' | 'time'>;
 

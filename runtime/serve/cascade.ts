@@ -2,7 +2,7 @@
 // the prototype stage, so the teacher runs the task's own tool loop and its call is validated the same way.
 // The teacher is paid per request, so the cascade caps how often it asks (per second) and how much it
 // spends (in all); past either, the student's answer stands.
-import type { TeacherClient, TeacherUsage } from '../../activities/prototype/teacher-client';
+import type { TeacherClient, TeacherUsage } from '../teacher/teacher-client';
 import type { Call } from '../../tasks/call-format';
 
 /** Why the teacher was not asked: the rate limit or the spend cap. */

@@ -1,10 +1,9 @@
 // One answer per input, each input checked alone before the batch: an input the student cannot take is
 // refused in its own answer and leaves the batch, so that it never fails the requests batched with it.
 import { StudentRequestError } from './errors';
-import type { RuntimePrediction } from './student-runtime';
+import type { RuntimeAnswer, RuntimePrediction } from './student-runtime';
 
-/** One input's outcome: the student's prediction, or why it refuses this input (never quoting it). */
-export type RuntimeAnswer<P extends RuntimePrediction = RuntimePrediction> = { ok: true; prediction: P } | { ok: false; error: StudentRequestError };
+export type { RuntimeAnswer } from './student-runtime';
 
 /**
  * Answers from a per-input check and a batch prediction: `refusal` says why an input cannot be taken (or

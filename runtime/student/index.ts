@@ -1,6 +1,6 @@
 // The student runtime: load an exported student folder of either family (loadStudent) and answer with calls
 // through onnxruntime-node: the encoder (intent + BIO tags) or the decoder (constrained decoding).
-export { loadStudent } from './student-runtime';
+export { loadStudent } from './load';
 export { answerEach, predictionsOf } from './answers';
 export type { RuntimeAnswer } from './answers';
 export type {

@@ -1,11 +1,9 @@
 // One runtime interface for both student families, so that evaluate, the gate and the server do not care
-// which family a folder holds: loadStudent reads the folder's supertiny.json and loads the right one.
+// which family a folder holds (load.ts picks the family's class). Types only: both families import it.
 import type { Call } from '../../tasks/call-format';
 import type { TaskSpec } from '../../tasks/define';
-import type { RuntimeAnswer } from './answers';
-import { EncoderStudent } from './encoder-model';
-import { readStudentFamily, requireFolder, type StudentFamily } from './model-folder';
-import { DecoderStudent } from './decoder-model';
+import type { StudentRequestError } from './errors';
+import type { StudentFamily } from './model-folder';
 
 /** What the runtime needs of a task: its output functions and their validation. */
 export type StudentTask = Pick<TaskSpec, 'functions' | 'validateCall'>;
@@ -18,6 +16,9 @@ export interface StudentLoadOptions {
   /** onnxruntime intra-op threads. Default min(4, available cores): the model is small, more threads only contend. */
   threads?: number;
 }
+
+/** One input's outcome: the student's prediction, or why it refuses this input (never quoting it). */
+export type RuntimeAnswer<P extends RuntimePrediction = RuntimePrediction> = { ok: true; prediction: P } | { ok: false; error: StudentRequestError };
 
 /** One answer of a student, whichever the family. */
 export interface RuntimePrediction {
@@ -54,11 +55,4 @@ export interface StudentRuntime {
    */
   predictEach(inputs: readonly string[], options?: RuntimeBatchOptions): Promise<RuntimeAnswer[]>;
   release(): Promise<void>;
-}
-
-/** Loads an exported student folder of either family; errors name the missing file or the wrong field. */
-export async function loadStudent(folder: string, options: StudentLoadOptions = {}): Promise<StudentRuntime> {
-  await requireFolder(folder);
-  const family = await readStudentFamily(folder);
-  return family === 'encoder' ? EncoderStudent.load(folder, options) : DecoderStudent.load(folder, options);
 }

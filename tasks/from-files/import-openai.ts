@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../artifacts/atomic-write';
-import { CAPTURE_FORMAT, CaptureLineSchema } from '../../runtime/serve/capture';
+import { CAPTURE_FORMAT, CaptureLineSchema } from '../capture-line';
 import type { Split } from '../define';
 import { linesOf } from './data-file';
 import { TaskFileError } from './errors';

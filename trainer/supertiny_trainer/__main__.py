@@ -8,7 +8,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .core.events import EventReporter, isolate_stdout
 
@@ -36,6 +36,27 @@ COMMANDS = {
         "EncoderLayerPruner",
     ),
 }
+
+# Commands whose model folder may hold either student family: COMMANDS names the decoder's runner, and a folder
+# whose supertiny.json says "encoder" runs this one instead (same config class). The choice is made here, once,
+# so that neither family's command module imports the other's.
+ENCODER_RUNNERS = {
+    "predict": ("supertiny_trainer.commands.encoder_predict", "EncoderPredictor"),
+    "export": ("supertiny_trainer.commands.encoder_export", "EncoderOnnxExporter"),
+    "quantize": ("supertiny_trainer.commands.encoder_quantize", "EncoderQuantizer"),
+}
+
+
+def runner_class(command: str, config: Any) -> type:
+    """The runner of `command` for the config's model folder (a model.onnx file stands for its folder)."""
+    module_name, _, runner_name = COMMANDS[command]
+    if command in ENCODER_RUNNERS:
+        from .student.encoder import family_of
+
+        model = Path(config.model)
+        if family_of(model.parent if model.suffix == ".onnx" else model) == "encoder":
+            module_name, runner_name = ENCODER_RUNNERS[command]
+    return getattr(importlib.import_module(module_name), runner_name)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -75,12 +96,12 @@ def main(argv: list[str] | None = None, events_stream: TextIO | None = None) -> 
     from .core.errors import TrainerError
 
     try:
-        module_name, config_name, runner_name = COMMANDS[args.command]
-        module = importlib.import_module(module_name)
-        config = load_config(getattr(module, config_name), args.config)
+        module_name, config_name, _ = COMMANDS[args.command]
+        config = load_config(getattr(importlib.import_module(module_name), config_name), args.config)
         run_dir = Path(args.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        runner = getattr(module, runner_name)(config, RunContext(run_dir=run_dir, resume=args.resume, events=events))
+        runner_type = runner_class(args.command, config)
+        runner = runner_type(config, RunContext(run_dir=run_dir, resume=args.resume, events=events))
         cpu_started, wall_started = time.process_time(), time.monotonic()
         result = runner.run()
         # What this session of the command used (a resumed run counts only its own session): for the report's

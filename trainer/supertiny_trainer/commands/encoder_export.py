@@ -19,7 +19,7 @@ from ..core.runtime import set_threads
 from ..student.encoder import LABELS_FILE, load_encoder_student
 from .encoder_convert import CHECK_SENTENCES
 from .encoder_predict import encode_batch, output_names
-from .export import ExportMismatch, _strip_debug_info
+from .export import ExportMismatch, strip_debug_info
 
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 OUTPUT_NAMES = ["intent_logits", "tag_logits"]
@@ -102,7 +102,7 @@ class EncoderOnnxExporter:
                 external_data=False,
                 verbose=False,
             )
-        _strip_debug_info(path, external_data=False)
+        strip_debug_info(path, external_data=False)
         strip_value_info(path)
         for stale in path.parent.glob(path.name + ".data"):
             raise ExportMismatch(f"the exporter wrote external weights ({stale.name}); the format needs one file")

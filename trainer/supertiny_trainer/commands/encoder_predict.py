@@ -17,6 +17,7 @@ from ..core.runtime import peak_memory, set_threads
 from ..student.datasets import load_utterances
 from ..student.encoder import EncoderLabels, load_encoder_student, load_encoder_tokenizer
 from ..student.tag_decoding import TagDecoder
+from .predict import latency_metrics
 
 
 class TorchEncoder:
@@ -151,8 +152,6 @@ class EncoderPredictor:
 
     def _single_request_latency(self, backend, decoder, texts: list[str], pad_id: int) -> dict:
         """Wall time of single requests (batch 1): tokenize, forward, decode."""
-        from .predict import latency_metrics
-
         count = min(self.config.latency_samples, len(texts))
         if count == 0:
             return {}

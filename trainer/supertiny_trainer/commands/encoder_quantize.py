@@ -15,18 +15,22 @@ from ..core.errors import MissingModelError
 from ..student.encoder import EncoderLabels, load_encoder_tokenizer
 from .encoder_convert import CHECK_SENTENCES
 from .encoder_predict import encode_batch, output_names
+from .quantize import model_folder
 
 
 class EncoderQuantizer:
-    """Called by `quantize` when the folder's supertiny.json says family "encoder": int8, or int4 per the scheme."""
+    """`quantize` when the folder's supertiny.json says family "encoder" (__main__.FAMILY_RUNNERS): int8, or int4."""
 
     def __init__(self, config: Any, context: RunContext):
         self.config = config
         self.context = context
 
-    def run(self, folder: Path) -> CommandResult:
+    def run(self) -> CommandResult:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        folder = model_folder(self.config.model)
+        if self.config.per_channel is None:
+            self.config.per_channel = True
         source_model = folder / "model.onnx"
         if not source_model.is_file():
             raise MissingModelError(f"no model.onnx in {folder} (run `export` on the encoder folder first)")

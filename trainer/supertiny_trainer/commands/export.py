@@ -20,7 +20,6 @@ from ..core.command import CommandResult, RunContext
 from ..core.config import require_positive
 from ..core.errors import ConfigError, TrainerError
 from ..core.runtime import set_threads
-from ..student.encoder import family_of
 from ..student.model_folder import load_student, require_model_folder
 from ..student.text_format import TEMPLATE_FILE
 
@@ -30,7 +29,7 @@ SINGLE_FILE_LIMIT_BYTES = 1_500_000_000
 
 @dataclass
 class ExportConfig:
-    model: str = ""  # model folder (an encoder folder is dispatched on its supertiny.json)
+    model: str = ""  # model folder (an encoder folder runs EncoderOnnxExporter: __main__.FAMILY_RUNNERS)
     opset: int = 18
     atol: float = 1e-3  # max abs logit difference accepted between ONNX Runtime and PyTorch
     check_batch_size: int = 2
@@ -60,7 +59,7 @@ def io_names(num_layers: int) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
-def _strip_debug_info(path: Path, external_data: bool) -> None:
+def strip_debug_info(path: Path, external_data: bool) -> None:
     """Drops the exporter's per-node debug metadata (stack traces, module paths) and doc strings.
 
     torch's dynamo exporter records about 2 KB of it on every node: 0.6 MB on the embedded-default
@@ -123,10 +122,6 @@ class OnnxExporter:
         self.context = context
 
     def run(self) -> CommandResult:
-        if family_of(self.config.model) == "encoder":
-            from .encoder_export import EncoderOnnxExporter
-
-            return EncoderOnnxExporter(self.config, self.context).run()
         set_threads(self.config.num_threads)
         folder = require_model_folder(self.config.model)
         student = load_student(folder)
@@ -229,7 +224,7 @@ class OnnxExporter:
                 external_data=external_data,
                 verbose=False,
             )
-        _strip_debug_info(path, external_data)
+        strip_debug_info(path, external_data)
 
     def _check(self, model, path: Path, input_names, kv_heads, head_dim, tokenizer) -> dict[str, float]:
         """Max abs logit difference on a left-padded batch, first without a past, then continuing with it."""

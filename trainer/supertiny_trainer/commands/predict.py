@@ -13,13 +13,12 @@ from ..core.config import require_positive
 from ..core.errors import ConfigError
 from ..core.runtime import device, peak_memory, set_threads
 from ..student.datasets import load_utterances
-from ..student.encoder import family_of
 from ..student.model_folder import load_student
 
 
 @dataclass
 class PredictConfig:
-    model: str = ""  # model folder (an encoder folder, training or exported, is dispatched on its supertiny.json)
+    model: str = ""  # model folder (an encoder folder, training or exported, runs EncoderPredictor)
     data: str = ""  # jsonl of {"id", "utterance"}
     batch_size: int = 64
     max_new_tokens: int = 64  # decoder only
@@ -60,10 +59,6 @@ class Predictor:
     def run(self) -> CommandResult:
         import torch
 
-        if family_of(self.config.model) == "encoder":
-            from .encoder_predict import EncoderPredictor
-
-            return EncoderPredictor(self.config, self.context).run()
         set_threads(self.config.num_threads)
         items = load_utterances(self.config.data)
         student = load_student(self.config.model, device=device())

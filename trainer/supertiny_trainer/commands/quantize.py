@@ -16,7 +16,6 @@ from ..core.checkpoints import atomic_output_dir
 from ..core.command import CommandResult, RunContext
 from ..core.config import require_positive
 from ..core.errors import ConfigError, MissingModelError
-from ..student.encoder import family_of
 
 
 @dataclass
@@ -56,12 +55,18 @@ class QuantizeConfig:
         require_positive(self, "check_batch_size", "check_prompt_length")
 
 
+def model_folder(model: str) -> Path:
+    """The folder `model` names: itself, or the folder of a model.onnx file."""
+    source = Path(model)
+    return source.parent if source.suffix == ".onnx" else source
+
+
 def _onnx_files(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.startswith("model.onnx"))
 
 
 class Quantizer:
-    """`quantize`: a decoder folder to int8; an encoder folder goes to EncoderQuantizer (int8 or int4)."""
+    """`quantize`: a decoder folder to int8 (an encoder folder runs EncoderQuantizer, int8 or int4)."""
 
     def __init__(self, config: QuantizeConfig, context: RunContext):
         self.config = config
@@ -70,14 +75,7 @@ class Quantizer:
     def run(self) -> CommandResult:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        source = Path(self.config.model)
-        folder = source.parent if source.suffix == ".onnx" else source
-        if family_of(folder) == "encoder":
-            if self.config.per_channel is None:
-                self.config.per_channel = True
-            from .encoder_quantize import EncoderQuantizer
-
-            return EncoderQuantizer(self.config, self.context).run(folder)
+        folder = model_folder(self.config.model)
         if self.config.per_channel is None:
             self.config.per_channel = False
         if self.config.scheme != "int8":

@@ -16,8 +16,8 @@ import { appendFileSync, closeSync, fstatSync, mkdirSync, openSync, readSync } f
 import * as path from 'node:path';
 import { FailureType, SupertinyError } from '../../config/failure-types';
 import { DEFAULT_MAX_SPEND_USD, type PipelineConfig } from '../../config/pipeline';
-import { pipelineWorkflowIdOf } from '../../workflows/messages';
-import type { SpendGuard, SpendReservation } from './chat-client';
+import { pipelineWorkflowIdOf } from '../../config/stages';
+import type { SpendGuard, SpendReservation } from '../../runtime/teacher/chat-client';
 
 /** What the ledger says at one point: paid, and reserved by requests in flight (or lost to a crash). */
 export interface SpendSnapshot {

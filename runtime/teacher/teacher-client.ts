@@ -1,3 +1,8 @@
+// Why runtime/teacher/: the live server's cascade (runtime/serve/cascade.ts) and `supertiny serve` ask the teacher
+// as the prototype and evaluate activities do, and runtime must not import activities. The client (with the chat
+// client and request cache) needs only config/, tasks/ and artifacts/ and no Temporal activity API, so it sits in
+// the runtime layer beside the ONNX student; what needs the activity context (the spend ledger, the outage
+// failure) is in activities/teacher/.
 // The teacher client: runs a task's function-call pipeline against any OpenAI-compatible endpoint.
 // Per input it draws n samples: the first step asks for all of them at once (`n`), then each sample
 // continues on its own through the tool loop (route -> run the routing tool's code -> final call), with

@@ -3,7 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../config/failure-types';
 import { ActivityDeadlineError } from '../liveness';
-import type { ChatClient } from './chat-client';
+import type { ChatClient } from '../../runtime/teacher/chat-client';
 
 /** Failure type of an endpoint that failed requests for good, or answered nothing before the deadline. */
 export const TEACHER_UNAVAILABLE = FailureType.TeacherUnavailable;
