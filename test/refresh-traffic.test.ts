@@ -35,10 +35,10 @@ describe('traffic', () => {
     const read = await readTrafficFiles(files);
     expect(read.inputs).toEqual([
       { id: trafficId('wake me up at five'), text: 'wake me up at five' },
-      { id: trafficId('play jazz'), text: 'play jazz' },
+      { id: trafficId('play jazz'), text: 'play jazz', teacherCall: { name: 'play_music', arguments: { genre: 'jazz' } } },
       { id: trafficId('what time is it'), text: 'what time is it' },
     ]);
-    expect(read.counts).toEqual({ files: 2, lines: 4, captured: 2, dataFileLines: 2, cascaded: 1, unique: 3, duplicates: 1 });
+    expect(read.counts).toEqual({ files: 2, lines: 4, captured: 2, dataFileLines: 2, cascaded: 1, teacherAnswered: 1, unique: 3, duplicates: 1 });
   });
 
   test('a bad line is refused with its file, line and field, never its content', async () => {

@@ -115,8 +115,10 @@ export async function refreshStudent(unchecked: RefreshInput): Promise<RefreshRe
     }
     return batches;
   };
-  const trainBatches = await labelAll(traffic.train, traffic.counts.train);
-  const freshBatches = await labelAll(traffic.fresh, traffic.counts.fresh);
+  // Inputs serve's cascade already had the teacher answer come labelled by that answer (not paid again).
+  const answered = (ref: ArtifactRef, count: number) => (count > 0 ? [ref] : []);
+  const trainBatches = [...(await labelAll(traffic.train, traffic.counts.trainToLabel)), ...answered(traffic.answered.train, traffic.counts.train - traffic.counts.trainToLabel)];
+  const freshBatches = [...(await labelAll(traffic.fresh, traffic.counts.freshToLabel)), ...answered(traffic.answered.fresh, traffic.counts.fresh - traffic.counts.freshToLabel)];
   const after = await cpu.refreshSpend();
   const teacherRequests = await cpu.countTeacherRequests({ batches: [...trainBatches, ...freshBatches] });
   const fresh = await cpu.freshReference({ config, batches: freshBatches });

@@ -18,7 +18,7 @@ import type { GoldExample } from '../gold-examples';
 import type { TeacherInput, TeacherResult } from '../../runtime/teacher/teacher-client';
 import { reviewAll, type PreferenceRow, type SftRow } from '../prototype/rejection-sampling';
 import { currentPipelineSpend } from '../teacher/spend-ledger';
-import { readTrafficFiles, splitTraffic, trafficFiles, type TrafficCounts } from './traffic';
+import { readTrafficFiles, splitTraffic, trafficFiles, type TrafficCounts, type TrafficInput } from './traffic';
 import { renderRefreshHtml, type RefreshReport } from './report';
 
 /** The version a refresh starts from, read from the deployment's current pointer. */
@@ -35,10 +35,13 @@ export interface DeployedVersion extends Record<string, unknown> {
 }
 
 export interface RefreshTraffic extends Record<string, unknown> {
-  /** TeacherInput lines the candidate trains on, and those of the fresh slice. */
+  /** TeacherInput lines to label: those the candidate trains on, and those of the fresh slice. */
   train: ArtifactRef;
   fresh: ArtifactRef;
-  counts: TrafficCounts & { train: number; fresh: number };
+  /** TeacherResult lines of the inputs serve's cascade had the teacher answer (captured): labels not paid again. */
+  answered: { train: ArtifactRef; fresh: ArtifactRef };
+  /** train and fresh count every input of each part; *ToLabel those the teacher is asked about. */
+  counts: TrafficCounts & { train: number; fresh: number; trainToLabel: number; freshToLabel: number; labelsFromCapture: number };
 }
 
 /** What a version's deployment-version.json says of where it came from (written by the refresh, and by whoever deploys a pipeline's student). */
@@ -129,7 +132,7 @@ export function createRefreshActivities(deps: ActivityDeps, resources: TaskResou
       return { deployment: dir, version: current.version, model, ...(trainedModel ? { trainedModel } : {}), startNote };
     },
 
-    async readTraffic({ traffic, data, freshShare }: { config: PipelineConfig; traffic: string; data: TaskData; freshShare: number }): Promise<RefreshTraffic> {
+    async readTraffic({ config, traffic, data, freshShare }: { config: PipelineConfig; traffic: string; data: TaskData; freshShare: number }): Promise<RefreshTraffic> {
       const source = await pathInRoots('traffic', traffic, env.dataRoots, 'SUPERTINY_DATA_ROOTS', 'file or directory');
       const files = await trafficFiles(source);
       const read = await readTrafficFiles(files, (file) => heartbeat({ file: path.basename(file) }));
@@ -139,11 +142,43 @@ export function createRefreshActivities(deps: ActivityDeps, resources: TaskResou
       if (split.train.length + split.fresh.length === 0) {
         throw new InvalidInputError(`traffic: all ${read.inputs.length} distinct inputs of ${traffic} are in the task's frozen splits (dev, test): nothing to learn from or compare on`);
       }
-      const asTeacherInputs = (rows: { id: string; text: string }[]): TeacherInput[] => rows.map((r) => ({ id: r.id, text: r.text }));
+      // An input whose captured line holds the teacher's call (serve's cascade asked it) is labelled by that answer,
+      // as one sample, and not paid again; the others go to the teacher. A captured call the task no longer
+      // accepts (a changed schema) is asked again rather than trusted.
+      const { task } = await resources.loadTask(config);
+      const answeredBy = (input: TrafficInput): TeacherResult | undefined => {
+        if (!input.teacherCall) return undefined;
+        const decoded = task.decodeToolCall(input.teacherCall.name, JSON.stringify(input.teacherCall.arguments), [input.teacherCall.name]);
+        if (decoded.kind !== 'call') return undefined;
+        const usage = { requests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 };
+        return { id: input.id, text: input.text, samples: [{ index: 0, outcome: 'ok', call: decoded.call, toolSteps: [], offered: [decoded.call.name], steps: 1 }], usage };
+      };
+      const part = async (rows: TrafficInput[]) => {
+        const answered: TeacherResult[] = [];
+        const ask: TeacherInput[] = [];
+        for (const row of rows) {
+          const result = answeredBy(row);
+          if (result) answered.push(result);
+          else ask.push({ id: row.id, text: row.text });
+        }
+        return { ask: await store.putJsonl('traffic-inputs', ask), asked: ask.length, answered: await store.putJsonl('teacher-samples', answered), reused: answered.length };
+      };
+      const train = await part(split.train);
+      const fresh = await part(split.fresh);
       return {
-        train: await store.putJsonl('traffic-inputs', asTeacherInputs(split.train)),
-        fresh: await store.putJsonl('traffic-inputs', asTeacherInputs(split.fresh)),
-        counts: { ...read.counts, inFrozenSplits: split.inFrozenSplits, newExamples: split.newExamples, train: split.train.length, fresh: split.fresh.length },
+        train: train.ask,
+        fresh: fresh.ask,
+        answered: { train: train.answered, fresh: fresh.answered },
+        counts: {
+          ...read.counts,
+          inFrozenSplits: split.inFrozenSplits,
+          newExamples: split.newExamples,
+          train: split.train.length,
+          fresh: split.fresh.length,
+          trainToLabel: train.asked,
+          freshToLabel: fresh.asked,
+          labelsFromCapture: train.reused + fresh.reused,
+        },
       };
     },
 

@@ -21,7 +21,7 @@ export interface RefreshReport {
   deployment: { path: string; deployed_version: string; candidate_version: string | null; serving_after: string };
   /** Where the candidate's training started: the deployed student's trained weights, or the base. */
   start: { from: 'deployed' | 'base'; note: string };
-  traffic: TrafficCounts & { source: string; train: number; fresh: number; fresh_with_reference: number; fresh_without_agreement: number; accepted_for_training: number };
+  traffic: TrafficCounts & { source: string; train: number; fresh: number; labelsFromCapture?: number; fresh_with_reference: number; fresh_without_agreement: number; accepted_for_training: number };
   cost: {
     teacher_usd: number;
     teacher_paid_requests: number;
@@ -63,7 +63,7 @@ th[scope=row],thead th:first-child{text-align:left}thead th{font-weight:600;back
 <p>${t.lines} lines in ${t.files} file(s) (${t.captured} captured requests, ${t.cascaded} of them cascaded to the teacher; ${t.dataFileLines} data-file lines):
 ${t.unique} distinct inputs, ${t.newExamples} new to the deployed student's training data, ${t.inFrozenSplits} left out as part of the frozen splits.
 ${t.train} went to training (${t.accepted_for_training} accepted by the teacher's vote), ${t.fresh} to the fresh slice (${t.fresh_with_reference} with an agreed teacher label).</p>
-<p>Teacher: ${c.teacher_requests} requests behind the traffic's labels, ${c.paid_now} paid by this refresh ($${c.paid_now_usd.toFixed(4)}), ${c.without_paying} answered without paying (request cache, or labels made before).
+<p>Teacher: ${c.teacher_requests} requests behind the traffic's labels, ${c.paid_now} paid by this refresh ($${c.paid_now_usd.toFixed(4)}), ${c.without_paying} answered without paying (request cache, or labels made before); ${t.labelsFromCapture ?? 0} inputs labelled by the teacher's answer that serve captured when its cascade asked (not paid again).
 The whole refresh paid $${r.cost.teacher_usd.toFixed(4)} for ${r.cost.teacher_paid_requests} requests.</p>
 <h2>Deployed against candidate</h2>
 <p>Training started ${r.start.note}.</p>

@@ -24,6 +24,8 @@ export const CaptureLineSchema = z.looseObject({
   input: z.string().min(1),
   student_confidence: z.number().optional(),
   cascaded: z.boolean(),
+  /** The teacher's call when the cascade asked and it answered: a label the refresh does not pay for again. */
+  teacher_call: z.looseObject({ name: z.string().min(1).max(200), arguments: z.record(z.string(), z.unknown()) }).optional(),
 });
 export type CaptureLine = z.infer<typeof CaptureLineSchema>;
 
@@ -37,6 +39,8 @@ export const DataFileLineSchema = z.looseObject({
 export interface TrafficInput {
   id: string;
   text: string;
+  /** The teacher's answer serve captured for this text (the cascade asked it), if any. */
+  teacherCall?: { name: string; arguments: Record<string, unknown> };
 }
 
 export interface TrafficCounts {
@@ -45,8 +49,9 @@ export interface TrafficCounts {
   /** Lines of the capture shape and of the data-file shape. */
   captured: number;
   dataFileLines: number;
-  /** Captured lines the cascade sent to the teacher. */
+  /** Captured lines the cascade sent to the teacher, and distinct inputs whose captured line holds its call. */
   cascaded: number;
+  teacherAnswered: number;
   /** Distinct input texts, and lines that repeated an earlier text. */
   unique: number;
   duplicates: number;
@@ -94,7 +99,8 @@ export interface ReadTraffic {
 export async function readTrafficFiles(files: readonly string[], tick: (file: string) => void = () => undefined): Promise<ReadTraffic> {
   const seen = new Set<string>();
   const inputs: TrafficInput[] = [];
-  const counts = { files: files.length, lines: 0, captured: 0, dataFileLines: 0, cascaded: 0, unique: 0, duplicates: 0 };
+  const counts = { files: files.length, lines: 0, captured: 0, dataFileLines: 0, cascaded: 0, teacherAnswered: 0, unique: 0, duplicates: 0 };
+  const byText = new Map<string, TrafficInput>();
   for (const file of files) {
     tick(file);
     const name = path.basename(file);
@@ -129,13 +135,23 @@ export async function readTrafficFiles(files: readonly string[], tick: (file: st
       } else {
         counts.dataFileLines += 1;
       }
+      const teacherCall = captured ? (parsed.data as CaptureLine).teacher_call : undefined;
       if (seen.has(text)) {
         counts.duplicates += 1;
+        // A repeat may carry the teacher's answer its first occurrence lacked.
+        const first = byText.get(text)!;
+        if (teacherCall && !first.teacherCall) {
+          first.teacherCall = { name: teacherCall.name, arguments: teacherCall.arguments };
+          counts.teacherAnswered += 1;
+        }
         continue;
       }
       if (inputs.length === MAX_TRAFFIC_INPUTS) throw fail(`more than ${MAX_TRAFFIC_INPUTS} distinct inputs: refresh from fewer files (e.g. the newest captures)`);
       seen.add(text);
-      inputs.push({ id: trafficId(text), text });
+      const input: TrafficInput = { id: trafficId(text), text, ...(teacherCall ? { teacherCall: { name: teacherCall.name, arguments: teacherCall.arguments } } : {}) };
+      if (teacherCall) counts.teacherAnswered += 1;
+      byText.set(text, input);
+      inputs.push(input);
     }
   }
   counts.unique = inputs.length;
