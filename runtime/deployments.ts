@@ -48,8 +48,8 @@ export function versionFolder(dir: string, version: string): string {
 }
 
 /** The pointer, or undefined when the folder has none yet; a damaged pointer is an error that names the file. */
-export async function readCurrent(dir: string): Promise<(CurrentPointer & { path: string }) | undefined> {
-  const file = path.join(dir, CURRENT_FILE);
+/** A JSON file of the deployment parsed with `schema`, or undefined when it is missing; a damaged one is an error naming it. */
+async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<T | undefined> {
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');
@@ -57,13 +57,16 @@ export async function readCurrent(dir: string): Promise<(CurrentPointer & { path
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  let parsed: CurrentPointer;
   try {
-    parsed = CurrentPointerSchema.parse(JSON.parse(text));
+    return schema.parse(JSON.parse(text));
   } catch (err) {
     throw new DeploymentError(`${file} is damaged: ${(err as Error).message.split('\n')[0]}`);
   }
-  return { ...parsed, path: versionFolder(dir, parsed.version) };
+}
+
+export async function readCurrent(dir: string): Promise<(CurrentPointer & { path: string }) | undefined> {
+  const parsed = await readJsonFile(path.join(dir, CURRENT_FILE), CurrentPointerSchema);
+  return parsed && { ...parsed, path: versionFolder(dir, parsed.version) };
 }
 
 /** The versions stored in the folder, oldest first (ids start with their creation time). */
@@ -181,19 +184,7 @@ export type VersionInfo = z.infer<typeof VersionInfoSchema>;
 
 /** A version's deployment-version.json, or undefined when it has none; a damaged one is an error naming the file. */
 export async function readVersionInfo(dir: string, version: string): Promise<VersionInfo | undefined> {
-  const file = path.join(versionFolder(dir, version), VERSION_INFO_FILE);
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    return VersionInfoSchema.parse(JSON.parse(text));
-  } catch (err) {
-    throw new DeploymentError(`${file} is damaged: ${(err as Error).message.split('\n')[0]}`);
-  }
+  return readJsonFile(path.join(versionFolder(dir, version), VERSION_INFO_FILE), VersionInfoSchema);
 }
 
 /** The last `count` switches of history.jsonl, oldest first ([] without a history); a damaged line is an error naming it. */

@@ -1,7 +1,7 @@
 // report.json and report.html: the model comparison a user reads first.
 import { type CascadeReport, cascadeHtml } from './cascade';
 import { type CostReport, costHtml } from './cost';
-import { html, type Html } from './html';
+import { html, pageStart, type Html } from './html';
 import type { GateDecision } from '../types';
 
 export interface ModelReport {
@@ -86,6 +86,12 @@ function scatter(report: PipelineReport, title: string, xLabel: string, x: (m: M
 </svg></figure>`;
 }
 
+const REPORT_CSS = `table{width:100%}
+.dot{display:inline-block;width:.7em;height:.7em;border-radius:50%;margin-right:.5em}
+.charts{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}svg{background:#fbfcfd;border:1px solid #e3e6ec;border-radius:6px}
+.t{font-weight:600;font-size:13px}.tk{font-size:11px;fill:#5b6475}.lbl{font-size:11px}.ax{stroke:#8a93a3}.grid{stroke:#eef0f4}
+small{color:#5b6475}`;
+
 export function renderReportHtml(report: PipelineReport): string {
   // The teacher simulator answers on loopback: it is named as such, and its timings are marked simulated.
   const simulated = (name: ModelName) => name === 'teacher' && report.cost?.teacher.simulated === true;
@@ -105,19 +111,7 @@ export function renderReportHtml(report: PipelineReport): string {
   const predictions = (Object.entries(report.predictions ?? {}) as [ModelName, string][]).map(
     ([name, file]) => html`<li><a href="${encodeURIComponent(file)}">${LABELS[name]}</a></li>`,
   );
-  return html`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>supertiny report: ${report.pipeline}</title>
-<style>
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,sans-serif;color:#1d2433;max-width:1000px;margin:2rem auto;padding:0 1rem}
-h1{font-size:1.5rem;margin-bottom:.2rem}.sub{color:#5b6475;margin-top:0}
-table{border-collapse:collapse;width:100%;margin:1rem 0}th,td{padding:.45rem .6rem;border-bottom:1px solid #e3e6ec;text-align:right}
-th[scope=row],thead th:first-child{text-align:left}thead th{font-weight:600;background:#f5f7fa}
-.dot{display:inline-block;width:.7em;height:.7em;border-radius:50%;margin-right:.5em}
-.charts{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}svg{background:#fbfcfd;border:1px solid #e3e6ec;border-radius:6px}
-.t{font-weight:600;font-size:13px}.tk{font-size:11px;fill:#5b6475}.lbl{font-size:11px}.ax{stroke:#8a93a3}.grid{stroke:#eef0f4}
-small{color:#5b6475}
-</style></head><body>
+  return html`${pageStart(`supertiny report: ${report.pipeline}`, REPORT_CSS)}
 <h1>supertiny: ${report.pipeline}</h1>
 <p class="sub">${report.dataset.name}, ${report.dataset.split} split, ${report.dataset.examples} utterances · ${report.createdAt}</p>
 <table><thead><tr><th>model</th><th>intent acc</th><th>slot F1</th><th>exact match</th><th>schema valid</th><th>p50 ms</th><th>p95 ms</th><th>req/s</th><th>params</th><th>bytes</th></tr></thead>

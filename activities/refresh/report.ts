@@ -3,7 +3,7 @@
 import type { GateDecision } from '../types';
 import type { PromotionDecision } from '../../workflows/refresh-decision';
 import type { TrafficCounts } from './traffic';
-import { html } from '../evaluate/html';
+import { html, pageStart } from '../evaluate/html';
 
 export interface ModelOnSplit {
   exact_match: number;
@@ -46,16 +46,7 @@ export function renderRefreshHtml(r: RefreshReport): string {
   const c = r.cost.traffic_labelling;
   const row = (name: string, split: { deployed: ModelOnSplit; candidate: ModelOnSplit }, examples: number) =>
     html`<tr><th scope="row">${name} (${examples})</th><td>${pct(split.deployed.exact_match)}</td><td>${pct(split.candidate.exact_match)}</td><td>${delta(split.deployed.exact_match, split.candidate.exact_match)}</td></tr>`;
-  return html`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>supertiny refresh: ${r.pipeline}</title>
-<style>
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,sans-serif;color:#1d2433;max-width:900px;margin:2rem auto;padding:0 1rem}
-h1{font-size:1.5rem;margin-bottom:.2rem}.sub{color:#5b6475;margin-top:0}
-table{border-collapse:collapse;margin:1rem 0}th,td{padding:.4rem .6rem;border-bottom:1px solid #e3e6ec;text-align:right}
-th[scope=row],thead th:first-child{text-align:left}thead th{font-weight:600;background:#f5f7fa}
-.yes{color:#2f7a52}.no{color:#a3412b}
-</style></head><body>
+  return html`${pageStart(`supertiny refresh: ${r.pipeline}`, '.yes{color:#2f7a52}.no{color:#a3412b}', 900)}
 <h1>supertiny refresh: ${r.pipeline}</h1>
 <p class="sub">${r.refresh} · deployment ${r.deployment.path} · ${r.createdAt} · ${r.wall_seconds.toFixed(0)} s</p>
 <p class="${r.decision.promoted ? 'yes' : 'no'}"><strong>${r.decision.promoted ? `Promoted ${r.deployment.candidate_version}` : `Kept ${r.deployment.deployed_version}`}</strong>: ${r.decision.refused ?? r.decision.reason}</p>
