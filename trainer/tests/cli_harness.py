@@ -60,34 +60,23 @@ def write_config(run_dir: Path, command: str, config: dict) -> Path:
     return path
 
 
+def cli_args(command: str, config: dict, run_dir: Path) -> list[str]:
+    """The trainer's command line for `command` with `config` written into `run_dir`."""
+    config_path = write_config(run_dir, command, config)
+    return [sys.executable, "-m", "supertiny_trainer", command, "--config", str(config_path), "--run-dir", str(run_dir)]
+
+
 def run_cli(command: str, config: dict, run_dir: Path, resume: bool = False, timeout: int = 600) -> CliRun:
-    args = [
-        sys.executable,
-        "-m",
-        "supertiny_trainer",
-        command,
-        "--config",
-        str(write_config(run_dir, command, config)),
-        "--run-dir",
-        str(run_dir),
-    ] + (["--resume"] if resume else [])
+    args = cli_args(command, config, run_dir) + (["--resume"] if resume else [])
     proc = subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=timeout)
     return CliRun(proc.returncode, parse_events(proc.stdout), proc.stdout, proc.stderr)
 
 
 def run_cli_until_checkpoint(command: str, config: dict, run_dir: Path) -> tuple[dict, int]:
     """Start a command, SIGKILL it right after its first checkpoint event; return that event and the exit code."""
-    args = [
-        sys.executable,
-        "-m",
-        "supertiny_trainer",
-        command,
-        "--config",
-        str(write_config(run_dir, command, config)),
-        "--run-dir",
-        str(run_dir),
-    ]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=cli_env())
+    proc = subprocess.Popen(
+        cli_args(command, config, run_dir), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=cli_env()
+    )
     checkpoint = None
     try:
         for line in proc.stdout:

@@ -15,7 +15,7 @@ from ..core.errors import MissingModelError
 from ..student.encoder import EncoderLabels, load_encoder_tokenizer
 from .encoder_convert import CHECK_SENTENCES
 from .encoder_predict import encode_batch, output_names
-from .quantize import model_folder
+from .quantize import model_folder, size_metrics
 
 
 class EncoderQuantizer:
@@ -69,15 +69,11 @@ class EncoderQuantizer:
             for name in folder.iterdir():
                 if name.is_file() and not name.name.startswith("model.onnx"):
                     shutil.copy2(name, staging / name.name)
-        bytes_before, bytes_after = source_model.stat().st_size, (destination / "model.onnx").stat().st_size
         return CommandResult(
             metrics={
-                "bytes_before": bytes_before,
-                "bytes_after": bytes_after,
-                "compression": round(bytes_before / max(bytes_after, 1), 3),
-                "quantize_s": round(quantize_s, 2),
-                "weight_type": self.config.weight_type,
-                "per_channel": self.config.per_channel,
+                **size_metrics(
+                    self.config, source_model.stat().st_size, (destination / "model.onnx").stat().st_size, quantize_s
+                ),
                 "scheme": scheme,
                 **(
                     {

@@ -61,6 +61,18 @@ def model_folder(model: str) -> Path:
     return source.parent if source.suffix == ".onnx" else source
 
 
+def size_metrics(config: QuantizeConfig, bytes_before: int, bytes_after: int, quantize_s: float) -> dict:
+    """The metrics every quantization reports: sizes before and after, time, and the weight settings."""
+    return {
+        "bytes_before": bytes_before,
+        "bytes_after": bytes_after,
+        "compression": round(bytes_before / max(bytes_after, 1), 3),
+        "quantize_s": round(quantize_s, 2),
+        "weight_type": config.weight_type,
+        "per_channel": config.per_channel,
+    }
+
+
 def _onnx_files(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.startswith("model.onnx"))
 
@@ -114,15 +126,9 @@ class Quantizer:
             )
             (staging / "onnx_io.json").write_text(json.dumps(io, indent=2) + "\n", encoding="utf-8")
 
-        bytes_before, bytes_after = _onnx_files(folder), _onnx_files(destination)
         return CommandResult(
             metrics={
-                "bytes_before": bytes_before,
-                "bytes_after": bytes_after,
-                "compression": round(bytes_before / max(bytes_after, 1), 3),
-                "quantize_s": round(quantize_s, 2),
-                "weight_type": self.config.weight_type,
-                "per_channel": self.config.per_channel,
+                **size_metrics(self.config, _onnx_files(folder), _onnx_files(destination), quantize_s),
                 **check,
             },
             outputs={
