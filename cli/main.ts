@@ -4,6 +4,7 @@
 //   supertiny dev                       server + worker, for driving pipelines from the Temporal CLI
 //   supertiny worker                    a worker against TEMPORAL_ADDRESS
 //   supertiny start [--config FILE] [--wait]
+//   supertiny plan [--config FILE] [--json]      the resolved run and its estimate; starts nothing (cli/plan.ts)
 //   supertiny progress WORKFLOW_ID      supertiny cancel WORKFLOW_ID [REASON]
 //   supertiny serve --model FOLDER      the student behind an OpenAI-compatible endpoint (see cli/serve.ts)
 //   supertiny serve --deployment DIR    the version a deployment folder points at, followed as it moves
@@ -42,6 +43,7 @@ import {
 } from './deployment';
 import { IMPORT_OPENAI_USAGE, importOpenAICommand, importSummaryText, wantsImportHelp } from './import-openai';
 import { refreshCommand, scheduleCommand } from './refresh';
+import { PLAN_USAGE, planRun, planText, wantsJson } from './plan';
 
 const log = createLogger('cli');
 
@@ -164,7 +166,7 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
 
 async function main() {
   const [command, ...args] = process.argv.slice(2);
-  if (!['demo', 'serve', 'score', 'deploy', 'rollback', 'deployment', 'import-openai'].includes(command)) installTemporalRuntime();
+  if (!['demo', 'serve', 'score', 'deploy', 'rollback', 'deployment', 'import-openai', 'plan'].includes(command)) installTemporalRuntime();
   const env = readEnv();
   switch (command) {
     case 'demo':
@@ -212,6 +214,13 @@ async function main() {
       log.info(`${reason}: finishing in-flight requests, then exiting`);
       await serving.close();
       if (reason === 'uncaughtException') process.exitCode = 1;
+      return;
+    }
+    case 'plan': {
+      if (wantsHelp(args)) return void process.stdout.write(`${PLAN_USAGE}\n`);
+      if (!args.includes('--config')) process.stderr.write('no --config given: planning the embedded default pipeline (MASSIVE, the teacher simulator)\n');
+      const plan = await planRun(args, env);
+      process.stdout.write(wantsJson(args) ? JSON.stringify(plan, null, 2) + '\n' : planText(plan));
       return;
     }
     case 'score':
@@ -262,7 +271,7 @@ async function main() {
     }
     default:
       process.stderr.write(
-        'usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|progress ID|cancel ID [REASON]|serve --model FOLDER|serve --deployment DIR|\n' +
+        'usage: supertiny demo|server|dev|worker|start [--config FILE] [--wait]|plan [--config FILE] [--json]|progress ID|cancel ID [REASON]|serve --model FOLDER|serve --deployment DIR|\n' +
           '       deploy --deployment DIR --model FOLDER|rollback --deployment DIR [--reason TEXT]|deployment status --deployment DIR|score --task T --predictions FILE|import-openai FILE --out DIR\n' +
           '       supertiny refresh --deployment DIR --config FILE --traffic PATH [--wait]   (refresh --help)\n' +
           '       supertiny schedule create --every 7d --deployment DIR --config FILE --traffic PATH [--id NAME] | pause|unpause|trigger|delete ID | list   (schedule --help)\n',
