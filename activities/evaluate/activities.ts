@@ -29,6 +29,7 @@ import { runTrainer } from '../trainer/trainer-process';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import { cascadeCurve, shareCurve, type CascadeScoring } from './cascade';
 import { costReport } from './cost';
+import { estimateVsActual, firstPaidRequestAt, folderTreeBytes } from './estimate-vs-actual';
 import { renderReportHtml, type ModelName, type ModelReport, type PipelineReport } from './report';
 import { predictionRow, type PredictionRow } from './predictions';
 
@@ -299,6 +300,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const reportDir = joinInside(path.join(env.dataDir, 'reports'), `${config.name}-${key.slice(-12)}`);
       const teachers: TeacherClient[] = [];
       const produceReport = async (live: ActivityLiveness) => {
+        const startedAt = Date.now();
         const heartbeat = (step: string, done: number, total: number) => live.beat({ step: done, total, phase: step });
         const gold = await store.readJsonl<GoldExample>(goldRef);
         const latencyGold = gold.slice(0, config.evaluate.latencySamples);
@@ -423,10 +425,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           return { name, chosen: cascadeCurve(name, inputs, undefined, scoring).chosen, by_share: shareCurve(inputs, scoring), ece: calibrated ? ece(confidence) : null };
         });
         if (compress.deployed?.calibration) cascade.calibration = compress.deployed.calibration;
+        const teacherPromptTokens = teacherResults.reduce((sum, r) => sum + r.usage.promptTokens, 0);
+        const teacherCompletionTokens = teacherResults.reduce((sum, r) => sum + r.usage.completionTokens, 0);
         const cost = costReport({
           teacher: {
-            promptTokens: teacherResults.reduce((sum, r) => sum + r.usage.promptTokens, 0),
-            completionTokens: teacherResults.reduce((sum, r) => sum + r.usage.completionTokens, 0),
+            promptTokens: teacherPromptTokens,
+            completionTokens: teacherCompletionTokens,
             requests: teacherResults.length,
             prices: resolved.prices,
             simulated: resolved.simulated,
@@ -444,6 +448,30 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           // The evaluation's were the pipeline's last teacher requests: this is what the pipeline paid.
           spend: { ...(await spend.snapshot()), budgetUsd: teacherBudgetUsd(config) },
         });
+        const spent = await spend.snapshot();
+        const trainingSteps = transfer.steps.map((t) => t.metrics);
+        const peaks = trainingSteps.map((m) => m.peak_memory_bytes).filter((b): b is number => typeof b === 'number');
+        const firstPaid = await firstPaidRequestAt(spend.file);
+        const estimate = estimateVsActual({
+          config,
+          splits: prototype.data.counts,
+          prices: resolved.prices,
+          simulated: resolved.simulated,
+          actual: {
+            teacherRequests: spent.paidRequests,
+            teacherUsd: spent.spentUsd,
+            labellingUsd: prototype.summary.costUsd ?? 0,
+            evaluationRequests: teacherResults.reduce((sum, r) => sum + r.usage.requests, 0),
+            evaluationPromptTokens: teacherPromptTokens,
+            evaluationCompletionTokens: teacherCompletionTokens,
+            trainingCpuSeconds: trainingSteps.reduce((sum, m) => sum + (m.compute_cpu_s ?? 0), 0),
+            trainingWallSeconds: trainingSteps.reduce((sum, m) => sum + (m.compute_wall_s ?? 0), 0),
+            trainerPeakMemoryBytes: peaks.length > 0 ? Math.max(...peaks) : null,
+            evaluationWallSeconds: (Date.now() - startedAt) / 1000,
+            runWallSeconds: firstPaid ? (Date.now() - firstPaid.getTime()) / 1000 : null,
+            dataFolderBytes: await folderTreeBytes(env.dataDir),
+          },
+        });
 
         const report: PipelineReport = {
           pipeline: config.name,
@@ -457,6 +485,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           prototype: prototype.summary,
           cascade,
           cost,
+          estimate,
           predictions: Object.fromEntries(Object.keys(predictionFiles).map((name) => [name, `predictions-${name}.jsonl`])),
           createdAt: new Date().toISOString(),
         };

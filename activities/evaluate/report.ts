@@ -1,6 +1,7 @@
 // report.json and report.html: the model comparison a user reads first.
 import { type CascadeReport, cascadeHtml } from './cascade';
 import { type CostReport, costHtml } from './cost';
+import { type EstimateVsActualReport, estimateVsActualHtml } from './estimate-vs-actual';
 import { html, pageStart, type Html } from './html';
 import type { GateDecision } from '../types';
 
@@ -38,6 +39,8 @@ export interface PipelineReport {
   cascade?: CascadeReport;
   /** Dollars per 1M requests of the teacher, the student and the cascade; the one-off spend; break-even. */
   cost?: CostReport;
+  /** What `supertiny plan` estimates for this config, beside what the run took (teacher, time, memory, disk). */
+  estimate?: EstimateVsActualReport;
   /** Each model's predictions file on the report split, beside report.json (JSONL {id, input, gold, prediction, correct}). */
   predictions?: Partial<Record<ModelName, string>>;
   createdAt: string;
@@ -120,7 +123,7 @@ export function renderReportHtml(report: PipelineReport): string {
     // The teacher simulator answers on loopback: its latency is not an LLM's, so it stays off the chart.
     m === report.models.teacher && report.cost?.teacher.simulated ? null : m.latency_ms_p50,
   )}${scatter(report, 'Quality against size', 'bytes on disk', (m) => m.bytes)}</div>
-${report.cascade && cascadeHtml(report.cascade)}${report.cost && costHtml(report.cost)}
+${report.cascade && cascadeHtml(report.cascade)}${report.cost && costHtml(report.cost)}${report.estimate && estimateVsActualHtml(report.estimate)}
 ${
     report.student_family &&
     html`<p class="student-family">Student family <strong>${report.student_family.family}</strong>, chosen automatically from the ${report.student_family.chosen_from} (the config names none): ${report.student_family.reason}.</p>`
