@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { estimateError, estimateVsActual, firstPaidRequestAt, type RunActuals } from '../activities/evaluate/estimate-vs-actual';
+import { estimateError, estimateVsActual, labellingSpan, type RunActuals } from '../activities/evaluate/estimate-vs-actual';
 import { renderReportHtml, type PipelineReport } from '../activities/evaluate/report';
 import { SIMULATOR_PRICES } from '../config/endpoints';
 import { readEnv } from '../config/env';
@@ -93,6 +93,7 @@ const ACTUALS: RunActuals = {
   trainingWallSeconds: 998,
   trainerPeakMemoryBytes: 1.546e9,
   evaluationWallSeconds: 96,
+  labellingWallSeconds: null,
   runWallSeconds: null,
   dataFolderBytes: 1.8645e9,
 };
@@ -109,12 +110,15 @@ describe("the report's estimate against the run", () => {
     expect(page).toContain('teacher requests (all stages)');
   });
 
-  test("the run's start is the spend ledger's first line", async () => {
+  test("labelling's span is the spend ledger's first reservation to its last before the evaluation began", async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ledger-'));
     const file = path.join(dir, 'l.jsonl');
-    await fs.writeFile(file, `\n${JSON.stringify({ kind: 'reserve', id: 'x', estimateUsd: 1, budgetUsd: 2, at: '2026-12-05T04:38:54.806Z' })}\n`);
-    expect((await firstPaidRequestAt(file))?.toISOString()).toBe('2026-12-05T04:38:54.806Z');
-    expect(await firstPaidRequestAt(path.join(dir, 'none.jsonl'))).toBeNull();
+    const reserve = (id: string, at: string) => `\n${JSON.stringify({ kind: 'reserve', id, estimateUsd: 1, budgetUsd: 9, at })}\n`;
+    await fs.writeFile(file, reserve('a', '2026-12-05T04:38:54.806Z') + '\n{"kind":"paid","id":"a","usd":1}\n' + reserve('b', '2026-12-05T04:46:50.000Z') + reserve('c', '2026-12-05T05:04:30.000Z'));
+    const span = await labellingSpan(file, new Date('2026-12-05T05:04:28.000Z'));
+    expect(span?.first.toISOString()).toBe('2026-12-05T04:38:54.806Z');
+    expect(span?.last.toISOString()).toBe('2026-12-05T04:46:50.000Z');
+    expect(await labellingSpan(path.join(dir, 'none.jsonl'), new Date())).toBeNull();
     await fs.rm(dir, { recursive: true, force: true });
   });
 });

@@ -29,7 +29,7 @@ import { runTrainer } from '../trainer/trainer-process';
 import { activityOutputKey, CONFIG_READ } from '../output-keys';
 import { cascadeCurve, shareCurve, type CascadeScoring } from './cascade';
 import { costReport } from './cost';
-import { estimateVsActual, firstPaidRequestAt, folderTreeBytes } from './estimate-vs-actual';
+import { estimateVsActual, folderTreeBytes, labellingSpan } from './estimate-vs-actual';
 import { renderReportHtml, type ModelName, type ModelReport, type PipelineReport } from './report';
 import { predictionRow, type PredictionRow } from './predictions';
 
@@ -451,7 +451,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         const spent = await spend.snapshot();
         const trainingSteps = transfer.steps.map((t) => t.metrics);
         const peaks = trainingSteps.map((m) => m.peak_memory_bytes).filter((b): b is number => typeof b === 'number');
-        const firstPaid = await firstPaidRequestAt(spend.file);
+        const labelling = await labellingSpan(spend.file, new Date(startedAt));
         const estimate = estimateVsActual({
           config,
           splits: prototype.data.counts,
@@ -468,7 +468,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
             trainingWallSeconds: trainingSteps.reduce((sum, m) => sum + (m.compute_wall_s ?? 0), 0),
             trainerPeakMemoryBytes: peaks.length > 0 ? Math.max(...peaks) : null,
             evaluationWallSeconds: (Date.now() - startedAt) / 1000,
-            runWallSeconds: firstPaid ? (Date.now() - firstPaid.getTime()) / 1000 : null,
+            labellingWallSeconds: labelling ? (labelling.last.getTime() - labelling.first.getTime()) / 1000 : null,
+            runWallSeconds: labelling ? (Date.now() - labelling.first.getTime()) / 1000 : null,
             dataFolderBytes: await folderTreeBytes(env.dataDir),
           },
         });

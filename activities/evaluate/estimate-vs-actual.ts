@@ -23,6 +23,8 @@ export interface RunActuals {
   trainingWallSeconds: number;
   trainerPeakMemoryBytes: number | null;
   evaluationWallSeconds: number;
+  /** From the pipeline's first paid teacher request to its last before the evaluation; null when it paid for none. */
+  labellingWallSeconds: number | null;
   /** From the pipeline's first paid teacher request to the report; null when it paid for none. */
   runWallSeconds: number | null;
   /** The data folder's bytes when the report was written (every run that shares the folder). */
@@ -59,6 +61,13 @@ export function estimateVsActual(input: { config: PipelineConfig; splits: SplitS
       { what: 'evaluation completion tokens', unit: 'tokens', estimate: of('evaluate', 'completionTokens'), actual: actual.evaluationCompletionTokens },
       { what: 'training CPU time (transfer steps)', unit: 'seconds', estimate: of('transfer', 'cpuSeconds', trainingStep), actual: actual.trainingCpuSeconds },
       { what: 'training wall time (transfer steps)', unit: 'seconds', estimate: of('transfer', 'wallSeconds', trainingStep), actual: actual.trainingWallSeconds },
+      { what: 'labelling wall time', unit: 'seconds', estimate: of('prototype', 'wallSeconds'), actual: actual.labellingWallSeconds },
+      {
+        what: 'transfer and compression wall time',
+        unit: 'seconds',
+        estimate: of('transfer', 'wallSeconds') + of('compress', 'wallSeconds'),
+        actual: actual.runWallSeconds === null || actual.labellingWallSeconds === null ? null : actual.runWallSeconds - actual.labellingWallSeconds - actual.evaluationWallSeconds,
+      },
       { what: 'evaluation wall time', unit: 'seconds', estimate: of('evaluate', 'wallSeconds'), actual: actual.evaluationWallSeconds },
       { what: 'run wall time (first teacher request to report)', unit: 'seconds', estimate: estimate.total.wallSeconds, actual: actual.runWallSeconds },
       { what: 'trainer peak memory', unit: 'bytes', estimate: estimate.total.peakMemoryBytes, actual: actual.trainerPeakMemoryBytes },
@@ -67,25 +76,33 @@ export function estimateVsActual(input: { config: PipelineConfig; splits: SplitS
     notes: [
       ...estimate.notes,
       'the data folder is measured whole: in a folder that earlier runs used too, it is more than this run added',
-      'labelling and compression have no wall time of their own here: they are inside the run wall time',
+      "wall times from the spend ledger's first and last paid labelling request, the trainer's own measure and the evaluation's clock; transfer and compression are what remains of the run",
     ],
   };
 }
 
-/** When the pipeline paid its first teacher request: the first line of its spend ledger (append-only). */
-export async function firstPaidRequestAt(ledgerFile: string): Promise<Date | null> {
-  const handle = await fs.open(ledgerFile, 'r').catch(() => null);
-  if (!handle) return null;
-  try {
-    const { buffer, bytesRead } = await handle.read(Buffer.alloc(4096), 0, 4096, 0);
-    const first = buffer.subarray(0, bytesRead).toString('utf8').split('\n').find((line) => line.trim());
-    const at = first ? (JSON.parse(first) as { at?: string }).at : undefined;
-    return at ? new Date(at) : null;
-  } catch {
-    return null; // a torn first line: the run's start is unknown, not an error of the report
-  } finally {
-    await handle.close();
+/**
+ * When the pipeline's paid teacher requests began, and the last one reserved before `before` (the evaluation's
+ * start): the labelling's span, from its spend ledger (append-only, in time order). Null when it paid for none
+ * (every answer came from the request cache).
+ */
+export async function labellingSpan(ledgerFile: string, before: Date): Promise<{ first: Date; last: Date } | null> {
+  const text = await fs.readFile(ledgerFile, 'utf8').catch(() => '');
+  let first: Date | undefined;
+  let last: Date | undefined;
+  for (const line of text.split('\n')) {
+    if (!line.includes('"reserve"')) continue;
+    let at: Date;
+    try {
+      at = new Date((JSON.parse(line) as { at: string }).at);
+    } catch {
+      continue; // a line torn by a crash mid-write
+    }
+    if (at >= before) break;
+    first ??= at;
+    last = at;
   }
+  return first && last ? { first, last } : null;
 }
 
 /** Bytes of every file under `dir`; null when it cannot be read. */
