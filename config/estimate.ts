@@ -161,7 +161,10 @@ const DECODER_CPU_SECONDS_PER_PARAMETER_EXAMPLE_EPOCH = 0.006 / 1.97e6;
 // Not measured for the decoder: the Python process and torch, plus weights, gradients and two Adam moments.
 const DECODER_PEAK_MEMORY = { baseBytes: 0.9e9, bytesPerParameter: 16 };
 
-/** Fixed costs of one trainer command (Python, torch import, loading the model), in CPU-seconds. */
+/**
+ * Fixed costs of one trainer command (Python, torch import, loading the model), in CPU-seconds: outside the
+ * trainer's compute_cpu_s, whose fit over the four runs has no fixed part (0.07 s at 0 examples).
+ */
 const TRAINER_START_CPU_SECONDS = 8;
 /** Fetching and converting the encoder base (encoderBase): compute_cpu_s 5.3-6.4 in the four runs. */
 const ENCODER_BASE_CPU_SECONDS = 6;
@@ -185,8 +188,13 @@ const COMPRESS_CPU_SECONDS: Record<'export' | 'int8' | 'int4' | 'prune-vocab' | 
 const ONNX_DEV_SCORE_CPU_SECONDS = { fixed: 1.5, perExample: 0.0007 };
 const DEMO_MODEL_BYTES = 90.5e6;
 
-/** Evaluation (every model on the report split, latency, cost): 96 s for 2,974 test inputs (demo9), 30 s for 1,000 (router-g). */
-const EVALUATE_CPU_SECONDS_PER_EXAMPLE = 0.0205;
+/**
+ * Evaluation (every model on the report split, latency, cost), CPU-seconds: a fixed part (the PyTorch
+ * student's trainer process, the ONNX sessions, the latency samples), the simulator's work per teacher request
+ * and each model's predictions per example. Fitted to demo9 (2,974 test inputs, 5,928 requests, 96 s) and
+ * router-g (1,000 and 1,000, 30 s) with the fixed part set at 8 CPU-seconds.
+ */
+const EVALUATE_CPU_SECONDS = { fixed: 8, perTeacherRequest: 0.00692, perExample: 0.00458 };
 
 /**
  * The data folder's growth, fitted to four runs in fresh folders (du -sb): a fixed part in units of the fp32
@@ -312,7 +320,7 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     const examples = step === 'dpo' ? accepted * traffic.acceptanceRate : accepted;
     const optimizerSteps = Math.ceil((examples * epochs) / config.transfer.batchSize);
     const capped = config.transfer.maxSteps !== undefined ? Math.min(1, config.transfer.maxSteps / optimizerSteps) : 1;
-    const cpu = TRAINER_START_CPU_SECONDS + student.sftCpuSecondsPerExampleEpoch * factor * examples * epochs * capped + devScore;
+    const cpu = student.sftCpuSecondsPerExampleEpoch * factor * examples * epochs * capped;
     const checkpoints = Math.min(DISK.checkpointsKept, Math.ceil((optimizerSteps * capped) / config.transfer.checkpointEvery));
     steps.push({
       ...none,
@@ -327,6 +335,8 @@ export function estimateRun(input: EstimateInput): RunEstimate {
       basis: `${student.name}: ${student.sftCpuSecondsPerExampleEpoch.toPrecision(3)} CPU-s per example-epoch (${student.measuredOn})${step === 'sft' ? '' : `, x${factor.toFixed(1)} for ${step} (not measured)`}; ${Math.round(examples)} examples x ${epochs} epochs`,
     });
   });
+  const scoreCpu = TRAINER_START_CPU_SECONDS * config.transfer.steps.length + devScore;
+  steps.push({ ...none, stage: 'transfer', step: 'score', cpuSeconds: scoreCpu, wallSeconds: wall(scoreCpu), measured: true, basis: "the trainer commands' start and the dev score (scoreStudentOnDev, demo9)" });
 
   // Compression: each step's work scales with the model's bytes; each gate scores on dev.
   const sizeScale = modelBytes / DEMO_MODEL_BYTES;
@@ -349,7 +359,7 @@ export function estimateRun(input: EstimateInput): RunEstimate {
   const testRequests = reportSplit * (1 + traffic.continuationsPerSample);
   const testPrompt = reportSplit * (traffic.firstPromptTokens + traffic.continuationsPerSample * traffic.continuationPromptTokens);
   const testCompletion = reportSplit * traffic.completionTokensPerSample;
-  const evaluateCpu = EVALUATE_CPU_SECONDS_PER_EXAMPLE * reportSplit;
+  const evaluateCpu = EVALUATE_CPU_SECONDS.fixed + (simulated ? EVALUATE_CPU_SECONDS.perTeacherRequest * testRequests : 0) + EVALUATE_CPU_SECONDS.perExample * reportSplit;
   steps.push({
     ...none,
     stage: 'evaluate',

@@ -70,6 +70,7 @@ describe('the estimate', () => {
       'prototype:label',
       'transfer:base',
       'transfer:sft',
+      'transfer:score',
       'compress:export',
       'compress:prune-layers',
       'compress:int8',

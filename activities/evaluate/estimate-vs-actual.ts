@@ -49,7 +49,8 @@ export function estimateVsActual(input: { config: PipelineConfig; splits: SplitS
   const estimate = estimateRun(input);
   const of = (stage: string, field: 'teacherRequests' | 'promptTokens' | 'completionTokens' | 'usd' | 'cpuSeconds' | 'wallSeconds', steps?: (step: string) => boolean) =>
     estimate.steps.filter((s) => s.stage === stage && (!steps || steps(s.step))).reduce((sum, s) => sum + s[field], 0);
-  const trainingStep = (step: string) => step !== 'base';
+  // The trainer's compute_cpu_s and compute_wall_s cover its training, not fetching the base or scoring on dev.
+  const trainingStep = (step: string) => step !== 'base' && step !== 'score';
   return {
     free_cores: estimate.freeCores,
     rows: [
