@@ -77,6 +77,12 @@ describe('distillation pipeline on a real Temporal server', () => {
     });
     expect(report.cost.teacher_spend.answers_usd).toBeGreaterThanOrEqual(billedUsd);
     expect(html).toMatch(/Teacher spend: \$0\.\d+ of the \$25\.00 budget/);
+    // The plan's estimate beside the run: the paid requests are the ledger's, the trainer's time its own.
+    const estimated = Object.fromEntries((report.estimate.rows as { what: string; estimate: number; actual: number | null }[]).map((r) => [r.what, r]));
+    expect(estimated['teacher requests (all stages)'].actual).toBe(billed.chatRequests);
+    expect(estimated['training CPU time (transfer steps)'].actual).toBeGreaterThan(0);
+    expect(estimated['labelling wall time'].actual).toBeGreaterThan(0);
+    expect(html).toContain("The plan's estimate against the run");
     const described = await handle.describe();
     expect(described.searchAttributes.SupertinyStage).toEqual(['done']);
     // Every artifact the pipeline returned is in the store with its hash.
