@@ -158,8 +158,9 @@ const ENCODER_THROUGHPUT: Record<EncoderBaseName, StudentThroughput> = {
 // The default decoder (1.97 M parameters) trained 12 epochs over 10,012 accepted inputs in about 8 minutes on a
 // mostly free machine (BENCHMARKS.md, "The demo", session 5): 0.004 wall-s per example-epoch, at about 1.5 cores.
 const DECODER_CPU_SECONDS_PER_PARAMETER_EXAMPLE_EPOCH = 0.006 / 1.97e6;
-// Not measured for the decoder: the Python process and torch, plus weights, gradients and two Adam moments.
-const DECODER_PEAK_MEMORY = { baseBytes: 0.9e9, bytesPerParameter: 16 };
+// The default decoder's sft peaked at 1.62 GB RSS on 11,514 inputs (BENCHMARKS.md, "Stage 2"); other shapes add
+// their weights, gradients and two Adam moments (16 bytes a parameter).
+const DECODER_PEAK_MEMORY = { baseBytes: 1.59e9, bytesPerParameter: 16 };
 
 /**
  * Fixed costs of one trainer command (Python, torch import, loading the model), in CPU-seconds: outside the
@@ -338,10 +339,12 @@ export function estimateRun(input: EstimateInput): RunEstimate {
   const scoreCpu = TRAINER_START_CPU_SECONDS * config.transfer.steps.length + devScore;
   steps.push({ ...none, stage: 'transfer', step: 'score', cpuSeconds: scoreCpu, wallSeconds: wall(scoreCpu), measured: true, basis: "the trainer commands' start and the dev score (scoreStudentOnDev, demo9)" });
 
-  // Compression: each step's work scales with the model's bytes; each gate scores on dev.
+  // Compression: each step's work scales with the model's bytes; each gate scores on dev. Measured with the
+  // encoder student only.
+  const encoder = config.transfer.student.family === 'encoder';
   const sizeScale = modelBytes / DEMO_MODEL_BYTES;
   const compressStep = (step: string, cpuSeconds: number, measured: boolean, basis: string) =>
-    steps.push({ ...none, stage: 'compress', step, cpuSeconds, wallSeconds: wall(cpuSeconds), measured, basis });
+    steps.push({ ...none, stage: 'compress', step, cpuSeconds, wallSeconds: wall(cpuSeconds), measured: measured && encoder, basis });
   const gate = ONNX_DEV_SCORE_CPU_SECONDS.fixed + ONNX_DEV_SCORE_CPU_SECONDS.perExample * splits.dev;
   compressStep('export', COMPRESS_CPU_SECONDS.export * sizeScale + gate, true, 'exportOnnx and its dev score (demo9, router-g)');
   for (const step of config.compress.steps) {
@@ -371,8 +374,8 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     cpuSeconds: evaluateCpu,
     wallSeconds: wall(evaluateCpu) + endpointWall(testRequests),
     diskBytes: 0,
-    measured: true,
-    basis: `evaluateModels (demo9, router-g); teacher traffic of ${traffic.measuredOn}`,
+    measured: encoder,
+    basis: `evaluateModels with the encoder student (demo9, router-g); teacher traffic of ${traffic.measuredOn}`,
   });
   // Each train input's share of the data folder (samples, cache, ledger, datasets) is counted with the labels.
   steps[0].diskBytes = DISK.bytesPerTrainInput * splits.train;
