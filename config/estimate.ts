@@ -283,7 +283,7 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     usd: usdOf(prices, labelPrompt, labelCompletion),
     cpuSeconds: labelCpu,
     wallSeconds: wall(labelCpu) + endpointWall(labelRequests),
-    measured: true,
+    measured: profile === config.task.name,
     basis: `teacher traffic of ${traffic.measuredOn}; ${batches} batches of ${t.batchSize}`,
   });
   const accepted = Math.round(splits.train * traffic.acceptanceRate);
@@ -385,7 +385,10 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     `times are for this machine (2 cores, shared) at ${freeCores} free cores; CPU-seconds do not depend on the load`,
     'teacher requests and dollars assume a cold request cache (answers already cached are free)',
   ];
-  if (!simulated) notes.push(`a real endpoint's latency is not measured here: ${ENDPOINT_SECONDS_PER_REQUEST} s per request at teacher.concurrency ${t.concurrency}`);
+  if (!simulated) {
+    notes.push(`a real endpoint's latency is not measured here: ${ENDPOINT_SECONDS_PER_REQUEST} s per request at teacher.concurrency ${t.concurrency}`);
+    notes.push("tokens per request are the teacher simulator's counts for the task's prompts: a real endpoint's tokenizer counts its own");
+  }
   if (profile !== config.task.name) notes.push(`task "${config.task.name}" has no teacher traffic of its own measured: the ${profile} profile's tokens per input`);
   return {
     steps,
