@@ -2,6 +2,7 @@
 // against the uncompressed ONNX model (not the previous step), so small losses cannot add up unseen.
 import { z } from 'zod';
 import { PipelineConfigSchema } from '../config/pipeline';
+import { pipelinePlan } from '../config/plan';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { CompressResult, GateDecision } from '../activities/types';
 import { patched } from '@temporalio/workflow';
@@ -17,13 +18,14 @@ export const CALIBRATE_CONFIDENCE_PATCH = 'calibrate-confidence';
 
 export async function compressStage(input: CompressStageInput): Promise<CompressResult> {
   const { config, prototype, transfer } = checkStageInput('compressStage', CompressStageInputSchema, input);
+  const { compress: plan, score } = pipelinePlan(config);
   const gpu = queueActivities(config, 'gpu');
   const cpu = queueActivities(config, 'cpu');
-  const tolerance = config.compress.toleranceExactMatch;
-  const total = config.compress.steps.length + 1;
+  const tolerance = plan.toleranceExactMatch;
+  const total = plan.steps.length + 1;
   await reportStageProgress({ stage: 'compress', step: 'export onnx', done: 0, total });
-  const onnx = await gpu.exportOnnx({ config, model: transfer.student });
-  const uncompressed = await cpu.scoreOnDev({ config, model: onnx, dev: prototype.data.dev });
+  const onnx = await gpu.exportOnnx({ model: transfer.student });
+  const uncompressed = await cpu.scoreOnDev({ plan: score, model: onnx, dev: prototype.data.dev });
   let chosen = onnx;
   let chosenScore = uncompressed;
   // The PyTorch folder behind `chosen`: steps before export (prune-vocab, prune-layers) work on it.
@@ -34,33 +36,34 @@ export async function compressStage(input: CompressStageInput): Promise<Compress
   const gates: GateDecision[] = [];
   let int8: CompressResult['int8'];
   let int4: CompressResult['int4'];
-  for (const [i, step] of config.compress.steps.entries()) {
+  for (const [i, stepPlan] of plan.steps.entries()) {
+    const { step } = stepPlan;
     await reportStageProgress({ stage: 'compress', step, done: 1 + i, total });
     let candidateFolder = folder;
     let candidate: ArtifactRef;
-    if (step === 'prune-vocab') {
-      candidateFolder = await gpu.pruneVocab({ config, model: folder, sft: prototype.sft });
-      candidate = await gpu.exportOnnx({ config, model: candidateFolder });
-    } else if (step === 'prune-layers') {
-      candidateFolder = await gpu.pruneLayers({ config, model: folder, sft: prototype.sft });
-      candidate = await gpu.exportOnnx({ config, model: candidateFolder });
+    if (stepPlan.step === 'prune-vocab') {
+      candidateFolder = await gpu.pruneVocab({ plan: stepPlan, model: folder, sft: prototype.sft });
+      candidate = await gpu.exportOnnx({ model: candidateFolder });
+    } else if (stepPlan.step === 'prune-layers') {
+      candidateFolder = await gpu.pruneLayers({ plan: stepPlan, model: folder, sft: prototype.sft });
+      candidate = await gpu.exportOnnx({ model: candidateFolder });
     } else if (step === 'int4') {
-      candidate = await gpu.quantizeInt4({ config, model: float });
+      candidate = await gpu.quantizeInt4({ model: float });
     } else {
-      candidate = await gpu.quantizeInt8({ config, model: float });
+      candidate = await gpu.quantizeInt8({ model: float });
     }
-    const score = await cpu.scoreOnDev({ config, model: candidate, dev: prototype.data.dev });
-    const lostPoints = (uncompressed.exactMatch - score.exactMatch) * 100;
-    const stepPoints = (chosenScore.exactMatch - score.exactMatch) * 100;
+    const candidateScore = await cpu.scoreOnDev({ plan: score, model: candidate, dev: prototype.data.dev });
+    const lostPoints = (uncompressed.exactMatch - candidateScore.exactMatch) * 100;
+    const stepPoints = (chosenScore.exactMatch - candidateScore.exactMatch) * 100;
     const kept = lostPoints <= tolerance;
     const losses = `lost ${lostPoints.toFixed(2)} points against the uncompressed model (${stepPoints.toFixed(2)} by this step)`;
     gates.push({
       step,
       exactMatchUncompressed: uncompressed.exactMatch,
       exactMatchBefore: chosenScore.exactMatch,
-      exactMatchAfter: score.exactMatch,
+      exactMatchAfter: candidateScore.exactMatch,
       bytesBefore: chosenScore.modelBytes,
-      bytesAfter: score.modelBytes,
+      bytesAfter: candidateScore.modelBytes,
       kept,
       reason: kept ? `${losses}, within the tolerance of ${tolerance}` : `rolled back: ${losses}, more than the tolerance of ${tolerance}`,
     });
@@ -68,7 +71,7 @@ export async function compressStage(input: CompressStageInput): Promise<Compress
     if (step === 'int4') int4 = candidate;
     if (kept) {
       chosen = candidate;
-      chosenScore = score;
+      chosenScore = candidateScore;
       folder = candidateFolder;
       if (step === 'prune-vocab' || step === 'prune-layers') float = candidate;
     }
@@ -78,7 +81,7 @@ export async function compressStage(input: CompressStageInput): Promise<Compress
   let deployed: CompressResult['deployed'];
   if (patched(CALIBRATE_CONFIDENCE_PATCH)) {
     await reportStageProgress({ stage: 'compress', step: 'calibrate confidence', done: total, total: total + 1 });
-    deployed = await cpu.calibrateConfidence({ config, model: chosen, dev: prototype.data.dev });
+    deployed = await cpu.calibrateConfidence({ plan: score, model: chosen, dev: prototype.data.dev });
   }
   return { onnx, int8, ...(int4 ? { int4 } : {}), chosen, ...(deployed ? { deployed } : {}), gates };
 }

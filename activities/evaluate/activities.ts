@@ -9,6 +9,7 @@ import type { ArtifactStore } from '../../artifacts/store';
 import { joinInside } from '../../artifacts/confined-path';
 import { createLogger } from '../../config/logger';
 import type { PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
+import type { ScorePlan } from '../../config/plan';
 import { ENCODER_BASES, registryBaseOf, type EncoderBaseName } from '../../config/encoder-bases';
 import type { Call } from '../../tasks/call-format';
 import type { TaskSpec } from '../../tasks/define';
@@ -24,9 +25,9 @@ import { sharedChatSettings, teacherKeyParts } from '../teacher/settings';
 import { createTeacherClient, type TeacherClient, type TeacherResult } from '../../runtime/teacher/teacher-client';
 import { asTeacherFailure } from '../teacher/teacher-outage';
 import { currentPipelineSpend, teacherBudgetUsd } from '../teacher/spend-ledger';
-import type { TaskResources } from '../task-resources';
+import type { TaskResources, TaskSource } from '../task-resources';
 import { runTrainer } from '../trainer/trainer-process';
-import { activityOutputKey, CONFIG_READ } from '../output-keys';
+import { activityOutputKey } from '../output-keys';
 import { cascadeCurve, shareCurve, type CascadeScoring } from './cascade';
 import { costReport } from './cost';
 import { renderReportHtml, type ModelName, type ModelReport, type PipelineReport } from './report';
@@ -115,8 +116,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
     return dir;
   }
 
-  async function onnxPredictions(config: PipelineConfig, ref: ArtifactRef, gold: readonly GoldExample[]) {
-    const { task } = await resources.loadTask(config);
+  async function onnxPredictions(source: TaskSource, ref: ArtifactRef, gold: readonly GoldExample[]) {
+    const { task } = await resources.loadTask(source);
     const folder = await localFolder(ref);
     const model = await loadStudent(folder, { task });
     try {
@@ -141,8 +142,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
   }
 
   /** The PyTorch student's answers through the trainer's `predict`, parsed and checked against the task. */
-  async function predictWithTrainer(config: PipelineConfig, model: ArtifactRef, gold: readonly GoldExample[], latencySamples: number, runDir: string) {
-    const { task } = await resources.loadTask(config);
+  async function predictWithTrainer(source: TaskSource, model: ArtifactRef, gold: readonly GoldExample[], latencySamples: number, runDir: string) {
+    const { task } = await resources.loadTask(source);
     const modelDir = await localFolder(model);
     const inputsFile = path.join(runDir, 'predict-inputs.jsonl');
     await writeFileAtomic(inputsFile, gold.map((g) => JSON.stringify({ id: g.id, utterance: g.text })).join('\n') + '\n');
@@ -160,15 +161,15 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
 
   return {
     /** Dev quality of a PyTorch checkpoint after a transfer step, so the value of each step is visible. */
-    async scoreStudentOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
-      const { task, fingerprint } = await resources.loadTask(config);
+    async scoreStudentOnDev({ plan, model, dev }: { plan: ScorePlan; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
+      const { task, fingerprint } = await resources.loadTask(plan);
       const key = await activityOutputKey(env.projectRoot, 'scoreStudentOnDev', {
-        config: CONFIG_READ.scoreStudentOnDev(),
+        plan,
         inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint },
       });
       const { value } = await store.memo(key, async () => {
         const gold = await store.readJsonl<GoldExample>(dev);
-        const { predictions } = await predictWithTrainer(config, model, gold, 0, await store.workDir(key));
+        const { predictions } = await predictWithTrainer(plan, model, gold, 0, await store.workDir(key));
         const m = scoreWith(task, gold, predictions);
         return { score: await store.putJson('dev-score', m), exactMatch: m.exactMatch, intentAccuracy: m.intentAccuracy, slotF1: m.slotF1, schemaValidRate: m.schemaValidRate, count: m.count };
       });
@@ -176,12 +177,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       return rest as DevScore;
     },
 
-    async scoreOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
-      const { task, fingerprint } = await resources.loadTask(config);
-      const key = await activityOutputKey(env.projectRoot, 'scoreOnDev', { config: CONFIG_READ.scoreOnDev(), inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
+    async scoreOnDev({ plan, model, dev }: { plan: ScorePlan; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
+      const { task, fingerprint } = await resources.loadTask(plan);
+      const key = await activityOutputKey(env.projectRoot, 'scoreOnDev', { plan, inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
       const { value } = await store.memo(key, async () => {
         const gold = await store.readJsonl<GoldExample>(dev);
-        const { model: session, predictions } = await onnxPredictions(config, model, gold);
+        const { model: session, predictions } = await onnxPredictions(plan, model, gold);
         await session.release();
         const m = scoreWith(task, gold, predictions);
         return { score: await store.putJson('dev-score', m), exactMatch: m.exactMatch, intentAccuracy: m.intentAccuracy, slotF1: m.slotF1, schemaValidRate: m.schemaValidRate, count: m.count };
@@ -200,12 +201,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
      * to stay within 1 point of it. The refresh calls it on the fresh slice, whose gold calls are the teacher's
      * labels: there the teacher is the reference, so its share is that of the student's answers it must fix.
      */
-    async cascadeOnSplit({ config, model, gold: goldRef }: { config: PipelineConfig; model: ArtifactRef; gold: ArtifactRef }): Promise<CascadeOnSplit> {
-      const { task, fingerprint } = await resources.loadTask(config);
-      const key = await activityOutputKey(env.projectRoot, 'cascadeOnSplit', { config: CONFIG_READ.cascadeOnSplit(), inputs: { model: model.sha256, gold: goldRef.sha256, task: fingerprint } });
+    async cascadeOnSplit({ plan, model, gold: goldRef }: { plan: ScorePlan; model: ArtifactRef; gold: ArtifactRef }): Promise<CascadeOnSplit> {
+      const { task, fingerprint } = await resources.loadTask(plan);
+      const key = await activityOutputKey(env.projectRoot, 'cascadeOnSplit', { plan, inputs: { model: model.sha256, gold: goldRef.sha256, task: fingerprint } });
       const { value } = await store.memo(key, async (): Promise<CascadeOnSplit> => {
         const gold = await store.readJsonl<GoldExample>(goldRef);
-        const { model: session, predictions } = await onnxPredictions(config, model, gold);
+        const { model: session, predictions } = await onnxPredictions(plan, model, gold);
         await session.release();
         const m = scoreWith(task, gold, predictions);
         const scoring: CascadeScoring = {
@@ -232,9 +233,9 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
      * confidence signals fitted on the dev split, so that its confidence ranks its own errors and the cascade's
      * threshold is a probability of being right. A decoder, or dev answers all right or all wrong, keep the model as it is.
      */
-    async calibrateConfidence({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<CalibratedModel> {
-      const { task, fingerprint } = await resources.loadTask(config);
-      const key = await activityOutputKey(env.projectRoot, 'calibrateConfidence', { config: CONFIG_READ.calibrateConfidence(), inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
+    async calibrateConfidence({ plan, model, dev }: { plan: ScorePlan; model: ArtifactRef; dev: ArtifactRef }): Promise<CalibratedModel> {
+      const { task, fingerprint } = await resources.loadTask(plan);
+      const key = await activityOutputKey(env.projectRoot, 'calibrateConfidence', { plan, inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
       const { value } = await store.memo(key, async (): Promise<CalibratedModel> => {
         const gold = await store.readJsonl<GoldExample>(dev);
         const student = await loadStudent(await localFolder(model), { task });
@@ -277,7 +278,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const { task, files, fingerprint } = await resources.loadTask(config);
       // Everything the report shows: the whole config, the gates and the transfer metrics are in it too.
       const key = await activityOutputKey(env.projectRoot, 'evaluateModels', {
-        config: CONFIG_READ.evaluateModels(config),
+        plan: config,
         inputs: {
           task: fingerprint,
           gold: goldRef.sha256,
