@@ -23,8 +23,7 @@ export type MemoisedActivity =
   | 'pruneVocab'
   | 'pruneLayers'
   | 'exportOnnx'
-  | 'quantizeInt8'
-  | 'quantizeInt4'
+  | 'quantize'
   | 'evaluateModels';
 
 /** What a teacher's answers and their cost depend on (never its key). */

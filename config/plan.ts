@@ -4,7 +4,7 @@
 // reads and with no other. The pipeline's first activity (resolvePlan) makes it; the stage workflows, which
 // clients may also start directly with a config their schema checks, take their part of it from the resolved
 // config with the same pure function. Workflow-safe: no I/O here.
-import type { CompressStep, DecoderShape, PipelineConfig, StudentFamily, StudentFamilyChoice, TransferStep } from './pipeline';
+import { isQuantization, type CompressStep, type DecoderShape, type PipelineConfig, type Quantization, type StudentFamily, type StudentFamilyChoice, type TransferStep } from './pipeline';
 import { registryBaseOf, type EncoderBaseName } from './encoder-bases';
 import { trainingStepConfig } from './step-config';
 
@@ -80,8 +80,12 @@ export type CompressStepPlan =
   | { step: 'prune-vocab'; minCount: number }
   /** pruneLayers: encoder layers kept, and the distillation that recovers them. */
   | { step: 'prune-layers'; layers: number; epochs: number; seed: number }
-  | { step: 'int8' }
-  | { step: 'int4' };
+  /** quantize: one of QUANTIZATIONS, from the float graph. */
+  | QuantizePlan;
+
+export interface QuantizePlan {
+  step: Quantization;
+}
 
 export interface CompressPlan {
   /** In order, each behind the dev exact-match gate. */
@@ -123,7 +127,8 @@ function compressStepPlan(config: PipelineConfig, step: CompressStep): CompressS
   const c = config.compress;
   if (step === 'prune-vocab') return { step, minCount: c.pruneVocabMinCount };
   if (step === 'prune-layers') return { step, layers: c.pruneLayersKeep, epochs: c.pruneLayersEpochs, seed: config.transfer.seed };
-  return { step };
+  if (isQuantization(step)) return { step };
+  throw new Error(`compression step "${step satisfies never}" has no plan`);
 }
 
 function prototypePlan(config: PipelineConfig, task: TaskRef): PrototypePlan {

@@ -47,13 +47,9 @@ describe('compress gate', () => {
         calls.push(`pruneLayers ${label(model)} ${label(sft)}`);
         return ref(`shallow(${label(model)})`, Math.round(model.bytes * 0.8));
       },
-      async quantizeInt8({ model }: { model: ArtifactRef }) {
-        calls.push(`quantizeInt8 ${label(model)}`);
-        return ref(`int8(${label(model)})`, Math.round(model.bytes / 4));
-      },
-      async quantizeInt4({ model }: { model: ArtifactRef }) {
-        calls.push(`quantizeInt4 ${label(model)}`);
-        return ref(`int4(${label(model)})`, Math.round(model.bytes / 6.4));
+      async quantize({ plan, model }: { plan: { step: 'int8' | 'int4' }; model: ArtifactRef }) {
+        calls.push(`quantize ${plan.step} ${label(model)}`);
+        return ref(`${plan.step}(${label(model)})`, Math.round(model.bytes / { int8: 4, int4: 6.4 }[plan.step]));
       },
       // The last step calibrates the chosen model's confidence; its own tests are elsewhere (not in `calls`).
       async calibrateConfidence({ model }: { model: ArtifactRef }) {
@@ -103,7 +99,7 @@ describe('compress gate', () => {
       'pruneVocab student sft',
       'exportOnnx pruned(student)',
       'scoreOnDev onnx(pruned(student))',
-      'quantizeInt8 onnx(pruned(student))',
+      'quantize int8 onnx(pruned(student))',
       'scoreOnDev int8(onnx(pruned(student)))',
     ]);
     expect(label(result.chosen)).toBe('onnx(pruned(student))');
@@ -122,7 +118,7 @@ describe('compress gate', () => {
       'onnx(pruned(student))': 0.68,
       'int8(onnx(student))': 0.699,
     });
-    expect(calls.slice(-2)).toEqual(['quantizeInt8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
+    expect(calls.slice(-2)).toEqual(['quantize int8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
     expect(result.gates.map((g) => g.kept)).toEqual([false, true]);
     expect(label(result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
@@ -136,9 +132,9 @@ describe('compress gate', () => {
       'int4(onnx(pruned(student)))': 0.694,
     });
     expect(kept.calls.slice(-4)).toEqual([
-      'quantizeInt8 onnx(pruned(student))',
+      'quantize int8 onnx(pruned(student))',
       'scoreOnDev int8(onnx(pruned(student)))',
-      'quantizeInt4 onnx(pruned(student))',
+      'quantize int4 onnx(pruned(student))',
       'scoreOnDev int4(onnx(pruned(student)))',
     ]);
     expect(label(kept.result.chosen)).toBe('int4(onnx(pruned(student)))');
@@ -151,7 +147,7 @@ describe('compress gate', () => {
       'int8(onnx(student))': 0.699,
       'int4(onnx(student))': 0.685,
     });
-    expect(rolledBack.calls.slice(-2)).toEqual(['quantizeInt4 onnx(student)', 'scoreOnDev int4(onnx(student))']);
+    expect(rolledBack.calls.slice(-2)).toEqual(['quantize int4 onnx(student)', 'scoreOnDev int4(onnx(student))']);
     expect(rolledBack.result.gates.map((g) => g.kept)).toEqual([false, true, false]);
     expect(label(rolledBack.result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
@@ -167,7 +163,7 @@ describe('compress gate', () => {
       'pruneLayers pruned(student) sft',
       'exportOnnx shallow(pruned(student))',
       'scoreOnDev onnx(shallow(pruned(student)))',
-      'quantizeInt4 onnx(shallow(pruned(student)))',
+      'quantize int4 onnx(shallow(pruned(student)))',
       'scoreOnDev int4(onnx(shallow(pruned(student))))',
     ]);
     expect(result.gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['prune-layers', true], ['int4', true]]);
@@ -177,7 +173,7 @@ describe('compress gate', () => {
   test("the decoder's compress path schedules the activities it always did, in the same order", async () => {
     const decoder = { transfer: { student: { hiddenSize: 64, heads: 2, kvHeads: 1 } } };
     const { result, calls } = await compress(decoder, { 'onnx(student)': 0.5, 'int8(onnx(student))': 0.5 });
-    expect(calls).toEqual(['exportOnnx student', 'scoreOnDev onnx(student)', 'quantizeInt8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
+    expect(calls).toEqual(['exportOnnx student', 'scoreOnDev onnx(student)', 'quantize int8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
     expect(result.gates).toHaveLength(1);
     expect(label(result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);

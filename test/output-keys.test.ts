@@ -2,7 +2,7 @@
 // settings), so each config field must reach exactly the plan parts of the activities whose output depends on it.
 import type { MemoisedActivity } from '../activities/output-keys';
 import { canonicalJson } from '../artifacts/store';
-import { parsePipelineConfig, type PipelineConfig } from '../config/pipeline';
+import { isQuantization, parsePipelineConfig, type PipelineConfig } from '../config/pipeline';
 import { pipelinePlan, type PipelinePlan } from '../config/plan';
 
 const withoutClient = <T extends { client: unknown }>({ client: _client, ...read }: T) => read;
@@ -23,8 +23,7 @@ const GIVEN: Record<MemoisedActivity, (plan: PipelinePlan) => unknown[]> = {
   pruneVocab: (p) => p.compress.steps.filter((s) => s.step === 'prune-vocab'),
   pruneLayers: (p) => p.compress.steps.filter((s) => s.step === 'prune-layers'),
   exportOnnx: () => [],
-  quantizeInt8: () => [],
-  quantizeInt4: () => [],
+  quantize: (p) => p.compress.steps.filter((s) => isQuantization(s.step)),
   // The report shows the whole config.
   evaluateModels: (p) => [p.config],
 };
@@ -80,7 +79,7 @@ const COMMON: Spec = {
 const DECODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'dpo'], ['initStudent', 'trainStudent']],
-  'compress.steps': [[], []],
+  'compress.steps': [[], ['quantize']],
   'compress.pruneVocabMinCount': [3, []], // the decoder has no vocabulary step
   'compress.pruneLayersKeep': [3, []],
   'compress.pruneLayersEpochs': [1, []],
@@ -114,7 +113,7 @@ const DECODER: Spec = {
 const ENCODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'sft'], []], // a second sft is another call with another input model
-  'compress.steps': [['int8'], ['pruneVocab', 'pruneLayers']],
+  'compress.steps': [['int8'], ['pruneVocab', 'pruneLayers', 'quantize']],
   'compress.pruneVocabMinCount': [3, ['pruneVocab']],
   'compress.pruneLayersKeep': [3, ['pruneLayers']],
   'compress.pruneLayersEpochs': [1, ['pruneLayers']],

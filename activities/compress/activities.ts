@@ -1,36 +1,26 @@
-// Compress-stage activities: the encoder's vocabulary pruning (on the PyTorch folder), ONNX export (checked
-// against PyTorch logits by the trainer), int8 and int4 weight quantization, each a trainer command whose output
-// folder becomes a directory artifact.
+// Compress-stage activities: the encoder's vocabulary and layer pruning (on the PyTorch folder), ONNX export
+// (checked against PyTorch logits by the trainer) and weight quantization (QUANTIZATIONS), each a trainer step
+// whose output folder becomes a directory artifact.
 import type { ArtifactRef } from '../../artifacts/ref';
-import type { CompressStepPlan } from '../../config/plan';
+import { QUANTIZATIONS } from '../../config/pipeline';
+import type { CompressStepPlan, QuantizePlan } from '../../config/plan';
 import type { ActivityDeps } from '../deps';
-import { ENCODER_COMMANDS, runTrainer, type TrainerCommand } from '../trainer/trainer-process';
+import { ENCODER_COMMANDS, type TrainerCommand } from '../trainer/trainer-process';
+import { createTrainerStep, type StepInputs } from '../trainer/trainer-step';
 import { activityOutputKey } from '../output-keys';
-import * as path from 'node:path';
 
 type PruneVocabPlan = Extract<CompressStepPlan, { step: 'prune-vocab' }>;
 type PruneLayersPlan = Extract<CompressStepPlan, { step: 'prune-layers' }>;
 
 export function createCompressActivities(deps: ActivityDeps) {
-  const { store, env } = deps;
+  const { env } = deps;
+  const trainerStep = createTrainerStep(deps);
 
-  async function convert(
-    activity: 'exportOnnx' | 'quantizeInt8' | 'quantizeInt4',
-    command: TrainerCommand,
-    kind: string,
-    model: ArtifactRef,
-    options: Record<string, unknown> = {},
-  ): Promise<ArtifactRef> {
-    const key = await activityOutputKey(env.projectRoot, activity, { plan: {}, inputs: { model: model.sha256 } });
-    const { value } = await store.memo(key, async () => {
-      const runDir = await store.workDir(key);
-      const input = await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model'));
-      const done = await runTrainer({ env, command, config: { model: input, ...options }, runDir });
-      const folder = done.outputs.model;
-      if (!folder) throw new Error(`trainer ${command} reported no "model" output`);
-      return { model: await store.putDirectory(kind, folder) };
-    });
-    return value.model;
+  /** The float graph with its weights quantized by `plan.step`'s scheme. */
+  async function quantize({ plan, model }: { plan: QuantizePlan; model: ArtifactRef }): Promise<ArtifactRef> {
+    const key = await activityOutputKey(env.projectRoot, 'quantize', { plan, inputs: { model: model.sha256 } }, plan.step);
+    const config = async (inputs: StepInputs) => ({ model: await inputs.folder(model, 'model'), ...QUANTIZATIONS[plan.step].options });
+    return (await trainerStep({ key, command: 'quantize', output: { name: 'model', kind: `onnx-${plan.step}/dir` }, config })).model;
   }
 
   /** A trainer command that rewrites the encoder's PyTorch folder from the sft utterances (a prune step). */
@@ -43,26 +33,16 @@ export function createCompressActivities(deps: ActivityDeps) {
     sft: ArtifactRef,
   ): Promise<ArtifactRef> {
     const key = await activityOutputKey(env.projectRoot, activity, { plan, inputs: { model: model.sha256, data: sft.sha256 } });
-    const { value } = await store.memo(key, async () => {
-      const runDir = await store.workDir(key);
-      const done = await runTrainer({
-        env,
-        command,
-        config: {
-          model: await store.materializeDirectory(model, path.join(runDir, 'inputs', 'model')),
-          data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
-          ...options,
-        },
-        runDir,
-      });
-      const folder = done.outputs.model;
-      if (!folder) throw new Error(`trainer ${command} reported no "model" output`);
-      return { model: await store.putDirectory('model/dir', folder) };
+    const out = await trainerStep({
+      key,
+      command,
+      output: { name: 'model', kind: 'model/dir' },
+      config: async (inputs) => ({ model: await inputs.folder(model, 'model'), data: await inputs.file(sft, 'sft.jsonl'), ...options }),
     });
-    return value.model;
+    return out.model;
   }
 
-  // The prune steps and int4 are the encoder's: the config schema refuses them for the decoder family.
+  // The prune steps and some quantizations are the encoder's: the config schema refuses them for the decoder family.
   return {
     /** The encoder's WordPiece vocabulary pruned to the pieces of the sft utterances (plus every single character). */
     async pruneVocab({ plan, model, sft }: { plan: PruneVocabPlan; model: ArtifactRef; sft: ArtifactRef }): Promise<ArtifactRef> {
@@ -76,14 +56,18 @@ export function createCompressActivities(deps: ActivityDeps) {
       return pruneFolder('pruneLayers', ENCODER_COMMANDS.pruneLayers, plan, { layers: plan.layers, epochs: plan.epochs, seed: plan.seed }, model, sft);
     },
     async exportOnnx({ model }: { model: ArtifactRef }): Promise<ArtifactRef> {
-      return convert('exportOnnx', 'export', 'onnx/dir', model);
+      const key = await activityOutputKey(env.projectRoot, 'exportOnnx', { plan: {}, inputs: { model: model.sha256 } });
+      const out = await trainerStep({ key, command: 'export', output: { name: 'model', kind: 'onnx/dir' }, config: async (inputs) => ({ model: await inputs.folder(model, 'model') }) });
+      return out.model;
     },
+    quantize,
+    /** quantize's int8 scheme under its name from before quantize: compress stages started then still schedule it. */
     async quantizeInt8({ model }: { model: ArtifactRef }): Promise<ArtifactRef> {
-      return convert('quantizeInt8', 'quantize', 'onnx-int8/dir', model);
+      return quantize({ plan: { step: 'int8' }, model });
     },
-    /** The encoder's float graph with 4-bit feed-forward and embedding weights, int8 elsewhere. */
+    /** quantize's int4 scheme under its name from before quantize. */
     async quantizeInt4({ model }: { model: ArtifactRef }): Promise<ArtifactRef> {
-      return convert('quantizeInt4', 'quantize', 'onnx-int4/dir', model, { scheme: 'int4' });
+      return quantize({ plan: { step: 'int4' }, model });
     },
   };
 }

@@ -1,4 +1,4 @@
-// Transfer-stage activities: tokenizer, student initialisation and the training steps (sft, dpo, kd),
+// Transfer-stage activities: tokenizer, student initialisation and the training steps (sft, dpo, kd, grpo),
 // each a trainer command whose output folder becomes a directory artifact. Outputs are memoised by
 // their inputs, and a retried attempt resumes from the run folder's newest checkpoint.
 import * as path from 'node:path';
@@ -18,7 +18,7 @@ import { promises as fs } from 'node:fs';
 import type { PrototypeResult } from '../types';
 import type { TaskResources } from '../task-resources';
 import { taskDescription, taskDescriptionFile } from '../../tasks/task-description';
-import { runTrainer, type TrainerCommand } from '../trainer/trainer-process';
+import { createTrainerStep, type TrainedModel } from '../trainer/trainer-step';
 
 const log = createLogger('transfer');
 
@@ -28,11 +28,6 @@ export interface TrainStudentInput {
   prototype: Pick<PrototypeResult, 'sft' | 'preferences'>;
   /** For kd: the white-box teacher model folder. */
   teacherModel?: ArtifactRef;
-}
-
-export interface TrainedModel extends Record<string, unknown> {
-  model: ArtifactRef;
-  metrics: Record<string, number>;
 }
 
 /** The trainer's config for the student shape (init); a base model folder replaces the shape. */
@@ -52,33 +47,17 @@ export function studentInitConfig(student: DecoderShape, seed: number) {
 export function createTransferActivities(deps: ActivityDeps, resources: Pick<TaskResources, 'loadTask'>) {
   const { store, env } = deps;
 
-  /** Runs one trainer command in the run folder of `key` and stores its `outputName` folder. */
-  async function trainerStep(
-    key: string,
-    command: TrainerCommand,
-    kind: string,
-    outputName: string,
-    buildConfig: (runDir: string) => Promise<Record<string, unknown>>,
-  ): Promise<TrainedModel> {
-    const { value } = await store.memo(key, async () => {
-      const runDir = await store.workDir(key);
-      const done = await runTrainer({ env, command, config: await buildConfig(runDir), runDir });
-      const folder = done.outputs[outputName];
-      if (!folder) throw new Error(`trainer ${command} reported no "${outputName}" output (outputs: ${Object.keys(done.outputs).join(', ')})`);
-      return { model: await store.putDirectory(kind, folder), metrics: numericMetrics(done.metrics) };
-    });
-    return value;
-  }
-
-  const materialize = (ref: ArtifactRef, runDir: string, name: string) => store.materializeDirectory(ref, path.join(runDir, 'inputs', name));
+  const trainerStep = createTrainerStep(deps);
 
   return {
     async trainTokenizer({ plan, sft }: { plan: Extract<TransferPlan, { family: 'decoder' }>['tokenizer']; sft: ArtifactRef }): Promise<ArtifactRef> {
       const key = await activityOutputKey(env.projectRoot, 'trainTokenizer', { plan, inputs: { sft: sft.sha256 } });
-      const out = await trainerStep(key, 'tokenizer', 'tokenizer/dir', 'tokenizer', async (runDir) => ({
-        data: await store.materializeFile(sft, path.join(runDir, 'inputs', 'sft.jsonl')),
-        vocab_size: plan.vocabSize,
-      }));
+      const out = await trainerStep({
+        key,
+        command: 'tokenizer',
+        output: { name: 'tokenizer', kind: 'tokenizer/dir' },
+        config: async (inputs) => ({ data: await inputs.file(sft, 'sft.jsonl'), vocab_size: plan.vocabSize }),
+      });
       return out.model;
     },
 
@@ -87,10 +66,12 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
       const baseModel = await baseModelPath(env, plan.shape, plan.field);
       const init = studentInitConfig({ ...plan.shape, baseModelPath: baseModel }, plan.seed);
       const key = await activityOutputKey(env.projectRoot, 'initStudent', { plan, inputs: { tokenizer: tokenizer.sha256, init } });
-      const out = await trainerStep(key, 'init', 'model/dir', 'model', async (runDir) => ({
-        ...init,
-        ...(plan.shape.baseModelPath ? {} : { tokenizer: await materialize(tokenizer, runDir, 'tokenizer') }),
-      }));
+      const out = await trainerStep({
+        key,
+        command: 'init',
+        output: { name: 'model', kind: 'model/dir' },
+        config: async (inputs) => ({ ...init, ...(plan.shape.baseModelPath ? {} : { tokenizer: await inputs.folder(tokenizer, 'tokenizer') }) }),
+      });
       return out.model;
     },
 
@@ -118,7 +99,7 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
       const { onnx, tokenizer } = base;
       const sums = await Promise.all([onnx, tokenizer].map((f) => sha256File(f)));
       const key = await activityOutputKey(env.projectRoot, 'encoderBase', { plan, inputs: { onnx: sums[0]!.sha256, tokenizer: sums[1]!.sha256 } });
-      const out = await trainerStep(key, ENCODER_COMMANDS.convert, 'encoder-base/dir', 'model', async () => ({ onnx, tokenizer }));
+      const out = await trainerStep({ key, command: ENCODER_COMMANDS.convert, output: { name: 'model', kind: 'encoder-base/dir' }, config: async () => ({ onnx, tokenizer }) });
       return out.model;
     },
 
@@ -133,15 +114,17 @@ export function createTransferActivities(deps: ActivityDeps, resources: Pick<Tas
         { plan, inputs: { model: model.sha256, data: data.sha256, teacherModel: teacherModel?.sha256 ?? null, task: task?.sha256 ?? null } },
         family === 'encoder' ? `encoder-${step}` : step,
       );
-      return trainerStep(key, family === 'encoder' ? ENCODER_COMMANDS.train : step, 'model/dir', 'model', async (runDir) => {
-        const inputs = path.join(runDir, 'inputs');
-        return {
+      return trainerStep({
+        key,
+        command: family === 'encoder' ? ENCODER_COMMANDS.train : step,
+        output: { name: 'model', kind: 'model/dir' },
+        config: async (inputs) => ({
           ...trainer,
-          model: await materialize(model, runDir, 'model'),
-          data: await store.materializeFile(data, path.join(inputs, step === 'dpo' ? 'preferences.jsonl' : 'sft.jsonl')),
-          ...(teacherModel ? { teacher: await materialize(teacherModel, runDir, 'teacher') } : {}),
-          ...(task ? { task: await writeTaskFile(runDir, task.text) } : {}),
-        };
+          model: await inputs.folder(model, 'model'),
+          data: await inputs.file(data, step === 'dpo' ? 'preferences.jsonl' : 'sft.jsonl'),
+          ...(teacherModel ? { teacher: await inputs.folder(teacherModel, 'teacher') } : {}),
+          ...(task ? { task: await writeTaskFile(inputs.runDir, task.text) } : {}),
+        }),
       });
     },
   };
@@ -172,8 +155,4 @@ async function folderSnapshot(dir: string): Promise<string[]> {
     out.push(`${path.relative(dir, file)}:${stat.size}:${stat.mtimeMs}`);
   }
   return out.sort();
-}
-
-function numericMetrics(metrics: Record<string, unknown>): Record<string, number> {
-  return Object.fromEntries(Object.entries(metrics).filter((e): e is [string, number] => typeof e[1] === 'number'));
 }
