@@ -1,10 +1,15 @@
 // The compress stage's gate with scripted activities: every step is compared with the uncompressed ONNX
 // model (two small losses that add up past the tolerance roll the second step back), prune-vocab runs on the
 // PyTorch folder before its own export, and the decoder's compress path schedules what it always did.
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { ArtifactRef } from '../artifacts/ref';
+import { readEnv } from '../config/env';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import type { CompressResult } from '../activities/types';
 import { gpuQueueOf } from '../workflows/activity-options';
@@ -80,6 +85,11 @@ describe('compress gate', () => {
         workflowId: taskQueue,
         args: [{ config, prototype, transfer }],
       })) as CompressResult;
+      // SUPERTINY_RECORD_HISTORY=path saves the run's history (how test/fixtures/compress-history-before-quantize.json was made).
+      if (process.env.SUPERTINY_RECORD_HISTORY) {
+        const shown = await promisify(execFile)(readEnv().temporalCli, ['workflow', 'show', '--workflow-id', taskQueue, '--output', 'json', '--address', server.address], { maxBuffer: 64 << 20 });
+        await fs.writeFile(process.env.SUPERTINY_RECORD_HISTORY, JSON.stringify({ workflowId: taskQueue, history: JSON.parse(shown.stdout) }));
+      }
       return { result, calls };
     } finally {
       for (const w of workers) w.shutdown();
@@ -177,4 +187,12 @@ describe('compress gate', () => {
     expect(result.gates).toHaveLength(1);
     expect(label(result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
+
+  test('a compress stage recorded before the one quantize activity replays: it still schedules quantizeInt8 and quantizeInt4', async () => {
+    // Recorded with the workflows of df96b9d, from the int4 test above (prune-vocab, int8, int4 kept).
+    const fixture = JSON.parse(await fs.readFile(path.join(__dirname, 'fixtures', 'compress-history-before-quantize.json'), 'utf8'));
+    const scheduled = (fixture.history.events as { activityTaskScheduledEventAttributes?: { activityType: { name: string } } }[]).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType.name ?? []);
+    expect(scheduled).toEqual(expect.arrayContaining(['quantizeInt8', 'quantizeInt4']));
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture.history, fixture.workflowId);
+  }, 60_000);
 });
