@@ -1,6 +1,7 @@
-// The one configuration schema of a pipeline run. Users write it as JSON or YAML; the client parses it
-// before starting a workflow, and the workflow parses it again (it may be started from the Temporal CLI).
-// Safe to import from workflow code: no I/O here.
+// The one configuration schema of a pipeline run. Users write it as JSON or YAML; the client checks it before
+// starting a workflow, and the pipeline's first activity (resolvePlan) resolves it into the run's plan, with
+// the student family chosen (the workflow may be started from the Temporal CLI, past the client). The stage
+// workflows check the resolved config they are started with. Safe to import from workflow code: no I/O here.
 import { z } from 'zod';
 import { FailureType, SupertinyError } from './failure-types';
 import { ENCODER_BASE_NAMES } from './encoder-bases';
