@@ -283,14 +283,14 @@ export const TransferConfigSchema = z
 /**
  * The weight quantization schemes of the exported graph, each a compression step. Every scheme starts from the
  * float graph, so each is an alternative to the others; the trainer's `quantize` command takes `options`.
- * Adding a scheme here adds the step (the report names its model student_<scheme>).
+ * Adding a scheme here adds the step, its model in the compress result and its row in the report (student_<scheme>).
  */
 export const QUANTIZATIONS = {
   int8: { families: ['encoder', 'decoder'], about: 'int8 weights', options: {} },
   int4: { families: ['encoder'], about: '4-bit feed-forward and embedding weights', options: { scheme: 'int4' } },
 } as const satisfies Record<string, { families: readonly StudentFamily[]; about: string; options: Record<string, string> }>;
 export type Quantization = keyof typeof QUANTIZATIONS;
-const QUANTIZATION_NAMES = Object.keys(QUANTIZATIONS) as Quantization[];
+export const QUANTIZATION_NAMES = Object.keys(QUANTIZATIONS) as Quantization[];
 
 export const CompressStepSchema = z.enum(['prune-vocab', 'prune-layers', ...QUANTIZATION_NAMES]);
 export type CompressStep = z.infer<typeof CompressStepSchema>;

@@ -83,6 +83,5 @@ export async function compressStage(input: CompressStageInput): Promise<Compress
     await reportStageProgress({ stage: 'compress', step: 'calibrate confidence', done: total, total: total + 1 });
     deployed = await cpu.calibrateConfidence({ plan: score, model: chosen, dev: prototype.data.dev });
   }
-  const { int8, int4 } = quantized;
-  return { onnx, int8, ...(int4 ? { int4 } : {}), chosen, ...(deployed ? { deployed } : {}), gates };
+  return { onnx, ...quantized, chosen, ...(deployed ? { deployed } : {}), gates };
 }

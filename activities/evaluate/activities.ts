@@ -8,7 +8,7 @@ import type { ArtifactRef } from '../../artifacts/ref';
 import type { ArtifactStore } from '../../artifacts/store';
 import { joinInside } from '../../artifacts/confined-path';
 import { createLogger } from '../../config/logger';
-import type { PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
+import { QUANTIZATION_NAMES, type PipelineConfig, type Quantization, type StudentFamilyChoice } from '../../config/pipeline';
 import type { ScorePlan } from '../../config/plan';
 import { ENCODER_BASES, registryBaseOf, type EncoderBaseName } from '../../config/encoder-bases';
 import type { Call } from '../../tasks/call-format';
@@ -277,6 +277,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const resolved = await resources.teacher(config);
       const { task, files, fingerprint } = await resources.loadTask(config);
       // Everything the report shows: the whole config, the gates and the transfer metrics are in it too.
+      // The quantized models (QUANTIZATIONS' order), each a row of the report.
+      const quantizations = QUANTIZATION_NAMES.filter((q) => compress[q]);
       const key = await activityOutputKey(env.projectRoot, 'evaluateModels', {
         plan: config,
         inputs: {
@@ -287,8 +289,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           chosen: compress.chosen.sha256,
           student: transfer.student.sha256,
           onnx: compress.onnx.sha256,
-          int8: compress.int8?.sha256 ?? null,
-          ...(compress.int4 ? { int4: compress.int4.sha256 } : {}),
+          quantized: Object.fromEntries(quantizations.map((q) => [q, compress[q]!.sha256])),
           ...(compress.deployed ? { deployed: compress.deployed.model.sha256 } : {}),
           ...(studentFamily ? { studentFamily } : {}),
         },
@@ -310,7 +311,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         const keepPredictions = (name: ModelName, predictions: Predictions) => {
           predictionFiles[name] = gold.map((g) => predictionRow(task, { id: g.id, text: g.text, gold: goldCalls.get(g.id)! }, predictions.get(g.id)?.call));
         };
-        const total = compress.int4 ? 5 : 4;
+        const total = 3 + quantizations.length;
 
         // Teacher, over its API, at temperature 0, each request paid once: the first latencySamples inputs go
         // one at a time, and their latency is that of the paid requests (kept with the cached answers), so a
@@ -382,16 +383,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         };
         heartbeat('student_onnx', 2, total);
         models.student_onnx = await onnxRow(compress.onnx, 'fp32', 'student_onnx');
-        if (compress.int8) {
-          heartbeat('student_int8', 3, total);
-          models.student_int8 = await onnxRow(compress.int8, 'int8', 'student_int8');
+        for (const [i, q] of quantizations.entries()) {
+          heartbeat(`student_${q}`, 3 + i, total);
+          models[`student_${q}`] = await onnxRow(compress[q]!, q, `student_${q}`);
         }
-        if (compress.int4) {
-          heartbeat('student_int4', 4, total);
-          models.student_int4 = await onnxRow(compress.int4, 'int4', 'student_int4');
-        }
-        // The cascade of the student that would be served (the chosen quantized model, else int8, else fp32).
-        const servedLabel = compress.int4 && compress.chosen.sha256 === compress.int4.sha256 ? 'int4' : compress.int8 ? 'int8' : 'fp32';
+        // The cascade of the student that would be served (the chosen quantized model, else the first, else fp32).
+        const servedLabel: Quantization | 'fp32' = quantizations.find((q) => compress[q]!.sha256 === compress.chosen.sha256) ?? quantizations.at(0) ?? 'fp32';
         let served = onnxAnswers.get(servedLabel)!;
         const servedName = servedLabel === 'fp32' ? 'student_onnx' : (`student_${servedLabel}` as const);
         if (compress.deployed) {
