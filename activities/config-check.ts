@@ -2,6 +2,7 @@
 // load, the teacher endpoint and models exist here, and every path a config names lies inside the operator's roots. Runs as the pipeline's first
 // activity, so a bad config fails before the teacher is paid; path checks run again where paths are used.
 import { InvalidConfigError, parsePipelineConfig, studentFamilyGiven, type PipelineConfig, type StudentFamilyChoice } from '../config/pipeline';
+import { pipelinePlan, type PipelinePlan } from '../config/plan';
 import type { SupertinyEnv } from '../config/env';
 import type { TaskResources } from './task-resources';
 import { baseModelPath } from './worker-paths';
@@ -31,16 +32,25 @@ export async function resolveStudentFamily(
 }
 
 /**
+ * The plan of `input` (the config as the user wrote it), resolved and checked on this worker: the schema, the
+ * student family (from the task's schema when the config names none), and every worker-side check.
+ */
+export async function resolvePlan(input: unknown, env: SupertinyEnv, resources: TaskResources): Promise<PipelinePlan> {
+  const { config, studentFamily } = await checkConfigOnWorker(parsePipelineConfig(input), env, resources, input);
+  return pipelinePlan(config, studentFamily);
+}
+
+/**
  * Every worker-side check of a config; throws InvalidConfigError (non-retryable) naming the field. With
  * `input`, the config as the user wrote it, a config that names no student family gets the family its task's
- * schema needs (resolveStudentFamily); the checks run on the resolved config, and the choice is returned.
+ * schema needs (resolveStudentFamily); the checks run on the resolved config, which is returned with the choice.
  */
 export async function checkConfigOnWorker(
   provisional: PipelineConfig,
   env: SupertinyEnv,
   resources: TaskResources,
   input?: unknown,
-): Promise<{ studentFamily?: StudentFamilyChoice }> {
+): Promise<{ config: PipelineConfig; studentFamily?: StudentFamilyChoice }> {
   resources.taskDefinition(provisional);
   const { config, studentFamily } = await resolveStudentFamily(provisional, input, resources);
   const teacher = resources.checkTeacher(config);
@@ -61,7 +71,7 @@ export async function checkConfigOnWorker(
       ]);
     }
   }
-  await baseModelPath(config, env);
-  if (config.transfer.steps.includes('kd')) await baseModelPath(config, env, config.transfer.kdTeacher);
-  return studentFamily ? { studentFamily } : {};
+  await baseModelPath(env, config.transfer.student, 'transfer.student.baseModelPath');
+  if (config.transfer.steps.includes('kd')) await baseModelPath(env, config.transfer.kdTeacher, 'transfer.kdTeacher.baseModelPath');
+  return studentFamily ? { config, studentFamily } : { config };
 }

@@ -3,9 +3,10 @@
 import type { ActivityDeps } from './deps';
 import { withTypedFailures } from './failures';
 import { createTaskResources, type TaskResources } from './task-resources';
-import { checkConfigOnWorker } from './config-check';
+import { checkConfigOnWorker, resolvePlan } from './config-check';
 import { secretsOf } from '../config/endpoints';
 import type { PipelineConfig, StudentFamilyChoice } from '../config/pipeline';
+import type { PipelinePlan } from '../config/plan';
 import { createPrototypeActivities } from './prototype/stage-activities';
 import { createTransferActivities } from './transfer/activities';
 import { createCompressActivities } from './compress/activities';
@@ -22,12 +23,17 @@ export { createTaskResources, type TaskResources } from './task-resources';
 export function createActivities(deps: ActivityDeps, resources: TaskResources = createTaskResources(deps)) {
   return withTypedFailures({
     /**
-     * The pipeline's first activity: worker-side checks of the config, before anything is paid. With `input`
-     * (the config as the user wrote it), a config that names no student family gets the one its task's schema
-     * needs, returned for the workflow to resolve the config with.
+     * The pipeline's first activity: the config as the user wrote it (`input`) resolved into the run's plan (its
+     * student family chosen from the task's schema when it names none) and checked on the worker, before
+     * anything is paid.
      */
+    async resolvePlan({ input }: { input: unknown }): Promise<PipelinePlan> {
+      return resolvePlan(input, deps.env, resources);
+    },
+    /** The first activity of runs started before resolvePlan: the checks, and the family it returned alone. */
     async checkPipelineConfig({ config, input }: { config: PipelineConfig; input?: unknown }): Promise<{ studentFamily?: StudentFamilyChoice }> {
-      return checkConfigOnWorker(config, deps.env, resources, input);
+      const { studentFamily } = await checkConfigOnWorker(config, deps.env, resources, input);
+      return studentFamily ? { studentFamily } : {};
     },
     ...createPrototypeActivities(deps, resources),
     ...createTransferActivities(deps, resources),

@@ -1,69 +1,30 @@
 // Every memoised activity's output key, derived in this one place from everything its output depends on:
-// the config fields it reads (CONFIG_READ), its input artifacts' hashes, the resolved teacher endpoint and
-// model, and the code version of both sides (TypeScript and the Python trainer). A repeated activity
-// reuses its output; a changed input, field or code never reuses a stale one.
+// the part of the plan it was given (config/plan.ts), its input artifacts' hashes, the resolved teacher
+// endpoint and model, and the code version of both sides (TypeScript and the Python trainer). A repeated
+// activity reuses its output; a changed input, plan field or code never reuses a stale one.
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { outputKey } from '../artifacts/store';
-import { DEFAULT_TASK_NAME, type PipelineConfig, type TransferStep } from '../config/pipeline';
-import { DEFAULT_ENCODER_BASE } from '../config/encoder-bases';
-import { trainingStepConfig } from './trainer/step-config';
 
-/**
- * The config fields each activity's output depends on. evaluateModels writes the whole config into the
- * report, so all of it is part of its key. A test changes every field in turn against this table.
- */
-export const CONFIG_READ = {
-  // The task's name and functions file join the key only when set, so the default task's keys stay as they were.
-  prepareTaskData: (c: PipelineConfig) => ({
-    ...(c.task.name !== DEFAULT_TASK_NAME ? { name: c.task.name } : {}),
-    dataPath: c.task.dataPath ?? null,
-    ...(c.task.functionsPath !== undefined ? { functionsPath: c.task.functionsPath } : {}),
-    trainLimit: c.task.trainLimit,
-    devLimit: c.task.devLimit,
-    testLimit: c.task.testLimit,
-  }),
-  labelBatch: (c: PipelineConfig) => ({
-    endpoint: c.teacher.endpoint,
-    model: c.teacher.model,
-    temperature: c.teacher.temperature,
-    samples: c.teacher.samples,
-    batchSize: c.teacher.batchSize,
-  }),
-  // Without a judge, no teacher is asked here; with one, its answers and cost are part of the output.
-  assembleDataset: (c: PipelineConfig) => ({
-    voteThreshold: c.teacher.voteThreshold,
-    judge: c.teacher.judge,
-    teacher: c.teacher.judge.enabled ? { endpoint: c.teacher.endpoint, model: c.teacher.model } : null,
-  }),
-  trainTokenizer: (c: PipelineConfig) => ({ vocabSize: c.transfer.student.family === 'decoder' ? c.transfer.student.vocabSize : null }),
-  initStudent: (c: PipelineConfig) =>
-    c.transfer.student.family === 'decoder'
-      ? { student: c.transfer.student, kdTeacher: c.transfer.steps.includes('kd') ? c.transfer.kdTeacher : null, seed: c.transfer.seed }
-      : null,
-  // A registry base other than the default joins the key (its files' hashes do too), so the default's keys stay as they were.
-  encoderBase: (c: PipelineConfig) => ({
-    baseModelPath: c.transfer.student.family === 'encoder' ? (c.transfer.student.baseModelPath ?? null) : null,
-    ...(c.transfer.student.family === 'encoder' && c.transfer.student.base !== undefined && c.transfer.student.base !== DEFAULT_ENCODER_BASE
-      ? { base: c.transfer.student.base }
-      : {}),
-  }),
-  trainStudent: (c: PipelineConfig) => Object.fromEntries(c.transfer.steps.map((step: TransferStep) => [step, trainingStepConfig(c.transfer, step)])),
-  scoreStudentOnDev: () => ({}),
-  scoreOnDev: () => ({}),
-  calibrateConfidence: () => ({}),
-  cascadeOnSplit: () => ({}),
-  pruneVocab: (c: PipelineConfig) => (c.transfer.student.family === 'encoder' ? { minCount: c.compress.pruneVocabMinCount } : null),
-  pruneLayers: (c: PipelineConfig) =>
-    c.transfer.student.family === 'encoder' ? { layers: c.compress.pruneLayersKeep, epochs: c.compress.pruneLayersEpochs, seed: c.transfer.seed } : null,
-  exportOnnx: () => ({}),
-  quantizeInt8: () => ({}),
-  quantizeInt4: () => ({}),
-  evaluateModels: (c: PipelineConfig) => c,
-} as const;
-
-export type MemoisedActivity = keyof typeof CONFIG_READ;
+/** The activities whose outputs are memoised under an output key. */
+export type MemoisedActivity =
+  | 'prepareTaskData'
+  | 'labelBatch'
+  | 'assembleDataset'
+  | 'trainTokenizer'
+  | 'initStudent'
+  | 'encoderBase'
+  | 'trainStudent'
+  | 'scoreStudentOnDev'
+  | 'scoreOnDev'
+  | 'calibrateConfidence'
+  | 'cascadeOnSplit'
+  | 'pruneVocab'
+  | 'pruneLayers'
+  | 'exportOnnx'
+  | 'quantize'
+  | 'evaluateModels';
 
 /** What a teacher's answers and their cost depend on (never its key). */
 export interface TeacherKeyParts {
@@ -73,8 +34,8 @@ export interface TeacherKeyParts {
 }
 
 export interface OutputKeyParts {
-  /** The config fields the activity reads: CONFIG_READ[activity](config), or a part of it for one step. */
-  config: unknown;
+  /** The part of the plan the activity was given, less its teacher client settings (TeacherClientPlan). */
+  plan: unknown;
   /** Hashes (or null) of the input artifacts and other inputs (batch index, step name, files). */
   inputs: Record<string, unknown>;
   teacher?: TeacherKeyParts;

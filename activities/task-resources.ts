@@ -5,7 +5,7 @@ import { sha256File } from '../artifacts/store';
 import { createLogger } from '../config/logger';
 import { SIMULATOR_ENDPOINT, simulatorEndpoint, type Prices, type TeacherEndpoint } from '../config/endpoints';
 import { InvalidConfigError } from '../config/pipeline';
-import type { PipelineConfig } from '../config/pipeline';
+import type { TaskRef } from '../config/plan';
 import type { Call } from '../tasks/call-format';
 import type { TaskSpec } from '../tasks/define';
 import { BUILT_IN_TASKS } from '../tasks/built-in';
@@ -57,20 +57,28 @@ export interface TaskFileHashes {
   functions?: string;
 }
 
+/** What the resources read of a config or of a plan part: the task, and the teacher's endpoint, model and budget. */
+export interface TaskSource {
+  task: TaskRef;
+}
+export interface TeacherSource extends TaskSource {
+  teacher: { endpoint: string; model: string; maxSpendUsd?: number };
+}
+
 export interface TaskResources {
   /** The registered task the config names (InvalidConfigError listing the registered names otherwise). */
-  taskDefinition(config: PipelineConfig): TaskDefinition;
+  taskDefinition(source: TaskSource): TaskDefinition;
   /** The config's task, loaded once per worker and content of its files (an edited file is loaded again). */
-  loadTask(config: PipelineConfig): Promise<LoadedTask>;
+  loadTask(source: TaskSource): Promise<LoadedTask>;
   /** The worker's endpoints (the simulator included). */
   endpoints(): readonly TeacherEndpoint[];
   /**
    * Checks that the config's endpoint and model exist on this worker (InvalidConfigError otherwise) without
    * starting anything; returns the endpoint.
    */
-  checkTeacher(config: PipelineConfig, model?: string): TeacherEndpoint;
+  checkTeacher(source: Omit<TeacherSource, 'task'>, model?: string): TeacherEndpoint;
   /** The config's endpoint with `model` (default: teacher.model); starts the simulator on first use. */
-  teacher(config: PipelineConfig, model?: string): Promise<ResolvedTeacher>;
+  teacher(source: TeacherSource, model?: string): Promise<ResolvedTeacher>;
   /** Stops the simulator this worker started and drops the loaded tasks; a later use starts afresh. */
   close(): Promise<void>;
 }
@@ -174,7 +182,7 @@ export function createTaskResources(deps: ActivityDeps): TaskResources {
   // One simulator per task: it answers from that task's gold calls.
   const simulators = new Map<string, Promise<RunningTeacherSimulator>>();
   const endpoints = deps.endpoints ?? [simulatorEndpoint()];
-  const checkTeacher = (config: PipelineConfig, model = config.teacher.model): TeacherEndpoint => {
+  const checkTeacher = (config: Omit<TeacherSource, 'task'>, model = config.teacher.model): TeacherEndpoint => {
     const endpoint = endpoints.find((e) => e.name === config.teacher.endpoint);
     if (!endpoint) {
       throw new InvalidConfigError([
@@ -196,8 +204,8 @@ export function createTaskResources(deps: ActivityDeps): TaskResources {
     }
     return endpoint;
   };
-  const taskDefinition = (config: PipelineConfig) => registry.require(config.task.name);
-  const loadTask = async (config: PipelineConfig): Promise<LoadedTask> => {
+  const taskDefinition = (config: TaskSource) => registry.require(config.task.name);
+  const loadTask = async (config: TaskSource): Promise<LoadedTask> => {
     const definition = taskDefinition(config);
     const files = await taskFiles(config, deps.env, definition);
     const id = JSON.stringify([definition.name, files.data ?? null, files.functions ?? null]);

@@ -1,17 +1,17 @@
 // Inputs and results of the stage activities: small objects holding ArtifactRefs, never bulk data.
 // Workflow-safe (types and no I/O).
 import type { ArtifactRef } from '../artifacts/ref';
-import type { PipelineConfig, StudentFamilyChoice } from '../config/pipeline';
+import type { StudentFamilyChoice } from '../config/pipeline';
+import type { PrototypePlan } from '../config/plan';
 import type { CompressResult, PrototypeResult, TransferResult } from '../workflows/stage-input';
 
 // The stages' results are schemas, which the stage workflows check their input with.
 export type { CalibratedModel, CompressResult, GateDecision, PrototypeResult, TaskData, TransferResult } from '../workflows/stage-input';
 
 export interface LabelBatchInput {
-  config: PipelineConfig;
+  plan: PrototypePlan['label'];
   inputs: ArtifactRef;
   batchIndex: number;
-  batchSize: number;
 }
 
 export interface LabelBatchResult extends Record<string, unknown> {

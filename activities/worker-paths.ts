@@ -4,7 +4,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { isInside } from '../artifacts/confined-path';
 import type { SupertinyEnv } from '../config/env';
-import { InvalidConfigError, type PipelineConfig } from '../config/pipeline';
+import { InvalidConfigError } from '../config/pipeline';
+import type { InitPlan, TaskRef } from '../config/plan';
 import type { TaskDefinition, TaskFiles } from '../tasks/registry';
 
 /**
@@ -58,7 +59,7 @@ async function linkOutOfRoots(dir: string, realRoots: readonly string[], seen = 
  * The files a config's task reads, as checked real paths inside the data roots: task.dataPath (or the task's
  * default data file) and task.functionsPath, each required, allowed or refused as the registered task says.
  */
-export async function taskFiles(config: PipelineConfig, env: SupertinyEnv, definition: TaskDefinition): Promise<TaskFiles> {
+export async function taskFiles(config: { task: TaskRef }, env: SupertinyEnv, definition: TaskDefinition): Promise<TaskFiles> {
   const fail = (field: string, message: string) => new InvalidConfigError([{ path: field, message }]);
   const named = { data: config.task.dataPath, functions: config.task.functionsPath };
   const fields = { data: 'task.dataPath', functions: 'task.functionsPath' } as const;
@@ -75,9 +76,8 @@ export async function taskFiles(config: PipelineConfig, env: SupertinyEnv, defin
   return files;
 }
 
-export async function baseModelPath(config: PipelineConfig, env: SupertinyEnv, student: { baseModelPath?: string } = config.transfer.student): Promise<string | undefined> {
+export async function baseModelPath(env: SupertinyEnv, student: { baseModelPath?: string }, field: InitPlan['field']): Promise<string | undefined> {
   if (student.baseModelPath === undefined) return undefined;
-  const field = student === config.transfer.kdTeacher ? 'transfer.kdTeacher.baseModelPath' : 'transfer.student.baseModelPath';
   const dir = await pathInRoots(field, student.baseModelPath, env.modelRoots, 'SUPERTINY_MODEL_ROOTS', 'directory');
   await fs.access(path.join(dir, 'config.json')).catch(() => {
     throw new InvalidConfigError([{ path: field, message: `${student.baseModelPath} has no config.json: not a Hugging Face model folder` }]);

@@ -31,10 +31,10 @@ export interface StartPipelineOptions {
 }
 
 /**
- * Validates the config here (an InvalidConfigError names the bad field before anything starts), then starts
- * `distillationPipeline` with the config as given: the workflow fills in the defaults, and a config that names
- * no student family gets the family its task's schema needs, which only the worker knows (the defaults differ
- * by family, so they are filled in once the family is chosen).
+ * Validates the config here, the one parse on the caller's side (an InvalidConfigError names the bad field
+ * before anything starts), then starts `distillationPipeline` with the config as given: its first activity
+ * resolves it into the run's plan, and a config that names no student family gets the family its task's schema
+ * needs, which only the worker knows (the defaults differ by family, so they are filled in once it is chosen).
  */
 export async function startPipeline(
   client: Client,
@@ -60,32 +60,28 @@ export async function cancelPipeline(handle: WorkflowHandle, reason = 'cancelled
 
 /**
  * The refresh's input checked here (an error names the bad field before anything starts): the schema's fields,
- * the config, and absolute paths (the worker resolves nothing against the caller's working folder).
+ * the config, and absolute paths (the worker resolves nothing against the caller's working folder). Returns the
+ * config's name (the default's when it names none), which names refresh workflows and schedules.
  */
-export function checkRefreshInput(input: RefreshInput): RefreshInput {
+export function checkRefreshInput(input: RefreshInput): string {
   const parsed = RefreshInputSchema.safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new Error(`invalid refresh input: ${issue.path.join('.') || '(input)'}: ${issue.message}`);
   }
-  parsePipelineConfig(input.config);
+  const { name } = parsePipelineConfig(input.config);
   for (const field of ['deployment', 'traffic'] as const) {
     if (!input[field].startsWith('/')) throw new Error(`invalid refresh input: ${field} must be an absolute path, got ${JSON.stringify(input[field])}`);
   }
-  return input;
-}
-
-/** The config's name (the default's when it names none): it names refresh workflows and schedules. */
-function configName(config: unknown): string {
-  return parsePipelineConfig(config).name;
+  return name;
 }
 
 /** Starts `refreshStudent` (workflow id supertiny-refresh-<config name>-<random>, unless given). */
 export async function startRefresh(client: Client, input: RefreshInput, options: StartPipelineOptions = {}): Promise<WorkflowHandle<typeof refreshStudent>> {
-  checkRefreshInput(input);
+  const name = checkRefreshInput(input);
   return client.workflow.start(refreshStudent, {
     taskQueue: options.taskQueue ?? readEnv().taskQueue,
-    workflowId: options.workflowId ?? `supertiny-refresh-${configName(input.config)}-${randomUUID().slice(0, 8)}`,
+    workflowId: options.workflowId ?? `supertiny-refresh-${name}-${randomUUID().slice(0, 8)}`,
     args: [input],
   });
 }
@@ -108,9 +104,9 @@ const DURATION = /^[1-9][0-9]*(s|m|h|d)$/;
  * was down start within the catch-up window only. The input (the config included) is fixed at creation.
  */
 export async function createRefreshSchedule(client: Client, input: RefreshInput, options: RefreshScheduleOptions): Promise<ScheduleHandle> {
-  checkRefreshInput(input);
+  const name = checkRefreshInput(input);
   if (!DURATION.test(options.every)) throw new Error(`--every must be a duration such as 7d, 12h or 30m, got ${JSON.stringify(options.every)}`);
-  const scheduleId = options.scheduleId ?? `supertiny-refresh-${configName(input.config)}`;
+  const scheduleId = options.scheduleId ?? `supertiny-refresh-${name}`;
   return client.schedule.create({
     scheduleId,
     spec: { intervals: [{ every: options.every as Duration }] },

@@ -1,6 +1,7 @@
-// The one configuration schema of a pipeline run. Users write it as JSON or YAML; the client parses it
-// before starting a workflow, and the workflow parses it again (it may be started from the Temporal CLI).
-// Safe to import from workflow code: no I/O here.
+// The one configuration schema of a pipeline run. Users write it as JSON or YAML; the client checks it before
+// starting a workflow, and the pipeline's first activity (resolvePlan) resolves it into the run's plan, with
+// the student family chosen (the workflow may be started from the Temporal CLI, past the client). The stage
+// workflows check the resolved config they are started with. Safe to import from workflow code: no I/O here.
 import { z } from 'zod';
 import { FailureType, SupertinyError } from './failure-types';
 import { ENCODER_BASE_NAMES } from './encoder-bases';
@@ -279,8 +280,24 @@ export const TransferConfigSchema = z
     trainer: t.trainer ?? FAMILY_TRAINING_DEFAULTS[t.student.family].trainer,
   }));
 
-export const CompressStepSchema = z.enum(['prune-vocab', 'prune-layers', 'int8', 'int4']);
+/**
+ * The weight quantization schemes of the exported graph, each a compression step. Every scheme starts from the
+ * float graph, so each is an alternative to the others; the trainer's `quantize` command takes `options`.
+ * Adding a scheme here adds the step, its model in the compress result and its row in the report (student_<scheme>).
+ */
+export const QUANTIZATIONS = {
+  int8: { families: ['encoder', 'decoder'], about: 'int8 weights', options: {} },
+  int4: { families: ['encoder'], about: '4-bit feed-forward and embedding weights', options: { scheme: 'int4' } },
+} as const satisfies Record<string, { families: readonly StudentFamily[]; about: string; options: Record<string, string> }>;
+export type Quantization = keyof typeof QUANTIZATIONS;
+export const QUANTIZATION_NAMES = Object.keys(QUANTIZATIONS) as Quantization[];
+
+export const CompressStepSchema = z.enum(['prune-vocab', 'prune-layers', ...QUANTIZATION_NAMES]);
 export type CompressStep = z.infer<typeof CompressStepSchema>;
+
+export function isQuantization(step: string): step is Quantization {
+  return step in QUANTIZATIONS;
+}
 
 /** Per-family compression steps when the config names none (measurements in BENCHMARKS.md). */
 export const FAMILY_COMPRESS_DEFAULTS: Record<StudentFamily, CompressStep[]> = {
@@ -325,7 +342,7 @@ export const CompressConfigSchema = z
     // the exported graph).
     for (const pruneStep of ['prune-vocab', 'prune-layers'] as const) {
       const prune = steps.indexOf(pruneStep);
-      for (const quantized of ['int8', 'int4'] as const) {
+      for (const quantized of QUANTIZATION_NAMES) {
         if (steps.includes(quantized) && prune > steps.indexOf(quantized)) {
           ctx.addIssue({ code: 'custom', path: ['steps', prune], message: `"${pruneStep}" must come before "${quantized}"` });
         }
@@ -374,16 +391,13 @@ export const PipelineConfigSchema = z
   .strict()
   .superRefine((c, ctx) => {
     if (c.transfer.student.family !== 'decoder') return;
+    const decoderSteps = QUANTIZATION_NAMES.filter((q) => (QUANTIZATIONS[q].families as readonly StudentFamily[]).includes('decoder'));
+    const only = `the decoder family compresses with ${decoderSteps.map((q) => `"${q}"`).join(', ')} only`;
     (c.compress.steps ?? []).forEach((step, i) => {
-      if (step === 'prune-vocab') {
-        ctx.addIssue({ code: 'custom', path: ['compress', 'steps', i], message: '"prune-vocab" prunes the encoder student\'s WordPiece vocabulary; the decoder family compresses with "int8" only' });
-      }
-      if (step === 'prune-layers') {
-        ctx.addIssue({ code: 'custom', path: ['compress', 'steps', i], message: '"prune-layers" (with distillation) is for the encoder student; the decoder family compresses with "int8" only' });
-      }
-      if (step === 'int4') {
-        ctx.addIssue({ code: 'custom', path: ['compress', 'steps', i], message: '"int4" (4-bit feed-forward and embedding weights) is for the encoder student; the decoder family compresses with "int8" only' });
-      }
+      const issue = (message: string) => ctx.addIssue({ code: 'custom', path: ['compress', 'steps', i], message: `${message}; ${only}` });
+      if (step === 'prune-vocab') issue('"prune-vocab" prunes the encoder student\'s WordPiece vocabulary');
+      if (step === 'prune-layers') issue('"prune-layers" (with distillation) is for the encoder student');
+      if (isQuantization(step) && !decoderSteps.includes(step)) issue(`"${step}" (${QUANTIZATIONS[step].about}) is for the encoder student`);
     });
   })
   .transform((c) => ({ ...c, compress: { ...c.compress, steps: c.compress.steps ?? FAMILY_COMPRESS_DEFAULTS[c.transfer.student.family] } }));

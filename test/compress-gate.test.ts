@@ -1,10 +1,15 @@
 // The compress stage's gate with scripted activities: every step is compared with the uncompressed ONNX
 // model (two small losses that add up past the tolerance roll the second step back), prune-vocab runs on the
 // PyTorch folder before its own export, and the decoder's compress path schedules what it always did.
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { ArtifactRef } from '../artifacts/ref';
+import { readEnv } from '../config/env';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import type { CompressResult } from '../activities/types';
 import { gpuQueueOf } from '../workflows/activity-options';
@@ -47,13 +52,9 @@ describe('compress gate', () => {
         calls.push(`pruneLayers ${label(model)} ${label(sft)}`);
         return ref(`shallow(${label(model)})`, Math.round(model.bytes * 0.8));
       },
-      async quantizeInt8({ model }: { model: ArtifactRef }) {
-        calls.push(`quantizeInt8 ${label(model)}`);
-        return ref(`int8(${label(model)})`, Math.round(model.bytes / 4));
-      },
-      async quantizeInt4({ model }: { model: ArtifactRef }) {
-        calls.push(`quantizeInt4 ${label(model)}`);
-        return ref(`int4(${label(model)})`, Math.round(model.bytes / 6.4));
+      async quantize({ plan, model }: { plan: { step: 'int8' | 'int4' }; model: ArtifactRef }) {
+        calls.push(`quantize ${plan.step} ${label(model)}`);
+        return ref(`${plan.step}(${label(model)})`, Math.round(model.bytes / { int8: 4, int4: 6.4 }[plan.step]));
       },
       // The last step calibrates the chosen model's confidence; its own tests are elsewhere (not in `calls`).
       async calibrateConfidence({ model }: { model: ArtifactRef }) {
@@ -84,6 +85,11 @@ describe('compress gate', () => {
         workflowId: taskQueue,
         args: [{ config, prototype, transfer }],
       })) as CompressResult;
+      // SUPERTINY_RECORD_HISTORY=path saves the run's history (how test/fixtures/compress-history-before-quantize.json was made).
+      if (process.env.SUPERTINY_RECORD_HISTORY) {
+        const shown = await promisify(execFile)(readEnv().temporalCli, ['workflow', 'show', '--workflow-id', taskQueue, '--output', 'json', '--address', server.address], { maxBuffer: 64 << 20 });
+        await fs.writeFile(process.env.SUPERTINY_RECORD_HISTORY, JSON.stringify({ workflowId: taskQueue, history: JSON.parse(shown.stdout) }));
+      }
       return { result, calls };
     } finally {
       for (const w of workers) w.shutdown();
@@ -103,7 +109,7 @@ describe('compress gate', () => {
       'pruneVocab student sft',
       'exportOnnx pruned(student)',
       'scoreOnDev onnx(pruned(student))',
-      'quantizeInt8 onnx(pruned(student))',
+      'quantize int8 onnx(pruned(student))',
       'scoreOnDev int8(onnx(pruned(student)))',
     ]);
     expect(label(result.chosen)).toBe('onnx(pruned(student))');
@@ -122,7 +128,7 @@ describe('compress gate', () => {
       'onnx(pruned(student))': 0.68,
       'int8(onnx(student))': 0.699,
     });
-    expect(calls.slice(-2)).toEqual(['quantizeInt8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
+    expect(calls.slice(-2)).toEqual(['quantize int8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
     expect(result.gates.map((g) => g.kept)).toEqual([false, true]);
     expect(label(result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
@@ -136,9 +142,9 @@ describe('compress gate', () => {
       'int4(onnx(pruned(student)))': 0.694,
     });
     expect(kept.calls.slice(-4)).toEqual([
-      'quantizeInt8 onnx(pruned(student))',
+      'quantize int8 onnx(pruned(student))',
       'scoreOnDev int8(onnx(pruned(student)))',
-      'quantizeInt4 onnx(pruned(student))',
+      'quantize int4 onnx(pruned(student))',
       'scoreOnDev int4(onnx(pruned(student)))',
     ]);
     expect(label(kept.result.chosen)).toBe('int4(onnx(pruned(student)))');
@@ -151,7 +157,7 @@ describe('compress gate', () => {
       'int8(onnx(student))': 0.699,
       'int4(onnx(student))': 0.685,
     });
-    expect(rolledBack.calls.slice(-2)).toEqual(['quantizeInt4 onnx(student)', 'scoreOnDev int4(onnx(student))']);
+    expect(rolledBack.calls.slice(-2)).toEqual(['quantize int4 onnx(student)', 'scoreOnDev int4(onnx(student))']);
     expect(rolledBack.result.gates.map((g) => g.kept)).toEqual([false, true, false]);
     expect(label(rolledBack.result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
@@ -167,7 +173,7 @@ describe('compress gate', () => {
       'pruneLayers pruned(student) sft',
       'exportOnnx shallow(pruned(student))',
       'scoreOnDev onnx(shallow(pruned(student)))',
-      'quantizeInt4 onnx(shallow(pruned(student)))',
+      'quantize int4 onnx(shallow(pruned(student)))',
       'scoreOnDev int4(onnx(shallow(pruned(student))))',
     ]);
     expect(result.gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['prune-layers', true], ['int4', true]]);
@@ -177,8 +183,16 @@ describe('compress gate', () => {
   test("the decoder's compress path schedules the activities it always did, in the same order", async () => {
     const decoder = { transfer: { student: { hiddenSize: 64, heads: 2, kvHeads: 1 } } };
     const { result, calls } = await compress(decoder, { 'onnx(student)': 0.5, 'int8(onnx(student))': 0.5 });
-    expect(calls).toEqual(['exportOnnx student', 'scoreOnDev onnx(student)', 'quantizeInt8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
+    expect(calls).toEqual(['exportOnnx student', 'scoreOnDev onnx(student)', 'quantize int8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
     expect(result.gates).toHaveLength(1);
     expect(label(result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
+
+  test('a compress stage recorded before the one quantize activity replays: it still schedules quantizeInt8 and quantizeInt4', async () => {
+    // Recorded with the workflows of df96b9d, from the int4 test above (prune-vocab, int8, int4 kept).
+    const fixture = JSON.parse(await fs.readFile(path.join(__dirname, 'fixtures', 'compress-history-before-quantize.json'), 'utf8'));
+    const scheduled = (fixture.history.events as { activityTaskScheduledEventAttributes?: { activityType: { name: string } } }[]).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType.name ?? []);
+    expect(scheduled).toEqual(expect.arrayContaining(['quantizeInt8', 'quantizeInt4']));
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture.history, fixture.workflowId);
+  }, 60_000);
 });

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { baseModelPath, pathInRoots } from '../activities/worker-paths';
 import { readEnv } from '../config/env';
-import { InvalidConfigError, parsePipelineConfig } from '../config/pipeline';
+import { InvalidConfigError } from '../config/pipeline';
 
 describe('paths a config names', () => {
   let root: string;
@@ -59,8 +59,7 @@ describe('paths a config names', () => {
   });
 
   describe('a base model folder', () => {
-    const check = (dir: string) =>
-      baseModelPath(parsePipelineConfig({ transfer: { student: { family: 'decoder', baseModelPath: dir } } }), { ...readEnv(), modelRoots: [root] });
+    const check = (dir: string) => baseModelPath({ ...readEnv(), modelRoots: [root] }, { baseModelPath: dir }, 'transfer.student.baseModelPath');
 
     async function modelFolder(): Promise<string> {
       const dir = path.join(root, 'model');

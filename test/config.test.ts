@@ -1,5 +1,5 @@
 import { sharedChatSettings } from '../activities/teacher/settings';
-import { trainingStepConfig } from '../activities/trainer/step-config';
+import { trainingStepConfig } from '../config/step-config';
 import { InvalidConfigError, parsePipelineConfig, PipelineConfigSchema } from '../config/pipeline';
 
 describe('pipeline config', () => {

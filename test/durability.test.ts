@@ -10,7 +10,7 @@ import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/
 import { prototypeStage } from '../workflows/prototype';
 import { transferStage } from '../workflows/transfer';
 import type { PrototypeResult, LabelBatchResult } from '../activities/types';
-import type { TrainedModel } from '../activities/transfer/activities';
+import type { TrainedModel } from '../activities/trainer/trainer-step';
 import type { TrainerHeartbeat } from '../activities/trainer/trainer-process';
 import { runTrainer } from '../activities/trainer/trainer-process';
 import { ArtifactStore } from '../artifacts/store';

@@ -16,6 +16,7 @@ import { readEnv } from '../config/env';
 import { parsePipelineConfig } from '../config/pipeline';
 import { startTeacherSimulator } from '../runtime/teacher-simulator';
 import { loadMassiveTask } from '../tasks/massive';
+import { pipelinePlan } from '../config/plan';
 
 let root: string;
 let store: ArtifactStore;
@@ -149,12 +150,12 @@ describe('output records', () => {
     const activities = createPrototypeActivities({ env, store }, resources);
     const config = parsePipelineConfig({ task: { trainLimit: 20, devLimit: 10, testLimit: 10 } });
     try {
-      const first = await activities.prepareTaskData({ config });
+      const first = await activities.prepareTaskData({ plan: pipelinePlan(config).prototype.data });
       const [record] = (await fs.readdir(path.join(store.root, 'outputs'))).filter((f) => f.startsWith('prepareTaskData-') && f.endsWith('.json'));
       const file = path.join(store.root, 'outputs', record);
       for (const damage of [(text: string) => text.slice(0, text.length / 2), () => '']) {
         await fs.writeFile(file, damage(await fs.readFile(file, 'utf8')));
-        expect(await activities.prepareTaskData({ config })).toEqual(first);
+        expect(await activities.prepareTaskData({ plan: pipelinePlan(config).prototype.data })).toEqual(first);
         expect(JSON.parse(await fs.readFile(file, 'utf8')).value).toEqual(first);
       }
     } finally {

@@ -2,7 +2,7 @@
 // description, and the reward statistics in heartbeats, the CLI bar and the workflow's details.
 import { z } from 'zod';
 import { parsePipelineConfig, InvalidConfigError } from '../config/pipeline';
-import { trainingStepConfig } from '../activities/trainer/step-config';
+import { trainingStepConfig } from '../config/step-config';
 import { taskDescription, taskDescriptionFile } from '../tasks/task-description';
 import { progressHeartbeat } from '../activities/trainer/trainer-process';
 import { heartbeatExtra } from '../cli/watch';

@@ -1,30 +1,58 @@
-// Output keys: each config field changes exactly the keys of the activities whose output depends on it.
-import { CONFIG_READ, type MemoisedActivity } from '../activities/output-keys';
+// Output keys: an activity's key is a hash of the part of the plan it is given (less the teacher client
+// settings), so each config field must reach exactly the plan parts of the activities whose output depends on it.
+import type { MemoisedActivity } from '../activities/output-keys';
 import { canonicalJson } from '../artifacts/store';
-import { parsePipelineConfig, type PipelineConfig } from '../config/pipeline';
+import { isQuantization, parsePipelineConfig, type PipelineConfig } from '../config/pipeline';
+import { pipelinePlan, type PipelinePlan } from '../config/plan';
 
-const ACTIVITIES = Object.keys(CONFIG_READ) as MemoisedActivity[];
+const withoutClient = <T extends { client: unknown }>({ client: _client, ...read }: T) => read;
+
+/** The plan parts each memoised activity is given by the workflows in one run (every call's), as its key sees them. */
+const GIVEN: Record<MemoisedActivity, (plan: PipelinePlan) => unknown[]> = {
+  prepareTaskData: (p) => [p.prototype.data],
+  labelBatch: (p) => [withoutClient(p.prototype.label)],
+  assembleDataset: (p) => [withoutClient(p.prototype.assemble)],
+  encoderBase: (p) => (p.transfer.family === 'encoder' ? [p.transfer.base] : []),
+  trainTokenizer: (p) => (p.transfer.family === 'decoder' ? [p.transfer.tokenizer] : []),
+  initStudent: (p) => (p.transfer.family === 'decoder' ? [p.transfer.init, p.transfer.kdTeacher?.init] : []),
+  trainStudent: (p) => [...p.transfer.steps, ...(p.transfer.family === 'decoder' ? [p.transfer.kdTeacher?.train] : [])],
+  scoreStudentOnDev: (p) => [p.score],
+  scoreOnDev: (p) => [p.score],
+  calibrateConfidence: (p) => [p.score],
+  cascadeOnSplit: (p) => [p.score],
+  pruneVocab: (p) => p.compress.steps.filter((s) => s.step === 'prune-vocab'),
+  pruneLayers: (p) => p.compress.steps.filter((s) => s.step === 'prune-layers'),
+  exportOnnx: () => [],
+  quantize: (p) => p.compress.steps.filter((s) => isQuantization(s.step)),
+  // The report shows the whole config.
+  evaluateModels: (p) => [p.config],
+};
+const ACTIVITIES = Object.keys(GIVEN) as MemoisedActivity[];
 
 /** field path -> [another valid value, the activities whose key must change besides evaluateModels]. */
 type Spec = Record<string, [unknown, MemoisedActivity[]]>;
 
+// Whatever loads the task reads its name and files; scoring reads nothing else of the config.
+const LOADS_TASK: MemoisedActivity[] = ['prepareTaskData', 'labelBatch', 'assembleDataset', 'trainStudent', 'scoreStudentOnDev', 'scoreOnDev', 'calibrateConfidence', 'cascadeOnSplit'];
+
 const COMMON: Spec = {
   name: ['other-name', []],
-  'task.name': ['from-files', ['prepareTaskData']],
-  'task.dataPath': ['/data/other.jsonl', ['prepareTaskData']],
-  'task.functionsPath': ['/data/functions.json', ['prepareTaskData']],
+  'task.name': ['from-files', LOADS_TASK],
+  'task.dataPath': ['/data/other.jsonl', LOADS_TASK],
+  'task.functionsPath': ['/data/functions.json', LOADS_TASK],
   'task.trainLimit': [10, ['prepareTaskData']],
   'task.devLimit': [10, ['prepareTaskData']],
   'task.testLimit': [10, ['prepareTaskData']],
   'teacher.endpoint': ['openai', ['labelBatch', 'assembleDataset']],
   'teacher.model': ['gpt-4o-mini', ['labelBatch', 'assembleDataset']],
-  'teacher.temperature': [0.3, ['labelBatch']],
+  // The judge's calibration asks the teacher for dev answers at the labelling temperature.
+  'teacher.temperature': [0.3, ['labelBatch', 'assembleDataset']],
   'teacher.samples': [3, ['labelBatch']],
   'teacher.voteThreshold': [0.6, ['assembleDataset']],
+  // How requests are made and paid for changes what an output costs, not what it holds.
   'teacher.concurrency': [4, []],
   'teacher.timeoutMs': [1000, []],
   'teacher.maxRetries': [2, []],
-  // The budget bounds what is paid, not what an output holds: only the report, which shows it, changes.
   'teacher.maxSpendUsd': [5, []],
   'teacher.batchSize': [50, ['labelBatch']],
   'teacher.batchesPerRun': [3, []],
@@ -37,7 +65,6 @@ const COMMON: Spec = {
   'transfer.epochs': [2, ['trainStudent']],
   'transfer.learningRate': [0.01, ['trainStudent']],
   'transfer.trainer': [{ weight_decay: 0.1 }, ['trainStudent']],
-  'compress.steps': [[], []],
   'compress.toleranceExactMatch': [3, []],
   'evaluate.split': ['dev', []],
   'evaluate.latencySamples': [5, []],
@@ -52,6 +79,7 @@ const COMMON: Spec = {
 const DECODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'dpo'], ['initStudent', 'trainStudent']],
+  'compress.steps': [[], ['quantize']],
   'compress.pruneVocabMinCount': [3, []], // the decoder has no vocabulary step
   'compress.pruneLayersKeep': [3, []],
   'compress.pruneLayersEpochs': [1, []],
@@ -85,6 +113,7 @@ const DECODER: Spec = {
 const ENCODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'sft'], []], // a second sft is another call with another input model
+  'compress.steps': [['int8'], ['pruneVocab', 'pruneLayers', 'quantize']],
   'compress.pruneVocabMinCount': [3, ['pruneVocab']],
   'compress.pruneLayersKeep': [3, ['pruneLayers']],
   'compress.pruneLayersEpochs': [1, ['pruneLayers']],
@@ -128,11 +157,19 @@ function withField(config: PipelineConfig, field: string, value: unknown): Pipel
   return copy as PipelineConfig;
 }
 
-const keysOf = (config: PipelineConfig) => Object.fromEntries(ACTIVITIES.map((a) => [a, canonicalJson((CONFIG_READ[a] as (c: PipelineConfig) => unknown)(config))]));
+/** Per activity, the distinct parts it is given (a part given twice keys its calls alike). */
+const keysOf = (config: PipelineConfig) => {
+  const plan = pipelinePlan(config);
+  return Object.fromEntries(ACTIVITIES.map((a) => [a, [...new Set(GIVEN[a](plan).map((part) => canonicalJson(part ?? null)))].sort().join('\n')]));
+};
 
 describe.each([
   ['decoder', parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'dpo', 'kd', 'grpo'] }, teacher: { judge: { enabled: true } } }), DECODER],
-  ['encoder', parsePipelineConfig({ transfer: { student: { family: 'encoder' } }, teacher: { judge: { enabled: true } } }), ENCODER],
+  [
+    'encoder',
+    parsePipelineConfig({ transfer: { student: { family: 'encoder' } }, teacher: { judge: { enabled: true } }, compress: { steps: ['prune-vocab', 'prune-layers', 'int8', 'int4'] } }),
+    ENCODER,
+  ],
 ])('output keys of a %s pipeline', (_family, base, spec) => {
   test('every config field is in the table (a new field must say which outputs depend on it)', () => {
     const missing = leaves(base).filter((field) => !(field in spec));

@@ -138,6 +138,19 @@ describe('distillation pipeline on a real Temporal server', () => {
     await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture.history, fixture.workflowId);
   }, 120_000);
 
+  /** The messages of an error and of its causes, outermost first. */
+  function causeMessages(err: unknown): string[] {
+    const chain: string[] = [];
+    for (let cur: unknown = err; cur instanceof Error; cur = (cur as { cause?: unknown }).cause) chain.push(cur.message);
+    return chain;
+  }
+
+  /** The attempt number of every activity a workflow started, in order. */
+  async function activityAttempts(workflowId: string) {
+    const history = await server.client.workflow.getHandle(workflowId).fetchHistory();
+    return history.events?.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt) ?? [];
+  }
+
   async function firstWorkflowId(): Promise<string> {
     for await (const wf of server.client.workflow.list({ query: `WorkflowType = 'distillationPipeline' AND TaskQueue = '${taskQueue}'` })) {
       if (wf.workflowId.startsWith('supertiny-plugin-run')) return wf.workflowId;
@@ -148,11 +161,12 @@ describe('distillation pipeline on a real Temporal server', () => {
   test('an invalid config is refused at start with the field named', async () => {
     await expect(startPipeline(server.client, { teacher: { samples: 0 } } as never, { taskQueue })).rejects.toThrow(InvalidConfigError);
     await expect(startPipeline(server.client, { transfer: { steps: ['sft', 'magic'] } } as never, { taskQueue })).rejects.toThrow(/transfer\.steps\.1/);
-    // Started around the client (as the Temporal CLI can), the workflow itself refuses it.
+    // Started around the client (as the Temporal CLI can), the workflow's first activity refuses it, at its first attempt.
     const handle = await server.client.workflow.start('distillationPipeline', { taskQueue, workflowId: `bad-config-${Date.now()}`, args: [{ teacher: { samples: 'five' } }] });
     const err = await withWorkers(workers, () => handle.result().catch((e: unknown) => e));
     expect(err).toBeInstanceOf(WorkflowFailedError);
-    expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/teacher\.samples/);
+    expect(causeMessages(err).at(-1)).toMatch(/teacher\.samples/);
+    expect(await activityAttempts(handle.workflowId)).toEqual([1]);
   }, 120_000);
 
   test.each([
@@ -168,14 +182,11 @@ describe('distillation pipeline on a real Temporal server', () => {
     });
     const err = await withWorkers(workers, () => handle.result().catch((e: unknown) => e));
     expect(err).toBeInstanceOf(WorkflowFailedError);
-    const chain: string[] = [];
-    for (let cur: unknown = err; cur instanceof Error; cur = (cur as { cause?: unknown }).cause) chain.push(cur.message);
+    const chain = causeMessages(err);
     expect(chain[chain.length - 1]).toMatch(message);
     expect(chain.join('\n')).not.toMatch(/root:x:/);
     // Non-retryable: one attempt, and the teacher was never asked.
-    const history = await handle.fetchHistory();
-    const attempts = history.events?.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt) ?? [];
-    expect(attempts).toEqual([1]);
+    expect(await activityAttempts(handle.workflowId)).toEqual([1]);
     expect(simulator.stats().chatRequests).toBe(requestsBefore);
   }, 120_000);
 

@@ -6,7 +6,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createTaskResources } from '../activities/task-resources';
-import { checkConfigOnWorker, resolveStudentFamily } from '../activities/config-check';
+import { checkConfigOnWorker, resolvePlan, resolveStudentFamily } from '../activities/config-check';
 import { ArtifactStore } from '../artifacts/store';
 import { readEnv, type SupertinyEnv } from '../config/env';
 import { InvalidConfigError, parsePipelineConfig, studentFamilyGiven, type PipelineConfigInput } from '../config/pipeline';
@@ -54,11 +54,10 @@ afterAll(async () => {
   if (dir) await fs.rm(dir, { recursive: true, force: true });
 });
 
-/** What the workflow does: parse provisionally, check on the worker with the input as written, resolve. */
+/** What the workflow does: its first activity resolves the input as written into the plan. */
 async function resolve(input: PipelineConfigInput) {
-  const checked = await checkConfigOnWorker(parsePipelineConfig(input), env, resources(), input);
-  const config = checked.studentFamily ? parsePipelineConfig(input, checked.studentFamily.family) : parsePipelineConfig(input);
-  return { config, studentFamily: checked.studentFamily };
+  const { config, studentFamily } = await resolvePlan(input, env, resources());
+  return { config, studentFamily };
 }
 
 describe('whether a config names its student family', () => {

@@ -17,6 +17,7 @@ import { waitFor } from '../runtime/wait-for';
 import { resolveTeacherEndpoints } from '../config/endpoints';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { pipelinePlan } from '../config/plan';
 
 const API_KEY = 'sk-test-never-shown-0123456789';
 
@@ -121,12 +122,12 @@ test('cancelling the workflow during labelling aborts the requests in flight and
 test('a hanging endpoint is cut off before the activity deadline with a non-retryable failure, and nothing is sent after', async () => {
   const { activities } = await activitiesFor(fake.url);
   const config = small('hang');
-  const data = (await new MockActivityEnvironment(undefined, { logger: quiet }).run(activities.prepareTaskData, { config })) as TaskData;
+  const data = (await new MockActivityEnvironment(undefined, { logger: quiet }).run(activities.prepareTaskData, { plan: pipelinePlan(config).prototype.data })) as TaskData;
   const context = activityContext(2500);
   const beats: number[] = [];
   context.on('heartbeat', () => beats.push(Date.now()));
   const started = Date.now();
-  const failure = await failureOf(context.run(activities.labelBatch, { config, inputs: data.train, batchIndex: 0, batchSize: 8 }));
+  const failure = await failureOf(context.run(activities.labelBatch, { plan: { ...pipelinePlan(config).prototype.label, batchSize: 8 }, inputs: data.train, batchIndex: 0 }));
   const elapsed = Date.now() - started;
   expect(failure).toMatchObject({ type: 'TeacherUnavailable', nonRetryable: true });
   expect(failure.message).toMatch(/answered nothing before the activity's deadline/);
@@ -143,8 +144,8 @@ test('an endpoint that is down fails labelling non-retryably with its status cou
   fake.behave({ kind: 'status', status: 503, message: `upstream overloaded (key ${API_KEY})` });
   const { env, activities } = await activitiesFor(fake.url);
   const config = small('down', { teacher: { maxRetries: 1 } });
-  const data = (await new MockActivityEnvironment(undefined, { logger: quiet }).run(activities.prepareTaskData, { config })) as TaskData;
-  const input = { config, inputs: data.train, batchIndex: 0, batchSize: 8 };
+  const data = (await new MockActivityEnvironment(undefined, { logger: quiet }).run(activities.prepareTaskData, { plan: pipelinePlan(config).prototype.data })) as TaskData;
+  const input = { plan: { ...pipelinePlan(config).prototype.label, batchSize: 8 }, inputs: data.train, batchIndex: 0 };
 
   const failure = await failureOf(activityContext(60_000).run(activities.labelBatch, input));
   expect(failure).toMatchObject({ type: 'TeacherUnavailable', nonRetryable: true });
@@ -165,10 +166,10 @@ test('the judge failing for good fails assembling the dataset non-retryably; not
   fake.behave({ kind: 'forward', baseURL: sim.url });
   const { env, activities } = await activitiesFor(fake.url);
   const config = small('judge-down', { teacher: { maxRetries: 1, judge: { enabled: true, devSample: 4 } } });
-  const data = (await new MockActivityEnvironment(undefined, { logger: quiet }).run(activities.prepareTaskData, { config })) as TaskData;
-  const batch = (await activityContext(60_000).run(activities.labelBatch, { config, inputs: data.train, batchIndex: 0, batchSize: 8 })) as LabelBatchResult;
+  const data = (await new MockActivityEnvironment(undefined, { logger: quiet }).run(activities.prepareTaskData, { plan: pipelinePlan(config).prototype.data })) as TaskData;
+  const batch = (await activityContext(60_000).run(activities.labelBatch, { plan: { ...pipelinePlan(config).prototype.label, batchSize: 8 }, inputs: data.train, batchIndex: 0 })) as LabelBatchResult;
   fake.behave({ kind: 'status', status: 500, message: 'judge backend crashed' });
-  const failure = await failureOf(activityContext(60_000).run(activities.assembleDataset, { config, data, batches: [batch.samples] }));
+  const failure = await failureOf(activityContext(60_000).run(activities.assembleDataset, { plan: pipelinePlan(config).prototype.assemble, data, batches: [batch.samples] }));
   expect(failure).toMatchObject({ type: 'TeacherUnavailable', nonRetryable: true });
   expect(failure.message).toMatch(/500 x\d+.*judge backend crashed/);
   const outputs = await fs.readdir(path.join(env.dataDir, 'artifacts', 'outputs'));

@@ -24,6 +24,7 @@ import { startFakeEndpoint } from './support/fake-endpoint';
 import { waitFor } from '../runtime/wait-for';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { createTestWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { pipelinePlan } from '../config/plan';
 
 let massive: MassiveTask;
 let tmp: string;
@@ -213,8 +214,8 @@ describe("the pipeline's activities", () => {
           { logger: quiet },
         );
       };
-      const data = (await attempt(1).run(activities.prepareTaskData, { config })) as TaskData;
-      const input = { config, inputs: data.train, batchIndex: 0, batchSize: 8 };
+      const data = (await attempt(1).run(activities.prepareTaskData, { plan: pipelinePlan(config).prototype.data })) as TaskData;
+      const input = { plan: { ...pipelinePlan(config).prototype.label, batchSize: 8 }, inputs: data.train, batchIndex: 0 };
       // The endpoint goes down after 7 answers: the first attempt fails, its answers are in the cache.
       fake.behave((n) => (n <= 7 ? { kind: 'forward', baseURL: sim.url } : { kind: 'status', status: 503, message: 'down' }));
       await expect(attempt(1).run(activities.labelBatch, input)).rejects.toMatchObject({ type: FailureType.TeacherUnavailable });

@@ -8,7 +8,7 @@ import { readEnv } from '../config/env';
 import { parsePipelineConfig } from '../config/pipeline';
 import { passableTrainerField, TRAINER_COMMANDS, TRAINER_ERROR_KINDS, trainerConfigFields, trainingCommand, type TrainerCommand } from '../config/trainer-contract';
 import contract from '../trainer/contract.json';
-import { trainingStepConfig } from '../activities/trainer/step-config';
+import { trainingStepConfig } from '../config/step-config';
 import { ENCODER_COMMANDS, NON_RETRYABLE_KINDS } from '../activities/trainer/trainer-process';
 
 const run = promisify(execFile);

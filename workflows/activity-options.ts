@@ -23,7 +23,7 @@ export function gpuQueueOf(taskQueue: string): string {
   return `${taskQueue}-gpu`;
 }
 
-export function activityOptions(config: PipelineConfig, queue: 'cpu' | 'gpu'): ActivityOptions {
+export function activityOptions(config: Pick<PipelineConfig, 'timeouts'>, queue: 'cpu' | 'gpu'): ActivityOptions {
   return {
     taskQueue: queue === 'gpu' ? gpuQueueOf(workflowInfo().taskQueue) : undefined,
     startToCloseTimeout: `${config.timeouts.activityMinutes} minutes`,
@@ -48,7 +48,7 @@ export function activityOptions(config: PipelineConfig, queue: 'cpu' | 'gpu'): A
  * The stage's activities on one queue, where "no worker picked this up in time" becomes a non-retryable
  * failure that names the queue and the worker role to start.
  */
-export function queueActivities(config: PipelineConfig, queue: 'cpu' | 'gpu') {
+export function queueActivities(config: Pick<PipelineConfig, 'timeouts'>, queue: 'cpu' | 'gpu') {
   const options = activityOptions(config, queue);
   const activities = proxyActivities<SupertinyActivities>(options);
   const queueName = options.taskQueue ?? workflowInfo().taskQueue;

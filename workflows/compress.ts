@@ -1,7 +1,8 @@
 // Stage 3: ONNX export, then each compression step behind a dev exact-match gate. Every step is gated
 // against the uncompressed ONNX model (not the previous step), so small losses cannot add up unseen.
 import { z } from 'zod';
-import { PipelineConfigSchema } from '../config/pipeline';
+import { isQuantization, PipelineConfigSchema, type Quantization } from '../config/pipeline';
+import { pipelinePlan } from '../config/plan';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { CompressResult, GateDecision } from '../activities/types';
 import { patched } from '@temporalio/workflow';
@@ -14,61 +15,63 @@ export type CompressStageInput = z.infer<typeof CompressStageInputSchema>;
 
 /** Histories recorded before the compress stage calibrated the deployed model's confidence replay without it. */
 export const CALIBRATE_CONFIDENCE_PATCH = 'calibrate-confidence';
+/** Compress stages from before the one quantize activity schedule quantizeInt8 and quantizeInt4 by name. */
+export const QUANTIZE_STEP_PATCH = 'quantize-step';
 
 export async function compressStage(input: CompressStageInput): Promise<CompressResult> {
   const { config, prototype, transfer } = checkStageInput('compressStage', CompressStageInputSchema, input);
+  const { compress: plan, score } = pipelinePlan(config);
   const gpu = queueActivities(config, 'gpu');
   const cpu = queueActivities(config, 'cpu');
-  const tolerance = config.compress.toleranceExactMatch;
-  const total = config.compress.steps.length + 1;
+  const tolerance = plan.toleranceExactMatch;
+  const total = plan.steps.length + 1;
   await reportStageProgress({ stage: 'compress', step: 'export onnx', done: 0, total });
-  const onnx = await gpu.exportOnnx({ config, model: transfer.student });
-  const uncompressed = await cpu.scoreOnDev({ config, model: onnx, dev: prototype.data.dev });
+  const onnx = await gpu.exportOnnx({ model: transfer.student });
+  const uncompressed = await cpu.scoreOnDev({ plan: score, model: onnx, dev: prototype.data.dev });
   let chosen = onnx;
   let chosenScore = uncompressed;
   // The PyTorch folder behind `chosen`: steps before export (prune-vocab, prune-layers) work on it.
   let folder: ArtifactRef = transfer.student;
-  // Its float graph: each quantization scheme starts from it, so int4 is an alternative to int8, not a
-  // quantization of it (kept, it replaces int8; rolled back, int8 stays).
+  // Its float graph: each quantization scheme starts from it, so a scheme is an alternative to the ones before,
+  // not a quantization of them (kept, it replaces them; rolled back, they stay).
   let float = onnx;
   const gates: GateDecision[] = [];
-  let int8: CompressResult['int8'];
-  let int4: CompressResult['int4'];
-  for (const [i, step] of config.compress.steps.entries()) {
+  const quantized: Partial<Record<Quantization, ArtifactRef>> = {};
+  for (const [i, stepPlan] of plan.steps.entries()) {
+    const { step } = stepPlan;
     await reportStageProgress({ stage: 'compress', step, done: 1 + i, total });
     let candidateFolder = folder;
     let candidate: ArtifactRef;
-    if (step === 'prune-vocab') {
-      candidateFolder = await gpu.pruneVocab({ config, model: folder, sft: prototype.sft });
-      candidate = await gpu.exportOnnx({ config, model: candidateFolder });
-    } else if (step === 'prune-layers') {
-      candidateFolder = await gpu.pruneLayers({ config, model: folder, sft: prototype.sft });
-      candidate = await gpu.exportOnnx({ config, model: candidateFolder });
-    } else if (step === 'int4') {
-      candidate = await gpu.quantizeInt4({ config, model: float });
+    if (stepPlan.step === 'prune-vocab') {
+      candidateFolder = await gpu.pruneVocab({ plan: stepPlan, model: folder, sft: prototype.sft });
+      candidate = await gpu.exportOnnx({ model: candidateFolder });
+    } else if (stepPlan.step === 'prune-layers') {
+      candidateFolder = await gpu.pruneLayers({ plan: stepPlan, model: folder, sft: prototype.sft });
+      candidate = await gpu.exportOnnx({ model: candidateFolder });
+    } else if (patched(QUANTIZE_STEP_PATCH)) {
+      candidate = await gpu.quantize({ plan: stepPlan, model: float });
     } else {
-      candidate = await gpu.quantizeInt8({ config, model: float });
+      candidate = await (stepPlan.step === 'int4' ? gpu.quantizeInt4 : gpu.quantizeInt8)({ model: float });
     }
-    const score = await cpu.scoreOnDev({ config, model: candidate, dev: prototype.data.dev });
-    const lostPoints = (uncompressed.exactMatch - score.exactMatch) * 100;
-    const stepPoints = (chosenScore.exactMatch - score.exactMatch) * 100;
+    const candidateScore = await cpu.scoreOnDev({ plan: score, model: candidate, dev: prototype.data.dev });
+    const lostPoints = (uncompressed.exactMatch - candidateScore.exactMatch) * 100;
+    const stepPoints = (chosenScore.exactMatch - candidateScore.exactMatch) * 100;
     const kept = lostPoints <= tolerance;
     const losses = `lost ${lostPoints.toFixed(2)} points against the uncompressed model (${stepPoints.toFixed(2)} by this step)`;
     gates.push({
       step,
       exactMatchUncompressed: uncompressed.exactMatch,
       exactMatchBefore: chosenScore.exactMatch,
-      exactMatchAfter: score.exactMatch,
+      exactMatchAfter: candidateScore.exactMatch,
       bytesBefore: chosenScore.modelBytes,
-      bytesAfter: score.modelBytes,
+      bytesAfter: candidateScore.modelBytes,
       kept,
       reason: kept ? `${losses}, within the tolerance of ${tolerance}` : `rolled back: ${losses}, more than the tolerance of ${tolerance}`,
     });
-    if (step === 'int8') int8 = candidate;
-    if (step === 'int4') int4 = candidate;
+    if (isQuantization(step)) quantized[step] = candidate;
     if (kept) {
       chosen = candidate;
-      chosenScore = score;
+      chosenScore = candidateScore;
       folder = candidateFolder;
       if (step === 'prune-vocab' || step === 'prune-layers') float = candidate;
     }
@@ -78,7 +81,7 @@ export async function compressStage(input: CompressStageInput): Promise<Compress
   let deployed: CompressResult['deployed'];
   if (patched(CALIBRATE_CONFIDENCE_PATCH)) {
     await reportStageProgress({ stage: 'compress', step: 'calibrate confidence', done: total, total: total + 1 });
-    deployed = await cpu.calibrateConfidence({ config, model: chosen, dev: prototype.data.dev });
+    deployed = await cpu.calibrateConfidence({ plan: score, model: chosen, dev: prototype.data.dev });
   }
-  return { onnx, int8, ...(int4 ? { int4 } : {}), chosen, ...(deployed ? { deployed } : {}), gates };
+  return { onnx, ...quantized, chosen, ...(deployed ? { deployed } : {}), gates };
 }

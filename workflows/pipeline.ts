@@ -16,7 +16,17 @@ import {
 import { collectRefs } from '../artifacts/ref';
 import { FailureType } from '../config/failure-types';
 import { ARTIFACT_CORRUPTED, ARTIFACT_MISSING, type ArtifactRef } from '../artifacts/ref';
-import { parsePipelineConfig, InvalidConfigError, studentFamilyGiven, type PipelineConfig, type PipelineConfigInput, type StudentFamily } from '../config/pipeline';
+import {
+  parsePipelineConfig,
+  InvalidConfigError,
+  studentFamilyGiven,
+  TimeoutsConfigSchema,
+  type PipelineConfig,
+  type PipelineConfigInput,
+  type StudentFamily,
+  type StudentFamilyChoice,
+} from '../config/pipeline';
+import type { PipelinePlan } from '../config/plan';
 import type { PipelineResult } from '../activities/types';
 import type { SupertinyActivities } from '../activities';
 import { activityOptions } from './activity-options';
@@ -39,6 +49,8 @@ import { evaluateStage } from './evaluate';
 const MAX_RECOVERIES = 3;
 const TEACHER_ENDPOINTS_PATCH = 'teacher-endpoints-and-config-check';
 const FAMILY_FROM_SCHEMA_PATCH = 'student-family-from-schema';
+/** Runs from before the resolvePlan activity resolve their config as they did then (legacyResolution). */
+export const RESOLVE_PLAN_PATCH = 'resolve-plan';
 
 /** A config recorded before teacher endpoints were the worker's: its URL, key variable and prices are dropped. */
 function withoutLegacyTeacherFields(input: unknown): unknown {
@@ -57,12 +69,45 @@ export function parseOrFail(input: unknown, family?: StudentFamily): PipelineCon
   }
 }
 
-export async function distillationPipeline(input: PipelineConfigInput): Promise<PipelineResult> {
-  // Histories from before named teacher endpoints carry the old teacher fields and no config check.
-  const legacy = !patched(TEACHER_ENDPOINTS_PATCH);
-  // Provisional while the config names no student family: the config check chooses it from the task's schema.
-  let config = parseOrFail(legacy ? withoutLegacyTeacherFields(input) : input);
+/** The config's timeouts, for the activity that resolves it; the defaults where they are not valid (it then names the field). */
+export function timeoutsOf(input: unknown): PipelineConfig['timeouts'] {
+  const timeouts = TimeoutsConfigSchema.safeParse((input as { timeouts?: unknown } | null | undefined)?.timeouts ?? {});
+  return timeouts.success ? timeouts.data : TimeoutsConfigSchema.parse({});
+}
 
+/**
+ * The run's plan: `input`, the config as the user wrote it, resolved and checked on a worker before anything is
+ * paid (endpoint, models, paths inside the worker's roots, and the student family from the task's schema when the
+ * config names none). Every stage sees the resolved config, with its family's defaults.
+ */
+export async function resolvePlan(input: unknown): Promise<PipelinePlan> {
+  setCurrentDetails('resolving the config on the worker');
+  const plan = await proxyActivities<SupertinyActivities>({ ...activityOptions({ timeouts: timeoutsOf(input) }, 'cpu'), startToCloseTimeout: '2 minutes' }).resolvePlan({
+    input,
+  });
+  if (plan.studentFamily) setCurrentDetails(familyDetails(plan.studentFamily));
+  return plan;
+}
+
+const familyDetails = (choice: StudentFamilyChoice) => `student family **${choice.family}**, chosen from the task's schema: ${choice.reason}`;
+
+/** How runs from before resolvePlan resolved their config: parsed here, checked by an activity, parsed again with the family it chose. */
+async function legacyResolution(input: PipelineConfigInput): Promise<{ config: PipelineConfig; studentFamily?: StudentFamilyChoice }> {
+  // Histories from before named teacher endpoints carry the old teacher fields and no config check.
+  if (!patched(TEACHER_ENDPOINTS_PATCH)) return { config: parseOrFail(withoutLegacyTeacherFields(input)) };
+  // Provisional while the config names no student family: the config check chooses it from the task's schema.
+  const config = parseOrFail(input);
+  setCurrentDetails('checking the config on the worker');
+  const chooseFamily = patched(FAMILY_FROM_SCHEMA_PATCH) && !studentFamilyGiven(input);
+  const checked = await proxyActivities<SupertinyActivities>({ ...activityOptions(config, 'cpu'), startToCloseTimeout: '2 minutes' }).checkPipelineConfig(
+    chooseFamily ? { config, input } : { config },
+  );
+  if (!chooseFamily || !checked?.studentFamily) return { config };
+  setCurrentDetails(familyDetails(checked.studentFamily));
+  return { config: parseOrFail(input, checked.studentFamily.family), studentFamily: checked.studentFamily };
+}
+
+export async function distillationPipeline(input: PipelineConfigInput): Promise<PipelineResult> {
   const progress: PipelineProgress = {
     status: 'running',
     stage: 'prototype',
@@ -149,21 +194,8 @@ export async function distillationPipeline(input: PipelineConfigInput): Promise<
     progress.stagesDone = [...progress.stagesDone.filter((s) => s !== stage), stage];
   };
 
-  // Worker-side checks (endpoint, models, paths inside the worker's roots) before anything is paid.
-  // A config that names no student family gets the one its task's schema needs; every stage sees the config
-  // resolved with it (that family's defaults). Histories from before this choice neither ask nor resolve.
-  if (!legacy) {
-    setCurrentDetails('checking the config on the worker');
-    const chooseFamily = patched(FAMILY_FROM_SCHEMA_PATCH) && !studentFamilyGiven(input);
-    const checked = await proxyActivities<SupertinyActivities>({ ...activityOptions(config, 'cpu'), startToCloseTimeout: '2 minutes' }).checkPipelineConfig(
-      chooseFamily ? { config, input } : { config },
-    );
-    if (chooseFamily && checked?.studentFamily) {
-      result.studentFamily = checked.studentFamily;
-      config = parseOrFail(input, checked.studentFamily.family);
-      setCurrentDetails(`student family **${checked.studentFamily.family}**, chosen from the task's schema: ${checked.studentFamily.reason}`);
-    }
-  }
+  const { config, studentFamily } = patched(RESOLVE_PLAN_PATCH) ? await resolvePlan(input) : await legacyResolution(input);
+  if (studentFamily) result.studentFamily = studentFamily;
 
   let next = 0;
   while (next < STAGES.length) {

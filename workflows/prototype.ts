@@ -4,6 +4,7 @@ import { continueAsNew } from '@temporalio/workflow';
 import { z } from 'zod';
 import { ArtifactRefSchema } from '../artifacts/ref';
 import { PipelineConfigSchema } from '../config/pipeline';
+import { pipelinePlan } from '../config/plan';
 import type { PrototypeResult } from '../activities/types';
 import { queueActivities } from './activity-options';
 import { checkStageInput, TaskDataSchema } from './stage-input';
@@ -24,14 +25,13 @@ export type PrototypeStageInput = z.infer<typeof PrototypeStageInputSchema>;
 export async function prototypeStage(unchecked: PrototypeStageInput): Promise<PrototypeResult> {
   const input = checkStageInput('prototypeStage', PrototypeStageInputSchema, unchecked);
   const { config } = input;
+  const plan = pipelinePlan(config).prototype;
   const cpu = queueActivities(config, 'cpu');
-  const data = input.data ?? (await cpu.prepareTaskData({ config }));
+  const data = input.data ?? (await cpu.prepareTaskData({ plan: plan.data }));
   const labelled = [...(input.labelled ?? [])];
-  const batchSize = config.teacher.batchSize;
-  const totalBatches = Math.ceil(data.counts.train / batchSize);
+  const totalBatches = Math.ceil(data.counts.train / plan.label.batchSize);
   const parallel = input.parallelBatches ?? 2;
-  // Histories recorded before the field existed ran 100 per run; the config's default is the same.
-  const perRun = config.teacher.batchesPerRun ?? 100;
+  const perRun = plan.batchesPerRun;
   const firstThisRun = labelled.length;
 
   while (labelled.length < totalBatches) {
@@ -43,11 +43,11 @@ export async function prototypeStage(unchecked: PrototypeStageInput): Promise<Pr
     // A window never crosses the run's limit, so a run labels exactly batchesPerRun batches.
     const window = Array.from({ length: Math.min(parallel, totalBatches - labelled.length, leftThisRun) }, (_, i) => labelled.length + i);
     const results = await Promise.all(
-      window.map((batchIndex) => cpu.labelBatch({ config, inputs: data.train, batchIndex, batchSize })),
+      window.map((batchIndex) => cpu.labelBatch({ plan: plan.label, inputs: data.train, batchIndex })),
     );
     labelled.push(...results.map((r) => r.samples));
   }
 
   await reportStageProgress({ stage: 'prototype', step: 'assemble dataset', done: totalBatches, total: totalBatches });
-  return cpu.assembleDataset({ config, data, batches: labelled });
+  return cpu.assembleDataset({ plan: plan.assemble, data, batches: labelled });
 }

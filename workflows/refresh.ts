@@ -4,14 +4,15 @@
 // the pipeline's compression and gates, compares candidate and deployed on the frozen split and on a fresh
 // slice of the traffic, and promotes the candidate by the deployment's atomic pointer only when the rule in
 // refresh-decision.ts says so. Every step is an activity or a stage child workflow: nothing here does I/O.
-import { defineQuery, executeChild, setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
+import { defineQuery, executeChild, patched, setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { ArtifactRef } from '../artifacts/ref';
 import { studentFamilyGiven, type PipelineConfig } from '../config/pipeline';
+import { pipelinePlan } from '../config/plan';
 import type { CompressResult, PrototypeResult, TransferResult } from '../activities/types';
 import { queueActivities } from './activity-options';
 import { stageProgressSignal, stageWorkflowId, type StageName } from './messages';
-import { parseOrFail } from './pipeline';
+import { parseOrFail, RESOLVE_PLAN_PATCH, resolvePlan } from './pipeline';
 import { prototypeStage } from './prototype';
 import { transferStage } from './transfer';
 import { compressStage } from './compress';
@@ -68,10 +69,17 @@ export const refreshProgressQuery = defineQuery<RefreshProgress>('refreshProgres
 
 const STEPS = ['read deployment', 'read traffic', 'label traffic', 'train candidate', 'compress candidate', 'compare', 'decide', 'report'] as const;
 
+/** How refreshes from before resolvePlan resolved their config: parsed here, checked by an activity, parsed again with the family it chose. */
+async function legacyResolution(input: unknown): Promise<PipelineConfig> {
+  const config = parseOrFail(input);
+  const chooseFamily = !studentFamilyGiven(input);
+  const checked = await queueActivities(config, 'cpu').checkPipelineConfig(chooseFamily ? { config, input } : { config });
+  return chooseFamily && checked?.studentFamily ? parseOrFail(input, checked.studentFamily.family) : config;
+}
+
 export async function refreshStudent(unchecked: RefreshInput): Promise<RefreshResult> {
   const input = checkStageInput('refreshStudent', RefreshInputSchema, unchecked);
   const startedAt = workflowInfo().runStartTime.toISOString();
-  let config: PipelineConfig = parseOrFail(input.config);
   const progress: RefreshProgress = { step: 'starting', done: 0, total: STEPS.length };
   setHandler(refreshProgressQuery, () => progress);
   setHandler(stageProgressSignal, (p) => {
@@ -83,16 +91,13 @@ export async function refreshStudent(unchecked: RefreshInput): Promise<RefreshRe
   };
   const child = (stage: StageName) => ({ workflowId: stageWorkflowId(workflowInfo().workflowId, stage), taskQueue: workflowInfo().taskQueue });
 
-  // The pipeline's worker-side checks (and the family a config that names none needs), before anything is paid.
-  const check = queueActivities(config, 'cpu');
-  const chooseFamily = !studentFamilyGiven(input.config);
-  const checked = await check.checkPipelineConfig(chooseFamily ? { config, input: input.config } : { config });
-  if (chooseFamily && checked?.studentFamily) config = parseOrFail(input.config, checked.studentFamily.family);
+  // The pipeline's plan, resolved and checked on a worker before anything is paid.
+  const { config, ...plan } = patched(RESOLVE_PLAN_PATCH) ? await resolvePlan(input.config) : pipelinePlan(await legacyResolution(input.config));
   const cpu = queueActivities(config, 'cpu');
 
   step('read deployment');
   const deployed = await cpu.readDeployment({ config, deployment: input.deployment });
-  const data = await cpu.prepareTaskData({ config });
+  const data = await cpu.prepareTaskData({ plan: plan.prototype.data });
 
   step('read traffic');
   const traffic = await cpu.readTraffic({ config, traffic: input.traffic, data, freshShare: input.freshShare });
@@ -103,14 +108,14 @@ export async function refreshStudent(unchecked: RefreshInput): Promise<RefreshRe
   // The traffic's labels, paid once: labelBatch is the prototype stage's (request cache, spend ledger, resume).
   // Labelled here rather than in a stage child, so that the refresh's spend ledger counts every request.
   const before = await cpu.refreshSpend();
-  const batchSize = config.teacher.batchSize;
+  const batchSize = plan.prototype.label.batchSize;
   const labelAll = async (inputs: ArtifactRef, count: number): Promise<ArtifactRef[]> => {
     const batches: ArtifactRef[] = [];
     const total = Math.ceil(count / batchSize);
     while (batches.length < total) {
       progress.stage = { stage: 'prototype', step: 'label traffic', done: batches.length, total };
       const window = Array.from({ length: Math.min(2, total - batches.length) }, (_, i) => batches.length + i);
-      const results = await Promise.all(window.map((batchIndex) => cpu.labelBatch({ config, inputs, batchIndex, batchSize })));
+      const results = await Promise.all(window.map((batchIndex) => cpu.labelBatch({ plan: plan.prototype.label, inputs, batchIndex })));
       batches.push(...results.map((r) => r.samples));
     }
     return batches;
@@ -123,7 +128,7 @@ export async function refreshStudent(unchecked: RefreshInput): Promise<RefreshRe
   const teacherRequests = await cpu.countTeacherRequests({ batches: [...trainBatches, ...freshBatches] });
   const fresh = await cpu.freshReference({ config, batches: freshBatches });
   const trafficData = trainBatches.length > 0
-    ? await cpu.assembleDataset({ config, data: { ...data, train: traffic.train, counts: { ...data.counts, train: traffic.counts.train } }, batches: trainBatches })
+    ? await cpu.assembleDataset({ plan: plan.prototype.assemble, data: { ...data, train: traffic.train, counts: { ...data.counts, train: traffic.counts.train } }, batches: trainBatches })
     : undefined;
   const training = trafficData ? await cpu.mergeTrainingData({ config, base, traffic: trafficData }) : base;
 
@@ -138,10 +143,10 @@ export async function refreshStudent(unchecked: RefreshInput): Promise<RefreshRe
 
   step('compare', `frozen ${config.evaluate.split} split and ${fresh.count} fresh inputs`);
   const frozenGold = data[config.evaluate.split];
-  const [frozenDeployed, frozenCandidate] = await Promise.all([deployed.model, candidate].map((model) => cpu.scoreOnDev({ config, model, dev: frozenGold })));
+  const [frozenDeployed, frozenCandidate] = await Promise.all([deployed.model, candidate].map((model) => cpu.scoreOnDev({ plan: plan.score, model, dev: frozenGold })));
   const empty = { exactMatch: 0, intentAccuracy: 0, slotF1: 0, count: 0, teacherShare: null, threshold: null, byShare: [] };
   const [freshDeployed, freshCandidate] =
-    fresh.count > 0 ? await Promise.all([deployed.model, candidate].map((model) => cpu.cascadeOnSplit({ config, model, gold: fresh.gold }))) : [empty, empty];
+    fresh.count > 0 ? await Promise.all([deployed.model, candidate].map((model) => cpu.cascadeOnSplit({ plan: plan.score, model, gold: fresh.gold }))) : [empty, empty];
 
   step('decide');
   const decision = decidePromotion(

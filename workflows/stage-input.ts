@@ -5,7 +5,7 @@ import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { z } from 'zod';
 import { ArtifactRefSchema } from '../artifacts/ref';
 import { FailureType } from '../config/failure-types';
-import { CompressStepSchema, TransferStepSchema } from '../config/pipeline';
+import { CompressStepSchema, QUANTIZATION_NAMES, TransferStepSchema, type Quantization } from '../config/pipeline';
 
 const count = z.number().int().nonnegative();
 const measurements = z.record(z.string().max(200), z.number()).refine((m) => Object.keys(m).length <= 256, 'at most 256 entries');
@@ -84,12 +84,13 @@ export const CalibratedModelSchema = z
   .strict();
 export type CalibratedModel = z.infer<typeof CalibratedModelSchema>;
 
+/** The quantized model of each scheme the config lists (e.g. int8, int4), each from the float graph, kept by its gate or not. */
+const quantizedModels = Object.fromEntries(QUANTIZATION_NAMES.map((q) => [q, ArtifactRefSchema.optional()])) as Record<Quantization, z.ZodOptional<typeof ArtifactRefSchema>>;
+
 export const CompressResultSchema = z
   .object({
     onnx: ArtifactRefSchema,
-    int8: ArtifactRefSchema.optional(),
-    /** The encoder's 4-bit scheme (feed-forward and embedding weights), when the config lists "int4". */
-    int4: ArtifactRefSchema.optional(),
+    ...quantizedModels,
     /** The smallest model that passed every gate. */
     chosen: ArtifactRefSchema,
     /** `chosen` with calibration.json (its confidence fitted on dev): the folder to serve. Absent in older runs. */

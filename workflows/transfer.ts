@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { ArtifactRefSchema, type ArtifactRef } from '../artifacts/ref';
 import { PipelineConfigSchema } from '../config/pipeline';
+import { pipelinePlan, type ScorePlan, type TransferPlan } from '../config/plan';
 import type { TransferResult } from '../activities/types';
 import { queueActivities } from './activity-options';
 import { checkStageInput, PrototypeResultSchema } from './stage-input';
@@ -18,21 +19,31 @@ export const TransferStageInputSchema = z
 export type TransferStageInput = z.infer<typeof TransferStageInputSchema>;
 
 export async function transferStage(input: TransferStageInput): Promise<TransferResult> {
-  const checked = checkStageInput('transferStage', TransferStageInputSchema, input);
-  return checked.config.transfer.student.family === 'encoder' ? encoderTransfer(checked) : decoderTransfer(checked);
+  const { config, prototype, startFrom } = checkStageInput('transferStage', TransferStageInputSchema, input);
+  const { transfer, score } = pipelinePlan(config);
+  const gpu = queueActivities(config, 'gpu');
+  const stage = { gpu, score, prototype, startFrom };
+  return transfer.family === 'encoder' ? encoderTransfer(transfer, stage) : decoderTransfer(transfer, stage);
+}
+
+interface TransferContext {
+  gpu: ReturnType<typeof queueActivities>;
+  score: ScorePlan;
+  prototype: TransferStageInput['prototype'];
+  startFrom?: TransferStageInput['startFrom'];
 }
 
 /** Encoder family: the pretrained encoder, then its training steps on the accepted samples (teacher votes as soft targets). */
-async function encoderTransfer({ config, prototype, startFrom }: TransferStageInput): Promise<TransferResult> {
-  const gpu = queueActivities(config, 'gpu');
-  const total = config.transfer.steps.length + 1;
+async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }>, { gpu, score, prototype, startFrom }: TransferContext): Promise<TransferResult> {
+  const total = plan.steps.length + 1;
   await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'pretrained encoder', done: 0, total });
-  let model = startFrom ?? (await gpu.encoderBase({ config }));
+  let model = startFrom ?? (await gpu.encoderBase({ plan: plan.base }));
   const steps: TransferResult['steps'] = [];
-  for (const [i, step] of config.transfer.steps.entries()) {
+  for (const [i, stepPlan] of plan.steps.entries()) {
+    const { step } = stepPlan;
     await reportStageProgress({ stage: 'transfer', step, done: 1 + i, total });
-    const trained = await gpu.trainStudent({ config, step, model, prototype });
-    const dev = await gpu.scoreStudentOnDev({ config, model: trained.model, dev: prototype.data.dev });
+    const trained = await gpu.trainStudent({ plan: stepPlan, model, prototype });
+    const dev = await gpu.scoreStudentOnDev({ plan: score, model: trained.model, dev: prototype.data.dev });
     steps.push({
       step,
       model: trained.model,
@@ -44,27 +55,27 @@ async function encoderTransfer({ config, prototype, startFrom }: TransferStageIn
 }
 
 /** Decoder family: a tokenizer from the accepted samples, the student from its shape (or a base LLM), then each step. */
-async function decoderTransfer({ config, prototype, startFrom }: TransferStageInput): Promise<TransferResult> {
-  const gpu = queueActivities(config, 'gpu');
-  const total = config.transfer.steps.length + 2;
+async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }>, { gpu, score, prototype, startFrom }: TransferContext): Promise<TransferResult> {
+  const total = plan.steps.length + 2;
   await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });
   // A trained student brings its tokenizer; the kd teacher is still initialised from one trained on the data.
-  const tokenizer = startFrom && !config.transfer.steps.includes('kd') ? undefined : await gpu.trainTokenizer({ config, sft: prototype.sft });
+  const tokenizer = startFrom && !plan.kdTeacher ? undefined : await gpu.trainTokenizer({ plan: plan.tokenizer, sft: prototype.sft });
   await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'init student', done: 1, total });
-  let model = startFrom ?? (await gpu.initStudent({ config, tokenizer: tokenizer! }));
+  let model = startFrom ?? (await gpu.initStudent({ plan: plan.init, tokenizer: tokenizer! }));
   const steps: TransferResult['steps'] = [];
   let kdTeacher: ArtifactRef | undefined;
-  for (const [i, step] of config.transfer.steps.entries()) {
-    if (step === 'kd' && !kdTeacher) {
+  for (const [i, stepPlan] of plan.steps.entries()) {
+    const { step } = stepPlan;
+    if (step === 'kd' && !kdTeacher && plan.kdTeacher) {
       // The white-box teacher for logit distillation: a larger student trained first on the same data.
       await reportStageProgress({ stage: 'transfer', step: 'kd teacher', done: 2 + i, total });
-      const teacherInit = await gpu.initStudent({ config, tokenizer: tokenizer!, shape: config.transfer.kdTeacher });
-      kdTeacher = (await gpu.trainStudent({ config, step: 'sft', model: teacherInit, prototype })).model;
+      const teacherInit = await gpu.initStudent({ plan: plan.kdTeacher.init, tokenizer: tokenizer! });
+      kdTeacher = (await gpu.trainStudent({ plan: plan.kdTeacher.train, model: teacherInit, prototype })).model;
     }
     await reportStageProgress({ stage: 'transfer', step, done: 2 + i, total });
-    const trained = await gpu.trainStudent({ config, step, model, prototype, teacherModel: step === 'kd' ? kdTeacher : undefined });
+    const trained = await gpu.trainStudent({ plan: stepPlan, model, prototype, teacherModel: step === 'kd' ? kdTeacher : undefined });
     // Dev quality after every step, so the value of each step is visible in the result and the report.
-    const dev = await gpu.scoreStudentOnDev({ config, model: trained.model, dev: prototype.data.dev });
+    const dev = await gpu.scoreStudentOnDev({ plan: score, model: trained.model, dev: prototype.data.dev });
     steps.push({
       step,
       model: trained.model,

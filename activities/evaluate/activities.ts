@@ -8,7 +8,8 @@ import type { ArtifactRef } from '../../artifacts/ref';
 import type { ArtifactStore } from '../../artifacts/store';
 import { joinInside } from '../../artifacts/confined-path';
 import { createLogger } from '../../config/logger';
-import type { PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
+import { QUANTIZATION_NAMES, type PipelineConfig, type Quantization, type StudentFamilyChoice } from '../../config/pipeline';
+import type { ScorePlan } from '../../config/plan';
 import { ENCODER_BASES, registryBaseOf, type EncoderBaseName } from '../../config/encoder-bases';
 import type { Call } from '../../tasks/call-format';
 import type { TaskSpec } from '../../tasks/define';
@@ -24,9 +25,9 @@ import { sharedChatSettings, teacherKeyParts } from '../teacher/settings';
 import { createTeacherClient, type TeacherClient, type TeacherResult } from '../../runtime/teacher/teacher-client';
 import { asTeacherFailure } from '../teacher/teacher-outage';
 import { currentPipelineSpend, teacherBudgetUsd } from '../teacher/spend-ledger';
-import type { TaskResources } from '../task-resources';
+import type { TaskResources, TaskSource } from '../task-resources';
 import { runTrainer } from '../trainer/trainer-process';
-import { activityOutputKey, CONFIG_READ } from '../output-keys';
+import { activityOutputKey } from '../output-keys';
 import { cascadeCurve, shareCurve, type CascadeScoring } from './cascade';
 import { costReport } from './cost';
 import { estimateVsActual, folderTreeBytes, labellingSpan } from './estimate-vs-actual';
@@ -116,8 +117,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
     return dir;
   }
 
-  async function onnxPredictions(config: PipelineConfig, ref: ArtifactRef, gold: readonly GoldExample[]) {
-    const { task } = await resources.loadTask(config);
+  async function onnxPredictions(source: TaskSource, ref: ArtifactRef, gold: readonly GoldExample[]) {
+    const { task } = await resources.loadTask(source);
     const folder = await localFolder(ref);
     const model = await loadStudent(folder, { task });
     try {
@@ -142,8 +143,8 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
   }
 
   /** The PyTorch student's answers through the trainer's `predict`, parsed and checked against the task. */
-  async function predictWithTrainer(config: PipelineConfig, model: ArtifactRef, gold: readonly GoldExample[], latencySamples: number, runDir: string) {
-    const { task } = await resources.loadTask(config);
+  async function predictWithTrainer(source: TaskSource, model: ArtifactRef, gold: readonly GoldExample[], latencySamples: number, runDir: string) {
+    const { task } = await resources.loadTask(source);
     const modelDir = await localFolder(model);
     const inputsFile = path.join(runDir, 'predict-inputs.jsonl');
     await writeFileAtomic(inputsFile, gold.map((g) => JSON.stringify({ id: g.id, utterance: g.text })).join('\n') + '\n');
@@ -161,15 +162,15 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
 
   return {
     /** Dev quality of a PyTorch checkpoint after a transfer step, so the value of each step is visible. */
-    async scoreStudentOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
-      const { task, fingerprint } = await resources.loadTask(config);
+    async scoreStudentOnDev({ plan, model, dev }: { plan: ScorePlan; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
+      const { task, fingerprint } = await resources.loadTask(plan);
       const key = await activityOutputKey(env.projectRoot, 'scoreStudentOnDev', {
-        config: CONFIG_READ.scoreStudentOnDev(),
+        plan,
         inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint },
       });
       const { value } = await store.memo(key, async () => {
         const gold = await store.readJsonl<GoldExample>(dev);
-        const { predictions } = await predictWithTrainer(config, model, gold, 0, await store.workDir(key));
+        const { predictions } = await predictWithTrainer(plan, model, gold, 0, await store.workDir(key));
         const m = scoreWith(task, gold, predictions);
         return { score: await store.putJson('dev-score', m), exactMatch: m.exactMatch, intentAccuracy: m.intentAccuracy, slotF1: m.slotF1, schemaValidRate: m.schemaValidRate, count: m.count };
       });
@@ -177,12 +178,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       return rest as DevScore;
     },
 
-    async scoreOnDev({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
-      const { task, fingerprint } = await resources.loadTask(config);
-      const key = await activityOutputKey(env.projectRoot, 'scoreOnDev', { config: CONFIG_READ.scoreOnDev(), inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
+    async scoreOnDev({ plan, model, dev }: { plan: ScorePlan; model: ArtifactRef; dev: ArtifactRef }): Promise<DevScore> {
+      const { task, fingerprint } = await resources.loadTask(plan);
+      const key = await activityOutputKey(env.projectRoot, 'scoreOnDev', { plan, inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
       const { value } = await store.memo(key, async () => {
         const gold = await store.readJsonl<GoldExample>(dev);
-        const { model: session, predictions } = await onnxPredictions(config, model, gold);
+        const { model: session, predictions } = await onnxPredictions(plan, model, gold);
         await session.release();
         const m = scoreWith(task, gold, predictions);
         return { score: await store.putJson('dev-score', m), exactMatch: m.exactMatch, intentAccuracy: m.intentAccuracy, slotF1: m.slotF1, schemaValidRate: m.schemaValidRate, count: m.count };
@@ -201,12 +202,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
      * to stay within 1 point of it. The refresh calls it on the fresh slice, whose gold calls are the teacher's
      * labels: there the teacher is the reference, so its share is that of the student's answers it must fix.
      */
-    async cascadeOnSplit({ config, model, gold: goldRef }: { config: PipelineConfig; model: ArtifactRef; gold: ArtifactRef }): Promise<CascadeOnSplit> {
-      const { task, fingerprint } = await resources.loadTask(config);
-      const key = await activityOutputKey(env.projectRoot, 'cascadeOnSplit', { config: CONFIG_READ.cascadeOnSplit(), inputs: { model: model.sha256, gold: goldRef.sha256, task: fingerprint } });
+    async cascadeOnSplit({ plan, model, gold: goldRef }: { plan: ScorePlan; model: ArtifactRef; gold: ArtifactRef }): Promise<CascadeOnSplit> {
+      const { task, fingerprint } = await resources.loadTask(plan);
+      const key = await activityOutputKey(env.projectRoot, 'cascadeOnSplit', { plan, inputs: { model: model.sha256, gold: goldRef.sha256, task: fingerprint } });
       const { value } = await store.memo(key, async (): Promise<CascadeOnSplit> => {
         const gold = await store.readJsonl<GoldExample>(goldRef);
-        const { model: session, predictions } = await onnxPredictions(config, model, gold);
+        const { model: session, predictions } = await onnxPredictions(plan, model, gold);
         await session.release();
         const m = scoreWith(task, gold, predictions);
         const scoring: CascadeScoring = {
@@ -233,9 +234,9 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
      * confidence signals fitted on the dev split, so that its confidence ranks its own errors and the cascade's
      * threshold is a probability of being right. A decoder, or dev answers all right or all wrong, keep the model as it is.
      */
-    async calibrateConfidence({ config, model, dev }: { config: PipelineConfig; model: ArtifactRef; dev: ArtifactRef }): Promise<CalibratedModel> {
-      const { task, fingerprint } = await resources.loadTask(config);
-      const key = await activityOutputKey(env.projectRoot, 'calibrateConfidence', { config: CONFIG_READ.calibrateConfidence(), inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
+    async calibrateConfidence({ plan, model, dev }: { plan: ScorePlan; model: ArtifactRef; dev: ArtifactRef }): Promise<CalibratedModel> {
+      const { task, fingerprint } = await resources.loadTask(plan);
+      const key = await activityOutputKey(env.projectRoot, 'calibrateConfidence', { plan, inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
       const { value } = await store.memo(key, async (): Promise<CalibratedModel> => {
         const gold = await store.readJsonl<GoldExample>(dev);
         const student = await loadStudent(await localFolder(model), { task });
@@ -277,8 +278,10 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const resolved = await resources.teacher(config);
       const { task, files, fingerprint } = await resources.loadTask(config);
       // Everything the report shows: the whole config, the gates and the transfer metrics are in it too.
+      // The quantized models (QUANTIZATIONS' order), each a row of the report.
+      const quantizations = QUANTIZATION_NAMES.filter((q) => compress[q]);
       const key = await activityOutputKey(env.projectRoot, 'evaluateModels', {
-        config: CONFIG_READ.evaluateModels(config),
+        plan: config,
         inputs: {
           task: fingerprint,
           gold: goldRef.sha256,
@@ -287,8 +290,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
           chosen: compress.chosen.sha256,
           student: transfer.student.sha256,
           onnx: compress.onnx.sha256,
-          int8: compress.int8?.sha256 ?? null,
-          ...(compress.int4 ? { int4: compress.int4.sha256 } : {}),
+          quantized: Object.fromEntries(quantizations.map((q) => [q, compress[q]!.sha256])),
           ...(compress.deployed ? { deployed: compress.deployed.model.sha256 } : {}),
           ...(studentFamily ? { studentFamily } : {}),
         },
@@ -311,7 +313,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         const keepPredictions = (name: ModelName, predictions: Predictions) => {
           predictionFiles[name] = gold.map((g) => predictionRow(task, { id: g.id, text: g.text, gold: goldCalls.get(g.id)! }, predictions.get(g.id)?.call));
         };
-        const total = compress.int4 ? 5 : 4;
+        const total = 3 + quantizations.length;
 
         // Teacher, over its API, at temperature 0, each request paid once: the first latencySamples inputs go
         // one at a time, and their latency is that of the paid requests (kept with the cached answers), so a
@@ -383,16 +385,12 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         };
         heartbeat('student_onnx', 2, total);
         models.student_onnx = await onnxRow(compress.onnx, 'fp32', 'student_onnx');
-        if (compress.int8) {
-          heartbeat('student_int8', 3, total);
-          models.student_int8 = await onnxRow(compress.int8, 'int8', 'student_int8');
+        for (const [i, q] of quantizations.entries()) {
+          heartbeat(`student_${q}`, 3 + i, total);
+          models[`student_${q}`] = await onnxRow(compress[q]!, q, `student_${q}`);
         }
-        if (compress.int4) {
-          heartbeat('student_int4', 4, total);
-          models.student_int4 = await onnxRow(compress.int4, 'int4', 'student_int4');
-        }
-        // The cascade of the student that would be served (the chosen quantized model, else int8, else fp32).
-        const servedLabel = compress.int4 && compress.chosen.sha256 === compress.int4.sha256 ? 'int4' : compress.int8 ? 'int8' : 'fp32';
+        // The cascade of the student that would be served (the chosen quantized model, else the first, else fp32).
+        const servedLabel: Quantization | 'fp32' = quantizations.find((q) => compress[q]!.sha256 === compress.chosen.sha256) ?? quantizations.at(0) ?? 'fp32';
         let served = onnxAnswers.get(servedLabel)!;
         const servedName = servedLabel === 'fp32' ? 'student_onnx' : (`student_${servedLabel}` as const);
         if (compress.deployed) {

@@ -4,6 +4,7 @@ import { type CostReport, costHtml } from './cost';
 import { type EstimateVsActualReport, estimateVsActualHtml } from './estimate-vs-actual';
 import { html, pageStart, type Html } from './html';
 import type { GateDecision } from '../types';
+import { QUANTIZATION_NAMES, type Quantization } from '../../config/pipeline';
 
 export interface ModelReport {
   intent_acc: number;
@@ -20,7 +21,7 @@ export interface ModelReport {
   latency_note: string;
 }
 
-export type ModelName = 'teacher' | 'student' | 'student_onnx' | 'student_int8' | 'student_int4';
+export type ModelName = 'teacher' | 'student' | 'student_onnx' | `student_${Quantization}`;
 
 export interface PipelineReport {
   pipeline: string;
@@ -46,14 +47,20 @@ export interface PipelineReport {
   createdAt: string;
 }
 
-const LABELS: Record<ModelName, string> = {
+// The quantized students' colours in QUANTIZATIONS' order, the last one again for any further scheme.
+const QUANTIZED_COLORS = ['#7a4fa0', '#c08a2b', '#5b8c99'];
+const LABELS = {
   teacher: 'Teacher (API)',
   student: 'Student (PyTorch)',
   student_onnx: 'Student (ONNX fp32)',
-  student_int8: 'Student (ONNX int8)',
-  student_int4: 'Student (ONNX int4)',
-};
-const COLORS: Record<ModelName, string> = { teacher: '#b5523b', student: '#4a6fa5', student_onnx: '#3f8f6b', student_int8: '#7a4fa0', student_int4: '#c08a2b' };
+  ...Object.fromEntries(QUANTIZATION_NAMES.map((q) => [`student_${q}`, `Student (ONNX ${q})`])),
+} as Record<ModelName, string>;
+const COLORS = {
+  teacher: '#b5523b',
+  student: '#4a6fa5',
+  student_onnx: '#3f8f6b',
+  ...Object.fromEntries(QUANTIZATION_NAMES.map((q, i) => [`student_${q}`, QUANTIZED_COLORS[Math.min(i, QUANTIZED_COLORS.length - 1)]])),
+} as Record<ModelName, string>;
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const human = (x: number | null, unit = '') =>

@@ -3,8 +3,8 @@
 import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { ArtifactRef } from '../../artifacts/ref';
-import { activityOutputKey, CONFIG_READ } from '../output-keys';
-import type { PipelineConfig } from '../../config/pipeline';
+import { activityOutputKey } from '../output-keys';
+import type { PrototypePlan, TaskRef, TeacherClientPlan } from '../../config/plan';
 import { createLogger } from '../../config/logger';
 import type { Call } from '../../tasks/call-format';
 import type { ActivityDeps } from '../deps';
@@ -30,30 +30,29 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
    * Stops with `signal` (the activity's cancellation and deadline), at the first endpoint outage, and before a
    * request that would pass the pipeline's teacher budget.
    */
-  async function teacherFor(config: PipelineConfig, teacher: ResolvedTeacher, signal: AbortSignal) {
-    const { task } = await resources.loadTask(config);
+  async function teacherFor(taskRef: TaskRef, client: TeacherClientPlan, temperature: number, teacher: ResolvedTeacher, signal: AbortSignal) {
+    const { task } = await resources.loadTask({ task: taskRef });
     return createTeacherClient(
       task,
-      {
-        ...sharedChatSettings(config.teacher, teacher),
-        temperature: config.teacher.temperature,
-        cacheDir: path.join(env.dataDir, 'teacher-cache'),
-      },
-      { signal, stopOnEndpointFault: true, spend: currentPipelineSpend(env.dataDir).guard(teacherBudgetUsd(config)) },
+      { ...sharedChatSettings(client, teacher), temperature, cacheDir: path.join(env.dataDir, 'teacher-cache') },
+      { signal, stopOnEndpointFault: true, spend: currentPipelineSpend(env.dataDir).guard(teacherBudgetUsd({ teacher: client })) },
     );
   }
+  /** The teacher endpoint and model a plan part names, resolved on this worker (the budget within its cap). */
+  const resolveTeacher = (task: TaskRef, teacher: { endpoint: string; model: string }, client: TeacherClientPlan) =>
+    resources.teacher({ task, teacher: { ...teacher, maxSpendUsd: client.maxSpendUsd } });
 
   return {
-    async prepareTaskData({ config }: { config: PipelineConfig }): Promise<TaskData> {
+    async prepareTaskData({ plan }: { plan: PrototypePlan['data'] }): Promise<TaskData> {
       // The hashes of the bytes the task's rows were loaded from (never hashed again here: a file edited
       // since would put the old rows under the new hash).
-      const { task, hashes, fingerprint, definition } = await resources.loadTask(config);
-      const { trainLimit, devLimit, testLimit } = config.task;
+      const { task, hashes, fingerprint, definition } = await resources.loadTask(plan);
+      const { trainLimit, devLimit, testLimit } = plan.task;
       // A task with files is keyed by their bytes; one registered with its data in hand, by its spec.
       const inputs: Record<string, unknown> = { data: hashes.data ?? null };
       if (hashes.functions) inputs.functions = hashes.functions;
       if (definition.files.data === 'none') inputs.task = fingerprint;
-      const key = await activityOutputKey(env.projectRoot, 'prepareTaskData', { config: CONFIG_READ.prepareTaskData(config), inputs });
+      const key = await activityOutputKey(env.projectRoot, 'prepareTaskData', { plan, inputs });
       const { value } = await store.memo(key, async () => {
         const [train, dev, test] = await Promise.all((['train', 'dev', 'test'] as const).map((s) => task.dataset.load(s)));
         const take = <T>(rows: T[], limit?: number) => (limit ? rows.slice(0, limit) : rows);
@@ -70,13 +69,14 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
       return value as TaskData;
     },
 
-    async labelBatch({ config, inputs, batchIndex, batchSize }: LabelBatchInput): Promise<LabelBatchResult> {
-      const t = config.teacher;
-      const resolved = await resources.teacher(config);
-      const { fingerprint } = await resources.loadTask(config);
+    async labelBatch({ plan, inputs, batchIndex }: LabelBatchInput): Promise<LabelBatchResult> {
+      const { client, ...read } = plan;
+      const { batchSize, teacher: t } = plan;
+      const resolved = await resolveTeacher(plan.task, t, client);
+      const { fingerprint } = await resources.loadTask(plan);
       const key = await activityOutputKey(env.projectRoot, 'labelBatch', {
-        config: CONFIG_READ.labelBatch(config),
-        inputs: { inputs: inputs.sha256, batchIndex, batchSize, task: fingerprint },
+        plan: read,
+        inputs: { inputs: inputs.sha256, batchIndex, task: fingerprint },
         teacher: teacherKeyParts(resolved),
       });
       let resumedFrom = 0;
@@ -84,12 +84,12 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         store.memo(key, async () => {
           const all = await store.readJsonl<TeacherInput>(inputs);
           const items = all.slice(batchIndex * batchSize, (batchIndex + 1) * batchSize);
-          const teacher = await teacherFor(config, resolved, live.signal);
+          const teacher = await teacherFor(plan.task, client, t.temperature, resolved, live.signal);
           const out = await processResumably<TeacherInput, TeacherResult>({
             store,
             key,
             items,
-            chunkSize: Math.max(1, Math.min(items.length, t.concurrency)),
+            chunkSize: Math.max(1, Math.min(items.length, client.concurrency)),
             processChunk: async (chunk) => {
               const results = await Promise.all(chunk.map((input) => teacher.label(input, t.samples)));
               const counts: Record<string, number> = {};
@@ -113,36 +113,39 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
       return value as LabelBatchResult;
     },
 
-    async assembleDataset({ config, data, batches }: { config: PipelineConfig; data: TaskData; batches: ArtifactRef[] }): Promise<PrototypeResult> {
-      const t = config.teacher;
-      const { task, goldById, fingerprint } = await resources.loadTask(config);
+    async assembleDataset({ plan, data, batches }: { plan: PrototypePlan['assemble']; data: TaskData; batches: ArtifactRef[] }): Promise<PrototypeResult> {
+      const { client, ...read } = plan;
+      const { judge: judgePlan, voteThreshold } = plan;
+      const { task, goldById, fingerprint } = await resources.loadTask(plan);
       // The judge's answers and cost are part of the output; without a judge the endpoint is not read.
+      const judgeTeacher = judgePlan && (await resolveTeacher(plan.task, { endpoint: judgePlan.teacher.endpoint, model: judgePlan.model }, client));
+      const labelTeacher = judgePlan && (await resolveTeacher(plan.task, judgePlan.teacher, client));
       const key = await activityOutputKey(env.projectRoot, 'assembleDataset', {
-        config: CONFIG_READ.assembleDataset(config),
+        plan: read,
         inputs: {
           task: fingerprint,
           batches: batches.map((b) => b.sha256),
           dev: data.dev.sha256,
-          judge: t.judge.enabled ? teacherKeyParts(await resources.teacher(config, t.judge.model)) : null,
+          judge: judgeTeacher ? teacherKeyParts(judgeTeacher) : null,
         },
-        teacher: t.judge.enabled ? teacherKeyParts(await resources.teacher(config)) : undefined,
+        teacher: labelTeacher ? teacherKeyParts(labelTeacher) : undefined,
       });
       const { value } = await store.memo(key, async () => {
         const results: TeacherResult[] = [];
         for (const ref of batches) results.push(...(await store.readJsonl<TeacherResult>(ref)));
-        let decisions = reviewAll(task, results, { voteThreshold: t.voteThreshold });
+        let decisions = reviewAll(task, results, { voteThreshold });
         let judgeReport: Parameters<typeof buildStats>[0]['judge'];
-        if (t.judge.enabled) {
+        if (judgePlan && judgeTeacher && labelTeacher) {
           const judged = await withLiveness(async (live) => {
             const judge = createJudge(
               task,
-              { ...sharedChatSettings(t, await resources.teacher(config, t.judge.model)), cacheDir: path.join(env.dataDir, 'judge-cache') },
-              { signal: live.signal, stopOnEndpointFault: true, spend: currentPipelineSpend(env.dataDir).guard(teacherBudgetUsd(config)) },
+              { ...sharedChatSettings(client, judgeTeacher), cacheDir: path.join(env.dataDir, 'judge-cache') },
+              { signal: live.signal, stopOnEndpointFault: true, spend: currentPipelineSpend(env.dataDir).guard(teacherBudgetUsd({ teacher: client })) },
             );
-            const teacher = await teacherFor(config, await resources.teacher(config), live.signal);
+            const teacher = await teacherFor(plan.task, client, judgePlan.teacher.temperature, labelTeacher, live.signal);
             try {
               // Agreement with gold is measured on labelled dev samples before any verdict is used.
-              const devGold = (await store.readJsonl<GoldExample>(data.dev)).slice(0, t.judge.devSample);
+              const devGold = (await store.readJsonl<GoldExample>(data.dev)).slice(0, judgePlan.devSample);
               const devResults = await Promise.all(devGold.map((g) => teacher.label({ id: g.id, text: g.text }, 1)));
               const devGoldById = new Map<string, Call>(devGold.map((g) => [g.id, parseGold(task, g)]));
               const calibration = await calibrateJudge(judge, judgeCalibrationItems(task, devResults, devGoldById));
@@ -157,7 +160,7 @@ export function createPrototypeActivities(deps: ActivityDeps, resources: TaskRes
         const sftRows = buildSftRows(task, decisions);
         if (sftRows.length === 0) {
           throw new InvalidInputError(
-            `the teacher produced no accepted samples for ${results.length} inputs (vote threshold ${t.voteThreshold}); see rejected.jsonl reasons in the logs`,
+            `the teacher produced no accepted samples for ${results.length} inputs (vote threshold ${voteThreshold}); see rejected.jsonl reasons in the logs`,
           );
         }
         const stats = buildStats({ results, decisions, judge: judgeReport, goldById });

@@ -1,6 +1,6 @@
 // What the teacher's and the judge's clients share, from the config and the worker's resolved endpoint: used by
 // the prototype stage (teacher, judge) and evaluate (the teacher scored on test).
-import type { PipelineConfig } from '../../config/pipeline';
+import type { TeacherClientPlan } from '../../config/plan';
 import type { TeacherKeyParts } from '../output-keys';
 import type { ResolvedTeacher } from '../task-resources';
 
@@ -8,7 +8,7 @@ import type { ResolvedTeacher } from '../task-resources';
  * Endpoint, transport, retry and price settings that the teacher's and the judge's clients share. Prices
  * are the endpoint's (the operator's), so the judge's requests count in `costUsd` too.
  */
-export function sharedChatSettings(t: PipelineConfig['teacher'], teacher: ResolvedTeacher) {
+export function sharedChatSettings(t: Omit<TeacherClientPlan, 'maxSpendUsd'>, teacher: ResolvedTeacher) {
   return {
     // The request cache's key: the endpoint's stable identity (the simulator's port changes every start).
     endpoint: teacher.identity,

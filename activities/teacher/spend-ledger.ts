@@ -15,7 +15,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { appendFileSync, closeSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
 import * as path from 'node:path';
 import { FailureType, SupertinyError } from '../../config/failure-types';
-import { DEFAULT_MAX_SPEND_USD, type PipelineConfig } from '../../config/pipeline';
+import { DEFAULT_MAX_SPEND_USD } from '../../config/pipeline';
 import { pipelineWorkflowIdOf } from '../../config/stages';
 import type { SpendGuard, SpendReservation } from '../../runtime/teacher/chat-client';
 
@@ -217,6 +217,6 @@ export function currentPipelineSpend(dataDir: string): SpendLedger {
 }
 
 /** The config's teacher budget; a stage started before the field existed carries a config without it. */
-export function teacherBudgetUsd(config: PipelineConfig): number {
-  return (config.teacher as Partial<PipelineConfig['teacher']>).maxSpendUsd ?? DEFAULT_MAX_SPEND_USD;
+export function teacherBudgetUsd(config: { teacher: { maxSpendUsd?: number } }): number {
+  return config.teacher.maxSpendUsd ?? DEFAULT_MAX_SPEND_USD;
 }

@@ -1,5 +1,5 @@
 // A training step's trainer config from the pipeline config: sent by transfer, and hashed into its output keys.
-import type { PipelineConfig, TransferStep } from '../../config/pipeline';
+import type { PipelineConfig, TransferStep } from './pipeline';
 
 /** The trainer config fields of one training step that come from the pipeline config (not the paths). */
 export function trainingStepConfig(t: PipelineConfig['transfer'], step: TransferStep): Record<string, unknown> {

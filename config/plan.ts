@@ -1,0 +1,170 @@
+// The plan of a pipeline run, made once from the resolved config (its student family chosen and that family's
+// defaults filled in): for each activity, exactly the part of the config it reads. Activities are given their
+// part, and an output key is a hash of what the activity was given, so it changes with every field the activity
+// reads and with no other. The pipeline's first activity (resolvePlan) makes it; the stage workflows, which
+// clients may also start directly with a config their schema checks, take their part of it from the resolved
+// config with the same pure function. Workflow-safe: no I/O here.
+import { isQuantization, type CompressStep, type DecoderShape, type PipelineConfig, type Quantization, type StudentFamily, type StudentFamilyChoice, type TransferStep } from './pipeline';
+import { registryBaseOf, type EncoderBaseName } from './encoder-bases';
+import { trainingStepConfig } from './step-config';
+
+type TaskConfig = PipelineConfig['task'];
+type TeacherConfig = PipelineConfig['teacher'];
+
+/** What names the task and its files on a worker: what every activity that loads the task reads. */
+export type TaskRef = Pick<TaskConfig, 'name' | 'dataPath' | 'functionsPath'>;
+
+/** The teacher an activity asks: an endpoint on the worker, one of its models, at a sampling temperature. */
+export interface TeacherModelPlan {
+  endpoint: string;
+  model: string;
+  temperature: number;
+}
+
+/**
+ * How the teacher's requests are made and paid for. It changes what an output costs, never what it holds, so
+ * it is the one part of an activity's input that is not in its output key.
+ */
+export type TeacherClientPlan = Pick<TeacherConfig, 'concurrency' | 'timeoutMs' | 'maxRetries' | 'maxSpendUsd'>;
+
+export interface PrototypePlan {
+  /** prepareTaskData: the task and how many inputs of each split to use. */
+  data: { task: TaskConfig };
+  /** labelBatch: the teacher asked `samples` times per input, `batchSize` inputs per batch. */
+  label: { task: TaskRef; teacher: TeacherModelPlan & { samples: number }; batchSize: number; client: TeacherClientPlan };
+  /**
+   * assembleDataset: the vote, and the judge (null when off), which asks the teacher for dev answers and its own
+   * model for verdicts.
+   */
+  assemble: { task: TaskRef; voteThreshold: number; judge: { teacher: TeacherModelPlan; model: string; devSample: number } | null; client: TeacherClientPlan };
+  /** Label batches per run of the prototype workflow before it continues as new. */
+  batchesPerRun: number;
+}
+
+/** initStudent: a decoder shape (or base model folder) and the seed its weights start from. */
+export interface InitPlan {
+  shape: DecoderShape;
+  /** The config field that names `shape.baseModelPath`, for the worker's path check to name. */
+  field: 'transfer.student.baseModelPath' | 'transfer.kdTeacher.baseModelPath';
+  seed: number;
+}
+
+/** trainStudent: one training step, its trainer config, and the task it writes the description of (or null). */
+export interface TrainPlan {
+  family: StudentFamily;
+  step: TransferStep;
+  trainer: Record<string, unknown>;
+  task: TaskRef | null;
+}
+
+export type TransferPlan =
+  | {
+      family: 'encoder';
+      /** encoderBase: a model folder inside the worker's roots, or a registry base. */
+      base: { baseModelPath: string } | { registry: EncoderBaseName };
+      steps: TrainPlan[];
+    }
+  | {
+      family: 'decoder';
+      /** trainTokenizer */
+      tokenizer: { vocabSize: number };
+      init: InitPlan;
+      /** For kd: the larger white-box student, initialised and trained with sft first; null without kd. */
+      kdTeacher: { init: InitPlan; train: TrainPlan } | null;
+      steps: TrainPlan[];
+    };
+
+/** One compression step, with what its activity reads. */
+export type CompressStepPlan =
+  /** pruneVocab: keep a word piece the sft utterances use at least this often. */
+  | { step: 'prune-vocab'; minCount: number }
+  /** pruneLayers: encoder layers kept, and the distillation that recovers them. */
+  | { step: 'prune-layers'; layers: number; epochs: number; seed: number }
+  /** quantize: one of QUANTIZATIONS, from the float graph. */
+  | QuantizePlan;
+
+export interface QuantizePlan {
+  step: Quantization;
+}
+
+export interface CompressPlan {
+  /** In order, each behind the dev exact-match gate. */
+  steps: CompressStepPlan[];
+  toleranceExactMatch: number;
+}
+
+export interface ScorePlan {
+  task: TaskRef;
+}
+
+export interface PipelinePlan {
+  /** The resolved config: what the stage workflows are started with, and what the report shows. */
+  config: PipelineConfig;
+  /** Present when the config named no student family: the family chosen from the task's schema, and why. */
+  studentFamily?: StudentFamilyChoice;
+  /** What scoring a model on the task's examples reads (scoreOnDev, scoreStudentOnDev, calibrateConfidence, cascadeOnSplit). */
+  score: ScorePlan;
+  prototype: PrototypePlan;
+  transfer: TransferPlan;
+  compress: CompressPlan;
+}
+
+/** The plan of a resolved config (parsePipelineConfig with the student family chosen). */
+export function pipelinePlan(config: PipelineConfig, studentFamily?: StudentFamilyChoice): PipelinePlan {
+  const { name, dataPath, functionsPath } = config.task;
+  const task: TaskRef = { name, ...(dataPath !== undefined ? { dataPath } : {}), ...(functionsPath !== undefined ? { functionsPath } : {}) };
+  return {
+    config,
+    ...(studentFamily ? { studentFamily } : {}),
+    score: { task },
+    prototype: prototypePlan(config, task),
+    transfer: transferPlan(config, task),
+    compress: { steps: config.compress.steps.map((step) => compressStepPlan(config, step)), toleranceExactMatch: config.compress.toleranceExactMatch },
+  };
+}
+
+function compressStepPlan(config: PipelineConfig, step: CompressStep): CompressStepPlan {
+  const c = config.compress;
+  if (step === 'prune-vocab') return { step, minCount: c.pruneVocabMinCount };
+  if (step === 'prune-layers') return { step, layers: c.pruneLayersKeep, epochs: c.pruneLayersEpochs, seed: config.transfer.seed };
+  if (isQuantization(step)) return { step };
+  throw new Error(`compression step "${step satisfies never}" has no plan`);
+}
+
+function prototypePlan(config: PipelineConfig, task: TaskRef): PrototypePlan {
+  const t = config.teacher;
+  const teacher = { endpoint: t.endpoint, model: t.model, temperature: t.temperature };
+  const client = { concurrency: t.concurrency, timeoutMs: t.timeoutMs, maxRetries: t.maxRetries, maxSpendUsd: t.maxSpendUsd };
+  return {
+    data: { task: config.task },
+    label: { task, teacher: { ...teacher, samples: t.samples }, batchSize: t.batchSize, client },
+    assemble: { task, voteThreshold: t.voteThreshold, judge: t.judge.enabled ? { teacher, model: t.judge.model, devSample: t.judge.devSample } : null, client },
+    // Histories recorded before the field existed carry configs without it; they ran 100 per run.
+    batchesPerRun: t.batchesPerRun ?? 100,
+  };
+}
+
+function transferPlan(config: PipelineConfig, task: TaskRef): TransferPlan {
+  const t = config.transfer;
+  const student = t.student;
+  // The task's functions and argument kinds are written beside the data where the trainer needs them: the
+  // encoder's heads and grpo's reward follow from them.
+  const train = (step: TransferStep): TrainPlan => ({
+    family: student.family,
+    step,
+    trainer: trainingStepConfig(t, step),
+    task: student.family === 'encoder' || step === 'grpo' ? task : null,
+  });
+  if (student.family === 'encoder') {
+    const registry = registryBaseOf(student);
+    return { family: 'encoder', base: registry ? { registry } : { baseModelPath: student.baseModelPath! }, steps: t.steps.map(train) };
+  }
+  const { family: _family, ...shape } = student;
+  return {
+    family: 'decoder',
+    tokenizer: { vocabSize: student.vocabSize },
+    init: { shape, field: 'transfer.student.baseModelPath', seed: t.seed },
+    kdTeacher: t.steps.includes('kd') ? { init: { shape: t.kdTeacher, field: 'transfer.kdTeacher.baseModelPath', seed: t.seed }, train: train('sft') } : null,
+    steps: t.steps.map(train),
+  };
+}
