@@ -5,13 +5,14 @@
 // endpoints file.
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { checkConfigOnWorker, resolveStudentFamily } from '../activities/config-check';
+import { resolvePlan } from '../activities/config-check';
 import { createTaskResources } from '../activities/task-resources';
 import { ArtifactStore } from '../artifacts/store';
 import { loadTeacherEndpoints } from '../config/endpoints';
 import type { SupertinyEnv } from '../config/env';
 import { estimateRun, FREE_CORES, type RunEstimate, type SplitSizes, type StepEstimate } from '../config/estimate';
-import { InvalidConfigError, parsePipelineConfig, studentFamilyGiven, type PipelineConfig } from '../config/pipeline';
+import { InvalidConfigError, studentFamilyGiven } from '../config/pipeline';
+import type { PipelinePlan } from '../config/plan';
 import { readConfigFile } from './config-file';
 
 export const PLAN_USAGE =
@@ -30,7 +31,8 @@ export interface RunPlan {
   name: string;
   /** The config file, or "the embedded default". */
   source: string;
-  config: PipelineConfig;
+  /** What the pipeline's first activity would return: the resolved config and, per activity, the part it reads. */
+  plan: PipelinePlan;
   student: { family: string; base?: string; why: string };
   task: { name: string; displayName: string; data: string | null; splits: SplitSizes };
   teacher: { endpoint: string; model: string; simulated: boolean; prices: { inputPerMTok: number; outputPerMTok: number } };
@@ -65,9 +67,9 @@ export async function planRun(args: string[], env: SupertinyEnv): Promise<RunPla
   const endpoints = await loadTeacherEndpoints(env.teacherEndpointsFile, (name) => env.secret(name) ?? 'not-needed-to-plan');
   const resources = createTaskResources({ env, store: new ArtifactStore(path.join(env.dataDir, 'artifacts')), endpoints });
   try {
-    const provisional = parsePipelineConfig(raw);
-    const { config, studentFamily } = await resolveStudentFamily(provisional, raw, resources);
-    await checkConfigOnWorker(config, env, resources, raw);
+    // The worker's own resolution (the pipeline's first activity), so the plan shown is the plan that would run.
+    const plan = await resolvePlan(raw, env, resources);
+    const { config, studentFamily } = plan;
     const endpoint = resources.checkTeacher(config);
     const { task, files } = await resources.loadTask(config);
     const limits = config.task;
@@ -85,7 +87,7 @@ export async function planRun(args: string[], env: SupertinyEnv): Promise<RunPla
     return {
       name: config.name,
       source,
-      config,
+      plan,
       student: { family: student.family, ...(student.family === 'encoder' ? { base: student.baseModelPath ?? student.base ?? 'minilm-l6' } : {}), why },
       task: { name: config.task.name, displayName: task.displayName, data: files.data ?? null, splits },
       teacher: { endpoint: endpoint.name, model: config.teacher.model, simulated: endpoint.simulated, prices: endpoint.prices },
@@ -120,7 +122,8 @@ function table(rows: string[][]): string {
 }
 
 export function planText(plan: RunPlan): string {
-  const { config, estimate } = plan;
+  const { estimate } = plan;
+  const config = plan.plan.config;
   const t = config.teacher;
   const tr = config.transfer;
   const stepSettings = (step: string) =>
