@@ -18,7 +18,7 @@ import { readConfigFile } from './config-file';
 export const PLAN_USAGE =
   'usage: supertiny plan [--config FILE] [--json] [--free-cores N]\n' +
   '  prints the resolved run and its estimate without starting anything; no --config plans the embedded default\n' +
-  `  --free-cores  cores the run will get on this machine (default ${FREE_CORES}, as during the measured runs; about 1.5 when idle)`;
+  `  --free-cores  cores the run will get on this machine (default ${FREE_CORES}: nothing else running; 0.65 beside other work)`;
 
 export class PlanUsageError extends Error {
   constructor(message: string) {

@@ -50,9 +50,12 @@ describe('the estimate', () => {
     const dear = estimateRun({ ...input(), prices: { inputPerMTok: 3, outputPerMTok: 15 } });
     expect(dear.total.usd).toBeCloseTo((dear.total.promptTokens * 3 + dear.total.completionTokens * 15) / 1e6, 6);
     expect(dear.total.teacherRequests).toBe(sim.total.teacherRequests);
-    const idle = estimateRun({ ...input(), freeCores: 1.3 });
-    expect(step(idle.steps, 'sft').wallSeconds).toBeCloseTo(step(sim.steps, 'sft').wallSeconds / 2, 6);
-    expect(step(idle.steps, 'sft').cpuSeconds).toBe(step(sim.steps, 'sft').cpuSeconds);
+    const shared = estimateRun({ ...input(), freeCores: 0.65 });
+    expect(step(shared.steps, 'sft').wallSeconds).toBeCloseTo(step(sim.steps, 'sft').wallSeconds * 2, 6);
+    expect(step(shared.steps, 'sft').cpuSeconds).toBe(step(sim.steps, 'sft').cpuSeconds);
+    // Scoring steps use one core: an idle machine's second core does not speed them up, a shared one slows them.
+    expect(step(sim.steps, 'int8').wallSeconds).toBeCloseTo(step(sim.steps, 'int8').cpuSeconds, 6);
+    expect(step(shared.steps, 'int8').wallSeconds).toBeCloseTo(step(sim.steps, 'int8').cpuSeconds / 0.65, 6);
   });
 
   test('more samples per input mean more requests; a judge adds its own, marked as not measured', () => {
