@@ -12,18 +12,12 @@ export type MemoisedActivity =
   | 'prepareTaskData'
   | 'labelBatch'
   | 'assembleDataset'
-  | 'trainTokenizer'
-  | 'initStudent'
   | 'encoderBase'
-  | 'trainStudent'
+  | 'trainerStep'
   | 'scoreStudentOnDev'
   | 'scoreOnDev'
   | 'calibrateConfidence'
   | 'cascadeOnSplit'
-  | 'pruneVocab'
-  | 'pruneLayers'
-  | 'exportOnnx'
-  | 'quantize'
   | 'evaluateModels';
 
 /** What a teacher's answers and their cost depend on (never its key). */
