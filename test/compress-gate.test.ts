@@ -12,6 +12,7 @@ import type { ArtifactRef } from '../artifacts/ref';
 import { readEnv } from '../config/env';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import type { CompressResult } from '../activities/types';
+import type { TrainerStepInput } from '../activities/trainer/trainer-step';
 import { gpuQueueOf } from '../workflows/activity-options';
 import { startTestServer, workflowBundle } from './support/temporal';
 
@@ -39,22 +40,28 @@ describe('compress gate', () => {
   /** Runs compressStage with activities whose dev exact match is `scores[label of the model]`; returns the calls made. */
   async function compress(input: PipelineConfigInput, scores: Record<string, number>): Promise<{ result: CompressResult; calls: string[] }> {
     const calls: string[] = [];
+    const exportOnnx = (model: ArtifactRef) => {
+      calls.push(`exportOnnx ${label(model)}`);
+      return ref(`onnx(${label(model)})`, model.bytes);
+    };
+    const pruneVocab = (model: ArtifactRef, sft: ArtifactRef) => {
+      calls.push(`pruneVocab ${label(model)} ${label(sft)}`);
+      return ref(`pruned(${label(model)})`, Math.round(model.bytes * 0.55));
+    };
+    const pruneLayers = (model: ArtifactRef, sft: ArtifactRef) => {
+      calls.push(`pruneLayers ${label(model)} ${label(sft)}`);
+      return ref(`shallow(${label(model)})`, Math.round(model.bytes * 0.8));
+    };
+    const quantize = (scheme: 'int8' | 'int4', model: ArtifactRef) => {
+      calls.push(`quantize ${scheme} ${label(model)}`);
+      return ref(`${scheme}(${label(model)})`, Math.round(model.bytes / { int8: 4, int4: 6.4 }[scheme]));
+    };
     const activities = {
-      async exportOnnx({ model }: { model: ArtifactRef }) {
-        calls.push(`exportOnnx ${label(model)}`);
-        return ref(`onnx(${label(model)})`, model.bytes);
-      },
-      async pruneVocab({ model, sft }: { model: ArtifactRef; sft: ArtifactRef }) {
-        calls.push(`pruneVocab ${label(model)} ${label(sft)}`);
-        return ref(`pruned(${label(model)})`, Math.round(model.bytes * 0.55));
-      },
-      async pruneLayers({ model, sft }: { model: ArtifactRef; sft: ArtifactRef }) {
-        calls.push(`pruneLayers ${label(model)} ${label(sft)}`);
-        return ref(`shallow(${label(model)})`, Math.round(model.bytes * 0.8));
-      },
-      async quantize({ plan, model }: { plan: { step: 'int8' | 'int4' }; model: ArtifactRef }) {
-        calls.push(`quantize ${plan.step} ${label(model)}`);
-        return ref(`${plan.step}(${label(model)})`, Math.round(model.bytes / { int8: 4, int4: 6.4 }[plan.step]));
+      async trainerStep({ plan, inputs: { model, data } }: TrainerStepInput) {
+        if (plan.name === 'exportOnnx') return { model: exportOnnx(model!), metrics: {} };
+        if (plan.name === 'pruneVocab') return { model: pruneVocab(model!, data!), metrics: {} };
+        if (plan.name === 'pruneLayers') return { model: pruneLayers(model!, data!), metrics: {} };
+        return { model: quantize(plan.name.replace('quantize-', '') as 'int8' | 'int4', model!), metrics: {} };
       },
       // The last step calibrates the chosen model's confidence; its own tests are elsewhere (not in `calls`).
       async calibrateConfidence({ model }: { model: ArtifactRef }) {

@@ -1,6 +1,6 @@
-// The transfer and compress stages with scripted activities: the trainer steps they schedule, and histories
-// recorded before the one trainerStep activity (trainTokenizer, initStudent, trainStudent, pruneVocab,
-// pruneLayers, exportOnnx and quantize by name) still replay.
+// The transfer and compress stages with scripted activities: every trainer step they schedule is the one
+// trainerStep activity, and histories recorded before it (trainTokenizer, initStudent, trainStudent,
+// pruneVocab, pruneLayers, exportOnnx and quantize by name) still replay.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { ArtifactRef } from '../artifacts/ref';
+import type { TrainerStepInput } from '../activities/trainer/trainer-step';
 import { readEnv } from '../config/env';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import { gpuQueueOf } from '../workflows/activity-options';
@@ -40,6 +41,10 @@ function scriptedActivities(calls: string[]) {
     return { exactMatch: 0.5, intentAccuracy: 0.5, slotF1: 0.5, schemaValidRate: 1, count: 1, modelBytes: model.bytes };
   };
   return {
+    async trainerStep({ plan }: TrainerStepInput) {
+      calls.push(`trainerStep ${plan.name}`);
+      return { model: ref(`${plan.name}-${calls.length}`), metrics: { loss: 1 } };
+    },
     trainTokenizer: artifact('trainTokenizer'),
     initStudent: artifact('initStudent'),
     encoderBase: artifact('encoderBase'),
@@ -98,18 +103,27 @@ describe('trainer steps in the transfer and compress stages', () => {
   const decoderKd: PipelineConfigInput = { transfer: { steps: ['sft', 'kd'], student: { hiddenSize: 64, heads: 2, kvHeads: 1 } } };
   const encoderCompress: PipelineConfigInput = { compress: { steps: ['prune-vocab', 'prune-layers', 'int8'] } };
 
-  test('the decoder transfer stage: tokenizer, student and kd teacher initialised, then each step', async () => {
+  test('the decoder transfer stage runs its tokenizer, the student and kd teacher inits, then each step, as trainerStep', async () => {
     const calls = await runStage('transferStage', decoderKd, 'transfer-history-before-trainer-step.json');
-    expect(calls).toEqual(['trainTokenizer', 'initStudent', 'trainStudent', 'scoreStudentOnDev', 'initStudent', 'trainStudent', 'trainStudent', 'scoreStudentOnDev']);
+    expect(calls).toEqual([
+      'trainerStep trainTokenizer',
+      'trainerStep initStudent',
+      'trainerStep trainStudent-sft',
+      'scoreStudentOnDev',
+      'trainerStep initStudent',
+      'trainerStep trainStudent-sft',
+      'trainerStep trainStudent-kd',
+      'scoreStudentOnDev',
+    ]);
   }, 120_000);
 
-  test('the encoder compress stage: export, prune-vocab, prune-layers and int8, each scored', async () => {
+  test('the encoder compress stage runs export, prune-vocab, prune-layers and int8 as trainerStep, each scored', async () => {
     const calls = await runStage('compressStage', encoderCompress, 'compress-history-before-trainer-step.json');
     expect(calls).toEqual([
-      'exportOnnx', 'scoreOnDev',
-      'pruneVocab', 'exportOnnx', 'scoreOnDev',
-      'pruneLayers', 'exportOnnx', 'scoreOnDev',
-      'quantize', 'scoreOnDev',
+      'trainerStep exportOnnx', 'scoreOnDev',
+      'trainerStep pruneVocab', 'trainerStep exportOnnx', 'scoreOnDev',
+      'trainerStep pruneLayers', 'trainerStep exportOnnx', 'scoreOnDev',
+      'trainerStep quantize-int8', 'scoreOnDev',
     ]);
   }, 120_000);
 

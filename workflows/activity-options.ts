@@ -15,6 +15,9 @@ import type { PipelineConfig } from '../config/pipeline';
 /** Errors that retrying the same activity cannot fix. */
 export const NON_RETRYABLE: string[] = NON_RETRYABLE_FAILURES;
 
+/** Stages from before the one trainerStep activity schedule each trainer step by its own activity name. */
+export const TRAINER_STEP_PATCH = 'trainer-step';
+
 /** The failure type when no worker picks up an activity within timeouts.queueMinutes. */
 export const NO_WORKER = FailureType.NoWorkerOnQueue;
 
