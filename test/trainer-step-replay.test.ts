@@ -1,19 +1,15 @@
 // The transfer and compress stages with scripted activities: every trainer step they schedule is the one
 // trainerStep activity, and histories recorded before it (trainTokenizer, initStudent, trainStudent,
 // pruneVocab, pruneLayers, exportOnnx and quantize by name) still replay.
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { TrainerStepInput } from '../activities/trainer/trainer-step';
-import { readEnv } from '../config/env';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
-import { gpuQueueOf } from '../workflows/activity-options';
-import { startTestServer, workflowBundle } from './support/temporal';
+import { executeOnScriptedWorkers, startTestServer, workflowBundle } from './support/temporal';
 
 const ref = (name: string): ArtifactRef => {
   const sha256 = createHash('sha256').update(name).digest('hex');
@@ -26,16 +22,8 @@ const prototype = {
   summary: {},
 };
 
-/** Every activity the two stages schedule, as a name that records its call and returns a fresh artifact. */
+/** The activities the two stages schedule, each recording its call and returning a fresh artifact. */
 function scriptedActivities(calls: string[]) {
-  const artifact = (name: string) => async () => {
-    calls.push(name);
-    return ref(`${name}-${calls.length}`);
-  };
-  const trained = (name: string) => async () => {
-    calls.push(name);
-    return { model: ref(`${name}-${calls.length}`), metrics: { loss: 1 } };
-  };
   const score = (name: string) => async ({ model }: { model: ArtifactRef }) => {
     calls.push(name);
     return { exactMatch: 0.5, intentAccuracy: 0.5, slotF1: 0.5, schemaValidRate: 1, count: 1, modelBytes: model.bytes };
@@ -45,14 +33,6 @@ function scriptedActivities(calls: string[]) {
       calls.push(`trainerStep ${plan.name}`);
       return { model: ref(`${plan.name}-${calls.length}`), metrics: { loss: 1 } };
     },
-    trainTokenizer: artifact('trainTokenizer'),
-    initStudent: artifact('initStudent'),
-    encoderBase: artifact('encoderBase'),
-    trainStudent: trained('trainStudent'),
-    pruneVocab: artifact('pruneVocab'),
-    pruneLayers: artifact('pruneLayers'),
-    exportOnnx: artifact('exportOnnx'),
-    quantize: artifact('quantize'),
     scoreStudentOnDev: score('scoreStudentOnDev'),
     scoreOnDev: score('scoreOnDev'),
     async calibrateConfidence({ model }: { model: ArtifactRef }) {
@@ -63,7 +43,6 @@ function scriptedActivities(calls: string[]) {
 
 describe('trainer steps in the transfer and compress stages', () => {
   let server: TestWorkflowEnvironment;
-  let run = 0;
 
   beforeAll(async () => {
     server = await startTestServer();
@@ -76,28 +55,12 @@ describe('trainer steps in the transfer and compress stages', () => {
   /** Runs `workflow` on scripted activities; returns the activities it called, in order. */
   async function runStage(workflow: 'transferStage' | 'compressStage', input: PipelineConfigInput, fixture: string): Promise<string[]> {
     const calls: string[] = [];
-    const activities = scriptedActivities(calls);
-    const taskQueue = `trainer-step-${Date.now()}-${run++}`;
-    const workers = [
-      await Worker.create({ connection: server.nativeConnection, taskQueue, workflowBundle: await workflowBundle(), activities }),
-      await Worker.create({ connection: server.nativeConnection, taskQueue: gpuQueueOf(taskQueue), activities }),
-    ];
-    const running = workers.map((w) => w.run());
-    try {
-      const config = parsePipelineConfig(input);
-      const transfer = { steps: [], student: ref('student') };
-      const args = workflow === 'transferStage' ? [{ config, prototype }] : [{ config, prototype, transfer }];
-      await server.client.workflow.execute(workflow, { taskQueue, workflowId: taskQueue, args });
-      // SUPERTINY_RECORD_HISTORY_DIR=dir saves each run's history there under its fixture's name (how the fixtures were made).
-      if (process.env.SUPERTINY_RECORD_HISTORY_DIR) {
-        const shown = await promisify(execFile)(readEnv().temporalCli, ['workflow', 'show', '--workflow-id', taskQueue, '--output', 'json', '--address', server.address], { maxBuffer: 64 << 20 });
-        await fs.writeFile(path.join(process.env.SUPERTINY_RECORD_HISTORY_DIR, fixture), JSON.stringify({ workflowId: taskQueue, history: JSON.parse(shown.stdout) }));
-      }
-      return calls;
-    } finally {
-      for (const w of workers) w.shutdown();
-      await Promise.all(running);
-    }
+    const config = parsePipelineConfig(input);
+    const args = workflow === 'transferStage' ? [{ config, prototype }] : [{ config, prototype, transfer: { steps: [], student: ref('student') } }];
+    // SUPERTINY_RECORD_HISTORY_DIR=dir saves each run's history there under its fixture's name (how the fixtures were made).
+    const recordTo = process.env.SUPERTINY_RECORD_HISTORY_DIR && path.join(process.env.SUPERTINY_RECORD_HISTORY_DIR, fixture);
+    await executeOnScriptedWorkers(server, workflow, args, scriptedActivities(calls), recordTo);
+    return calls;
   }
 
   const decoderKd: PipelineConfigInput = { transfer: { steps: ['sft', 'kd'], student: { hiddenSize: 64, heads: 2, kvHeads: 1 } } };
@@ -131,7 +94,7 @@ describe('trainer steps in the transfer and compress stages', () => {
     ['transfer-history-before-trainer-step.json', ['trainTokenizer', 'initStudent', 'trainStudent']],
     ['compress-history-before-trainer-step.json', ['exportOnnx', 'pruneVocab', 'pruneLayers', 'quantize']],
   ])('%s, recorded before trainerStep, replays: it schedules the trainer steps by their old names', async (file, names) => {
-    // Recorded with the workflows of 760f518, from the two tests above.
+    // Recorded with the workflows of 760f518, by this file's first two tests as of ba96a01 (which scripted the activities by name).
     const fixture = JSON.parse(await fs.readFile(path.join(__dirname, 'fixtures', file), 'utf8'));
     const scheduled = (fixture.history.events as { activityTaskScheduledEventAttributes?: { activityType: { name: string } } }[]).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType.name ?? []);
     expect(scheduled).toEqual(expect.arrayContaining(names));
