@@ -9,6 +9,7 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { SupertinyActivities } from '../activities';
+import type { TrainerStepInput } from '../activities/trainer/trainer-step';
 import { FailureType, NON_RETRYABLE_FAILURES } from '../config/failure-types';
 import type { PipelineConfig } from '../config/pipeline';
 
@@ -63,8 +64,10 @@ export function queueActivities(config: Pick<PipelineConfig, 'timeouts'>, queue:
           return await activity(...args);
         } catch (err) {
           if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === 'SCHEDULE_TO_START') {
+            // trainerStep runs every trainer step: the step's name says which one waited.
+            const step = name === 'trainerStep' ? ` (${(args[0] as TrainerStepInput).plan.name})` : '';
             throw ApplicationFailure.nonRetryable(
-              `no worker picked up ${String(name)} on task queue "${queueName}" within ${config.timeouts.queueMinutes} minutes: ` +
+              `no worker picked up ${String(name)}${step} on task queue "${queueName}" within ${config.timeouts.queueMinutes} minutes: ` +
                 `start a worker with SUPERTINY_WORKER_ROLE=${queue} (or all) and SUPERTINY_TASK_QUEUE=${workflowInfo().taskQueue}`,
               NO_WORKER,
             );
