@@ -20,8 +20,7 @@ async function main() {
   const recorded = new Map<string, { at: number; value: Record<string, unknown> }>();
   for (const name of await fs.readdir(outputs)) {
     const { recordedAt, value } = JSON.parse(await fs.readFile(path.join(outputs, name), 'utf8')) as { recordedAt: string; value: Record<string, unknown> };
-    // A trainer step's key is named after the step (trainerStep-trainStudent-sft-<hash>): the step names the part.
-    const activity = name.replace(/^trainerStep-/, '').split('-')[0];
+    const activity = name.split('-')[0];
     const at = Date.parse(recordedAt);
     // The latest output of each activity ends its part of the stage.
     if ((recorded.get(activity)?.at ?? -Infinity) < at) recorded.set(activity, { at, value });
