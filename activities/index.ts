@@ -11,6 +11,7 @@ import { createPrototypeActivities } from './prototype/stage-activities';
 import { createTransferActivities } from './transfer/activities';
 import { createCompressActivities } from './compress/activities';
 import { createEvaluateActivities } from './evaluate/activities';
+import { createTrainerStepActivity } from './trainer/trainer-step';
 import { createRefreshActivities } from './refresh/activities';
 
 export type { ActivityDeps } from './deps';
@@ -21,6 +22,7 @@ export { createTaskResources, type TaskResources } from './task-resources';
  * started on first use); whoever passes them closes them (SupertinyPlugin does when its worker stops).
  */
 export function createActivities(deps: ActivityDeps, resources: TaskResources = createTaskResources(deps)) {
+  const trainerStep = createTrainerStepActivity(deps, resources);
   return withTypedFailures({
     /**
      * The pipeline's first activity: the config as the user wrote it (`input`) resolved into the run's plan (its
@@ -36,8 +38,10 @@ export function createActivities(deps: ActivityDeps, resources: TaskResources = 
       return studentFamily ? { studentFamily } : {};
     },
     ...createPrototypeActivities(deps, resources),
-    ...createTransferActivities(deps, resources),
-    ...createCompressActivities(deps),
+    /** Every trainer step of the plan (config/trainer-steps.ts): tokenizer, init, training, prune, export, quantize. */
+    trainerStep,
+    ...createTransferActivities(deps, trainerStep),
+    ...createCompressActivities(trainerStep),
     ...createEvaluateActivities(deps, resources),
     ...createRefreshActivities(deps, resources),
   }, secretsOf(deps.endpoints ?? [], deps.env.temporalApiKey));

@@ -12,18 +12,12 @@ export type MemoisedActivity =
   | 'prepareTaskData'
   | 'labelBatch'
   | 'assembleDataset'
-  | 'trainTokenizer'
-  | 'initStudent'
   | 'encoderBase'
-  | 'trainStudent'
+  | 'trainerStep'
   | 'scoreStudentOnDev'
   | 'scoreOnDev'
   | 'calibrateConfidence'
   | 'cascadeOnSplit'
-  | 'pruneVocab'
-  | 'pruneLayers'
-  | 'exportOnnx'
-  | 'quantize'
   | 'evaluateModels';
 
 /** What a teacher's answers and their cost depend on (never its key). */
@@ -57,9 +51,13 @@ export function codeVersions(projectRoot: string): Promise<{ ts: string; trainer
   return version;
 }
 
-/** The output key of `activity` (with `variant`, e.g. a step name, kept readable in the key's prefix). */
+/**
+ * The output key of `activity` (with `variant`, e.g. a step name, kept readable in the key's prefix). A trainer
+ * step's key is named by the step alone (trainStudent-sft-…, exportOnnx-…), as when each step was an activity.
+ */
 export async function activityOutputKey(projectRoot: string, activity: MemoisedActivity, parts: OutputKeyParts, variant?: string): Promise<string> {
-  return outputKey(variant ? `${activity}-${variant}` : activity, { ...parts, teacher: parts.teacher ?? null, code: await codeVersions(projectRoot) });
+  const name = activity === 'trainerStep' && variant ? variant : variant ? `${activity}-${variant}` : activity;
+  return outputKey(name, { ...parts, teacher: parts.teacher ?? null, code: await codeVersions(projectRoot) });
 }
 
 async function hashSources(root: string, dirs: string[], extensions: string[], files: string[]): Promise<string> {

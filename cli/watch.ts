@@ -6,7 +6,6 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { progressQuery, type PipelineProgress } from '../workflows/messages';
 
 interface Fine {
-  activity: string;
   done: number;
   total: number;
   extra: string;
@@ -29,7 +28,7 @@ async function activityProgress(client: Client, workflowId: string, stage: strin
     const done = Number(details.step);
     const total = Number(details.total);
     if (!Number.isFinite(done) || !Number.isFinite(total) || total <= 0) continue;
-    return { activity: pending.activityType?.name ?? 'activity', done, total, extra: heartbeatExtra(details) };
+    return { done, total, extra: heartbeatExtra(details) };
   }
   return undefined;
 }
@@ -64,7 +63,8 @@ export async function watchPipeline(client: Client, handle: WorkflowHandle, opti
     const p: PipelineProgress | undefined = await handle.query(progressQuery).catch(() => undefined);
     if (p && p.status === 'running') {
       const fine = await activityProgress(client, handle.workflowId, p.stage);
-      const nextLabel = fine ? `${p.stage}/${fine.activity}` : `${p.stage}: ${p.step}`;
+      // The stage's step names the running trainer step (the activity is trainerStep for all of them).
+      const nextLabel = fine ? `${p.stage}/${p.step}` : `${p.stage}: ${p.step}`;
       const done = fine ? fine.done : p.done;
       const total = Math.max(fine ? fine.total : p.total, 1);
       if (nextLabel !== label) {

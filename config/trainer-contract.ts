@@ -44,7 +44,10 @@ export function passableTrainerField(command: TrainerCommand, field: string): Pa
   return kind ? { kind } : undefined;
 }
 
+/** The encoder family's trainer commands (trainer/ENCODER_FORMAT.md); predict, export and quantize dispatch on the folder. */
+export const ENCODER_COMMANDS = { convert: 'encoder-convert', train: 'encoder-sft', pruneVocab: 'encoder-prune-vocab', pruneLayers: 'encoder-prune-layers' } as const satisfies Record<string, TrainerCommand>;
+
 /** The trainer command that runs a transfer step of a student family. */
 export function trainingCommand(family: 'encoder' | 'decoder', step: string): TrainerCommand {
-  return (family === 'encoder' ? 'encoder-sft' : step) as TrainerCommand;
+  return (family === 'encoder' ? ENCODER_COMMANDS.train : step) as TrainerCommand;
 }

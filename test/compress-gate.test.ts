@@ -1,19 +1,16 @@
 // The compress stage's gate with scripted activities: every step is compared with the uncompressed ONNX
 // model (two small losses that add up past the tolerance roll the second step back), prune-vocab runs on the
 // PyTorch folder before its own export, and the decoder's compress path schedules what it always did.
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { ArtifactRef } from '../artifacts/ref';
-import { readEnv } from '../config/env';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import type { CompressResult } from '../activities/types';
-import { gpuQueueOf } from '../workflows/activity-options';
-import { startTestServer, workflowBundle } from './support/temporal';
+import type { TrainerStepInput } from '../activities/trainer/trainer-step';
+import { executeOnScriptedWorkers, startTestServer, workflowBundle } from './support/temporal';
 
 // Scripted artifacts are named by a label (e.g. "int8(onnx(student))"), which their sha256 maps back to.
 const labels = new Map<string, string>();
@@ -26,7 +23,6 @@ const label = (artifact: ArtifactRef) => labels.get(artifact.sha256) ?? artifact
 
 describe('compress gate', () => {
   let server: TestWorkflowEnvironment;
-  let run = 0;
 
   beforeAll(async () => {
     server = await startTestServer();
@@ -39,22 +35,28 @@ describe('compress gate', () => {
   /** Runs compressStage with activities whose dev exact match is `scores[label of the model]`; returns the calls made. */
   async function compress(input: PipelineConfigInput, scores: Record<string, number>): Promise<{ result: CompressResult; calls: string[] }> {
     const calls: string[] = [];
+    const exportOnnx = (model: ArtifactRef) => {
+      calls.push(`exportOnnx ${label(model)}`);
+      return ref(`onnx(${label(model)})`, model.bytes);
+    };
+    const pruneVocab = (model: ArtifactRef, sft: ArtifactRef) => {
+      calls.push(`pruneVocab ${label(model)} ${label(sft)}`);
+      return ref(`pruned(${label(model)})`, Math.round(model.bytes * 0.55));
+    };
+    const pruneLayers = (model: ArtifactRef, sft: ArtifactRef) => {
+      calls.push(`pruneLayers ${label(model)} ${label(sft)}`);
+      return ref(`shallow(${label(model)})`, Math.round(model.bytes * 0.8));
+    };
+    const quantize = (scheme: 'int8' | 'int4', model: ArtifactRef) => {
+      calls.push(`quantize ${scheme} ${label(model)}`);
+      return ref(`${scheme}(${label(model)})`, Math.round(model.bytes / { int8: 4, int4: 6.4 }[scheme]));
+    };
     const activities = {
-      async exportOnnx({ model }: { model: ArtifactRef }) {
-        calls.push(`exportOnnx ${label(model)}`);
-        return ref(`onnx(${label(model)})`, model.bytes);
-      },
-      async pruneVocab({ model, sft }: { model: ArtifactRef; sft: ArtifactRef }) {
-        calls.push(`pruneVocab ${label(model)} ${label(sft)}`);
-        return ref(`pruned(${label(model)})`, Math.round(model.bytes * 0.55));
-      },
-      async pruneLayers({ model, sft }: { model: ArtifactRef; sft: ArtifactRef }) {
-        calls.push(`pruneLayers ${label(model)} ${label(sft)}`);
-        return ref(`shallow(${label(model)})`, Math.round(model.bytes * 0.8));
-      },
-      async quantize({ plan, model }: { plan: { step: 'int8' | 'int4' }; model: ArtifactRef }) {
-        calls.push(`quantize ${plan.step} ${label(model)}`);
-        return ref(`${plan.step}(${label(model)})`, Math.round(model.bytes / { int8: 4, int4: 6.4 }[plan.step]));
+      async trainerStep({ plan, inputs: { model, data } }: TrainerStepInput) {
+        if (plan.name === 'exportOnnx') return { model: exportOnnx(model!), metrics: {} };
+        if (plan.name === 'pruneVocab') return { model: pruneVocab(model!, data!), metrics: {} };
+        if (plan.name === 'pruneLayers') return { model: pruneLayers(model!, data!), metrics: {} };
+        return { model: quantize(plan.name.replace('quantize-', '') as 'int8' | 'int4', model!), metrics: {} };
       },
       // The last step calibrates the chosen model's confidence; its own tests are elsewhere (not in `calls`).
       async calibrateConfidence({ model }: { model: ArtifactRef }) {
@@ -66,35 +68,16 @@ describe('compress gate', () => {
         return { exactMatch: scores[label(model)], intentAccuracy: scores[label(model)], slotF1: scores[label(model)], schemaValidRate: 1, count: 100, modelBytes: model.bytes };
       },
     };
-    const taskQueue = `compress-gate-${Date.now()}-${run++}`;
-    const workers = [
-      await Worker.create({ connection: server.nativeConnection, taskQueue, workflowBundle: await workflowBundle(), activities }),
-      await Worker.create({ connection: server.nativeConnection, taskQueue: gpuQueueOf(taskQueue), activities }),
-    ];
-    const running = workers.map((w) => w.run());
-    try {
-      const config = parsePipelineConfig(input);
-      const prototype = {
-        data: { train: ref('train', 1), dev: ref('dev', 1), test: ref('test', 1), counts: { train: 1, dev: 1, test: 1 } },
-        ...Object.fromEntries(['sft', 'preferences', 'rejected', 'stats'].map((name) => [name, ref(name, 1)])),
-        summary: {},
-      };
-      const transfer = { steps: [], student: ref('student', 90_000_000) };
-      const result = (await server.client.workflow.execute('compressStage', {
-        taskQueue,
-        workflowId: taskQueue,
-        args: [{ config, prototype, transfer }],
-      })) as CompressResult;
-      // SUPERTINY_RECORD_HISTORY=path saves the run's history (how test/fixtures/compress-history-before-quantize.json was made).
-      if (process.env.SUPERTINY_RECORD_HISTORY) {
-        const shown = await promisify(execFile)(readEnv().temporalCli, ['workflow', 'show', '--workflow-id', taskQueue, '--output', 'json', '--address', server.address], { maxBuffer: 64 << 20 });
-        await fs.writeFile(process.env.SUPERTINY_RECORD_HISTORY, JSON.stringify({ workflowId: taskQueue, history: JSON.parse(shown.stdout) }));
-      }
-      return { result, calls };
-    } finally {
-      for (const w of workers) w.shutdown();
-      await Promise.all(running);
-    }
+    const config = parsePipelineConfig(input);
+    const prototype = {
+      data: { train: ref('train', 1), dev: ref('dev', 1), test: ref('test', 1), counts: { train: 1, dev: 1, test: 1 } },
+      ...Object.fromEntries(['sft', 'preferences', 'rejected', 'stats'].map((name) => [name, ref(name, 1)])),
+      summary: {},
+    };
+    const transfer = { steps: [], student: ref('student', 90_000_000) };
+    // SUPERTINY_RECORD_HISTORY=path saves the run's history (how test/fixtures/compress-history-before-quantize.json was made).
+    const result = (await executeOnScriptedWorkers(server, 'compressStage', [{ config, prototype, transfer }], activities, process.env.SUPERTINY_RECORD_HISTORY)) as CompressResult;
+    return { result, calls };
   }
 
   test('losses add up against the uncompressed model: 0.8 then 0.8 more rolls int8 back', async () => {

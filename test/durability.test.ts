@@ -10,7 +10,7 @@ import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/
 import { prototypeStage } from '../workflows/prototype';
 import { transferStage } from '../workflows/transfer';
 import type { PrototypeResult, LabelBatchResult } from '../activities/types';
-import type { TrainedModel } from '../activities/trainer/trainer-step';
+import type { TrainedModel, TrainerStepInput } from '../activities/trainer/trainer-step';
 import type { TrainerHeartbeat } from '../activities/trainer/trainer-process';
 import { runTrainer } from '../activities/trainer/trainer-process';
 import { ArtifactStore } from '../artifacts/store';
@@ -20,14 +20,17 @@ import { smallPipelineConfig } from './support/pipeline-config';
 import { startWorkerProcess, type WorkerProcess } from './support/worker-process';
 
 /** Decoded results of every completed activity of a type, from a workflow's history. */
-async function activityResults<T>(server: TestWorkflowEnvironment, workflowId: string, activityType: string): Promise<{ result: T; attempt: number }[]> {
+/** The results of `workflowId`'s calls of `activityType` (of trainerStep: those that ran the step `stepName`), with their attempts. */
+async function activityResults<T>(server: TestWorkflowEnvironment, workflowId: string, activityType: string, stepName?: string): Promise<{ result: T; attempt: number }[]> {
   const history = await server.client.workflow.getHandle(workflowId).fetchHistory();
   const scheduled = new Map<string, string>();
   const attempts = new Map<string, number>();
   const out: { result: T; attempt: number }[] = [];
   for (const event of history.events ?? []) {
     const id = String(event.eventId);
-    if (event.activityTaskScheduledEventAttributes?.activityType?.name) scheduled.set(id, event.activityTaskScheduledEventAttributes.activityType.name);
+    const scheduling = event.activityTaskScheduledEventAttributes;
+    const type = scheduling?.activityType?.name;
+    if (type && (!stepName || defaultPayloadConverter.fromPayload<TrainerStepInput>(scheduling.input!.payloads![0] as never).plan.name === stepName)) scheduled.set(id, type);
     const started = event.activityTaskStartedEventAttributes;
     if (started) attempts.set(String(started.scheduledEventId), started.attempt ?? 1);
     const completed = event.activityTaskCompletedEventAttributes;
@@ -140,7 +143,7 @@ describe('durability', () => {
     const checkpointStep = await waitFor(
       'a checkpoint of the sft step in a heartbeat',
       async () => {
-        const beat = await pendingHeartbeat<TrainerHeartbeat>(server, `${workflowId}`, 'trainStudent').catch(() => undefined);
+        const beat = await pendingHeartbeat<TrainerHeartbeat>(server, `${workflowId}`, 'trainerStep').catch(() => undefined);
         // The checkpoint's own step: progress heartbeats move `step` on past it before the kill.
         return beat?.checkpoint && beat.checkpointStep ? beat.checkpointStep : undefined;
       },
@@ -152,7 +155,7 @@ describe('durability', () => {
     const result = await handle.result();
     await second.kill('SIGTERM');
 
-    const trained = await activityResults<TrainedModel>(server, workflowId, 'trainStudent');
+    const trained = await activityResults<TrainedModel>(server, workflowId, 'trainerStep', 'trainStudent-sft');
     expect(trained).toHaveLength(1);
     expect(trained[0].attempt).toBeGreaterThanOrEqual(2);
     expect(trained[0].result.metrics.resumed_from_step).toBeGreaterThanOrEqual(checkpointStep);

@@ -1,39 +1,44 @@
 // Output keys: an activity's key is a hash of the part of the plan it is given (less the teacher client
 // settings), so each config field must reach exactly the plan parts of the activities whose output depends on it.
+// The trainerStep activity's parts are the trainer steps of the plan, told apart by what each makes.
 import type { MemoisedActivity } from '../activities/output-keys';
 import { canonicalJson } from '../artifacts/store';
 import { isQuantization, parsePipelineConfig, type PipelineConfig } from '../config/pipeline';
-import { pipelinePlan, type PipelinePlan } from '../config/plan';
+import { pipelinePlan, type PipelinePlan, type TrainPlan } from '../config/plan';
+import { compressStep, EXPORT_STEP, initStep, tokenizerStep, trainStep } from '../config/trainer-steps';
 
 const withoutClient = <T extends { client: unknown }>({ client: _client, ...read }: T) => read;
 
+/** A memoised activity, or one kind of the trainer steps that trainerStep runs. */
+type KeyedOutput = Exclude<MemoisedActivity, 'trainerStep'> | 'trainTokenizer' | 'initStudent' | 'trainStudent' | 'pruneVocab' | 'pruneLayers' | 'exportOnnx' | 'quantize';
+
 /** The plan parts each memoised activity is given by the workflows in one run (every call's), as its key sees them. */
-const GIVEN: Record<MemoisedActivity, (plan: PipelinePlan) => unknown[]> = {
+const GIVEN: Record<KeyedOutput, (plan: PipelinePlan) => unknown[]> = {
   prepareTaskData: (p) => [p.prototype.data],
   labelBatch: (p) => [withoutClient(p.prototype.label)],
   assembleDataset: (p) => [withoutClient(p.prototype.assemble)],
   encoderBase: (p) => (p.transfer.family === 'encoder' ? [p.transfer.base] : []),
-  trainTokenizer: (p) => (p.transfer.family === 'decoder' ? [p.transfer.tokenizer] : []),
-  initStudent: (p) => (p.transfer.family === 'decoder' ? [p.transfer.init, p.transfer.kdTeacher?.init] : []),
-  trainStudent: (p) => [...p.transfer.steps, ...(p.transfer.family === 'decoder' ? [p.transfer.kdTeacher?.train] : [])],
+  trainTokenizer: (p) => (p.transfer.family === 'decoder' ? [tokenizerStep(p.transfer.tokenizer)] : []),
+  initStudent: (p) => (p.transfer.family === 'decoder' ? [p.transfer.init, ...(p.transfer.kdTeacher ? [p.transfer.kdTeacher.init] : [])].map(initStep) : []),
+  trainStudent: (p) => [...p.transfer.steps, ...(p.transfer.family === 'decoder' && p.transfer.kdTeacher ? [p.transfer.kdTeacher.train] : [])].map((step: TrainPlan) => trainStep(step)),
   scoreStudentOnDev: (p) => [p.score],
   scoreOnDev: (p) => [p.score],
   calibrateConfidence: (p) => [p.score],
   cascadeOnSplit: (p) => [p.score],
-  pruneVocab: (p) => p.compress.steps.filter((s) => s.step === 'prune-vocab'),
-  pruneLayers: (p) => p.compress.steps.filter((s) => s.step === 'prune-layers'),
-  exportOnnx: () => [],
-  quantize: (p) => p.compress.steps.filter((s) => isQuantization(s.step)),
+  pruneVocab: (p) => p.compress.steps.filter((s) => s.step === 'prune-vocab').map(compressStep),
+  pruneLayers: (p) => p.compress.steps.filter((s) => s.step === 'prune-layers').map(compressStep),
+  exportOnnx: () => [EXPORT_STEP],
+  quantize: (p) => p.compress.steps.filter((s) => isQuantization(s.step)).map(compressStep),
   // The report shows the whole config.
   evaluateModels: (p) => [p.config],
 };
-const ACTIVITIES = Object.keys(GIVEN) as MemoisedActivity[];
+const ACTIVITIES = Object.keys(GIVEN) as KeyedOutput[];
 
 /** field path -> [another valid value, the activities whose key must change besides evaluateModels]. */
-type Spec = Record<string, [unknown, MemoisedActivity[]]>;
+type Spec = Record<string, [unknown, KeyedOutput[]]>;
 
 // Whatever loads the task reads its name and files; scoring reads nothing else of the config.
-const LOADS_TASK: MemoisedActivity[] = ['prepareTaskData', 'labelBatch', 'assembleDataset', 'trainStudent', 'scoreStudentOnDev', 'scoreOnDev', 'calibrateConfidence', 'cascadeOnSplit'];
+const LOADS_TASK: KeyedOutput[] = ['prepareTaskData', 'labelBatch', 'assembleDataset', 'trainStudent', 'scoreStudentOnDev', 'scoreOnDev', 'calibrateConfidence', 'cascadeOnSplit'];
 
 const COMMON: Spec = {
   name: ['other-name', []],
@@ -96,7 +101,8 @@ const DECODER: Spec = {
   'transfer.student.heads': [4, ['initStudent']],
   'transfer.student.kvHeads': [1, ['initStudent']],
   'transfer.student.intermediateSize': [256, ['initStudent']],
-  'transfer.student.vocabSize': [1000, ['trainTokenizer', 'initStudent']],
+  // init reads the vocabulary from the tokenizer it is given, whose hash is in its key.
+  'transfer.student.vocabSize': [1000, ['trainTokenizer']],
   'transfer.dropout': [0.1, ['trainStudent']],
   'transfer.dpoEpochs': [2, ['trainStudent']],
   'transfer.dpoLearningRate': [1e-4, ['trainStudent']],
@@ -107,7 +113,8 @@ const DECODER: Spec = {
   'transfer.kdTeacher.heads': [4, ['initStudent']],
   'transfer.kdTeacher.kvHeads': [1, ['initStudent']],
   'transfer.kdTeacher.intermediateSize': [256, ['initStudent']],
-  'transfer.kdTeacher.vocabSize': [1000, ['initStudent']],
+  // The kd teacher is initialised with the student's tokenizer: its own vocabSize is read by nothing.
+  'transfer.kdTeacher.vocabSize': [1000, []],
 };
 
 const ENCODER: Spec = {

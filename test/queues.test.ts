@@ -36,7 +36,7 @@ describe('task queues', () => {
     );
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const cause = (err as WorkflowFailedError).cause;
-    expect(cause?.message).toMatch(new RegExp(`no worker picked up trainTokenizer on task queue "${taskQueue}-gpu" within 0.1 minutes`));
+    expect(cause?.message).toMatch(new RegExp(`no worker picked up trainerStep \\(trainTokenizer\\) on task queue "${taskQueue}-gpu" within 0.1 minutes`));
     expect(cause?.message).toMatch(/SUPERTINY_WORKER_ROLE=gpu \(or all\)/);
     expect(Date.now() - started).toBeLessThan(60_000);
   }, 120_000);

@@ -336,7 +336,7 @@ describe('refreshStudent', () => {
       'a checkpoint of the candidate\'s training',
       async () => {
         const description = await bed.server.client.workflow.getHandle(`${workflowId}/transfer`).describe().catch(() => undefined);
-        const pending = description?.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainStudent');
+        const pending = description?.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainerStep');
         const payload = pending?.heartbeatDetails?.payloads?.[0];
         const beat = payload ? defaultPayloadConverter.fromPayload<{ checkpointStep?: number }>(payload as never) : undefined;
         return beat?.checkpointStep ? beat.checkpointStep : undefined;

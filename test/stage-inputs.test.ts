@@ -175,7 +175,7 @@ describe('stage workflows started directly', () => {
     // The uri has the store's shape but lies outside; the file there is the sentinel (and its hash is not the ref's).
     const student = { uri: `file://${sentinel}`, sha256: guess, bytes: 7, kind: 'model/dir' };
     const failure = await failureOf('compressStage', { config: input.config, prototype: input.prototype, transfer: { steps: [], student } });
-    expect(failure.scheduled).toEqual(['exportOnnx']);
+    expect(failure.scheduled).toEqual(['trainerStep']);
     expect(failure).toMatchObject({ type: 'ArtifactMissing', nonRetryable: true });
     expect(failure.messages).toMatch(/artifact model\/dir 000000000000 is missing/);
     expectNothingAbout(failure.messages);
@@ -188,7 +188,7 @@ describe('stage workflows started directly', () => {
     const climb = `${'../'.repeat(40)}${outside.slice(1)}/escaped.txt`;
     const manifest = await store.putJson('model/dir', { files: [{ path: 'config.json', sha256: blob.sha256, bytes: blob.bytes }, { path: climb, sha256: blob.sha256, bytes: blob.bytes }] });
     const failure = await failureOf('compressStage', { config: input.config, prototype: input.prototype, transfer: { steps: [], student: manifest } });
-    expect(failure.scheduled).toEqual(['exportOnnx']);
+    expect(failure.scheduled).toEqual(['trainerStep']);
     expect(failure).toMatchObject({ type: 'InvalidInput', nonRetryable: true });
     expect(failure.messages).toMatch(/is not a directory manifest: files\.1\.path: must be a relative path inside the folder/);
     await expect(fs.access(path.join(outside, 'escaped.txt'))).rejects.toThrow();

@@ -9,7 +9,8 @@ import { parsePipelineConfig } from '../config/pipeline';
 import { passableTrainerField, TRAINER_COMMANDS, TRAINER_ERROR_KINDS, trainerConfigFields, trainingCommand, type TrainerCommand } from '../config/trainer-contract';
 import contract from '../trainer/contract.json';
 import { trainingStepConfig } from '../config/step-config';
-import { ENCODER_COMMANDS, NON_RETRYABLE_KINDS } from '../activities/trainer/trainer-process';
+import { NON_RETRYABLE_KINDS } from '../activities/trainer/trainer-process';
+import { ENCODER_COMMANDS } from '../config/trainer-contract';
 
 const run = promisify(execFile);
 const env = readEnv();

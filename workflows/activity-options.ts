@@ -9,11 +9,15 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { SupertinyActivities } from '../activities';
+import type { TrainerStepInput } from '../activities/trainer/trainer-step';
 import { FailureType, NON_RETRYABLE_FAILURES } from '../config/failure-types';
 import type { PipelineConfig } from '../config/pipeline';
 
 /** Errors that retrying the same activity cannot fix. */
 export const NON_RETRYABLE: string[] = NON_RETRYABLE_FAILURES;
+
+/** Stages from before the one trainerStep activity schedule each trainer step by its own activity name. */
+export const TRAINER_STEP_PATCH = 'trainer-step';
 
 /** The failure type when no worker picks up an activity within timeouts.queueMinutes. */
 export const NO_WORKER = FailureType.NoWorkerOnQueue;
@@ -60,8 +64,10 @@ export function queueActivities(config: Pick<PipelineConfig, 'timeouts'>, queue:
           return await activity(...args);
         } catch (err) {
           if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === 'SCHEDULE_TO_START') {
+            // trainerStep runs every trainer step: the step's name says which one waited.
+            const step = name === 'trainerStep' ? ` (${(args[0] as TrainerStepInput).plan.name})` : '';
             throw ApplicationFailure.nonRetryable(
-              `no worker picked up ${String(name)} on task queue "${queueName}" within ${config.timeouts.queueMinutes} minutes: ` +
+              `no worker picked up ${String(name)}${step} on task queue "${queueName}" within ${config.timeouts.queueMinutes} minutes: ` +
                 `start a worker with SUPERTINY_WORKER_ROLE=${queue} (or all) and SUPERTINY_TASK_QUEUE=${workflowInfo().taskQueue}`,
               NO_WORKER,
             );

@@ -2,11 +2,12 @@
 // against the uncompressed ONNX model (not the previous step), so small losses cannot add up unseen.
 import { z } from 'zod';
 import { isQuantization, PipelineConfigSchema, type Quantization } from '../config/pipeline';
-import { pipelinePlan } from '../config/plan';
+import { pipelinePlan, type CompressStepPlan } from '../config/plan';
+import { compressStep, EXPORT_STEP } from '../config/trainer-steps';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { CompressResult, GateDecision } from '../activities/types';
 import { patched } from '@temporalio/workflow';
-import { queueActivities } from './activity-options';
+import { queueActivities, TRAINER_STEP_PATCH } from './activity-options';
 import { checkStageInput, PrototypeResultSchema, TransferResultSchema } from './stage-input';
 import { reportStageProgress } from './stage-progress';
 
@@ -18,15 +19,43 @@ export const CALIBRATE_CONFIDENCE_PATCH = 'calibrate-confidence';
 /** Compress stages from before the one quantize activity schedule quantizeInt8 and quantizeInt4 by name. */
 export const QUANTIZE_STEP_PATCH = 'quantize-step';
 
+type Gpu = ReturnType<typeof queueActivities>;
+
+/** The stage's trainer steps: the one trainerStep activity, or the activities by name in a run from before it. */
+interface CompressTrainerSteps {
+  exportOnnx(model: ArtifactRef): Promise<ArtifactRef>;
+  /** A compression step of the plan on `model` (the PyTorch folder for a prune step, the float graph for a quantization); the prune steps read `sft`. */
+  compress(plan: CompressStepPlan, model: ArtifactRef, sft: ArtifactRef): Promise<ArtifactRef>;
+}
+
+function trainerSteps(gpu: Gpu): CompressTrainerSteps {
+  if (patched(TRAINER_STEP_PATCH)) {
+    return {
+      exportOnnx: async (model) => (await gpu.trainerStep({ plan: EXPORT_STEP, inputs: { model } })).model,
+      compress: async (plan, model, sft) => (await gpu.trainerStep({ plan: compressStep(plan), inputs: { model, data: sft } })).model,
+    };
+  }
+  return {
+    exportOnnx: (model) => gpu.exportOnnx({ model }),
+    compress: (plan, model, sft) => {
+      if (plan.step === 'prune-vocab') return gpu.pruneVocab({ plan, model, sft });
+      if (plan.step === 'prune-layers') return gpu.pruneLayers({ plan, model, sft });
+      if (patched(QUANTIZE_STEP_PATCH)) return gpu.quantize({ plan, model });
+      return (plan.step === 'int4' ? gpu.quantizeInt4 : gpu.quantizeInt8)({ model });
+    },
+  };
+}
+
 export async function compressStage(input: CompressStageInput): Promise<CompressResult> {
   const { config, prototype, transfer } = checkStageInput('compressStage', CompressStageInputSchema, input);
   const { compress: plan, score } = pipelinePlan(config);
   const gpu = queueActivities(config, 'gpu');
   const cpu = queueActivities(config, 'cpu');
+  const trainer = trainerSteps(gpu);
   const tolerance = plan.toleranceExactMatch;
   const total = plan.steps.length + 1;
   await reportStageProgress({ stage: 'compress', step: 'export onnx', done: 0, total });
-  const onnx = await gpu.exportOnnx({ model: transfer.student });
+  const onnx = await trainer.exportOnnx(transfer.student);
   const uncompressed = await cpu.scoreOnDev({ plan: score, model: onnx, dev: prototype.data.dev });
   let chosen = onnx;
   let chosenScore = uncompressed;
@@ -42,16 +71,11 @@ export async function compressStage(input: CompressStageInput): Promise<Compress
     await reportStageProgress({ stage: 'compress', step, done: 1 + i, total });
     let candidateFolder = folder;
     let candidate: ArtifactRef;
-    if (stepPlan.step === 'prune-vocab') {
-      candidateFolder = await gpu.pruneVocab({ plan: stepPlan, model: folder, sft: prototype.sft });
-      candidate = await gpu.exportOnnx({ model: candidateFolder });
-    } else if (stepPlan.step === 'prune-layers') {
-      candidateFolder = await gpu.pruneLayers({ plan: stepPlan, model: folder, sft: prototype.sft });
-      candidate = await gpu.exportOnnx({ model: candidateFolder });
-    } else if (patched(QUANTIZE_STEP_PATCH)) {
-      candidate = await gpu.quantize({ plan: stepPlan, model: float });
+    if (isQuantization(step)) {
+      candidate = await trainer.compress(stepPlan, float, prototype.sft);
     } else {
-      candidate = await (stepPlan.step === 'int4' ? gpu.quantizeInt4 : gpu.quantizeInt8)({ model: float });
+      candidateFolder = await trainer.compress(stepPlan, folder, prototype.sft);
+      candidate = await trainer.exportOnnx(candidateFolder);
     }
     const candidateScore = await cpu.scoreOnDev({ plan: score, model: candidate, dev: prototype.data.dev });
     const lostPoints = (uncompressed.exactMatch - candidateScore.exactMatch) * 100;

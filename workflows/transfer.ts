@@ -2,9 +2,12 @@
 import { z } from 'zod';
 import { ArtifactRefSchema, type ArtifactRef } from '../artifacts/ref';
 import { PipelineConfigSchema } from '../config/pipeline';
-import { pipelinePlan, type ScorePlan, type TransferPlan } from '../config/plan';
+import { pipelinePlan, type InitPlan, type ScorePlan, type TrainPlan, type TransferPlan } from '../config/plan';
+import { initStep, tokenizerStep, trainingData, trainStep } from '../config/trainer-steps';
+import type { TrainedModel } from '../activities/trainer/trainer-step';
 import type { TransferResult } from '../activities/types';
-import { queueActivities } from './activity-options';
+import { patched } from '@temporalio/workflow';
+import { queueActivities, TRAINER_STEP_PATCH } from './activity-options';
 import { checkStageInput, PrototypeResultSchema } from './stage-input';
 import { reportStageProgress } from './stage-progress';
 
@@ -22,19 +25,44 @@ export async function transferStage(input: TransferStageInput): Promise<Transfer
   const { config, prototype, startFrom } = checkStageInput('transferStage', TransferStageInputSchema, input);
   const { transfer, score } = pipelinePlan(config);
   const gpu = queueActivities(config, 'gpu');
-  const stage = { gpu, score, prototype, startFrom };
+  const stage = { gpu, trainer: trainerSteps(gpu, prototype), score, prototype, startFrom };
   return transfer.family === 'encoder' ? encoderTransfer(transfer, stage) : decoderTransfer(transfer, stage);
 }
 
+type Gpu = ReturnType<typeof queueActivities>;
+
+/** The stage's trainer steps: the one trainerStep activity, or the activities by name in a run from before it. */
+interface TransferTrainerSteps {
+  tokenizer(plan: Extract<TransferPlan, { family: 'decoder' }>['tokenizer'], sft: ArtifactRef): Promise<ArtifactRef>;
+  init(plan: InitPlan, tokenizer: ArtifactRef): Promise<ArtifactRef>;
+  train(plan: TrainPlan, model: ArtifactRef, teacherModel?: ArtifactRef): Promise<TrainedModel>;
+}
+
+function trainerSteps(gpu: Gpu, prototype: TransferStageInput['prototype']): TransferTrainerSteps {
+  if (patched(TRAINER_STEP_PATCH)) {
+    return {
+      tokenizer: async (plan, sft) => (await gpu.trainerStep({ plan: tokenizerStep(plan), inputs: { data: sft } })).model,
+      init: async (plan, tokenizer) => (await gpu.trainerStep({ plan: initStep(plan), inputs: { tokenizer } })).model,
+      train: (plan, model, teacher) => gpu.trainerStep({ plan: trainStep(plan), inputs: { model, data: prototype[trainingData(plan.step)], ...(teacher ? { teacher } : {}) } }),
+    };
+  }
+  return {
+    tokenizer: (plan, sft) => gpu.trainTokenizer({ plan, sft }),
+    init: (plan, tokenizer) => gpu.initStudent({ plan, tokenizer }),
+    train: (plan, model, teacherModel) => gpu.trainStudent({ plan, model, prototype, teacherModel }),
+  };
+}
+
 interface TransferContext {
-  gpu: ReturnType<typeof queueActivities>;
+  gpu: Gpu;
+  trainer: TransferTrainerSteps;
   score: ScorePlan;
   prototype: TransferStageInput['prototype'];
   startFrom?: TransferStageInput['startFrom'];
 }
 
 /** Encoder family: the pretrained encoder, then its training steps on the accepted samples (teacher votes as soft targets). */
-async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }>, { gpu, score, prototype, startFrom }: TransferContext): Promise<TransferResult> {
+async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }>, { gpu, trainer, score, prototype, startFrom }: TransferContext): Promise<TransferResult> {
   const total = plan.steps.length + 1;
   await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'pretrained encoder', done: 0, total });
   let model = startFrom ?? (await gpu.encoderBase({ plan: plan.base }));
@@ -42,7 +70,7 @@ async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }
   for (const [i, stepPlan] of plan.steps.entries()) {
     const { step } = stepPlan;
     await reportStageProgress({ stage: 'transfer', step, done: 1 + i, total });
-    const trained = await gpu.trainStudent({ plan: stepPlan, model, prototype });
+    const trained = await trainer.train(stepPlan, model);
     const dev = await gpu.scoreStudentOnDev({ plan: score, model: trained.model, dev: prototype.data.dev });
     steps.push({
       step,
@@ -55,13 +83,13 @@ async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }
 }
 
 /** Decoder family: a tokenizer from the accepted samples, the student from its shape (or a base LLM), then each step. */
-async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }>, { gpu, score, prototype, startFrom }: TransferContext): Promise<TransferResult> {
+async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }>, { gpu, trainer, score, prototype, startFrom }: TransferContext): Promise<TransferResult> {
   const total = plan.steps.length + 2;
   await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });
   // A trained student brings its tokenizer; the kd teacher is still initialised from one trained on the data.
-  const tokenizer = startFrom && !plan.kdTeacher ? undefined : await gpu.trainTokenizer({ plan: plan.tokenizer, sft: prototype.sft });
+  const tokenizer = startFrom && !plan.kdTeacher ? undefined : await trainer.tokenizer(plan.tokenizer, prototype.sft);
   await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'init student', done: 1, total });
-  let model = startFrom ?? (await gpu.initStudent({ plan: plan.init, tokenizer: tokenizer! }));
+  let model = startFrom ?? (await trainer.init(plan.init, tokenizer!));
   const steps: TransferResult['steps'] = [];
   let kdTeacher: ArtifactRef | undefined;
   for (const [i, stepPlan] of plan.steps.entries()) {
@@ -69,11 +97,11 @@ async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }
     if (step === 'kd' && !kdTeacher && plan.kdTeacher) {
       // The white-box teacher for logit distillation: a larger student trained first on the same data.
       await reportStageProgress({ stage: 'transfer', step: 'kd teacher', done: 2 + i, total });
-      const teacherInit = await gpu.initStudent({ plan: plan.kdTeacher.init, tokenizer: tokenizer! });
-      kdTeacher = (await gpu.trainStudent({ plan: plan.kdTeacher.train, model: teacherInit, prototype })).model;
+      const teacherInit = await trainer.init(plan.kdTeacher.init, tokenizer!);
+      kdTeacher = (await trainer.train(plan.kdTeacher.train, teacherInit)).model;
     }
     await reportStageProgress({ stage: 'transfer', step, done: 2 + i, total });
-    const trained = await gpu.trainStudent({ plan: stepPlan, model, prototype, teacherModel: step === 'kd' ? kdTeacher : undefined });
+    const trained = await trainer.train(stepPlan, model, step === 'kd' ? kdTeacher : undefined);
     // Dev quality after every step, so the value of each step is visible in the result and the report.
     const dev = await gpu.scoreStudentOnDev({ plan: score, model: trained.model, dev: prototype.data.dev });
     steps.push({

@@ -18,9 +18,6 @@ import { waitFor } from '../../runtime/wait-for';
 
 const log = createLogger('trainer');
 
-/** The encoder family's trainer commands (trainer/ENCODER_FORMAT.md); predict, export and quantize dispatch on the folder. */
-export const ENCODER_COMMANDS = { convert: 'encoder-convert', train: 'encoder-sft', pruneVocab: 'encoder-prune-vocab', pruneLayers: 'encoder-prune-layers' } as const satisfies Record<string, TrainerCommand>;
-
 export type { TrainerCommand } from '../../config/trainer-contract';
 
 export type TrainerEvent =

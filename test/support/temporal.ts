@@ -1,7 +1,9 @@
 // A real Temporal dev server (the project's CLI binary, no download) and workers for the tests.
+import { execFile } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
+import { promisify } from 'node:util';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { onLocalServer, readEnv, type SupertinyEnv } from '../../config/env';
@@ -67,6 +69,32 @@ export async function withWorkers<T>(create: () => Promise<Worker[]>, fn: () => 
     return await fn();
   } finally {
     for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    await Promise.all(running);
+  }
+}
+
+let scriptedRuns = 0;
+
+/**
+ * Runs `workflowType` to its result on a fresh task queue whose CPU and GPU workers run the scripted
+ * `activities`. With `recordTo`, saves the run's history there (how replay fixtures are made).
+ */
+export async function executeOnScriptedWorkers(server: TestWorkflowEnvironment, workflowType: string, args: unknown[], activities: object, recordTo?: string): Promise<unknown> {
+  const taskQueue = `scripted-${Date.now()}-${scriptedRuns++}`;
+  const workers = [
+    await Worker.create({ connection: server.nativeConnection, taskQueue, workflowBundle: await workflowBundle(), activities }),
+    await Worker.create({ connection: server.nativeConnection, taskQueue: gpuQueueOf(taskQueue), activities }),
+  ];
+  const running = workers.map((w) => w.run());
+  try {
+    const result = await server.client.workflow.execute(workflowType, { taskQueue, workflowId: taskQueue, args });
+    if (recordTo) {
+      const shown = await promisify(execFile)(readEnv().temporalCli, ['workflow', 'show', '--workflow-id', taskQueue, '--output', 'json', '--address', server.address], { maxBuffer: 64 << 20 });
+      await fs.writeFile(recordTo, JSON.stringify({ workflowId: taskQueue, history: JSON.parse(shown.stdout) }));
+    }
+    return result;
+  } finally {
+    for (const w of workers) w.shutdown();
     await Promise.all(running);
   }
 }
