@@ -1110,3 +1110,17 @@ def test_encoder_sft_from_a_trained_student_keeps_its_heads_for_the_intents_and_
     assert (model.tag_head.weight == trained["tag_head.weight"]).all()
     # A base encoder (no heads) is not a trained student: nothing to carry over.
     assert warm_start_heads(model, labels, folder.parent / "missing") is None
+
+
+def test_the_export_check_scales_its_tolerance_with_large_logits():
+    import numpy as np
+
+    from supertiny_trainer.commands.encoder_export import scaled_diff
+
+    # A model with large logits agrees to float32's digits while differing by more than 1e-3 in absolute terms.
+    large = np.array([[50.0, -80.0, 3.0]], dtype=np.float32)
+    assert scaled_diff(large + np.array([[1.2e-3, -1.5e-3, 0.0]], dtype=np.float32), large) <= 1e-3
+    # Near zero the tolerance stays absolute: a real mismatch is still caught.
+    small = np.array([[0.5, -0.2, 0.0]], dtype=np.float32)
+    assert scaled_diff(small + np.array([[0.0, 2e-3, 0.0]], dtype=np.float32), small) > 1e-3
+    assert scaled_diff(large + np.array([[0.0, 0.5, 0.0]], dtype=np.float32), large) > 1e-3
