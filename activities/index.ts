@@ -11,6 +11,7 @@ import { createPrototypeActivities } from './prototype/stage-activities';
 import { createTransferActivities } from './transfer/activities';
 import { createCompressActivities } from './compress/activities';
 import { createEvaluateActivities } from './evaluate/activities';
+import { createScoreActivities } from './evaluate/score';
 import { createTrainerStepActivity } from './trainer/trainer-step';
 import { createRefreshActivities } from './refresh/activities';
 
@@ -23,6 +24,8 @@ export { createTaskResources, type TaskResources } from './task-resources';
  */
 export function createActivities(deps: ActivityDeps, resources: TaskResources = createTaskResources(deps)) {
   const trainerStep = createTrainerStepActivity(deps, resources);
+  const scoreActivities = createScoreActivities(deps, resources);
+  const { answersOf: _answersOf, ...scoring } = scoreActivities;
   return withTypedFailures({
     /**
      * The pipeline's first activity: the config as the user wrote it (`input`) resolved into the run's plan (its
@@ -42,7 +45,9 @@ export function createActivities(deps: ActivityDeps, resources: TaskResources = 
     trainerStep,
     ...createTransferActivities(deps, trainerStep),
     ...createCompressActivities(trainerStep),
-    ...createEvaluateActivities(deps, resources),
+    /** The one scoring activity (scoreModel) and the scoring activities of older histories, with the calibration. */
+    ...scoring,
+    ...createEvaluateActivities(deps, resources, scoreActivities),
     ...createRefreshActivities(deps, resources),
   }, secretsOf(deps.endpoints ?? [], deps.env.temporalApiKey));
 }

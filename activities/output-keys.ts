@@ -14,11 +14,9 @@ export type MemoisedActivity =
   | 'assembleDataset'
   | 'encoderBase'
   | 'trainerStep'
-  | 'scoreStudentOnDev'
-  | 'scoreOnDev'
+  | 'scoreModel'
   | 'calibrateConfidence'
-  | 'cascadeOnSplit'
-  | 'evaluateModels';
+  | 'writeReport';
 
 /** What a teacher's answers and their cost depend on (never its key). */
 export interface TeacherKeyParts {

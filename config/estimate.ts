@@ -170,7 +170,7 @@ const DECODER_PEAK_MEMORY = { baseBytes: 1.59e9, bytesPerParameter: 16 };
 const TRAINER_START_CPU_SECONDS = 8;
 /** Fetching and converting the encoder base (encoderBase): compute_cpu_s 5.3-6.4 in the four runs. */
 const ENCODER_BASE_CPU_SECONDS = 6;
-/** Scoring on dev with the trainer (scoreStudentOnDev): about 10 s wall for 2,033 dev inputs (demo9). */
+/** Scoring on dev with the trainer (scoreModel with the trainer runtime; scoreStudentOnDev when measured): about 10 s wall for 2,033 dev inputs (demo9). */
 const DEV_SCORE_CPU_SECONDS = { fixed: 5, perExample: 0.001 };
 
 /**
@@ -341,7 +341,7 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     });
   });
   const scoreCpu = TRAINER_START_CPU_SECONDS * config.transfer.steps.length + devScore;
-  steps.push({ ...none, stage: 'transfer', step: 'score', cpuSeconds: scoreCpu, wallSeconds: wall(scoreCpu), measured: true, basis: "the trainer commands' start and the dev score (scoreStudentOnDev, demo9)" });
+  steps.push({ ...none, stage: 'transfer', step: 'score', cpuSeconds: scoreCpu, wallSeconds: wall(scoreCpu), measured: true, basis: "the trainer commands' start and the dev score (scoreStudentOnDev in demo9, now scoreModel)" });
 
   // Compression: each step's work scales with the model's bytes; each gate scores on dev. Measured with the
   // encoder student only.
@@ -379,7 +379,7 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     wallSeconds: oneCoreWall(evaluateCpu) + endpointWall(testRequests),
     diskBytes: 0,
     measured: encoder,
-    basis: `evaluateModels with the encoder student (demo9, router-g); teacher traffic of ${traffic.measuredOn}`,
+    basis: `the evaluation with the encoder student (evaluateModels in demo9 and router-g, now scoreModel per row and writeReport); teacher traffic of ${traffic.measuredOn}`,
   });
   // Each train input's share of the data folder (samples, cache, ledger, datasets) is counted with the labels.
   steps[0].diskBytes = DISK.bytesPerTrainInput * splits.train;

@@ -4,7 +4,7 @@
 // reads and with no other. The pipeline's first activity (resolvePlan) makes it; the stage workflows, which
 // clients may also start directly with a config their schema checks, take their part of it from the resolved
 // config with the same pure function. Workflow-safe: no I/O here.
-import { isQuantization, type CompressStep, type DecoderShape, type PipelineConfig, type Quantization, type StudentFamily, type StudentFamilyChoice, type TransferStep } from './pipeline';
+import { isQuantization, QUANTIZATION_NAMES, type CompressStep, type DecoderShape, type PipelineConfig, type Quantization, type StudentFamily, type StudentFamilyChoice, type TransferStep } from './pipeline';
 import { registryBaseOf, type EncoderBaseName } from './encoder-bases';
 import { trainingStepConfig } from './step-config';
 
@@ -97,16 +97,59 @@ export interface ScorePlan {
   task: TaskRef;
 }
 
+/**
+ * How a model answers when it is scored: onnxruntime-node as `serve` runs it, the trainer's `predict` on a
+ * PyTorch folder, or the teacher over its API (no model artifact).
+ */
+export type ScoreRuntime = 'onnx' | 'trainer' | 'teacher';
+
+/**
+ * scoreModel, the one scoring activity: the task, how the model answers, how many of the first inputs are also
+ * timed one request at a time, and for a served model whether to add its cascade with the gold calls as the
+ * teacher's answers (the refresh's fresh slice, whose gold calls are the teacher's labels).
+ */
+export type ScoreModelPlan = StudentScorePlan | TeacherScorePlan;
+export interface StudentScorePlan {
+  task: TaskRef;
+  runtime: 'onnx' | 'trainer';
+  latencySamples: number;
+  cascade: boolean;
+}
+export interface TeacherScorePlan {
+  task: TaskRef;
+  runtime: 'teacher';
+  latencySamples: number;
+  teacher: TeacherModelPlan;
+  client: TeacherClientPlan;
+}
+
+/** The model of the run a scoring step scores: the teacher, the PyTorch student, its ONNX export, a quantization, the deployed folder. */
+export type ScoredModel = 'teacher' | 'student' | 'onnx' | Quantization | 'deployed';
+
+/** One scoring step of the evaluation: the report's row it fills ('served': the cascade's model), the model and how it answers. */
+export interface EvaluateStepPlan {
+  row: 'teacher' | 'student' | 'student_onnx' | `student_${Quantization}` | 'served';
+  model: ScoredModel;
+  score: ScoreModelPlan;
+}
+
+export interface EvaluatePlan {
+  split: 'dev' | 'test';
+  /** In order; a quantization's row is scored when the compress stage ran it, the served row when it deployed a folder. */
+  steps: EvaluateStepPlan[];
+}
+
 export interface PipelinePlan {
   /** The resolved config: what the stage workflows are started with, and what the report shows. */
   config: PipelineConfig;
   /** Present when the config named no student family: the family chosen from the task's schema, and why. */
   studentFamily?: StudentFamilyChoice;
-  /** What scoring a model on the task's examples reads (scoreOnDev, scoreStudentOnDev, calibrateConfidence, cascadeOnSplit). */
+  /** What scoring a model on the task's examples reads (scoreModel's dev scores with devScorePlan, calibrateConfidence). */
   score: ScorePlan;
   prototype: PrototypePlan;
   transfer: TransferPlan;
   compress: CompressPlan;
+  evaluate: EvaluatePlan;
 }
 
 /** The plan of a resolved config (parsePipelineConfig with the student family chosen). */
@@ -120,6 +163,45 @@ export function pipelinePlan(config: PipelineConfig, studentFamily?: StudentFami
     prototype: prototypePlan(config, task),
     transfer: transferPlan(config, task),
     compress: { steps: config.compress.steps.map((step) => compressStepPlan(config, step)), toleranceExactMatch: config.compress.toleranceExactMatch },
+    evaluate: evaluatePlan(config, task),
+  };
+}
+
+/** Dev scoring of a model (the transfer steps' and the compress gate's): no latency, no cascade. */
+export function devScorePlan(score: ScorePlan, runtime: 'onnx' | 'trainer'): StudentScorePlan {
+  return { task: score.task, runtime, latencySamples: 0, cascade: false };
+}
+
+/**
+ * The evaluation's scoring steps on the report split: the teacher, the PyTorch student, the float ONNX graph and
+ * each quantization in QUANTIZATIONS' order, each timed on the first latencySamples inputs, then the deployed
+ * folder the cascade serves (its answers are the chosen model's, its confidence the calibrated one).
+ */
+function evaluatePlan(config: PipelineConfig, task: TaskRef): EvaluatePlan {
+  const t = config.teacher;
+  const latencySamples = config.evaluate.latencySamples;
+  const student = (runtime: 'onnx' | 'trainer', samples = latencySamples): StudentScorePlan => ({ task, runtime, latencySamples: samples, cascade: false });
+  const quantizations = QUANTIZATION_NAMES.filter((q) => config.compress.steps.includes(q));
+  return {
+    split: config.evaluate.split,
+    steps: [
+      {
+        row: 'teacher',
+        model: 'teacher',
+        // At temperature 0, whatever the labelling's: the teacher's best answer is what the student is held to.
+        score: {
+          task,
+          runtime: 'teacher',
+          latencySamples,
+          teacher: { endpoint: t.endpoint, model: t.model, temperature: 0 },
+          client: { concurrency: t.concurrency, timeoutMs: t.timeoutMs, maxRetries: t.maxRetries, maxSpendUsd: t.maxSpendUsd },
+        },
+      },
+      { row: 'student', model: 'student', score: student('trainer') },
+      { row: 'student_onnx', model: 'onnx', score: student('onnx') },
+      ...quantizations.map((q): EvaluateStepPlan => ({ row: `student_${q}`, model: q, score: student('onnx') })),
+      { row: 'served', model: 'deployed', score: student('onnx', 0) },
+    ],
   };
 }
 
@@ -167,4 +249,31 @@ function transferPlan(config: PipelineConfig, task: TaskRef): TransferPlan {
     kdTeacher: t.steps.includes('kd') ? { init: { shape: t.kdTeacher, field: 'transfer.kdTeacher.baseModelPath', seed: t.seed }, train: train('sft') } : null,
     steps: t.steps.map(train),
   };
+}
+
+/** The models of a run a scoring step may score (artifact refs): the transfer stage's student and the compress stage's models. */
+export interface ScorableModels<Model> {
+  transfer: { student: Model };
+  compress: { onnx: Model; deployed?: { model: Model } } & Partial<Record<Quantization, Model>>;
+}
+
+/** The artifact a scoring step scores (undefined for the teacher, or for a model this run does not have). */
+export function scoredModel<Model>(step: EvaluateStepPlan, { transfer, compress }: ScorableModels<Model>): Model | undefined {
+  switch (step.model) {
+    case 'teacher':
+      return undefined;
+    case 'student':
+      return transfer.student;
+    case 'onnx':
+      return compress.onnx;
+    case 'deployed':
+      return compress.deployed?.model;
+    default:
+      return compress[step.model];
+  }
+}
+
+/** Whether a run has what the step scores: a quantization its compress stage ran, a deployed folder. */
+export function stepApplies<Model>(step: EvaluateStepPlan, models: ScorableModels<Model>): boolean {
+  return step.model === 'teacher' || scoredModel(step, models) !== undefined;
 }

@@ -17,15 +17,26 @@ async function main() {
   const planArgs = [...(values.config ? ['--config', values.config] : []), ...(values['free-cores'] ? ['--free-cores', values['free-cores']] : [])];
   const { estimate } = await planRun(planArgs, readEnv());
   const outputs = path.join(runDir, 'artifacts', 'outputs');
-  const recorded = new Map<string, { at: number; value: Record<string, unknown> }>();
+  // Each memoised output with when it was recorded; a scoreModel output is named by its runtime too.
+  const outputsRecorded: { activity: string; at: number; value: Record<string, unknown> }[] = [];
   for (const name of await fs.readdir(outputs)) {
     const { recordedAt, value } = JSON.parse(await fs.readFile(path.join(outputs, name), 'utf8')) as { recordedAt: string; value: Record<string, unknown> };
-    const activity = name.split('-')[0];
-    const at = Date.parse(recordedAt);
-    // The latest output of each activity ends its part of the stage.
-    if ((recorded.get(activity)?.at ?? -Infinity) < at) recorded.set(activity, { at, value });
+    const [activity, variant] = name.split('-');
+    outputsRecorded.push({ activity: activity === 'scoreModel' ? `${activity}-${variant}` : activity, at: Date.parse(recordedAt), value });
   }
-  const at = (activity: string) => recorded.get(activity)!.at / 1000;
+  /** The latest output of the first of `activities` that has one (before `until`): it ends its part of the run. */
+  const latest = (activities: string[], until = Infinity) => {
+    for (const activity of activities) {
+      const found = outputsRecorded.filter((o) => o.activity === activity && o.at < until).sort((a, b) => b.at - a.at)[0];
+      if (found) return found;
+    }
+    throw new Error(`${runDir} has no output of ${activities.join(' or ')}`);
+  };
+  const recorded = { get: (activity: string) => latest([activity]) };
+  const at = (activity: string) => latest([activity]).at / 1000;
+  // Runs from before scoreModel: scoreStudentOnDev ended the transfer stage, evaluateModels the evaluation.
+  const transferEnd = latest(['scoreModel-trainer', 'scoreStudentOnDev'], latest(['calibrateConfidence']).at).at / 1000;
+  const reportAt = latest(['writeReport', 'evaluateModels']).at / 1000;
   const metrics = recorded.get('trainStudent')!.value.metrics as Record<string, number>;
   const reportFolder = (await fs.readdir(path.join(runDir, 'reports')))[0];
   const report = JSON.parse(await fs.readFile(path.join(runDir, 'reports', reportFolder, 'report.json'), 'utf8'));
@@ -40,10 +51,10 @@ async function main() {
     ['training CPU-s (sft)', sum('transfer', 'cpuSeconds', true), metrics.compute_cpu_s, (x) => Math.round(x).toLocaleString('en-US')],
     ['training wall (sft)', sum('transfer', 'wallSeconds', true), metrics.compute_wall_s, seconds],
     ['prototype (labelling) wall', sum('prototype', 'wallSeconds'), at('assembleDataset') - at('prepareTaskData'), seconds],
-    ['transfer wall', sum('transfer', 'wallSeconds'), at('scoreStudentOnDev') - at('assembleDataset'), seconds],
-    ['compress wall', sum('compress', 'wallSeconds'), at('calibrateConfidence') - at('scoreStudentOnDev'), seconds],
-    ['evaluate wall', sum('evaluate', 'wallSeconds'), at('evaluateModels') - at('calibrateConfidence'), seconds],
-    ['run wall (prepare to report)', estimate.total.wallSeconds, at('evaluateModels') - at('prepareTaskData'), seconds],
+    ['transfer wall', sum('transfer', 'wallSeconds'), transferEnd - at('assembleDataset'), seconds],
+    ['compress wall', sum('compress', 'wallSeconds'), at('calibrateConfidence') - transferEnd, seconds],
+    ['evaluate wall', sum('evaluate', 'wallSeconds'), reportAt - at('calibrateConfidence'), seconds],
+    ['run wall (prepare to report)', estimate.total.wallSeconds, reportAt - at('prepareTaskData'), seconds],
     ['trainer peak memory', estimate.total.peakMemoryBytes, metrics.peak_memory_bytes, (x) => `${(x / 1e9).toFixed(2)} GB`],
     ['data folder', estimate.total.diskBytes, (await folderTreeBytes(runDir)) ?? NaN, (x) => `${(x / 1e9).toFixed(2)} GB`],
   ];

@@ -62,8 +62,8 @@ describe('compress gate', () => {
       async calibrateConfidence({ model }: { model: ArtifactRef }) {
         return { model, skipped: 'scripted' };
       },
-      async scoreOnDev({ model }: { model: ArtifactRef }) {
-        calls.push(`scoreOnDev ${label(model)}`);
+      async scoreModel({ plan, model }: { plan: { runtime: string }; model: ArtifactRef }) {
+        calls.push(`score ${plan.runtime} ${label(model)}`);
         if (!(label(model) in scores)) throw new Error(`no scripted score for ${label(model)}`);
         return { exactMatch: scores[label(model)], intentAccuracy: scores[label(model)], slotF1: scores[label(model)], schemaValidRate: 1, count: 100, modelBytes: model.bytes };
       },
@@ -88,12 +88,12 @@ describe('compress gate', () => {
     });
     expect(calls).toEqual([
       'exportOnnx student',
-      'scoreOnDev onnx(student)',
+      'score onnx onnx(student)',
       'pruneVocab student sft',
       'exportOnnx pruned(student)',
-      'scoreOnDev onnx(pruned(student))',
+      'score onnx onnx(pruned(student))',
       'quantize int8 onnx(pruned(student))',
-      'scoreOnDev int8(onnx(pruned(student)))',
+      'score onnx int8(onnx(pruned(student)))',
     ]);
     expect(label(result.chosen)).toBe('onnx(pruned(student))');
     // The deployed folder is made from the chosen model, after every gate.
@@ -111,7 +111,7 @@ describe('compress gate', () => {
       'onnx(pruned(student))': 0.68,
       'int8(onnx(student))': 0.699,
     });
-    expect(calls.slice(-2)).toEqual(['quantize int8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
+    expect(calls.slice(-2)).toEqual(['quantize int8 onnx(student)', 'score onnx int8(onnx(student))']);
     expect(result.gates.map((g) => g.kept)).toEqual([false, true]);
     expect(label(result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
@@ -126,9 +126,9 @@ describe('compress gate', () => {
     });
     expect(kept.calls.slice(-4)).toEqual([
       'quantize int8 onnx(pruned(student))',
-      'scoreOnDev int8(onnx(pruned(student)))',
+      'score onnx int8(onnx(pruned(student)))',
       'quantize int4 onnx(pruned(student))',
-      'scoreOnDev int4(onnx(pruned(student)))',
+      'score onnx int4(onnx(pruned(student)))',
     ]);
     expect(label(kept.result.chosen)).toBe('int4(onnx(pruned(student)))');
     expect(label(kept.result.int4!)).toBe('int4(onnx(pruned(student)))');
@@ -140,7 +140,7 @@ describe('compress gate', () => {
       'int8(onnx(student))': 0.699,
       'int4(onnx(student))': 0.685,
     });
-    expect(rolledBack.calls.slice(-2)).toEqual(['quantize int4 onnx(student)', 'scoreOnDev int4(onnx(student))']);
+    expect(rolledBack.calls.slice(-2)).toEqual(['quantize int4 onnx(student)', 'score onnx int4(onnx(student))']);
     expect(rolledBack.result.gates.map((g) => g.kept)).toEqual([false, true, false]);
     expect(label(rolledBack.result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);
@@ -155,9 +155,9 @@ describe('compress gate', () => {
     expect(calls.slice(5)).toEqual([
       'pruneLayers pruned(student) sft',
       'exportOnnx shallow(pruned(student))',
-      'scoreOnDev onnx(shallow(pruned(student)))',
+      'score onnx onnx(shallow(pruned(student)))',
       'quantize int4 onnx(shallow(pruned(student)))',
-      'scoreOnDev int4(onnx(shallow(pruned(student))))',
+      'score onnx int4(onnx(shallow(pruned(student))))',
     ]);
     expect(result.gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['prune-layers', true], ['int4', true]]);
     expect(label(result.chosen)).toBe('int4(onnx(shallow(pruned(student))))');
@@ -166,7 +166,7 @@ describe('compress gate', () => {
   test("the decoder's compress path schedules the activities it always did, in the same order", async () => {
     const decoder = { transfer: { student: { hiddenSize: 64, heads: 2, kvHeads: 1 } } };
     const { result, calls } = await compress(decoder, { 'onnx(student)': 0.5, 'int8(onnx(student))': 0.5 });
-    expect(calls).toEqual(['exportOnnx student', 'scoreOnDev onnx(student)', 'quantize int8 onnx(student)', 'scoreOnDev int8(onnx(student))']);
+    expect(calls).toEqual(['exportOnnx student', 'score onnx onnx(student)', 'quantize int8 onnx(student)', 'score onnx int8(onnx(student))']);
     expect(result.gates).toHaveLength(1);
     expect(label(result.chosen)).toBe('int8(onnx(student))');
   }, 120_000);

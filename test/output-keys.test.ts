@@ -4,7 +4,7 @@
 import type { MemoisedActivity } from '../activities/output-keys';
 import { canonicalJson } from '../artifacts/store';
 import { isQuantization, parsePipelineConfig, type PipelineConfig } from '../config/pipeline';
-import { pipelinePlan, type PipelinePlan, type TrainPlan } from '../config/plan';
+import { devScorePlan, pipelinePlan, type PipelinePlan, type ScoreModelPlan, type TrainPlan } from '../config/plan';
 import { compressStep, EXPORT_STEP, initStep, tokenizerStep, trainStep } from '../config/trainer-steps';
 
 const withoutClient = <T extends { client: unknown }>({ client: _client, ...read }: T) => read;
@@ -21,24 +21,28 @@ const GIVEN: Record<KeyedOutput, (plan: PipelinePlan) => unknown[]> = {
   trainTokenizer: (p) => (p.transfer.family === 'decoder' ? [tokenizerStep(p.transfer.tokenizer)] : []),
   initStudent: (p) => (p.transfer.family === 'decoder' ? [p.transfer.init, ...(p.transfer.kdTeacher ? [p.transfer.kdTeacher.init] : [])].map(initStep) : []),
   trainStudent: (p) => [...p.transfer.steps, ...(p.transfer.family === 'decoder' && p.transfer.kdTeacher ? [p.transfer.kdTeacher.train] : [])].map((step: TrainPlan) => trainStep(step)),
-  scoreStudentOnDev: (p) => [p.score],
-  scoreOnDev: (p) => [p.score],
+  // Dev scores (transfer steps, the compress gate), the refresh's fresh slice, and each row of the evaluation.
+  scoreModel: (p) => [
+    devScorePlan(p.score, 'trainer'),
+    devScorePlan(p.score, 'onnx'),
+    { ...devScorePlan(p.score, 'onnx'), cascade: true },
+    ...p.evaluate.steps.map(({ score }) => (score.runtime === 'teacher' ? withoutClient(score) : score)),
+  ] satisfies (ScoreModelPlan | Omit<ScoreModelPlan, 'client'>)[],
   calibrateConfidence: (p) => [p.score],
-  cascadeOnSplit: (p) => [p.score],
   pruneVocab: (p) => p.compress.steps.filter((s) => s.step === 'prune-vocab').map(compressStep),
   pruneLayers: (p) => p.compress.steps.filter((s) => s.step === 'prune-layers').map(compressStep),
   exportOnnx: () => [EXPORT_STEP],
   quantize: (p) => p.compress.steps.filter((s) => isQuantization(s.step)).map(compressStep),
   // The report shows the whole config.
-  evaluateModels: (p) => [p.config],
+  writeReport: (p) => [p.config],
 };
 const ACTIVITIES = Object.keys(GIVEN) as KeyedOutput[];
 
-/** field path -> [another valid value, the activities whose key must change besides evaluateModels]. */
+/** field path -> [another valid value, the activities whose key must change besides writeReport]. */
 type Spec = Record<string, [unknown, KeyedOutput[]]>;
 
 // Whatever loads the task reads its name and files; scoring reads nothing else of the config.
-const LOADS_TASK: KeyedOutput[] = ['prepareTaskData', 'labelBatch', 'assembleDataset', 'trainStudent', 'scoreStudentOnDev', 'scoreOnDev', 'calibrateConfidence', 'cascadeOnSplit'];
+const LOADS_TASK: KeyedOutput[] = ['prepareTaskData', 'labelBatch', 'assembleDataset', 'trainStudent', 'scoreModel', 'calibrateConfidence'];
 
 const COMMON: Spec = {
   name: ['other-name', []],
@@ -48,8 +52,9 @@ const COMMON: Spec = {
   'task.trainLimit': [10, ['prepareTaskData']],
   'task.devLimit': [10, ['prepareTaskData']],
   'task.testLimit': [10, ['prepareTaskData']],
-  'teacher.endpoint': ['openai', ['labelBatch', 'assembleDataset']],
-  'teacher.model': ['gpt-4o-mini', ['labelBatch', 'assembleDataset']],
+  // The evaluation scores the teacher's answers on the report split.
+  'teacher.endpoint': ['openai', ['labelBatch', 'assembleDataset', 'scoreModel']],
+  'teacher.model': ['gpt-4o-mini', ['labelBatch', 'assembleDataset', 'scoreModel']],
   // The judge's calibration asks the teacher for dev answers at the labelling temperature.
   'teacher.temperature': [0.3, ['labelBatch', 'assembleDataset']],
   'teacher.samples': [3, ['labelBatch']],
@@ -72,7 +77,7 @@ const COMMON: Spec = {
   'transfer.trainer': [{ weight_decay: 0.1 }, ['trainStudent']],
   'compress.toleranceExactMatch': [3, []],
   'evaluate.split': ['dev', []],
-  'evaluate.latencySamples': [5, []],
+  'evaluate.latencySamples': [5, ['scoreModel']],
   'evaluate.vcpuHourUsd': [0.1, []],
   'evaluate.gpuHourUsd': [5, []],
   'timeouts.heartbeatSeconds': [7, []],
@@ -187,6 +192,6 @@ describe.each([
     const before = keysOf(base);
     const after = keysOf(withField(base, field, value));
     const changed = ACTIVITIES.filter((a) => before[a] !== after[a]);
-    expect(changed.sort()).toEqual([...expected, 'evaluateModels'].sort());
+    expect(changed.sort()).toEqual([...expected, 'writeReport'].sort());
   });
 });

@@ -33,8 +33,9 @@ function scriptedActivities(calls: string[]) {
       calls.push(`trainerStep ${plan.name}`);
       return { model: ref(`${plan.name}-${calls.length}`), metrics: { loss: 1 } };
     },
-    scoreStudentOnDev: score('scoreStudentOnDev'),
-    scoreOnDev: score('scoreOnDev'),
+    async scoreModel({ plan, model }: { plan: { runtime: string }; model: ArtifactRef }) {
+      return score(`scoreModel ${plan.runtime}`)({ model });
+    },
     async calibrateConfidence({ model }: { model: ArtifactRef }) {
       return { model, skipped: 'scripted' };
     },
@@ -72,21 +73,21 @@ describe('trainer steps in the transfer and compress stages', () => {
       'trainerStep trainTokenizer',
       'trainerStep initStudent',
       'trainerStep trainStudent-sft',
-      'scoreStudentOnDev',
+      'scoreModel trainer',
       'trainerStep initStudent',
       'trainerStep trainStudent-sft',
       'trainerStep trainStudent-kd',
-      'scoreStudentOnDev',
+      'scoreModel trainer',
     ]);
   }, 120_000);
 
   test('the encoder compress stage runs export, prune-vocab, prune-layers and int8 as trainerStep, each scored', async () => {
     const calls = await runStage('compressStage', encoderCompress, 'compress-history-before-trainer-step.json');
     expect(calls).toEqual([
-      'trainerStep exportOnnx', 'scoreOnDev',
-      'trainerStep pruneVocab', 'trainerStep exportOnnx', 'scoreOnDev',
-      'trainerStep pruneLayers', 'trainerStep exportOnnx', 'scoreOnDev',
-      'trainerStep quantize-int8', 'scoreOnDev',
+      'trainerStep exportOnnx', 'scoreModel onnx',
+      'trainerStep pruneVocab', 'trainerStep exportOnnx', 'scoreModel onnx',
+      'trainerStep pruneLayers', 'trainerStep exportOnnx', 'scoreModel onnx',
+      'trainerStep quantize-int8', 'scoreModel onnx',
     ]);
   }, 120_000);
 

@@ -8,6 +8,7 @@ import type { ArtifactRef } from '../artifacts/ref';
 import type { CompressResult, GateDecision } from '../activities/types';
 import { patched } from '@temporalio/workflow';
 import { queueActivities, TRAINER_STEP_PATCH } from './activity-options';
+import { scoringSteps } from './scoring';
 import { checkStageInput, PrototypeResultSchema, TransferResultSchema } from './stage-input';
 import { reportStageProgress } from './stage-progress';
 
@@ -56,7 +57,8 @@ export async function compressStage(input: CompressStageInput): Promise<Compress
   const total = plan.steps.length + 1;
   await reportStageProgress({ stage: 'compress', step: 'export onnx', done: 0, total });
   const onnx = await trainer.exportOnnx(transfer.student);
-  const uncompressed = await cpu.scoreOnDev({ plan: score, model: onnx, dev: prototype.data.dev });
+  const scoring = scoringSteps(cpu, score);
+  const uncompressed = await scoring.onnx(onnx, prototype.data.dev);
   let chosen = onnx;
   let chosenScore = uncompressed;
   // The PyTorch folder behind `chosen`: steps before export (prune-vocab, prune-layers) work on it.
@@ -77,7 +79,7 @@ export async function compressStage(input: CompressStageInput): Promise<Compress
       candidateFolder = await trainer.compress(stepPlan, folder, prototype.sft);
       candidate = await trainer.exportOnnx(candidateFolder);
     }
-    const candidateScore = await cpu.scoreOnDev({ plan: score, model: candidate, dev: prototype.data.dev });
+    const candidateScore = await scoring.onnx(candidate, prototype.data.dev);
     const lostPoints = (uncompressed.exactMatch - candidateScore.exactMatch) * 100;
     const stepPoints = (chosenScore.exactMatch - candidateScore.exactMatch) * 100;
     const kept = lostPoints <= tolerance;

@@ -16,6 +16,7 @@ import { parseOrFail, RESOLVE_PLAN_PATCH, resolvePlan } from './pipeline';
 import { prototypeStage } from './prototype';
 import { transferStage } from './transfer';
 import { compressStage } from './compress';
+import { scoringSteps } from './scoring';
 import { checkStageInput } from './stage-input';
 import { decidePromotion, type PromotionDecision } from './refresh-decision';
 
@@ -143,10 +144,11 @@ export async function refreshStudent(unchecked: RefreshInput): Promise<RefreshRe
 
   step('compare', `frozen ${config.evaluate.split} split and ${fresh.count} fresh inputs`);
   const frozenGold = data[config.evaluate.split];
-  const [frozenDeployed, frozenCandidate] = await Promise.all([deployed.model, candidate].map((model) => cpu.scoreOnDev({ plan: plan.score, model, dev: frozenGold })));
+  const scoring = scoringSteps(cpu, plan.score);
+  const [frozenDeployed, frozenCandidate] = await Promise.all([deployed.model, candidate].map((model) => scoring.onnx(model, frozenGold)));
   const empty = { exactMatch: 0, intentAccuracy: 0, slotF1: 0, count: 0, teacherShare: null, threshold: null, byShare: [] };
   const [freshDeployed, freshCandidate] =
-    fresh.count > 0 ? await Promise.all([deployed.model, candidate].map((model) => cpu.cascadeOnSplit({ plan: plan.score, model, gold: fresh.gold }))) : [empty, empty];
+    fresh.count > 0 ? await Promise.all([deployed.model, candidate].map((model) => scoring.cascade(model, fresh.gold))) : [empty, empty];
 
   step('decide');
   const decision = decidePromotion(

@@ -2,12 +2,13 @@
 import { z } from 'zod';
 import { ArtifactRefSchema, type ArtifactRef } from '../artifacts/ref';
 import { PipelineConfigSchema } from '../config/pipeline';
-import { pipelinePlan, type InitPlan, type ScorePlan, type TrainPlan, type TransferPlan } from '../config/plan';
+import { pipelinePlan, type InitPlan, type TrainPlan, type TransferPlan } from '../config/plan';
 import { initStep, tokenizerStep, trainingData, trainStep } from '../config/trainer-steps';
 import type { TrainedModel } from '../activities/trainer/trainer-step';
 import type { TransferResult } from '../activities/types';
 import { patched } from '@temporalio/workflow';
 import { queueActivities, TRAINER_STEP_PATCH } from './activity-options';
+import { scoringSteps, type Scoring } from './scoring';
 import { checkStageInput, PrototypeResultSchema } from './stage-input';
 import { reportStageProgress } from './stage-progress';
 
@@ -25,7 +26,7 @@ export async function transferStage(input: TransferStageInput): Promise<Transfer
   const { config, prototype, startFrom } = checkStageInput('transferStage', TransferStageInputSchema, input);
   const { transfer, score } = pipelinePlan(config);
   const gpu = queueActivities(config, 'gpu');
-  const stage = { gpu, trainer: trainerSteps(gpu, prototype), score, prototype, startFrom };
+  const stage = { gpu, trainer: trainerSteps(gpu, prototype), scoring: scoringSteps(gpu, score), prototype, startFrom };
   return transfer.family === 'encoder' ? encoderTransfer(transfer, stage) : decoderTransfer(transfer, stage);
 }
 
@@ -56,13 +57,13 @@ function trainerSteps(gpu: Gpu, prototype: TransferStageInput['prototype']): Tra
 interface TransferContext {
   gpu: Gpu;
   trainer: TransferTrainerSteps;
-  score: ScorePlan;
+  scoring: Scoring;
   prototype: TransferStageInput['prototype'];
   startFrom?: TransferStageInput['startFrom'];
 }
 
 /** Encoder family: the pretrained encoder, then its training steps on the accepted samples (teacher votes as soft targets). */
-async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }>, { gpu, trainer, score, prototype, startFrom }: TransferContext): Promise<TransferResult> {
+async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }>, { gpu, trainer, scoring, prototype, startFrom }: TransferContext): Promise<TransferResult> {
   const total = plan.steps.length + 1;
   await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'pretrained encoder', done: 0, total });
   let model = startFrom ?? (await gpu.encoderBase({ plan: plan.base }));
@@ -71,7 +72,7 @@ async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }
     const { step } = stepPlan;
     await reportStageProgress({ stage: 'transfer', step, done: 1 + i, total });
     const trained = await trainer.train(stepPlan, model);
-    const dev = await gpu.scoreStudentOnDev({ plan: score, model: trained.model, dev: prototype.data.dev });
+    const dev = await scoring.trainer(trained.model, prototype.data.dev);
     steps.push({
       step,
       model: trained.model,
@@ -83,7 +84,7 @@ async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }
 }
 
 /** Decoder family: a tokenizer from the accepted samples, the student from its shape (or a base LLM), then each step. */
-async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }>, { gpu, trainer, score, prototype, startFrom }: TransferContext): Promise<TransferResult> {
+async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }>, { trainer, scoring, prototype, startFrom }: TransferContext): Promise<TransferResult> {
   const total = plan.steps.length + 2;
   await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });
   // A trained student brings its tokenizer; the kd teacher is still initialised from one trained on the data.
@@ -103,7 +104,7 @@ async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }
     await reportStageProgress({ stage: 'transfer', step, done: 2 + i, total });
     const trained = await trainer.train(stepPlan, model, step === 'kd' ? kdTeacher : undefined);
     // Dev quality after every step, so the value of each step is visible in the result and the report.
-    const dev = await gpu.scoreStudentOnDev({ plan: score, model: trained.model, dev: prototype.data.dev });
+    const dev = await scoring.trainer(trained.model, prototype.data.dev);
     steps.push({
       step,
       model: trained.model,
