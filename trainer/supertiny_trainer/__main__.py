@@ -23,6 +23,7 @@ COMMANDS = {
     "predict": ("supertiny_trainer.commands.predict", "PredictConfig", "Predictor"),
     "export": ("supertiny_trainer.commands.export", "ExportConfig", "OnnxExporter"),
     "quantize": ("supertiny_trainer.commands.quantize", "QuantizeConfig", "Quantizer"),
+    "decoder-convert": ("supertiny_trainer.commands.decoder_convert", "DecoderConvertConfig", "GgufLlamaConverter"),
     "encoder-convert": ("supertiny_trainer.commands.encoder_convert", "EncoderConvertConfig", "OnnxBertConverter"),
     "encoder-sft": ("supertiny_trainer.commands.encoder_sft", "EncoderSftConfig", "EncoderSftRunner"),
     "encoder-prune-vocab": (
