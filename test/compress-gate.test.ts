@@ -2,15 +2,12 @@
 // model (two small losses that add up past the tolerance roll the second step back), prune-vocab runs on the
 // PyTorch folder before its own export, and the decoder's compress path schedules what it always did.
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import type { ArtifactRef } from '../artifacts/ref';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import type { CompressResult } from '../activities/types';
 import type { TrainerStepInput } from '../activities/trainer/trainer-step';
-import { executeOnScriptedWorkers, startTestServer, workflowBundle } from './support/temporal';
+import { executeOnScriptedWorkers, replayFixture, startTestServer } from './support/temporal';
 
 // Scripted artifacts are named by a label (e.g. "int8(onnx(student))"), which their sha256 maps back to.
 const labels = new Map<string, string>();
@@ -173,9 +170,6 @@ describe('compress gate', () => {
 
   test('a compress stage recorded before the one quantize activity replays: it still schedules quantizeInt8 and quantizeInt4', async () => {
     // Recorded with the workflows of df96b9d, from the int4 test above (prune-vocab, int8, int4 kept).
-    const fixture = JSON.parse(await fs.readFile(path.join(__dirname, 'fixtures', 'compress-history-before-quantize.json'), 'utf8'));
-    const scheduled = (fixture.history.events as { activityTaskScheduledEventAttributes?: { activityType: { name: string } } }[]).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType.name ?? []);
-    expect(scheduled).toEqual(expect.arrayContaining(['quantizeInt8', 'quantizeInt4']));
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture.history, fixture.workflowId);
+    expect(await replayFixture('compress-history-before-quantize.json')).toEqual(expect.arrayContaining(['quantizeInt8', 'quantizeInt4']));
   }, 60_000);
 });

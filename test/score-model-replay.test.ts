@@ -2,15 +2,12 @@
 // each on the queue of its runtime) and then writeReport; histories recorded before it (scoreStudentOnDev,
 // scoreOnDev and evaluateModels by name) still replay.
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import type { ArtifactRef } from '../artifacts/ref';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
 import type { ScoreModelInput } from '../activities/evaluate/score';
 import type { WriteReportInput } from '../activities/evaluate/activities';
-import { executeOnScriptedWorkers, startTestServer, workflowBundle } from './support/temporal';
+import { executeOnScriptedWorkers, replayFixture, startTestServer } from './support/temporal';
 
 const ref = (name: string): ArtifactRef => {
   const sha256 = createHash('sha256').update(name).digest('hex');
@@ -88,10 +85,8 @@ describe('scoring in the stage workflows', () => {
   ])('%s, recorded before scoreModel, replays: it schedules the scoring activities by their old names', async (file, scheduledNames) => {
     // Recorded with the workflows of 5ddd860 (the transfer and compress ones by test/trainer-step-replay.test.ts,
     // the evaluate one by a scripted evaluateModels), with SUPERTINY_RECORD_HISTORY_DIR.
-    const fixture = JSON.parse(await fs.readFile(path.join(__dirname, 'fixtures', file), 'utf8'));
-    const scheduled = (fixture.history.events as { activityTaskScheduledEventAttributes?: { activityType: { name: string } } }[]).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType.name ?? []);
+    const scheduled = await replayFixture(file);
     expect(scheduled).toEqual(expect.arrayContaining(scheduledNames));
     expect(scheduled).not.toContain('scoreModel');
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture.history, fixture.workflowId);
   }, 60_000);
 });

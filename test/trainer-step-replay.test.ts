@@ -2,14 +2,12 @@
 // trainerStep activity, and histories recorded before it (trainTokenizer, initStudent, trainStudent,
 // pruneVocab, pruneLayers, exportOnnx and quantize by name) still replay.
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { TrainerStepInput } from '../activities/trainer/trainer-step';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
-import { executeOnScriptedWorkers, startTestServer, workflowBundle } from './support/temporal';
+import { executeOnScriptedWorkers, replayFixture, startTestServer } from './support/temporal';
 
 const ref = (name: string): ArtifactRef => {
   const sha256 = createHash('sha256').update(name).digest('hex');
@@ -96,10 +94,8 @@ describe('trainer steps in the transfer and compress stages', () => {
     ['compress-history-before-trainer-step.json', ['exportOnnx', 'pruneVocab', 'pruneLayers', 'quantize']],
   ])('%s, recorded before trainerStep, replays: it schedules the trainer steps by their old names', async (file, names) => {
     // Recorded with the workflows of 760f518, by this file's first two tests as of ba96a01 (which scripted the activities by name).
-    const fixture = JSON.parse(await fs.readFile(path.join(__dirname, 'fixtures', file), 'utf8'));
-    const scheduled = (fixture.history.events as { activityTaskScheduledEventAttributes?: { activityType: { name: string } } }[]).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType.name ?? []);
+    const scheduled = await replayFixture(file);
     expect(scheduled).toEqual(expect.arrayContaining(names));
     expect(scheduled).not.toContain('trainerStep');
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture.history, fixture.workflowId);
   }, 60_000);
 });

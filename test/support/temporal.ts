@@ -98,3 +98,13 @@ export async function executeOnScriptedWorkers(server: TestWorkflowEnvironment, 
     await Promise.all(running);
   }
 }
+
+/**
+ * Replays a recorded history from test/fixtures/ with today's workflows (a determinism error fails the test) and
+ * returns the activity types it scheduled, in order, for the caller to say which names it expects.
+ */
+export async function replayFixture(file: string): Promise<string[]> {
+  const fixture = JSON.parse(await fs.readFile(path.join(__dirname, '..', 'fixtures', file), 'utf8'));
+  await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, fixture.history, fixture.workflowId);
+  return (fixture.history.events as { activityTaskScheduledEventAttributes?: { activityType: { name: string } } }[]).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType.name ?? []);
+}
