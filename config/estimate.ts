@@ -430,6 +430,11 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     notes.push(`a real endpoint's latency is not measured here: ${ENDPOINT_SECONDS_PER_REQUEST} s per request at teacher.concurrency ${t.concurrency}`);
     notes.push("tokens per request are the teacher simulator's counts for the task's prompts: a real endpoint's tokenizer counts its own");
   }
+  if (studentConfig.family === 'decoder' && studentConfig.base !== undefined) {
+    notes.push(
+      `transfer.student.base "${studentConfig.base}": the decoder family's training defaults (epochs, learning rate) were measured for the from-scratch student, not for a pretrained base, which usually fine-tunes at a far lower rate: set transfer.learningRate and transfer.epochs`,
+    );
+  }
   if (profile !== config.task.name) notes.push(`task "${config.task.name}" has no teacher traffic of its own measured: the ${profile} profile's tokens per input`);
   return {
     steps,
