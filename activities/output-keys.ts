@@ -13,6 +13,7 @@ export type MemoisedActivity =
   | 'labelBatch'
   | 'assembleDataset'
   | 'encoderBase'
+  | 'decoderBase'
   | 'trainerStep'
   | 'scoreModel'
   | 'calibrateConfidence'
@@ -40,7 +41,7 @@ export function codeVersions(projectRoot: string): Promise<{ ts: string; trainer
   let version = versions.get(projectRoot);
   if (!version) {
     version = Promise.all([
-      hashSources(projectRoot, ['activities', 'artifacts', 'config', 'runtime', 'tasks'], ['.ts'], ['package-lock.json']),
+      hashSources(projectRoot, ['activities', 'artifacts', 'config', 'runtime', 'tasks'], ['.ts'], ['package-lock.json', 'config/decoder-bases.json']),
       hashSources(path.join(projectRoot, 'trainer'), ['supertiny_trainer'], ['.py'], ['requirements.txt']),
     ]).then(([ts, trainer]) => ({ ts, trainer }));
     version.catch(() => versions.delete(projectRoot));

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { isInside } from '../artifacts/confined-path';
 import type { SupertinyEnv } from '../config/env';
 import { InvalidConfigError } from '../config/pipeline';
-import type { InitPlan, TaskRef } from '../config/plan';
+import type { ShapeInitPlan, TaskRef } from '../config/plan';
 import type { TaskDefinition, TaskFiles } from '../tasks/registry';
 
 /**
@@ -76,7 +76,7 @@ export async function taskFiles(config: { task: TaskRef }, env: SupertinyEnv, de
   return files;
 }
 
-export async function baseModelPath(env: SupertinyEnv, student: { baseModelPath?: string }, field: InitPlan['field']): Promise<string | undefined> {
+export async function baseModelPath(env: SupertinyEnv, student: { baseModelPath?: string }, field: ShapeInitPlan['field']): Promise<string | undefined> {
   if (student.baseModelPath === undefined) return undefined;
   const dir = await pathInRoots(field, student.baseModelPath, env.modelRoots, 'SUPERTINY_MODEL_ROOTS', 'directory');
   await fs.access(path.join(dir, 'config.json')).catch(() => {

@@ -11,7 +11,8 @@ import { ArtifactStore } from '../artifacts/store';
 import { loadTeacherEndpoints } from '../config/endpoints';
 import type { SupertinyEnv } from '../config/env';
 import { estimateRun, FREE_CORES, type RunEstimate, type SplitSizes, type StepEstimate } from '../config/estimate';
-import { InvalidConfigError, studentFamilyGiven } from '../config/pipeline';
+import { InvalidConfigError, studentFamilyGiven, type PipelineConfig } from '../config/pipeline';
+import { DEFAULT_ENCODER_BASE } from '../config/encoder-bases';
 import type { PipelinePlan } from '../config/plan';
 import { readConfigFile } from './config-file';
 
@@ -88,7 +89,11 @@ export async function planRun(args: string[], env: SupertinyEnv): Promise<RunPla
       name: config.name,
       source,
       plan,
-      student: { family: student.family, ...(student.family === 'encoder' ? { base: student.baseModelPath ?? student.base ?? 'minilm-l6' } : {}), why },
+      student: {
+        family: student.family,
+        ...studentBase(student),
+        why,
+      },
       task: { name: config.task.name, displayName: task.displayName, data: files.data ?? null, splits },
       teacher: { endpoint: endpoint.name, model: config.teacher.model, simulated: endpoint.simulated, prices: endpoint.prices },
       estimate: estimateRun({ config, splits, prices: endpoint.prices, simulated: endpoint.simulated, freeCores }),
@@ -98,6 +103,13 @@ export async function planRun(args: string[], env: SupertinyEnv): Promise<RunPla
   } finally {
     await resources.close();
   }
+}
+
+/** The student's base as the plan shows it: a registry name or a folder (none for a decoder from its shape). */
+function studentBase(student: PipelineConfig['transfer']['student']): { base?: string } {
+  if (student.family === 'encoder') return { base: student.baseModelPath ?? student.base ?? DEFAULT_ENCODER_BASE };
+  const base = student.base ?? student.baseModelPath;
+  return base !== undefined ? { base } : {};
 }
 
 export function wantsJson(args: readonly string[]): boolean {

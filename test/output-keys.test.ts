@@ -18,7 +18,8 @@ const GIVEN: Record<KeyedOutput, (plan: PipelinePlan) => unknown[]> = {
   labelBatch: (p) => [withoutClient(p.prototype.label)],
   assembleDataset: (p) => [withoutClient(p.prototype.assemble)],
   encoderBase: (p) => (p.transfer.family === 'encoder' ? [p.transfer.base] : []),
-  trainTokenizer: (p) => (p.transfer.family === 'decoder' ? [tokenizerStep(p.transfer.tokenizer)] : []),
+  decoderBase: (p) => (p.transfer.family === 'decoder' && p.transfer.base ? [p.transfer.base] : []),
+  trainTokenizer: (p) => (p.transfer.family === 'decoder' && p.transfer.tokenizer ? [tokenizerStep(p.transfer.tokenizer)] : []),
   initStudent: (p) => (p.transfer.family === 'decoder' ? [p.transfer.init, ...(p.transfer.kdTeacher ? [p.transfer.kdTeacher.init] : [])].map(initStep) : []),
   trainStudent: (p) => [...p.transfer.steps, ...(p.transfer.family === 'decoder' && p.transfer.kdTeacher ? [p.transfer.kdTeacher.train] : [])].map((step: TrainPlan) => trainStep(step)),
   // Dev scores (transfer steps, the compress gate), the refresh's fresh slice, and each row of the evaluation.
@@ -122,6 +123,37 @@ const DECODER: Spec = {
   'transfer.kdTeacher.vocabSize': [1000, []],
 };
 
+// A registry base brings its shape and tokenizer (the shape fields are refused beside it, kd too).
+const DECODER_BASE: Spec = {
+  ...COMMON,
+  'transfer.steps': [['sft', 'dpo'], ['trainStudent']],
+  'compress.steps': [[], ['quantize']],
+  'compress.pruneVocabMinCount': [3, []],
+  'compress.pruneLayersKeep': [3, []],
+  'compress.pruneLayersEpochs': [1, []],
+  'transfer.grpoEpochs': [2, ['trainStudent']],
+  'transfer.grpoLearningRate': [1e-4, ['trainStudent']],
+  'transfer.grpoGenerations': [4, ['trainStudent']],
+  'transfer.grpoBeta': [0.1, ['trainStudent']],
+  'transfer.grpoTemperature': [0.7, ['trainStudent']],
+  'transfer.grpoMaxSteps': [9, ['trainStudent']],
+  'transfer.student.family': [undefined, []],
+  // initStudent reads the base through decoderBase's artifact, whose hash is in its key.
+  'transfer.student.base': ['another-base', ['decoderBase']],
+  'transfer.dropout': [0.1, ['trainStudent']],
+  'transfer.dpoEpochs': [2, ['trainStudent']],
+  'transfer.dpoLearningRate': [1e-4, ['trainStudent']],
+  'transfer.seed': [7, ['initStudent', 'trainStudent']],
+  // kd is refused beside a base: the kd teacher's shape is read by nothing.
+  'transfer.kdTeacher.baseModelPath': ['/models/big', []],
+  'transfer.kdTeacher.hiddenSize': [128, []],
+  'transfer.kdTeacher.layers': [3, []],
+  'transfer.kdTeacher.heads': [4, []],
+  'transfer.kdTeacher.kvHeads': [1, []],
+  'transfer.kdTeacher.intermediateSize': [256, []],
+  'transfer.kdTeacher.vocabSize': [1000, []],
+};
+
 const ENCODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'sft'], []], // a second sft is another call with another input model
@@ -177,6 +209,7 @@ const keysOf = (config: PipelineConfig) => {
 
 describe.each([
   ['decoder', parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'dpo', 'kd', 'grpo'] }, teacher: { judge: { enabled: true } } }), DECODER],
+  ['decoder with a registry base', parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m' }, steps: ['sft', 'dpo', 'grpo'] }, teacher: { judge: { enabled: true } } }), DECODER_BASE],
   [
     'encoder',
     parsePipelineConfig({ transfer: { student: { family: 'encoder' } }, teacher: { judge: { enabled: true } }, compress: { steps: ['prune-vocab', 'prune-layers', 'int8', 'int4'] } }),

@@ -6,7 +6,7 @@ import { pipelinePlan, type InitPlan, type TrainPlan, type TransferPlan } from '
 import { initStep, tokenizerStep, trainingData, trainStep } from '../config/trainer-steps';
 import type { TrainedModel } from '../activities/trainer/trainer-step';
 import type { TransferResult } from '../activities/types';
-import { patched } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { queueActivities, TRAINER_STEP_PATCH } from './activity-options';
 import { scoringSteps, type Scoring } from './scoring';
 import { checkStageInput, PrototypeResultSchema } from './stage-input';
@@ -34,8 +34,9 @@ type Gpu = ReturnType<typeof queueActivities>;
 
 /** The stage's trainer steps: the one trainerStep activity, or the activities by name in a run from before it. */
 interface TransferTrainerSteps {
-  tokenizer(plan: Extract<TransferPlan, { family: 'decoder' }>['tokenizer'], sft: ArtifactRef): Promise<ArtifactRef>;
-  init(plan: InitPlan, tokenizer: ArtifactRef): Promise<ArtifactRef>;
+  tokenizer(plan: NonNullable<Extract<TransferPlan, { family: 'decoder' }>['tokenizer']>, sft: ArtifactRef): Promise<ArtifactRef>;
+  /** `from`: the tokenizer, or for a registry base (plan.base) the base's converted folder. */
+  init(plan: InitPlan, from: ArtifactRef): Promise<ArtifactRef>;
   train(plan: TrainPlan, model: ArtifactRef, teacherModel?: ArtifactRef): Promise<TrainedModel>;
 }
 
@@ -43,13 +44,17 @@ function trainerSteps(gpu: Gpu, prototype: TransferStageInput['prototype']): Tra
   if (patched(TRAINER_STEP_PATCH)) {
     return {
       tokenizer: async (plan, sft) => (await gpu.trainerStep({ plan: tokenizerStep(plan), inputs: { data: sft } })).model,
-      init: async (plan, tokenizer) => (await gpu.trainerStep({ plan: initStep(plan), inputs: { tokenizer } })).model,
+      init: async (plan, from) => (await gpu.trainerStep({ plan: initStep(plan), inputs: 'base' in plan ? { base: from } : { tokenizer: from } })).model,
       train: (plan, model, teacher) => gpu.trainerStep({ plan: trainStep(plan), inputs: { model, data: prototype[trainingData(plan.step)], ...(teacher ? { teacher } : {}) } }),
     };
   }
   return {
     tokenizer: (plan, sft) => gpu.trainTokenizer({ plan, sft }),
-    init: (plan, tokenizer) => gpu.initStudent({ plan, tokenizer }),
+    // Runs from before trainerStep have no registry decoder base (it came after).
+    init: (plan, tokenizer) => {
+      if ('base' in plan) throw ApplicationFailure.nonRetryable('a registry decoder base needs the trainer-step patch', 'InvalidConfig');
+      return gpu.initStudent({ plan, tokenizer });
+    },
     train: (plan, model, teacherModel) => gpu.trainStudent({ plan, model, prototype, teacherModel }),
   };
 }
@@ -83,14 +88,29 @@ async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }
   return { steps, student: model };
 }
 
-/** Decoder family: a tokenizer from the accepted samples, the student from its shape (or a base LLM), then each step. */
-async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }>, { trainer, scoring, prototype, startFrom }: TransferContext): Promise<TransferResult> {
+/**
+ * Decoder family: a tokenizer from the accepted samples, the student from its shape (or a base LLM folder), then
+ * each step; or, with a registry base, the base fetched and converted (it brings its own tokenizer) and the
+ * student initialised from it.
+ */
+async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }>, context: TransferContext): Promise<TransferResult> {
+  const { gpu, trainer, scoring, prototype, startFrom } = context;
   const total = plan.steps.length + 2;
-  await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });
-  // A trained student brings its tokenizer; the kd teacher is still initialised from one trained on the data.
-  const tokenizer = startFrom && !plan.kdTeacher ? undefined : await trainer.tokenizer(plan.tokenizer, prototype.sft);
-  await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'init student', done: 1, total });
-  let model = startFrom ?? (await trainer.init(plan.init, tokenizer!));
+  let tokenizer: ArtifactRef | undefined;
+  let model: ArtifactRef;
+  if (plan.base) {
+    // A registry base (plans made before it have none): its converted folder brings the tokenizer; the schema refuses kd beside it.
+    await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'pretrained decoder', done: 0, total });
+    const base = startFrom ? undefined : await gpu.decoderBase({ plan: plan.base });
+    await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'init student', done: 1, total });
+    model = startFrom ?? (await trainer.init(plan.init, base!));
+  } else {
+    await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });
+    // A trained student brings its tokenizer; the kd teacher is still initialised from one trained on the data.
+    tokenizer = startFrom && !plan.kdTeacher ? undefined : await trainer.tokenizer(plan.tokenizer!, prototype.sft);
+    await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'init student', done: 1, total });
+    model = startFrom ?? (await trainer.init(plan.init, tokenizer!));
+  }
   const steps: TransferResult['steps'] = [];
   let kdTeacher: ArtifactRef | undefined;
   for (const [i, stepPlan] of plan.steps.entries()) {
@@ -120,3 +140,4 @@ async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }
   }
   return { ...(tokenizer ? { tokenizer } : {}), steps, student: model };
 }
+

@@ -5,9 +5,10 @@ import * as path from 'node:path';
 import type { ArtifactRef } from '../../artifacts/ref';
 import type { ArtifactStore } from '../../artifacts/store';
 import { joinInside } from '../../artifacts/confined-path';
-import type { PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
+import type { DecoderStudentConfig, PipelineConfig, StudentFamilyChoice } from '../../config/pipeline';
 import { pipelinePlan, scoredModel, stepApplies, type EvaluateStepPlan } from '../../config/plan';
 import { ENCODER_BASES, registryBaseOf, type EncoderBaseName } from '../../config/encoder-bases';
+import { DECODER_BASES } from '../../config/decoder-bases';
 import type { ActivityDeps } from '../deps';
 import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } from '../types';
 import { expectedCalibrationError, rawConfidence } from '../../runtime/student/confidence';
@@ -208,7 +209,7 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
         dataset: { name: task.displayName, path: config.task.dataPath ?? files.data ?? null, split, examples: gold.length },
         config,
         ...(studentFamily ? { student_family: { family: studentFamily.family, chosen_from: studentFamily.chosenFrom, reason: studentFamily.reason } } : {}),
-        ...(family === 'encoder' ? { student_base: studentBaseReport(config.transfer.student) } : {}),
+        ...withStudentBase(studentBaseReport(config.transfer.student)),
         models,
         gates: compress.gates,
         transfer: transfer.steps.map((t) => ({ step: t.step, dev_exact_match: t.metrics.dev_exact_match ?? null, dev_intent_acc: t.metrics.dev_intent_accuracy ?? null })),
@@ -265,6 +266,10 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
  * process, and wall seconds of those that ran on a GPU. A session cut short by a crash is not counted (its
  * resumed session is), so this is a floor.
  */
+function withStudentBase(base: PipelineReport['student_base']): Pick<PipelineReport, 'student_base'> {
+  return base ? { student_base: base } : {};
+}
+
 function trainingCompute(transfer: TransferResult, config: PipelineConfig) {
   let cpuSeconds = 0;
   let gpuSeconds = 0;
@@ -281,10 +286,21 @@ function trainingCompute(transfer: TransferResult, config: PipelineConfig) {
   };
 }
 
-/** What the report says of the encoder's pretrained base: the registry's entry, or the config's own folder. */
-export function studentBaseReport(student: { base?: EncoderBaseName; baseModelPath?: string }): NonNullable<PipelineReport['student_base']> {
+/**
+ * What the report says of the student's pretrained base: the registry's entry (the encoder's or the decoder's),
+ * or the config's own folder; undefined for a decoder initialised at random from its shape.
+ */
+export function studentBaseReport(student: { family?: 'encoder'; base?: EncoderBaseName; baseModelPath?: string } | DecoderStudentConfig): PipelineReport['student_base'] {
+  const folder = (dir: string) => ({ name: 'folder', title: path.basename(dir), license: 'as stated by the folder', source: 'transfer.student.baseModelPath' });
+  if (student.family === 'decoder') {
+    if (student.base !== undefined) {
+      const entry = DECODER_BASES[student.base];
+      return { name: student.base, title: entry.title, license: entry.license, source: `PyPI ${entry.package}==${entry.version} (${entry.gguf}, converted to float32)` };
+    }
+    return student.baseModelPath !== undefined ? folder(student.baseModelPath) : undefined;
+  }
   const name = registryBaseOf(student);
-  if (name === undefined) return { name: 'folder', title: path.basename(student.baseModelPath!), license: 'as stated by the folder', source: 'transfer.student.baseModelPath' };
+  if (name === undefined) return folder(student.baseModelPath!);
   const entry = ENCODER_BASES[name];
   return { name, title: entry.title, license: entry.license, source: `Maven Central ${entry.artifact}` };
 }

