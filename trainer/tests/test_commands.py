@@ -127,6 +127,7 @@ def test_init_from_a_base_model_folder_adds_the_student_tokens(tmp_path):
     assert run.returncode == 0, run.events
     assert run.done["metrics"]["added_special_tokens"] == SPECIAL_TOKENS
     model_dir = Path(run.done["outputs"]["model"])
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -135,6 +136,14 @@ def test_init_from_a_base_model_folder_adds_the_student_tokens(tmp_path):
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
     ids = tokenizer("<|bos|>set an alarm<|sep|>", add_special_tokens=False)["input_ids"]
     assert ids[0] == tokenizer.convert_tokens_to_ids("<|bos|>") >= base_vocab
+    # The student's end of answer starts as the base's own end token (the base's habit of stopping carries
+    # over); tokens without a counterpart in the base start from the mean row, as resizing makes them.
+    assert run.done["metrics"]["special_token_rows_from"] == {"<|eos|>": "<|endoftext|>"}
+    rows = model.get_input_embeddings().weight
+    eos, base_eos = tokenizer.convert_tokens_to_ids("<|eos|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert torch.equal(rows[eos], rows[base_eos])
+    assert not torch.equal(rows[tokenizer.convert_tokens_to_ids("<|sep|>")], rows[base_eos])
+    assert torch.equal(model.get_output_embeddings().weight[eos], model.get_output_embeddings().weight[base_eos])
     assert TEMPLATE_FIELDS.items() <= json.loads((model_dir / "supertiny.json").read_text()).items()
 
 

@@ -79,8 +79,12 @@ class ModelInitializer:
     def run(self) -> CommandResult:
         set_threads(None)
         if self.config.base_model:
-            model, tokenizer, added = self._from_base_model(Path(self.config.base_model))
-            source = {"base_model": str(self.config.base_model), "added_special_tokens": added}
+            model, tokenizer, added, copied = self._from_base_model(Path(self.config.base_model))
+            source = {
+                "base_model": str(self.config.base_model),
+                "added_special_tokens": added,
+                "special_token_rows_from": copied,
+            }
         else:
             model, tokenizer = self._from_config()
             source = {"base_model": None, "architecture": self.config.architecture()}
@@ -138,6 +142,11 @@ class ModelInitializer:
         require_model_folder(folder, "base model")
         tokenizer = load_tokenizer(folder, "base model")
         vocab = tokenizer.get_vocab()
+        # The base's own end token: the student's <|eos|> starts as a copy of it, so a base that learned to stop
+        # there stops at the student's end of answer from the first step. A new token with the mean row scores
+        # low everywhere: after one epoch on 1,000 examples SmolLM2 never ended an answer (0% parsed; with the
+        # copy, 27%: BENCHMARKS.md, "SmolLM2-135M as the decoder student"). The other new tokens keep the mean.
+        counterparts = {EOS_TOKEN: tokenizer.eos_token}
         to_add = [t for t in SPECIAL_TOKENS if t not in vocab]
         if to_add:
             tokenizer.add_special_tokens({"additional_special_tokens": to_add}, replace_extra_special_tokens=False)
@@ -149,4 +158,28 @@ class ModelInitializer:
         if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
             torch.manual_seed(self.config.seed)
             model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-        return model, tokenizer, to_add
+        copied = self._copy_counterpart_rows(model, tokenizer, to_add, counterparts, vocab)
+        return model, tokenizer, to_add, copied
+
+    @staticmethod
+    def _copy_counterpart_rows(
+        model, tokenizer, added: list[str], counterparts: dict, base_vocab: dict
+    ) -> dict[str, str]:
+        """Each added student token whose base counterpart exists starts with its embedding (and output) row."""
+        import torch
+
+        copied: dict[str, str] = {}
+        rows = [model.get_input_embeddings().weight]
+        output = model.get_output_embeddings()
+        if output is not None and output.weight.data_ptr() != rows[0].data_ptr():
+            rows.append(output.weight)
+        with torch.no_grad():
+            for token in added:
+                source = counterparts.get(token)
+                if not source or source not in base_vocab:
+                    continue
+                target_id, source_id = tokenizer.convert_tokens_to_ids(token), base_vocab[source]
+                for weight in rows:
+                    weight[target_id] = weight[source_id]
+                copied[token] = source
+        return copied
