@@ -163,7 +163,7 @@ def build_data(args, out: Path) -> tuple[Path, Path, Path, list[dict], list[dict
     lines = (args.task_dir / "data.jsonl").read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines if line.strip()]
     train = [r for r in rows if r["split"] == "train"][: args.train_rows]
-    dev = [r for r in rows if r["split"] == "dev"][: args.dev_rows]
+    dev = [r for r in rows if r["split"] == args.eval_split][: args.dev_rows]
     sft_rows = []
     for r in train:
         name, arguments = r["gold"]["name"], r["gold"]["arguments"]
@@ -179,9 +179,9 @@ def build_data(args, out: Path) -> tuple[Path, Path, Path, list[dict], list[dict
             ],
             "tools": [teacher_tool(tool)],
         })
-    data = out / f"data-n{len(train)}-d{len(dev)}"
+    data = out / f"data-n{len(train)}-{args.eval_split}{len(dev)}"
     sft = write_jsonl(data / "sft.jsonl", sft_rows)
-    dev_path = write_jsonl(data / "dev.jsonl", [{"id": r["id"], "utterance": r["input"]} for r in dev])
+    dev_path = write_jsonl(data / f"{args.eval_split}.jsonl", [{"id": r["id"], "utterance": r["input"]} for r in dev])
     task = data / "task.json"
     task.write_text(json.dumps(task_description(functions_file), indent=2))
     return sft, dev_path, task, train, dev
@@ -314,7 +314,8 @@ def main() -> None:
                         help="the converted float32 HF folder; converted with decoder-convert when missing")
     parser.add_argument("--gguf", type=Path, default=ROOT / ".tools/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")
     parser.add_argument("--train-rows", type=int, default=1000)
-    parser.add_argument("--dev-rows", type=int, default=200)
+    parser.add_argument("--dev-rows", type=int, default=200, help="how many rows of --eval-split to score")
+    parser.add_argument("--eval-split", default="dev", help="the split scored (dev; test for a final number)")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-steps", type=int, default=None)
@@ -347,8 +348,9 @@ def main() -> None:
 
     functions_file = json.loads((args.task_dir / "functions.json").read_text())
     sft_data, dev_data, task_path, train, dev = build_data(args, out)
-    results.update({"train_rows": len(train), "dev_rows": len(dev)})
-    print(f"data: {len(train)} train (gold calls as the teacher's accepted samples), {len(dev)} dev", flush=True)
+    results.update({"train_rows": len(train), "eval_split": args.eval_split, "dev_rows": len(dev)})
+    print(f"data: {len(train)} train (gold calls as the teacher's accepted samples), {len(dev)} {args.eval_split}",
+          flush=True)
 
     init, init_s = run("init", {"base_model": str(base), "seed": args.seed}, out / "init", args.threads)
     results["init"] = {"wall_s": round(init_s, 1), **{k: init["metrics"].get(k) for k in (
@@ -393,7 +395,7 @@ def main() -> None:
     }
     print(f"sft: {json.dumps(results['sft'])}", flush=True)
 
-    predict_dir = sft_dir / "predict"
+    predict_dir = sft_dir / f"predict-{args.eval_split}{len(dev)}"
     predict, predict_s = run("predict", {"model": sft["outputs"]["model"], "data": str(dev_data),
                                          "batch_size": args.predict_batch_size, "max_new_tokens": args.max_new_tokens,
                                          "num_threads": args.threads, "latency_samples": args.latency_samples},
@@ -409,13 +411,14 @@ def main() -> None:
     results["dev_cut_at_call_end"] = score({k: cut_at_call_end(v) for k, v in predictions.items()}, dev,
                                            functions_file, task_path)
     results["loadavg_after"] = os.getloadavg()
-    (sft_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    results_path = sft_dir / f"results-{args.eval_split}{len(dev)}.json"
+    results_path.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     summary = {k: v for k, v in results["dev"].items() if k != "errors_sample"}
     print(f"dev: {json.dumps(summary)}", flush=True)
     cut = {k: v for k, v in results["dev_cut_at_call_end"].items() if k != "errors_sample"}
     print(f"dev, cut at the call's end: {json.dumps(cut)}", flush=True)
     print(f"predict: {json.dumps(results['predict'])}", flush=True)
-    print(f"results: {sft_dir / 'results.json'}", flush=True)
+    print(f"results: {results_path}", flush=True)
 
 
 if __name__ == "__main__":
