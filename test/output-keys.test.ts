@@ -87,6 +87,17 @@ const COMMON: Spec = {
   'timeouts.maxAttempts': [9, []],
 };
 
+/** The kd teacher's fields where no kd runs (the encoder, a decoder with a registry base): read by nothing. */
+const KD_TEACHER_UNREAD: Spec = {
+  'transfer.kdTeacher.baseModelPath': ['/models/big', []],
+  'transfer.kdTeacher.hiddenSize': [128, []],
+  'transfer.kdTeacher.layers': [3, []],
+  'transfer.kdTeacher.heads': [4, []],
+  'transfer.kdTeacher.kvHeads': [1, []],
+  'transfer.kdTeacher.intermediateSize': [256, []],
+  'transfer.kdTeacher.vocabSize': [1000, []],
+};
+
 const DECODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'dpo'], ['initStudent', 'trainStudent']],
@@ -145,13 +156,7 @@ const DECODER_BASE: Spec = {
   'transfer.dpoLearningRate': [1e-4, ['trainStudent']],
   'transfer.seed': [7, ['initStudent', 'trainStudent']],
   // kd is refused beside a base: the kd teacher's shape is read by nothing.
-  'transfer.kdTeacher.baseModelPath': ['/models/big', []],
-  'transfer.kdTeacher.hiddenSize': [128, []],
-  'transfer.kdTeacher.layers': [3, []],
-  'transfer.kdTeacher.heads': [4, []],
-  'transfer.kdTeacher.kvHeads': [1, []],
-  'transfer.kdTeacher.intermediateSize': [256, []],
-  'transfer.kdTeacher.vocabSize': [1000, []],
+  ...KD_TEACHER_UNREAD,
 };
 
 const ENCODER: Spec = {
@@ -176,13 +181,7 @@ const ENCODER: Spec = {
   'transfer.grpoTemperature': [0.7, []],
   'transfer.grpoMaxSteps': [9, []],
   'transfer.seed': [7, ['trainStudent', 'pruneLayers']],
-  'transfer.kdTeacher.baseModelPath': ['/models/big', []],
-  'transfer.kdTeacher.hiddenSize': [128, []],
-  'transfer.kdTeacher.layers': [3, []],
-  'transfer.kdTeacher.heads': [4, []],
-  'transfer.kdTeacher.kvHeads': [1, []],
-  'transfer.kdTeacher.intermediateSize': [256, []],
-  'transfer.kdTeacher.vocabSize': [1000, []],
+  ...KD_TEACHER_UNREAD,
 };
 
 function leaves(value: unknown, prefix = ''): string[] {
