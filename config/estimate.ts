@@ -432,7 +432,7 @@ export function estimateRun(input: EstimateInput): RunEstimate {
   }
   if (studentConfig.family === 'decoder' && studentConfig.base !== undefined) {
     notes.push(
-      `transfer.student.base "${studentConfig.base}": the decoder family's training defaults (epochs, learning rate) were measured for the from-scratch student, not for a pretrained base, which usually fine-tunes at a far lower rate: set transfer.learningRate and transfer.epochs`,
+      `transfer.student.base "${studentConfig.base}": the decoder family's training defaults (12 epochs, learning rate 1e-3) were measured for the from-scratch student, not for a pretrained base; on the request router one epoch at 3e-4 was measured (BENCHMARKS.md, "SmolLM2-135M as the decoder student"): this run trains ${config.transfer.epochs} epoch(s) at ${config.transfer.learningRate}`,
     );
   }
   if (profile !== config.task.name) notes.push(`task "${config.task.name}" has no teacher traffic of its own measured: the ${profile} profile's tokens per input`);
