@@ -14,7 +14,8 @@ import type { Call } from '../../tasks/call-format';
 import type { TaskSpec } from '../../tasks/define';
 import type { CallMetrics, CallPrediction } from '../../tasks/metrics';
 import { loadStudent } from '../../runtime/student';
-import { EncoderStudent, type EncoderPrediction } from '../../runtime/student/encoder-model';
+import type { EncoderPrediction } from '../../runtime/student/encoder-model';
+import { readStudentFamily } from '../../runtime/student/model-folder';
 import { type Calibration, type EncoderSignals, CALIBRATION_FILE, calibratedConfidence, expectedCalibrationError, fitCalibration, rawConfidence } from '../../runtime/student/confidence';
 import { createTeacherClient, type TeacherClient, type TeacherResult } from '../../runtime/teacher/teacher-client';
 import type { ActivityDeps } from '../deps';
@@ -316,10 +317,9 @@ export function createScoreActivities(deps: ActivityDeps, resources: TaskResourc
       const { task, fingerprint } = await resources.loadTask(plan);
       const key = await activityOutputKey(env.projectRoot, 'calibrateConfidence', { plan, inputs: { model: model.sha256, dev: dev.sha256, task: fingerprint } });
       const { value } = await store.memo(key, async (): Promise<CalibratedModel> => {
-        const student = await loadStudent(await localFolder(model), { task });
-        const family = student.family;
-        await student.release();
-        if (!(student instanceof EncoderStudent)) return { model, skipped: `the ${family} family's confidence is not calibrated` };
+        // The folder's family from its description, without loading a session for it.
+        const family = await readStudentFamily(await localFolder(model));
+        if (family !== 'encoder') return { model, skipped: `the ${family} family's confidence is not calibrated` };
         // The gate scored this model on dev already: its answers (one request at a time, as the server answers).
         const score = await scoreModel({ plan: devScorePlan(plan, 'onnx'), model, gold: dev });
         const answers = await answersOf(score);
