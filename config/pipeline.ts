@@ -358,7 +358,8 @@ export const TransferConfigSchema = z
  */
 export const QUANTIZATIONS = {
   int8: { families: ['encoder', 'decoder'], about: 'int8 weights', options: {} },
-  int4: { families: ['encoder'], about: '4-bit feed-forward and embedding weights', options: { scheme: 'int4' } },
+  // The encoder's int4 keeps attention and heads in int8; the decoder's puts every MatMul (the LM head too) in 4 bits.
+  int4: { families: ['encoder', 'decoder'], about: '4-bit weights in blocks of 32 and 4-bit embeddings', options: { scheme: 'int4' } },
 } as const satisfies Record<string, { families: readonly StudentFamily[]; about: string; options: Record<string, string> }>;
 export type Quantization = keyof typeof QUANTIZATIONS;
 export const QUANTIZATION_NAMES = Object.keys(QUANTIZATIONS) as Quantization[];

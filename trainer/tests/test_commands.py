@@ -482,8 +482,24 @@ def test_kd_refuses_the_sft_loss_options_it_does_not_apply(field):
         KdConfig(model="m", data="d", teacher="t", **{field: 0.25}).validate()
 
 
-def test_quantize_int4_is_refused_for_a_decoder(tiny, exported):
-    run = run_in_process(
-        "quantize", {"model": exported.done["outputs"]["model"], "scheme": "int4"}, tiny.root / "quantize-int4"
-    )
-    assert run.error["kind"] == "config" and "scheme" in run.error["message"]
+def test_quantize_int4_puts_every_decoder_matmul_and_the_embeddings_in_four_bits(tiny, exported):
+    import onnx
+
+    source = Path(exported.done["outputs"]["model"])
+    run = run_in_process("quantize", {"model": str(source), "scheme": "int4"}, tiny.root / "quantize-int4")
+    metrics = run.done["metrics"]
+    folder = Path(run.done["outputs"]["model"])
+    assert folder.name == "onnx-int4" and metrics["scheme"] == "int4"
+    assert metrics["bytes_after"] < metrics["bytes_before"]
+    assert metrics["folded_transposes"] >= 1  # the tied LM head got its own constant weight
+    assert metrics["check_top1_agreement"] >= 0.5
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    constants = {i.name for i in graph.initializer}
+    ops = [node.op_type for node in graph.node]
+    float_matmuls = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
+    assert not float_matmuls and ops.count("MatMulNBits") == metrics["four_bit_matmuls"] > 0
+    assert "GatherBlockQuantized" in ops
+    io = json.loads((folder / "onnx_io.json").read_text())
+    assert io["weights"] == "int4" and io["inputs"] == json.loads((source / "onnx_io.json").read_text())["inputs"]
+    predictions = OnnxStudent(folder).generate([r["utt"] for r in tiny.records[:6]])
+    assert all(isinstance(p, str) and p for p in predictions)

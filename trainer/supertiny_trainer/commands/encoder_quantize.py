@@ -15,7 +15,7 @@ from ..core.errors import MissingModelError
 from ..student.encoder import EncoderLabels, load_encoder_tokenizer
 from .encoder_convert import CHECK_SENTENCES
 from .encoder_predict import encode_batch, output_names
-from .quantize import model_folder, size_metrics
+from .quantize import four_bit_weights, model_folder, size_metrics
 
 
 class EncoderQuantizer:
@@ -95,8 +95,6 @@ class EncoderQuantizer:
         many MatMuls. The feed-forward weights are the MatMul weights that have the widest dimension of all
         (the intermediate size: 1536 in MiniLM); attention and the heads stay for the int8 pass."""
         import onnx
-        from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
-        from onnxruntime.quantization.quant_utils import QuantFormat
 
         model = onnx.load(str(source))
         dims = {i.name: tuple(i.dims) for i in model.graph.initializer if len(i.dims) == 2}
@@ -105,29 +103,13 @@ class EncoderQuantizer:
             raise RuntimeError("the exported encoder has no MatMul with a constant weight to quantize")
         widest = max(max(shape) for _, shape in matmuls)
         feed_forward = {name for name, shape in matmuls if widest in shape}
-        axes = (("MatMul", 0), ("Gather", 1))
-        matmul_config = DefaultWeightOnlyQuantConfig(
-            block_size=self.config.block_size,
-            is_symmetric=True,
-            accuracy_level=4,
-            quant_format=QuantFormat.QOperator,
-            op_types_to_quantize=("MatMul",),
-            quant_axes=axes,
+        quantized = four_bit_weights(
+            model,
+            self.config.block_size,
+            self.config.embedding_block_size,
+            exclude=[name for name, _ in matmuls if name not in feed_forward],
         )
-        quantizer = MatMulNBitsQuantizer(
-            model, algo_config=matmul_config, nodes_to_exclude=[name for name, _ in matmuls if name not in feed_forward]
-        )
-        quantizer.process()
-        gather_config = DefaultWeightOnlyQuantConfig(
-            block_size=self.config.embedding_block_size,
-            is_symmetric=True,
-            quant_format=QuantFormat.QOperator,
-            op_types_to_quantize=("Gather",),
-            quant_axes=axes,
-        )
-        quantizer = MatMulNBitsQuantizer(quantizer.model.model, algo_config=gather_config)
-        quantizer.process()
-        quantizer.model.save_model_to_file(str(target), False)
+        quantized.save_model_to_file(str(target), False)
         return len(feed_forward)
 
     def _check(self, folder: Path, float_model: Path, int8_model: Path) -> dict:
