@@ -1,17 +1,37 @@
-// The transfer stage with a registry decoder base, on scripted activities: decoderBase once, the student
-// initialised from its folder (trainerStep's init with the base as input), no tokenizer trained, then the steps.
-// The recorded history of that path replays.
+// The transfer stage of a decoder that starts from a pretrained model, on scripted activities: a registry base
+// (decoderBase once, the student initialised from its folder) or a baseModelPath folder (init from the folder);
+// neither trains a tokenizer. The recorded histories of both paths replay, and one from before a folder's
+// tokenizer was dropped.
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { PrototypeResult, TransferResult } from '../activities/types';
 import type { TrainerStepInput } from '../activities/trainer/trainer-step';
 import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
-import type { DecoderBasePlan } from '../config/plan';
+import { pipelinePlan, type DecoderBasePlan } from '../config/plan';
 import { executeOnScriptedWorkers, replayFixture, startTestServer } from './support/temporal';
 import { smallPipelineConfig } from './support/pipeline-config';
 
 const ref = (kind: string, n: number): ArtifactRef => ({ uri: `file:///nowhere/blobs/sha256/00/${String(n).padStart(64, '0')}`, sha256: String(n).padStart(64, '0'), bytes: 0, kind });
+
+describe("a decoder's tokenizer in the plan", () => {
+  const tokenizerOf = (input: PipelineConfigInput) => {
+    const { transfer } = pipelinePlan(parsePipelineConfig(input));
+    if (transfer.family !== 'decoder') throw new Error('decoder plan expected');
+    return transfer.tokenizer;
+  };
+
+  test('a student from its shape trains a tokenizer of its vocabSize; one from a baseModelPath folder trains none', () => {
+    expect(tokenizerOf({ transfer: { student: { family: 'decoder', vocabSize: 1000 } } })).toEqual({ vocabSize: 1000 });
+    expect(tokenizerOf({ transfer: { student: { family: 'decoder', baseModelPath: '/models/qwen' }, steps: ['sft', 'dpo', 'grpo'] } })).toBeNull();
+  });
+
+  test('with kd, a teacher from its shape still needs one (of the student vocabSize); a teacher from its own folder does not', () => {
+    const student = { family: 'decoder', baseModelPath: '/models/qwen', vocabSize: 1000 } as const;
+    expect(tokenizerOf({ transfer: { student, steps: ['sft', 'kd'] } })).toEqual({ vocabSize: 1000 });
+    expect(tokenizerOf({ transfer: { student, steps: ['sft', 'kd'], kdTeacher: { baseModelPath: '/models/qwen-big' } } })).toBeNull();
+  });
+});
 
 describe('transferStage with a pretrained decoder', () => {
   let server: TestWorkflowEnvironment;
@@ -58,8 +78,26 @@ describe('transferStage with a pretrained decoder', () => {
     expect(result.steps.map((s) => s.step)).toEqual(['sft']);
   }, 120_000);
 
-  test("transfer-history-decoder-base.json, recorded on the registry base's path, replays: decoderBase, then init and sft as trainerStep", async () => {
-    // Recorded with the workflows of a249ffc by this file's first test, with SUPERTINY_RECORD_HISTORY_DIR.
-    expect(await replayFixture('transfer-history-decoder-base.json')).toEqual(['decoderBase', 'trainerStep', 'trainerStep', 'scoreModel']);
+  test('a baseModelPath student is initialised from its folder, with no tokenizer trained', async () => {
+    const { config, calls, result } = await transfer(
+      { transfer: { student: { family: 'decoder', baseModelPath: '/models/qwen' }, steps: ['sft'], maxSteps: 2 } },
+      'transfer-history-base-model-path.json',
+    );
+    expect(calls).toEqual([
+      `trainerStep initStudent [] {"base_model":"/models/qwen","seed":${config.transfer.seed}}`,
+      expect.stringMatching(/^trainerStep trainStudent-sft \[data,model\] /),
+    ]);
+    expect(result.tokenizer).toBeUndefined();
+  }, 120_000);
+
+  // Recorded by this file's two tests above with SUPERTINY_RECORD_HISTORY_DIR: the registry base's with the workflows
+  // of a249ffc, the folder's with FOLDER_TOKENIZER_PATCH; the one from before it, by the folder's test at a249ffc
+  // (whose calls then began with trainTokenizer).
+  test.each([
+    ['transfer-history-decoder-base.json', 'decoderBase, then init and sft', ['decoderBase', 'trainerStep', 'trainerStep', 'scoreModel']],
+    ['transfer-history-base-model-path.json', 'init and sft', ['trainerStep', 'trainerStep', 'scoreModel']],
+    ['transfer-history-base-model-path-before-no-tokenizer.json', 'the unread tokenizer, init and sft', ['trainerStep', 'trainerStep', 'trainerStep', 'scoreModel']],
+  ])('%s replays: %s', async (file, _steps, scheduled) => {
+    expect(await replayFixture(file)).toEqual(scheduled);
   }, 60_000);
 });
