@@ -85,7 +85,10 @@ export type TransferPlan =
        * it starts from its shape or a folder.
        */
       base?: DecoderBasePlan | null;
-      /** trainTokenizer; null when a registry base brings its own tokenizer. */
+      /**
+       * trainTokenizer; null when nothing is initialised from a shape: a registry base, a baseModelPath folder and a
+       * kd teacher from its own folder bring their tokenizers.
+       */
       tokenizer: { vocabSize: number } | null;
       init: InitPlan;
       /** For kd: the larger white-box student, initialised and trained with sft first; null without kd. */
@@ -266,12 +269,15 @@ function transferPlan(config: PipelineConfig, task: TaskRef): TransferPlan {
     return { family: 'decoder', base: { registry: student.base }, tokenizer: null, init: { base: student.base, seed: t.seed }, kdTeacher: null, steps: t.steps.map(train) };
   }
   const { family: _family, base: _base, ...shape } = student;
+  const kd = t.steps.includes('kd');
+  // init from a folder reads no tokenizer (initStep): one is trained only for a model initialised from its shape.
+  const fromShape = shape.baseModelPath === undefined || (kd && t.kdTeacher.baseModelPath === undefined);
   return {
     family: 'decoder',
     base: null,
-    tokenizer: { vocabSize: student.vocabSize },
+    tokenizer: fromShape ? { vocabSize: student.vocabSize } : null,
     init: { shape, field: 'transfer.student.baseModelPath', seed: t.seed },
-    kdTeacher: t.steps.includes('kd') ? { init: { shape: t.kdTeacher, field: 'transfer.kdTeacher.baseModelPath', seed: t.seed }, train: train('sft') } : null,
+    kdTeacher: kd ? { init: { shape: t.kdTeacher, field: 'transfer.kdTeacher.baseModelPath', seed: t.seed }, train: train('sft') } : null,
     steps: t.steps.map(train),
   };
 }

@@ -159,6 +159,19 @@ const DECODER_BASE: Spec = {
   ...KD_TEACHER_UNREAD,
 };
 
+// A baseModelPath folder brings its shape and tokenizer: init reads the folder and the seed, no tokenizer is trained.
+const { 'transfer.student.base': _registryBase, ...DECODER_PRETRAINED } = DECODER_BASE;
+const DECODER_FOLDER: Spec = {
+  ...DECODER_PRETRAINED,
+  'transfer.student.baseModelPath': ['/models/other', ['initStudent']],
+  'transfer.student.hiddenSize': [96, []],
+  'transfer.student.layers': [3, []],
+  'transfer.student.heads': [4, []],
+  'transfer.student.kvHeads': [1, []],
+  'transfer.student.intermediateSize': [256, []],
+  'transfer.student.vocabSize': [1000, []],
+};
+
 const ENCODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'sft'], []], // a second sft is another call with another input model
@@ -209,6 +222,11 @@ const keysOf = (config: PipelineConfig) => {
 describe.each([
   ['decoder', parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'dpo', 'kd', 'grpo'] }, teacher: { judge: { enabled: true } } }), DECODER],
   ['decoder with a registry base', parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m' }, steps: ['sft', 'dpo', 'grpo'] }, teacher: { judge: { enabled: true } } }), DECODER_BASE],
+  [
+    'decoder from a baseModelPath folder',
+    parsePipelineConfig({ transfer: { student: { family: 'decoder', baseModelPath: '/models/qwen' }, steps: ['sft', 'dpo', 'grpo'] }, teacher: { judge: { enabled: true } } }),
+    DECODER_FOLDER,
+  ],
   [
     'encoder',
     parsePipelineConfig({ transfer: { student: { family: 'encoder' } }, teacher: { judge: { enabled: true } }, compress: { steps: ['prune-vocab', 'prune-layers', 'int8', 'int4'] } }),

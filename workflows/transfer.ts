@@ -31,12 +31,20 @@ export async function transferStage(input: TransferStageInput): Promise<Transfer
 }
 
 type Gpu = ReturnType<typeof queueActivities>;
+type DecoderTransferPlan = Extract<TransferPlan, { family: 'decoder' }>;
+
+/**
+ * A decoder whose student (and kd teacher) start from baseModelPath folders trains no tokenizer; runs from before
+ * this patch trained one that init never read. The stage makes its plan from the config, not a recorded one, so
+ * only the patch tells them apart on replay.
+ */
+const FOLDER_TOKENIZER_PATCH = 'no-tokenizer-for-folders';
 
 /** The stage's trainer steps: the one trainerStep activity, or the activities by name in a run from before it. */
 interface TransferTrainerSteps {
-  tokenizer(plan: NonNullable<Extract<TransferPlan, { family: 'decoder' }>['tokenizer']>, sft: ArtifactRef): Promise<ArtifactRef>;
-  /** `from`: the tokenizer, or for a registry base (plan.base) the base's converted folder. */
-  init(plan: InitPlan, from: ArtifactRef): Promise<ArtifactRef>;
+  tokenizer(plan: NonNullable<DecoderTransferPlan['tokenizer']>, sft: ArtifactRef): Promise<ArtifactRef>;
+  /** `from`: the tokenizer (none for a baseModelPath folder), or for a registry base (plan.base) the base's converted folder. */
+  init(plan: InitPlan, from?: ArtifactRef): Promise<ArtifactRef>;
   train(plan: TrainPlan, model: ArtifactRef, teacherModel?: ArtifactRef): Promise<TrainedModel>;
 }
 
@@ -44,16 +52,16 @@ function trainerSteps(gpu: Gpu, prototype: TransferStageInput['prototype']): Tra
   if (patched(TRAINER_STEP_PATCH)) {
     return {
       tokenizer: async (plan, sft) => (await gpu.trainerStep({ plan: tokenizerStep(plan), inputs: { data: sft } })).model,
-      init: async (plan, from) => (await gpu.trainerStep({ plan: initStep(plan), inputs: 'base' in plan ? { base: from } : { tokenizer: from } })).model,
+      init: async (plan, from) => (await gpu.trainerStep({ plan: initStep(plan), inputs: !from ? {} : 'base' in plan ? { base: from } : { tokenizer: from } })).model,
       train: (plan, model, teacher) => gpu.trainerStep({ plan: trainStep(plan), inputs: { model, data: prototype[trainingData(plan.step)], ...(teacher ? { teacher } : {}) } }),
     };
   }
   return {
     tokenizer: (plan, sft) => gpu.trainTokenizer({ plan, sft }),
-    // Runs from before trainerStep have no registry decoder base (it came after).
+    // Runs from before trainerStep have no registry decoder base and always a tokenizer (both came after).
     init: (plan, tokenizer) => {
       if ('base' in plan) throw ApplicationFailure.nonRetryable('a registry decoder base needs the trainer-step patch', 'InvalidConfig');
-      return gpu.initStudent({ plan, tokenizer });
+      return gpu.initStudent({ plan, tokenizer: tokenizer! });
     },
     train: (plan, model, teacherModel) => gpu.trainStudent({ plan, model, prototype, teacherModel }),
   };
@@ -89,11 +97,11 @@ async function encoderTransfer(plan: Extract<TransferPlan, { family: 'encoder' }
 }
 
 /**
- * Decoder family: a tokenizer from the accepted samples, the student from its shape (or a base LLM folder), then
- * each step; or, with a registry base, the base fetched and converted (it brings its own tokenizer) and the
- * student initialised from it.
+ * Decoder family: a tokenizer from the accepted samples and the student from its shape, or the student from a
+ * base LLM folder (which brings its tokenizer), then each step; or, with a registry base, the base fetched and
+ * converted (it brings its own tokenizer) and the student initialised from it.
  */
-async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }>, context: TransferContext): Promise<TransferResult> {
+async function decoderTransfer(plan: DecoderTransferPlan, context: TransferContext): Promise<TransferResult> {
   const { gpu, trainer, scoring, prototype, startFrom } = context;
   const total = plan.steps.length + 2;
   let tokenizer: ArtifactRef | undefined;
@@ -105,11 +113,14 @@ async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }
     await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'init student', done: 1, total });
     model = startFrom ?? (await trainer.init(plan.init, base!));
   } else {
-    await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });
-    // A trained student brings its tokenizer; the kd teacher is still initialised from one trained on the data.
-    tokenizer = startFrom && !plan.kdTeacher ? undefined : await trainer.tokenizer(plan.tokenizer!, prototype.sft);
+    const tokenizerPlan = plan.tokenizer ?? unreadTokenizer(plan.init);
+    if (tokenizerPlan) {
+      await reportStageProgress({ stage: 'transfer', step: 'tokenizer', done: 0, total });
+      // A trained student brings its tokenizer; the kd teacher is still initialised from one trained on the data.
+      tokenizer = startFrom && !plan.kdTeacher ? undefined : await trainer.tokenizer(tokenizerPlan, prototype.sft);
+    }
     await reportStageProgress({ stage: 'transfer', step: startFrom ? 'trained student' : 'init student', done: 1, total });
-    model = startFrom ?? (await trainer.init(plan.init, tokenizer!));
+    model = startFrom ?? (await trainer.init(plan.init, tokenizer));
   }
   const steps: TransferResult['steps'] = [];
   let kdTeacher: ArtifactRef | undefined;
@@ -118,7 +129,7 @@ async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }
     if (step === 'kd' && !kdTeacher && plan.kdTeacher) {
       // The white-box teacher for logit distillation: a larger student trained first on the same data.
       await reportStageProgress({ stage: 'transfer', step: 'kd teacher', done: 2 + i, total });
-      const teacherInit = await trainer.init(plan.kdTeacher.init, tokenizer!);
+      const teacherInit = await trainer.init(plan.kdTeacher.init, tokenizer);
       kdTeacher = (await trainer.train(plan.kdTeacher.train, teacherInit)).model;
     }
     await reportStageProgress({ stage: 'transfer', step, done: 2 + i, total });
@@ -141,3 +152,7 @@ async function decoderTransfer(plan: Extract<TransferPlan, { family: 'decoder' }
   return { ...(tokenizer ? { tokenizer } : {}), steps, student: model };
 }
 
+/** Where the plan has no tokenizer: the one a run from before FOLDER_TOKENIZER_PATCH trained all the same, for its history to replay. */
+function unreadTokenizer(init: InitPlan): DecoderTransferPlan['tokenizer'] {
+  return 'shape' in init && !patched(FOLDER_TOKENIZER_PATCH) ? { vocabSize: init.shape.vocabSize } : null;
+}
