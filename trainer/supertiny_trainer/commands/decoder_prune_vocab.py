@@ -79,22 +79,30 @@ def token_counts(tokenizer: Any, texts: list[str]) -> Counter:
     return counts
 
 
+def token_ids(tokenizer_json: dict[str, Any]) -> dict[str, int]:
+    """Every token's id: the model's vocabulary and the added tokens (a BPE model lists <|bos|> ... outside it)."""
+    return {
+        **tokenizer_json["model"]["vocab"],
+        **{t["content"]: t["id"] for t in tokenizer_json.get("added_tokens", [])},
+    }
+
+
 def select_vocabulary(
-    tokenizer_json: dict[str, Any], counts: Counter, min_count: int, named_ids: set[int] = frozenset()
+    tokenizer_json: dict[str, Any], counts: Counter, min_count: int, named_ids: set[int]
 ) -> tuple[list[str], dict[str, int]]:
-    """Kept tokens in their original id order, plus counts of why each group was kept."""
+    """Kept tokens in their original id order, plus counts of why each group was kept; `named_ids` always stay."""
     from tokenizers.pre_tokenizers import ByteLevel
 
     vocab: dict[str, int] = tokenizer_json["model"]["vocab"]
-    old_id = {**vocab, **{t["content"]: t["id"] for t in tokenizer_json.get("added_tokens", [])}}
+    old_id = token_ids(tokenizer_json)
     by_id = {i: token for token, i in old_id.items()}
     added = {t["content"] for t in tokenizer_json.get("added_tokens", [])}
-    named = {by_id[i] for i in named_ids if i in by_id}
+    missing = sorted(i for i in named_ids if i not in by_id)
+    if missing:
+        raise DataError(f"config.json names token ids {missing} that tokenizer.json does not have")
+    named = {by_id[i] for i in named_ids}
     byte_symbols = set(ByteLevel.alphabet()) & set(vocab)  # a base may lack the bytes UTF-8 never uses
-    data = {t for t, n in counts.items() if n >= min_count and t in old_id}
-    unknown = sorted(t for t, n in counts.items() if t not in old_id)
-    if unknown:
-        raise DataError(f"tokenizer.json: the data tokenizes into tokens with no id: {unknown[:5]}")
+    data = {t for t, n in counts.items() if n >= min_count}
     parts: dict[str, list[tuple[str, str]]] = {}
     for left, right in merge_pairs(tokenizer_json["model"]):
         parts.setdefault(left + right, []).append((left, right))
@@ -208,12 +216,11 @@ class DecoderVocabPruner:
         original = Tokenizer.from_str(json.dumps(tokenizer_json))
         counts = token_counts(original, texts)
         model = student.model
-        named = _named_ids(model.config) | _named_ids(model.generation_config)
-        kept, groups = select_vocabulary(tokenizer_json, counts, self.config.min_count, named)
-        old_size = model.config.vocab_size
-        old_id = {**tokenizer_json["model"]["vocab"], **{t["content"]: t["id"] for t in tokenizer_json["added_tokens"]}}
+        old_size, old_id = model.config.vocab_size, token_ids(tokenizer_json)
         if old_size != len(old_id):
             raise DataError(f"{folder}: config.json vocab_size {old_size} but tokenizer.json has {len(old_id)} tokens")
+        named = _named_ids(model.config) | _named_ids(model.generation_config)
+        kept, groups = select_vocabulary(tokenizer_json, counts, self.config.min_count, named)
         pruned_json = pruned_tokenizer_json(tokenizer_json, kept)
 
         parameters_before = parameter_count(model)
