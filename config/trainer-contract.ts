@@ -47,6 +47,9 @@ export function passableTrainerField(command: TrainerCommand, field: string): Pa
 /** The encoder family's trainer commands (trainer/ENCODER_FORMAT.md); predict, export and quantize dispatch on the folder. */
 export const ENCODER_COMMANDS = { convert: 'encoder-convert', train: 'encoder-sft', pruneVocab: 'encoder-prune-vocab', pruneLayers: 'encoder-prune-layers' } as const satisfies Record<string, TrainerCommand>;
 
+/** The decoder family's own trainer commands; its training steps are commands of their names (trainingCommand). */
+export const DECODER_COMMANDS = { pruneVocab: 'decoder-prune-vocab' } as const satisfies Record<string, TrainerCommand>;
+
 /** The trainer command that runs a transfer step of a student family. */
 export function trainingCommand(family: 'encoder' | 'decoder', step: string): TrainerCommand {
   return (family === 'encoder' ? ENCODER_COMMANDS.train : step) as TrainerCommand;

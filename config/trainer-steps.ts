@@ -4,7 +4,7 @@
 // no I/O here.
 import { QUANTIZATIONS, type DecoderShape, type TransferStep } from './pipeline';
 import type { CompressStepPlan, InitPlan, ShapeInitPlan, TaskRef, TrainPlan, TransferPlan } from './plan';
-import { ENCODER_COMMANDS, trainingCommand, type TrainerCommand } from './trainer-contract';
+import { DECODER_COMMANDS, ENCODER_COMMANDS, trainingCommand, type TrainerCommand } from './trainer-contract';
 
 /** An input artifact, copied to inputs/<file> in the step's run folder; its path is the config's `field`. */
 export interface TrainerStepInput {
@@ -91,12 +91,16 @@ export function trainStep(plan: TrainPlan): TrainerStepPlan {
 export const EXPORT_STEP: TrainerStepPlan = { name: 'exportOnnx', command: 'export', config: {}, inputs: { model: folder('model') }, output: { name: 'model', kind: 'onnx/dir' } };
 
 /**
- * A compression step: a prune step rewrites the encoder's PyTorch folder (role model) from the sft samples
+ * A compression step: a prune step rewrites the student's PyTorch folder (role model) from the sft samples
  * (role data); a quantization rewrites the float graph's weights (role model).
  */
 export function compressStep(plan: CompressStepPlan): TrainerStepPlan {
   const pruned = { inputs: { model: folder('model'), data: jsonl('data', 'sft') }, output: MODEL };
-  if (plan.step === 'prune-vocab') return { name: 'pruneVocab', command: ENCODER_COMMANDS.pruneVocab, config: { min_count: plan.minCount }, ...pruned };
+  if (plan.step === 'prune-vocab') {
+    // A plan recorded before the decoder had this step names no family: it was the encoder's.
+    const command = plan.family === 'decoder' ? DECODER_COMMANDS.pruneVocab : ENCODER_COMMANDS.pruneVocab;
+    return { name: 'pruneVocab', command, config: { min_count: plan.minCount }, ...pruned };
+  }
   if (plan.step === 'prune-layers') {
     return { name: 'pruneLayers', command: ENCODER_COMMANDS.pruneLayers, config: { layers: plan.layers, epochs: plan.epochs, seed: plan.seed }, ...pruned };
   }

@@ -13,7 +13,7 @@ describe('pipeline config', () => {
     expect(config.teacher.samples).toBe(5);
   });
 
-  test('compression steps: per-family defaults, prune-vocab and int4 for the encoder only, prune-vocab before quantization, each once', () => {
+  test('compression steps: per-family defaults, prune-vocab for both families, prune-layers and int4 for the encoder only, prune steps before quantization, each once', () => {
     const decoder = { student: { hiddenSize: 64, heads: 2, kvHeads: 1 } };
     expect(parsePipelineConfig({ transfer: decoder }).compress.steps).toEqual(['int8']);
     expect(parsePipelineConfig({ compress: { steps: ['int8'] } }).compress.steps).toEqual(['int8']);
@@ -22,12 +22,15 @@ describe('pipeline config', () => {
     expect(parsePipelineConfig({ transfer: decoder, compress: { steps: ['int8', 'int4'] } }).compress.steps).toEqual(['int8', 'int4']);
     expect(() => parsePipelineConfig({ compress: { steps: ['int4', 'prune-vocab'] } })).toThrow(/compress\.steps\.1: "prune-vocab" must come before "int4"/);
     expect(() => parsePipelineConfig({ compress: { steps: ['int8', 'prune-layers'] } })).toThrow(/compress\.steps\.1: "prune-layers" must come before "int8"/);
-    expect(() => parsePipelineConfig({ transfer: decoder, compress: { steps: ['prune-layers'] } })).toThrow(/compress\.steps\.0: "prune-layers" .* is for the encoder student/);
+    expect(() => parsePipelineConfig({ transfer: decoder, compress: { steps: ['prune-layers'] } })).toThrow(
+      /compress\.steps\.0: "prune-layers" .* is for the encoder student; the decoder family compresses with "prune-vocab", "int8", "int4" only/,
+    );
     expect(parsePipelineConfig({ compress: { steps: ['prune-layers', 'int4'], pruneLayersKeep: 5 } }).compress).toMatchObject({ pruneLayersKeep: 5, pruneLayersEpochs: 2 });
     expect(() => parsePipelineConfig({ compress: { pruneLayersKeep: 0 } })).toThrow(/compress\.pruneLayersKeep/);
-    expect(() => parsePipelineConfig({ transfer: decoder, compress: { steps: ['prune-vocab', 'int8'] } })).toThrow(
-      /compress\.steps\.0: "prune-vocab" prunes the encoder student's WordPiece vocabulary/,
-    );
+    expect(parsePipelineConfig({ transfer: decoder, compress: { steps: ['prune-vocab', 'int8'], pruneVocabMinCount: 2 } }).compress).toMatchObject({
+      steps: ['prune-vocab', 'int8'],
+      pruneVocabMinCount: 2,
+    });
     expect(() => parsePipelineConfig({ compress: { steps: ['int8', 'prune-vocab'] } })).toThrow(/compress\.steps\.1: "prune-vocab" must come before "int8"/);
     expect(() => parsePipelineConfig({ compress: { steps: ['int8', 'int8'] } })).toThrow(/compress\.steps\.1: "int8" is listed twice/);
     expect(() => parsePipelineConfig({ compress: { steps: ['layers'] } })).toThrow(/compress\.steps\.0/);

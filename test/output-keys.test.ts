@@ -102,7 +102,7 @@ const DECODER: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'dpo'], ['initStudent', 'trainStudent']],
   'compress.steps': [[], ['quantize']],
-  'compress.pruneVocabMinCount': [3, []], // the decoder has no vocabulary step
+  'compress.pruneVocabMinCount': [3, []], // the decoder's default steps have no vocabulary step
   'compress.pruneLayersKeep': [3, []],
   'compress.pruneLayersEpochs': [1, []],
   'transfer.grpoEpochs': [2, ['trainStudent']],

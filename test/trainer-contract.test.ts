@@ -9,8 +9,10 @@ import { parsePipelineConfig } from '../config/pipeline';
 import { passableTrainerField, TRAINER_COMMANDS, TRAINER_ERROR_KINDS, trainerConfigFields, trainingCommand, type TrainerCommand } from '../config/trainer-contract';
 import contract from '../trainer/contract.json';
 import { trainingStepConfig } from '../config/step-config';
+import { pipelinePlan } from '../config/plan';
+import { compressStep } from '../config/trainer-steps';
 import { NON_RETRYABLE_KINDS } from '../activities/trainer/trainer-process';
-import { ENCODER_COMMANDS } from '../config/trainer-contract';
+import { DECODER_COMMANDS, ENCODER_COMMANDS } from '../config/trainer-contract';
 
 const run = promisify(execFile);
 const env = readEnv();
@@ -22,7 +24,7 @@ test('the checked-in trainer/contract.json is what the Python trainer says today
 }, 120_000);
 
 test('every command and error kind the TypeScript side uses exists in the trainer', () => {
-  const used: TrainerCommand[] = ['tokenizer', 'init', 'sft', 'dpo', 'kd', 'grpo', 'predict', 'export', 'quantize', ...Object.values(ENCODER_COMMANDS)];
+  const used: TrainerCommand[] = ['tokenizer', 'init', 'sft', 'dpo', 'kd', 'grpo', 'predict', 'export', 'quantize', ...Object.values(ENCODER_COMMANDS), ...Object.values(DECODER_COMMANDS)];
   expect(used.filter((c) => !TRAINER_COMMANDS.includes(c))).toEqual([]);
   expect([...NON_RETRYABLE_KINDS].filter((k) => !TRAINER_ERROR_KINDS.includes(k))).toEqual([]);
 });
@@ -39,6 +41,16 @@ test.each([
   const sent = [...Object.keys(trainingStepConfig(transfer, step)), ...paths];
   const command = trainingCommand(family, step);
   expect(sent.filter((field) => !trainerConfigFields(command).has(field))).toEqual([]);
+});
+
+test.each([
+  ['encoder', 'encoder-prune-vocab'],
+  ['decoder', 'decoder-prune-vocab'],
+] as const)('the %s prune-vocab step runs %s with fields of that command', (family, command) => {
+  const config = parsePipelineConfig({ transfer: { student: { family } }, compress: { steps: ['prune-vocab', 'int8'], pruneVocabMinCount: 2 } });
+  const step = compressStep(pipelinePlan(config).compress.steps[0]);
+  expect(step).toMatchObject({ name: 'pruneVocab', command, config: { min_count: 2 } });
+  expect([...Object.keys(step.config), ...Object.values(step.inputs).map((input) => input.field)].filter((field) => !trainerConfigFields(step.command).has(field))).toEqual([]);
 });
 
 test('the pass-through is checked against every step of the run before anything starts, naming the command', () => {

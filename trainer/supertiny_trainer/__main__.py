@@ -24,6 +24,11 @@ COMMANDS = {
     "export": ("supertiny_trainer.commands.export", "ExportConfig", "OnnxExporter"),
     "quantize": ("supertiny_trainer.commands.quantize", "QuantizeConfig", "Quantizer"),
     "decoder-convert": ("supertiny_trainer.commands.decoder_convert", "DecoderConvertConfig", "GgufLlamaConverter"),
+    "decoder-prune-vocab": (
+        "supertiny_trainer.commands.decoder_prune_vocab",
+        "DecoderPruneVocabConfig",
+        "DecoderVocabPruner",
+    ),
     "encoder-convert": ("supertiny_trainer.commands.encoder_convert", "EncoderConvertConfig", "OnnxBertConverter"),
     "encoder-sft": ("supertiny_trainer.commands.encoder_sft", "EncoderSftConfig", "EncoderSftRunner"),
     "encoder-prune-vocab": (

@@ -36,11 +36,8 @@ def _original_tokenizer():
 def _pruned(tokenizer_json: dict, utterances: list[str], min_count: int = 1):
     from tokenizers import Tokenizer
 
-    from supertiny_trainer.commands.encoder_prune_vocab import (
-        data_piece_counts,
-        renumbered_tokenizer,
-        select_vocabulary,
-    )
+    from supertiny_trainer.commands.encoder_prune_vocab import data_piece_counts, select_vocabulary
+    from supertiny_trainer.student.vocabulary import renumbered_tokenizer
 
     kept, _ = select_vocabulary(tokenizer_json, data_piece_counts(_original_tokenizer(), utterances), min_count)
     pruned = Tokenizer.from_str(json.dumps(renumbered_tokenizer(tokenizer_json, kept)))

@@ -25,6 +25,7 @@ from ..core.errors import ConfigError, DataError, MissingModelError
 from ..core.runtime import set_threads
 from ..student.encoder import HEADS_FILE, LABELS_FILE, EncoderLabels, load_bert
 from ..student.encoder_data import EncoderDataReport, read_encoder_rows
+from ..student.vocabulary import renumbered_tokenizer
 
 
 @dataclass
@@ -116,28 +117,6 @@ def select_vocabulary(
         "lowest_ids": len(lowest - data - singles - specials),
         "unspellable": len(respelled),
     }
-
-
-def renumbered_tokenizer(tokenizer_json: dict[str, Any], kept: list[str]) -> dict[str, Any]:
-    """tokenizer.json with the kept pieces renumbered 0..n-1 and every id that names a token updated."""
-    new_id = {piece: i for i, piece in enumerate(kept)}
-    out = json.loads(json.dumps(tokenizer_json))
-    out["model"]["vocab"] = new_id
-    for token in out.get("added_tokens", []):
-        token["id"] = new_id[token["content"]]
-    post = out.get("post_processor") or {}
-    if post.get("type") == "TemplateProcessing":
-        for entry in post.get("special_tokens", {}).values():
-            entry["ids"] = [new_id[t] for t in entry["tokens"]]
-    elif post.get("type") in ("BertProcessing", "RobertaProcessing"):
-        for name in ("sep", "cls"):
-            post[name] = [post[name][0], new_id[post[name][0]]]
-    elif post:
-        raise DataError(f"tokenizer.json: post-processor {post.get('type')!r} is not supported by vocabulary pruning")
-    padding = out.get("padding")
-    if padding and padding.get("pad_token") in new_id:
-        padding["pad_id"] = new_id[padding["pad_token"]]
-    return out
 
 
 def data_piece_counts(tokenizer: Any, utterances: list[str]) -> Counter:
