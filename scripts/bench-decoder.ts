@@ -1,0 +1,72 @@
+// A decoder student's quality and single-request latency in TypeScript on a task from files (the request router
+// by default), one request at a time as `supertiny serve` answers, tokenization and constrained decoding included:
+//   npx tsx scripts/bench-decoder.ts --task-dir DIR --model DIR [--model DIR2 ...] [--split dev] [--n 200] [--threads 1]
+// DIR holds functions.json and data.jsonl (split field train/dev/test). Prints, per model: exact match, each argument's
+// accuracy (an argument absent from both the gold and the answer counts as right), schema validity, p50/p95 per
+// call, output tokens per call, and the bytes of the graph.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadTaskFromFiles } from '../tasks/from-files';
+import { type Call, normalizeSlotValue } from '../tasks/call-format';
+import { DecoderStudent } from '../runtime/student';
+
+const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+function argumentValues(call: Call | undefined): Map<string, string[]> {
+  const values = new Map<string, string[]>();
+  for (const { key, value } of call?.args ?? []) values.set(key, [...(values.get(key) ?? []), normalizeSlotValue(value)].sort());
+  return values;
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      'task-dir': { type: 'string', default: '/work/exp/router/F' },
+      model: { type: 'string', multiple: true },
+      split: { type: 'string', default: 'dev' },
+      n: { type: 'string', default: '200' },
+      threads: { type: 'string', default: '1' },
+      warmup: { type: 'string', default: '5' },
+    },
+  });
+  const folders = values.model ?? [];
+  if (folders.length === 0) throw new Error('usage: bench-decoder.ts --task-dir DIR --model DIR [--model DIR ...] [--split dev] [--n 200] [--threads 1]');
+  const dir = values['task-dir']!;
+  const task = await loadTaskFromFiles({ functions: path.join(dir, 'functions.json'), data: path.join(dir, 'data.jsonl') });
+  const split = values.split === 'test' ? 'test' : 'dev';
+  const examples = (await task.dataset.load(split)).slice(0, Number(values.n));
+  const threads = Number(values.threads);
+  const keys = [...new Set(examples.flatMap((e) => e.gold!.args.map((a) => a.key)))].sort();
+  console.log(`${examples.length} ${split} examples of ${dir}, ${threads} intra-op thread(s), one request at a time`);
+  for (const folder of folders) {
+    const model = await DecoderStudent.load(folder, { task, threads });
+    for (const e of examples.slice(0, Number(values.warmup))) await model.predict(e.input);
+    const latencies: number[] = [];
+    let tokens = 0;
+    const predictions = [];
+    const rightByKey = new Map(keys.map((k) => [k, 0]));
+    for (const e of examples) {
+      const p = await model.predict(e.input);
+      latencies.push(p.latencyMs);
+      tokens += p.tokenIds.length;
+      predictions.push({ gold: e.gold!, prediction: p.call, schemaValid: p.call !== undefined });
+      const [gold, answer] = [argumentValues(e.gold), argumentValues(p.call)];
+      for (const k of keys) if (JSON.stringify(gold.get(k) ?? []) === JSON.stringify(answer.get(k) ?? [])) rightByKey.set(k, rightByKey.get(k)! + 1);
+    }
+    await model.release();
+    latencies.sort((a, b) => a - b);
+    const metrics = task.metrics(predictions);
+    const bytes = (await fs.stat(model.modelFile)).size;
+    const perKey = keys.map((k) => `${k} ${pct(rightByKey.get(k)! / examples.length)}`).join('  ');
+    console.log(`\n${folder} (${(bytes / 1e6).toFixed(1)} MB)`);
+    console.log(`  exact ${pct(metrics.exactMatch)}  schema-valid ${pct(metrics.schemaValidRate)}  ${perKey}`);
+    console.log(`  p50 ${percentile(latencies, 50).toFixed(0)} ms  p95 ${percentile(latencies, 95).toFixed(0)} ms  ${(tokens / examples.length).toFixed(1)} output tokens per call`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
