@@ -183,3 +183,104 @@ describe('the grammar follows the task: spans where the task says so, enums from
   });
 });
 
+describe('forced bytes: what every valid continuation starts with', () => {
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  const forcedAfter = (grammar: CallGrammar, input: string, soFar: string) => {
+    const prefix = grammar.start(input);
+    prefix.advance(bytes(soFar));
+    return text(prefix.forcedBytes());
+  };
+  /** At every byte of a valid call, the forced bytes are accepted and are what the call goes on with. */
+  const expectForcedAlong = (grammar: CallGrammar, input: string, call: string) => {
+    const prefix = grammar.start(input);
+    for (let at = 0; at <= call.length; at++) {
+      const forced = prefix.forcedBytes();
+      if (forced.length > 0) expect(prefix.accepts(forced)).toBe(true);
+      expect(call.slice(at).startsWith(text(forced))).toBe(true);
+      if (at < call.length) prefix.advance(bytes(call[at]));
+    }
+    expect(prefix.complete).toBe(true);
+    expect(prefix.forcedBytes()).toHaveLength(0);
+  };
+  const single = defineTask({
+    name: 'forced-fixture',
+    systemPrompt: 'Answer with one call.',
+    tools: {},
+    functions: {
+      route: {
+        description: 'route',
+        parameters: z.strictObject({
+          domain: z.enum(['alarm', 'alarm_query', 'calendar']),
+          action: z.string(),
+          first_entity: z.string().optional(),
+        }),
+      },
+    },
+    entryTools: ['route'],
+    maxSteps: 1,
+    callFormat: compactCallFormat,
+    input: (e: { id: string; split: 'dev'; text: string }) => e.text,
+    gold: () => undefined,
+    verify: () => ({ ok: true }),
+    spanArguments: { route: ['first_entity'] },
+    metrics: callMetrics,
+    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
+  });
+  const routing = new CallGrammar(single, 'spans');
+  const several = new CallGrammar(task, 'spans');
+  const utterance = 'wake me up at five am this week';
+
+  test('with one function its name and "(" are forced; the first key is a choice', () => {
+    expect(forcedAfter(routing, utterance, '')).toBe('route(');
+    expect(forcedAfter(routing, utterance, 'route(')).toBe('');
+    expect(forcedAfter(routing, utterance, 'route(ac')).toBe('tion="');
+  });
+
+  test('with several functions the name is forced only once it is unambiguous', () => {
+    expect(forcedAfter(several, utterance, '')).toBe('');
+    expect(forcedAfter(several, utterance, 'alarm_')).toBe('');
+    expect(forcedAfter(several, utterance, 'q')).toBe('a_currency(');
+    expect(forcedAfter(several, utterance, 'alarm_q')).toBe('uery(');
+    // Optional keys only: closing the call and writing the key are both allowed.
+    expect(forcedAfter(several, utterance, 'alarm_query(')).toBe('');
+    expect(forcedAfter(several, utterance, 'alarm_query(d')).toBe('ate="');
+  });
+
+  test('an enum forces the prefix its remaining values share, then its end', () => {
+    expect(forcedAfter(routing, utterance, 'route(d')).toBe('omain="');
+    expect(forcedAfter(routing, utterance, 'route(domain="')).toBe('');
+    expect(forcedAfter(routing, utterance, 'route(domain="a')).toBe('larm');
+    expect(forcedAfter(routing, utterance, 'route(domain="alarm_')).toBe('query", ');
+    expect(forcedAfter(routing, utterance, 'route(domain="c')).toBe('alendar", ');
+  });
+
+  test('a required key still missing forces ", "; with none missing, closing or going on is a choice', () => {
+    expect(forcedAfter(routing, utterance, 'route(action="set"')).toBe(', ');
+    expect(forcedAfter(routing, utterance, 'route(action="set", domain="alarm"')).toBe('');
+    expect(forcedAfter(several, utterance, 'alarm_set(time="five am"')).toBe('');
+  });
+
+  test('with spans, the rest of the only word a value can be in is forced; the end of the call too', () => {
+    expect(forcedAfter(several, utterance, 'alarm_set(time="f')).toBe('ive');
+    expect(forcedAfter(several, utterance, 'alarm_set(time="five am", date="this we')).toBe('ek")');
+    const prefix = several.start(utterance);
+    prefix.advance(bytes('alarm_set(time="five am", date="this week"'));
+    expect(text(prefix.forcedBytes())).toBe(')');
+    expect(prefix.completedBy(prefix.forcedBytes())).toBe(true);
+    expect(prefix.completedBy(bytes(')x'))).toBe(false);
+  });
+
+  test("with 'any', a value is never forced", () => {
+    const any = new CallGrammar(task, 'any');
+    expect(forcedAfter(any, utterance, 'alarm_set(time="')).toBe('');
+    expect(forcedAfter(any, utterance, 'alarm_set(time="f')).toBe('');
+  });
+
+  test('along valid calls the forced bytes are always accepted and always what the call goes on with', () => {
+    expectForcedAlong(routing, utterance, 'route(domain="alarm", action="wake me", first_entity="five am")');
+    expectForcedAlong(routing, utterance, 'route(action="set", domain="calendar")');
+    expectForcedAlong(several, utterance, 'alarm_set(time="five am", date="this week")');
+    expectForcedAlong(several, 'how many euros is ten dollars', 'qa_currency(currency_name="euros", currency_name="dollars")');
+    expectForcedAlong(new CallGrammar(task, 'any'), utterance, printCall({ name: 'play_radio', args: [{ key: 'radio_name', value: 'bbc "1"' }] }));
+  });
+});

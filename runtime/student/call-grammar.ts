@@ -189,6 +189,30 @@ export class CallPrefix {
     return true;
   }
 
+  /** Would the bytes complete the call? The state is not changed. */
+  completedBy(bytes: Uint8Array): boolean {
+    const trial = this.clone();
+    return bytes.every((b) => trial.step(b)) && trial.phase === Phase.Done;
+  }
+
+  /**
+   * The longest byte string every valid continuation starts with: what the grammar leaves no choice over, such as
+   * the rest of the only key that fits or `", ` while a required key is missing. Empty at a choice (inside a free
+   * value, between `,` and `)`, between keys or names) and once the call is complete. Found by trying every byte
+   * on the grammar's own steps, so that it cannot disagree with `accepts`.
+   */
+  forcedBytes(): Uint8Array {
+    const trial = this.clone();
+    const forced: number[] = [];
+    for (;;) {
+      const allowed: number[] = [];
+      for (let b = 0; b < 256 && allowed.length < 2; b++) if (trial.clone().step(b)) allowed.push(b);
+      if (allowed.length !== 1) return Uint8Array.from(forced);
+      trial.step(allowed[0]);
+      forced.push(allowed[0]);
+    }
+  }
+
   /** Appends bytes that `accepts` allowed; throws on bytes that break the grammar. */
   advance(bytes: Uint8Array): void {
     for (const b of bytes) {
