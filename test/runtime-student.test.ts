@@ -6,8 +6,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as vm from 'node:vm';
+import { z } from 'zod';
 import { readEnv } from '../config/env';
 import { printCall } from '../tasks/call-format';
+import { compactCallFormat, defineTask } from '../tasks/define';
+import { callMetrics } from '../tasks/metrics';
 import { loadMassiveTask, massiveGoldCall, MassiveExample, MassiveTask, verifyMassiveCall } from '../tasks/massive';
 import type * as Student from '../runtime/student';
 import { cachedBuild, modelFolder, sftLine, trainerCommand } from './support/trainer-run';
@@ -176,6 +179,90 @@ describe('student decoding', () => {
       else expect(p.confidence).toBe(0);
     }
     expect(unconstrained.some((p) => p.confidence < 1)).toBe(true);
+  });
+
+  describe('fast-forward over grammar-forced tokens', () => {
+    const fixtureTask = (name: string, functions: Record<string, z.ZodObject>, spanArguments: Record<string, string[]>) =>
+      defineTask({
+        name,
+        systemPrompt: 'Answer with one call.',
+        tools: {},
+        functions: Object.fromEntries(Object.entries(functions).map(([fn, parameters]) => [fn, { description: fn, parameters }])),
+        entryTools: Object.keys(functions),
+        maxSteps: 1,
+        callFormat: compactCallFormat,
+        input: (e: { id: string; split: 'dev'; text: string }) => e.text,
+        gold: () => undefined,
+        verify: () => ({ ok: true }),
+        spanArguments,
+        metrics: callMetrics,
+        dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
+      });
+    // A one-function router whose call this tokenizer splits into many tokens, most of them forced.
+    const router = fixtureTask(
+      'router-fixture',
+      {
+        route_request: z.strictObject({
+          domain: z.enum(['alarm', 'audio', 'calendar', 'cooking', 'datetime', 'weather']),
+          action: z.enum(['set', 'query', 'remove', 'play']),
+          entity_count: z.enum(['0', '1', '2', '3']),
+          first_entity: z.string().optional(),
+        }),
+      },
+      { route_request: ['first_entity'] },
+    );
+    let routing: Student.DecoderStudent;
+    /** MASSIVE's functions without arguments: this student's answers are such calls, `)` forced after the name. */
+    let intents: Student.DecoderStudent;
+    beforeAll(async () => {
+      const noArguments = Object.fromEntries(Object.keys(massive.task.functions).map((name) => [name, z.strictObject({})]));
+      [routing, intents] = await Promise.all([
+        DecoderStudent.load(built.fp32, { task: router, threads: 1 }),
+        DecoderStudent.load(built.fp32, { task: fixtureTask('intents-fixture', noArguments, {}), threads: 1 }),
+      ]);
+    });
+    afterAll(async () => {
+      await Promise.all([routing?.release(), intents?.release()]);
+    });
+    const passes = (ps: Student.StudentPrediction[]) => ps.reduce((n, p) => n + p.forwardPasses, 0);
+
+    test('where the forced tokens are those the model would choose, the answers and confidences are the same, in fewer passes', async () => {
+      // The confidences agree only if every forced token went into the KV cache and into the geometric mean.
+      const sample = utterances().slice(0, 40);
+      const stepwise = await intents.predictBatch(sample, { fastForward: false, batchSize: 16 });
+      const forwarded = await intents.predictBatch(sample, { batchSize: 16 });
+      for (const [i, p] of forwarded.entries()) {
+        expect(p.call).toBeDefined();
+        expect(p.call).toEqual(stepwise[i].call);
+        expect(p.tokenIds).toEqual(stepwise[i].tokenIds);
+        expect(p.confidence).toBeCloseTo(stepwise[i].confidence, 4);
+        expect(p.forwardPasses).toBeLessThan(stepwise[i].forwardPasses);
+        expect(stepwise[i].forwardPasses).toBe(stepwise[i].tokenIds.length + 1);
+      }
+    });
+
+    test('a call that is mostly forced takes far fewer passes and is still a call the task accepts, with an honest confidence', async () => {
+      const sample = utterances().slice(0, 24);
+      const stepwise = await routing.predictBatch(sample, { fastForward: false, batchSize: 8 });
+      const forwarded = await routing.predictBatch(sample, { batchSize: 8 });
+      for (const p of forwarded) {
+        expect(p.stopReason).toBe('eos');
+        expect(router.validateCall(p.call!)).toEqual({ ok: true });
+        expect(Number.isFinite(p.confidence) && p.confidence > 0 && p.confidence <= 1).toBe(true);
+      }
+      expect(passes(forwarded)).toBeLessThan(0.6 * passes(stepwise));
+      console.log(`router fixture, ${sample.length} calls: ${passes(stepwise)} forward passes token by token, ${passes(forwarded)} fast-forwarded`);
+    });
+
+    test('batched, rows forcing different numbers of tokens decode as they would alone', async () => {
+      const sample = utterances().slice(0, 14);
+      const batched = await routing.predictBatch(sample, { batchSize: 7 });
+      for (const [i, utterance] of sample.entries()) {
+        const single = await routing.predict(utterance);
+        expect(single.tokenIds).toEqual(batched[i].tokenIds);
+        expect(single.confidence).toBeCloseTo(batched[i].confidence, 4);
+      }
+    });
   });
 
   test('loadStudent gives this decoder for a folder without a family', async () => {

@@ -22,6 +22,11 @@ export interface DecodeOptions {
   slotValues?: SlotValueRule;
   /** Default 64, as the trainer's `predict`. */
   maxNewTokens?: number;
+  /**
+   * Constrained, feed the tokens the grammar forces (e.g. `omain="` once `d` starts the only key that fits) in
+   * the same forward pass as the chosen token instead of one pass each. Default true.
+   */
+  fastForward?: boolean;
 }
 
 export interface BatchDecodeOptions extends DecodeOptions {
@@ -34,12 +39,14 @@ export type StopReason = 'eos' | 'max_new_tokens' | 'no_allowed_token';
 export interface StudentPrediction extends RuntimePrediction {
   /** The generated text up to eos, special tokens removed (the trainer's `predict` text). */
   text: string;
-  /** Generated token ids, without the eos. */
+  /** Generated token ids (chosen and forced), without the eos. */
   tokenIds: number[];
+  /** Forward passes of the model for this answer, the prompt's included. */
+  forwardPasses: number;
   stopReason: StopReason;
   /**
-   * With a call, the geometric mean of the chosen tokens' probabilities (eos included) under the model's full
-   * softmax, so a token the grammar forced against the model's belief lowers it; 0 without a call.
+   * With a call, the geometric mean of the output tokens' probabilities (eos and fast-forwarded tokens included)
+   * under the model's full softmax, so a token the grammar forced against the model's belief lowers it; 0 without a call.
    */
   confidence: number;
 }
@@ -62,8 +69,13 @@ interface DecodingRow {
   stopReason?: StopReason;
   /** Position id of the next token. */
   nextPosition: number;
-  /** Sum of the chosen tokens' log-probabilities (eos included), for the confidence. */
+  /** Sum of the chosen and forced tokens' log-probabilities (eos included), for the confidence. */
   logProbSum: number;
+  /** Forced tokens fed in the pass just run after the chosen token, the last of `generated`; scored from its logits. */
+  forced: number[];
+  /** Index in the pass just run of the row's last token, whose logits choose the next one. */
+  lastIndex: number;
+  forwardPasses: number;
 }
 
 export class DecoderStudent implements StudentRuntime {
@@ -168,7 +180,11 @@ export class DecoderStudent implements StudentRuntime {
     return grammar;
   }
 
-  /** Greedy decoding of one batch with the KV cache: prefill the left-padded prompts, then a token per step. */
+  /**
+   * Greedy decoding of one batch with the KV cache: prefill the left-padded prompts, then a step per chosen
+   * token, which also feeds the tokens the grammar forces after it. Rows feeding fewer tokens in a step are
+   * padded on the right with masked positions, so that a row decodes as it would alone.
+   */
   private async decode(
     inputs: readonly string[],
     prompts: readonly number[][],
@@ -177,6 +193,7 @@ export class DecoderStudent implements StudentRuntime {
   ): Promise<StudentPrediction[]> {
     const constrained = options.constrained ?? this.task !== undefined;
     const grammar = constrained ? this.grammar(options.slotValues ?? 'spans') : undefined;
+    const fastForward = grammar !== undefined && (options.fastForward ?? true);
     const maxNewTokens = options.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new StudentRequestError(`maxNewTokens must be a positive integer, got ${maxNewTokens}`);
 
@@ -184,41 +201,59 @@ export class DecoderStudent implements StudentRuntime {
     const tooLong = this.lengthRefusal(width);
     if (tooLong) throw tooLong;
     const newTokenLimit = Math.min(maxNewTokens, this.io.max_position_embeddings - width);
-    const rows: DecodingRow[] = inputs.map((input, index) => ({
+    const rows: DecodingRow[] = inputs.map((input) => ({
       input,
       prefix: grammar?.start(input),
       generated: [],
-      nextPosition: prompts[index].length,
+      nextPosition: 0,
       logProbSum: 0,
+      forced: [],
+      lastIndex: 0,
+      forwardPasses: 1,
     }));
+    // The answer may start forced (e.g. by the name of the task's only function): that goes in with the prompt.
+    if (fastForward) for (const row of rows) this.feedForced(row, newTokenLimit);
+    const fedPrompts = prompts.map((prompt, r) => [...prompt, ...rows[r].forced]);
+    const fedWidth = Math.max(...fedPrompts.map((p) => p.length));
 
     // Prefill: left padding, pads masked out; position ids count real tokens only (pads get 0).
     const count = rows.length;
-    const inputIds = new BigInt64Array(count * width).fill(BigInt(this.padId));
-    const positions = new BigInt64Array(count * width);
-    let mask: BigInt64Array<ArrayBuffer> = new BigInt64Array(count * width);
-    prompts.forEach((prompt, r) => {
-      const pad = width - prompt.length;
+    const inputIds = new BigInt64Array(count * fedWidth).fill(BigInt(this.padId));
+    const positions = new BigInt64Array(count * fedWidth);
+    let mask: BigInt64Array<ArrayBuffer> = new BigInt64Array(count * fedWidth);
+    fedPrompts.forEach((prompt, r) => {
+      const pad = fedWidth - prompt.length;
       prompt.forEach((id, j) => {
-        inputIds[r * width + pad + j] = BigInt(id);
-        positions[r * width + pad + j] = BigInt(j);
-        mask[r * width + pad + j] = 1n;
+        inputIds[r * fedWidth + pad + j] = BigInt(id);
+        positions[r * fedWidth + pad + j] = BigInt(j);
+        mask[r * fedWidth + pad + j] = 1n;
       });
+      rows[r].nextPosition = prompt.length;
+      rows[r].lastIndex = fedWidth - 1;
     });
     const emptyPast = new ort.Tensor('float32', new Float32Array(0), [count, this.io.num_kv_heads, 0, this.io.head_dim]);
     let past: ort.Tensor[] = this.cache.pastKey.flatMap(() => [emptyPast, emptyPast]);
     const prefillStarted = performance.now();
-    let output = await this.step(inputIds, mask, positions, past, count, width);
+    let output = await this.step(inputIds, mask, positions, past, count, fedWidth);
     if (timing) timing.prefillMs = performance.now() - prefillStarted;
 
     let active = rows;
-    let totalLength = width;
+    let totalLength = fedWidth;
     for (;;) {
       const logits = output[0];
       const [, seq, vocab] = logits.dims;
       const data = logits.data as Float32Array;
       active.forEach((row, r) => {
-        const offset = (r * seq + seq - 1) * vocab;
+        const offset = (r * seq + row.lastIndex) * vocab;
+        // A forced token is scored by the logits of the position before it, as a chosen one would be.
+        row.forced.forEach((id, j) => {
+          const before = offset - (row.forced.length - j) * vocab;
+          row.logProbSum += data[before + id] - logSumExp(data, before, vocab);
+        });
+        if (row.generated.length >= newTokenLimit) {
+          row.stopReason = 'max_new_tokens';
+          return;
+        }
         const token = this.nextToken(data, offset, vocab, row.prefix);
         if (token !== undefined) row.logProbSum += data[offset + token] - logSumExp(data, offset, vocab);
         if (token === undefined) row.stopReason = 'no_allowed_token';
@@ -227,6 +262,7 @@ export class DecoderStudent implements StudentRuntime {
           row.generated.push(token);
           row.prefix?.advance(this.tokenizer.tokenBytes![token]!);
           if (row.generated.length >= newTokenLimit) row.stopReason = 'max_new_tokens';
+          else if (fastForward) this.feedForced(row, newTokenLimit);
         }
       });
       const keep = active.map((row, r) => (row.stopReason ? -1 : r)).filter((r) => r >= 0);
@@ -238,16 +274,27 @@ export class DecoderStudent implements StudentRuntime {
         mask = selectMaskRows(mask, totalLength, keep);
         active = keep.map((r) => active[r]);
       }
-      totalLength += 1;
-      const nextMask = new BigInt64Array(active.length * totalLength);
-      for (let r = 0; r < active.length; r++) {
-        nextMask.set(mask.subarray(r * (totalLength - 1), (r + 1) * (totalLength - 1)), r * totalLength);
-        nextMask[r * totalLength + totalLength - 1] = 1n;
-      }
+      // Each row feeds its chosen token and the forced ones after it; shorter rows end in masked pads.
+      const fed = active.map((row) => row.generated.slice(row.generated.length - row.forced.length - 1));
+      const stepLength = Math.max(...fed.map((tokens) => tokens.length));
+      const nextLength = totalLength + stepLength;
+      const nextMask = new BigInt64Array(active.length * nextLength);
+      const nextIds = new BigInt64Array(active.length * stepLength).fill(BigInt(this.padId));
+      const nextPositions = new BigInt64Array(active.length * stepLength);
+      active.forEach((row, r) => {
+        nextMask.set(mask.subarray(r * totalLength, (r + 1) * totalLength), r * nextLength);
+        fed[r].forEach((id, j) => {
+          nextIds[r * stepLength + j] = BigInt(id);
+          nextPositions[r * stepLength + j] = BigInt(row.nextPosition + j);
+          nextMask[r * nextLength + totalLength + j] = 1n;
+        });
+        row.nextPosition += fed[r].length;
+        row.lastIndex = fed[r].length - 1;
+        row.forwardPasses++;
+      });
       mask = nextMask;
-      const nextIds = BigInt64Array.from(active, (row) => BigInt(row.generated[row.generated.length - 1]));
-      const nextPositions = BigInt64Array.from(active, (row) => BigInt(row.nextPosition++));
-      output = await this.step(nextIds, mask, nextPositions, past, active.length, 1);
+      totalLength = nextLength;
+      output = await this.step(nextIds, mask, nextPositions, past, active.length, stepLength);
     }
     return rows.map((row) => this.prediction(row));
   }
@@ -271,6 +318,41 @@ export class DecoderStudent implements StudentRuntime {
     });
     const result = await this.session.run(feeds);
     return [result.logits, ...this.cache.presentKey.flatMap((name, i) => [result[name], result[this.cache.presentValue[i]]])];
+  }
+
+  /** Appends to the row the tokens the grammar forces next, for the next pass to feed (none when over the limit). */
+  private feedForced(row: DecodingRow, newTokenLimit: number): void {
+    row.forced = this.forcedTokens(row.prefix!, row.generated, newTokenLimit - row.generated.length);
+    for (const id of row.forced) {
+      row.generated.push(id);
+      row.prefix!.advance(this.tokenizer.tokenBytes![id]!);
+    }
+  }
+
+  /**
+   * At most `room` tokens for the bytes the grammar forces after the generated ones: the tokens that the call
+   * text gets after them when tokenized whole, as in training, if they end on one of its token boundaries. The
+   * last is left to the model unless it ends the call, as the text after it may merge with it: in a call `", `
+   * is `",` then ` first`, not `",` then ` `.
+   */
+  private forcedTokens(prefix: CallPrefix, generated: readonly number[], room: number): number[] {
+    const forced = prefix.forcedBytes();
+    if (forced.length === 0) return [];
+    const tokenBytes = this.tokenizer.tokenBytes!;
+    const soFar = concatBytes(generated.map((id) => tokenBytes[id]!));
+    const text = wholeCharacters(soFar, forced);
+    if (text === undefined) return [];
+    const ids = this.tokenizer.encode(text);
+    const bytes = ids.map((id) => tokenBytes[id]);
+    // A special token's name spelled by a free value has no bytes: no fast-forward there.
+    if (bytes.some((b) => b === undefined)) return [];
+    let at = 0;
+    let length = 0;
+    while (length < soFar.length) length += bytes[at++]!.length;
+    if (length !== soFar.length) return [];
+    const tokens = ids.slice(at);
+    if (!prefix.completedBy(concatBytes(bytes.slice(at) as Uint8Array[]))) tokens.pop();
+    return tokens.slice(0, room);
   }
 
   /** Greedy choice; constrained, the best-scoring allowed token, checking candidates best-first. */
@@ -297,19 +379,44 @@ export class DecoderStudent implements StudentRuntime {
 
   private prediction(row: DecodingRow): StudentPrediction {
     const text = this.tokenizer.decode(row.generated);
-    const base = { input: row.input, text, tokenIds: row.generated, stopReason: row.stopReason!, confidence: 0 };
+    const base = { input: row.input, text, tokenIds: row.generated, forwardPasses: row.forwardPasses, stopReason: row.stopReason!, confidence: 0 };
     const parsed = parseCall(text);
     if (!parsed.ok) return { ...base, errors: [parsed.error] };
     if (this.task) {
       const validation = this.task.validateCall(parsed.call);
       if (!validation.ok) return { ...base, errors: validation.errors };
     }
-    const chosen = row.generated.length + (row.stopReason === 'eos' ? 1 : 0);
-    return { ...base, call: parsed.call, confidence: chosen > 0 ? Math.exp(row.logProbSum / chosen) : 0 };
+    const scored = row.generated.length + (row.stopReason === 'eos' ? 1 : 0);
+    return { ...base, call: parsed.call, confidence: scored > 0 ? Math.exp(row.logProbSum / scored) : 0 };
   }
 }
 
 const TOP_CANDIDATES = 64;
+
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const joined = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return joined;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** `before` then the longest start of `forced` that ends on a character, as text; undefined when there is none. */
+function wholeCharacters(before: Uint8Array, forced: Uint8Array): string | undefined {
+  // A UTF-8 character is at most 4 bytes, so at most 3 bytes of an unfinished one are cut.
+  for (let end = forced.length; end > 0 && end >= forced.length - 3; end--) {
+    try {
+      return strictUtf8.decode(concatBytes([before, forced.subarray(0, end)]));
+    } catch {
+      // cut one more byte
+    }
+  }
+  return undefined;
+}
 
 /** The k best ids in `before` order, by one pass keeping a small sorted list. */
 function topCandidates(logits: Float32Array, offset: number, vocab: number, k: number, before: (a: number, b: number) => number): number[] {
