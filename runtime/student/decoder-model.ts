@@ -24,7 +24,7 @@ export interface DecodeOptions {
   maxNewTokens?: number;
   /**
    * Constrained, feed the tokens the grammar forces (e.g. `omain="` once `d` starts the only key that fits) in
-   * the same forward pass as the chosen token instead of one pass each. Default true.
+   * the same forward pass as the chosen token instead of one pass each. Default true; unconstrained, no effect.
    */
   fastForward?: boolean;
 }
@@ -344,8 +344,9 @@ export class DecoderStudent implements StudentRuntime {
     if (text === undefined) return [];
     const ids = this.tokenizer.encode(text);
     const bytes = ids.map((id) => tokenBytes[id]);
-    // A special token's name spelled by a free value has no bytes: no fast-forward there.
-    if (bytes.some((b) => b === undefined)) return [];
+    // Only where the tokens spell the text byte for byte: not where a special token's name is spelled in a
+    // free value, nor where the tokenizer's normalizer changes the text.
+    if (bytes.some((b) => b === undefined) || !sameBytes(concatBytes(bytes as Uint8Array[]), utf8.encode(text))) return [];
     let at = 0;
     let length = 0;
     while (length < soFar.length) length += bytes[at++]!.length;
@@ -403,7 +404,12 @@ function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   return joined;
 }
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** `before` then the longest start of `forced` that ends on a character, as text; undefined when there is none. */
 function wholeCharacters(before: Uint8Array, forced: Uint8Array): string | undefined {
