@@ -270,6 +270,14 @@ describe('forced bytes: what every valid continuation starts with', () => {
     expect(prefix.completedBy(bytes(')x'))).toBe(false);
   });
 
+  test('allowedAfter lists the bytes that may follow, none once the call is complete', () => {
+    const prefix = routing.start(utterance);
+    expect(prefix.allowedAfter(bytes('route(')).map((b) => String.fromCharCode(b)).sort()).toEqual(['a', 'd', 'f']);
+    expect(prefix.allowedAfter(bytes('route(domain="alarm", action="set")'))).toEqual([]);
+    expect(prefix.allowedAfter(bytes('route)'))).toEqual([]);
+    expect(prefix.textSoFar).toBe('');
+  });
+
   test("with 'any', a value is never forced", () => {
     const any = new CallGrammar(task, 'any');
     expect(forcedAfter(any, utterance, 'alarm_set(time="')).toBe('');

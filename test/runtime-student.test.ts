@@ -129,6 +129,20 @@ describe('student tokenizer', () => {
   });
 });
 
+describe('pre-token boundaries for fast-forward', () => {
+  test('a text ends a pre-token only if it does before every character that may follow', async () => {
+    const tokenizer = await StudentTokenizer.load(built.fp32);
+    // A run of symbols is one pre-token, as is a run of letters.
+    expect(tokenizer.endsPreToken('f(x="', ['1', 'a'])).toBe(true);
+    expect(tokenizer.endsPreToken('f(x="', ['a', '('])).toBe(false);
+    expect(tokenizer.endsPreToken('f(xy', ['z'])).toBe(false);
+    // An added token (this tokenizer has "play_music(") is split off across the end, whatever the pre-tokens.
+    expect(tokenizer.endsPreToken('x', ['1'])).toBe(true);
+    expect(tokenizer.endsPreToken('play_mu', ['1'])).toBe(false);
+    expect(tokenizer.endsPreToken('f(x="1<|eo', ['1'])).toBe(false);
+  });
+});
+
 describe('student decoding', () => {
   let unconstrained: Student.StudentPrediction[];
   let constrained: Student.StudentPrediction[];

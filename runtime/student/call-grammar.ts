@@ -195,6 +195,13 @@ export class CallPrefix {
     return bytes.every((b) => trial.step(b)) && trial.phase === Phase.Done;
   }
 
+  /** The bytes the grammar allows after `bytes` (none when they break the call or complete it). The state is not changed. */
+  allowedAfter(bytes: Uint8Array): number[] {
+    const trial = this.clone();
+    if (!bytes.every((b) => trial.step(b))) return [];
+    return Array.from({ length: 256 }, (_, b) => b).filter((b) => trial.clone().step(b));
+  }
+
   /**
    * The longest byte string every valid continuation starts with: what the grammar leaves no choice over, such as
    * the rest of the only key that fits or `", ` while a required key is missing. Empty at a choice (inside a free

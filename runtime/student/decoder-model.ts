@@ -332,8 +332,8 @@ export class DecoderStudent implements StudentRuntime {
   /**
    * At most `room` tokens for the bytes the grammar forces after the generated ones: the tokens that the call
    * text gets after them when tokenized whole, as in training, if they end on one of its token boundaries. The
-   * last is left to the model unless it ends the call, as the text after it may merge with it: in a call `", `
-   * is `",` then ` first`, not `",` then ` `.
+   * last is left to the model where the text after it may merge with it (in a call `", ` is `",` then ` first`,
+   * not `",` then ` `): unless it ends the call or ends a pre-token before every character the grammar allows next.
    */
   private forcedTokens(prefix: CallPrefix, generated: readonly number[], room: number): number[] {
     const forced = prefix.forcedBytes();
@@ -352,7 +352,8 @@ export class DecoderStudent implements StudentRuntime {
     while (length < soFar.length) length += bytes[at++]!.length;
     if (length !== soFar.length) return [];
     const tokens = ids.slice(at);
-    if (!prefix.completedBy(concatBytes(bytes.slice(at) as Uint8Array[]))) tokens.pop();
+    const fed = concatBytes(bytes.slice(at) as Uint8Array[]);
+    if (!prefix.completedBy(fed) && !this.tokenizer.endsPreToken(text, nextCharacters(prefix.allowedAfter(fed)))) tokens.pop();
     return tokens.slice(0, room);
   }
 
@@ -402,6 +403,15 @@ function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
     offset += part.length;
   }
   return joined;
+}
+
+/**
+ * Characters that may start with one of these bytes: the ASCII ones, and for any multi-byte character a letter,
+ * a digit, a symbol and a space from beyond ASCII, the classes that pre-tokenizer rules tell apart.
+ */
+function nextCharacters(bytes: readonly number[]): string[] {
+  const ascii = bytes.filter((b) => b < 0x80).map((b) => String.fromCharCode(b));
+  return bytes.some((b) => b >= 0x80) ? [...ascii, 'é', '²', '“', '\u00a0'] : ascii;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -5,6 +5,8 @@ import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { StudentModelError } from './errors';
 
+const utf8 = new TextEncoder();
+
 interface AddedTokenJson {
   id: number;
   content: string;
@@ -76,6 +78,8 @@ export class StudentTokenizer {
    * Present only for byte-level BPE tokenizers, where a token is an exact byte string.
    */
   readonly tokenBytes: readonly (Uint8Array | undefined)[] | undefined;
+  /** Added tokens are split off before pre-tokenization, whatever the pre-tokens. */
+  private readonly addedContents: readonly string[];
 
   private constructor(
     private readonly tokenizer: Tokenizer,
@@ -86,6 +90,7 @@ export class StudentTokenizer {
     private readonly cleanUpSpaces: boolean,
   ) {
     this.specialIds = new Set(addedTokens.filter((t) => t.special).map((t) => t.id));
+    this.addedContents = addedTokens.map((t) => t.content).filter((c) => c.length > 1);
     this.tokenBytes = byteLevel ? this.byteTable(addedTokens) : undefined;
   }
 
@@ -108,6 +113,31 @@ export class StudentTokenizer {
   /** The text of generated ids without special tokens, as transformers' `decode(skip_special_tokens=True)`. */
   decode(ids: readonly number[]): string {
     return this.tokenizer.decode([...ids], { skip_special_tokens: true, clean_up_tokenization_spaces: this.cleanUpSpaces });
+  }
+
+  /**
+   * Whether a pre-token ends at the end of `text` whichever of `next` follows it, so that the tokens of `text` are
+   * the same in any longer text (BPE merges never cross pre-tokens). False where the normalizer would change the
+   * text or an added token could start before the end and go on after it.
+   */
+  endsPreToken(text: string, next: readonly string[]): boolean {
+    const preTokenizer = this.tokenizer.pre_tokenizer;
+    if (!preTokenizer || !this.tokenBytes) return false;
+    if (this.addedContents.some((added) => [...added].some((_, k) => k > 0 && text.endsWith(added.slice(0, k))))) return false;
+    const end = utf8.encode(text).length;
+    return next.every((c) => {
+      const probe = text + c;
+      if (this.tokenizer.normalizer && this.tokenizer.normalizer.normalize(probe) !== probe) return false;
+      // Byte-level pre-tokens have a character per byte.
+      const pieces = preTokenizer.pre_tokenize(probe);
+      let offset = 0;
+      let boundary = false;
+      for (const piece of pieces) {
+        if (offset === end) boundary = true;
+        offset += piece.length;
+      }
+      return boundary && offset === utf8.encode(probe).length;
+    });
   }
 
   /** The id of a token string that must exist (e.g. the template's eos token). */
