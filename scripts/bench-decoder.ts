@@ -1,9 +1,11 @@
 // A decoder student's quality and single-request latency in TypeScript on a task from files (the request router
 // by default), one request at a time as `supertiny serve` answers, tokenization and constrained decoding included:
 //   npx tsx scripts/bench-decoder.ts --task-dir DIR --model DIR [--model DIR2 ...] [--split dev] [--n 200] [--threads 1]
+//     [--max-new-tokens 64] [--no-fast-forward]
 // DIR holds functions.json and data.jsonl (split field train/dev/test). Prints, per model: exact match, each argument's
 // accuracy (an argument absent from both the gold and the answer counts as right), schema validity, p50/p95 per
-// call, output tokens per call, and the bytes of the graph.
+// call, output tokens and forward passes per call, and the bytes of the graph. --no-fast-forward decodes the
+// grammar-forced tokens one pass each, for comparison.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,6 +31,8 @@ async function main() {
       n: { type: 'string', default: '200' },
       threads: { type: 'string', default: '1' },
       warmup: { type: 'string', default: '5' },
+      'max-new-tokens': { type: 'string', default: '64' },
+      'no-fast-forward': { type: 'boolean', default: false },
     },
   });
   const folders = values.model ?? [];
@@ -38,19 +42,24 @@ async function main() {
   const split = values.split === 'test' ? 'test' : 'dev';
   const examples = (await task.dataset.load(split)).slice(0, Number(values.n));
   const threads = Number(values.threads);
+  const decoding = { maxNewTokens: Number(values['max-new-tokens']), fastForward: !values['no-fast-forward'] };
   const keys = [...new Set(examples.flatMap((e) => e.gold!.args.map((a) => a.key)))].sort();
-  console.log(`${examples.length} ${split} examples of ${dir}, ${threads} intra-op thread(s), one request at a time`);
+  console.log(
+    `${examples.length} ${split} examples of ${dir}, ${threads} intra-op thread(s), one request at a time, fast-forward ${decoding.fastForward ? 'on' : 'off'}`,
+  );
   for (const folder of folders) {
     const model = await DecoderStudent.load(folder, { task, threads });
-    for (const e of examples.slice(0, Number(values.warmup))) await model.predict(e.input);
+    for (const e of examples.slice(0, Number(values.warmup))) await model.predict(e.input, decoding);
     const latencies: number[] = [];
     let tokens = 0;
+    let passes = 0;
     const predictions = [];
     const rightByKey = new Map(keys.map((k) => [k, 0]));
     for (const e of examples) {
-      const p = await model.predict(e.input);
+      const p = await model.predict(e.input, decoding);
       latencies.push(p.latencyMs);
       tokens += p.tokenIds.length;
+      passes += p.forwardPasses;
       predictions.push({ gold: e.gold!, prediction: p.call, schemaValid: p.call !== undefined });
       const [gold, answer] = [argumentValues(e.gold), argumentValues(p.call)];
       for (const k of keys) if (JSON.stringify(gold.get(k) ?? []) === JSON.stringify(answer.get(k) ?? [])) rightByKey.set(k, rightByKey.get(k)! + 1);
@@ -62,7 +71,10 @@ async function main() {
     const perKey = keys.map((k) => `${k} ${pct(rightByKey.get(k)! / examples.length)}`).join('  ');
     console.log(`\n${folder} (${(bytes / 1e6).toFixed(1)} MB)`);
     console.log(`  exact ${pct(metrics.exactMatch)}  schema-valid ${pct(metrics.schemaValidRate)}  ${perKey}`);
-    console.log(`  p50 ${percentile(latencies, 50).toFixed(0)} ms  p95 ${percentile(latencies, 95).toFixed(0)} ms  ${(tokens / examples.length).toFixed(1)} output tokens per call`);
+    console.log(
+      `  p50 ${percentile(latencies, 50).toFixed(0)} ms  p95 ${percentile(latencies, 95).toFixed(0)} ms  ${(tokens / examples.length).toFixed(1)} output tokens` +
+        ` and ${(passes / examples.length).toFixed(1)} forward passes per call`,
+    );
   }
 }
 
