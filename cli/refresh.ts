@@ -87,10 +87,21 @@ export async function refreshCommand(args: readonly string[], env: SupertinyEnv,
   }
 }
 
+/**
+ * The refresh schedules, each with its state from describe: the list comes from the visibility store, which
+ * catches up with a pause or an unpause a moment later, so its own `paused` can be stale right after one.
+ */
 async function listSchedules(client: Client, out: NodeJS.WritableStream): Promise<void> {
-  for await (const schedule of client.schedule.list()) {
-    const action = schedule.action?.type === 'startWorkflow' ? schedule.action.workflowType : '';
+  for await (const listed of client.schedule.list()) {
+    const action = listed.action?.type === 'startWorkflow' ? listed.action.workflowType : '';
     if (action !== 'refreshStudent') continue;
+    let schedule;
+    try {
+      schedule = await client.schedule.getHandle(listed.scheduleId).describe();
+    } catch (err) {
+      if (err instanceof ScheduleNotFoundError) continue; // deleted since the list was read
+      throw err;
+    }
     const next = schedule.info.nextActionTimes[0]?.toISOString() ?? 'none';
     out.write(`${schedule.scheduleId}\t${schedule.state.paused ? 'paused' : 'active'}\tnext ${next}\t${schedule.memo?.deployment ?? ''}\n`);
   }
