@@ -4,7 +4,7 @@
 // the same figures come out wherever it runs. Every rate below was measured on this 2-core machine, shared
 // with other sessions' runs; the comment on each names the run it came from.
 import type { Prices } from './endpoints';
-import type { DecoderShape, PipelineConfig, TransferStep } from './pipeline';
+import { DECODER_BASE_DEFAULTS, type DecoderShape, type PipelineConfig, type TransferStep } from './pipeline';
 import { DEFAULT_ENCODER_BASE, registryBaseOf, type EncoderBaseName } from './encoder-bases';
 import { DECODER_BASES, type DecoderBaseName } from './decoder-bases';
 
@@ -433,7 +433,7 @@ export function estimateRun(input: EstimateInput): RunEstimate {
   }
   if (studentConfig.family === 'decoder' && studentConfig.base !== undefined) {
     notes.push(
-      `transfer.student.base "${studentConfig.base}": the decoder family's training defaults (12 epochs, learning rate 1e-3) were measured for the from-scratch student, not for a pretrained base; on the request router one epoch at 3e-4 was measured (BENCHMARKS.md, "SmolLM2-135M as the decoder student"): this run trains ${config.transfer.epochs} epoch(s) at ${config.transfer.learningRate}`,
+      `transfer.student.base "${studentConfig.base}": a decoder base's defaults (${DECODER_BASE_DEFAULTS.training.epochs} epochs at learning rate ${DECODER_BASE_DEFAULTS.training.learningRate}; compress ${DECODER_BASE_DEFAULTS.compress.join(', ')}) were measured on the request router only (BENCHMARKS.md, "A trained SmolLM2 student"): this run trains ${config.transfer.epochs} epoch(s) at ${config.transfer.learningRate}`,
     );
   }
   if (profile !== config.task.name) notes.push(`task "${config.task.name}" has no teacher traffic of its own measured: the ${profile} profile's tokens per input`);

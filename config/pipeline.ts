@@ -247,6 +247,23 @@ export const FAMILY_TRAINING_DEFAULTS: Record<StudentFamily, { epochs: number; l
   encoder: { epochs: 7, learningRate: 1.5e-4, trainer: {} },
 };
 
+/**
+ * A pretrained decoder base (transfer.student.base) trains and compresses by its own defaults, not the
+ * from-scratch decoder's. SmolLM2-135M on the request router (BENCHMARKS.md, "A trained SmolLM2 student"): 1e-4
+ * trained worse than 3e-4 at one epoch, three epochs at 3e-4 gave 72.2% test exact match against one epoch's
+ * 56.7%; the vocabulary pruned to the task's tokens and 4-bit weights make it 69.4 MB (538 MB float), each step
+ * behind its gate.
+ */
+export const DECODER_BASE_DEFAULTS = {
+  training: { epochs: 3, learningRate: 3e-4, trainer: { warmup_ratio: 0.03, weight_decay: 0.01 } },
+  compress: ['prune-vocab', 'int8', 'int4'] as CompressStep[],
+};
+
+/** The training defaults of a student: its decoder base's, else its family's. */
+function trainingDefaults(student: { family: StudentFamily; base?: unknown }) {
+  return student.family === 'decoder' && student.base !== undefined ? DECODER_BASE_DEFAULTS.training : FAMILY_TRAINING_DEFAULTS[student.family];
+}
+
 // Fields the trainer config takes from the pipeline itself (paths, the model): the pass-through cannot set them.
 const RESERVED_TRAINER_FIELDS = new Set(['model', 'data', 'teacher', 'tokenizer', 'base_model', 'task', 'onnx', 'run_dir', 'output', 'output_dir', 'config']);
 // A trainer number has no bound of its own in the contract: this one keeps a config from asking for absurd sizes.
@@ -279,8 +296,8 @@ export const TransferConfigSchema = z
   .object({
     steps: z.array(TransferStepSchema).min(1).default(['sft']),
     student: StudentSchema.prefault({}),
-    epochs: z.number().positive().max(1000).optional().describe("default: the student family's (FAMILY_TRAINING_DEFAULTS)"),
-    learningRate: z.number().positive().max(1).optional().describe("default: the student family's (FAMILY_TRAINING_DEFAULTS)"),
+    epochs: z.number().positive().max(1000).optional().describe("default: the student family's (FAMILY_TRAINING_DEFAULTS), a decoder base's (DECODER_BASE_DEFAULTS)"),
+    learningRate: z.number().positive().max(1).optional().describe("default: the student family's (FAMILY_TRAINING_DEFAULTS), a decoder base's (DECODER_BASE_DEFAULTS)"),
     dropout: z
       .number()
       .min(0)
@@ -346,9 +363,9 @@ export const TransferConfigSchema = z
   })
   .transform((t) => ({
     ...t,
-    epochs: t.epochs ?? FAMILY_TRAINING_DEFAULTS[t.student.family].epochs,
-    learningRate: t.learningRate ?? FAMILY_TRAINING_DEFAULTS[t.student.family].learningRate,
-    trainer: t.trainer ?? FAMILY_TRAINING_DEFAULTS[t.student.family].trainer,
+    epochs: t.epochs ?? trainingDefaults(t.student).epochs,
+    learningRate: t.learningRate ?? trainingDefaults(t.student).learningRate,
+    trainer: t.trainer ?? trainingDefaults(t.student).trainer,
   }));
 
 /**
@@ -382,7 +399,7 @@ export const FAMILY_COMPRESS_DEFAULTS: Record<StudentFamily, CompressStep[]> = {
 
 export const CompressConfigSchema = z
   .object({
-    steps: z.array(CompressStepSchema).max(CompressStepSchema.options.length).optional().describe("default: the student family's (FAMILY_COMPRESS_DEFAULTS)"),
+    steps: z.array(CompressStepSchema).max(CompressStepSchema.options.length).optional().describe("default: the student family's (FAMILY_COMPRESS_DEFAULTS), a decoder base's (DECODER_BASE_DEFAULTS)"),
     toleranceExactMatch: z
       .number()
       .min(0)
@@ -475,7 +492,11 @@ export const PipelineConfigSchema = z
       if (isQuantization(step) && !decoderQuantizations.includes(step)) issue(`"${step}" (${QUANTIZATIONS[step].about}) is for the encoder student`);
     });
   })
-  .transform((c) => ({ ...c, compress: { ...c.compress, steps: c.compress.steps ?? FAMILY_COMPRESS_DEFAULTS[c.transfer.student.family] } }));
+  .transform((c) => {
+    const student = c.transfer.student;
+    const defaults = student.family === 'decoder' && student.base !== undefined ? DECODER_BASE_DEFAULTS.compress : FAMILY_COMPRESS_DEFAULTS[student.family];
+    return { ...c, compress: { ...c.compress, steps: c.compress.steps ?? defaults } };
+  });
 
 export type PipelineConfig = z.infer<typeof PipelineConfigSchema>;
 export type PipelineConfigInput = z.input<typeof PipelineConfigSchema>;

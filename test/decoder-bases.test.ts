@@ -39,6 +39,16 @@ describe('transfer.student.base for the decoder', () => {
     expect(PipelineConfigSchema.parse(parsePipelineConfig({ transfer: { student: { family: 'decoder', hiddenSize: 96 } } })).transfer.student).toMatchObject({ hiddenSize: 96 });
   });
 
+  test("a base trains and compresses by its own defaults, not the from-scratch decoder's; a config's own values win", () => {
+    const config = parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m' } } });
+    expect(config.transfer).toMatchObject({ epochs: 3, learningRate: 3e-4 });
+    expect(config.compress.steps).toEqual(['prune-vocab', 'int8', 'int4']);
+    const scratch = parsePipelineConfig({ transfer: { student: { family: 'decoder' } } });
+    expect([scratch.transfer.epochs, scratch.transfer.learningRate, scratch.compress.steps]).toEqual([12, 1e-3, ['int8']]);
+    const own = parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m' }, epochs: 1, learningRate: 1e-4 }, compress: { steps: ['int8'] } });
+    expect([own.transfer.epochs, own.transfer.learningRate, own.compress.steps]).toEqual([1, 1e-4, ['int8']]);
+  });
+
   test('refuses the base beside baseModelPath, beside a shape field or kd, and names the fields', () => {
     expect(() => parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m', baseModelPath: '/models/qwen' } } })).toThrow(
       /transfer\.student\.base: name a registry base or a baseModelPath folder, not both \(transfer\.student\.base and transfer\.student\.baseModelPath\)/,
@@ -93,7 +103,7 @@ describe('transfer.student.base for the decoder', () => {
     expect(sft.cpuSeconds).toBeCloseTo(0.64 * estimate.acceptedInputs, 6);
     expect(estimate.steps.find((s) => s.step === 'base')).toMatchObject({ stage: 'transfer', measured: true, diskBytes: 134_515_008 * 4 });
     // The family's training defaults were measured for the from-scratch student: the plan says so.
-    expect(estimate.notes).toContainEqual(expect.stringMatching(/transfer\.student\.base "smollm2-135m": the decoder family's training defaults .* this run trains \d+ epoch\(s\) at /));
+    expect(estimate.notes).toContainEqual(expect.stringMatching(/transfer\.student\.base "smollm2-135m": a decoder base.s defaults \(3 epochs at learning rate 0\.0003; compress prune-vocab, int8, int4\) .* this run trains \d+ epoch\(s\) at /));
   });
 
   test('the registry is the one JSON file, with every field the fetch needs', () => {

@@ -134,12 +134,13 @@ const DECODER: Spec = {
   'transfer.kdTeacher.vocabSize': [1000, []],
 };
 
-// A registry base brings its shape and tokenizer (the shape fields are refused beside it, kd too).
+// A registry base brings its shape and tokenizer (the shape fields are refused beside it, kd too); its default
+// compress steps prune the vocabulary (DECODER_BASE_DEFAULTS).
 const DECODER_BASE: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'dpo'], ['trainStudent']],
-  'compress.steps': [[], ['quantize']],
-  'compress.pruneVocabMinCount': [3, []],
+  'compress.steps': [[], ['pruneVocab', 'quantize']],
+  'compress.pruneVocabMinCount': [3, ['pruneVocab']],
   'compress.pruneLayersKeep': [3, []],
   'compress.pruneLayersEpochs': [1, []],
   'transfer.grpoEpochs': [2, ['trainStudent']],
@@ -163,6 +164,8 @@ const DECODER_BASE: Spec = {
 const { 'transfer.student.base': _registryBase, ...DECODER_PRETRAINED } = DECODER_BASE;
 const DECODER_FOLDER: Spec = {
   ...DECODER_PRETRAINED,
+  'compress.steps': [[], ['quantize']],
+  'compress.pruneVocabMinCount': [3, []], // the family's default steps have no vocabulary step
   'transfer.student.baseModelPath': ['/models/other', ['initStudent']],
   'transfer.student.hiddenSize': [96, []],
   'transfer.student.layers': [3, []],
