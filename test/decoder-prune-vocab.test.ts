@@ -5,18 +5,12 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import * as vm from 'node:vm';
 import { readEnv } from '../config/env';
 import { loadMassiveTask, MassiveExample, MassiveTask } from '../tasks/massive';
-import type * as Student from '../runtime/student';
 import { cachedBuild, modelFolder, sftLine, trainerCommand } from './support/trainer-run';
+import { requireStudentRuntime } from './support/student-runtime';
 
-// onnxruntime-node's typed arrays must be the main realm's (see runtime-student.test.ts).
-for (const name of ['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array']) {
-  (globalThis as Record<string, unknown>)[name] = vm.runInThisContext(name);
-}
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { DecoderStudent, StudentTokenizer } = require('../runtime/student') as typeof Student;
+const { DecoderStudent, StudentTokenizer } = requireStudentRuntime();
 
 const run = promisify(execFile);
 const env = readEnv();

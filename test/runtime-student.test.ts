@@ -5,7 +5,6 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import * as vm from 'node:vm';
 import { z } from 'zod';
 import { readEnv } from '../config/env';
 import { printCall } from '../tasks/call-format';
@@ -14,15 +13,9 @@ import { callMetrics } from '../tasks/metrics';
 import { loadMassiveTask, massiveGoldCall, MassiveExample, MassiveTask, verifyMassiveCall } from '../tasks/massive';
 import type * as Student from '../runtime/student';
 import { cachedBuild, modelFolder, sftLine, trainerCommand } from './support/trainer-run';
+import { requireStudentRuntime } from './support/student-runtime';
 
-// onnxruntime-node creates output tensors from typed arrays of Node's main realm, but jest runs each test
-// file in its own realm, whose typed-array classes fail onnxruntime-common's instanceof checks. The
-// runtime is therefore loaded after this file's realm is given the main realm's typed-array classes.
-for (const name of ['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array']) {
-  (globalThis as Record<string, unknown>)[name] = vm.runInThisContext(name);
-}
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { CallGrammar, loadStudent, DecoderStudent, StudentModelError, StudentRequestError, StudentTokenizer } = require('../runtime/student') as typeof Student;
+const { CallGrammar, loadStudent, DecoderStudent, StudentModelError, StudentRequestError, StudentTokenizer } = requireStudentRuntime();
 
 const run = promisify(execFile);
 const env = readEnv();
