@@ -1,11 +1,13 @@
 // A decoder student's quality and single-request latency in TypeScript on a task from files (the request router
 // by default), one request at a time as `supertiny serve` answers, tokenization and constrained decoding included:
 //   npx tsx scripts/bench-decoder.ts --task-dir DIR --model DIR [--model DIR2 ...] [--split dev] [--n 200] [--threads 1]
-//     [--max-new-tokens 64] [--no-fast-forward]
+//     [--max-new-tokens 64] [--no-fast-forward] [--no-draft] [--draft-tokens 4] [--compare]
 // DIR holds functions.json and data.jsonl (split field train/dev/test). Prints, per model: exact match, each argument's
 // accuracy (an argument absent from both the gold and the answer counts as right), schema validity, p50/p95 per
 // call, output tokens and forward passes per call, and the bytes of the graph. --no-fast-forward decodes the
-// grammar-forced tokens one pass each, for comparison.
+// grammar-forced tokens one pass each, for comparison; --no-draft feeds no draft (DecodeOptions.draft); --compare
+// decodes every example a second time without a draft and counts the answers that differ (none should, but for
+// the numerics of a pass of several tokens).
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,6 +35,9 @@ async function main() {
       warmup: { type: 'string', default: '5' },
       'max-new-tokens': { type: 'string', default: '64' },
       'no-fast-forward': { type: 'boolean', default: false },
+      'no-draft': { type: 'boolean', default: false },
+      'draft-tokens': { type: 'string', default: '4' },
+      compare: { type: 'boolean', default: false },
     },
   });
   const folders = values.model ?? [];
@@ -42,10 +47,16 @@ async function main() {
   const split = values.split === 'test' ? 'test' : 'dev';
   const examples = (await task.dataset.load(split)).slice(0, Number(values.n));
   const threads = Number(values.threads);
-  const decoding = { maxNewTokens: Number(values['max-new-tokens']), fastForward: !values['no-fast-forward'] };
+  const decoding = {
+    maxNewTokens: Number(values['max-new-tokens']),
+    fastForward: !values['no-fast-forward'],
+    draft: !values['no-draft'],
+    draftTokens: Number(values['draft-tokens']),
+  };
   const keys = [...new Set(examples.flatMap((e) => e.gold!.args.map((a) => a.key)))].sort();
   console.log(
-    `${examples.length} ${split} examples of ${dir}, ${threads} intra-op thread(s), one request at a time, fast-forward ${decoding.fastForward ? 'on' : 'off'}`,
+    `${examples.length} ${split} examples of ${dir}, ${threads} intra-op thread(s), one request at a time, fast-forward ${decoding.fastForward ? 'on' : 'off'},` +
+      ` draft ${decoding.draft ? `of at most ${decoding.draftTokens} tokens` : 'off'}`,
   );
   for (const folder of folders) {
     const model = await DecoderStudent.load(folder, { task, threads });
@@ -53,6 +64,9 @@ async function main() {
     const latencies: number[] = [];
     let tokens = 0;
     let passes = 0;
+    let drafted = 0;
+    let accepted = 0;
+    let differing = 0;
     const predictions = [];
     const rightByKey = new Map(keys.map((k) => [k, 0]));
     for (const e of examples) {
@@ -60,6 +74,15 @@ async function main() {
       latencies.push(p.latencyMs);
       tokens += p.tokenIds.length;
       passes += p.forwardPasses;
+      drafted += p.draftedTokens;
+      accepted += p.acceptedDraftTokens;
+      if (values.compare) {
+        const plain = await model.predict(e.input, { ...decoding, draft: false });
+        if (plain.text !== p.text) {
+          differing++;
+          console.log(`  differs without a draft: ${JSON.stringify(e.input)}\n    draft:    ${p.text}\n    no draft: ${plain.text}`);
+        }
+      }
       predictions.push({ gold: e.gold!, prediction: p.call, schemaValid: p.call !== undefined });
       const [gold, answer] = [argumentValues(e.gold), argumentValues(p.call)];
       for (const k of keys) if (JSON.stringify(gold.get(k) ?? []) === JSON.stringify(answer.get(k) ?? [])) rightByKey.set(k, rightByKey.get(k)! + 1);
@@ -73,8 +96,10 @@ async function main() {
     console.log(`  exact ${pct(metrics.exactMatch)}  schema-valid ${pct(metrics.schemaValidRate)}  ${perKey}`);
     console.log(
       `  p50 ${percentile(latencies, 50).toFixed(0)} ms  p95 ${percentile(latencies, 95).toFixed(0)} ms  ${(tokens / examples.length).toFixed(1)} output tokens` +
-        ` and ${(passes / examples.length).toFixed(1)} forward passes per call`,
+        ` and ${(passes / examples.length).toFixed(1)} forward passes per call;` +
+        ` ${(drafted / examples.length).toFixed(1)} draft tokens fed per call, ${(accepted / examples.length).toFixed(1)} confirmed`,
     );
+    if (values.compare) console.log(`  ${differing} of ${examples.length} answers differ from decoding without a draft`);
   }
 }
 

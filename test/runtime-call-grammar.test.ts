@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { printCall } from '../tasks/call-format';
 import { compactCallFormat, defineTask } from '../tasks/define';
 import { callMetrics } from '../tasks/metrics';
-import { CallGrammar, CallPrefix, MAX_KEY_REPEATS } from '../runtime/student/call-grammar';
+import { CallGrammar, CallPrefix, MAX_KEY_REPEATS, ValueMemory } from '../runtime/student/call-grammar';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -290,5 +290,123 @@ describe('forced bytes: what every valid continuation starts with', () => {
     expectForcedAlong(several, utterance, 'alarm_set(time="five am", date="this week")');
     expectForcedAlong(several, 'how many euros is ten dollars', 'qa_currency(currency_name="euros", currency_name="dollars")');
     expectForcedAlong(new CallGrammar(task, 'any'), utterance, printCall({ name: 'play_radio', args: [{ key: 'radio_name', value: 'bbc "1"' }] }));
+  });
+});
+
+describe('drafts: a guess at how the call goes on, which the model confirms or not', () => {
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  const routeTask = defineTask({
+    name: 'draft-fixture',
+    systemPrompt: 'Answer with one call.',
+    tools: {},
+    functions: {
+      route: {
+        description: 'route',
+        parameters: z.strictObject({
+          domain: z.enum(['alarm', 'audio', 'calendar']),
+          action: z.string(),
+          entity_count: z.string().regex(/^[0-9]+$/),
+          first_entity: z.string().optional(),
+        }),
+      },
+    },
+    entryTools: ['route'],
+    maxSteps: 1,
+    callFormat: compactCallFormat,
+    input: (e: { id: string; split: 'dev'; text: string }) => e.text,
+    gold: () => undefined,
+    verify: () => ({ ok: true }),
+    spanArguments: { route: ['first_entity'] },
+    metrics: callMetrics,
+    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
+  });
+  const utterance = 'wake me up at five am this week';
+  const draftAfter = (grammar: CallGrammar, soFar: string, limit = 64) => {
+    const prefix = grammar.start(utterance);
+    prefix.advance(bytes(soFar));
+    const draft = prefix.draftBytes(limit);
+    expect(prefix.textSoFar).toBe(soFar);
+    return text(draft);
+  };
+
+  test("keys come in the schema's order, the unused first; `, ` while one is left, else `)`", () => {
+    const routing = new CallGrammar(routeTask, 'spans');
+    expect(draftAfter(routing, '')).toBe('route(domain="');
+    expect(draftAfter(routing, 'route(domain="alarm"')).toBe(', action="');
+    expect(draftAfter(routing, 'route(action="set"')).toBe(', domain="');
+    expect(draftAfter(routing, 'route(domain="alarm", action="set", entity_count="2"')).toBe(', first_entity="');
+    expect(draftAfter(routing, 'route(domain="alarm", action="set", entity_count="2", first_entity="five am"')).toBe(')');
+    expect(draftAfter(routing, 'route(domain="alarm", action="set", entity_count="2", first_entity="five am")')).toBe('');
+    expect(draftAfter(routing, 'route(domain="alarm"', 3)).toBe(', a');
+  });
+
+  test('a span goes on as the input does, from where it is in the input; a value is never guessed from nothing', () => {
+    const routing = new CallGrammar(routeTask, 'spans');
+    expect(draftAfter(routing, 'route(domain="alarm", action="set", entity_count="2", first_entity="')).toBe('');
+    expect(draftAfter(routing, 'route(domain="alarm", action="set", entity_count="2", first_entity="fi', 12)).toBe('ve am this w');
+    // A span that ends with the input is closed, and the call after it.
+    expect(draftAfter(routing, 'route(domain="alarm", action="set", entity_count="2", first_entity="this we')).toBe('ek")');
+  });
+
+  test("a free value's last word found in the input goes on as the input does; else the value is guessed to end", () => {
+    const routing = new CallGrammar(routeTask, 'spans');
+    expect(draftAfter(routing, 'route(domain="alarm", action="wake', 12)).toBe(' me up at fi');
+    expect(draftAfter(routing, 'route(domain="alarm", action="set')).toBe('", entity_count="');
+  });
+
+  test("the student's earlier values come first, the most frequent that fits what is written", () => {
+    const memory = new ValueMemory();
+    const routing = new CallGrammar(routeTask, 'spans', memory);
+    const call = (action: string, count: string) => ({
+      name: 'route',
+      args: [
+        { key: 'domain', value: 'alarm' },
+        { key: 'action', value: action },
+        { key: 'entity_count', value: count },
+      ],
+    });
+    memory.remember(call('set', '2'));
+    memory.remember(call('snooze', '1'));
+    memory.remember(call('snooze', '1'));
+    expect(draftAfter(routing, 'route(domain="alarm", action="')).toBe('snooze", entity_count="1", first_entity="');
+    expect(draftAfter(routing, 'route(domain="alarm", action="se')).toBe('t", entity_count="1", first_entity="');
+    expect(draftAfter(routing, 'route(domain="a')).toBe('larm", action="snooze", entity_count="1", first_entity="');
+    // An enum's value is guessed only where one value fits, or from memory.
+    expect(draftAfter(new CallGrammar(routeTask, 'spans'), 'route(domain="a')).toBe('');
+    expect(draftAfter(new CallGrammar(routeTask, 'spans'), 'route(domain="c')).toBe('alendar", action="');
+  });
+
+  test('a remembered value the grammar refuses here (not a span of this input) is not guessed', () => {
+    const memory = new ValueMemory();
+    const routing = new CallGrammar(routeTask, 'spans', memory);
+    memory.remember({ name: 'route', args: [{ key: 'first_entity', value: 'noon' }] });
+    expect(draftAfter(routing, 'route(domain="alarm", action="set", entity_count="2", first_entity="')).toBe('');
+    expect(draftAfter(routing, 'route(domain="alarm", action="set", entity_count="2", first_entity="five', 8)).toBe(' am this');
+  });
+
+  test('ValueMemory keeps at most `capacity` distinct values an argument and counts the ones it keeps', () => {
+    const memory = new ValueMemory(2);
+    for (const value of ['a', 'b', 'c', 'c', 'c']) memory.remember({ name: 'f', args: [{ key: 'k', value }] });
+    expect(text(memory.guess('f', 'k', [])!)).toBe('a');
+    expect(memory.guess('f', 'k', bytes('c') as unknown as number[])).toBeUndefined();
+    expect(memory.guess('f', 'other', [])).toBeUndefined();
+  });
+
+  test('along valid calls every draft is a valid continuation', () => {
+    const memory = new ValueMemory();
+    memory.remember({ name: 'alarm_set', args: [{ key: 'time', value: 'five am' }] });
+    for (const [grammar, input, call] of [
+      [new CallGrammar(task, 'spans', memory), utterance, 'alarm_set(time="five am", date="this week")'],
+      [new CallGrammar(task, 'any', memory), utterance, printCall({ name: 'play_radio', args: [{ key: 'radio_name', value: 'bbc "1"' }] })],
+      [new CallGrammar(routeTask, 'substrings', memory), utterance, 'route(action="wake me", domain="alarm", entity_count="2", first_entity="e up")'],
+    ] as const) {
+      const prefix = grammar.start(input);
+      for (let at = 0; at <= call.length; at++) {
+        const draft = prefix.draftBytes(64);
+        if (draft.length > 0) expect(prefix.accepts(draft)).toBe(true);
+        if (at < call.length) prefix.advance(bytes(call[at]));
+      }
+      expect(prefix.complete).toBe(true);
+    }
   });
 });

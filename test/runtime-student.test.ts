@@ -261,6 +261,54 @@ describe('student decoding', () => {
       console.log(`router fixture, ${sample.length} calls: ${passes(stepwise)} forward passes token by token, ${passes(forwarded)} fast-forwarded`);
     });
 
+    test('drafts change the passes, not the answers: the same tokens and confidences as without a draft', async () => {
+      const sample = utterances().slice(0, 24);
+      const plain = await routing.predictBatch(sample, { draft: false, batchSize: 8 });
+      const drafted = await routing.predictBatch(sample, { batchSize: 8 });
+      for (const [i, p] of drafted.entries()) {
+        expect(p.tokenIds).toEqual(plain[i].tokenIds);
+        expect(p.call).toEqual(plain[i].call);
+        expect(p.confidence).toBeCloseTo(plain[i].confidence, 4);
+        expect(p.forwardPasses).toBeLessThanOrEqual(plain[i].forwardPasses);
+        expect(p.acceptedDraftTokens).toBeLessThanOrEqual(p.draftedTokens);
+        expect(plain[i].draftedTokens).toBe(0);
+      }
+      const confirmed = drafted.reduce((n, p) => n + p.acceptedDraftTokens, 0);
+      expect(confirmed).toBeGreaterThan(0);
+      expect(passes(drafted)).toBeLessThan(passes(plain));
+      console.log(`router fixture, ${sample.length} calls: ${passes(plain)} forward passes without a draft, ${passes(drafted)} with (${confirmed} draft tokens confirmed)`);
+    });
+
+    test("remembered values make a repeated answer cheaper; without memory the answers are the same", async () => {
+      const [remembering, forgetting] = await Promise.all([
+        DecoderStudent.load(built.fp32, { task: router, threads: 1 }),
+        DecoderStudent.load(built.fp32, { task: router, threads: 1, rememberValues: false }),
+      ]);
+      try {
+        const utterance = utterances()[3];
+        const first = await remembering.predict(utterance);
+        const again = await remembering.predict(utterance);
+        const forgot = await forgetting.predict(utterance);
+        expect(again.tokenIds).toEqual(first.tokenIds);
+        expect(forgot.tokenIds).toEqual(first.tokenIds);
+        expect(again.forwardPasses).toBeLessThan(first.forwardPasses);
+        expect((await forgetting.predict(utterance)).forwardPasses).toBe(forgot.forwardPasses);
+      } finally {
+        await Promise.all([remembering.release(), forgetting.release()]);
+      }
+    });
+
+    test('with drafts, maxNewTokens still bounds the answer, and a bad draft size is a request error', async () => {
+      for (const limit of [1, 3, 6]) {
+        const drafted = await routing.predict(utterances()[0], { maxNewTokens: limit });
+        const plain = await routing.predict(utterances()[0], { maxNewTokens: limit, draft: false });
+        expect(drafted.tokenIds).toEqual(plain.tokenIds);
+        expect(drafted.tokenIds.length).toBeLessThanOrEqual(limit);
+        expect(drafted.stopReason).toBe('max_new_tokens');
+      }
+      await expect(routing.predict(utterances()[0], { draftTokens: -1 })).rejects.toThrow(/draftTokens must be a non-negative integer/);
+    });
+
     test('batched, rows forcing different numbers of tokens decode as they would alone', async () => {
       const sample = utterances().slice(0, 14);
       const batched = await routing.predictBatch(sample, { batchSize: 7 });

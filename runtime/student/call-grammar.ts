@@ -86,14 +86,48 @@ function inputText(input: string, rule: 'spans' | 'substrings'): InputText {
  */
 export const MAX_KEY_REPEATS = 3;
 
+/**
+ * The values a student has given each function's arguments, counted: a draft of a value (CallPrefix.draftBytes)
+ * guesses the most frequent one that starts with what is generated so far. It holds at most `capacity` distinct
+ * values per argument (later new ones are not kept), in memory only.
+ */
+export class ValueMemory {
+  private readonly values = new Map<string, Map<string, { bytes: Uint8Array; count: number }>>();
+
+  constructor(readonly capacity = 256) {}
+
+  remember(call: Call): void {
+    for (const { key, value } of call.args) {
+      const slot = `${call.name}(${key}`;
+      let values = this.values.get(slot);
+      if (!values) this.values.set(slot, (values = new Map()));
+      const known = values.get(value);
+      if (known) known.count++;
+      else if (values.size < this.capacity) values.set(value, { bytes: utf8.encode(JSON.stringify(value).slice(1, -1)), count: 1 });
+    }
+  }
+
+  /** The most frequent remembered value of the argument (as bytes inside its JSON quotes) that starts with `prefix`; the first remembered on ties. */
+  guess(name: string, key: string, prefix: readonly number[]): Uint8Array | undefined {
+    let best: { bytes: Uint8Array; count: number } | undefined;
+    for (const value of this.values.get(`${name}(${key}`)?.values() ?? []) {
+      if ((best === undefined || value.count > best.count) && value.bytes.length >= prefix.length && prefix.every((b, i) => value.bytes[i] === b)) best = value;
+    }
+    return best?.bytes;
+  }
+}
+
 /** The grammar of one task's calls; `start(input)` begins the prefix of one answer. */
 export class CallGrammar {
   private readonly functions: ReadonlyMap<string, FunctionGrammar>;
   private readonly namePrefixes: ReadonlySet<string>;
+  /** @internal */ readonly functionNames: readonly string[];
 
   constructor(
     private readonly task: Pick<TaskSpec, 'functions' | 'validateCall'> & Partial<Pick<TaskSpec, 'spanArguments'>>,
     readonly slotValues: SlotValueRule = 'spans',
+    /** Earlier answers' values, for drafts (CallPrefix.draftBytes); they never change what the grammar allows. */
+    readonly memory?: ValueMemory,
   ) {
     const functions = new Map<string, FunctionGrammar>();
     for (const [name, fn] of Object.entries(task.functions)) {
@@ -110,12 +144,13 @@ export class CallGrammar {
       functions.set(name, { slots, repeatable, parameters: fn.parameters, spanKeys, enums });
     }
     this.functions = functions;
+    this.functionNames = [...functions.keys()];
     this.namePrefixes = new Set([...functions.keys()].flatMap((name) => [...name].map((_, i) => name.slice(0, i + 1))));
   }
 
   start(input: string): CallPrefix {
     const text = this.slotValues === 'any' ? undefined : inputText(input, this.slotValues);
-    return new CallPrefix(this, text);
+    return new CallPrefix(this, text, text?.bytes ?? utf8.encode(JSON.stringify(input).slice(1, -1)));
   }
 
   /** @internal */ isNamePrefix(prefix: string): boolean {
@@ -169,6 +204,8 @@ export class CallPrefix {
   /** @internal */ constructor(
     private readonly grammar: CallGrammar,
     private readonly text: InputText | undefined,
+    /** The input's bytes as in a JSON string, for drafts of free values that copy it. */
+    private readonly inputBytes: Uint8Array,
   ) {}
 
   /** The call text so far. */
@@ -220,6 +257,97 @@ export class CallPrefix {
     }
   }
 
+  /**
+   * A guess at how the call goes on, at most `limit` bytes, for a draft that the model confirms or not (it is never
+   * forced on the answer): what the grammar forces; the schema's first unused key, in declaration order; the rest of
+   * an input span from where the value so far is in the input; the same for a free value whose end is in the
+   * input; `, ` while a key is unused, else `)`. It stops where there is no guess: a value's first byte, a choice
+   * between functions or enum values. The state is not changed.
+   */
+  draftBytes(limit: number): Uint8Array {
+    let trial = this.clone();
+    const guessed: number[] = [];
+    while (guessed.length < limit) {
+      let next: CallPrefix | undefined;
+      for (const b of trial.guesses()) {
+        const attempt = trial.clone();
+        if (attempt.step(b)) {
+          next = attempt;
+          guessed.push(b);
+          break;
+        }
+      }
+      if (!next) break;
+      trial = next;
+    }
+    return Uint8Array.from(guessed);
+  }
+
+  /** The next byte's guesses, best first (draftBytes takes the first the grammar allows). */
+  private guesses(): number[] {
+    switch (this.phase) {
+      case Phase.Name: {
+        const names = this.grammar.functionNames.filter((name) => name.startsWith(this.name));
+        if (names.length !== 1) return [];
+        return [names[0].length === this.name.length ? 0x28 : names[0].charCodeAt(this.name.length)];
+      }
+      case Phase.ArgsOrClose:
+      case Phase.KeyStart:
+      case Phase.Key: {
+        const typed = this.phase === Phase.Key ? this.key : '';
+        const key = this.nextKey(typed);
+        if (key === undefined) return this.phase === Phase.ArgsOrClose ? [0x29] : [];
+        return [key.length === typed.length ? 0x3d : key.charCodeAt(typed.length)];
+      }
+      case Phase.Quote:
+        return [QUOTE];
+      case Phase.Value:
+        return this.valueGuesses();
+      case Phase.AfterValue:
+        return this.nextKey('') !== undefined ? [0x2c, 0x29] : [0x29];
+      case Phase.Space:
+        return [0x20];
+      case Phase.Done:
+        return [];
+    }
+  }
+
+  /** The first key in the schema's order that starts with `prefix` and is not used yet (or may be used again). */
+  private nextKey(prefix: string): string | undefined {
+    const candidates = this.fn!.slots.filter((key) => key.startsWith(prefix) && this.keyAvailable(key));
+    return candidates.find((key) => !this.args.some((a) => a.key === key)) ?? (prefix ? candidates[0] : undefined);
+  }
+
+  /**
+   * A value's next byte: the only enum value that fits; the student's most frequent earlier value of this argument
+   * that starts with the value so far (ValueMemory); the input's next byte where the value so far (a span) or its
+   * end (a free value) is in the input; else the closing quote.
+   */
+  private valueGuesses(): number[] {
+    const at = this.valueBytes.length;
+    const next = (bytes: Uint8Array | undefined) => (bytes === undefined ? [] : [at < bytes.length ? bytes[at] : QUOTE]);
+    const options = this.fn!.enums.get(this.key);
+    if (options) {
+      const fits = options.filter((o) => o.length >= at && this.valueBytes.every((v, i) => o[i] === v));
+      return fits.length === 1 ? next(fits[0]) : next(this.grammar.memory?.guess(this.name, this.key, this.valueBytes));
+    }
+    const guesses = next(this.grammar.memory?.guess(this.name, this.key, this.valueBytes));
+    if (this.spanValue && at > 0) {
+      const from = this.matches[0];
+      guesses.push(from < this.text!.bytes.length ? this.text!.bytes[from] : QUOTE);
+    } else if (at > 0) {
+      // A free value: the input's next byte after the longest end of the value (2 to 24 bytes) found in the input.
+      for (let length = Math.min(at, 24); length >= 2; length--) {
+        const found = indexOfBytes(this.inputBytes, this.valueBytes.slice(at - length));
+        if (found < 0) continue;
+        guesses.push(found + length < this.inputBytes.length ? this.inputBytes[found + length] : QUOTE);
+        break;
+      }
+    }
+    if (at > 0) guesses.push(QUOTE);
+    return guesses;
+  }
+
   /** Appends bytes that `accepts` allowed; throws on bytes that break the grammar. */
   advance(bytes: Uint8Array): void {
     for (const b of bytes) {
@@ -228,7 +356,7 @@ export class CallPrefix {
   }
 
   private clone(): CallPrefix {
-    const copy = new CallPrefix(this.grammar, this.text);
+    const copy = new CallPrefix(this.grammar, this.text, this.inputBytes);
     copy.phase = this.phase;
     copy.name = this.name;
     copy.fn = this.fn;
@@ -382,4 +510,13 @@ export class CallPrefix {
     this.phase = Phase.AfterValue;
     return true;
   }
+}
+
+/** Where `needle` first occurs in `haystack`, or -1. */
+function indexOfBytes(haystack: Uint8Array, needle: readonly number[]): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
 }

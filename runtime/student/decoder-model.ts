@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { parseCall } from '../../tasks/call-format';
-import { CallGrammar, CallPrefix, SlotValueRule } from './call-grammar';
+import { CallGrammar, CallPrefix, SlotValueRule, ValueMemory } from './call-grammar';
 import { answerEach, predictionsOf, type RuntimeAnswer } from './answers';
 import { StudentModelError, StudentRequestError } from './errors';
 import { CacheNames, cacheNames, checkGraphNames, OnnxIo, readOnnxIo, readTemplate, requireFile, requireFolder, StudentTemplate } from './model-folder';
@@ -13,7 +13,14 @@ import { createStudentSession } from './onnx-session';
 import type { RuntimePrediction, StudentLoadOptions, StudentRuntime, StudentTask, TimedRuntimePrediction } from './student-runtime';
 import { StudentTokenizer } from './tokenizer';
 
-export type DecoderStudentOptions = StudentLoadOptions;
+export interface DecoderStudentOptions extends StudentLoadOptions {
+  /**
+   * Let drafts guess values from this student's earlier answers (ValueMemory, in memory only). Default true. The
+   * answers do not depend on it, but a request's latency then does on what earlier requests were answered: turn
+   * it off where that must not be observable.
+   */
+  rememberValues?: boolean;
+}
 
 export interface DecodeOptions {
   /** Allow only tokens that keep the output a prefix of a call the task accepts. Default: true when a task is given. */
@@ -27,6 +34,15 @@ export interface DecodeOptions {
    * the same forward pass as the chosen token instead of one pass each. Default true; unconstrained, no effect.
    */
   fastForward?: boolean;
+  /**
+   * Constrained, feed after the chosen and forced tokens a draft of what likely follows (the schema's next key,
+   * the rest of an input span being copied: CallPrefix.draftBytes) and keep the draft tokens the model confirms
+   * in that pass. The answer is the one decoding without a draft gives (but for the numerics of a pass of several
+   * tokens); only the passes change. Default: as fastForward.
+   */
+  draft?: boolean;
+  /** At most this many draft tokens a pass. Default 4 (DEFAULT_DRAFT_TOKENS). */
+  draftTokens?: number;
 }
 
 export interface BatchDecodeOptions extends DecodeOptions {
@@ -43,6 +59,9 @@ export interface StudentPrediction extends RuntimePrediction {
   tokenIds: number[];
   /** Forward passes of the model for this answer, the prompt's included. */
   forwardPasses: number;
+  /** Draft tokens fed (DecodeOptions.draft), and how many of them the model confirmed. */
+  draftedTokens: number;
+  acceptedDraftTokens: number;
   stopReason: StopReason;
   /**
    * With a call, the geometric mean of the output tokens' probabilities (eos and fast-forwarded tokens included)
@@ -60,22 +79,32 @@ export interface TimedStudentPrediction extends StudentPrediction, TimedRuntimeP
 
 const DEFAULT_MAX_NEW_TOKENS = 64;
 const DEFAULT_BATCH_SIZE = 16;
+/** Draft tokens a pass: a pass of 1 + 3 tokens costs about 30% more than one of 1 (the SmolLM2 int4 student, 2 threads). */
+export const DEFAULT_DRAFT_TOKENS = 4;
+/** Bytes of continuation CallPrefix.draftBytes proposes, enough for DEFAULT_DRAFT_TOKENS tokens of words. */
+const DRAFT_BYTES = 48;
 
-/** A left-padded batch of requests being decoded; rows leave the batch when they finish. */
+/** A request being decoded in a left-padded batch; rows leave the batch when they finish. */
 interface DecodingRow {
   input: string;
   prefix: CallPrefix | undefined;
+  /** Decided tokens (chosen and forced), without the eos. */
   generated: number[];
   stopReason?: StopReason;
-  /** Position id of the next token. */
-  nextPosition: number;
-  /** Sum of the chosen and forced tokens' log-probabilities (eos included), for the confidence. */
+  /** Sum of the decided tokens' log-probabilities (eos included), for the confidence. */
   logProbSum: number;
-  /** Forced tokens fed in the pass just run after the chosen token, the last of `generated`; scored from its logits. */
-  forced: number[];
-  /** Index in the pass just run of the row's last token, whose logits choose the next one. */
-  lastIndex: number;
+  /** The tokens of the row's pass: decided ones (already in `generated`), then `drafted` draft tokens. */
+  fed: number[];
+  drafted: number;
+  /** Index in `fed` of the first decided token whose log-probability comes from this pass's logits. */
+  unscoredFrom: number;
+  /** Position id of fed[0]. */
+  firstPosition: number;
+  /** Index in the pass's output of fed[0] (left padding in the prefill). */
+  start: number;
   forwardPasses: number;
+  draftedTokens: number;
+  acceptedDraftTokens: number;
 }
 
 export class DecoderStudent implements StudentRuntime {
@@ -84,6 +113,8 @@ export class DecoderStudent implements StudentRuntime {
   private readonly eosId: number;
   private readonly padId: number;
   private readonly grammars = new Map<SlotValueRule, CallGrammar>();
+  /** This student's answers' values so far, for drafts (DecoderStudentOptions.rememberValues). */
+  private readonly memory: ValueMemory | undefined;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -92,7 +123,9 @@ export class DecoderStudent implements StudentRuntime {
     readonly io: OnnxIo,
     readonly task: StudentTask | undefined,
     readonly modelFile: string,
+    rememberValues: boolean,
   ) {
+    this.memory = rememberValues ? new ValueMemory() : undefined;
     this.cache = cacheNames(io);
     this.eosId = tokenizer.requireTokenId(template.eos_token, 'eos');
     this.padId = template.pad_token ? tokenizer.requireTokenId(template.pad_token, 'pad') : this.eosId;
@@ -107,7 +140,7 @@ export class DecoderStudent implements StudentRuntime {
     const session = await createStudentSession(modelFile, options.threads);
     const inputShapes = new Map(session.inputMetadata.flatMap((m) => (m.isTensor ? [[m.name, m.shape] as const] : [])));
     checkGraphNames(modelFile, io, session.inputNames, session.outputNames, inputShapes);
-    const model = new DecoderStudent(session, tokenizer, template, io, options.task, modelFile);
+    const model = new DecoderStudent(session, tokenizer, template, io, options.task, modelFile, options.rememberValues ?? true);
     if (io.eos_token_id !== undefined && io.eos_token_id !== model.eosId) {
       throw new StudentModelError('io_mismatch', `onnx_io.json says eos is token ${io.eos_token_id}, the tokenizer says ${model.eosId}`, modelFile);
     }
@@ -174,16 +207,19 @@ export class DecoderStudent implements StudentRuntime {
     }
     let grammar = this.grammars.get(rule);
     if (!grammar) {
-      grammar = new CallGrammar(this.task, rule);
+      grammar = new CallGrammar(this.task, rule, this.memory);
       this.grammars.set(rule, grammar);
     }
     return grammar;
   }
 
   /**
-   * Greedy decoding of one batch with the KV cache: prefill the left-padded prompts, then a step per chosen
-   * token, which also feeds the tokens the grammar forces after it. Rows feeding fewer tokens in a step are
-   * padded on the right with masked positions, so that a row decodes as it would alone.
+   * Greedy decoding of one batch with the KV cache: prefill the left-padded prompts, then a pass per chosen
+   * token. A pass also feeds the tokens the grammar forces after the chosen one, and a draft of what may follow
+   * them (DecodeOptions.draft), which the same pass checks: each draft token the model would have chosen is
+   * kept, the first it would not have is replaced by the model's own choice, and the positions after it are
+   * masked out of the cache. Rows feeding fewer tokens in a pass are padded on the right with masked positions,
+   * so that a row decodes as it would alone.
    */
   private async decode(
     inputs: readonly string[],
@@ -194,6 +230,8 @@ export class DecoderStudent implements StudentRuntime {
     const constrained = options.constrained ?? this.task !== undefined;
     const grammar = constrained ? this.grammar(options.slotValues ?? 'spans') : undefined;
     const fastForward = grammar !== undefined && (options.fastForward ?? true);
+    const draftLimit = grammar !== undefined && (options.draft ?? fastForward) ? (options.draftTokens ?? DEFAULT_DRAFT_TOKENS) : 0;
+    if (!Number.isInteger(draftLimit) || draftLimit < 0) throw new StudentRequestError(`draftTokens must be a non-negative integer, got ${draftLimit}`);
     const maxNewTokens = options.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new StudentRequestError(`maxNewTokens must be a positive integer, got ${maxNewTokens}`);
 
@@ -201,35 +239,42 @@ export class DecoderStudent implements StudentRuntime {
     const tooLong = this.lengthRefusal(width);
     if (tooLong) throw tooLong;
     const newTokenLimit = Math.min(maxNewTokens, this.io.max_position_embeddings - width);
-    const rows: DecodingRow[] = inputs.map((input) => ({
-      input,
-      prefix: grammar?.start(input),
-      generated: [],
-      nextPosition: 0,
-      logProbSum: 0,
-      forced: [],
-      lastIndex: 0,
-      forwardPasses: 1,
-    }));
-    // The answer may start forced (e.g. by the name of the task's only function): that goes in with the prompt.
-    if (fastForward) for (const row of rows) this.feedForced(row, newTokenLimit);
-    const fedPrompts = prompts.map((prompt, r) => [...prompt, ...rows[r].forced]);
-    const fedWidth = Math.max(...fedPrompts.map((p) => p.length));
+    const rows: DecodingRow[] = inputs.map((input, r) => {
+      const row: DecodingRow = {
+        input,
+        prefix: grammar?.start(input),
+        generated: [],
+        logProbSum: 0,
+        fed: prompts[r],
+        drafted: 0,
+        unscoredFrom: prompts[r].length,
+        firstPosition: 0,
+        start: 0,
+        forwardPasses: 1,
+        draftedTokens: 0,
+        acceptedDraftTokens: 0,
+      };
+      // The answer may start forced (e.g. by the name of the task's only function): that goes in with the prompt.
+      const forced = fastForward ? this.pushForced(row, newTokenLimit) : [];
+      const tokens = [...prompts[r], ...forced];
+      this.planPass(row, tokens, draftLimit, newTokenLimit, this.io.max_position_embeddings - tokens.length);
+      row.unscoredFrom = prompts[r].length;
+      return row;
+    });
+    const fedWidth = Math.max(...rows.map((row) => row.fed.length));
 
     // Prefill: left padding, pads masked out; position ids count real tokens only (pads get 0).
     const count = rows.length;
     const inputIds = new BigInt64Array(count * fedWidth).fill(BigInt(this.padId));
     const positions = new BigInt64Array(count * fedWidth);
     let mask: BigInt64Array<ArrayBuffer> = new BigInt64Array(count * fedWidth);
-    fedPrompts.forEach((prompt, r) => {
-      const pad = fedWidth - prompt.length;
-      prompt.forEach((id, j) => {
-        inputIds[r * fedWidth + pad + j] = BigInt(id);
-        positions[r * fedWidth + pad + j] = BigInt(j);
-        mask[r * fedWidth + pad + j] = 1n;
+    rows.forEach((row, r) => {
+      row.start = fedWidth - row.fed.length;
+      row.fed.forEach((id, j) => {
+        inputIds[r * fedWidth + row.start + j] = BigInt(id);
+        positions[r * fedWidth + row.start + j] = BigInt(j);
+        mask[r * fedWidth + row.start + j] = 1n;
       });
-      rows[r].nextPosition = prompt.length;
-      rows[r].lastIndex = fedWidth - 1;
     });
     const emptyPast = new ort.Tensor('float32', new Float32Array(0), [count, this.io.num_kv_heads, 0, this.io.head_dim]);
     let past: ort.Tensor[] = this.cache.pastKey.flatMap(() => [emptyPast, emptyPast]);
@@ -239,31 +284,20 @@ export class DecoderStudent implements StudentRuntime {
 
     let active = rows;
     let totalLength = fedWidth;
+    let passStart = 0;
     for (;;) {
       const logits = output[0];
       const [, seq, vocab] = logits.dims;
       const data = logits.data as Float32Array;
       active.forEach((row, r) => {
-        const offset = (r * seq + row.lastIndex) * vocab;
-        // A forced token is scored by the logits of the position before it, as a chosen one would be.
-        row.forced.forEach((id, j) => {
-          const before = offset - (row.forced.length - j) * vocab;
-          row.logProbSum += data[before + id] - logSumExp(data, before, vocab);
-        });
-        if (row.generated.length >= newTokenLimit) {
-          row.stopReason = 'max_new_tokens';
-          return;
-        }
-        const token = this.nextToken(data, offset, vocab, row.prefix);
-        if (token !== undefined) row.logProbSum += data[offset + token] - logSumExp(data, offset, vocab);
-        if (token === undefined) row.stopReason = 'no_allowed_token';
-        else if (token === this.eosId) row.stopReason = 'eos';
-        else {
-          row.generated.push(token);
-          row.prefix?.advance(this.tokenizer.tokenBytes![token]!);
-          if (row.generated.length >= newTokenLimit) row.stopReason = 'max_new_tokens';
-          else if (fastForward) this.feedForced(row, newTokenLimit);
-        }
+        const next = this.checkPass(row, data, (i) => (r * seq + row.start + i) * vocab, vocab, newTokenLimit, fastForward);
+        if (row.stopReason) return;
+        // Draft tokens the model did not confirm stay in the cache, masked out like pads.
+        for (let i = next.last + 1; i < row.fed.length; i++) mask[r * totalLength + passStart + row.start + i] = 0n;
+        const position = row.firstPosition + next.last + 1;
+        this.planPass(row, next.tokens, draftLimit, newTokenLimit, this.io.max_position_embeddings - position - next.tokens.length);
+        row.firstPosition = position;
+        row.unscoredFrom = 1;
       });
       const keep = active.map((row, r) => (row.stopReason ? -1 : r)).filter((r) => r >= 0);
       if (keep.length === 0) break;
@@ -274,29 +308,120 @@ export class DecoderStudent implements StudentRuntime {
         mask = selectMaskRows(mask, totalLength, keep);
         active = keep.map((r) => active[r]);
       }
-      // Each row feeds its chosen token and the forced ones after it; shorter rows end in masked pads.
-      const fed = active.map((row) => row.generated.slice(row.generated.length - row.forced.length - 1));
-      const stepLength = Math.max(...fed.map((tokens) => tokens.length));
+      // Each row feeds its chosen token, the forced ones after it and its draft; shorter rows end in masked pads.
+      const stepLength = Math.max(...active.map((row) => row.fed.length));
       const nextLength = totalLength + stepLength;
       const nextMask = new BigInt64Array(active.length * nextLength);
       const nextIds = new BigInt64Array(active.length * stepLength).fill(BigInt(this.padId));
       const nextPositions = new BigInt64Array(active.length * stepLength);
       active.forEach((row, r) => {
         nextMask.set(mask.subarray(r * totalLength, (r + 1) * totalLength), r * nextLength);
-        fed[r].forEach((id, j) => {
+        row.start = 0;
+        row.fed.forEach((id, j) => {
           nextIds[r * stepLength + j] = BigInt(id);
-          nextPositions[r * stepLength + j] = BigInt(row.nextPosition + j);
+          nextPositions[r * stepLength + j] = BigInt(row.firstPosition + j);
           nextMask[r * nextLength + totalLength + j] = 1n;
         });
-        row.nextPosition += fed[r].length;
-        row.lastIndex = fed[r].length - 1;
         row.forwardPasses++;
       });
       mask = nextMask;
+      passStart = totalLength;
       totalLength = nextLength;
       output = await this.step(nextIds, mask, nextPositions, past, active.length, stepLength);
     }
     return rows.map((row) => this.prediction(row));
+  }
+
+  /**
+   * After a pass: scores the row's decided tokens that were fed unscored, then chooses the next token from the
+   * logits of its last decided one, and goes on through the draft while the model's choice is the draft's token
+   * (the tokens the grammar forces after a choice are taken as they are fed, or fed next). Returns the tokens
+   * the next pass starts with and the index in this pass of the last token that stays in the cache; sets
+   * `stopReason` when the answer is done.
+   */
+  private checkPass(
+    row: DecodingRow,
+    logits: Float32Array,
+    offsetOf: (index: number) => number,
+    vocab: number,
+    newTokenLimit: number,
+    fastForward: boolean,
+  ): { tokens: number[]; last: number } {
+    const score = (id: number, index: number) => {
+      const offset = offsetOf(index);
+      row.logProbSum += logits[offset + id] - logSumExp(logits, offset, vocab);
+    };
+    const decided = row.fed.length - row.drafted;
+    // A token is scored by the logits of the position before it.
+    for (let i = row.unscoredFrom; i < decided; i++) score(row.fed[i], i - 1);
+    let at = decided - 1;
+    for (;;) {
+      if (row.generated.length >= newTokenLimit) {
+        row.stopReason = 'max_new_tokens';
+        return { tokens: [], last: at };
+      }
+      const token = this.nextToken(logits, offsetOf(at), vocab, row.prefix);
+      if (token === undefined) row.stopReason = 'no_allowed_token';
+      else {
+        score(token, at);
+        if (token === this.eosId) row.stopReason = 'eos';
+      }
+      if (row.stopReason) return { tokens: [], last: at };
+      this.push(row, token!);
+      if (row.generated.length >= newTokenLimit) {
+        row.stopReason = 'max_new_tokens';
+        return { tokens: [], last: at };
+      }
+      const forced = fastForward ? this.pushForced(row, newTokenLimit) : [];
+      if (at + 1 >= row.fed.length || row.fed[at + 1] !== token) return { tokens: [token!, ...forced], last: at };
+      // The draft's token: its logits choose the next one. The forced tokens after it are in the draft too when
+      // the draft spelled them as the grammar forces them; the rest go into the next pass.
+      row.acceptedDraftTokens++;
+      at++;
+      let f = 0;
+      while (f < forced.length && at + 1 < row.fed.length && row.fed[at + 1] === forced[f]) {
+        score(forced[f++], at);
+        row.acceptedDraftTokens++;
+        at++;
+      }
+      if (f < forced.length) {
+        score(forced[f], at);
+        return { tokens: forced.slice(f), last: at };
+      }
+    }
+  }
+
+  /** What the row feeds next: `tokens` (decided), then a draft of at most `draftLimit` tokens that fits in `room` positions. */
+  private planPass(row: DecodingRow, tokens: number[], draftLimit: number, newTokenLimit: number, room: number): void {
+    const limit = Math.min(draftLimit, newTokenLimit - row.generated.length, room);
+    const draft = limit > 0 && row.prefix && !row.prefix.complete ? this.draftTokens(row.prefix, row.generated, limit) : [];
+    row.fed = [...tokens, ...draft];
+    row.drafted = draft.length;
+    row.draftedTokens += draft.length;
+  }
+
+  private push(row: DecodingRow, token: number): void {
+    row.generated.push(token);
+    row.prefix?.advance(this.tokenizer.tokenBytes![token]!);
+  }
+
+  /** Appends to the row the tokens the grammar forces next and returns them (none when over the limit). */
+  private pushForced(row: DecodingRow, newTokenLimit: number): number[] {
+    const forced = this.callTokens(row.prefix!, row.generated, row.prefix!.forcedBytes(), newTokenLimit - row.generated.length);
+    for (const id of forced) this.push(row, id);
+    return forced;
+  }
+
+  /**
+   * At most `room` tokens of a likely continuation (CallPrefix.draftBytes), not added to the row: tokenized as the
+   * forced ones, but the last kept even where the text after it could merge with it (the model decides), and eos
+   * after a draft that completes the call.
+   */
+  private draftTokens(prefix: CallPrefix, generated: readonly number[], room: number): number[] {
+    const bytes = prefix.draftBytes(DRAFT_BYTES);
+    const tokens = this.callTokens(prefix, generated, bytes, room, false);
+    if (tokens.length < room && prefix.completedBy(concatBytes(tokens.map((id) => this.tokenizer.tokenBytes![id]!)))) tokens.push(this.eosId);
+    return tokens;
   }
 
   private async step(
@@ -320,27 +445,17 @@ export class DecoderStudent implements StudentRuntime {
     return [result.logits, ...this.cache.presentKey.flatMap((name, i) => [result[name], result[this.cache.presentValue[i]]])];
   }
 
-  /** Appends to the row the tokens the grammar forces next, for the next pass to feed (none when over the limit). */
-  private feedForced(row: DecodingRow, newTokenLimit: number): void {
-    row.forced = this.forcedTokens(row.prefix!, row.generated, newTokenLimit - row.generated.length);
-    for (const id of row.forced) {
-      row.generated.push(id);
-      row.prefix!.advance(this.tokenizer.tokenBytes![id]!);
-    }
-  }
-
   /**
-   * At most `room` tokens for the bytes the grammar forces after the generated ones: the tokens that the call
-   * text gets after them when tokenized whole, as in training, if they end on one of its token boundaries. The
-   * last is left to the model where the text after it may merge with it (in a call `", ` is `",` then ` first`,
+   * At most `room` tokens for `bytes`, a continuation the grammar allows after the generated tokens: the tokens that
+   * the call text gets after them when tokenized whole, as in training, if they end on one of its token boundaries.
+   * The last is left to the model where the text after it may merge with it (in a call `", ` is `",` then ` first`,
    * not `",` then ` `): unless it ends the call or ends a pre-token before every character the grammar allows next.
    */
-  private forcedTokens(prefix: CallPrefix, generated: readonly number[], room: number): number[] {
-    const forced = prefix.forcedBytes();
-    if (forced.length === 0) return [];
+  private callTokens(prefix: CallPrefix, generated: readonly number[], continuation: Uint8Array, room: number, leaveOpen = true): number[] {
+    if (continuation.length === 0 || room <= 0) return [];
     const tokenBytes = this.tokenizer.tokenBytes!;
     const soFar = concatBytes(generated.map((id) => tokenBytes[id]!));
-    const text = wholeCharacters(soFar, forced);
+    const text = wholeCharacters(soFar, continuation);
     if (text === undefined) return [];
     const ids = this.tokenizer.encode(text);
     const bytes = ids.map((id) => tokenBytes[id]);
@@ -353,7 +468,7 @@ export class DecoderStudent implements StudentRuntime {
     if (length !== soFar.length) return [];
     const tokens = ids.slice(at);
     const fed = concatBytes(bytes.slice(at) as Uint8Array[]);
-    if (!prefix.completedBy(fed) && !this.tokenizer.endsPreToken(text, nextCharacters(prefix.allowedAfter(fed)))) tokens.pop();
+    if (leaveOpen && !prefix.completedBy(fed) && !this.tokenizer.endsPreToken(text, nextCharacters(prefix.allowedAfter(fed)))) tokens.pop();
     return tokens.slice(0, room);
   }
 
@@ -381,13 +496,23 @@ export class DecoderStudent implements StudentRuntime {
 
   private prediction(row: DecodingRow): StudentPrediction {
     const text = this.tokenizer.decode(row.generated);
-    const base = { input: row.input, text, tokenIds: row.generated, forwardPasses: row.forwardPasses, stopReason: row.stopReason!, confidence: 0 };
+    const base = {
+      input: row.input,
+      text,
+      tokenIds: row.generated,
+      forwardPasses: row.forwardPasses,
+      draftedTokens: row.draftedTokens,
+      acceptedDraftTokens: row.acceptedDraftTokens,
+      stopReason: row.stopReason!,
+      confidence: 0,
+    };
     const parsed = parseCall(text);
     if (!parsed.ok) return { ...base, errors: [parsed.error] };
     if (this.task) {
       const validation = this.task.validateCall(parsed.call);
       if (!validation.ok) return { ...base, errors: validation.errors };
     }
+    this.memory?.remember(parsed.call);
     const scored = row.generated.length + (row.stopReason === 'eos' ? 1 : 0);
     return { ...base, call: parsed.call, confidence: scored > 0 ? Math.exp(row.logProbSum / scored) : 0 };
   }
@@ -421,7 +546,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/** `before` then the longest start of `forced` that ends on a character, as text; undefined when there is none. */
+/** `before` then the longest start of `after` that ends on a character, as text; undefined when there is none. */
 function wholeCharacters(before: Uint8Array, forced: Uint8Array): string | undefined {
   // A UTF-8 character is at most 4 bytes, so at most 3 bytes of an unfinished one are cut.
   for (let end = forced.length; end > 0 && end >= forced.length - 3; end--) {
