@@ -257,6 +257,8 @@ export const FAMILY_TRAINING_DEFAULTS: Record<StudentFamily, { epochs: number; l
 export const DECODER_BASE_DEFAULTS = {
   training: { epochs: 3, learningRate: 3e-4, trainer: { warmup_ratio: 0.03, weight_decay: 0.01 } },
   compress: ['prune-vocab', 'int8', 'int4'] as CompressStep[],
+  /** prune-vocab also keeps the base vocabulary's first 16,384 tokens (on the router: int4 78.3 MB, 68.8% test exact match; 69.4 MB, 67.5% without). */
+  pruneVocabKeepFirst: 16_384,
 };
 
 /** The training defaults of a student: its decoder base's, else its family's. */
@@ -414,6 +416,17 @@ export const CompressConfigSchema = z
           "the decoder's byte-level BPE tokens of the prompts and answers (the bytes, added tokens and the merges that build a kept token always stay). " +
           "A decoder base's vocabulary shrinks most (smollm2-135m on the request router's 3,000 rows: 49,156 -> 3,803 tokens); a fresh decoder's tokenizer is trained on the task's text and has little to drop",
       ),
+    pruneVocabKeepFirst: z
+      .number()
+      .int()
+      .min(0)
+      .max(10_000_000)
+      .optional()
+      .describe(
+        "prune-vocab of a decoder: also keep the tokenizer vocabulary's first N tokens (a byte-level BPE numbers its tokens in merge order, so these are the base's commonest pieces): " +
+          'words the sft text lacks are then spelled as the base knows them, not in smaller pieces. ' +
+          "Default: a decoder base's (DECODER_BASE_DEFAULTS, 16,384: on the request router int4 78.3 MB and 68.8% test exact match, against 69.4 MB and 67.5% with 0), else 0",
+      ),
     pruneLayersKeep: positiveInt
       .max(256)
       .default(4)
@@ -492,10 +505,19 @@ export const PipelineConfigSchema = z
       if (isQuantization(step) && !decoderQuantizations.includes(step)) issue(`"${step}" (${QUANTIZATIONS[step].about}) is for the encoder student`);
     });
   })
+  .superRefine((c, ctx) => {
+    if (c.transfer.student.family === 'decoder' || !c.compress.pruneVocabKeepFirst) return;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['compress', 'pruneVocabKeepFirst'],
+      message: "is for the decoder's byte-level BPE vocabulary; the encoder's prune-vocab keeps its word pieces by pruneVocabMinCount only",
+    });
+  })
   .transform((c) => {
     const student = c.transfer.student;
     const defaults = student.family === 'decoder' && student.base !== undefined ? DECODER_BASE_DEFAULTS.compress : FAMILY_COMPRESS_DEFAULTS[student.family];
-    return { ...c, compress: { ...c.compress, steps: c.compress.steps ?? defaults } };
+    const keepFirst = c.compress.pruneVocabKeepFirst ?? (student.family === 'decoder' && student.base !== undefined ? DECODER_BASE_DEFAULTS.pruneVocabKeepFirst : 0);
+    return { ...c, compress: { ...c.compress, steps: c.compress.steps ?? defaults, pruneVocabKeepFirst: keepFirst } };
   });
 
 export type PipelineConfig = z.infer<typeof PipelineConfigSchema>;

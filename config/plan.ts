@@ -99,7 +99,7 @@ export type TransferPlan =
 /** One compression step, with what its activity reads. */
 export type CompressStepPlan =
   /** pruneVocab: keep a token the sft text uses at least this often; the family picks the trainer command. */
-  | { step: 'prune-vocab'; family: StudentFamily; minCount: number }
+  | { step: 'prune-vocab'; family: StudentFamily; minCount: number; /** decoder only; absent when 0 (and in plans recorded before it) */ keepFirst?: number }
   /** pruneLayers: encoder layers kept, and the distillation that recovers them. */
   | { step: 'prune-layers'; layers: number; epochs: number; seed: number }
   /** quantize: one of QUANTIZATIONS, from the float graph. */
@@ -229,7 +229,10 @@ function evaluatePlan(config: PipelineConfig, task: TaskRef): EvaluatePlan {
 
 function compressStepPlan(config: PipelineConfig, step: CompressStep): CompressStepPlan {
   const c = config.compress;
-  if (step === 'prune-vocab') return { step, family: config.transfer.student.family, minCount: c.pruneVocabMinCount };
+  if (step === 'prune-vocab') {
+    const keepFirst = c.pruneVocabKeepFirst ? { keepFirst: c.pruneVocabKeepFirst } : {};
+    return { step, family: config.transfer.student.family, minCount: c.pruneVocabMinCount, ...keepFirst };
+  }
   if (step === 'prune-layers') return { step, layers: c.pruneLayersKeep, epochs: c.pruneLayersEpochs, seed: config.transfer.seed };
   if (isQuantization(step)) return { step };
   throw new Error(`compression step "${step satisfies never}" has no plan`);

@@ -99,7 +99,8 @@ export function compressStep(plan: CompressStepPlan): TrainerStepPlan {
   if (plan.step === 'prune-vocab') {
     // A plan recorded before the decoder had this step names no family: it was the encoder's.
     const command = plan.family === 'decoder' ? DECODER_COMMANDS.pruneVocab : ENCODER_COMMANDS.pruneVocab;
-    return { name: 'pruneVocab', command, config: { min_count: plan.minCount }, ...pruned };
+    const keepFirst = plan.keepFirst ? { keep_first: plan.keepFirst } : {};
+    return { name: 'pruneVocab', command, config: { min_count: plan.minCount, ...keepFirst }, ...pruned };
   }
   if (plan.step === 'prune-layers') {
     return { name: 'pruneLayers', command: ENCODER_COMMANDS.pruneLayers, config: { layers: plan.layers, epochs: plan.epochs, seed: plan.seed }, ...pruned };

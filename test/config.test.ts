@@ -35,6 +35,17 @@ describe('pipeline config', () => {
     expect(() => parsePipelineConfig({ compress: { steps: ['int8', 'int8'] } })).toThrow(/compress\.steps\.1: "int8" is listed twice/);
     expect(() => parsePipelineConfig({ compress: { steps: ['layers'] } })).toThrow(/compress\.steps\.0/);
     expect(() => parsePipelineConfig({ compress: { pruneVocabMinCount: 0 } })).toThrow(/compress\.pruneVocabMinCount/);
+    // The decoder's byte-level BPE keeps the base's first tokens too: a base's default, any decoder's choice, never the encoder's.
+    const encoder = { student: { family: 'encoder' } };
+    expect(() => parsePipelineConfig({ transfer: encoder, compress: { pruneVocabKeepFirst: 100 } })).toThrow(/compress\.pruneVocabKeepFirst: is for the decoder/);
+    // Without a family, only the decoder takes it.
+    expect(parsePipelineConfig({ compress: { pruneVocabKeepFirst: 100 } }).transfer.student.family).toBe('decoder');
+    expect(() => parsePipelineConfig({ transfer: decoder, compress: { pruneVocabKeepFirst: -1 } })).toThrow(/compress\.pruneVocabKeepFirst/);
+    expect(() => parsePipelineConfig({ transfer: decoder, compress: { pruneVocabKeepFirst: 1.5 } })).toThrow(/compress\.pruneVocabKeepFirst/);
+    expect(parsePipelineConfig({ compress: { pruneVocabKeepFirst: 0 } }).compress.pruneVocabKeepFirst).toBe(0);
+    expect(parsePipelineConfig({ transfer: decoder }).compress.pruneVocabKeepFirst).toBe(0);
+    expect(parsePipelineConfig({ transfer: { student: { family: 'decoder', base: 'smollm2-135m' } } }).compress.pruneVocabKeepFirst).toBe(16_384);
+    expect(parsePipelineConfig({ transfer: { student: { family: 'decoder', base: 'smollm2-135m' } }, compress: { pruneVocabKeepFirst: 0 } }).compress.pruneVocabKeepFirst).toBe(0);
   });
 
   test("the judge gets the teacher timeouts and retries and the endpoint's prices (its cost was reported as 0 without them)", () => {

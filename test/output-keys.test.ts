@@ -103,6 +103,7 @@ const DECODER: Spec = {
   'transfer.steps': [['sft', 'dpo'], ['initStudent', 'trainStudent']],
   'compress.steps': [[], ['quantize']],
   'compress.pruneVocabMinCount': [3, []], // the decoder's default steps have no vocabulary step
+  'compress.pruneVocabKeepFirst': [1000, []],
   'compress.pruneLayersKeep': [3, []],
   'compress.pruneLayersEpochs': [1, []],
   'transfer.grpoEpochs': [2, ['trainStudent']],
@@ -141,6 +142,7 @@ const DECODER_BASE: Spec = {
   'transfer.steps': [['sft', 'dpo'], ['trainStudent']],
   'compress.steps': [[], ['pruneVocab', 'quantize']],
   'compress.pruneVocabMinCount': [3, ['pruneVocab']],
+  'compress.pruneVocabKeepFirst': [1000, ['pruneVocab']],
   'compress.pruneLayersKeep': [3, []],
   'compress.pruneLayersEpochs': [1, []],
   'transfer.grpoEpochs': [2, ['trainStudent']],
@@ -166,6 +168,7 @@ const DECODER_FOLDER: Spec = {
   ...DECODER_PRETRAINED,
   'compress.steps': [[], ['quantize']],
   'compress.pruneVocabMinCount': [3, []], // the family's default steps have no vocabulary step
+  'compress.pruneVocabKeepFirst': [1000, []],
   'transfer.student.baseModelPath': ['/models/other', ['initStudent']],
   'transfer.student.hiddenSize': [96, []],
   'transfer.student.layers': [3, []],
@@ -180,6 +183,7 @@ const ENCODER: Spec = {
   'transfer.steps': [['sft', 'sft'], []], // a second sft is another call with another input model
   'compress.steps': [['int8'], ['pruneVocab', 'pruneLayers', 'quantize']],
   'compress.pruneVocabMinCount': [3, ['pruneVocab']],
+  'compress.pruneVocabKeepFirst': [undefined, []], // refused for the encoder
   'compress.pruneLayersKeep': [3, ['pruneLayers']],
   'compress.pruneLayersEpochs': [1, ['pruneLayers']],
   'transfer.student.family': [undefined, []],

@@ -43,18 +43,24 @@ def decoders(tmp_path_factory) -> dict:
     return {"root": root, "folders": folders, "sft": narrow_sft, "pruned": {}}
 
 
-def _prune(decoders: dict, tied: bool, min_count: int = 1):
+def _prune(decoders: dict, tied: bool, min_count: int = 1, keep_first: int = 0):
     """decoder-prune-vocab's (metrics, folder), run once per setting for the module."""
-    if (tied, min_count) in decoders["pruned"]:
-        return decoders["pruned"][tied, min_count]
+    setting = (tied, min_count, keep_first)
+    if setting in decoders["pruned"]:
+        return decoders["pruned"][setting]
     run = run_cli(
         "decoder-prune-vocab",
-        {"model": str(decoders["folders"][tied]), "data": str(decoders["sft"]), "min_count": min_count},
-        decoders["root"] / f"prune-{tied}-{min_count}",
+        {
+            "model": str(decoders["folders"][tied]),
+            "data": str(decoders["sft"]),
+            "min_count": min_count,
+            "keep_first": keep_first,
+        },
+        decoders["root"] / f"prune-{tied}-{min_count}-{keep_first}",
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    decoders["pruned"][tied, min_count] = run.done["metrics"], Path(run.done["outputs"]["model"])
-    return decoders["pruned"][tied, min_count]
+    decoders["pruned"][setting] = run.done["metrics"], Path(run.done["outputs"]["model"])
+    return decoders["pruned"][setting]
 
 
 def _training_texts(decoders: dict, folder: Path) -> list[str]:
@@ -141,6 +147,33 @@ def test_a_count_floor_keeps_fewer_tokens_and_every_text_still_decodes_back(deco
     tokenizer = _tokenizer(pruned)
     for text in _training_texts(decoders, pruned)[:50]:
         assert tokenizer.decode(tokenizer.encode(text).ids, skip_special_tokens=False) == text
+
+
+def test_keep_first_also_keeps_the_vocabularys_first_tokens_so_unseen_words_take_fewer_pieces(decoders):
+    original = json.loads((decoders["folders"][True] / "tokenizer.json").read_text())["model"]["vocab"]
+    first = {token for token, i in original.items() if i < 800}
+    plain_metrics, plain = _prune(decoders, True)
+    metrics, pruned = _prune(decoders, True, keep_first=800)
+    vocab = json.loads((pruned / "tokenizer.json").read_text())["model"]["vocab"]
+    assert first <= set(vocab)
+    assert metrics["keep_first"] == 800 and metrics["kept_first"] > 0
+    assert metrics["vocab_after"] > plain_metrics["vocab_after"]
+    # The training text keeps its tokens; text outside it is spelled in no more pieces than without keep_first.
+    tokenizers = {"plain": _tokenizer(plain), "kept": _tokenizer(pruned)}
+    for text in _training_texts(decoders, pruned)[:50]:
+        assert tokenizers["kept"].encode(text).tokens == tokenizers["plain"].encode(text).tokens
+    broad = massive_records("train", limit=1500)[150:400]
+    pieces = {name: sum(len(t.encode(r["utt"]).ids) for r in broad) for name, t in tokenizers.items()}
+    assert pieces["kept"] < pieces["plain"]
+
+
+def test_a_negative_keep_first_is_a_config_error(decoders, tmp_path):
+    run = run_cli(
+        "decoder-prune-vocab",
+        {"model": str(decoders["folders"][True]), "data": str(decoders["sft"]), "keep_first": -1},
+        tmp_path,
+    )
+    assert run.returncode == 2 and run.error["kind"] == "config" and "'keep_first'" in run.error["message"]
 
 
 def test_missing_data_is_a_config_error_naming_the_field(decoders, tmp_path):

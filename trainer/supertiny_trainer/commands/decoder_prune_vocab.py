@@ -2,11 +2,12 @@
 
 Kept: every added token (the student's <|bos|> ... and the base's own), the byte symbols, the tokens the
 training text tokenizes into (prompt and answer, as sft renders them; at least `min_count` times), the ids the
-config names (bos, eos, pad), and, recursively, the two parts of every merge that builds a kept token. A merge
-stays when its parts and its result do. BPE applies the lowest-ranked applicable merge first; on a kept word
-every merge of its original path is kept and every other kept merge was applicable there too, so the word
-takes the same path and gives the same tokens. Any other text is spelled in smaller pieces, down to bytes.
-Ids are renumbered in their original order; the embedding rows and the LM head (tied or not) follow.
+config names (bos, eos, pad), the vocabulary's first `keep_first` tokens (the base's commonest), and,
+recursively, the two parts of every merge that builds a kept token. A merge stays when its parts and its result
+do. BPE applies the lowest-ranked applicable merge first; on a kept word every merge of its original path is kept
+and every other kept merge was applicable there too, so the word takes the same path and gives the same tokens.
+Any other text is spelled in smaller pieces, down to bytes. Ids are renumbered in their original order; the
+embedding rows and the LM head (tied or not) follow.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class DecoderPruneVocabConfig:
     model: str = ""  # a decoder student folder (init's or sft's output)
     data: str = ""  # sft.jsonl: the utterances and calls whose tokens are kept
     min_count: int = 1  # keep a data token only when it occurs at least this often (bytes always stay)
+    # Also keep the vocabulary's first N model tokens: a byte-level BPE numbers its tokens in merge order, so the
+    # lowest ids are the base's commonest pieces, and words the training data lacks are spelled as the base knows them.
+    keep_first: int = 0
     num_threads: int | None = None
 
     def validate(self) -> None:
@@ -47,6 +51,8 @@ class DecoderPruneVocabConfig:
             raise ConfigError("config field 'data' is required (an sft.jsonl file)")
         if self.min_count < 1:
             raise ConfigError(f"config field 'min_count' must be >= 1, got {self.min_count}")
+        if not isinstance(self.keep_first, int) or isinstance(self.keep_first, bool) or self.keep_first < 0:
+            raise ConfigError(f"config field 'keep_first' must be an integer >= 0, got {self.keep_first!r}")
 
 
 def _is_byte_level(tokenizer_json: dict[str, Any]) -> bool:
@@ -88,9 +94,10 @@ def token_ids(tokenizer_json: dict[str, Any]) -> dict[str, int]:
 
 
 def select_vocabulary(
-    tokenizer_json: dict[str, Any], counts: Counter, min_count: int, named_ids: set[int]
+    tokenizer_json: dict[str, Any], counts: Counter, min_count: int, named_ids: set[int], keep_first: int = 0
 ) -> tuple[list[str], dict[str, int]]:
-    """Kept tokens in their original id order, plus counts of why each group was kept; `named_ids` always stay."""
+    """Kept tokens in their original id order, plus counts of why each group was kept; `named_ids` and the model
+    vocabulary's tokens with ids below `keep_first` always stay."""
     from tokenizers.pre_tokenizers import ByteLevel
 
     vocab: dict[str, int] = tokenizer_json["model"]["vocab"]
@@ -103,10 +110,11 @@ def select_vocabulary(
     named = {by_id[i] for i in named_ids}
     byte_symbols = set(ByteLevel.alphabet()) & set(vocab)  # a base may lack the bytes UTF-8 never uses
     data = {t for t, n in counts.items() if n >= min_count}
+    first = {t for t, i in vocab.items() if i < keep_first}
     parts: dict[str, list[tuple[str, str]]] = {}
     for left, right in merge_pairs(tokenizer_json["model"]):
         parts.setdefault(left + right, []).append((left, right))
-    kept = added | byte_symbols | data | named
+    kept = added | byte_symbols | data | named | first
     pending = list(kept)
     while pending:
         for pair in parts.get(pending.pop(), []):
@@ -119,7 +127,8 @@ def select_vocabulary(
         "added": len(added),
         "bytes": len(byte_symbols - added),
         "data": len(data - byte_symbols - added),
-        "merge_parts": len(kept) - len(added | byte_symbols | data | named),
+        "first": len(first - data - byte_symbols - added),
+        "merge_parts": len(kept) - len(added | byte_symbols | data | named | first),
     }
 
 
@@ -220,7 +229,7 @@ class DecoderVocabPruner:
         if old_size != len(old_id):
             raise DataError(f"{folder}: config.json vocab_size {old_size} but tokenizer.json has {len(old_id)} tokens")
         named = _named_ids(model.config) | _named_ids(model.generation_config)
-        kept, groups = select_vocabulary(tokenizer_json, counts, self.config.min_count, named)
+        kept, groups = select_vocabulary(tokenizer_json, counts, self.config.min_count, named, self.config.keep_first)
         pruned_json = pruned_tokenizer_json(tokenizer_json, kept)
 
         parameters_before = parameter_count(model)
@@ -256,6 +265,7 @@ class DecoderVocabPruner:
                 "data_samples": report.accepted,
                 "data_tokens": sum(counts.values()),
                 "min_count": self.config.min_count,
+                "keep_first": self.config.keep_first,
                 "parameters_before": parameters_before,
                 "parameters_after": parameter_count(model),
                 "bytes_before": _folder_bytes(folder),
