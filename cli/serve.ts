@@ -26,7 +26,7 @@ const log = createLogger('serve');
 
 export const SERVE_USAGE = `usage: supertiny serve --model FOLDER | --deployment DIR [--deployment-poll-ms 1000]
        [--task NAME [--task-data FILE] [--task-functions FILE]] [--model-file model.onnx] [--model-name NAME] [--host 127.0.0.1] [--port 8000]
-       [--threads N] [--inference-thread worker|main] [--max-batch 32] [--batch-wait-ms 0] [--max-body-bytes 65536]
+       [--threads N] [--no-value-memory] [--inference-thread worker|main] [--max-batch 32] [--batch-wait-ms 0] [--max-body-bytes 65536]
        [--max-queue 256] [--deadline-ms 10000] [--max-connections 1024] [--headers-timeout-ms 10000] [--request-timeout-ms 30000] [--allow-no-auth]
        [--cascade-threshold 0.x --teacher-endpoint NAME [--teacher-model M] [--teacher-timeout-ms 30000] [--teacher-retries 1]
         [--teacher-max-rps 10] [--teacher-max-usd USD]]
@@ -40,6 +40,8 @@ export const SERVE_USAGE = `usage: supertiny serve --model FOLDER | --deployment
   --max-queue: requests waiting for the student (more: 503 + Retry-After); --deadline-ms: arrival to the student's answer (then 503);
   --teacher-max-rps / --teacher-max-usd: requests per second to the teacher / USD spent on it in this process (past either: the student's
   answer, with teacher_error "rate" or "budget").
+  --no-value-memory: a decoder student's drafts do not guess from earlier answers' values (answers are the same; a request's
+  latency then does not depend on what earlier requests were answered).
   --capture DIR: one JSONL line per answered chat completion (input, the student's call and confidence, the cascade's decision, the
   teacher's call; never headers or tokens) in DIR/capture-YYYYMMDD-NNN.jsonl, a new file per UTC day and past --capture-max-bytes;
   files older than --capture-retention-days are deleted. Off unless --capture is given.`;
@@ -64,6 +66,7 @@ const SERVE_OPTIONS = {
   host: { type: 'string', default: '127.0.0.1' },
   port: { type: 'string', default: '8000' },
   threads: { type: 'string' },
+  'no-value-memory': { type: 'boolean', default: false },
   'inference-thread': { type: 'string', default: 'worker' },
   'max-batch': { type: 'string', default: '32' },
   'batch-wait-ms': { type: 'string', default: '0' },
@@ -135,6 +138,7 @@ function parseServeArgs(args: string[]) {
     host: values.host!,
     port: number('port', 0, 65535)!,
     threads: number('threads', 1, 64),
+    rememberValues: values['no-value-memory'] !== true,
     inferenceThread,
     maxBatch: number('max-batch', 1, 1024)!,
     batchWaitMs: number('batch-wait-ms', 0, 1000, false)!,
@@ -213,8 +217,8 @@ export async function startServe(args: string[], env: SupertinyEnv): Promise<Run
   }
   const load = (folder: string): Promise<StudentRuntime> =>
     flags.inferenceThread === 'worker'
-      ? ThreadedStudent.load({ folder, modelFile: flags.modelFile, threads: flags.threads, task: taskRef })
-      : loadStudent(folder, { task, modelFile: flags.modelFile, threads: flags.threads });
+      ? ThreadedStudent.load({ folder, modelFile: flags.modelFile, threads: flags.threads, rememberValues: flags.rememberValues, task: taskRef })
+      : loadStudent(folder, { task, modelFile: flags.modelFile, threads: flags.threads, rememberValues: flags.rememberValues });
   const holder = new StudentHolder(await load(first.folder), first.version);
   let simulator: RunningTeacherSimulator | undefined;
   let follower: DeploymentFollower | undefined;

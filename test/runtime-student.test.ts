@@ -14,6 +14,7 @@ import { loadMassiveTask, massiveGoldCall, MassiveExample, MassiveTask, verifyMa
 import type * as Student from '../runtime/student';
 import { cachedBuild, modelFolder, sftLine, trainerCommand } from './support/trainer-run';
 import { requireStudentRuntime } from './support/student-runtime';
+import { ThreadedStudent } from '../runtime/serve/student-thread';
 
 const { CallGrammar, loadStudent, DecoderStudent, StudentModelError, StudentRequestError, StudentTokenizer } = requireStudentRuntime();
 
@@ -293,6 +294,30 @@ describe('student decoding', () => {
         expect(forgot.tokenIds).toEqual(first.tokenIds);
         expect(again.forwardPasses).toBeLessThan(first.forwardPasses);
         expect((await forgetting.predict(utterance)).forwardPasses).toBe(forgot.forwardPasses);
+      } finally {
+        await Promise.all([remembering.release(), forgetting.release()]);
+      }
+    });
+
+    test("serve's worker thread takes rememberValues (--no-value-memory): then a repeated request costs the same passes", async () => {
+      const task = { name: 'massive', files: { data: env.massivePath } };
+      const [remembering, forgetting] = await Promise.all([
+        ThreadedStudent.load({ folder: built.fp32, task, threads: 1 }),
+        ThreadedStudent.load({ folder: built.fp32, task, threads: 1, rememberValues: false }),
+      ]);
+      const passesOf = async (student: ThreadedStudent, input: string) => ((await student.predictBatch([input]))[0] as Student.StudentPrediction).forwardPasses;
+      try {
+        let cheaper = 0;
+        // Utterances whose answers have arguments (this tiny student gives few): values are what the memory holds.
+        const withValues = utterances().filter((_, i) => (constrained[i].call?.args.length ?? 0) > 0);
+        expect(withValues.length).toBeGreaterThan(0);
+        for (const utterance of withValues.slice(0, 8)) {
+          const [first, again] = [await passesOf(remembering, utterance), await passesOf(remembering, utterance)];
+          if (again < first) cheaper++;
+          expect(again).toBeLessThanOrEqual(first);
+          expect(await passesOf(forgetting, utterance)).toBe(await passesOf(forgetting, utterance));
+        }
+        expect(cheaper).toBeGreaterThan(0);
       } finally {
         await Promise.all([remembering.release(), forgetting.release()]);
       }

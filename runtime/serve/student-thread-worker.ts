@@ -11,7 +11,7 @@ const post = (message: ThreadResponse) => port.postMessage(message);
 
 const student = (async () => {
   const task = await loadBuiltInTask(options.task.name, options.task.files);
-  return loadStudent(options.folder, { task, modelFile: options.modelFile, threads: options.threads });
+  return loadStudent(options.folder, { task, modelFile: options.modelFile, threads: options.threads, rememberValues: options.rememberValues });
 })();
 
 student.then(

@@ -24,6 +24,7 @@ export interface ThreadStudentOptions {
   folder: string;
   modelFile?: string;
   threads?: number;
+  rememberValues?: boolean;
   /** The built-in task the worker thread loads (a spec holds functions, which cannot cross threads). */
   task: { name: string; files: TaskFiles };
 }

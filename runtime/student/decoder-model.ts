@@ -13,14 +13,7 @@ import { createStudentSession } from './onnx-session';
 import type { RuntimePrediction, StudentLoadOptions, StudentRuntime, StudentTask, TimedRuntimePrediction } from './student-runtime';
 import { StudentTokenizer } from './tokenizer';
 
-export interface DecoderStudentOptions extends StudentLoadOptions {
-  /**
-   * Let drafts guess values from this student's earlier answers (ValueMemory, in memory only). Default true. The
-   * answers do not depend on it, but a request's latency then does on what earlier requests were answered: turn
-   * it off where that must not be observable.
-   */
-  rememberValues?: boolean;
-}
+export type DecoderStudentOptions = StudentLoadOptions;
 
 export interface DecodeOptions {
   /** Allow only tokens that keep the output a prefix of a call the task accepts. Default: true when a task is given. */

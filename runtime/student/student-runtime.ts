@@ -15,6 +15,12 @@ export interface StudentLoadOptions {
   modelFile?: string;
   /** onnxruntime intra-op threads. Default min(4, available cores): the model is small, more threads only contend. */
   threads?: number;
+  /**
+   * Decoder only: let drafts guess values from this student's earlier answers (ValueMemory, in memory only).
+   * Default true. The answers do not depend on it, but a request's latency then does on what earlier requests
+   * were answered: turn it off where that must not be observable (`supertiny serve --no-value-memory`).
+   */
+  rememberValues?: boolean;
 }
 
 /** One input's outcome: the student's prediction, or why it refuses this input (never quoting it). */
