@@ -293,6 +293,51 @@ describe('forced bytes: what every valid continuation starts with', () => {
   });
 });
 
+describe('numbers: a value the JSON Schema types as a number is written as one from its first byte', () => {
+  const numberTask = defineTask({
+    name: 'number-fixture',
+    systemPrompt: 'Answer with one call.',
+    tools: {},
+    functions: {
+      count: {
+        description: 'count',
+        parameters: z.strictObject({ n: z.string().regex(/^-?(0|[1-9]\d*)$/), x: z.string().optional(), label: z.string().optional() }),
+        toolSchema: {
+          parameters: { type: 'object', properties: { n: { type: 'integer' }, x: { type: 'number' }, label: { type: 'string' } }, required: ['n'] },
+          toStringForm: (args: Record<string, unknown>) => args,
+        },
+      },
+    },
+    entryTools: ['count'],
+    maxSteps: 1,
+    callFormat: compactCallFormat,
+    input: (e: { id: string; split: 'dev'; text: string }) => e.text,
+    gold: () => undefined,
+    verify: () => ({ ok: true }),
+    spanArguments: { count: [] },
+    metrics: callMetrics,
+    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
+  });
+  const grammar = new CallGrammar(numberTask, 'spans');
+  const valueOf = (key: string, value: string) => feed(grammar.start('three apples'), `count(${key}="${value}`).accepted;
+
+  test('an integer takes an optional minus and digits, without leading zeros', () => {
+    for (const ok of ['3', '42', '-7', '0', '-']) expect(valueOf('n', ok)).toBe(true);
+    for (const bad of ['three', '4a', '01', '3.5', '+3', '1e3', ' 3']) expect(valueOf('n', bad)).toBe(false);
+    expect(acceptsWhole(grammar, 'three apples', 'count(n="3")')).toBe(true);
+    expect(acceptsWhole(grammar, 'three apples', 'count(n="-")')).toBe(false);
+  });
+
+  test("a number also takes a fraction and an exponent, in JSON's order", () => {
+    for (const ok of ['3.25', '-0.5', '1e9', '2.5E-3', '0.', '1e', '1e+']) expect(valueOf('x', ok)).toBe(true);
+    for (const bad of ['.5', '1..2', '1e3.5', '00', '1ee', 'NaN']) expect(valueOf('x', bad)).toBe(false);
+  });
+
+  test('a string argument beside them is still free text', () => {
+    expect(valueOf('label', 'three 3.5 -')).toBe(true);
+  });
+});
+
 describe('drafts: a guess at how the call goes on, which the model confirms or not', () => {
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
   const routeTask = defineTask({

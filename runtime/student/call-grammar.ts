@@ -25,6 +25,8 @@ interface FunctionGrammar {
   spanKeys: ReadonlySet<string>;
   /** Enum arguments: each allowed value as the bytes between its JSON quotes. */
   enums: ReadonlyMap<string, Uint8Array[]>;
+  /** Arguments the tool's JSON Schema types as numbers: their values are written as JSON numbers, in quotes. */
+  numbers: ReadonlyMap<string, 'integer' | 'number'>;
 }
 
 /** The values of an enum parameter (optional or not), else undefined. */
@@ -37,6 +39,9 @@ const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const isIdentifierByte = (b: number) => (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x5f;
 const isHexByte = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66) || (b >= 0x41 && b <= 0x46);
+// Starts of the string forms of JSON numbers (tasks/from-files/arguments.ts: -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?).
+const INTEGER_PREFIX = /^-?(0|[1-9]\d*)?$/;
+const NUMBER_PREFIX = /^-?$|^-?(0|[1-9]\d*)(\.\d*)?$|^-?(0|[1-9]\d*)(\.\d+)?[eE][+-]?\d*$/;
 const JSON_ESCAPES = new Set([...'"\\/bfnrtu'].map((c) => c.charCodeAt(0)));
 // The word characters of the span check (tasks/spans.ts, spanOffsets).
 const isWordChar = (ch: string | undefined) => ch !== undefined && /[A-Za-z0-9]/.test(ch);
@@ -141,7 +146,13 @@ export class CallGrammar {
         const options = enumOptions(shape[key]);
         if (options && !spanKeys.has(key)) enums.set(key, options.map((o) => utf8.encode(JSON.stringify(o).slice(1, -1))));
       }
-      functions.set(name, { slots, repeatable, parameters: fn.parameters, spanKeys, enums });
+      const properties = (fn.toolSchema?.parameters as { properties?: Record<string, { type?: unknown }> } | undefined)?.properties ?? {};
+      const numbers = new Map<string, 'integer' | 'number'>();
+      for (const key of slots) {
+        const type = properties[key]?.type;
+        if ((type === 'integer' || type === 'number') && !spanKeys.has(key)) numbers.set(key, type);
+      }
+      functions.set(name, { slots, repeatable, parameters: fn.parameters, spanKeys, enums, numbers });
     }
     this.functions = functions;
     this.functionNames = [...functions.keys()];
@@ -467,6 +478,12 @@ export class CallPrefix {
   }
 
   private consumeStringByte(b: number): boolean {
+    const numeric = this.fn!.numbers.get(this.key);
+    if (numeric && b !== QUOTE) {
+      // A number's value: only bytes that keep it the start of a JSON number (an integer's: digits after an optional '-').
+      const prefix = String.fromCharCode(...this.valueBytes, b);
+      if (!(numeric === 'integer' ? INTEGER_PREFIX : NUMBER_PREFIX).test(prefix)) return false;
+    }
     const options = this.fn!.enums.get(this.key);
     if (options && b !== QUOTE) {
       // An enum's value: only bytes that keep it a prefix of one of its values.
