@@ -5,6 +5,7 @@ Runs the trainer's own commands, as the pipeline's decoder transfer does, on a f
 request router derived from MASSIVE, with its free-text `action` argument):
 
   decoder-convert (only when --base has no model folder yet) -> init (base_model) -> sft -> predict (dev)
+  [--grpo-steps N: -> grpo from the sft model on the same training inputs -> predict (dev) again]
 
 The sft data stands in for the teacher's accepted samples: one `sft.jsonl` line per train row, built as
 buildSftRows writes it (system prompt, user utterance, one assistant tool call whose arguments are in the
@@ -15,6 +16,10 @@ Scores (dev): exact match of the whole call (same function, same multiset of whi
 pairs, as the task's agreement), the exact string, per-argument accuracy (an argument absent from both
 counts as right), parse rate, schema validity and verified share (schema + span arguments occur in the
 input) by the trainer's TaskReward over a task description written from functions.json.
+
+grpo's reward curve (mean reward, its spread, the share of groups whose samples all scored alike, the
+schema-valid / verified / exact shares of the samples, KL to the sft model) lands in the grpo folder's
+results file beside the dev scores before and after.
 
 Throughput: sft's tokens/s (non-padding tokens) and wall per epoch, extrapolated linearly to
 --extrapolate-rows; peak RSS of the sft and predict processes; greedy single-call latency (batch 1) from
@@ -48,8 +53,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def run(command: str, config: dict, run_dir: Path, threads: int, log_every: int = 1) -> tuple[dict, float]:
-    """One trainer command through its CLI; the done event and the wall seconds (cached in run_dir)."""
+def run(command: str, config: dict, run_dir: Path, threads: int, log_every: int = 1,
+        resume: bool = False) -> tuple[dict, float]:
+    """One trainer command through its CLI; the done event and the wall seconds (cached in run_dir). With resume,
+    a run cut off before its done event goes on from its last checkpoint in run_dir."""
     result_path = run_dir / "result.json"
     if result_path.is_file():
         cached = json.loads(result_path.read_text())
@@ -64,7 +71,7 @@ def run(command: str, config: dict, run_dir: Path, threads: int, log_every: int 
     with open(run_dir / "stderr.log", "w") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "supertiny_trainer", command, "--config", str(config_path),
-             "--run-dir", str(run_dir)],
+             "--run-dir", str(run_dir)] + (["--resume"] if resume else []),
             stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
         )
         done = None
@@ -74,8 +81,9 @@ def run(command: str, config: dict, run_dir: Path, threads: int, log_every: int 
                 progress.append(event)
                 if len(progress) % log_every == 0:
                     loss = event.get("loss")
+                    extra = "".join(f" {k} {event[k]:.3f}" for k in GRPO_SHOWN if event.get(k) is not None)
                     print(f"[{command}] {event['step']}/{event['total']}"
-                          + (f" loss {loss:.4f}" if loss is not None else "")
+                          + (f" loss {loss:.4f}" if loss is not None else "") + extra
                           + f" {event.get('tokens_per_s', 0):.0f} tok/s  +{time.monotonic() - started:.0f}s",
                           flush=True)
             elif event["event"] == "error":
@@ -90,6 +98,10 @@ def run(command: str, config: dict, run_dir: Path, threads: int, log_every: int 
     (run_dir / "progress.jsonl").write_text("".join(json.dumps(e) + "\n" for e in progress))
     result_path.write_text(json.dumps({"done": done, "wall_s": wall}, indent=2))
     return done, wall
+
+
+# What a grpo progress line shows beside the step (TRL's logged metrics and the task reward's shares).
+GRPO_SHOWN = ("reward", "reward_std", "frac_reward_zero_std", "valid_share", "verified_share", "exact_share", "kl")
 
 
 # ---- the task -------------------------------------------------------------------------------------------------
@@ -331,6 +343,14 @@ def main() -> None:
     parser.add_argument("--copy-row", action="append", default=[], metavar="STUDENT=BASE",
                         help="start a student special token's embedding row as a base token's, e.g. "
                              "'<|eos|>=<|im_end|>' (repeatable; default none: init's mean rows, as the pipeline)")
+    parser.add_argument("--grpo-steps", type=int, default=0,
+                        help="after sft, this many grpo steps on the same training inputs, then predict and score "
+                             "again (0: no grpo)")
+    parser.add_argument("--grpo-learning-rate", type=float, default=5e-5, help="the trainer's grpo default")
+    parser.add_argument("--grpo-generations", type=int, default=8)
+    parser.add_argument("--grpo-batch-size", type=int, default=32, help="completions per step")
+    parser.add_argument("--grpo-beta", type=float, default=0.04)
+    parser.add_argument("--grpo-temperature", type=float, default=1.0)
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -419,6 +439,48 @@ def main() -> None:
     print(f"dev, cut at the call's end: {json.dumps(cut)}", flush=True)
     print(f"predict: {json.dumps(results['predict'])}", flush=True)
     print(f"results: {results_path}", flush=True)
+
+    if args.grpo_steps:
+        grpo_after_sft(args, sft, sft_dir, sft_data, dev_data, task_path, dev, functions_file, results)
+
+
+def grpo_after_sft(args, sft: dict, sft_dir: Path, sft_data: Path, dev_data: Path, task_path: Path, dev: list[dict],
+                   functions_file: dict, results: dict) -> None:
+    """grpo from the sft model on the same training inputs (the trainer's command, as the pipeline runs it), its
+    reward curve, then the same predict and score on the eval split: the "after" beside sft's "before"."""
+    # One folder per grpo setting: a rerun with other settings must not resume another setting's run.
+    grpo_dir = sft_dir / (f"grpo-s{args.grpo_steps}-lr{args.grpo_learning_rate:g}-g{args.grpo_generations}"
+                          f"-b{args.grpo_batch_size}-beta{args.grpo_beta:g}-t{args.grpo_temperature:g}")
+    grpo, grpo_s = run("grpo", {"model": sft["outputs"]["model"], "data": str(sft_data), "task": str(task_path),
+                                "max_steps": args.grpo_steps, "learning_rate": args.grpo_learning_rate,
+                                "num_generations": args.grpo_generations, "batch_size": args.grpo_batch_size,
+                                "beta": args.grpo_beta, "temperature": args.grpo_temperature,
+                                "warmup_ratio": args.warmup_ratio, "seed": args.seed, "num_threads": args.threads,
+                                "logging_steps": 1, "save_steps": 10, "keep_checkpoints": 1},
+                       grpo_dir, args.threads, resume=True)
+    curve = [json.loads(line) for line in (grpo_dir / "progress.jsonl").read_text().splitlines()]
+    gm = grpo["metrics"]
+    predict_dir = grpo_dir / f"predict-{args.eval_split}{len(dev)}"
+    predict, _ = run("predict", {"model": grpo["outputs"]["model"], "data": str(dev_data),
+                                         "batch_size": args.predict_batch_size, "max_new_tokens": args.max_new_tokens,
+                                         "num_threads": args.threads, "latency_samples": 0},
+                             predict_dir, args.threads)
+    lines = Path(predict["outputs"]["predictions"]).read_text(encoding="utf-8").splitlines()
+    predictions = {r["id"]: r["prediction"] for r in map(json.loads, lines)}
+    results["grpo"] = {
+        "wall_s": round(grpo_s, 1),
+        **{k: gm.get(k) for k in ("steps", "train_runtime_s", "peak_memory_bytes", "final_reward",
+                                  "final_valid_share", "final_kl", "samples_accepted")},
+        "reward_curve": [{k: e.get(k) for k in ("step",) + GRPO_SHOWN} for e in curve],
+    }
+    results["dev_after_grpo"] = score(predictions, dev, functions_file, task_path)
+    (grpo_dir / f"results-{args.eval_split}{len(dev)}.json").write_text(
+        json.dumps(results, indent=2, ensure_ascii=False))
+    before = results["dev"]
+    after = results["dev_after_grpo"]
+    print(f"{args.eval_split} exact match: sft {before['exact_match']:.4f} -> grpo {after['exact_match']:.4f}; "
+          f"arguments {json.dumps(after['argument_accuracy'])}; grpo {grpo_s:.0f} s", flush=True)
+    print(f"results: {grpo_dir / f'results-{args.eval_split}{len(dev)}.json'}", flush=True)
 
 
 if __name__ == "__main__":

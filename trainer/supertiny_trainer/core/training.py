@@ -25,6 +25,7 @@ SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 GRPO_PROGRESS = (
     "reward",
     "reward_std",
+    "frac_reward_zero_std",  # groups whose samples all scored the same: no gradient from them
     "kl",
     "valid_share",
     "verified_share",
