@@ -3,6 +3,7 @@
 // activity, so a bad config fails before the teacher is paid; path checks run again where paths are used.
 import { InvalidConfigError, parsePipelineConfig, studentFamilyGiven, type PipelineConfig, type StudentFamilyChoice } from '../config/pipeline';
 import { pipelinePlan, type PipelinePlan } from '../config/plan';
+import type { DecoderBaseName } from '../config/decoder-bases';
 import type { SupertinyEnv } from '../config/env';
 import type { TaskResources } from './task-resources';
 import { baseModelPath } from './worker-paths';
@@ -10,20 +11,24 @@ import { studentFamilyChoice, studentFamilyProblem } from '../tasks/argument-kin
 
 /**
  * The config resolved with the family chosen from its task's schema, when `input` (the config as the user wrote
- * it) names no student family; the config as it is otherwise. A setting the chosen family refuses is an
+ * it) names no student family; the config as it is otherwise. A chosen decoder starts from `decoderBase` (the
+ * worker's SUPERTINY_FREE_TEXT_BASE) unless the config gives its own baseModelPath. A setting the chosen family refuses is an
  * InvalidConfigError that says the family was chosen and why.
  */
 export async function resolveStudentFamily(
   config: PipelineConfig,
   input: unknown,
   resources: TaskResources,
+  decoderBase?: DecoderBaseName,
 ): Promise<{ config: PipelineConfig; studentFamily?: StudentFamilyChoice }> {
   if (input === undefined || studentFamilyGiven(input)) return { config };
   resources.taskDefinition(config);
   const { task } = await resources.loadTask(config);
-  const studentFamily = studentFamilyChoice(task);
+  // A config with its own model folder (baseModelPath) starts from it, not from a registry base.
+  const ownFolder = (input as { transfer?: { student?: { baseModelPath?: unknown } } }).transfer?.student?.baseModelPath !== undefined;
+  const studentFamily = studentFamilyChoice(task, ownFolder ? undefined : decoderBase);
   try {
-    return { config: parsePipelineConfig(input, studentFamily.family), studentFamily };
+    return { config: parsePipelineConfig(input, studentFamily.family, studentFamily.base), studentFamily };
   } catch (err) {
     if (!(err instanceof InvalidConfigError)) throw err;
     const note = ` (the config names no student family, and "${studentFamily.family}" was chosen from the task's schema: ${studentFamily.reason}; name transfer.student.family to choose another)`;
@@ -52,7 +57,7 @@ export async function checkConfigOnWorker(
   input?: unknown,
 ): Promise<{ config: PipelineConfig; studentFamily?: StudentFamilyChoice }> {
   resources.taskDefinition(provisional);
-  const { config, studentFamily } = await resolveStudentFamily(provisional, input, resources);
+  const { config, studentFamily } = await resolveStudentFamily(provisional, input, resources, env.freeTextDecoderBase);
   const teacher = resources.checkTeacher(config);
   if (config.teacher.judge.enabled) resources.checkTeacher(config, config.teacher.judge.model);
   const { task } = await resources.loadTask(config);

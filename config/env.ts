@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import { loadClientConfigProfile, toClientOptions } from '@temporalio/envconfig';
 import type { TLSConfig } from '@temporalio/client';
+import { DECODER_BASE_NAMES, FREE_TEXT_DECODER_BASE, isDecoderBaseName, type DecoderBaseName } from './decoder-bases';
 
 const projectRoot = path.resolve(__dirname, '..');
 
@@ -20,6 +21,14 @@ function intFromEnv(vars: EnvVars, name: string, fallback: number): number {
     throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
   }
   return value;
+}
+
+function freeTextBaseFromEnv(vars: EnvVars): DecoderBaseName | undefined {
+  const raw = vars.SUPERTINY_FREE_TEXT_BASE;
+  if (raw === undefined || raw === '') return FREE_TEXT_DECODER_BASE;
+  if (raw === 'none') return undefined;
+  if (isDecoderBaseName(raw)) return raw;
+  throw new Error(`SUPERTINY_FREE_TEXT_BASE must be a decoder base (${DECODER_BASE_NAMES.map((n) => `"${n}"`).join(', ')}) or "none", got ${JSON.stringify(raw)}`);
 }
 
 function pathList(vars: EnvVars, name: string, fallback: string[]): string[] {
@@ -73,6 +82,12 @@ export interface SupertinyEnv {
   connectTimeoutSeconds: number;
   /** The bearer token `supertiny serve` requires on /v1/*. SUPERTINY_SERVE_TOKEN; unset = no auth. */
   serveToken?: string;
+  /**
+   * The decoder base this worker gives a task with a free-text argument when the config names no student
+   * family: a registry name (config/decoder-bases.json), or undefined for the tiny random-init decoder.
+   * SUPERTINY_FREE_TEXT_BASE: a base's name, or "none"; unset = FREE_TEXT_DECODER_BASE.
+   */
+  freeTextDecoderBase?: DecoderBaseName;
   /**
    * What the trainer's child process inherits of the worker's environment: an allow-list (trainerEnvironment),
    * so that no teacher key, TEMPORAL_API_KEY or other secret reaches it or anything it runs.
@@ -157,6 +172,7 @@ export function readEnv(vars: EnvVars = process.env): SupertinyEnv {
     workerRole: role,
     connectTimeoutSeconds: intFromEnv(vars, 'SUPERTINY_CONNECT_TIMEOUT_S', 120),
     serveToken: str('SUPERTINY_SERVE_TOKEN', '') || undefined,
+    freeTextDecoderBase: freeTextBaseFromEnv(vars),
     trainerEnv: trainerEnvironment(vars),
     secret: (name) => vars[name] || undefined,
   };

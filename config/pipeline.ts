@@ -213,14 +213,17 @@ export const StudentFamilyChoiceSchema = z
     chosenFrom: z.literal('task schema'),
     /** In words, naming the argument that needs the decoder (e.g. "argument route_request.action is free text, ..."). */
     reason: z.string().max(4000),
+    /** The decoder's pretrained base, chosen with the family (the worker's SUPERTINY_FREE_TEXT_BASE); unset: random init. */
+    base: z.enum(DECODER_BASE_NAMES).optional(),
   })
   .strict();
 export type StudentFamilyChoice = z.infer<typeof StudentFamilyChoiceSchema>;
 
-/** `input` with `transfer.student.family` set to `family` (a copy; the input is not changed). */
-function withStudentFamily(input: unknown, family: StudentFamily): unknown {
+/** `input` with `transfer.student.family` set to `family`, and `base` where given (a copy; the input is not changed). */
+function withStudentFamily(input: unknown, family: StudentFamily, base?: DecoderBaseName): unknown {
   const config = input as { transfer?: { student?: object } };
-  return { ...config, transfer: { ...config.transfer, student: { ...config.transfer?.student, family } } };
+  const student = { ...config.transfer?.student, family, ...(base === undefined ? {} : { base }) };
+  return { ...config, transfer: { ...config.transfer, student } };
 }
 
 /** A student without `family`: a decoder shape or a decoder base implies the decoder, otherwise the default family. */
@@ -542,13 +545,14 @@ export class InvalidConfigError extends SupertinyError {
  * none resolves with DEFAULT_STUDENT_FAMILY, or, when a setting of it only the other family accepts (e.g.
  * `transfer.steps: ["sft", "dpo"]`), with that family: the resolution is provisional until the worker has
  * chosen from the task's schema, and the final parse with the chosen family then names any such setting.
+ * `base`: the decoder base chosen with the family (StudentFamilyChoice.base), set the same way.
  */
-export function parsePipelineConfig(input: unknown, family?: StudentFamily): PipelineConfig {
+export function parsePipelineConfig(input: unknown, family?: StudentFamily, base?: DecoderBaseName): PipelineConfig {
   if (input === null || input === undefined) {
     throw new InvalidConfigError([{ path: '', message: 'no pipeline config given; pass {} to run the embedded default' }]);
   }
   const given = typeof input === 'object' && studentFamilyGiven(input);
-  if (family !== undefined && !given) return parseWith(withStudentFamily(input, family));
+  if (family !== undefined && !given) return parseWith(withStudentFamily(input, family, base));
   const result = PipelineConfigSchema.safeParse(input);
   if (result.success) return result.data;
   if (!given && typeof input === 'object') {

@@ -4,6 +4,7 @@
 // refuses one that is mostly not written in the input); the decoder writes any value its grammar and the
 // schema allow, free text included.
 import { z } from 'zod';
+import type { DecoderBaseName } from '../config/decoder-bases';
 import type { StudentFamily, StudentFamilyChoice } from '../config/pipeline';
 import type { TaskSpec } from './define';
 
@@ -62,16 +63,16 @@ const describeKind = (a: TaskArgument) => (a.kind === 'free text' ? 'free text, 
 
 /**
  * The family chosen for a task from its schema when the config names none: the encoder (small and fast)
- * when it can express every argument of every output function, else the decoder, with the reason in words.
+ * when it can express every argument of every output function, else the decoder, with the reason in words;
+ * the decoder starting from `decoderBase` where one is given (the worker's freeTextDecoderBase).
  */
-export function studentFamilyChoice(task: SchemaOf): StudentFamilyChoice {
+export function studentFamilyChoice(task: SchemaOf, decoderBase?: DecoderBaseName): StudentFamilyChoice {
   const blocker = firstInexpressible(task);
   if (blocker) {
-    return {
-      family: 'decoder',
-      chosenFrom: 'task schema',
-      reason: `argument ${blocker.function}.${blocker.argument} is ${describeKind(blocker)}, which the encoder student cannot express`,
-    };
+    const why = `argument ${blocker.function}.${blocker.argument} is ${describeKind(blocker)}, which the encoder student cannot express`;
+    return decoderBase === undefined
+      ? { family: 'decoder', chosenFrom: 'task schema', reason: why }
+      : { family: 'decoder', base: decoderBase, chosenFrom: 'task schema', reason: `${why}; it starts from the pretrained ${decoderBase} base` };
   }
   const args = taskArguments(task);
   const functions = Object.keys(task.functions).length;

@@ -46,7 +46,10 @@ describe('a task from files, end to end', () => {
     const rows = (await fs.readFile(FILES.dataPath, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     for (const row of rows) delete row.gold?.arguments?.action;
     await fs.writeFile(spansOnly.files.dataPath, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    env = await testEnv(server.address, { taskQueue, dataRoots: [EXAMPLE, dir] });
+    // This worker's operator turned the free-text base off (SUPERTINY_FREE_TEXT_BASE=none): the router then gets
+    // the tiny random-init decoder, which trains here in seconds; SmolLM2's 135M parameters take minutes a step.
+    // The choice of the base is tested in student-family.test.ts, its fetch and training in decoder-bases.test.ts.
+    env = await testEnv(server.address, { taskQueue, dataRoots: [EXAMPLE, dir], freeTextDecoderBase: undefined });
     task = await loadTaskFromFiles({ functions: FILES.functionsPath, data: FILES.dataPath });
     simulator = await startTeacherSimulator({ task });
   }, 120_000);

@@ -120,16 +120,52 @@ describe('the family from the task schema', () => {
     expect(config).toEqual(parsePipelineConfig({ task: notesTask, transfer: { student: { family: 'encoder' } } }));
   });
 
-  test('a free-text argument gets the decoder, with its defaults, naming the argument as the reason', async () => {
+  test('a free-text argument gets the decoder on the pretrained SmolLM2 base, with its defaults, naming the argument as the reason', async () => {
+    expect(env.freeTextDecoderBase).toBe('smollm2-135m'); // the worker's default (SUPERTINY_FREE_TEXT_BASE unset)
     const { config, studentFamily } = await resolve({ task: ROUTER_TASK });
     expect(studentFamily).toEqual({
+      family: 'decoder',
+      base: 'smollm2-135m',
+      chosenFrom: 'task schema',
+      reason: 'argument route_request.action is free text, not a span, which the encoder student cannot express; it starts from the pretrained smollm2-135m base',
+    });
+    expect(config).toEqual(parsePipelineConfig({ task: ROUTER_TASK, transfer: { student: { base: 'smollm2-135m' } } }));
+    expect(config.transfer).toMatchObject({ epochs: 3, learningRate: 3e-4, student: { family: 'decoder', base: 'smollm2-135m' } });
+    expect(config.compress.steps).toEqual(['prune-vocab', 'int8', 'int4']);
+    // The plan fetches and converts the base, and trains no tokenizer.
+    const plan = await resolvePlan({ task: ROUTER_TASK }, env, resources());
+    expect(plan.transfer).toMatchObject({ family: 'decoder', tokenizer: null, base: { registry: 'smollm2-135m' } });
+  });
+
+  test("a worker whose operator turned the free-text base off gives the random-init decoder; a config's own folder or family is kept", async () => {
+    const off = await resolvePlan({ task: ROUTER_TASK }, { ...env, freeTextDecoderBase: undefined }, resources());
+    expect(off.studentFamily).toEqual({
       family: 'decoder',
       chosenFrom: 'task schema',
       reason: 'argument route_request.action is free text, not a span, which the encoder student cannot express',
     });
-    expect(config).toEqual(parsePipelineConfig({ task: ROUTER_TASK, transfer: { student: { family: 'decoder' } } }));
-    expect(config.compress.steps).toEqual(['int8']);
-    expect(config.transfer.epochs).toBe(12);
+    expect(off.config).toEqual(parsePipelineConfig({ task: ROUTER_TASK, transfer: { student: { family: 'decoder' } } }));
+    expect(off.config.transfer.epochs).toBe(12);
+    // A config that names the decoder family and no base keeps the random-init decoder, as before.
+    const named = await resolve({ task: ROUTER_TASK, transfer: { student: { family: 'decoder' } } });
+    expect(named.studentFamily).toBeUndefined();
+    expect(named.config.transfer.student).toMatchObject({ family: 'decoder', hiddenSize: 192 });
+    // A config with its own model folder starts from it, not from the registry's base.
+    const folder = path.join(dir, 'my-model');
+    await fs.mkdir(folder, { recursive: true });
+    await fs.writeFile(path.join(folder, 'config.json'), '{"model_type": "llama"}');
+    const own = await resolveStudentFamily(parsePipelineConfig({ task: ROUTER_TASK }), { task: ROUTER_TASK, transfer: { student: { baseModelPath: folder } } }, resources(), 'smollm2-135m');
+    expect(own.studentFamily?.family).toBe('decoder');
+    expect(own.studentFamily?.base).toBeUndefined();
+    expect(own.config.transfer.student).toMatchObject({ family: 'decoder', baseModelPath: folder });
+    expect(own.config.transfer.student.base).toBeUndefined();
+  });
+
+  test('SUPERTINY_FREE_TEXT_BASE: a registry name, "none", or unset; anything else is refused naming the variable', () => {
+    expect(readEnv({}).freeTextDecoderBase).toBe('smollm2-135m');
+    expect(readEnv({ SUPERTINY_FREE_TEXT_BASE: 'none' }).freeTextDecoderBase).toBeUndefined();
+    expect(readEnv({ SUPERTINY_FREE_TEXT_BASE: 'smollm2-135m' }).freeTextDecoderBase).toBe('smollm2-135m');
+    expect(() => readEnv({ SUPERTINY_FREE_TEXT_BASE: 'minilm-l6' })).toThrow(/^SUPERTINY_FREE_TEXT_BASE must be a decoder base \("smollm2-135m"\) or "none", got "minilm-l6"$/);
   });
 
   test('a forced encoder on a free-text task is refused, naming the argument', async () => {
@@ -170,6 +206,6 @@ describe('the family from the task schema', () => {
     );
     // The router gets the decoder, which has it.
     const { config } = await resolve({ task: ROUTER_TASK, transfer: { steps: ['sft', 'dpo'] } });
-    expect(config.transfer).toMatchObject({ steps: ['sft', 'dpo'], student: { family: 'decoder' } });
+    expect(config.transfer).toMatchObject({ steps: ['sft', 'dpo'], student: { family: 'decoder', base: 'smollm2-135m' } });
   });
 });
