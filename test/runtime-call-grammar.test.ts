@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { printCall } from '../tasks/call-format';
-import { compactCallFormat, defineTask } from '../tasks/define';
+import { compactCallFormat, defineTask, type OutputFunction } from '../tasks/define';
 import { callMetrics } from '../tasks/metrics';
 import { CallGrammar, CallPrefix, MAX_KEY_REPEATS, ValueMemory } from '../runtime/student/call-grammar';
 
@@ -43,6 +43,25 @@ const acceptsWhole = (grammar: CallGrammar, input: string, text: string) => {
   const prefix = grammar.start(input);
   return feed(prefix, text).accepted && prefix.complete;
 };
+
+/** A task of one function taking `parameters`, its `spans` keys spans of the input (fixtures of the grammar). */
+function oneFunctionTask(name: string, fn: string, parameters: z.ZodObject, spans: string[], toolSchema?: OutputFunction['toolSchema']) {
+  return defineTask({
+    name,
+    systemPrompt: 'Answer with one call.',
+    tools: {},
+    functions: { [fn]: { description: fn, parameters, ...(toolSchema ? { toolSchema } : {}) } },
+    entryTools: [fn],
+    maxSteps: 1,
+    callFormat: compactCallFormat,
+    input: (e: { id: string; split: 'dev'; text: string }) => e.text,
+    gold: () => undefined,
+    verify: () => ({ ok: true }),
+    spanArguments: { [fn]: spans },
+    metrics: callMetrics,
+    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
+  });
+}
 
 describe('constrained decoding grammar', () => {
   const spans = new CallGrammar(task, 'spans');
@@ -139,31 +158,12 @@ describe('constrained decoding grammar', () => {
 });
 
 describe('the grammar follows the task: spans where the task says so, enums from their values, free text elsewhere', () => {
-  const routing = defineTask({
-    name: 'routing-fixture',
-    systemPrompt: 'Answer with one call.',
-    tools: {},
-    functions: {
-      route: {
-        description: 'route',
-        parameters: z.strictObject({
-          domain: z.enum(['alarm', 'audio']),
-          action: z.string(),
-          count: z.string().regex(/^(0|[1-9][0-9]*)$/),
-          first: z.string().optional(),
-        }),
-      },
-    },
-    entryTools: ['route'],
-    maxSteps: 1,
-    callFormat: compactCallFormat,
-    input: (e: { id: string; split: 'dev'; text: string }) => e.text,
-    gold: () => undefined,
-    verify: () => ({ ok: true }),
-    spanArguments: { route: ['first'] },
-    metrics: callMetrics,
-    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
-  });
+  const routing = oneFunctionTask('routing-fixture', 'route', z.strictObject({
+    domain: z.enum(['alarm', 'audio']),
+    action: z.string(),
+    count: z.string().regex(/^(0|[1-9][0-9]*)$/),
+    first: z.string().optional(),
+  }), ['first']);
   const grammar = new CallGrammar(routing, 'spans');
   const input = 'wake me up at five am';
 
@@ -202,30 +202,11 @@ describe('forced bytes: what every valid continuation starts with', () => {
     expect(prefix.complete).toBe(true);
     expect(prefix.forcedBytes()).toHaveLength(0);
   };
-  const single = defineTask({
-    name: 'forced-fixture',
-    systemPrompt: 'Answer with one call.',
-    tools: {},
-    functions: {
-      route: {
-        description: 'route',
-        parameters: z.strictObject({
-          domain: z.enum(['alarm', 'alarm_query', 'calendar']),
-          action: z.string(),
-          first_entity: z.string().optional(),
-        }),
-      },
-    },
-    entryTools: ['route'],
-    maxSteps: 1,
-    callFormat: compactCallFormat,
-    input: (e: { id: string; split: 'dev'; text: string }) => e.text,
-    gold: () => undefined,
-    verify: () => ({ ok: true }),
-    spanArguments: { route: ['first_entity'] },
-    metrics: callMetrics,
-    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
-  });
+  const single = oneFunctionTask('forced-fixture', 'route', z.strictObject({
+    domain: z.enum(['alarm', 'alarm_query', 'calendar']),
+    action: z.string(),
+    first_entity: z.string().optional(),
+  }), ['first_entity']);
   const routing = new CallGrammar(single, 'spans');
   const several = new CallGrammar(task, 'spans');
   const utterance = 'wake me up at five am this week';
@@ -294,29 +275,9 @@ describe('forced bytes: what every valid continuation starts with', () => {
 });
 
 describe('numbers: a value the JSON Schema types as a number is written as one from its first byte', () => {
-  const numberTask = defineTask({
-    name: 'number-fixture',
-    systemPrompt: 'Answer with one call.',
-    tools: {},
-    functions: {
-      count: {
-        description: 'count',
-        parameters: z.strictObject({ n: z.string().regex(/^-?(0|[1-9]\d*)$/), x: z.string().optional(), label: z.string().optional() }),
-        toolSchema: {
-          parameters: { type: 'object', properties: { n: { type: 'integer' }, x: { type: 'number' }, label: { type: 'string' } }, required: ['n'] },
-          toStringForm: (args: Record<string, unknown>) => args,
-        },
-      },
-    },
-    entryTools: ['count'],
-    maxSteps: 1,
-    callFormat: compactCallFormat,
-    input: (e: { id: string; split: 'dev'; text: string }) => e.text,
-    gold: () => undefined,
-    verify: () => ({ ok: true }),
-    spanArguments: { count: [] },
-    metrics: callMetrics,
-    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
+  const numberTask = oneFunctionTask('number-fixture', 'count', z.strictObject({ n: z.string().regex(/^-?(0|[1-9]\d*)$/), x: z.string().optional(), label: z.string().optional() }), [], {
+    parameters: { type: 'object', properties: { n: { type: 'integer' }, x: { type: 'number' }, label: { type: 'string' } }, required: ['n'] },
+    toStringForm: (args) => args,
   });
   const grammar = new CallGrammar(numberTask, 'spans');
   const valueOf = (key: string, value: string) => feed(grammar.start('three apples'), `count(${key}="${value}`).accepted;
@@ -340,31 +301,12 @@ describe('numbers: a value the JSON Schema types as a number is written as one f
 
 describe('drafts: a guess at how the call goes on, which the model confirms or not', () => {
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  const routeTask = defineTask({
-    name: 'draft-fixture',
-    systemPrompt: 'Answer with one call.',
-    tools: {},
-    functions: {
-      route: {
-        description: 'route',
-        parameters: z.strictObject({
-          domain: z.enum(['alarm', 'audio', 'calendar']),
-          action: z.string(),
-          entity_count: z.string().regex(/^[0-9]+$/),
-          first_entity: z.string().optional(),
-        }),
-      },
-    },
-    entryTools: ['route'],
-    maxSteps: 1,
-    callFormat: compactCallFormat,
-    input: (e: { id: string; split: 'dev'; text: string }) => e.text,
-    gold: () => undefined,
-    verify: () => ({ ok: true }),
-    spanArguments: { route: ['first_entity'] },
-    metrics: callMetrics,
-    dataset: { splits: ['train', 'dev', 'test'], load: async () => [] },
-  });
+  const routeTask = oneFunctionTask('draft-fixture', 'route', z.strictObject({
+    domain: z.enum(['alarm', 'audio', 'calendar']),
+    action: z.string(),
+    entity_count: z.string().regex(/^[0-9]+$/),
+    first_entity: z.string().optional(),
+  }), ['first_entity']);
   const utterance = 'wake me up at five am this week';
   const draftAfter = (grammar: CallGrammar, soFar: string, limit = 64) => {
     const prefix = grammar.start(utterance);
