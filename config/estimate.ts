@@ -435,6 +435,11 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     notes.push(
       `transfer.student.base "${studentConfig.base}": a decoder base's defaults (${DECODER_BASE_DEFAULTS.training.epochs} epochs at learning rate ${DECODER_BASE_DEFAULTS.training.learningRate}; compress ${DECODER_BASE_DEFAULTS.compress.join(', ')}) were measured on the request router only (BENCHMARKS.md, "A trained SmolLM2 student"): this run trains ${config.transfer.epochs} epoch(s) at ${config.transfer.learningRate}`,
     );
+    if (config.transfer.steps.includes('grpo')) {
+      notes.push(
+        `grpo after sft on a decoder base: on the request router, 100 steps at learning rate 5e-5 on the sft student's own training inputs lost 4.2 points of test exact match (BENCHMARKS.md, "grpo after sft on the SmolLM2 student"): this run does ${config.transfer.grpoMaxSteps ?? config.transfer.maxSteps ?? `${config.transfer.grpoEpochs} epoch(s) of`} grpo step(s) at ${config.transfer.grpoLearningRate}`,
+      );
+    }
   }
   if (profile !== config.task.name) notes.push(`task "${config.task.name}" has no teacher traffic of its own measured: the ${profile} profile's tokens per input`);
   return {

@@ -104,6 +104,13 @@ describe('transfer.student.base for the decoder', () => {
     expect(estimate.steps.find((s) => s.step === 'base')).toMatchObject({ stage: 'transfer', measured: true, diskBytes: 134_515_008 * 4 });
     // The family's training defaults were measured for the from-scratch student: the plan says so.
     expect(estimate.notes).toContainEqual(expect.stringMatching(/transfer\.student\.base "smollm2-135m": a decoder base.s defaults \(3 epochs at learning rate 0\.0003; compress prune-vocab, int8, int4\) .* this run trains \d+ epoch\(s\) at /));
+    // grpo on a base: the plan says what it did on the router, only when the run has the step.
+    expect(estimate.notes.join('\n')).not.toMatch(/grpo/);
+    const grpo = parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m' }, steps: ['sft', 'grpo'], grpoMaxSteps: 50 } });
+    const withGrpo = estimateRun({ config: grpo, splits: { train: 1_000, dev: 100, test: 100 }, prices: SIMULATOR_PRICES, simulated: true });
+    expect(withGrpo.notes).toContainEqual(
+      'grpo after sft on a decoder base: on the request router, 100 steps at learning rate 5e-5 on the sft student\'s own training inputs lost 4.2 points of test exact match (BENCHMARKS.md, "grpo after sft on the SmolLM2 student"): this run does 50 grpo step(s) at 0.00005',
+    );
   });
 
   test('the registry is the one JSON file, with every field the fetch needs', () => {
