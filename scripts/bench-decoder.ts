@@ -1,13 +1,14 @@
 // A decoder student's quality and single-request latency in TypeScript on a task from files (the request router
 // by default), one request at a time as `supertiny serve` answers, tokenization and constrained decoding included:
 //   npx tsx scripts/bench-decoder.ts --task-dir DIR --model DIR [--model DIR2 ...] [--split dev] [--n 200] [--threads 1]
-//     [--max-new-tokens 64] [--no-fast-forward] [--no-draft] [--draft-tokens 4] [--compare]
+//     [--max-new-tokens 64] [--no-fast-forward] [--no-draft] [--draft-tokens 4] [--compare] [--predictions DIR]
 // DIR holds functions.json and data.jsonl (split field train/dev/test). Prints, per model: exact match, each argument's
 // accuracy (an argument absent from both the gold and the answer counts as right), schema validity, p50/p95 per
 // call, output tokens and forward passes per call, and the bytes of the graph. --no-fast-forward decodes the
 // grammar-forced tokens one pass each, for comparison; --no-draft feeds no draft (DecodeOptions.draft); --compare
 // decodes every example a second time without a draft and counts the answers that differ (none should, but for
-// the numerics of a pass of several tokens).
+// the numerics of a pass of several tokens). --predictions DIR writes each model's answers, one JSON line per example
+// ({input, gold, prediction, exact}), to DIR/<n>-<model folder's name>.jsonl, for paired comparisons of two models.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -38,6 +39,7 @@ async function main() {
       'no-draft': { type: 'boolean', default: false },
       'draft-tokens': { type: 'string', default: '4' },
       compare: { type: 'boolean', default: false },
+      predictions: { type: 'string' },
     },
   });
   const folders = values.model ?? [];
@@ -58,7 +60,8 @@ async function main() {
     `${examples.length} ${split} examples of ${dir}, ${threads} intra-op thread(s), one request at a time, fast-forward ${decoding.fastForward ? 'on' : 'off'},` +
       ` draft ${decoding.draft ? `of at most ${decoding.draftTokens} tokens` : 'off'}`,
   );
-  for (const folder of folders) {
+  if (values.predictions) await fs.mkdir(values.predictions, { recursive: true });
+  for (const [index, folder] of folders.entries()) {
     const model = await DecoderStudent.load(folder, { task, threads });
     for (const e of examples.slice(0, Number(values.warmup))) await model.predict(e.input, decoding);
     const latencies: number[] = [];
@@ -68,6 +71,7 @@ async function main() {
     let accepted = 0;
     let differing = 0;
     const predictions = [];
+    const lines: string[] = [];
     const rightByKey = new Map(keys.map((k) => [k, 0]));
     for (const e of examples) {
       const p = await model.predict(e.input, decoding);
@@ -83,7 +87,9 @@ async function main() {
           console.log(`  differs without a draft: ${JSON.stringify(e.input)}\n    draft:    ${p.text}\n    no draft: ${plain.text}`);
         }
       }
-      predictions.push({ gold: e.gold!, prediction: p.call, schemaValid: p.call !== undefined });
+      const scored = { gold: e.gold!, prediction: p.call, schemaValid: p.call !== undefined };
+      predictions.push(scored);
+      if (values.predictions) lines.push(JSON.stringify({ input: e.input, gold: e.gold, prediction: p.call ?? null, exact: task.metrics([scored]).exactMatch === 1 }));
       const [gold, answer] = [argumentValues(e.gold), argumentValues(p.call)];
       for (const k of keys) if (JSON.stringify(gold.get(k) ?? []) === JSON.stringify(answer.get(k) ?? [])) rightByKey.set(k, rightByKey.get(k)! + 1);
     }
@@ -99,6 +105,11 @@ async function main() {
         ` and ${(passes / examples.length).toFixed(1)} forward passes per call;` +
         ` ${(drafted / examples.length).toFixed(1)} draft tokens fed per call, ${(accepted / examples.length).toFixed(1)} confirmed`,
     );
+    if (values.predictions) {
+      const file = path.join(values.predictions, `${index + 1}-${path.basename(path.resolve(folder))}.jsonl`);
+      await fs.writeFile(file, lines.join('\n') + '\n');
+      console.log(`  answers: ${file}`);
+    }
     if (values.compare) console.log(`  ${differing} of ${examples.length} answers differ from decoding without a draft`);
   }
 }

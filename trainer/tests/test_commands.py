@@ -499,7 +499,26 @@ def test_quantize_int4_puts_every_decoder_matmul_and_the_embeddings_in_four_bits
     float_matmuls = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
     assert not float_matmuls and ops.count("MatMulNBits") == metrics["four_bit_matmuls"] > 0
     assert "GatherBlockQuantized" in ops
+    # The decoder's default: a zero point per block of every 4-bit MatMul (MatMulNBits' fourth input), the
+    # embedding table in blocks of 256.
+    four_bit_nodes = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert all(len(n.input) >= 4 and n.input[3] in constants for n in four_bit_nodes)
+    assert metrics["symmetric"] is False and metrics["embedding_block_size"] == 256
     io = json.loads((folder / "onnx_io.json").read_text())
     assert io["weights"] == "int4" and io["inputs"] == json.loads((source / "onnx_io.json").read_text())["inputs"]
+    assert io["symmetric"] is False
     predictions = OnnxStudent(folder).generate([r["utt"] for r in tiny.records[:6]])
     assert all(isinstance(p, str) and p for p in predictions)
+
+    symmetric = run_in_process(
+        "quantize", {"model": str(source), "scheme": "int4", "symmetric": True}, tiny.root / "quantize-int4-sym"
+    )
+    sym_graph = onnx.load(str(Path(symmetric.done["outputs"]["model"]) / "model.onnx")).graph
+    sym_nodes = [n for n in sym_graph.node if n.op_type == "MatMulNBits"]
+    assert len(sym_nodes) == len(four_bit_nodes) and all(len(n.input) < 4 or not n.input[3] for n in sym_nodes)
+    assert symmetric.done["metrics"]["bytes_after"] < metrics["bytes_after"]  # no zero points to store
+
+
+def test_quantize_refuses_a_symmetric_that_is_not_a_boolean(tmp_path):
+    bad = run_in_process("quantize", {"model": str(tmp_path / "x"), "symmetric": "yes"}, tmp_path / "run")
+    assert bad.error["kind"] == "config" and "symmetric" in bad.error["message"]

@@ -29,8 +29,7 @@ class EncoderQuantizer:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         folder = model_folder(self.config.model)
-        if self.config.per_channel is None:
-            self.config.per_channel = True
+        self.config.family_defaults(per_channel=True, embedding_block_size=128, symmetric=True)
         source_model = folder / "model.onnx"
         if not source_model.is_file():
             raise MissingModelError(f"no model.onnx in {folder} (run `export` on the encoder folder first)")
@@ -80,6 +79,7 @@ class EncoderQuantizer:
                         "four_bit_matmuls": feed_forward,
                         "block_size": self.config.block_size,
                         "embedding_block_size": self.config.embedding_block_size,
+                        "symmetric": self.config.symmetric,
                     }
                     if scheme == "int4"
                     else {}
@@ -91,9 +91,10 @@ class EncoderQuantizer:
         )
 
     def _four_bit(self, source: Path, target: Path) -> int:
-        """4-bit block weights (symmetric) for the feed-forward MatMuls and the embedding Gathers; returns how
-        many MatMuls. The feed-forward weights are the MatMul weights that have the widest dimension of all
-        (the intermediate size: 1536 in MiniLM); attention and the heads stay for the int8 pass."""
+        """4-bit block weights (symmetric unless the config says otherwise) for the feed-forward MatMuls and the
+        embedding Gathers; returns how many MatMuls. The feed-forward weights are the MatMul weights that have the
+        widest dimension of all (the intermediate size: 1536 in MiniLM); attention and the heads stay for the int8
+        pass."""
         import onnx
 
         model = onnx.load(str(source))
@@ -108,6 +109,7 @@ class EncoderQuantizer:
             self.config.block_size,
             self.config.embedding_block_size,
             exclude=[name for name, _ in matmuls if name not in feed_forward],
+            symmetric=self.config.symmetric,
         )
         quantized.save_model_to_file(str(target), False)
         return len(feed_forward)

@@ -2,9 +2,9 @@
 
 "int8": onnxruntime's quantize_dynamic; weights of MatMul (and, by default, the embedding Gather) become int8,
 activations are quantized on the fly at run time. "int4": every MatMul with a constant weight (attention, MLP and
-the LM head) becomes a 4-bit MatMulNBits in blocks of `block_size` (symmetric, activations int8 inside the kernel)
-and the embedding Gather a 4-bit GatherBlockQuantized. The result must load and run with the same I/O; its logits
-are compared with float32.
+the LM head) becomes a 4-bit MatMulNBits in blocks of `block_size` (with a zero point per block by default,
+activations int8 inside the kernel) and the embedding Gather a 4-bit GatherBlockQuantized. The result must load and
+run with the same I/O; its logits are compared with float32.
 """
 
 from __future__ import annotations
@@ -39,7 +39,13 @@ class QuantizeConfig:
     # embedded default the int4 model lost 0.25 dev exact-match points to the float one instead of 0.73, for
     # 0.44 MB more (14.54 MB; BENCHMARKS.md).
     block_size: int = 32
-    embedding_block_size: int = 128  # int4: values per scale in the embedding tables
+    # int4: values per scale in the embedding tables. None: the family's default, 128 for the encoder, 256 for the
+    # decoder (its answers within noise of 128 on the SmolLM2 router student; 0.14 MB less, BENCHMARKS.md).
+    embedding_block_size: int | None = None
+    # int4: symmetric 4-bit MatMul weights (no zero point) or a zero point per block. None: the family's default,
+    # symmetric for the encoder (not measured there), a zero point for the decoder: on the SmolLM2 router student
+    # +2.0 test / +2.4 dev exact-match points over symmetric (102 and 62 answers changed; 1.8 MB more; BENCHMARKS.md).
+    symmetric: bool | None = None
     check_batch_size: int = 2
     check_prompt_length: int = 8
     seed: int = 0
@@ -53,9 +59,22 @@ class QuantizeConfig:
             raise ConfigError(f"config field 'scheme' must be 'int8' or 'int4', got {self.scheme!r}")
         for field in ("block_size", "embedding_block_size"):
             value = getattr(self, field)
-            if value < 16 or value & (value - 1):
+            if value is None and field == "embedding_block_size":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 16 or value & (value - 1):
                 raise ConfigError(f"config field '{field}' must be a power of two >= 16, got {value}")
+        if self.symmetric is not None and not isinstance(self.symmetric, bool):
+            raise ConfigError(f"config field 'symmetric' must be true, false or null, got {self.symmetric!r}")
         require_positive(self, "check_batch_size", "check_prompt_length")
+
+    def family_defaults(self, *, per_channel: bool, embedding_block_size: int, symmetric: bool) -> None:
+        """Fills the fields left None with the student family's measured defaults (the result reports them)."""
+        if self.per_channel is None:
+            self.per_channel = per_channel
+        if self.embedding_block_size is None:
+            self.embedding_block_size = embedding_block_size
+        if self.symmetric is None:
+            self.symmetric = symmetric
 
 
 def model_folder(model: str) -> Path:
@@ -99,17 +118,18 @@ def fold_constant_transposes(model) -> int:
     return folded
 
 
-def four_bit_weights(model, block_size: int, embedding_block_size: int, exclude: list[str]):
-    """4-bit symmetric block weights: MatMuls with a constant weight (but those named in `exclude`) become
-    MatMulNBits (int8 activations inside the kernel: accuracy_level 4), embedding Gathers GatherBlockQuantized.
-    Returns onnxruntime's ONNXModel (its save_model_to_file sorts the nodes topologically)."""
+def four_bit_weights(model, block_size: int, embedding_block_size: int, exclude: list[str], symmetric: bool = True):
+    """4-bit block weights: MatMuls with a constant weight (but those named in `exclude`) become MatMulNBits
+    (int8 activations inside the kernel: accuracy_level 4; a zero point per block unless `symmetric`), embedding
+    Gathers a symmetric GatherBlockQuantized. Returns onnxruntime's ONNXModel (its save_model_to_file sorts the
+    nodes topologically)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
     from onnxruntime.quantization.quant_utils import QuantFormat
 
     axes = (("MatMul", 0), ("Gather", 1))
     matmul_config = DefaultWeightOnlyQuantConfig(
         block_size=block_size,
-        is_symmetric=True,
+        is_symmetric=symmetric,
         accuracy_level=4,
         quant_format=QuantFormat.QOperator,
         op_types_to_quantize=("MatMul",),
@@ -144,8 +164,7 @@ class Quantizer:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         folder = model_folder(self.config.model)
-        if self.config.per_channel is None:
-            self.config.per_channel = False
+        self.config.family_defaults(per_channel=False, embedding_block_size=256, symmetric=False)
         source_model = folder / "model.onnx"
         if not source_model.is_file():
             raise MissingModelError(f"no model.onnx in {folder} (run `export` first)")
@@ -167,6 +186,7 @@ class Quantizer:
                         "quantization": "weight-only",
                         "block_size": self.config.block_size,
                         "embedding_block_size": self.config.embedding_block_size,
+                        "symmetric": self.config.symmetric,
                         "external_data": False,
                     }
                 )
@@ -216,7 +236,9 @@ class Quantizer:
 
         model = onnx.load(str(source))
         folded = fold_constant_transposes(model)
-        quantized = four_bit_weights(model, self.config.block_size, self.config.embedding_block_size, exclude=[])
+        quantized = four_bit_weights(
+            model, self.config.block_size, self.config.embedding_block_size, exclude=[], symmetric=self.config.symmetric
+        )
         four_bit = sum(1 for node in quantized.model.graph.node if node.op_type == "MatMulNBits")
         if four_bit == 0:
             raise RuntimeError("the exported decoder has no MatMul with a constant weight to quantize")
@@ -226,6 +248,7 @@ class Quantizer:
             "folded_transposes": folded,
             "block_size": self.config.block_size,
             "embedding_block_size": self.config.embedding_block_size,
+            "symmetric": self.config.symmetric,
         }
 
     def _check(self, float_model: Path, int8_model: Path, io: dict) -> dict:
