@@ -432,14 +432,17 @@ export const CompressConfigSchema = z
       ),
     pruneLayersKeep: positiveInt
       .max(256)
-      .default(4)
-      .describe("prune-layers: encoder layers kept (evenly spaced, first and last included); must be below the model's"),
+      .optional()
+      .describe(
+        "prune-layers: layers kept (evenly spaced, first and last included); must be below the model's. " +
+          'Default 4 for the encoder (MiniLM-L6 has 6, bge-small 12); a decoder names its own (SmolLM2-135M has 30)',
+      ),
     pruneLayersEpochs: z
       .number()
       .positive()
       .max(100)
       .default(2)
-      .describe('prune-layers: epochs of logit distillation from the unpruned model on the sft utterances'),
+      .describe('prune-layers: epochs of logit distillation from the unpruned model on the sft samples'),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -501,12 +504,18 @@ export const PipelineConfigSchema = z
   .superRefine((c, ctx) => {
     if (c.transfer.student.family !== 'decoder') return;
     const decoderQuantizations = QUANTIZATION_NAMES.filter((q) => (QUANTIZATIONS[q].families as readonly StudentFamily[]).includes('decoder'));
-    const only = `the decoder family compresses with ${['prune-vocab', ...decoderQuantizations].map((s) => `"${s}"`).join(', ')} only`;
+    const only = `the decoder family compresses with ${['prune-vocab', 'prune-layers', ...decoderQuantizations].map((s) => `"${s}"`).join(', ')} only`;
     (c.compress.steps ?? []).forEach((step, i) => {
       const issue = (message: string) => ctx.addIssue({ code: 'custom', path: ['compress', 'steps', i], message: `${message}; ${only}` });
-      if (step === 'prune-layers') issue('"prune-layers" (with distillation) is for the encoder student');
       if (isQuantization(step) && !decoderQuantizations.includes(step)) issue(`"${step}" (${QUANTIZATIONS[step].about}) is for the encoder student`);
     });
+    if ((c.compress.steps ?? []).includes('prune-layers') && c.compress.pruneLayersKeep === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['compress', 'pruneLayersKeep'],
+        message: 'is required with "prune-layers" for the decoder: how many of its layers to keep (SmolLM2-135M has 30; the encoder\'s default of 4 would leave a decoder little)',
+      });
+    }
   })
   .superRefine((c, ctx) => {
     if (c.transfer.student.family === 'decoder' || !c.compress.pruneVocabKeepFirst) return;
@@ -520,7 +529,7 @@ export const PipelineConfigSchema = z
     const student = c.transfer.student;
     const defaults = student.family === 'decoder' && student.base !== undefined ? DECODER_BASE_DEFAULTS.compress : FAMILY_COMPRESS_DEFAULTS[student.family];
     const keepFirst = c.compress.pruneVocabKeepFirst ?? (student.family === 'decoder' && student.base !== undefined ? DECODER_BASE_DEFAULTS.pruneVocabKeepFirst : 0);
-    return { ...c, compress: { ...c.compress, steps: c.compress.steps ?? defaults, pruneVocabKeepFirst: keepFirst } };
+    return { ...c, compress: { ...c.compress, steps: c.compress.steps ?? defaults, pruneVocabKeepFirst: keepFirst, pruneLayersKeep: c.compress.pruneLayersKeep ?? 4 } };
   });
 
 export type PipelineConfig = z.infer<typeof PipelineConfigSchema>;

@@ -100,8 +100,9 @@ export type TransferPlan =
 export type CompressStepPlan =
   /** pruneVocab: keep a token the sft text uses at least this often; the family picks the trainer command. */
   | { step: 'prune-vocab'; family: StudentFamily; minCount: number; /** decoder only; absent when 0 (and in plans recorded before it) */ keepFirst?: number }
-  /** pruneLayers: encoder layers kept, and the distillation that recovers them. */
-  | { step: 'prune-layers'; layers: number; epochs: number; seed: number }
+  /** pruneLayers: layers kept, and the distillation from the unpruned model that recovers them; the family picks the
+   * trainer command (absent in plans recorded before the decoder had this step: the encoder's). */
+  | { step: 'prune-layers'; family?: StudentFamily; layers: number; epochs: number; seed: number }
   /** quantize: one of QUANTIZATIONS, from the float graph. */
   | QuantizePlan;
 
@@ -233,7 +234,9 @@ function compressStepPlan(config: PipelineConfig, step: CompressStep): CompressS
     const keepFirst = c.pruneVocabKeepFirst ? { keepFirst: c.pruneVocabKeepFirst } : {};
     return { step, family: config.transfer.student.family, minCount: c.pruneVocabMinCount, ...keepFirst };
   }
-  if (step === 'prune-layers') return { step, layers: c.pruneLayersKeep, epochs: c.pruneLayersEpochs, seed: config.transfer.seed };
+  if (step === 'prune-layers') {
+    return { step, family: config.transfer.student.family, layers: c.pruneLayersKeep, epochs: c.pruneLayersEpochs, seed: config.transfer.seed };
+  }
   if (isQuantization(step)) return { step };
   throw new Error(`compression step "${step satisfies never}" has no plan`);
 }

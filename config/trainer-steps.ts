@@ -103,7 +103,8 @@ export function compressStep(plan: CompressStepPlan): TrainerStepPlan {
     return { name: 'pruneVocab', command, config: { min_count: plan.minCount, ...keepFirst }, ...pruned };
   }
   if (plan.step === 'prune-layers') {
-    return { name: 'pruneLayers', command: ENCODER_COMMANDS.pruneLayers, config: { layers: plan.layers, epochs: plan.epochs, seed: plan.seed }, ...pruned };
+    const command = plan.family === 'decoder' ? DECODER_COMMANDS.pruneLayers : ENCODER_COMMANDS.pruneLayers;
+    return { name: 'pruneLayers', command, config: { layers: plan.layers, epochs: plan.epochs, seed: plan.seed }, ...pruned };
   }
   return { name: `quantize-${plan.step}`, command: 'quantize', config: QUANTIZATIONS[plan.step].options, inputs: { model: folder('model') }, output: { name: 'model', kind: `onnx-${plan.step}/dir` } };
 }

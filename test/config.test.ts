@@ -13,7 +13,7 @@ describe('pipeline config', () => {
     expect(config.teacher.samples).toBe(5);
   });
 
-  test('compression steps: per-family defaults, prune-vocab for both families, prune-layers and int4 for the encoder only, prune steps before quantization, each once', () => {
+  test('compression steps: per-family defaults, prune-vocab and prune-layers for both families (a decoder names its layers), prune steps before quantization, each once', () => {
     const decoder = { student: { hiddenSize: 64, heads: 2, kvHeads: 1 } };
     expect(parsePipelineConfig({ transfer: decoder }).compress.steps).toEqual(['int8']);
     expect(parsePipelineConfig({ compress: { steps: ['int8'] } }).compress.steps).toEqual(['int8']);
@@ -23,9 +23,12 @@ describe('pipeline config', () => {
     expect(() => parsePipelineConfig({ compress: { steps: ['int4', 'prune-vocab'] } })).toThrow(/compress\.steps\.1: "prune-vocab" must come before "int4"/);
     expect(() => parsePipelineConfig({ compress: { steps: ['int8', 'prune-layers'] } })).toThrow(/compress\.steps\.1: "prune-layers" must come before "int8"/);
     expect(() => parsePipelineConfig({ transfer: decoder, compress: { steps: ['prune-layers'] } })).toThrow(
-      /compress\.steps\.0: "prune-layers" .* is for the encoder student; the decoder family compresses with "prune-vocab", "int8", "int4" only/,
+      /compress\.pruneLayersKeep: is required with "prune-layers" for the decoder: how many of its layers to keep \(SmolLM2-135M has 30/,
     );
+    expect(parsePipelineConfig({ transfer: decoder, compress: { steps: ['prune-layers', 'int4'], pruneLayersKeep: 20 } }).compress).toMatchObject({ pruneLayersKeep: 20, pruneLayersEpochs: 2 });
     expect(parsePipelineConfig({ compress: { steps: ['prune-layers', 'int4'], pruneLayersKeep: 5 } }).compress).toMatchObject({ pruneLayersKeep: 5, pruneLayersEpochs: 2 });
+    expect(parsePipelineConfig({ compress: { steps: ['prune-layers', 'int4'] } }).compress).toMatchObject({ pruneLayersKeep: 4 }); // the encoder's default
+    expect(parsePipelineConfig({}).compress.pruneLayersKeep).toBe(4);
     expect(() => parsePipelineConfig({ compress: { pruneLayersKeep: 0 } })).toThrow(/compress\.pruneLayersKeep/);
     expect(parsePipelineConfig({ transfer: decoder, compress: { steps: ['prune-vocab', 'int8'], pruneVocabMinCount: 2 } }).compress).toMatchObject({
       steps: ['prune-vocab', 'int8'],

@@ -31,8 +31,9 @@ describe('distillation pipeline on a real Temporal server', () => {
   const taskQueue = bed.taskQueue;
   beforeAll(() => ({ server, env, store, simulator, workers } = bed));
 
-  // Both quantizations of the decoder, each gated against the float graph.
-  const config = smallPipelineConfig('plugin-run', { compress: { steps: ['int8', 'int4'] } });
+  // The decoder's layer pruning (2 layers -> 1, recovered by distillation from the 2-layer model) and both
+  // quantizations, each gated against the float graph.
+  const config = smallPipelineConfig('plugin-run', { compress: { steps: ['prune-layers', 'int8', 'int4'], pruneLayersKeep: 1, pruneLayersEpochs: 1 } });
 
   test('runs to completion through SupertinyPlugin and reports every model', async () => {
     const handle = await startPipeline(server.client, config, { taskQueue });
@@ -46,14 +47,16 @@ describe('distillation pipeline on a real Temporal server', () => {
     expect(firstResult.status).toBe('completed');
     const report = JSON.parse(await fs.readFile(firstResult.evaluate!.reportPath, 'utf8'));
     expect(Object.keys(report.models).sort()).toEqual(['student', 'student_int4', 'student_int8', 'student_onnx', 'teacher']);
-    expect(firstResult.compress!.gates.map((g) => g.step)).toEqual(['int8', 'int4']);
+    expect(firstResult.compress!.gates.map((g) => g.step)).toEqual(['prune-layers', 'int8', 'int4']);
+    const pruneLayers = firstResult.compress!.gates[0];
+    expect(pruneLayers.bytesAfter!).toBeLessThan(pruneLayers.bytesBefore! * 0.9); // one of two layers gone
     for (const m of Object.values(report.models) as Record<string, number>[]) {
       expect(m.exact_match).toBeGreaterThanOrEqual(0);
       expect(m.exact_match).toBeLessThanOrEqual(1);
       expect(m.latency_ms_p50).toBeGreaterThan(0);
     }
     // The cascade of the served student with the teacher: a curve from no teacher to all teacher.
-    const kept = firstResult.compress!.gates.filter((g) => g.kept).map((g) => g.step);
+    const kept = firstResult.compress!.gates.filter((g) => g.kept && g.step !== 'prune-layers').map((g) => g.step);
     expect(report.cascade.student).toBe(kept.length > 0 ? `student_${kept[kept.length - 1]}` : 'student_onnx');
     const points = report.cascade.points as { threshold: number; teacher_share: number; exact_match: number }[];
     expect([points[0].threshold, points[points.length - 1].threshold]).toEqual([0, 1]);

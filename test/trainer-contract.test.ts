@@ -53,6 +53,18 @@ test.each([
   expect([...Object.keys(step.config), ...Object.values(step.inputs).map((input) => input.field)].filter((field) => !trainerConfigFields(step.command).has(field))).toEqual([]);
 });
 
+test.each([
+  ['encoder', 'encoder-prune-layers'],
+  ['decoder', 'decoder-prune-layers'],
+] as const)('the %s prune-layers step runs %s with fields of that command', (family, command) => {
+  const config = parsePipelineConfig({ transfer: { student: { family } }, compress: { steps: ['prune-layers', 'int8'], pruneLayersKeep: 3, pruneLayersEpochs: 1 } });
+  const step = compressStep(pipelinePlan(config).compress.steps[0]);
+  expect(step).toMatchObject({ name: 'pruneLayers', command, config: { layers: 3, epochs: 1 } });
+  expect([...Object.keys(step.config), ...Object.values(step.inputs).map((input) => input.field)].filter((field) => !trainerConfigFields(step.command).has(field))).toEqual([]);
+  // A plan recorded before the decoder had this step names no family: it was the encoder's.
+  expect(compressStep({ step: 'prune-layers', layers: 3, epochs: 1, seed: 1 }).command).toBe('encoder-prune-layers');
+});
+
 test('the pass-through is checked against every step of the run before anything starts, naming the command', () => {
   expect(() => parsePipelineConfig({ transfer: { student: { family: 'decoder' }, trainer: { warmup_ratioo: 0.1 } } })).toThrow(
     /transfer\.trainer\.warmup_ratioo: is not a config field of the trainer's "sft" command/,

@@ -29,6 +29,11 @@ COMMANDS = {
         "DecoderPruneVocabConfig",
         "DecoderVocabPruner",
     ),
+    "decoder-prune-layers": (
+        "supertiny_trainer.commands.decoder_prune_layers",
+        "DecoderPruneLayersConfig",
+        "DecoderLayerPruner",
+    ),
     "encoder-convert": ("supertiny_trainer.commands.encoder_convert", "EncoderConvertConfig", "OnnxBertConverter"),
     "encoder-sft": ("supertiny_trainer.commands.encoder_sft", "EncoderSftConfig", "EncoderSftRunner"),
     "encoder-prune-vocab": (

@@ -19,6 +19,7 @@ from ..core.checkpoints import CheckpointStore
 from ..core.command import CommandResult, RunContext
 from ..core.config import choice
 from ..core.errors import ConfigError, DataError
+from ..core.layers import layers_to_keep, validate_layer_choice
 from ..core.runtime import set_threads
 from ..core.training import SCHEDULERS, TrainingConfig, run_training
 from ..student.encoder import load_encoder_student, save_encoder_student
@@ -50,13 +51,7 @@ class EncoderPruneLayersConfig(TrainingConfig):
         super().validate()
         if not self.data:
             raise ConfigError("config field 'data' is required (an sft.jsonl file)")
-        if self.layers < 1:
-            raise ConfigError(f"config field 'layers' must be >= 1, got {self.layers}")
-        if self.keep_layers and (sorted(set(self.keep_layers)) != list(self.keep_layers) or min(self.keep_layers) < 0):
-            raise ConfigError(
-                f"config field 'keep_layers' must list distinct layer indices >= 0 in increasing order, "
-                f"got {self.keep_layers}"
-            )
+        validate_layer_choice(self.layers, list(self.keep_layers))
         if self.temperature <= 0:
             raise ConfigError(f"config field 'temperature' must be > 0, got {self.temperature}")
         if not 0 <= self.distill_weight <= 1:
@@ -65,23 +60,6 @@ class EncoderPruneLayersConfig(TrainingConfig):
             raise ConfigError(f"config field 'vote_weight' must be in [0, 1], got {self.vote_weight}")
         if self.head_learning_rate <= 0:
             raise ConfigError(f"config field 'head_learning_rate' must be > 0, got {self.head_learning_rate}")
-
-
-def layers_to_keep(total: int, layers: int, keep_layers: list[int]) -> list[int]:
-    """Which of `total` layers stay: `keep_layers` as given, else `layers` evenly spaced from first to last."""
-    if keep_layers:
-        if keep_layers[-1] >= total:
-            raise ConfigError(
-                f"config field 'keep_layers': the model has {total} layers (0..{total - 1}), got {keep_layers}"
-            )
-        if len(keep_layers) == total:
-            raise ConfigError(f"config field 'keep_layers' keeps all {total} layers: nothing to prune")
-        return list(keep_layers)
-    if layers >= total:
-        raise ConfigError(f"config field 'layers' must be below the model's {total} layers to prune any, got {layers}")
-    if layers == 1:
-        return [total - 1]
-    return sorted({round(i * (total - 1) / (layers - 1)) for i in range(layers)})
 
 
 def distilling_trainer_class():

@@ -21,16 +21,15 @@ from .sft import SftConfig, finish, prompt_completion_dataset, sft_arguments, st
 
 
 @dataclass
-class KdConfig(SftConfig):
-    teacher: str = ""  # teacher model folder (e.g. a larger student trained first)
+class DistillationConfig(SftConfig):
+    """The top-k distillation loss's fields (kd, decoder-prune-layers)."""
+
     top_k: int = 20
     alpha: float = 0.5  # weight of the cross-entropy term; 1 - alpha weighs the KL term
     temperature: float = 1.0
 
     def validate(self) -> None:
         super().validate()
-        if not self.teacher:
-            raise ConfigError("config field 'teacher' is required (a model folder)")
         require_positive(self, "top_k", "temperature")
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"config field 'alpha' must be in [0, 1], got {self.alpha}")
@@ -38,8 +37,18 @@ class KdConfig(SftConfig):
         for name in ("prompt_loss_weight", "input_noise"):
             if getattr(self, name):
                 raise ConfigError(
-                    f"config field '{name}' is an sft option that kd does not apply; leave it at 0 for kd"
+                    f"config field '{name}' is an sft option that distillation does not apply; leave it at 0"
                 )
+
+
+@dataclass
+class KdConfig(DistillationConfig):
+    teacher: str = ""  # teacher model folder (e.g. a larger student trained first)
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.teacher:
+            raise ConfigError("config field 'teacher' is required (a model folder)")
 
 
 def topk_distillation_loss(student_logits, teacher_logits, labels, top_k: int, alpha: float, temperature: float):
@@ -61,7 +70,7 @@ def topk_distillation_loss(student_logits, teacher_logits, labels, top_k: int, a
     return total, ce.detach(), kl.detach(), mask.sum()
 
 
-def _distillation_trainer_class():
+def distillation_trainer_class():
     class TopKDistillationTrainer(student_sft_trainer_class()):
         loss_is_scaled_for_ga = True  # compute_loss divides by the tokens of the whole accumulated batch
 
@@ -101,6 +110,22 @@ def _distillation_trainer_class():
     return TopKDistillationTrainer
 
 
+def build_distillation_trainer(config: DistillationConfig, store: CheckpointStore, student, teacher_model, samples):
+    """The top-k distillation trainer of `student` (a DecoderStudent) against a frozen teacher model on sft samples."""
+    return distillation_trainer_class()(
+        model=student.model,
+        args=sft_arguments(config, store, student.template),
+        train_dataset=prompt_completion_dataset(samples, student.template),
+        processing_class=student.tokenizer,
+        teacher=teacher_model,
+        top_k=config.top_k,
+        alpha=config.alpha,
+        temperature=config.temperature,
+        group_by_length=config.group_by_length,
+        dropout=config.dropout,
+    )
+
+
 class KdRunner:
     def __init__(self, config: KdConfig, context: RunContext):
         self.config = config
@@ -115,18 +140,7 @@ class KdRunner:
             raise ConfigError("the teacher must share the student's tokenizer (same vocabulary) for logit distillation")
         store = CheckpointStore(self.context.run_dir, keep=self.config.keep_checkpoints)
         resume_from = store.prepare(self.context.resume)
-        trainer = _distillation_trainer_class()(
-            model=student.model,
-            args=sft_arguments(self.config, store, student.template),
-            train_dataset=prompt_completion_dataset(samples, student.template),
-            processing_class=student.tokenizer,
-            teacher=teacher.model,
-            top_k=self.config.top_k,
-            alpha=self.config.alpha,
-            temperature=self.config.temperature,
-            group_by_length=self.config.group_by_length,
-            dropout=self.config.dropout,
-        )
+        trainer = build_distillation_trainer(self.config, store, student, teacher.model, samples)
         metrics = run_training(trainer, store, self.context.events, resume_from)
         metrics.update(
             {
