@@ -9,6 +9,8 @@ import {
   calibratedConfidence,
   expectedCalibrationError,
   fitCalibration,
+  fitLogistic,
+  logisticProbability,
   rawConfidence,
   readCalibration,
   type EncoderSignals,
@@ -61,6 +63,19 @@ describe('fitCalibration', () => {
     const topHalf = (points: { confidence: number; correct: boolean }[]) =>
       [...points].sort((a, b) => b.confidence - a.confidence).slice(0, points.length / 2).filter((p) => p.correct).length / (points.length / 2);
     expect(topHalf(calibrated)).toBeGreaterThan(topHalf(raw) + 0.03);
+  });
+
+  test('fitLogistic recovers the weights of a known logistic model (what the calibration and bench-cascade fit)', () => {
+    // y ~ sigmoid(0.5 + 2 x0 - 1 x1) with x0, x1 standard normal: the fit's standardised weights come back near 2 and -1.
+    const rand = random(7);
+    const normal = () => Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
+    const X = Array.from({ length: 4000 }, () => [normal(), normal()]);
+    const y = X.map(([a, b]) => rand() < 1 / (1 + Math.exp(-(0.5 + 2 * a - b))));
+    const fit = fitLogistic(X, y, 0);
+    expect(fit.weights[0] / fit.scale[0]).toBeCloseTo(2, 0);
+    expect(fit.weights[1] / fit.scale[1]).toBeCloseTo(-1, 0);
+    expect(logisticProbability(fit, [3, 0])).toBeGreaterThan(0.99);
+    expect(logisticProbability(fit, [-3, 0])).toBeLessThan(0.01);
   });
 
   test('refuses too few answers, or answers all right or all wrong', () => {

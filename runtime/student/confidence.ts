@@ -74,10 +74,7 @@ export function featureVector(s: EncoderSignals): number[] {
 
 /** P(the answer is an exact match) under the calibration. */
 export function calibratedConfidence(calibration: Calibration, s: EncoderSignals): number {
-  const x = featureVector(s);
-  let z = calibration.bias;
-  for (let i = 0; i < x.length; i++) z += (calibration.weights[i] * (x[i] - calibration.mean[i])) / calibration.scale[i];
-  return 1 / (1 + Math.exp(-z));
+  return logisticProbability(calibration, featureVector(s));
 }
 
 /**
@@ -88,12 +85,41 @@ export function fitCalibration(rows: readonly { signals: EncoderSignals; correct
   if (rows.length < 20) throw new Error(`a calibration needs at least 20 scored answers, got ${rows.length}`);
   const positives = rows.filter((r) => r.correct).length;
   if (positives === 0 || positives === rows.length) throw new Error(`a calibration needs right and wrong answers, got ${positives} right of ${rows.length}`);
-  const X = rows.map((r) => featureVector(r.signals));
-  const d = CALIBRATION_FEATURES.length;
+  const fit = fitLogistic(
+    rows.map((r) => featureVector(r.signals)),
+    rows.map((r) => r.correct),
+    l2,
+  );
+  return {
+    format: CALIBRATION_FORMAT,
+    features: CALIBRATION_FEATURES.map(([name]) => name),
+    ...fit,
+    fitted: { split, examples: rows.length, exact_match: positives / rows.length, l2 },
+  };
+}
+
+/** A standardised logistic regression: the features' mean and scale, a weight per standardised feature, the bias. */
+export interface LogisticFit {
+  mean: number[];
+  scale: number[];
+  weights: number[];
+  bias: number;
+}
+
+/** The probability a LogisticFit gives to a feature vector. */
+export function logisticProbability(fit: LogisticFit, x: readonly number[]): number {
+  let z = fit.bias;
+  for (let i = 0; i < x.length; i++) z += (fit.weights[i] * (x[i] - fit.mean[i])) / fit.scale[i];
+  return 1 / (1 + Math.exp(-z));
+}
+
+/** Fits P(y) = sigmoid(bias + w . standardised x) with an L2 penalty on w by Newton's method (deterministic). */
+export function fitLogistic(X: readonly (readonly number[])[], labels: readonly boolean[], l2 = 1): LogisticFit {
+  const d = X[0]?.length ?? 0;
   const mean = Array.from({ length: d }, (_, j) => X.reduce((a, x) => a + x[j], 0) / X.length);
   const scale = Array.from({ length: d }, (_, j) => Math.sqrt(X.reduce((a, x) => a + (x[j] - mean[j]) ** 2, 0) / X.length) || 1);
   const Z = X.map((x) => [1, ...x.map((v, j) => (v - mean[j]) / scale[j])]);
-  const y = rows.map((r) => (r.correct ? 1 : 0));
+  const y = labels.map((c) => (c ? 1 : 0));
   const w = new Array<number>(d + 1).fill(0);
   for (let iteration = 0; iteration < 50; iteration++) {
     const gradient = new Array<number>(d + 1).fill(0);
@@ -119,15 +145,7 @@ export function fitCalibration(rows: readonly { signals: EncoderSignals; correct
     }
     if (moved < 1e-8) break;
   }
-  return {
-    format: CALIBRATION_FORMAT,
-    features: CALIBRATION_FEATURES.map(([name]) => name),
-    mean,
-    scale,
-    weights: w.slice(1),
-    bias: w[0],
-    fitted: { split, examples: rows.length, exact_match: positives / rows.length, l2 },
-  };
+  return { mean, scale, weights: w.slice(1), bias: w[0] };
 }
 
 /** Gaussian elimination with partial pivoting: the Newton step of a small symmetric positive definite system. */
