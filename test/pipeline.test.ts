@@ -13,7 +13,7 @@ import type { SupertinyEnv } from '../config/env';
 import { ArtifactStore } from '../artifacts/store';
 import type { RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import type { PipelineResult } from '../activities/types';
-import { withWorkers, workflowBundle } from './support/temporal';
+import { progressWithin, withWorkers, workflowBundle } from './support/temporal';
 import { usePipelineBed } from './support/pipeline-bed';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { waitFor } from '../runtime/wait-for';
@@ -204,7 +204,7 @@ describe('distillation pipeline on a real Temporal server', () => {
     const result = await withWorkers(workers, async () => {
       const work = path.join(env.dataDir, 'artifacts', 'work');
       await waitFor('the sft trainer process to run', async () => {
-        const progress = await pipelineProgress(handle).catch(() => undefined);
+        const progress = await progressWithin(handle);
         if (progress?.stage !== 'transfer' || progress.step !== 'sft') return false;
         const dirs = (await fs.readdir(work).catch(() => [] as string[])).filter((d) => d.startsWith('trainStudent-sft-'));
         for (const dir of dirs) if (await fs.access(path.join(work, dir, 'trainer.pid')).then(() => true, () => false)) return true;
@@ -239,7 +239,7 @@ describe('distillation pipeline on a real Temporal server', () => {
     const handle = await startPipeline(server.client, config, { taskQueue });
     const result = await withWorkers(workers, async () => {
       // Break sft.jsonl as soon as the prototype stage has produced it, before training reads it.
-      const sft = await waitFor('the prototype stage to produce sft.jsonl', async () => (await pipelineProgress(handle).catch(() => undefined))?.artifacts['prototype.sft'], {
+      const sft = await waitFor('the prototype stage to produce sft.jsonl', async () => (await progressWithin(handle))?.artifacts['prototype.sft'], {
         timeoutMs: 600_000,
       });
       await breakArtifact(store.pathOf(sft));

@@ -8,7 +8,7 @@ import type { PrototypeResult } from '../activities/types';
 import { prototypeStage } from '../workflows/prototype';
 import { usePipelineBed } from './support/pipeline-bed';
 import { smallPipelineConfig } from './support/pipeline-config';
-import { createTestWorkers, testDeps, testEnv, withWorkers } from './support/temporal';
+import { createTestWorkers, progressWithin, testDeps, testEnv, withWorkers } from './support/temporal';
 import { waitFor } from '../runtime/wait-for';
 
 const bed = usePipelineBed('prototype-can');
@@ -88,7 +88,7 @@ test("in the pipeline, the stage's last run hands the dataset to the pipeline, w
   expect(single).toBeDefined();
   const handle = await startPipeline(bed.server.client, slice(2), { taskQueue: bed.taskQueue });
   const { progress, result } = await withWorkers(bed.workers, async () => {
-    await waitFor('the prototype stage to be done', async () => (await pipelineProgress(handle).catch(() => undefined))?.stagesDone.includes('prototype'), { timeoutMs: 120_000 });
+    await waitFor('the prototype stage to be done', async () => (await progressWithin(handle))?.stagesDone.includes('prototype'), { timeoutMs: 120_000 });
     const progress = await pipelineProgress(handle);
     // Training is not what this test is about.
     await cancelPipeline(handle, 'prototype stage checked');

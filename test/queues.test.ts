@@ -6,7 +6,7 @@ import { parsePipelineConfig } from '../config/pipeline';
 import { transferStage } from '../workflows/transfer';
 import { SupertinyPlugin } from '../workers/plugin';
 import type { PrototypeResult } from '../activities/types';
-import { startTestServer, testDeps, testEnv, withWorkers, workflowBundle } from './support/temporal';
+import { shutdownLeftoverWorkers, startTestServer, testDeps, testEnv, withWorkers, workflowBundle } from './support/temporal';
 import { smallPipelineConfig } from './support/pipeline-config';
 
 describe('task queues', () => {
@@ -17,6 +17,7 @@ describe('task queues', () => {
   }, 120_000);
 
   afterAll(async () => {
+    await shutdownLeftoverWorkers();
     await server?.teardown();
   });
 

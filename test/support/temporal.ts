@@ -12,6 +12,8 @@ import { STAGE_SEARCH_ATTRIBUTE } from '../../workflows/messages';
 import { gpuQueueOf } from '../../workflows/activity-options';
 import { SupertinyPlugin, WORKFLOWS_PATH } from '../../workers/plugin';
 import type { ActivityDeps } from '../../activities';
+import type { WorkflowHandle } from '@temporalio/client';
+import { pipelineProgress, type PipelineProgress } from '../../client';
 
 let runtimeInstalled = false;
 
@@ -61,15 +63,50 @@ export async function createTestWorkers(testEnvironment: TestWorkflowEnvironment
   ];
 }
 
+/** The workers withWorkers started and has not shut down yet, with their run promises. */
+const polling = new Map<Worker, Promise<void>>();
+
 /** Runs `fn` while fresh workers poll, then shuts them down (a Worker runs once). */
 export async function withWorkers<T>(create: () => Promise<Worker[]>, fn: () => Promise<T>): Promise<T> {
   const workers = await create();
-  const running = workers.map((w) => w.run());
+  const running = workers.map((w) => {
+    const run = w.run();
+    polling.set(w, run);
+    return run;
+  });
   try {
     return await fn();
   } finally {
     for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
     await Promise.all(running);
+    for (const w of workers) polling.delete(w);
+  }
+}
+
+/**
+ * Shuts down the workers of a withWorkers whose `fn` never returned (a test that jest timed out goes on running),
+ * so that the suite's server can be torn down and the jest process can exit: a worker left polling a stopped
+ * server retries for ever. Call before tearing the server down.
+ */
+export async function shutdownLeftoverWorkers(): Promise<number> {
+  const left = [...polling.entries()];
+  for (const [w] of left) if (w.getState() === 'RUNNING') w.shutdown();
+  await Promise.allSettled(left.map(([, run]) => run));
+  polling.clear();
+  return left.length;
+}
+
+/**
+ * A pipeline's progress for a waitFor probe: undefined while the query fails or takes longer than `timeoutMs` (a
+ * query no worker answers can wait far longer than the waitFor's deadline), so the wait fails naming what it waited for.
+ */
+export async function progressWithin(handle: WorkflowHandle, timeoutMs = 15_000): Promise<PipelineProgress | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+  try {
+    return await Promise.race([pipelineProgress(handle).catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
