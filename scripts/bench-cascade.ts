@@ -122,13 +122,16 @@ async function main(): Promise<void> {
   });
   const studentExact = testRows.filter((r) => r.correct).length / testRows.length;
   const teacherExact = test.filter((e) => teacherById.get(e.id)!.correct).length / test.length;
-  process.stdout.write(`student exact match ${(studentExact * 100).toFixed(1)}%, teacher ${(teacherExact * 100).toFixed(1)}% on ${test.length} test utterances\n`);
+  const devExact = devRows.filter((r) => r.correct).length / devRows.length;
+  process.stdout.write(
+    `student exact match ${(studentExact * 100).toFixed(1)}% (dev ${(devExact * 100).toFixed(2)}%), teacher ${(teacherExact * 100).toFixed(1)}% on ${test.length} test utterances\n`,
+  );
   process.stdout.write(`| confidence | teacher share at 1 point | exact match there | ECE (test) |\n|---|---|---|---|\n`);
   for (const r of results) {
     process.stdout.write(`| ${r.name} | ${r.share_at_1pt === null ? '–' : (r.share_at_1pt * 100).toFixed(1) + '%'} | ${r.exact_match_at_1pt === null ? '–' : (r.exact_match_at_1pt * 100).toFixed(1) + '%'} | ${r.ece_test.toFixed(3)} |\n`);
   }
   process.stdout.write(`calibration weights: ${calibration.features.map((f, i) => `${f} ${calibration.weights[i].toFixed(2)}`).join(', ')}\n`);
-  if (values.out) await fs.writeFile(values.out, JSON.stringify({ studentExact, teacherExact, calibration, results }, null, 2));
+  if (values.out) await fs.writeFile(values.out, JSON.stringify({ studentExact, devExact, teacherExact, calibration, results }, null, 2));
 }
 
 main().catch((error: Error) => {
