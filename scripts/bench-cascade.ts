@@ -3,7 +3,9 @@
 // and the oracle (a confidence that knows which answers are wrong). Needs a finished pipeline's report folder
 // (for the teacher's test answers) and a student folder.
 //   npx tsx scripts/bench-cascade.ts --model FOLDER [--model-file model.int4.onnx] --report REPORT_DIR [--out FILE.json]
-//     [--peer FOLDER [--peer FOLDER2 ...]] [--peer-file model.int4.onnx]
+//     [--peer FOLDER [--peer FOLDER2 ...]] [--peer-file model.int4.onnx] [--predictions FILE.jsonl]
+// --predictions writes the served student's test answers as a report's predictions file does (id, input, gold,
+// prediction, correct), for scripts/analyze-errors.ts.
 // --peer adds students trained apart (another seed or base) as a signal from outside the served student's forward
 // pass: whether they give the same call. It prints how often they disagree and how often the served answer is
 // wrong then, and adds two confidences: disagreements first (then the calibrated confidence), and a logistic
@@ -28,6 +30,7 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       peer: { type: 'string', multiple: true },
       'peer-file': { type: 'string' },
+      predictions: { type: 'string' },
     },
   });
   if (!values.model || !values.report) throw new Error('usage: bench-cascade.ts --model FOLDER [--model-file FILE] --report REPORT_DIR [--out FILE]');
@@ -50,6 +53,18 @@ async function main(): Promise<void> {
   const testRows = await predict(test);
   await student.release();
   process.stderr.write(`predicted ${dev.length} dev and ${test.length} test utterances in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  if (values.predictions) {
+    const lines = testRows.map((r) =>
+      JSON.stringify({
+        id: r.example.id,
+        input: r.example.utterance,
+        gold: printCall(massiveGoldCall(r.example)),
+        prediction: r.prediction.call ? printCall(r.prediction.call) : null,
+        correct: r.correct,
+      }),
+    );
+    await fs.writeFile(values.predictions, lines.join('\n') + '\n');
+  }
 
   // Each peer's answers, as printed calls; a row's agreement is the share of peers that give the served call.
   const peers = values.peer ?? [];
