@@ -14,7 +14,7 @@ import type { TrainedModel, TrainerStepInput } from '../activities/trainer/train
 import type { TrainerHeartbeat } from '../activities/trainer/trainer-process';
 import { runTrainer } from '../activities/trainer/trainer-process';
 import { ArtifactStore } from '../artifacts/store';
-import { createTestWorkers, shutdownLeftoverWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { createTestWorkers, startTestServer, stopTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
 import { waitFor } from '../runtime/wait-for';
 import { smallPipelineConfig } from './support/pipeline-config';
 import { startWorkerProcess, type WorkerProcess } from './support/worker-process';
@@ -78,8 +78,7 @@ describe('durability', () => {
   afterAll(async () => {
     await Promise.all(workers.map((w) => w.kill()));
     await simulator?.close();
-    await shutdownLeftoverWorkers();
-    await server?.teardown();
+    await stopTestServer(server);
     if (env) await fs.rm(env.dataDir, { recursive: true, force: true });
   });
 

@@ -18,7 +18,7 @@ import { scorePredictions, type PredictionRow } from '../activities/evaluate/pre
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../runtime/teacher-simulator';
 import { loadTaskFromFiles } from '../tasks/from-files';
 import type { TaskSpec } from '../tasks/define';
-import { createTestWorkers, shutdownLeftoverWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { createTestWorkers, startTestServer, stopTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
 import { smallPipelineConfig } from './support/pipeline-config';
 
 const EXAMPLE = path.join(__dirname, '..', 'examples', 'request-router');
@@ -56,8 +56,7 @@ describe('a task from files, end to end', () => {
   afterAll(async () => {
     await simulator?.close();
     await spansOnly?.simulator?.close();
-    await shutdownLeftoverWorkers();
-    await server?.teardown();
+    await stopTestServer(server);
     if (env) await fs.rm(env.dataDir, { recursive: true, force: true });
     if (spansOnly) await fs.rm(spansOnly.dir, { recursive: true, force: true });
   });

@@ -6,7 +6,7 @@ import { parsePipelineConfig } from '../config/pipeline';
 import { transferStage } from '../workflows/transfer';
 import { SupertinyPlugin } from '../workers/plugin';
 import type { PrototypeResult } from '../activities/types';
-import { shutdownLeftoverWorkers, startTestServer, testDeps, testEnv, withWorkers, workflowBundle } from './support/temporal';
+import { startTestServer, stopTestServer, testDeps, testEnv, withWorkers, workflowBundle } from './support/temporal';
 import { smallPipelineConfig } from './support/pipeline-config';
 
 describe('task queues', () => {
@@ -17,8 +17,7 @@ describe('task queues', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await shutdownLeftoverWorkers();
-    await server?.teardown();
+    await stopTestServer(server);
   });
 
   test('a worker built on one queue only: the GPU step fails after queueMinutes with the queue and role named', async () => {

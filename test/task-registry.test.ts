@@ -15,7 +15,7 @@ import { compactCallFormat, defineTask, TaskSpecError, type TaskExample } from '
 import { callMetrics } from '../tasks/metrics';
 import { TaskRegistry } from '../tasks/registry';
 import { SupertinyPlugin } from '../workers/plugin';
-import { shutdownLeftoverWorkers, startTestServer, testDeps, testEnv, withWorkers, workflowBundle } from './support/temporal';
+import { startTestServer, stopTestServer, testDeps, testEnv, withWorkers, workflowBundle } from './support/temporal';
 import { smallPipelineConfig } from './support/pipeline-config';
 
 interface Row extends TaskExample {
@@ -94,8 +94,7 @@ describe('a worker with the plugin', () => {
   }, 120_000);
   afterAll(async () => {
     await simulator?.close();
-    await shutdownLeftoverWorkers();
-    await server?.teardown();
+    await stopTestServer(server);
   });
 
   const workers = async () => {

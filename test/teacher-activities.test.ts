@@ -16,7 +16,7 @@ import { startFakeEndpoint, type FakeEndpoint } from './support/fake-endpoint';
 import { waitFor } from '../runtime/wait-for';
 import { resolveTeacherEndpoints } from '../config/endpoints';
 import { smallPipelineConfig } from './support/pipeline-config';
-import { createTestWorkers, shutdownLeftoverWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { createTestWorkers, startTestServer, stopTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
 import { pipelinePlan } from '../config/plan';
 
 const API_KEY = 'sk-test-never-shown-0123456789';
@@ -30,8 +30,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await sim?.close();
-  await shutdownLeftoverWorkers();
-  await server?.teardown();
+  await stopTestServer(server);
 });
 beforeEach(async () => {
   fake = await startFakeEndpoint();

@@ -23,7 +23,7 @@ import { loadMassiveTask, type MassiveTask } from '../tasks/massive';
 import { startFakeEndpoint } from './support/fake-endpoint';
 import { waitFor } from '../runtime/wait-for';
 import { smallPipelineConfig } from './support/pipeline-config';
-import { createTestWorkers, shutdownLeftoverWorkers, startTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
+import { createTestWorkers, startTestServer, stopTestServer, testDeps, testEnv, withWorkers } from './support/temporal';
 import { pipelinePlan } from '../config/plan';
 
 let massive: MassiveTask;
@@ -247,8 +247,7 @@ describe("the pipeline's activities", () => {
       server = await startTestServer();
     }, 120_000);
     afterAll(async () => {
-      await shutdownLeftoverWorkers();
-      await server?.teardown();
+      await stopTestServer(server);
     });
 
     test('a pipeline whose budget runs out while labelling fails non-retryably with TeacherBudgetReached, naming spent and budget', async () => {

@@ -6,7 +6,7 @@ import type { Worker } from '@temporalio/worker';
 import type { SupertinyEnv } from '../../config/env';
 import type { ArtifactStore } from '../../artifacts/store';
 import { startTeacherSimulator, type RunningTeacherSimulator } from '../../runtime/teacher-simulator';
-import { createTestWorkers, shutdownLeftoverWorkers, startTestServer, testDeps, testEnv } from './temporal';
+import { createTestWorkers, startTestServer, stopTestServer, testDeps, testEnv } from './temporal';
 
 export interface PipelineBed {
   server: TestWorkflowEnvironment;
@@ -30,10 +30,8 @@ export function usePipelineBed(queuePrefix: string, envOverrides: Partial<Supert
     bed.workers = () => createTestWorkers(bed.server, bed.taskQueue, deps);
   }, 120_000);
   afterAll(async () => {
-    const left = await shutdownLeftoverWorkers();
-    if (left > 0) console.warn(`${left} worker(s) of a test that did not finish were still polling; shut down before the server`);
     await bed.simulator?.close();
-    await bed.server?.teardown();
+    await stopTestServer(bed.server);
     if (bed.env) await fs.rm(bed.env.dataDir, { recursive: true, force: true });
   });
   return bed;

@@ -88,12 +88,19 @@ export async function withWorkers<T>(create: () => Promise<Worker[]>, fn: () => 
  * so that the suite's server can be torn down and the jest process can exit: a worker left polling a stopped
  * server retries for ever. Call before tearing the server down.
  */
-export async function shutdownLeftoverWorkers(): Promise<number> {
+async function shutdownLeftoverWorkers(): Promise<number> {
   const left = [...polling.entries()];
   for (const [w] of left) if (w.getState() === 'RUNNING') w.shutdown();
   await Promise.allSettled(left.map(([, run]) => run));
   polling.clear();
   return left.length;
+}
+
+/** Tears a suite's server down (when it started), leftover workers first (shutdownLeftoverWorkers). */
+export async function stopTestServer(server: TestWorkflowEnvironment | undefined): Promise<void> {
+  const left = await shutdownLeftoverWorkers();
+  if (left > 0) console.warn(`${left} worker(s) of a test that did not finish were still polling; shut down before the server`);
+  await server?.teardown();
 }
 
 /**
