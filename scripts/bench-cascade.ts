@@ -1,25 +1,99 @@
-// How well each confidence ranks the student's errors on MASSIVE: the cascade's teacher share at 1 point of
-// the teacher's exact match on test, for the raw confidence, single signals, the calibration fitted on dev,
-// and the oracle (a confidence that knows which answers are wrong). Needs a finished pipeline's report folder
-// (for the teacher's test answers) and a student folder.
+// How well each confidence ranks the student's errors: the cascade's teacher share at 1 point of the teacher's
+// exact match on test, for the raw confidence, single signals, the calibration fitted on dev, and the oracle (a
+// confidence that knows which answers are wrong). Needs a finished pipeline's report folder (for the teacher's test
+// answers) and a student folder of either family (an encoder's signals or a decoder's token log-probabilities).
 //   npx tsx scripts/bench-cascade.ts --model FOLDER [--model-file model.int4.onnx] --report REPORT_DIR [--out FILE.json]
-//     [--peer FOLDER [--peer FOLDER2 ...]] [--peer-file model.int4.onnx] [--predictions FILE.jsonl]
+//     [--task-dir DIR] [--peer FOLDER [--peer FOLDER2 ...]] [--peer-file model.int4.onnx] [--predictions FILE.jsonl]
+// MASSIVE by default; --task-dir DIR takes a task from files (functions.json and data.jsonl, as the report's run had).
 // --predictions writes the served student's test answers as a report's predictions file does (id, input, gold,
 // prediction, correct), for scripts/analyze-errors.ts.
 // --peer adds students trained apart (another seed or base) as a signal from outside the served student's forward
 // pass: whether they give the same call. It prints how often they disagree and how often the served answer is
 // wrong then, and adds two confidences: disagreements first (then the calibrated confidence), and a logistic
-// regression over the 11 signals plus the share of peers that agree, fitted on dev.
+// regression over the calibration's signals plus the share of peers that agree, fitted on dev.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { readEnv } from '../config/env';
 import { cascadeCurve } from '../activities/evaluate/cascade';
 import { loadMassiveTask, massiveGoldCall } from '../tasks/massive';
+import { loadTaskFromFiles } from '../tasks/from-files/task';
 import { isExactMatch } from '../tasks/metrics';
-import { printCall } from '../tasks/call-format';
-import { EncoderStudent, type EncoderPrediction } from '../runtime/student/encoder-model';
-import { calibratedConfidence, expectedCalibrationError, featureVector, fitCalibration, fitLogistic, logisticProbability, rawConfidence, type EncoderSignals } from '../runtime/student/confidence';
+import { type Call, printCall } from '../tasks/call-format';
+import type { StudentTask } from '../runtime/student/student-runtime';
+import { loadStudent } from '../runtime/student/load';
+import type { EncoderPrediction } from '../runtime/student/encoder-model';
+import type { StudentPrediction } from '../runtime/student/decoder-model';
+import {
+  CALIBRATION_FEATURES,
+  calibratedConfidence,
+  calibratedDecoderConfidence,
+  DECODER_CALIBRATION_FEATURES,
+  type DecoderSignals,
+  type EncoderSignals,
+  expectedCalibrationError,
+  fitCalibration,
+  fitDecoderCalibration,
+  fitLogistic,
+  logisticProbability,
+  rawConfidence,
+  rawDecoderConfidence,
+  type Calibration,
+} from '../runtime/student/confidence';
+
+interface Example {
+  id: string;
+  input: string;
+  gold: Call;
+}
+
+type Signals = EncoderSignals | DecoderSignals;
+
+/** A family's confidences: the raw one, single signals, the calibration's features and fit. */
+interface Family {
+  features: (s: Signals) => number[];
+  fit: (rows: { signals: Signals; correct: boolean }[]) => Calibration;
+  calibrated: (c: Calibration, s: Signals) => number;
+  singles: Record<string, (s: Signals) => number>;
+}
+
+const ENCODER: Family = {
+  features: (s) => CALIBRATION_FEATURES.map(([, f]) => f(s as EncoderSignals)),
+  fit: (rows) => fitCalibration(rows as { signals: EncoderSignals; correct: boolean }[], 'dev'),
+  calibrated: (c, s) => calibratedConfidence(c, s as EncoderSignals),
+  singles: {
+    'raw (intent × least tag)': (s) => rawConfidence(s as EncoderSignals),
+    'intent probability': (s) => (s as EncoderSignals).intentProbability,
+    'least tag': (s) => (s as EncoderSignals).leastTag,
+    'product of all tags × intent': (s) => {
+      const e = s as EncoderSignals;
+      return e.intentProbability * Math.exp(e.meanLogTag * e.tokens) * e.leastValue;
+    },
+  },
+};
+
+const DECODER: Family = {
+  features: (s) => DECODER_CALIBRATION_FEATURES.map(([, f]) => f(s as DecoderSignals)),
+  fit: (rows) => fitDecoderCalibration(rows as { signals: DecoderSignals; correct: boolean }[], 'dev'),
+  calibrated: (c, s) => calibratedDecoderConfidence(c, s as DecoderSignals),
+  singles: {
+    'raw (geometric mean of the token probabilities)': (s) => rawDecoderConfidence(s as DecoderSignals),
+    'least token probability': (s) => Math.exp((s as DecoderSignals).leastLogProb),
+    'least chosen token probability': (s) => Math.exp((s as DecoderSignals).leastChosenLogProb),
+    'least chosen margin': (s) => (s as DecoderSignals).leastChosenMargin,
+  },
+};
+
+async function loadExamples(taskDir: string | undefined): Promise<{ task: StudentTask; dev: Example[]; test: Example[] }> {
+  if (taskDir) {
+    const task = await loadTaskFromFiles({ functions: path.join(taskDir, 'functions.json'), data: path.join(taskDir, 'data.jsonl') });
+    const of = async (split: 'dev' | 'test') => (await task.dataset.load(split)).filter((e) => e.gold).map((e) => ({ id: e.id, input: e.input, gold: e.gold! }));
+    return { task, dev: await of('dev'), test: await of('test') };
+  }
+  const { task, examples } = await loadMassiveTask({ massivePath: readEnv().massivePath });
+  const of = (split: string) => examples.filter((e) => e.split === split).map((e) => ({ id: e.id, input: e.utterance, gold: massiveGoldCall(e) }));
+  return { task, dev: of('dev'), test: of('test') };
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -27,38 +101,44 @@ async function main(): Promise<void> {
       model: { type: 'string' },
       'model-file': { type: 'string' },
       report: { type: 'string' },
+      'task-dir': { type: 'string' },
       out: { type: 'string' },
       peer: { type: 'string', multiple: true },
       'peer-file': { type: 'string' },
       predictions: { type: 'string' },
     },
   });
-  if (!values.model || !values.report) throw new Error('usage: bench-cascade.ts --model FOLDER [--model-file FILE] --report REPORT_DIR [--out FILE]');
-  const env = readEnv();
-  const { task, examples } = await loadMassiveTask({ massivePath: env.massivePath });
+  if (!values.model || !values.report) throw new Error('usage: bench-cascade.ts --model FOLDER [--model-file FILE] --report REPORT_DIR [--task-dir DIR] [--out FILE]');
+  const loaded = await loadExamples(values['task-dir']);
+  const { task } = loaded;
   const teacherRows = (await fs.readFile(path.join(values.report, 'predictions-teacher.jsonl'), 'utf8'))
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { id: string; prediction: unknown; correct: boolean });
   const teacherById = new Map(teacherRows.map((r) => [r.id, r]));
-  const dev = examples.filter((e) => e.split === 'dev');
-  const test = examples.filter((e) => e.split === 'test' && teacherById.has(e.id));
-  const student = await EncoderStudent.load(values.model, { task, ...(values['model-file'] ? { modelFile: values['model-file'] } : {}) });
+  const dev = loaded.dev;
+  const test = loaded.test.filter((e) => teacherById.has(e.id));
+  if (test.length === 0) throw new Error(`${values.report}/predictions-teacher.jsonl answers none of the task's test examples (another task?)`);
+  const student = await loadStudent(values.model, { task, ...(values['model-file'] ? { modelFile: values['model-file'] } : {}) });
+  const family = student.family === 'encoder' ? ENCODER : DECODER;
   const started = Date.now();
-  const predict = async (rows: typeof dev) => {
-    const out = (await student.predictBatch(rows.map((e) => e.utterance), { batchSize: 1 })) as EncoderPrediction[];
-    return rows.map((e, i) => ({ example: e, prediction: out[i], correct: out[i].call !== undefined && isExactMatch(massiveGoldCall(e), out[i].call) }));
+  const predict = async (rows: Example[]) => {
+    const out = (await student.predictBatch(
+      rows.map((e) => e.input),
+      { batchSize: 1 },
+    )) as (EncoderPrediction | StudentPrediction)[];
+    return rows.map((e, i) => ({ example: e, prediction: out[i], signals: out[i].signals as Signals | undefined, correct: out[i].call !== undefined && isExactMatch(e.gold, out[i].call) }));
   };
   const devRows = await predict(dev);
   const testRows = await predict(test);
   await student.release();
-  process.stderr.write(`predicted ${dev.length} dev and ${test.length} test utterances in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  process.stderr.write(`predicted ${dev.length} dev and ${test.length} test inputs with the ${student.family} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
   if (values.predictions) {
     const lines = testRows.map((r) =>
       JSON.stringify({
         id: r.example.id,
-        input: r.example.utterance,
-        gold: printCall(massiveGoldCall(r.example)),
+        input: r.example.input,
+        gold: printCall(r.example.gold),
         prediction: r.prediction.call ? printCall(r.prediction.call) : null,
         correct: r.correct,
       }),
@@ -71,12 +151,15 @@ async function main(): Promise<void> {
   const devAgree = new Array<number>(dev.length).fill(0);
   const testAgree = new Array<number>(test.length).fill(0);
   for (const folder of peers) {
-    const peer = await EncoderStudent.load(folder, { task, ...(values['peer-file'] ? { modelFile: values['peer-file'] } : {}) });
+    const peer = await loadStudent(folder, { task, ...(values['peer-file'] ? { modelFile: values['peer-file'] } : {}) });
     for (const [rows, agree] of [
       [devRows, devAgree],
       [testRows, testAgree],
     ] as const) {
-      const out = (await peer.predictBatch(rows.map((r) => r.example.utterance), { batchSize: 1 })) as EncoderPrediction[];
+      const out = await peer.predictBatch(
+        rows.map((r) => r.example.input),
+        { batchSize: 1 },
+      );
       rows.forEach((r, i) => {
         const same = r.prediction.call !== undefined && out[i].call !== undefined && printCall(out[i].call!) === printCall(r.prediction.call);
         if (same) agree[i] += 1 / peers.length;
@@ -93,41 +176,34 @@ async function main(): Promise<void> {
     );
   }
 
-  const calibration = fitCalibration(
-    devRows.filter((r) => r.prediction.call).map((r) => ({ signals: r.prediction.signals, correct: r.correct })),
-    'dev',
-  );
-  const withAgreement = (s: EncoderSignals, agree: number) => [...featureVector(s), agree];
-  const devScored = devRows.map((r, i) => ({ r, i })).filter(({ r }) => r.prediction.call);
+  const devScored = devRows.map((r, i) => ({ r, i, signals: r.signals! })).filter(({ r }) => r.prediction.call);
+  const calibration = family.fit(devScored.map(({ r, signals }) => ({ signals, correct: r.correct })));
+  const withAgreement = (s: Signals, agree: number) => [...family.features(s), agree];
   const agreementFit =
     peers.length > 0
       ? fitLogistic(
-          devScored.map(({ r, i }) => withAgreement(r.prediction.signals, devAgree[i])),
+          devScored.map(({ signals, i }) => withAgreement(signals, devAgree[i])),
           devScored.map(({ r }) => r.correct),
         )
       : undefined;
-  const product = (s: EncoderSignals) => s.intentProbability * Math.exp(s.meanLogTag * s.tokens) * s.leastValue;
-  type Row = { signals: EncoderSignals; correct: boolean; agree: number };
+  type Row = { signals: Signals; correct: boolean; agree: number };
   const candidates: Record<string, (row: Row) => number> = {
-    'raw (intent × least tag)': ({ signals }) => rawConfidence(signals),
-    'intent probability': ({ signals }) => signals.intentProbability,
-    'least tag': ({ signals }) => signals.leastTag,
-    'product of all tags × intent': ({ signals }) => product(signals),
-    'calibrated (logistic, dev)': ({ signals }) => calibratedConfidence(calibration, signals),
+    ...Object.fromEntries(Object.entries(family.singles).map(([name, f]) => [name, ({ signals }: Row) => f(signals)])),
+    'calibrated (logistic, dev)': ({ signals }) => family.calibrated(calibration, signals),
     ...(agreementFit
       ? {
-          "peers' disagreements first, then calibrated": ({ signals, agree }: Row) => (agree + calibratedConfidence(calibration, signals)) / 2,
+          "peers' disagreements first, then calibrated": ({ signals, agree }: Row) => (agree + family.calibrated(calibration, signals)) / 2,
           'logistic over the signals and the peers\' agreement (dev)': ({ signals, agree }: Row) => logisticProbability(agreementFit, withAgreement(signals, agree)),
         }
       : {}),
     oracle: ({ correct }) => (correct ? 1 : 0),
   };
   const results = Object.entries(candidates).map(([name, confidenceOf]) => {
-    const rowOf = (r: (typeof testRows)[number], i: number): Row => ({ signals: r.prediction.signals, correct: r.correct, agree: testAgree[i] });
+    const rowOf = (r: (typeof testRows)[number], i: number): Row => ({ signals: r.signals!, correct: r.correct, agree: testAgree[i] });
     const inputs = testRows.map((r, i) => ({
-      gold: printCall(massiveGoldCall(r.example)),
+      gold: printCall(r.example.gold),
       student: { call: r.prediction.call, confidence: r.prediction.call ? confidenceOf(rowOf(r, i)) : 0 },
-      teacher: { call: teacherById.get(r.example.id)!.correct ? massiveGoldCall(r.example) : undefined },
+      teacher: { call: teacherById.get(r.example.id)!.correct ? r.example.gold : undefined },
     }));
     const curve = cascadeCurve(name, inputs, 0.01);
     const ece = expectedCalibrationError(
@@ -139,7 +215,7 @@ async function main(): Promise<void> {
   const teacherExact = test.filter((e) => teacherById.get(e.id)!.correct).length / test.length;
   const devExact = devRows.filter((r) => r.correct).length / devRows.length;
   process.stdout.write(
-    `student exact match ${(studentExact * 100).toFixed(1)}% (dev ${(devExact * 100).toFixed(2)}%), teacher ${(teacherExact * 100).toFixed(1)}% on ${test.length} test utterances\n`,
+    `student exact match ${(studentExact * 100).toFixed(1)}% (dev ${(devExact * 100).toFixed(2)}%), teacher ${(teacherExact * 100).toFixed(1)}% on ${test.length} test inputs\n`,
   );
   process.stdout.write(`| confidence | teacher share at 1 point | exact match there | ECE (test) |\n|---|---|---|---|\n`);
   for (const r of results) {

@@ -123,6 +123,18 @@ describe('a task from files, end to end', () => {
     }
     const teacherRows = (await fs.readFile(path.join(reportDir, 'predictions-teacher.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as PredictionRow);
     expect(teacherRows.some((r) => r.correct && /entity_count="\d+"/.test(r.prediction ?? '') && /domain="/.test(r.prediction ?? ''))).toBe(true);
+
+    // The decoder's confidence is calibrated on dev as the encoder's is, or the result says why not (here 30 dev
+    // answers of a model trained for seconds may be all wrong); the report ranks the decoder's own raw confidence.
+    const deployed = result.compress!.deployed!;
+    const names = report.cascade.candidates.map((c: { name: string }) => c.name);
+    if (deployed.calibration) {
+      expect(deployed.calibration.examples).toBeGreaterThanOrEqual(20);
+      expect(names).toEqual(['calibrated on dev (served)', 'raw: geometric mean of the token probabilities', 'oracle']);
+    } else {
+      expect(deployed.skipped).toMatch(/a calibration needs (at least 20 scored answers|right and wrong answers)/);
+      expect(names).toEqual(['raw: geometric mean of the token probabilities', 'oracle']);
+    }
   }, 600_000);
 
   test('without the free-text argument the encoder student runs to completion: its value heads answer the enum and the count, schema-valid by construction', async () => {

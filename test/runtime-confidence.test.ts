@@ -14,6 +14,11 @@ import {
   rawConfidence,
   readCalibration,
   type EncoderSignals,
+  calibratedDecoderConfidence,
+  DECODER_CALIBRATION_FEATURES,
+  type DecoderSignals,
+  fitDecoderCalibration,
+  rawDecoderConfidence,
 } from '../runtime/student/confidence';
 import { cascadeCurve, shareCurve } from '../activities/evaluate/cascade';
 
@@ -81,6 +86,59 @@ describe('fitCalibration', () => {
   test('refuses too few answers, or answers all right or all wrong', () => {
     expect(() => fitCalibration(train.slice(0, 5), 'dev')).toThrow(/at least 20 scored answers, got 5/);
     expect(() => fitCalibration(train.map((r) => ({ ...r, correct: true })), 'dev')).toThrow(/needs right and wrong answers, got 2000 right of 2000/);
+  });
+});
+
+/**
+ * Decoder answers whose correctness depends on the weakest token the model chose (a count or a span's end), which
+ * the raw geometric mean over every token (most of them forced and near-certain) dilutes.
+ */
+function syntheticDecoder(n: number, seed: number) {
+  const rand = random(seed);
+  return Array.from({ length: n }, () => {
+    const tokens = 10 + Math.floor(20 * rand());
+    const leastChosen = -3 * rand() ** 2;
+    const others = -0.2 * rand();
+    const s: DecoderSignals = {
+      meanLogProb: (leastChosen + (tokens - 1) * others) / tokens,
+      leastLogProb: Math.min(leastChosen, others),
+      leastChosenLogProb: leastChosen,
+      leastChosenMargin: 4 + 2 * leastChosen,
+      chosenTokens: 4,
+      tokens,
+      promptTokens: 12,
+      arguments: 3,
+    };
+    return { signals: s, correct: rand() < 1 / (1 + Math.exp(-(3 + 3 * leastChosen))) };
+  });
+}
+
+describe('fitDecoderCalibration', () => {
+  const calibration = fitDecoderCalibration(syntheticDecoder(2000, 11), 'dev');
+  const unseen = syntheticDecoder(2000, 12);
+
+  test("reads the decoder's features, and on unseen answers is calibrated and ranks errors better than the raw geometric mean", () => {
+    expect(calibration.features).toEqual(DECODER_CALIBRATION_FEATURES.map(([name]) => name));
+    const calibrated = unseen.map((r) => ({ confidence: calibratedDecoderConfidence(calibration, r.signals), correct: r.correct }));
+    const raw = unseen.map((r) => ({ confidence: rawDecoderConfidence(r.signals), correct: r.correct }));
+    expect(expectedCalibrationError(calibrated)).toBeLessThan(0.05);
+    expect(expectedCalibrationError(calibrated)).toBeLessThan(expectedCalibrationError(raw));
+    const topHalf = (points: { confidence: number; correct: boolean }[]) =>
+      [...points].sort((a, b) => b.confidence - a.confidence).slice(0, points.length / 2).filter((p) => p.correct).length / (points.length / 2);
+    expect(topHalf(calibrated)).toBeGreaterThan(topHalf(raw) + 0.03);
+  });
+
+  test("a folder's calibration is read for its own family only", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'calibration-decoder-'));
+    try {
+      await fs.writeFile(path.join(dir, CALIBRATION_FILE), JSON.stringify(calibration));
+      expect(await readCalibration(dir, 'decoder')).toEqual(calibration);
+      await expect(readCalibration(dir)).rejects.toThrow(/over the features log_intent_probability/);
+      await fs.writeFile(path.join(dir, CALIBRATION_FILE), JSON.stringify(fitCalibration(synthetic(200, 5), 'dev')));
+      await expect(readCalibration(dir, 'decoder')).rejects.toThrow(/over the features mean_log_prob, least_log_prob/);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -15,6 +15,7 @@ import type * as Student from '../runtime/student';
 import { cachedBuild, modelFolder, sftLine, trainerCommand } from './support/trainer-run';
 import { requireStudentRuntime } from './support/student-runtime';
 import { ThreadedStudent } from '../runtime/serve/student-thread';
+import { CALIBRATION_FEATURES, CALIBRATION_FILE, calibratedDecoderConfidence, fitDecoderCalibration, rawDecoderConfidence } from '../runtime/student/confidence';
 
 const { CallGrammar, loadStudent, DecoderStudent, StudentModelError, StudentRequestError, StudentTokenizer } = requireStudentRuntime();
 
@@ -270,6 +271,9 @@ describe('student decoding', () => {
         expect(p.tokenIds).toEqual(plain[i].tokenIds);
         expect(p.call).toEqual(plain[i].call);
         expect(p.confidence).toBeCloseTo(plain[i].confidence, 4);
+        // A confirmed draft token was the model's choice, as it is without a draft: the signals count it so.
+        expect(p.signals?.chosenTokens).toBe(plain[i].signals?.chosenTokens);
+        expect(p.signals?.leastChosenLogProb ?? 0).toBeCloseTo(plain[i].signals?.leastChosenLogProb ?? 0, 4);
         expect(p.forwardPasses).toBeLessThanOrEqual(plain[i].forwardPasses);
         expect(p.acceptedDraftTokens).toBeLessThanOrEqual(p.draftedTokens);
         expect(plain[i].draftedTokens).toBe(0);
@@ -343,6 +347,52 @@ describe('student decoding', () => {
         expect(single.confidence).toBeCloseTo(batched[i].confidence, 4);
       }
     });
+  });
+
+  test("an answer's signals: the raw confidence is the geometric mean of its tokens' probabilities, the least at most the mean", () => {
+    for (const p of [...constrained, ...unconstrained].filter((p) => p.call)) {
+      const s = p.signals!;
+      expect(p.confidence).toBeCloseTo(rawDecoderConfidence(s), 12);
+      expect(s.tokens).toBe(p.tokenIds.length + (p.stopReason === 'eos' ? 1 : 0));
+      expect(s.chosenTokens).toBeGreaterThan(0);
+      expect(s.chosenTokens).toBeLessThanOrEqual(s.tokens);
+      expect(s.leastLogProb).toBeLessThanOrEqual(s.meanLogProb + 1e-9);
+      expect(s.leastLogProb).toBeLessThanOrEqual(s.leastChosenLogProb);
+      expect(s.arguments).toBe(p.call!.args.length);
+      expect(s.promptTokens).toBeGreaterThan(2);
+    }
+    // Unconstrained, every token is the model's own best, so each lead is >= 0; constrained, the grammar may overrule it.
+    for (const p of unconstrained.filter((p) => p.call)) expect(p.signals!.leastChosenMargin).toBeGreaterThanOrEqual(0);
+    for (const p of constrained.filter((p) => !p.call)) expect(p.signals).toBeUndefined();
+  });
+
+  test("with a calibration.json the same calls, the confidence the calibrated probability of the signals; an encoder's is refused", async () => {
+    // A calibration fitted on labels that make every other answer wrong: any fitted weights will do here.
+    const rows = [...constrained, ...constrained, ...constrained].filter((p) => p.call).map((p, i) => ({ signals: p.signals!, correct: i % 2 === 0 }));
+    const calibration = fitDecoderCalibration(rows, 'dev');
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'decoder-calibrated-'));
+    try {
+      await fs.cp(built.fp32, dir, { recursive: true });
+      await fs.writeFile(path.join(dir, CALIBRATION_FILE), JSON.stringify(calibration));
+      const calibrated = await DecoderStudent.load(dir, { task: massive.task, threads: 1 });
+      try {
+        expect(calibrated.calibration).toEqual(calibration);
+        const sample = utterances().slice(0, 16);
+        const again = await calibrated.predictBatch(sample, { batchSize: 8 });
+        again.forEach((p, i) => {
+          expect(p.call).toEqual(constrained[i].call);
+          expect(p.confidence).toBeCloseTo(p.call ? calibratedDecoderConfidence(calibration, p.signals!) : 0, 12);
+        });
+      } finally {
+        await calibrated.release();
+      }
+      // An encoder's calibration (other features) in a decoder folder is an error naming the file, not a silent raw confidence.
+      const encoderCalibration = { ...calibration, features: CALIBRATION_FEATURES.map(([name]) => name) };
+      await fs.writeFile(path.join(dir, CALIBRATION_FILE), JSON.stringify(encoderCalibration));
+      await expect(DecoderStudent.load(dir, { task: massive.task, threads: 1 })).rejects.toThrow(/calibration\.json is not a supertiny-calibration\/1 file over the features mean_log_prob/);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('loadStudent gives this decoder for a folder without a family', async () => {

@@ -11,7 +11,7 @@ import { ENCODER_BASES, registryBaseOf, type EncoderBaseName } from '../../confi
 import { DECODER_BASES } from '../../config/decoder-bases';
 import type { ActivityDeps } from '../deps';
 import type { CompressResult, EvaluateResult, PrototypeResult, TransferResult } from '../types';
-import { expectedCalibrationError, rawConfidence } from '../../runtime/student/confidence';
+import { expectedCalibrationError, isDecoderSignals, RAW_CONFIDENCE_NAMES, rawConfidenceOf } from '../../runtime/student/confidence';
 import { parseGold, type GoldExample } from '../gold-examples';
 import { teacherKeyParts } from '../teacher/settings';
 import { currentPipelineSpend, teacherBudgetUsd } from '../teacher/spend-ledger';
@@ -130,15 +130,20 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       }
 
       // The cascade of the student that would be served: the deployed folder (the chosen model with its
-      // calibration: the same answers, the served confidence), else the chosen quantized model, else the first, else fp32.
+      // calibration: the same answers, the served confidence), else the chosen model's row (older runs).
       const quantizedRows = scores.filter((s) => s.row !== 'student_onnx' && s.row.startsWith('student_'));
       const chosenRow = quantizedRows.find((s) => {
         const q = ONNX_LABEL(s.row) as keyof CompressResult;
         return (compress[q] as ArtifactRef | undefined)?.sha256 === compress.chosen.sha256;
       });
-      const servedName = (chosenRow ?? quantizedRows.at(0))?.row ?? 'student_onnx';
-      const servedScore = byRow.get('served') ?? byRow.get(servedName)!;
-      const served = answers.get(byRow.has('served') ? 'served' : servedName)!;
+      // Where no quantization was kept, the served model is a float graph: the exported one (student_onnx), or the
+      // one a pruning step made from it, which has no row of its own (its answers are the 'served' scoring's).
+      const chosenName = chosenRow?.row ?? (compress.chosen.sha256 === compress.onnx.sha256 ? 'student_onnx' : undefined);
+      const servedRow = chosenName ?? quantizedRows.at(0)?.row ?? 'student_onnx';
+      const servedScore = byRow.get('served') ?? byRow.get(servedRow)!;
+      const served = answers.get(byRow.has('served') ? 'served' : servedRow)!;
+      const kept = compress.gates.filter((g) => g.kept).map((g) => g.step);
+      const servedName = chosenName ?? (byRow.has('served') && kept.length > 0 ? `the float graph after ${kept.join(', ')}` : servedRow);
       const teacherAnswers = answers.get('teacher')!;
       const scoringRule = cascadeScoring(task);
       const cascade = cascadeCurve(
@@ -150,10 +155,13 @@ export function createEvaluateActivities(deps: ActivityDeps, resources: TaskReso
       const servedCorrect = new Map(gold.map((g) => [g.id, scoringRule.exactMatch(goldCalls.get(g.id)!, served.get(g.id)?.call)]));
       const withCall = gold.filter((g) => served.get(g.id)?.call);
       const ece = (confidence: (id: string) => number) => expectedCalibrationError(withCall.map((g) => ({ confidence: confidence(g.id), correct: servedCorrect.get(g.id)! })));
-      // Every confidence the encoder offers, side by side with the oracle (one that knows which answers are wrong).
+      // Every confidence the student offers, side by side with the oracle (one that knows which answers are wrong).
       const candidates: [string, (id: string) => number, boolean][] = [];
       if (compress.deployed?.calibration) candidates.push(['calibrated on dev (served)', (id) => served.get(id)?.confidence ?? 0, true]);
-      if (withCall.every((g) => served.get(g.id)?.signals)) candidates.push(['raw: intent × least tag', (id) => rawConfidence(served.get(id)!.signals!), true]);
+      if (withCall.length > 0 && withCall.every((g) => served.get(g.id)?.signals)) {
+        const rawName = RAW_CONFIDENCE_NAMES[isDecoderSignals(served.get(withCall[0].id)!.signals!) ? 'decoder' : 'encoder'];
+        candidates.push([rawName, (id) => rawConfidenceOf(served.get(id)!.signals!), true]);
+      }
       candidates.push(['oracle', (id) => (servedCorrect.get(id) ? 1 : 0), false]);
       cascade.candidates = candidates.map(([name, confidence, calibrated]) => {
         const inputs = gold.map((g) => ({ gold: g.gold, student: { call: served.get(g.id)?.call, confidence: confidence(g.id) }, teacher: { call: teacherAnswers.get(g.id)?.call } }));

@@ -14,9 +14,20 @@ import type { Call } from '../../tasks/call-format';
 import type { TaskSpec } from '../../tasks/define';
 import type { CallMetrics, CallPrediction } from '../../tasks/metrics';
 import { loadStudent } from '../../runtime/student';
-import type { EncoderPrediction } from '../../runtime/student/encoder-model';
 import { readStudentFamily } from '../../runtime/student/model-folder';
-import { type Calibration, type EncoderSignals, CALIBRATION_FILE, calibratedConfidence, expectedCalibrationError, fitCalibration, rawConfidence } from '../../runtime/student/confidence';
+import {
+  type Calibration,
+  type DecoderSignals,
+  type EncoderSignals,
+  CALIBRATION_FILE,
+  calibratedConfidence,
+  calibratedDecoderConfidence,
+  expectedCalibrationError,
+  fitCalibration,
+  fitDecoderCalibration,
+  isDecoderSignals,
+  rawConfidenceOf,
+} from '../../runtime/student/confidence';
 import { createTeacherClient, type TeacherClient, type TeacherResult } from '../../runtime/teacher/teacher-client';
 import type { ActivityDeps } from '../deps';
 import { parseGold, type GoldExample } from '../gold-examples';
@@ -40,8 +51,8 @@ export interface ScoredAnswer {
   schemaValid: boolean;
   /** The student's confidence (the served one: calibrated when the folder carries calibration.json). */
   confidence?: number;
-  /** The encoder's confidence signals (calibration's inputs). */
-  signals?: EncoderSignals;
+  /** The student's confidence signals (calibration's inputs): the encoder's, or the decoder's when it gave a call. */
+  signals?: EncoderSignals | DecoderSignals;
 }
 
 /** The cascade of a served model against the gold calls as the teacher's answers (ScoreModelPlan.cascade). */
@@ -163,7 +174,7 @@ export function createScoreActivities(deps: ActivityDeps, resources: TaskResourc
       const out = await student.predictBatch(gold.map((g) => g.text), { batchSize: 1 });
       const used = process.cpuUsage(cpu);
       const answers = gold.map((g, i): ScoredAnswer => {
-        const signals = (out[i] as Partial<EncoderPrediction>).signals;
+        const signals = (out[i] as { signals?: EncoderSignals | DecoderSignals }).signals;
         return { id: g.id, ...(out[i].call ? { call: out[i].call } : {}), schemaValid: out[i].call !== undefined, confidence: out[i].confidence, ...(signals ? { signals } : {}) };
       });
       const latencies: number[] = [];
@@ -308,10 +319,10 @@ export function createScoreActivities(deps: ActivityDeps, resources: TaskResourc
     },
 
     /**
-     * The folder to deploy: the chosen encoder with calibration.json, a logistic regression of exact match on its
-     * confidence signals fitted on the dev split (the answers of its dev scoring), so that its confidence ranks its
-     * own errors and the cascade's threshold is a probability of being right. A decoder, or dev answers all right
-     * or all wrong, keep the model as it is.
+     * The folder to deploy: the chosen model with calibration.json, a logistic regression of exact match on its
+     * confidence signals (the encoder's or the decoder's) fitted on the dev split (the answers of its dev scoring), so
+     * that its confidence ranks its own errors and the cascade's threshold is a probability of being right. Dev
+     * answers all right or all wrong, or too few, keep the model as it is.
      */
     async calibrateConfidence({ plan, model, dev }: { plan: ScorePlan; model: ArtifactRef; dev: ArtifactRef }): Promise<CalibratedModel> {
       const { task, fingerprint } = await resources.loadTask(plan);
@@ -319,24 +330,27 @@ export function createScoreActivities(deps: ActivityDeps, resources: TaskResourc
       const { value } = await store.memo(key, async (): Promise<CalibratedModel> => {
         // The folder's family from its description, without loading a session for it.
         const family = await readStudentFamily(await localFolder(model));
-        if (family !== 'encoder') return { model, skipped: `the ${family} family's confidence is not calibrated` };
         // The gate scored this model on dev already: its answers (one request at a time, as the server answers).
         const score = await scoreModel({ plan: devScorePlan(plan, 'onnx'), model, gold: dev });
         const answers = await answersOf(score);
         const gold = await store.readJsonl<GoldExample>(dev);
         const rows = gold.flatMap((g) => {
           const a = answers.get(g.id);
-          if (!a?.call || !a.signals) return [];
+          if (!a?.call || !a.signals || isDecoderSignals(a.signals) !== (family === 'decoder')) return [];
           return [{ signals: a.signals, correct: task.metrics([{ gold: parseGold(task, g), prediction: a.call, schemaValid: true }]).exactMatch === 1 }];
         });
         let calibration: Calibration;
         try {
-          calibration = fitCalibration(rows, 'dev');
+          calibration =
+            family === 'decoder'
+              ? fitDecoderCalibration(rows as { signals: DecoderSignals; correct: boolean }[], 'dev')
+              : fitCalibration(rows as { signals: EncoderSignals; correct: boolean }[], 'dev');
         } catch (error) {
           return { model, skipped: (error as Error).message };
         }
-        const eceRaw = expectedCalibrationError(rows.map((r) => ({ confidence: rawConfidence(r.signals), correct: r.correct })));
-        const eceCalibrated = expectedCalibrationError(rows.map((r) => ({ confidence: calibratedConfidence(calibration, r.signals), correct: r.correct })));
+        const calibrated = (s: EncoderSignals | DecoderSignals) => (isDecoderSignals(s) ? calibratedDecoderConfidence(calibration, s) : calibratedConfidence(calibration, s));
+        const eceRaw = expectedCalibrationError(rows.map((r) => ({ confidence: rawConfidenceOf(r.signals), correct: r.correct })));
+        const eceCalibrated = expectedCalibrationError(rows.map((r) => ({ confidence: calibrated(r.signals), correct: r.correct })));
         const deployed = await store.withFile(model, CALIBRATION_FILE, JSON.stringify(calibration, null, 2) + '\n');
         return { model: deployed, calibration: { examples: rows.length, exactMatch: calibration.fitted.exact_match, eceRaw, eceCalibrated } };
       });

@@ -1,7 +1,8 @@
-// The encoder student's confidence, made to rank its errors: the decoder's raw signals (intent probability,
-// margins, entropy, the tag path's weakest and mean probabilities, value heads), and a logistic regression over
-// them fitted on the dev split's exact match (calibration.json in the model folder). The cascade sends a request
-// to the teacher when this probability of being right is low; with a calibration it is a probability.
+// A student's confidence, made to rank its errors: the raw signals of an answer (the encoder's intent probability,
+// margins, entropy, the tag path's weakest and mean probabilities, value heads; the decoder's token log-probabilities
+// and margins), and a logistic regression over them fitted on the dev split's exact match (calibration.json in the
+// model folder). The cascade sends a request to the teacher when this probability of being right is low; with a
+// calibration it is a probability.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { StudentModelError } from './errors';
@@ -32,6 +33,25 @@ export interface EncoderSignals {
   arguments: number;
 }
 
+/** What one decoder answer tells of its own reliability, from the log-probabilities of its tokens as decoded. */
+export interface DecoderSignals {
+  /** Mean log-probability of the answer's tokens (chosen and forced, eos included) under the full softmax. */
+  meanLogProb: number;
+  /** The lowest of them (a token the grammar forced against the model's belief shows here). */
+  leastLogProb: number;
+  /** The lowest log-probability of a token the model chose (not forced by the grammar). */
+  leastChosenLogProb: number;
+  /** The smallest lead, in logits, of a chosen token over the best other token (negative where the grammar overruled the model). */
+  leastChosenMargin: number;
+  /** Tokens the model chose (the others were forced by the grammar), and tokens in all (eos included). */
+  chosenTokens: number;
+  tokens: number;
+  /** Prompt tokens (the input with the template's special tokens). */
+  promptTokens: number;
+  /** Arguments in the call. */
+  arguments: number;
+}
+
 const EPS = 1e-6;
 
 /** The features the calibration reads, by name: log scales where a probability near 0 or 1 carries the signal. */
@@ -48,6 +68,34 @@ export const CALIBRATION_FEATURES: readonly [string, (s: EncoderSignals) => numb
   ['log_tokens', (s) => Math.log(1 + s.tokens)],
   ['arguments', (s) => s.arguments],
 ];
+
+/** The decoder's features, by name (the same standardised logistic regression reads them). */
+export const DECODER_CALIBRATION_FEATURES: readonly [string, (s: DecoderSignals) => number][] = [
+  ['mean_log_prob', (s) => s.meanLogProb],
+  ['least_log_prob', (s) => s.leastLogProb],
+  ['least_chosen_log_prob', (s) => s.leastChosenLogProb],
+  ['least_chosen_margin', (s) => Math.max(-20, Math.min(20, s.leastChosenMargin))],
+  ['log_chosen_tokens', (s) => Math.log(1 + s.chosenTokens)],
+  ['log_tokens', (s) => Math.log(1 + s.tokens)],
+  ['log_prompt_tokens', (s) => Math.log(1 + s.promptTokens)],
+  ['arguments', (s) => s.arguments],
+];
+
+/** The decoder's confidence without a calibration: the geometric mean of its tokens' probabilities. */
+export function rawDecoderConfidence(s: DecoderSignals): number {
+  return Math.exp(s.meanLogProb);
+}
+
+export function isDecoderSignals(s: EncoderSignals | DecoderSignals): s is DecoderSignals {
+  return 'meanLogProb' in s;
+}
+
+/** The confidence a student of either family gives without a calibration, and what it is. */
+export function rawConfidenceOf(s: EncoderSignals | DecoderSignals): number {
+  return isDecoderSignals(s) ? rawDecoderConfidence(s) : rawConfidence(s);
+}
+
+export const RAW_CONFIDENCE_NAMES = { encoder: 'raw: intent × least tag', decoder: 'raw: geometric mean of the token probabilities' } as const;
 
 /** The confidence without a calibration: the intent's probability times the weakest tag or value choice. */
 export function rawConfidence(s: EncoderSignals): number {
@@ -68,6 +116,8 @@ export interface Calibration {
   fitted: { split: string; examples: number; exact_match: number; l2: number };
 }
 
+type Features<S> = readonly [string, (s: S) => number][];
+
 export function featureVector(s: EncoderSignals): number[] {
   return CALIBRATION_FEATURES.map(([, f]) => f(s));
 }
@@ -77,22 +127,36 @@ export function calibratedConfidence(calibration: Calibration, s: EncoderSignals
   return logisticProbability(calibration, featureVector(s));
 }
 
+/** P(the decoder's answer is an exact match) under a decoder calibration (fitDecoderCalibration). */
+export function calibratedDecoderConfidence(calibration: Calibration, s: DecoderSignals): number {
+  return logisticProbability(calibration, DECODER_CALIBRATION_FEATURES.map(([, f]) => f(s)));
+}
+
 /**
  * A logistic regression of exact match on the features, L2-regularised, fitted by Newton's method (the
  * problem is small and convex, so it converges in a few steps and the same data give the same weights).
  */
 export function fitCalibration(rows: readonly { signals: EncoderSignals; correct: boolean }[], split: string, l2 = 1): Calibration {
+  return fitOver(CALIBRATION_FEATURES, rows, split, l2);
+}
+
+/** As fitCalibration, over a decoder's signals (DECODER_CALIBRATION_FEATURES). */
+export function fitDecoderCalibration(rows: readonly { signals: DecoderSignals; correct: boolean }[], split: string, l2 = 1): Calibration {
+  return fitOver(DECODER_CALIBRATION_FEATURES, rows, split, l2);
+}
+
+function fitOver<S>(features: Features<S>, rows: readonly { signals: S; correct: boolean }[], split: string, l2: number): Calibration {
   if (rows.length < 20) throw new Error(`a calibration needs at least 20 scored answers, got ${rows.length}`);
   const positives = rows.filter((r) => r.correct).length;
   if (positives === 0 || positives === rows.length) throw new Error(`a calibration needs right and wrong answers, got ${positives} right of ${rows.length}`);
   const fit = fitLogistic(
-    rows.map((r) => featureVector(r.signals)),
+    rows.map((r) => features.map(([, f]) => f(r.signals))),
     rows.map((r) => r.correct),
     l2,
   );
   return {
     format: CALIBRATION_FORMAT,
-    features: CALIBRATION_FEATURES.map(([name]) => name),
+    features: features.map(([name]) => name),
     ...fit,
     fitted: { split, examples: rows.length, exact_match: positives / rows.length, l2 },
   };
@@ -184,8 +248,11 @@ export function expectedCalibrationError(points: readonly { confidence: number; 
   return sums.reduce((a, b) => a + (b.n === 0 ? 0 : Math.abs(b.confidence - b.correct)), 0) / points.length;
 }
 
-/** A folder's calibration, or undefined when it has none; a file of another format or shape is an error. */
-export async function readCalibration(folder: string): Promise<Calibration | undefined> {
+/**
+ * A folder's calibration, or undefined when it has none; a file of another format or shape, or over another
+ * family's features, is an error.
+ */
+export async function readCalibration(folder: string, family: 'encoder' | 'decoder' = 'encoder'): Promise<Calibration | undefined> {
   const file = path.join(folder, CALIBRATION_FILE);
   let text: string;
   try {
@@ -200,7 +267,7 @@ export async function readCalibration(folder: string): Promise<Calibration | und
   } catch {
     throw new StudentModelError('io_mismatch', `${file} is not valid JSON`, file);
   }
-  const names = CALIBRATION_FEATURES.map(([name]) => name);
+  const names = (family === 'decoder' ? DECODER_CALIBRATION_FEATURES : CALIBRATION_FEATURES).map(([name]) => name);
   const d = names.length;
   const numbers = (v: unknown) => Array.isArray(v) && v.length === d && v.every((x) => typeof x === 'number' && Number.isFinite(x));
   if (

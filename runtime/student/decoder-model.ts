@@ -9,6 +9,7 @@ import { answerEach, predictionsOf, type RuntimeAnswer } from './answers';
 import { StudentModelError, StudentRequestError } from './errors';
 import { CacheNames, cacheNames, checkGraphNames, OnnxIo, readOnnxIo, readTemplate, requireFile, requireFolder, StudentTemplate } from './model-folder';
 import { logSumExp } from './log-softmax';
+import { type Calibration, calibratedDecoderConfidence, type DecoderSignals, rawDecoderConfidence, readCalibration } from './confidence';
 import { createStudentSession } from './onnx-session';
 import type { RuntimePrediction, StudentLoadOptions, StudentRuntime, StudentTask, TimedRuntimePrediction } from './student-runtime';
 import { StudentTokenizer } from './tokenizer';
@@ -57,10 +58,14 @@ export interface StudentPrediction extends RuntimePrediction {
   acceptedDraftTokens: number;
   stopReason: StopReason;
   /**
-   * With a call, the geometric mean of the output tokens' probabilities (eos and fast-forwarded tokens included)
-   * under the model's full softmax, so a token the grammar forced against the model's belief lowers it; 0 without a call.
+   * With a call: with the folder's calibration.json, the calibrated probability that the call is an exact match (a
+   * logistic regression over `signals`, fitted on the dev split); without one, the geometric mean of the output
+   * tokens' probabilities (eos and fast-forwarded tokens included) under the model's full softmax, so a token the
+   * grammar forced against the model's belief lowers it. 0 without a call.
    */
   confidence: number;
+  /** With a call: what its tokens tell of its reliability (the calibration's inputs). */
+  signals?: DecoderSignals;
 }
 
 export interface TimedStudentPrediction extends StudentPrediction, TimedRuntimePrediction {
@@ -84,8 +89,8 @@ interface DecodingRow {
   /** Decided tokens (chosen and forced), without the eos. */
   generated: number[];
   stopReason?: StopReason;
-  /** Sum of the decided tokens' log-probabilities (eos included), for the confidence. */
-  logProbSum: number;
+  /** What the decided tokens (eos included) tell of the answer's reliability, as it is decoded (DecoderSignals). */
+  signals: SignalSums;
   /** The tokens of the row's pass: decided ones (already in `generated`), then `drafted` draft tokens. */
   fed: number[];
   drafted: number;
@@ -117,6 +122,8 @@ export class DecoderStudent implements StudentRuntime {
     readonly task: StudentTask | undefined,
     readonly modelFile: string,
     rememberValues: boolean,
+    /** From the folder's calibration.json: the confidence is then a calibrated probability of an exact match. */
+    readonly calibration: Calibration | undefined,
   ) {
     this.memory = rememberValues ? new ValueMemory() : undefined;
     this.cache = cacheNames(io);
@@ -129,11 +136,11 @@ export class DecoderStudent implements StudentRuntime {
     await requireFolder(folder);
     const modelFile = await requireFile(folder, options.modelFile ?? 'model.onnx', 'the ONNX graph');
     await requireFile(folder, 'tokenizer.json', 'the tokenizer');
-    const [template, io, tokenizer] = await Promise.all([readTemplate(folder), readOnnxIo(folder), StudentTokenizer.load(folder)]);
+    const [template, io, tokenizer, calibration] = await Promise.all([readTemplate(folder), readOnnxIo(folder), StudentTokenizer.load(folder), readCalibration(folder, 'decoder')]);
     const session = await createStudentSession(modelFile, options.threads);
     const inputShapes = new Map(session.inputMetadata.flatMap((m) => (m.isTensor ? [[m.name, m.shape] as const] : [])));
     checkGraphNames(modelFile, io, session.inputNames, session.outputNames, inputShapes);
-    const model = new DecoderStudent(session, tokenizer, template, io, options.task, modelFile, options.rememberValues ?? true);
+    const model = new DecoderStudent(session, tokenizer, template, io, options.task, modelFile, options.rememberValues ?? true, calibration);
     if (io.eos_token_id !== undefined && io.eos_token_id !== model.eosId) {
       throw new StudentModelError('io_mismatch', `onnx_io.json says eos is token ${io.eos_token_id}, the tokenizer says ${model.eosId}`, modelFile);
     }
@@ -237,7 +244,7 @@ export class DecoderStudent implements StudentRuntime {
         input,
         prefix: grammar?.start(input),
         generated: [],
-        logProbSum: 0,
+        signals: newSignalSums(prompts[r].length),
         fed: prompts[r],
         drafted: 0,
         unscoredFrom: prompts[r].length,
@@ -340,9 +347,11 @@ export class DecoderStudent implements StudentRuntime {
     newTokenLimit: number,
     fastForward: boolean,
   ): { tokens: number[]; last: number } {
-    const score = (id: number, index: number) => {
+    // chosen: the model's choice (its margin over its best other token is a signal); otherwise forced by the grammar.
+    const score = (id: number, index: number, chosen = false) => {
       const offset = offsetOf(index);
-      row.logProbSum += logits[offset + id] - logSumExp(logits, offset, vocab);
+      const logProb = logits[offset + id] - logSumExp(logits, offset, vocab);
+      addTokenSignal(row.signals, logProb, chosen ? logits[offset + id] - bestOther(logits, offset, vocab, id) : undefined);
     };
     const decided = row.fed.length - row.drafted;
     // A token is scored by the logits of the position before it.
@@ -356,7 +365,7 @@ export class DecoderStudent implements StudentRuntime {
       const token = this.nextToken(logits, offsetOf(at), vocab, row.prefix);
       if (token === undefined) row.stopReason = 'no_allowed_token';
       else {
-        score(token, at);
+        score(token, at, true);
         if (token === this.eosId) row.stopReason = 'eos';
       }
       if (row.stopReason) return { tokens: [], last: at };
@@ -506,12 +515,60 @@ export class DecoderStudent implements StudentRuntime {
       if (!validation.ok) return { ...base, errors: validation.errors };
     }
     this.memory?.remember(parsed.call);
-    const scored = row.generated.length + (row.stopReason === 'eos' ? 1 : 0);
-    return { ...base, call: parsed.call, confidence: scored > 0 ? Math.exp(row.logProbSum / scored) : 0 };
+    const signals = decoderSignals(row.signals, parsed.call.args.length);
+    const confidence = this.calibration ? calibratedDecoderConfidence(this.calibration, signals) : rawDecoderConfidence(signals);
+    return { ...base, call: parsed.call, confidence, signals };
   }
 }
 
 const TOP_CANDIDATES = 64;
+
+/** Running sums of an answer's token signals while it is decoded (DecoderSignals at the end). */
+interface SignalSums {
+  logProbs: number;
+  tokens: number;
+  least: number;
+  leastChosen: number;
+  leastMargin: number;
+  chosen: number;
+  promptTokens: number;
+}
+
+function newSignalSums(promptTokens: number): SignalSums {
+  return { logProbs: 0, tokens: 0, least: 0, leastChosen: 0, leastMargin: Infinity, chosen: 0, promptTokens };
+}
+
+/** A scored token: its log-probability, and for a token the model chose, its lead over the best other token. */
+function addTokenSignal(sums: SignalSums, logProb: number, margin: number | undefined): void {
+  sums.logProbs += logProb;
+  sums.tokens++;
+  sums.least = Math.min(sums.least, logProb);
+  if (margin === undefined) return;
+  sums.chosen++;
+  sums.leastChosen = Math.min(sums.leastChosen, logProb);
+  sums.leastMargin = Math.min(sums.leastMargin, margin);
+}
+
+function decoderSignals(sums: SignalSums, args: number): DecoderSignals {
+  return {
+    meanLogProb: sums.tokens > 0 ? sums.logProbs / sums.tokens : 0,
+    leastLogProb: sums.least,
+    leastChosenLogProb: sums.leastChosen,
+    // No choice at all (every token forced): as sure as the grammar.
+    leastChosenMargin: Number.isFinite(sums.leastMargin) ? sums.leastMargin : 20,
+    chosenTokens: sums.chosen,
+    tokens: sums.tokens,
+    promptTokens: sums.promptTokens,
+    arguments: args,
+  };
+}
+
+/** The highest logit of any token but `id`. */
+function bestOther(logits: Float32Array, offset: number, vocab: number, id: number): number {
+  let best = -Infinity;
+  for (let t = 0; t < vocab; t++) if (t !== id && logits[offset + t] > best) best = logits[offset + t];
+  return best;
+}
 
 function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   const joined = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
