@@ -159,19 +159,26 @@ const ENCODER_THROUGHPUT: Record<EncoderBaseName, StudentThroughput> = {
 
 /** The registry decoder bases (config/decoder-bases.json): a new base needs its entry here. */
 const DECODER_BASE_THROUGHPUT: Record<DecoderBaseName, StudentThroughput> = {
-  // Issue 21's measurement on this machine: about 150 tokens/s full fine-tuning (AdamW, batch 16 x 48 tokens,
-  // 2 threads), i.e. 0.32 wall-s per 48-token example at 2 cores, 0.64 CPU-s. The task's examples (prompt and
-  // call) may be longer than 48 tokens: the figure scales with them. Peak memory is not measured: the default
-  // decoder's fixed part and 16 bytes a parameter (weights, gradients, two Adam moments).
+  // The request router pipeline on this machine (BENCHMARKS.md, "The request router pipeline end to end", session
+  // 17: nothing else running): sft of 2,747 accepted inputs x 3 epochs, batch 32, 2 threads, 2,589 CPU-s (1,562 s
+  // wall), peak RSS 8.0 GB (weights, gradients and two Adam moments of 134.5 M float32 parameters, and activations).
+  // Issue 21's first figure, about 150 tokens/s at batch 16 x 48 tokens, was twice as slow per input.
   'smollm2-135m': {
     parameters: 134_515_008,
-    sftCpuSecondsPerExampleEpoch: (48 / 150) * 2,
-    peakMemoryBytes: 1.59e9 + 16 * 134_515_008,
+    sftCpuSecondsPerExampleEpoch: 2_589.3 / (2_747 * 3),
+    peakMemoryBytes: 8.01e9,
     peakMemoryBytesPerExample: 0,
     measured: true,
-    measuredOn: 'issue 21: ~150 tokens/s sft, AdamW, batch 16 x 48 tokens, 2 threads; 48-token examples',
+    measuredOn: 'the request router pipeline: 2,589 CPU-s for 2,747 inputs x 3 epochs, batch 32, 2 threads',
   },
 };
+/**
+ * A decoder base answers with a forward pass per few tokens, not one per input: wall seconds per answer of any of
+ * its models (PyTorch or ONNX fp32, int8, int4), the same run: the export and three gates took 190, 181 (prune-vocab
+ * with its export), 73 and 85 s for 500 dev inputs each (the export's and quantizers' own work about 75 s of them),
+ * and the evaluation 1,343 s for five models on 1,000 test inputs and 200 latency samples of three (5,600 answers).
+ */
+const DECODER_BASE_SECONDS_PER_ANSWER = 0.24;
 /**
  * Converting a decoder base (decoderBase: decoder-convert and its check), per parameter: SmolLM2-135M here, its
  * GGUF already fetched, compute_cpu_s 28.3 (convert 14.7 s, check 21.4 s wall at 1 thread, max_abs_diff 0) and
@@ -382,12 +389,14 @@ export function estimateRun(input: EstimateInput): RunEstimate {
   steps.push({ ...none, stage: 'transfer', step: 'score', cpuSeconds: scoreCpu, wallSeconds: wall(scoreCpu), measured: true, basis: "the trainer commands' start and the dev score (scoreStudentOnDev in demo9, now scoreModel)" });
 
   // Compression: each step's work scales with the model's bytes; each gate scores on dev. Measured with the
-  // encoder student only.
+  // encoder student and the SmolLM2 decoder base.
   const encoder = config.transfer.student.family === 'encoder';
   const sizeScale = modelBytes / DEMO_MODEL_BYTES;
   const compressStep = (step: string, cpuSeconds: number, measured: boolean, basis: string) =>
-    steps.push({ ...none, stage: 'compress', step, cpuSeconds, wallSeconds: oneCoreWall(cpuSeconds), measured: measured && encoder, basis });
-  const gate = ONNX_DEV_SCORE_CPU_SECONDS.fixed + ONNX_DEV_SCORE_CPU_SECONDS.perExample * splits.dev;
+    steps.push({ ...none, stage: 'compress', step, cpuSeconds, wallSeconds: oneCoreWall(cpuSeconds), measured: measured && (encoder || decoderBase), basis: decoderBase ? `${basis}; the gate's dev answers at ${DECODER_BASE_SECONDS_PER_ANSWER} s each (the request router pipeline)` : basis });
+  const decoderBase = studentConfig.family === 'decoder' && studentConfig.base !== undefined;
+  const perAnswer = decoderBase ? DECODER_BASE_SECONDS_PER_ANSWER : ONNX_DEV_SCORE_CPU_SECONDS.perExample;
+  const gate = ONNX_DEV_SCORE_CPU_SECONDS.fixed + perAnswer * splits.dev;
   compressStep('export', COMPRESS_CPU_SECONDS.export * sizeScale + gate, true, 'exportOnnx and its dev score (demo9, router-g)');
   for (const step of config.compress.steps) {
     if (step === 'prune-layers') {
@@ -404,7 +413,12 @@ export function estimateRun(input: EstimateInput): RunEstimate {
   const testRequests = reportSplit * (1 + traffic.continuationsPerSample);
   const testPrompt = reportSplit * (traffic.firstPromptTokens + traffic.continuationsPerSample * traffic.continuationPromptTokens);
   const testCompletion = reportSplit * traffic.completionTokensPerSample;
-  const evaluateCpu = EVALUATE_CPU_SECONDS.fixed + (simulated ? EVALUATE_CPU_SECONDS.perTeacherRequest * testRequests : 0) + EVALUATE_CPU_SECONDS.perExample * reportSplit;
+  // A decoder base's models answer one at a time: the PyTorch student, the ONNX graph, each quantization and the
+  // served folder on the report split, and the latency samples (the split's first inputs) of the ONNX ones.
+  const quantized = config.compress.steps.filter((q) => q === 'int8' || q === 'int4').length;
+  const answers = reportSplit * (3 + quantized) + Math.min(config.evaluate.latencySamples, reportSplit) * (1 + quantized);
+  const evaluateCpu =
+    EVALUATE_CPU_SECONDS.fixed + (simulated ? EVALUATE_CPU_SECONDS.perTeacherRequest * testRequests : 0) + (decoderBase ? DECODER_BASE_SECONDS_PER_ANSWER * answers : EVALUATE_CPU_SECONDS.perExample * reportSplit);
   steps.push({
     ...none,
     stage: 'evaluate',
@@ -416,8 +430,10 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     cpuSeconds: evaluateCpu,
     wallSeconds: oneCoreWall(evaluateCpu) + endpointWall(testRequests),
     diskBytes: 0,
-    measured: encoder,
-    basis: `the evaluation with the encoder student (evaluateModels in demo9 and router-g, now scoreModel per row and writeReport); teacher traffic of ${traffic.measuredOn}`,
+    measured: encoder || decoderBase,
+    basis: decoderBase
+      ? `${Math.round(answers)} answers of the decoder base's models at ${DECODER_BASE_SECONDS_PER_ANSWER} s each (the request router pipeline); teacher traffic of ${traffic.measuredOn}`
+      : `the evaluation with the encoder student (evaluateModels in demo9 and router-g, now scoreModel per row and writeReport); teacher traffic of ${traffic.measuredOn}`,
   });
   // Each train input's share of the data folder (samples, cache, ledger, datasets) is counted with the labels.
   steps[0].diskBytes = DISK.bytesPerTrainInput * splits.train;

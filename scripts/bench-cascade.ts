@@ -80,7 +80,8 @@ const DECODER: Family = {
     'raw (geometric mean of the token probabilities)': (s) => rawDecoderConfidence(s as DecoderSignals),
     'least token probability': (s) => Math.exp((s as DecoderSignals).leastLogProb),
     'least chosen token probability': (s) => Math.exp((s as DecoderSignals).leastChosenLogProb),
-    'least chosen margin': (s) => (s as DecoderSignals).leastChosenMargin,
+    // A lead in logits, made a number in (0, 1) so that the cascade's thresholds can split it.
+    'least chosen margin (as a sigmoid)': (s) => 1 / (1 + Math.exp(-(s as DecoderSignals).leastChosenMargin)),
   },
 };
 

@@ -99,8 +99,17 @@ describe('transfer.student.base for the decoder', () => {
     const estimate = estimateRun({ config, splits: { train: 1_000, dev: 100, test: 100 }, prices: SIMULATOR_PRICES, simulated: true });
     const sft = estimate.steps.find((s) => s.step === 'sft')!;
     expect(sft.measured).toBe(true);
-    expect(sft.basis).toMatch(/smollm2-135m: 0\.640 CPU-s per example-epoch \(issue 21: ~150 tokens\/s sft, AdamW, batch 16 x 48 tokens, 2 threads/);
-    expect(sft.cpuSeconds).toBeCloseTo(0.64 * estimate.acceptedInputs, 6);
+    expect(sft.basis).toMatch(/smollm2-135m: 0\.314 CPU-s per example-epoch \(the request router pipeline: 2,589 CPU-s for 2,747 inputs x 3 epochs, batch 32, 2 threads\)/);
+    expect(sft.cpuSeconds).toBeCloseTo((2_589.3 / (2_747 * 3)) * estimate.acceptedInputs, 6);
+    expect(sft.peakMemoryBytes).toBe(8.01e9);
+    // Its models answer a forward pass per few tokens: every gate and the evaluation count their answers.
+    const evaluate = estimate.steps.find((s) => s.stage === 'evaluate')!;
+    expect(evaluate.measured).toBe(true);
+    // 100 test inputs x (student, onnx, served, int8, int4), and latency samples of the three ONNX graphs (100: the split has no more)
+    expect(evaluate.basis).toMatch(/^800 answers of the decoder base's models at 0\.24 s each/);
+    expect(evaluate.cpuSeconds).toBeGreaterThan(0.24 * 800);
+    const int4 = estimate.steps.find((s) => s.step === 'int4')!;
+    expect(int4.cpuSeconds).toBeGreaterThan(0.24 * 100);
     expect(estimate.steps.find((s) => s.step === 'base')).toMatchObject({ stage: 'transfer', measured: true, diskBytes: 134_515_008 * 4 });
     // The family's training defaults were measured for the from-scratch student: the plan says so.
     expect(estimate.notes).toContainEqual(expect.stringMatching(/transfer\.student\.base "smollm2-135m": a decoder base.s defaults \(3 epochs at learning rate 0\.0003; compress prune-vocab, int8, int4\) .* this run trains \d+ epoch\(s\) at /));
