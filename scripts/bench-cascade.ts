@@ -29,6 +29,7 @@ import {
   calibratedConfidence,
   calibratedDecoderConfidence,
   DECODER_CALIBRATION_FEATURES,
+  DECODER_SIGNAL_FEATURES,
   type DecoderSignals,
   type EncoderSignals,
   expectedCalibrationError,
@@ -55,6 +56,8 @@ interface Family {
   fit: (rows: { signals: Signals; correct: boolean }[]) => Calibration;
   calibrated: (c: Calibration, s: Signals) => number;
   singles: Record<string, (s: Signals) => number>;
+  /** Where the deployed calibration reads fewer signals than the family has: all of them, for a logistic fit on dev. */
+  allSignals?: (s: Signals) => number[];
 }
 
 const ENCODER: Family = {
@@ -83,6 +86,7 @@ const DECODER: Family = {
     // A lead in logits, made a number in (0, 1) so that the cascade's thresholds can split it.
     'least chosen margin (as a sigmoid)': (s) => 1 / (1 + Math.exp(-(s as DecoderSignals).leastChosenMargin)),
   },
+  allSignals: (s) => DECODER_SIGNAL_FEATURES.map(([, f]) => f(s as DecoderSignals)),
 };
 
 async function loadExamples(taskDir: string | undefined): Promise<{ task: StudentTask; dev: Example[]; test: Example[] }> {
@@ -187,10 +191,17 @@ async function main(): Promise<void> {
           devScored.map(({ r }) => r.correct),
         )
       : undefined;
+  const allSignalsFit = family.allSignals
+    ? fitLogistic(
+        devScored.map(({ signals }) => family.allSignals!(signals)),
+        devScored.map(({ r }) => r.correct),
+      )
+    : undefined;
   type Row = { signals: Signals; correct: boolean; agree: number };
   const candidates: Record<string, (row: Row) => number> = {
     ...Object.fromEntries(Object.entries(family.singles).map(([name, f]) => [name, ({ signals }: Row) => f(signals)])),
     'calibrated (logistic, dev)': ({ signals }) => family.calibrated(calibration, signals),
+    ...(allSignalsFit ? { 'logistic over every signal (dev)': ({ signals }: Row) => logisticProbability(allSignalsFit, family.allSignals!(signals)) } : {}),
     ...(agreementFit
       ? {
           "peers' disagreements first, then calibrated": ({ signals, agree }: Row) => (agree + family.calibrated(calibration, signals)) / 2,
