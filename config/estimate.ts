@@ -160,16 +160,16 @@ const ENCODER_THROUGHPUT: Record<EncoderBaseName, StudentThroughput> = {
 /** The registry decoder bases (config/decoder-bases.json): a new base needs its entry here. */
 const DECODER_BASE_THROUGHPUT: Record<DecoderBaseName, StudentThroughput> = {
   // The request router pipeline on this machine (BENCHMARKS.md, "The request router pipeline end to end", session
-  // 17: nothing else running): sft of 2,747 accepted inputs x 3 epochs, batch 32, 2 threads, 2,589 CPU-s (1,562 s
+  // 17: nothing else running): sft of 2,737 accepted inputs x 3 epochs, batch 32, 2 threads, 2,589 CPU-s (1,562 s
   // wall), peak RSS 8.0 GB (weights, gradients and two Adam moments of 134.5 M float32 parameters, and activations).
   // Issue 21's first figure, about 150 tokens/s at batch 16 x 48 tokens, was twice as slow per input.
   'smollm2-135m': {
     parameters: 134_515_008,
-    sftCpuSecondsPerExampleEpoch: 2_589.3 / (2_747 * 3),
+    sftCpuSecondsPerExampleEpoch: 2_589.3 / (2_737 * 3),
     peakMemoryBytes: 8.01e9,
     peakMemoryBytesPerExample: 0,
     measured: true,
-    measuredOn: 'the request router pipeline: 2,589 CPU-s for 2,747 inputs x 3 epochs, batch 32, 2 threads',
+    measuredOn: 'the request router pipeline: 2,589 CPU-s for 2,737 inputs x 3 epochs, batch 32, 2 threads',
   },
 };
 /**

@@ -389,7 +389,7 @@ describe('student decoding', () => {
       // An encoder's calibration (other features) in a decoder folder is an error naming the file, not a silent raw confidence.
       const encoderCalibration = { ...calibration, features: CALIBRATION_FEATURES.map(([name]) => name) };
       await fs.writeFile(path.join(dir, CALIBRATION_FILE), JSON.stringify(encoderCalibration));
-      await expect(DecoderStudent.load(dir, { task: massive.task, threads: 1 })).rejects.toThrow(/calibration\.json is not a supertiny-calibration\/1 file over the features mean_log_prob/);
+      await expect(DecoderStudent.load(dir, { task: massive.task, threads: 1 })).rejects.toThrow(/calibration\.json is not a supertiny-calibration\/1 file over the features log_neg_mean_log_prob/);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
