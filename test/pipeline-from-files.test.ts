@@ -128,6 +128,7 @@ describe('a task from files, end to end', () => {
     // answers of a model trained for seconds may be all wrong); the report ranks the decoder's own raw confidence.
     const deployed = result.compress!.deployed!;
     const names = report.cascade.candidates.map((c: { name: string }) => c.name);
+    console.log(`decoder calibration: ${deployed.calibration ? JSON.stringify(deployed.calibration) : `skipped (${deployed.skipped})`}; cascade candidates ${names.join(', ')}`);
     if (deployed.calibration) {
       expect(deployed.calibration.examples).toBeGreaterThanOrEqual(20);
       expect(names).toEqual(['calibrated on dev (served)', 'raw: geometric mean of the token probabilities', 'oracle']);
