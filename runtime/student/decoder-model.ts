@@ -59,12 +59,12 @@ export interface StudentPrediction extends RuntimePrediction {
   stopReason: StopReason;
   /**
    * With a call: with the folder's calibration.json, the calibrated probability that the call is an exact match (a
-   * logistic regression over `signals`, fitted on the dev split); without one, the geometric mean of the output
+   * logistic curve over the raw confidence, fitted on the dev split); without one, the geometric mean of the output
    * tokens' probabilities (eos and fast-forwarded tokens included) under the model's full softmax, so a token the
    * grammar forced against the model's belief lowers it. 0 without a call.
    */
   confidence: number;
-  /** With a call: what its tokens tell of its reliability (the calibration's inputs). */
+  /** With a call: what its tokens tell of its reliability (the calibration reads the mean; bench-cascade compares them all). */
   signals?: DecoderSignals;
 }
 
