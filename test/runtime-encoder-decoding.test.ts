@@ -4,7 +4,7 @@ import { mostProbablePerSlot } from '../runtime/student/encoder-model';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { allowedTagIndices, bioSpans, type BioTag, decodeValueHeads, EncoderTokenizer, parseBioTag, spanText, StudentModelError, type ValueHead, isNumberText, valueLogitsWidth, viterbiBio } from '../runtime/student';
+import { allowedTagIndices, bestBioPath, bioSpans, type BioTag, decodeValueHeads, EncoderTokenizer, parseBioTag, spanText, StudentModelError, type ValueHead, isNumberText, valueLogitsWidth, viterbiBio } from '../runtime/student';
 
 const TAGS = ['O', 'B-time', 'I-time', 'B-date', 'I-date', 'B-place', 'I-place'].map(parseBioTag);
 const tagNames = (path: number[], tags: readonly BioTag[] = TAGS) => path.map((k) => (tags[k].kind === 'O' ? 'O' : `${tags[k].kind}-${(tags[k] as { slot: string }).slot}`));
@@ -46,6 +46,32 @@ describe('viterbiBio', () => {
   test('handles no tokens, and rejects scores of the wrong size', () => {
     expect(viterbiBio([], 0, TAGS)).toEqual([]);
     expect(() => viterbiBio([1, 2, 3], 1, TAGS)).toThrow(/3 scores for 1 tokens x 7 tags/);
+  });
+});
+
+describe('bestBioPath with words', () => {
+  // "the funniest joke" as the | fun nies t | joke: tokens 2 and 3 continue token 1's word.
+  const continues = [false, false, true, true, false];
+  const pieces = [{ O: 5 }, { 'B-time': 5, O: 1 }, { 'B-time': 5, 'I-time': 4, O: 1 }, { 'B-time': 5, 'I-time': 4, O: 1 }, { O: 5 }];
+
+  test('a word\'s tokens share one span: no B- inside a word', () => {
+    expect(tagNames(viterbiBio(scores(pieces), 5, TAGS))).toEqual(['O', 'B-time', 'B-time', 'B-time', 'O']);
+    const tied = bestBioPath(scores(pieces), 5, TAGS, continues);
+    expect(tagNames(tied.path)).toEqual(['O', 'B-time', 'I-time', 'I-time', 'O']);
+    expect(tied.score).toBe(5 + 5 + 4 + 4 + 5);
+  });
+
+  test('a word that starts outside every span stays outside, however sure its later pieces', () => {
+    const s = scores([{ O: 5 }, { O: 3, 'B-time': 1 }, { 'B-time': 9, 'I-time': 2, O: 4 }, { 'I-time': 9, O: 8 }, { O: 5 }]);
+    expect(tagNames(bestBioPath(s, 5, TAGS, continues).path)).toEqual(['O', 'O', 'O', 'O', 'O']);
+    // (O O O: 3 + 4 + 8 against B I I: 1 + 2 + 9.) Unless the whole word in the span scores higher: 2 + 8 + 9.
+    const t = scores([{ O: 5 }, { O: 3, 'B-time': 2 }, { 'B-time': 9, 'I-time': 8, O: 4 }, { 'I-time': 9, O: 8 }, { O: 5 }]);
+    expect(tagNames(bestBioPath(t, 5, TAGS, continues).path)).toEqual(['O', 'B-time', 'I-time', 'I-time', 'O']);
+  });
+
+  test('without word flags it is viterbiBio; flags of the wrong length are refused', () => {
+    expect(bestBioPath(scores(pieces), 5, TAGS).path).toEqual(viterbiBio(scores(pieces), 5, TAGS));
+    expect(() => bestBioPath(scores(pieces), 5, TAGS, [false])).toThrow(/1 word flags for 5 tokens/);
   });
 });
 

@@ -10,6 +10,7 @@ import { readEnv } from '../config/env';
 import { compactCallFormat, defineTask, type TaskSpec } from '../tasks/define';
 import {
   allowedTagIndices,
+  bestBioPath,
   bioSpans,
   EncoderStudent,
   type EncoderPrediction,
@@ -187,6 +188,42 @@ describe('EncoderStudent on a real ONNX graph', () => {
   });
 });
 
+describe('EncoderStudent with word_spans', () => {
+  test('ties each word\'s tokens to one span or none: PyTorch\'s logits decoded with the word rule, no span inside a word', async () => {
+    const dir = path.join(root, 'word-spans');
+    await fs.cp(folder, dir, { recursive: true });
+    const file = path.join(dir, 'supertiny.json');
+    await fs.writeFile(file, JSON.stringify({ ...JSON.parse(await fs.readFile(file, 'utf8')), word_spans: true }));
+    const student = (await loadStudent(dir, { task: fixtureTask(), threads: 1 })) as EncoderStudent;
+    const plain = (await loadStudent(folder, { task: fixtureTask(), threads: 1 })) as EncoderStudent;
+    try {
+      const tags = student.labels.tags.map(parseBioTag);
+      const texts = probes.map((p) => p.text);
+      const [tied, free] = [await student.predictBatch(texts), await plain.predictBatch(texts)];
+      let changed = 0;
+      probes.forEach((probe, i) => {
+        const allowed = allowedTagIndices(tags, new Set(INTENT_SLOTS[tied[i].intent]));
+        const content = probe.tag_logits.filter((_, j) => !probe.special[j]);
+        const scores = content.flatMap((logits) => allowed.map((k) => Math.log(softmax(logits)[k])));
+        const offsets = probe.offsets.filter((_, j) => !probe.special[j]);
+        const continues = offsets.map(([start], t) => t > 0 && start === offsets[t - 1][1]);
+        const spans = bioSpans(bestBioPath(scores, content.length, allowed.map((k) => tags[k]), continues).path, allowed.map((k) => tags[k]));
+        expect(tied[i].spans.map((s) => [s.slot, s.start, s.end])).toEqual(spans.map((s) => [s.slot, offsets[s.first][0], offsets[s.last][1]]));
+        for (const span of tied[i].spans) {
+          expect(span.start === 0 || /\s/.test(probe.text[span.start - 1])).toBe(true);
+          expect(span.end === probe.text.length || /\s/.test(probe.text[span.end])).toBe(true);
+        }
+        if (JSON.stringify(tied[i].call) !== JSON.stringify(free[i].call)) changed++;
+      });
+      // The random heads tag pieces of words, so the rule changes some answers (the check above is not vacuous).
+      expect(changed).toBeGreaterThan(0);
+    } finally {
+      await student.release();
+      await plain.release();
+    }
+  });
+});
+
 describe('EncoderStudent with a calibration.json', () => {
   test('answers the same calls, its confidence the calibrated probability of its signals; without it, the raw confidence', async () => {
     const task = fixtureTask();
@@ -294,6 +331,7 @@ describe('a broken encoder folder fails to load with an error naming the file an
     ['an intent without its slots', (l: Record<string, any>) => delete l.intent_slots.greet, /supertiny\.json: field intent_slots\.greet is missing/],
     ['an unknown format', (l: Record<string, any>) => (l.format = 'supertiny-encoder/9'), /supertiny\.json: field format/],
     ['an unknown family', (l: Record<string, any>) => (l.family = 'seq2seq'), /supertiny\.json: field family/],
+    ['a word_spans that is not a boolean', (l: Record<string, any>) => (l.word_spans = 'yes'), /supertiny\.json: field word_spans/],
   ])('%s', async (name, edit, message) => {
     const dir = await brokenCopy(name.replace(/\W+/g, '-'), (d) => editLabels(d, edit));
     const err = await loadError(dir);

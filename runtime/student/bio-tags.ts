@@ -17,18 +17,37 @@ export function allowedTagIndices(tags: readonly BioTag[], slots: ReadonlySet<st
   return tags.flatMap((tag, k) => (tag.kind === 'O' || slots.has(tag.slot) ? [k] : []));
 }
 
+/** A tag path and its score: the sum of its tokens' scores. */
+export interface BioPath {
+  path: number[];
+  score: number;
+}
+
 /**
  * The best-scoring tag sequence in which an I-x only follows B-x or I-x (never first).
  * scores[t * tags.length + k] is the score (a log-probability) of tags[k] at token t; the result has one index
  * into `tags` per token. Ties go to the lower index, so the result is deterministic.
  */
 export function viterbiBio(scores: ArrayLike<number>, tokens: number, tags: readonly BioTag[]): number[] {
+  return bestBioPath(scores, tokens, tags).path;
+}
+
+/**
+ * viterbiBio with its score, and optionally words: where `continues[t]` is true, token t belongs to the same
+ * word as token t - 1 and takes its span or its O (I-x after B-x or I-x, O after O; never B-), so a span covers
+ * whole words. Without a valid path (possible only when every tag is an I-) it throws.
+ */
+export function bestBioPath(scores: ArrayLike<number>, tokens: number, tags: readonly BioTag[], continues?: readonly boolean[]): BioPath {
   const k = tags.length;
   if (scores.length !== tokens * k) throw new Error(`viterbiBio: ${scores.length} scores for ${tokens} tokens x ${k} tags`);
-  if (tokens === 0) return [];
+  if (continues && continues.length !== tokens) throw new Error(`viterbiBio: ${continues.length} word flags for ${tokens} tokens`);
+  if (tokens === 0) return { path: [], score: 0 };
   if (!tags.some((t) => t.kind !== 'I')) throw new Error('viterbiBio: no tag can start a sequence (need O or a B- tag)');
   // Which tags may precede each tag: all for O and B-x; B-x and I-x of the same slot for I-x.
-  const predecessors = tags.map((tag) => (tag.kind === 'I' ? tags.flatMap((p, j) => (p.kind !== 'O' && p.slot === tag.slot ? [j] : [])) : undefined));
+  const inside = tags.map((tag) => (tag.kind === 'I' ? tags.flatMap((p, j) => (p.kind !== 'O' && p.slot === tag.slot ? [j] : [])) : undefined));
+  // Inside a word: O only after O, B- never, I-x as anywhere.
+  const outside = tags.flatMap((t, j) => (t.kind === 'O' ? [j] : []));
+  const inWord = tags.map((tag, j) => (tag.kind === 'O' ? outside : tag.kind === 'B' ? [] : inside[j]));
   let best = new Float64Array(k);
   let next = new Float64Array(k);
   const back = new Int32Array(tokens * k).fill(-1);
@@ -36,10 +55,11 @@ export function viterbiBio(scores: ArrayLike<number>, tokens: number, tags: read
   for (let t = 1; t < tokens; t++) {
     let anyBest = 0;
     for (let j = 1; j < k; j++) if (best[j] > best[anyBest]) anyBest = j;
+    const predecessors = continues?.[t] ? inWord : inside;
     for (let j = 0; j < k; j++) {
       const from = predecessors[j];
       let arg = -1;
-      if (from === undefined) arg = anyBest;
+      if (from === undefined) arg = best[anyBest] > -Infinity ? anyBest : -1;
       else for (const p of from) if (best[p] > -Infinity && (arg < 0 || best[p] > best[arg])) arg = p;
       back[t * k + j] = arg;
       next[j] = arg < 0 ? -Infinity : best[arg] + scores[t * k + j];
@@ -48,10 +68,11 @@ export function viterbiBio(scores: ArrayLike<number>, tokens: number, tags: read
   }
   let last = 0;
   for (let j = 1; j < k; j++) if (best[j] > best[last]) last = j;
+  if (best[last] === -Infinity) throw new Error('viterbiBio: no valid tag path');
   const path = new Array<number>(tokens);
   path[tokens - 1] = last;
   for (let t = tokens - 1; t > 0; t--) path[t - 1] = back[t * k + path[t]];
-  return path;
+  return { path, score: best[last] };
 }
 
 /** A slot's span of tokens, first and last inclusive. */

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import type { Call } from '../../tasks/call-format';
-import { allowedTagIndices, type BioTag, bioSpans, type CharSpan, parseBioTag, spanText, viterbiBio } from './bio-tags';
+import { allowedTagIndices, type BioTag, bestBioPath, bioSpans, type CharSpan, parseBioTag, spanText } from './bio-tags';
 import { EncoderTokenizer, type EncodedText } from './encoder-tokenizer';
 import type { RuntimeAnswer } from './answers';
 import { StudentModelError, StudentRequestError } from './errors';
@@ -185,29 +185,32 @@ export class EncoderStudent implements StudentRuntime {
       if (intentProbs[i] > 0) intentEntropy -= intentProbs[i] * Math.log(intentProbs[i]);
     }
 
-    // Tag scores of the input's own tokens (not [CLS]/[SEP]), over the tags the intent allows; the log-softmax
-    // is over all tags, so a tag the constraint forces against the model's belief shows a low probability.
+    // Tag scores (log-softmax over all tags) of the input's own tokens (not [CLS]/[SEP]).
     const nTags = this.labels.tags.length;
-    const allowed = this.intentTags[intentIndex];
     const positions = encoded.offsets.flatMap((o, j) => (o ? [j] : []));
-    const scores = new Float64Array(positions.length * allowed.length);
-    const norms = positions.map((j, t) => {
+    const offsets = positions.map((j) => encoded.offsets[j]!);
+    const logProbs = new Float64Array(positions.length * nTags);
+    positions.forEach((j, t) => {
       const offset = (row * width + j) * nTags;
       const norm = logSumExp(tagLogits, offset, nTags);
-      allowed.forEach((tag, k) => (scores[t * allowed.length + k] = tagLogits[offset + tag] - norm));
-      return norm;
+      for (let tag = 0; tag < nTags; tag++) logProbs[t * nTags + tag] = tagLogits[offset + tag] - norm;
     });
+    // With word_spans, a token right after the previous one (no character between) is in its word and span.
+    const continues = this.labels.word_spans ? offsets.map((o, t) => t > 0 && o.start === offsets[t - 1].end) : undefined;
+    // The intent's best tag path over the tags it allows; the log-softmax is over all tags, so a tag the
+    // constraint forces against the model's belief shows a low probability.
+    const allowed = this.intentTags[intentIndex];
+    const scores = new Float64Array(positions.length * allowed.length);
+    for (let t = 0; t < positions.length; t++) allowed.forEach((tag, k) => (scores[t * allowed.length + k] = logProbs[t * nTags + tag]));
     const allowedTags = allowed.map((k) => this.tags[k]);
-    const path = viterbiBio(scores, positions.length, allowedTags);
+    const { path } = bestBioPath(scores, positions.length, allowedTags, continues);
     const tokenProbability = path.map((k, t) => Math.exp(scores[t * allowed.length + k]));
     // Each token's lead of its chosen tag over the best other tag, any tag (the intent's constraint may overrule the model).
     const tagMargins = path.map((k, t) => {
-      const offset = (row * width + positions[t]) * nTags;
       let best = -Infinity;
-      for (let tag = 0; tag < nTags; tag++) if (tag !== allowed[k] && tagLogits[offset + tag] > best) best = tagLogits[offset + tag];
-      return tokenProbability[t] - Math.exp(best - norms[t]);
+      for (let tag = 0; tag < nTags; tag++) if (tag !== allowed[k] && logProbs[t * nTags + tag] > best) best = logProbs[t * nTags + tag];
+      return tokenProbability[t] - Math.exp(best);
     });
-    const offsets = positions.map((j) => encoded.offsets[j]!);
     // A number slot's span whose text is not a number is dropped, as the trainer's decoder drops it.
     const numbers = this.labels.number_slots?.[intent] ?? {};
     const spans = bioSpans(path, allowedTags)

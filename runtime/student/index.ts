@@ -15,7 +15,7 @@ export { EncoderStudent } from './encoder-model';
 export type { EncoderPrediction, SlotSpan, TimedEncoderPrediction } from './encoder-model';
 export { EncoderTokenizer } from './encoder-tokenizer';
 export type { EncodedText } from './encoder-tokenizer';
-export { allowedTagIndices, bioSpans, parseBioTag, spanText, viterbiBio } from './bio-tags';
+export { allowedTagIndices, bestBioPath, bioSpans, parseBioTag, spanText, viterbiBio } from './bio-tags';
 export type { BioTag, CharSpan, TagSpan } from './bio-tags';
 export { decodeValueHeads, isNumberText, valueLogitsWidth } from './value-heads';
 export type { ValueChoice, ValueHead } from './value-heads';

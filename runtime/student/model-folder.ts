@@ -79,6 +79,8 @@ export const EncoderLabelsSchema = z
       .optional(),
     /** Per intent, its slots whose spans must be numbers ("integer" or "number"); absent without any. */
     number_slots: z.record(z.string(), z.record(z.string(), z.enum(['integer', 'number']))).optional(),
+    /** Every training span covered whole words: a word's tokens share one span or none (absent: false). */
+    word_spans: z.boolean().optional(),
   })
   .superRefine((labels, ctx) => {
     for (const [intent, slots] of Object.entries(labels.number_slots ?? {})) {

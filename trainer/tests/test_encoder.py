@@ -267,6 +267,72 @@ def test_a_slot_that_may_not_repeat_keeps_its_most_probable_span_and_repeatable_
     assert decoded.arguments == [("date", "today"), ("date", "tomorrow"), ("time", "five")]
 
 
+def test_with_word_spans_a_words_tokens_share_one_span_or_none():
+    from supertiny_trainer.student.encoder import EncoderLabels
+    from supertiny_trainer.student.tag_decoding import TagDecoder
+
+    labels = EncoderLabels.from_schema({"general_joke": ["joke_type"]}, 64, "cls")
+    labels.intent_repeatable = {"general_joke": ["joke_type"]}
+    tag = {t: i for i, t in enumerate(labels.tags)}
+    text = "the funniest joke"
+    offsets = [(0, 3), (4, 7), (7, 11), (11, 12), (13, 17)]  # the | fun nies t | joke
+    logits = np.full((5, len(labels.tags)), -5.0)
+    logits[:, tag["O"]] = 0
+    logits[1:4, tag["B-joke_type"]] = 3  # each piece of "funniest" a span of its own
+    logits[2:4, tag["I-joke_type"]] = 2  # the continuation is second best
+    logits[4, tag["B-joke_type"]] = -1  # "joke": O wins
+    free = TagDecoder(labels).decode(text, np.array([1.0]), logits, offsets, list(range(5)))
+    assert free.arguments == [("joke_type", "fun"), ("joke_type", "nies"), ("joke_type", "t")]
+    labels.word_spans = True
+    tied = TagDecoder(labels).decode(text, np.array([1.0]), logits, offsets, list(range(5)))
+    assert tied.arguments == [("joke_type", "funniest")]
+    # A word whose first piece is O keeps O on the rest, however sure the rest's B-.
+    logits[1, tag["B-joke_type"]] = -5
+    logits[2, tag["B-joke_type"]] = 4
+    assert TagDecoder(labels).decode(text, np.array([1.0]), logits, offsets, list(range(5))).arguments == []
+    # Words are read from the offsets of the word tokens: special tokens between are skipped.
+    logits = np.vstack([np.zeros((1, len(labels.tags))), logits])
+    cls_offsets = [(0, 0), *offsets]
+    assert TagDecoder(labels).decode(text, np.array([1.0]), logits, cls_offsets, list(range(1, 6))).arguments == []
+
+
+def test_word_spans_is_set_only_when_every_training_span_covers_whole_words(minilm_converted):
+    from collections import Counter
+
+    from supertiny_trainer.student.encoder import EncoderLabels, load_encoder_tokenizer
+    from supertiny_trainer.student.encoder_data import EncoderExample, TargetCall, covers_words, encode_examples
+
+    assert covers_words("pay $50 now", 4, 7) and not covers_words("pay $50 now", 5, 7)
+    assert covers_words("50", 0, 2) and not covers_words("often", 2, 5)
+    labels = EncoderLabels.from_schema({"pay": ["amount"]}, 64, "cls")
+    tokenizer = load_encoder_tokenizer(minilm_converted, 64)
+    counts = Counter()
+    whole = EncoderExample("pay 50 now", [TargetCall("pay", (("amount", "50"),), 1.0)])
+    encode_examples([whole], tokenizer, labels, counts)
+    assert counts["spans_located"] == 1 and counts["spans_inside_words"] == 0
+    inside = EncoderExample("pay $50 now", [TargetCall("pay", (("amount", "50"),), 1.0)])
+    encode_examples([inside], tokenizer, labels, counts)
+    assert counts["spans_located"] == 2 and counts["spans_inside_words"] == 1
+
+
+def test_word_spans_round_trips_through_supertiny_json_and_must_be_a_boolean(tmp_path):
+    from supertiny_trainer.core.errors import ConfigError
+    from supertiny_trainer.student.encoder import EncoderLabels
+
+    labels = EncoderLabels.from_schema({"pay": ["amount"]}, 64, "cls")
+    labels.save(tmp_path)
+    assert "word_spans" not in json.loads((tmp_path / "supertiny.json").read_text())
+    assert EncoderLabels.load(tmp_path).word_spans is False
+    labels.word_spans = True
+    labels.save(tmp_path)
+    assert EncoderLabels.load(tmp_path).word_spans is True
+    raw = json.loads((tmp_path / "supertiny.json").read_text())
+    raw["word_spans"] = "yes"
+    (tmp_path / "supertiny.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="'word_spans' must be true or false"):
+        EncoderLabels.load(tmp_path)
+
+
 def test_a_label_outside_the_offered_tools_is_a_data_error_naming_the_line(encoder_data, tiny_bert, tmp_path):
     record = encoder_data["records"][0]
     row = encoder_sft_line(record, encoder_data["slots"], encoder_data["scenarios"])
@@ -342,6 +408,7 @@ def test_encoder_sft_streams_events_and_writes_the_encoder_folder(encoder_run, e
     assert [e["step"] for e in run.of("checkpoint")] == [20, 40, 60]
     metrics = run.done["metrics"]
     assert metrics["samples_accepted"] == 24 and metrics["votes_used"] == 24 and metrics["slot_values_not_found"] == 0
+    assert metrics["spans_inside_words"] == 0 and metrics["word_spans"] == 1
     folder = Path(run.done["outputs"]["model"])
     assert {"config.json", "model.safetensors", "heads.safetensors", "tokenizer.json", "supertiny.json"} <= {
         p.name for p in folder.iterdir()
@@ -351,6 +418,7 @@ def test_encoder_sft_streams_events_and_writes_the_encoder_folder(encoder_run, e
     assert labels["format"] == "supertiny-encoder/1" and labels["family"] == "encoder" and labels["max_length"] == 64
     assert labels["intents"] == sorted(offered) and labels["tags"][0] == "O"
     assert labels["intent_slots"]["alarm_set"] == encoder_data["slots"]["alarm_set"]
+    assert labels["word_spans"] is True  # every span of the MASSIVE-like rows covers whole words
     assert json.loads((folder / "config.json").read_text())["model_type"] == "bert"
 
 

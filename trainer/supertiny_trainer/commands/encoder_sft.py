@@ -329,6 +329,8 @@ class EncoderSftRunner:
         tokenizer = load_encoder_tokenizer(cfg.model, cfg.max_length)
         counts: Counter = Counter()
         encoded = encode_examples(examples, tokenizer, labels, counts)
+        # Spans of whole words in every training call: decoding may then tie each word's tokens together.
+        labels.word_spans = counts["spans_located"] > 0 and counts["spans_inside_words"] == 0
         if bert.config.vocab_size < tokenizer.get_vocab_size():
             raise ConfigError(
                 f"model folder {cfg.model}: tokenizer.json has {tokenizer.get_vocab_size()} tokens but "
@@ -352,6 +354,8 @@ class EncoderSftRunner:
             {
                 "slot_values_not_found": counts["slot_values_not_found"],
                 "slot_values_truncated": counts["slot_values_truncated"],
+                "spans_inside_words": counts["spans_inside_words"],
+                "word_spans": int(labels.word_spans),
                 "intents": len(labels.intents),
                 "tags": len(labels.tags),
                 **({"value_heads": len(labels.value_heads)} if labels.value_heads else {}),

@@ -83,6 +83,9 @@ class EncoderLabels:
     value_heads: list[dict[str, Any]] = field(default_factory=list)
     # Per function, its slots whose spans must parse as numbers: {slot: "integer" | "number"}.
     number_slots: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Every span of the training calls covered whole words (runs of non-space characters): decoding then ties a
+    # word's tokens to one span or to none (ENCODER_FORMAT.md). False in folders written before the field.
+    word_spans: bool = False
 
     @classmethod
     def from_schema(cls, functions: dict[str, list[str]], max_length: int, pooling: str) -> EncoderLabels:
@@ -119,6 +122,8 @@ class EncoderLabels:
         heads = {"value_heads": self.value_heads} if self.value_heads else {}
         if self.number_slots:
             heads["number_slots"] = self.number_slots
+        if self.word_spans:
+            heads["word_spans"] = True
         return {
             "format": ENCODER_FORMAT,
             "family": "encoder",
@@ -166,7 +171,11 @@ class EncoderLabels:
             "pooling",
             "value_heads",
             "number_slots",
+            "word_spans",
         }
+        word_spans = raw.get("word_spans", False)
+        if not isinstance(word_spans, bool):
+            raise ConfigError(f"{path}: 'word_spans' must be true or false, got {word_spans!r}")
         numbers = raw.get("number_slots", {})
         if not isinstance(numbers, dict) or any(
             intent not in raw["intent_slots"]
@@ -214,6 +223,7 @@ class EncoderLabels:
             {k: list(v) for k, v in repeatable.items()},
             [dict(h) for h in heads],
             {k: dict(v) for k, v in numbers.items()},
+            word_spans,
         )
 
 

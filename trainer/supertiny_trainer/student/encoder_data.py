@@ -411,6 +411,11 @@ def locate_values(text: str, pairs: tuple[tuple[str, str], ...]) -> tuple[list[t
     return sorted(spans, key=lambda span: span[1]), missing
 
 
+def covers_words(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] starts and ends at word boundaries (a word: a run of non-space characters)."""
+    return (start == 0 or text[start - 1].isspace()) and (end == len(text) or text[end].isspace())
+
+
 def bio_tag_ids(
     spans: list[tuple[str, int, int]], offsets: list[tuple[int, int]], word: list[bool], tag_index: dict[str, int]
 ) -> tuple[list[int], int]:
@@ -470,6 +475,8 @@ def encode_examples(
                 tuple(p for p in target.arguments if (target.name, p[0]) not in headed) if headed else target.arguments
             )
             spans, missing = locate_values(example.utterance, span_pairs)
+            counts["spans_located"] += len(spans)
+            counts["spans_inside_words"] += sum(not covers_words(example.utterance, s, e) for _, s, e in spans)
             tags, lost = bio_tag_ids(spans, encoding.offsets, word, tag_index)
             counts["slot_values_not_found"] += missing
             counts["slot_values_truncated"] += lost

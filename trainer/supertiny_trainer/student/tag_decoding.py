@@ -7,6 +7,8 @@ A span's value is the text between its first token's start and its last token's 
 head of the predicted intent gives its argmax value (its "absent" column excluded when the argument is
 required; an optional one left out when "absent" wins); these arguments follow the spans, in head order.
 A span of a number slot (`number_slots`) whose text is not a number (an integer for "integer") is dropped.
+With `word_spans` (every training span covered whole words), a token that follows the previous one with no
+character between them (the same word) takes I-x after B-x or I-x, O after O, never B-: a span covers whole words.
 """
 
 from __future__ import annotations
@@ -44,16 +46,21 @@ class TagDecoder:
             ids = [0] + [self.tag_index[f"{p}-{slot}"] for slot in labels.intent_slots.get(intent, []) for p in "BI"]
             self.allowed[intent] = np.array(sorted(ids))
 
-    def _transitions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(start_ok[k], trans_ok[prev k, next k]) over the allowed tag ids."""
+    def _transitions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(start_ok[k], trans_ok[prev k, next k], in_word_ok[prev k, next k]) over the allowed tag ids;
+        in_word_ok holds inside a word: O only after O, never B-x, I-x as anywhere."""
         tags = [self.labels.tags[i] for i in ids]
         start_ok = np.array([not t.startswith("I-") for t in tags])
         trans_ok = np.ones((len(ids), len(ids)), dtype=bool)
+        in_word_ok = np.zeros((len(ids), len(ids)), dtype=bool)
         for j, t in enumerate(tags):
             if t.startswith("I-"):
                 slot = t[2:]
                 trans_ok[:, j] = [prev in (f"B-{slot}", f"I-{slot}") for prev in tags]
-        return start_ok, trans_ok
+                in_word_ok[:, j] = trans_ok[:, j]
+            elif t == "O":
+                in_word_ok[:, j] = [prev == "O" for prev in tags]
+        return start_ok, trans_ok, in_word_ok
 
     @staticmethod
     def log_softmax(tag_logits: np.ndarray) -> np.ndarray:
@@ -61,18 +68,20 @@ class TagDecoder:
         log_probs = logits - logits.max(-1, keepdims=True)
         return log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
 
-    def viterbi(self, tag_logits: np.ndarray, intent: str) -> list[int]:
-        """Best valid tag id sequence for `tag_logits` [tokens, n_tags] (word tokens only)."""
+    def viterbi(self, tag_logits: np.ndarray, intent: str, continues: list[bool] | None = None) -> list[int]:
+        """Best valid tag id sequence for `tag_logits` [tokens, n_tags] (word tokens only). Where
+        `continues[t]`, token t is in the same word as token t - 1 and keeps its span or its O."""
         if len(tag_logits) == 0:
             return []
         ids = self.allowed[intent]
         scores = self.log_softmax(tag_logits)[:, ids]
-        start_ok, trans_ok = self._transitions(ids)
+        start_ok, trans_ok, in_word_ok = self._transitions(ids)
         impossible = -np.inf
         best = np.where(start_ok, scores[0], impossible)
         back = np.zeros((len(scores), len(ids)), dtype=np.int64)
         for position in range(1, len(scores)):
-            candidates = np.where(trans_ok, best[:, None], impossible)  # [prev, next]
+            allowed = in_word_ok if continues is not None and continues[position] else trans_ok
+            candidates = np.where(allowed, best[:, None], impossible)  # [prev, next]
             back[position] = candidates.argmax(0)
             best = candidates.max(0) + scores[position]
         path = [int(best.argmax())]
@@ -108,7 +117,12 @@ class TagDecoder:
         """`tag_logits` [seq, n_tags] of one input; `word_positions` index its non-special tokens."""
         intent = self.labels.intents[int(np.argmax(intent_logits))]
         word_logits = tag_logits[word_positions]
-        path = self.viterbi(word_logits, intent)
+        continues = None
+        if self.labels.word_spans:
+            continues = [
+                t > 0 and offsets[p][0] == offsets[word_positions[t - 1]][1] for t, p in enumerate(word_positions)
+            ]
+        path = self.viterbi(word_logits, intent, continues)
         token_log_probs = (
             [float(row[tag_id]) for row, tag_id in zip(self.log_softmax(word_logits), path, strict=True)]
             if path
