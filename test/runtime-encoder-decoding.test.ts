@@ -52,7 +52,7 @@ describe('viterbiBio', () => {
 describe('bestBioPath with words', () => {
   // "the funniest joke" as the | fun nies t | joke: tokens 2 and 3 continue token 1's word.
   const continues = [false, false, true, true, false];
-  const pieces = [{ O: 5 }, { 'B-time': 5, O: 1 }, { 'B-time': 5, 'I-time': 4, O: 1 }, { 'B-time': 5, 'I-time': 4, O: 1 }, { O: 5 }];
+  const pieces: Record<string, number>[] = [{ O: 5 }, { 'B-time': 5, O: 1 }, { 'B-time': 5, 'I-time': 4, O: 1 }, { 'B-time': 5, 'I-time': 4, O: 1 }, { O: 5 }];
 
   test('a word\'s tokens share one span: no B- inside a word', () => {
     expect(tagNames(viterbiBio(scores(pieces), 5, TAGS))).toEqual(['O', 'B-time', 'B-time', 'B-time', 'O']);
