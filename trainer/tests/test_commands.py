@@ -267,6 +267,8 @@ def test_export_matches_pytorch_and_decodes_with_its_kv_cache(tiny, exported):
 
 
 def test_quantize_shrinks_the_onnx_model_which_still_runs(tiny, exported):
+    import onnx
+
     run = run_cli("quantize", {"model": exported.done["outputs"]["model"]}, tiny.root / "quantize")
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = run.done["metrics"]
@@ -278,8 +280,31 @@ def test_quantize_shrinks_the_onnx_model_which_still_runs(tiny, exported):
         io["weights"] == "int8"
         and io["inputs"] == json.loads((Path(exported.done["outputs"]["model"]) / "onnx_io.json").read_text())["inputs"]
     )
+    # The decoder's int8: every constant-weight MatMul an 8-bit MatMulNBits (weight-only blocks), no float MatMul left.
+    assert metrics["int8_method"] == "blocks" and io["quantization"] == "weight-only"
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    constants = {i.name for i in graph.initializer}
+    blocked = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(blocked) == metrics["eight_bit_matmuls"] > 0
+    assert all(next(a.i for a in n.attribute if a.name == "bits") == 8 for n in blocked)
+    assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
     predictions = OnnxStudent(folder).generate([r["utt"] for r in tiny.records[:6]])
     assert all(isinstance(p, str) and p for p in predictions)
+
+    dynamic = run_in_process(
+        "quantize", {"model": exported.done["outputs"]["model"], "int8_method": "dynamic"}, tiny.root / "quantize-dyn"
+    )
+    dynamic_folder = Path(dynamic.done["outputs"]["model"])
+    ops = {n.op_type for n in onnx.load(str(dynamic_folder / "model.onnx")).graph.node}
+    assert dynamic.done["metrics"]["int8_method"] == "dynamic" and "MatMulNBits" not in ops
+    assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    assert json.loads((dynamic_folder / "onnx_io.json").read_text())["quantization"] == "dynamic"
+    assert all(isinstance(p, str) and p for p in OnnxStudent(dynamic_folder).generate([tiny.records[0]["utt"]]))
+
+
+def test_quantize_refuses_an_unknown_int8_method(tmp_path):
+    bad = run_in_process("quantize", {"model": str(tmp_path / "x"), "int8_method": "static"}, tmp_path / "run")
+    assert bad.error["kind"] == "config" and "int8_method" in bad.error["message"]
 
 
 def _answer_logprob(model, tokenizer, prompt: str, answer: str) -> float:

@@ -528,6 +528,11 @@ def test_quantize_makes_the_encoder_int8_and_keeps_its_answers(encoder_exported,
     int8_predictions = _predict(folder, encoder_data["utterances"], tmp_path / "i")
     same = sum(a == b for a, b in zip(float_predictions, int8_predictions, strict=True)) / len(int8_predictions)
     assert same >= 0.9
+    # The decoder's weight-only int8 blocks are not the encoder's: asked for them, it says so.
+    blocks = run_in_process(
+        "quantize", {"model": encoder_exported.done["outputs"]["model"], "int8_method": "blocks"}, tmp_path / "b"
+    )
+    assert blocks.error["kind"] == "config" and "'blocks' is the decoder's" in blocks.error["message"]
 
 
 def test_quantize_int4_puts_the_feed_forward_and_embeddings_in_4_bits_and_keeps_its_answers(

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..core.checkpoints import atomic_output_dir
 from ..core.command import CommandResult, RunContext
-from ..core.errors import MissingModelError
+from ..core.errors import ConfigError, MissingModelError
 from ..student.encoder import EncoderLabels, load_encoder_tokenizer
 from .encoder_convert import CHECK_SENTENCES
 from .encoder_predict import encode_batch, output_names
@@ -29,7 +29,12 @@ class EncoderQuantizer:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         folder = model_folder(self.config.model)
-        self.config.family_defaults(per_channel=True, embedding_block_size=128, symmetric=True)
+        if self.config.int8_method == "blocks":
+            raise ConfigError(
+                "config field 'int8_method' 'blocks' is the decoder's; the encoder's int8 is 'dynamic' (its int4 keeps "
+                "attention and heads in dynamic int8)"
+            )
+        self.config.family_defaults(per_channel=True, embedding_block_size=128, symmetric=True, int8_method="dynamic")
         source_model = folder / "model.onnx"
         if not source_model.is_file():
             raise MissingModelError(f"no model.onnx in {folder} (run `export` on the encoder folder first)")

@@ -1,10 +1,12 @@
 """`quantize`: weight quantization of an exported ONNX decoder student, checked against the float graph.
 
-"int8": onnxruntime's quantize_dynamic; weights of MatMul (and, by default, the embedding Gather) become int8,
-activations are quantized on the fly at run time. "int4": every MatMul with a constant weight (attention, MLP and
-the LM head) becomes a 4-bit MatMulNBits in blocks of `block_size` (with a zero point per block by default,
-activations int8 inside the kernel) and the embedding Gather a 4-bit GatherBlockQuantized. The result must load and
-run with the same I/O; its logits are compared with float32.
+"int8": for the decoder by default (`int8_method` "blocks") every MatMul with a constant weight becomes an 8-bit
+MatMulNBits in blocks of `block_size` with a zero point per block, the embedding Gather a 4-bit GatherBlockQuantized
+as in int4; with "dynamic" (the encoder's, EncoderQuantizer) onnxruntime's quantize_dynamic: weights of MatMul (and,
+by default, the embedding Gather) become int8, activations are quantized on the fly at run time. "int4": every
+MatMul with a constant weight (attention, MLP and the LM head) becomes a 4-bit MatMulNBits in blocks of
+`block_size` (with a zero point per block by default, activations int8 inside the kernel) and the embedding Gather a
+4-bit GatherBlockQuantized. The result must load and run with the same I/O; its logits are compared with float32.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class QuantizeConfig:
     # exact-match points, 0.11 MB more), a zero point for the decoder: on the SmolLM2 router student +2.0 test /
     # +2.4 dev exact-match points over symmetric (102 and 62 answers changed; 1.8 MB more; BENCHMARKS.md).
     symmetric: bool | None = None
+    # int8: "blocks" (weight-only 8-bit blocks of block_size, MatMulNBits) or "dynamic" (quantize_dynamic: per-tensor
+    # or per-channel weights, activations quantized per call). None: the family's default, "blocks" for the decoder
+    # (on the SmolLM2 router student 10 of 500 dev answers changed against 54 for int4, where "dynamic" lost 2.0 dev
+    # points; BENCHMARKS.md), "dynamic" for the encoder (the only one it has).
+    int8_method: str | None = None
     check_batch_size: int = 2
     check_prompt_length: int = 8
     seed: int = 0
@@ -66,10 +73,18 @@ class QuantizeConfig:
                 raise ConfigError(f"config field '{field}' must be a power of two >= 16, got {value}")
         if self.symmetric is not None and not isinstance(self.symmetric, bool):
             raise ConfigError(f"config field 'symmetric' must be true, false or null, got {self.symmetric!r}")
+        if self.int8_method not in (None, "blocks", "dynamic"):
+            raise ConfigError(
+                f"config field 'int8_method' must be 'blocks', 'dynamic' or null, got {self.int8_method!r}"
+            )
         require_positive(self, "check_batch_size", "check_prompt_length")
 
-    def family_defaults(self, *, per_channel: bool, embedding_block_size: int, symmetric: bool) -> None:
+    def family_defaults(
+        self, *, per_channel: bool, embedding_block_size: int, symmetric: bool, int8_method: str
+    ) -> None:
         """Fills the fields left None with the student family's measured defaults (the result reports them)."""
+        if self.int8_method is None:
+            self.int8_method = int8_method
         if self.per_channel is None:
             self.per_channel = per_channel
         if self.embedding_block_size is None:
@@ -119,11 +134,13 @@ def fold_constant_transposes(model) -> int:
     return folded
 
 
-def four_bit_weights(model, block_size: int, embedding_block_size: int, exclude: list[str], symmetric: bool = True):
-    """4-bit block weights: MatMuls with a constant weight (but those named in `exclude`) become MatMulNBits
-    (int8 activations inside the kernel: accuracy_level 4; a zero point per block unless `symmetric`), embedding
-    Gathers a symmetric GatherBlockQuantized. Returns onnxruntime's ONNXModel (its save_model_to_file sorts the
-    nodes topologically)."""
+def four_bit_weights(
+    model, block_size: int, embedding_block_size: int, exclude: list[str], symmetric: bool = True, bits: int = 4
+):
+    """Block weights: MatMuls with a constant weight (but those named in `exclude`) become `bits`-bit (4 or 8)
+    MatMulNBits (int8 activations inside the kernel: accuracy_level 4; a zero point per block unless `symmetric`),
+    embedding Gathers a symmetric 4-bit GatherBlockQuantized. Returns onnxruntime's ONNXModel (its
+    save_model_to_file sorts the nodes topologically)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
     from onnxruntime.quantization.quant_utils import QuantFormat
 
@@ -135,6 +152,7 @@ def four_bit_weights(model, block_size: int, embedding_block_size: int, exclude:
         quant_format=QuantFormat.QOperator,
         op_types_to_quantize=("MatMul",),
         quant_axes=axes,
+        bits=bits,
     )
     quantizer = MatMulNBitsQuantizer(model, algo_config=matmul_config, nodes_to_exclude=exclude)
     quantizer.process()
@@ -165,7 +183,7 @@ class Quantizer:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         folder = model_folder(self.config.model)
-        self.config.family_defaults(per_channel=False, embedding_block_size=256, symmetric=False)
+        self.config.family_defaults(per_channel=False, embedding_block_size=256, symmetric=False, int8_method="blocks")
         source_model = folder / "model.onnx"
         if not source_model.is_file():
             raise MissingModelError(f"no model.onnx in {folder} (run `export` first)")
@@ -179,11 +197,12 @@ class Quantizer:
         started = time.monotonic()
         with atomic_output_dir(destination) as staging:
             target = staging / "model.onnx"
-            if scheme == "int4":
-                scheme_metrics = self._four_bit(source_model, target)
+            if scheme == "int4" or self.config.int8_method == "blocks":
+                bits = 4 if scheme == "int4" else 8
+                scheme_metrics = self._block_weights(source_model, target, bits)
                 io.update(
                     {
-                        "weights": "int4",
+                        "weights": scheme,
                         "quantization": "weight-only",
                         "block_size": self.config.block_size,
                         "embedding_block_size": self.config.embedding_block_size,
@@ -192,7 +211,7 @@ class Quantizer:
                     }
                 )
             else:
-                scheme_metrics = {}
+                scheme_metrics = {"int8_method": "dynamic"}
                 quantize_dynamic(
                     str(source_model),
                     str(target),
@@ -230,22 +249,27 @@ class Quantizer:
             },
         )
 
-    def _four_bit(self, source: Path, target: Path) -> dict:
-        """Every constant-weight MatMul (the tied LM head given its own copy) and the embeddings in 4 bits; the
-        result is one file (4-bit weights of a model whose float graph needed a side file fit in one)."""
+    def _block_weights(self, source: Path, target: Path, bits: int) -> dict:
+        """Every constant-weight MatMul (the tied LM head given its own copy) in `bits`-bit blocks and the embeddings
+        in 4 bits; the result is one file (block weights of a model whose float graph needed a side file fit in one)."""
         import onnx
 
         model = onnx.load(str(source))
         folded = fold_constant_transposes(model)
         quantized = four_bit_weights(
-            model, self.config.block_size, self.config.embedding_block_size, exclude=[], symmetric=self.config.symmetric
+            model,
+            self.config.block_size,
+            self.config.embedding_block_size,
+            exclude=[],
+            symmetric=self.config.symmetric,
+            bits=bits,
         )
-        four_bit = sum(1 for node in quantized.model.graph.node if node.op_type == "MatMulNBits")
-        if four_bit == 0:
+        blocked = sum(1 for node in quantized.model.graph.node if node.op_type == "MatMulNBits")
+        if blocked == 0:
             raise RuntimeError("the exported decoder has no MatMul with a constant weight to quantize")
         quantized.save_model_to_file(str(target), False)
         return {
-            "four_bit_matmuls": four_bit,
+            **({"four_bit_matmuls": blocked} if bits == 4 else {"int8_method": "blocks", "eight_bit_matmuls": blocked}),
             "folded_transposes": folded,
             "block_size": self.config.block_size,
             "embedding_block_size": self.config.embedding_block_size,
