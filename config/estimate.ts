@@ -4,7 +4,7 @@
 // the same figures come out wherever it runs. Every rate below was measured on this 2-core machine, shared
 // with other sessions' runs; the comment on each names the run it came from.
 import type { Prices } from './endpoints';
-import { DECODER_BASE_DEFAULTS, type DecoderShape, type PipelineConfig, type TransferStep } from './pipeline';
+import { DECODER_BASE_DEFAULTS, isQuantization, type DecoderShape, type PipelineConfig, type TransferStep } from './pipeline';
 import { DEFAULT_ENCODER_BASE, registryBaseOf, type EncoderBaseName } from './encoder-bases';
 import { DECODER_BASES, type DecoderBaseName } from './decoder-bases';
 
@@ -402,6 +402,11 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     if (step === 'prune-layers') {
       const cpu = TRAINER_START_CPU_SECONDS + student.sftCpuSecondsPerExampleEpoch * accepted * config.compress.pruneLayersEpochs + COMPRESS_CPU_SECONDS.export * sizeScale + gate;
       compressStep(step, cpu, false, `distillation: ${config.compress.pruneLayersEpochs} epochs at the sft rate, then export and gate`);
+    } else if (step === 'int4-qat') {
+      // Training into the 4-bit grid runs the model and its unrounded copy: about 1.5x the sft rate (SmolLM2 on the
+      // router, session 20: 960 CPU-s for 2,000 example-epochs, 0.48 each, against sft's 0.315).
+      const cpu = TRAINER_START_CPU_SECONDS + 1.5 * student.sftCpuSecondsPerExampleEpoch * accepted * config.compress.qatEpochs + COMPRESS_CPU_SECONDS.export * sizeScale + COMPRESS_CPU_SECONDS.int4 * sizeScale + gate;
+      compressStep(step, cpu, false, `training into the 4-bit grid: ${config.compress.qatEpochs} epochs at 1.5x the sft rate (measured on the request router), then export, int4 and gate`);
     } else {
       compressStep(step, COMPRESS_CPU_SECONDS[step] * sizeScale + gate, step !== 'prune-vocab', step === 'prune-vocab' ? 'not measured alone' : `${step} and its gate (demo9, router-g)`);
     }
@@ -415,7 +420,7 @@ export function estimateRun(input: EstimateInput): RunEstimate {
   const testCompletion = reportSplit * traffic.completionTokensPerSample;
   // A decoder base's models answer one at a time: the PyTorch student, the ONNX graph, each quantization and the
   // served folder on the report split, and the latency samples (the split's first inputs) of the ONNX ones.
-  const quantized = config.compress.steps.filter((q) => q === 'int8' || q === 'int4').length;
+  const quantized = config.compress.steps.filter((q) => isQuantization(q)).length;
   const answers = reportSplit * (3 + quantized) + Math.min(config.evaluate.latencySamples, reportSplit) * (1 + quantized);
   const evaluateCpu =
     EVALUATE_CPU_SECONDS.fixed + (simulated ? EVALUATE_CPU_SECONDS.perTeacherRequest * testRequests : 0) + (decoderBase ? DECODER_BASE_SECONDS_PER_ANSWER * answers : EVALUATE_CPU_SECONDS.perExample * reportSplit);

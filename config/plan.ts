@@ -4,7 +4,7 @@
 // reads and with no other. The pipeline's first activity (resolvePlan) makes it; the stage workflows, which
 // clients may also start directly with a config their schema checks, take their part of it from the resolved
 // config with the same pure function. Workflow-safe: no I/O here.
-import { isQuantization, QUANTIZATION_NAMES, type CompressStep, type DecoderShape, type PipelineConfig, type Quantization, type StudentFamily, type StudentFamilyChoice, type TransferStep } from './pipeline';
+import { isQuantization, QUANTIZATION_NAMES, QUANTIZATIONS, type CompressStep, type DecoderShape, type PipelineConfig, type Quantization, type StudentFamily, type StudentFamilyChoice, type TransferStep } from './pipeline';
 import { registryBaseOf, type EncoderBaseName } from './encoder-bases';
 import type { DecoderBaseName } from './decoder-bases';
 import { trainingStepConfig } from './step-config';
@@ -108,6 +108,8 @@ export type CompressStepPlan =
 
 export interface QuantizePlan {
   step: Quantization;
+  /** A trained scheme's (QUANTIZATIONS[step].trained) training of the PyTorch folder into its grid before the export. */
+  qat?: { epochs: number; seed: number };
 }
 
 export interface CompressPlan {
@@ -237,7 +239,7 @@ function compressStepPlan(config: PipelineConfig, step: CompressStep): CompressS
   if (step === 'prune-layers') {
     return { step, family: config.transfer.student.family, layers: c.pruneLayersKeep, epochs: c.pruneLayersEpochs, seed: config.transfer.seed };
   }
-  if (isQuantization(step)) return { step };
+  if (isQuantization(step)) return QUANTIZATIONS[step].trained ? { step, qat: { epochs: c.qatEpochs, seed: config.transfer.seed } } : { step };
   throw new Error(`compression step "${step satisfies never}" has no plan`);
 }
 

@@ -48,7 +48,7 @@ export function passableTrainerField(command: TrainerCommand, field: string): Pa
 export const ENCODER_COMMANDS = { convert: 'encoder-convert', train: 'encoder-sft', pruneVocab: 'encoder-prune-vocab', pruneLayers: 'encoder-prune-layers' } as const satisfies Record<string, TrainerCommand>;
 
 /** The decoder family's own trainer commands; its training steps are commands of their names (trainingCommand). */
-export const DECODER_COMMANDS = { pruneVocab: 'decoder-prune-vocab', pruneLayers: 'decoder-prune-layers' } as const satisfies Record<string, TrainerCommand>;
+export const DECODER_COMMANDS = { pruneVocab: 'decoder-prune-vocab', pruneLayers: 'decoder-prune-layers', qat: 'decoder-qat' } as const satisfies Record<string, TrainerCommand>;
 
 /** The trainer command that runs a transfer step of a student family. */
 export function trainingCommand(family: 'encoder' | 'decoder', step: string): TrainerCommand {

@@ -3,7 +3,7 @@
 // them, so a new quantization scheme or student base is a new plan here, not a new activity. Workflow-safe:
 // no I/O here.
 import { QUANTIZATIONS, type DecoderShape, type TransferStep } from './pipeline';
-import type { CompressStepPlan, InitPlan, ShapeInitPlan, TaskRef, TrainPlan, TransferPlan } from './plan';
+import type { CompressStepPlan, InitPlan, QuantizePlan, ShapeInitPlan, TaskRef, TrainPlan, TransferPlan } from './plan';
 import { DECODER_COMMANDS, ENCODER_COMMANDS, trainingCommand, type TrainerCommand } from './trainer-contract';
 
 /** An input artifact, copied to inputs/<file> in the step's run folder; its path is the config's `field`. */
@@ -107,4 +107,15 @@ export function compressStep(plan: CompressStepPlan): TrainerStepPlan {
     return { name: 'pruneLayers', command, config: { layers: plan.layers, epochs: plan.epochs, seed: plan.seed }, ...pruned };
   }
   return { name: `quantize-${plan.step}`, command: 'quantize', config: QUANTIZATIONS[plan.step].options, inputs: { model: folder('model') }, output: { name: 'model', kind: `onnx-${plan.step}/dir` } };
+}
+
+/** The training of a trained quantization (int4-qat): the PyTorch folder (role model) into the 4-bit grid from the sft samples (role data). */
+export function qatStep(plan: QuantizePlan & { qat: NonNullable<QuantizePlan['qat']> }): TrainerStepPlan {
+  return {
+    name: `qat-${plan.step}`,
+    command: DECODER_COMMANDS.qat,
+    config: { epochs: plan.qat.epochs, seed: plan.qat.seed },
+    inputs: { model: folder('model'), data: jsonl('data', 'sft') },
+    output: MODEL,
+  };
 }

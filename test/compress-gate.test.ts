@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { ArtifactRef } from '../artifacts/ref';
-import { parsePipelineConfig, type PipelineConfigInput } from '../config/pipeline';
+import { parsePipelineConfig, type PipelineConfigInput, type Quantization } from '../config/pipeline';
 import type { CompressResult } from '../activities/types';
 import type { TrainerStepInput } from '../activities/trainer/trainer-step';
 import { executeOnScriptedWorkers, replayFixture, startTestServer } from './support/temporal';
@@ -44,16 +44,21 @@ describe('compress gate', () => {
       calls.push(`pruneLayers ${label(model)} ${label(sft)}`);
       return ref(`shallow(${label(model)})`, Math.round(model.bytes * 0.8));
     };
-    const quantize = (scheme: 'int8' | 'int4', model: ArtifactRef) => {
+    const quantize = (scheme: Quantization, model: ArtifactRef) => {
       calls.push(`quantize ${scheme} ${label(model)}`);
-      return ref(`${scheme}(${label(model)})`, Math.round(model.bytes / { int8: 4, int4: 6.4 }[scheme]));
+      return ref(`${scheme}(${label(model)})`, Math.round(model.bytes / { int8: 4, int4: 6.4, 'int4-qat': 6.4 }[scheme]));
+    };
+    const qat = (model: ArtifactRef, sft: ArtifactRef, config: Record<string, unknown>) => {
+      calls.push(`qat ${label(model)} ${label(sft)} ${JSON.stringify(config)}`);
+      return ref(`qat(${label(model)})`, model.bytes);
     };
     const activities = {
       async trainerStep({ plan, inputs: { model, data } }: TrainerStepInput) {
         if (plan.name === 'exportOnnx') return { model: exportOnnx(model!), metrics: {} };
         if (plan.name === 'pruneVocab') return { model: pruneVocab(model!, data!), metrics: {} };
         if (plan.name === 'pruneLayers') return { model: pruneLayers(model!, data!), metrics: {} };
-        return { model: quantize(plan.name.replace('quantize-', '') as 'int8' | 'int4', model!), metrics: {} };
+        if (plan.name.startsWith('qat-')) return { model: qat(model!, data!, plan.config), metrics: {} };
+        return { model: quantize(plan.name.replace('quantize-', '') as Quantization, model!), metrics: {} };
       },
       // The last step calibrates the chosen model's confidence; its own tests are elsewhere (not in `calls`).
       async calibrateConfidence({ model }: { model: ArtifactRef }) {
@@ -158,6 +163,39 @@ describe('compress gate', () => {
     ]);
     expect(result.gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['prune-layers', true], ['int4', true]]);
     expect(label(result.chosen)).toBe('int4(onnx(shallow(pruned(student))))');
+  }, 120_000);
+
+  test('int4-qat trains the chosen PyTorch folder into the 4-bit grid, exports it, quantizes it, and replaces int4 when its gate passes', async () => {
+    const decoder = { transfer: { student: { base: 'smollm2-135m' as const } }, compress: { steps: ['prune-vocab', 'int8', 'int4', 'int4-qat'] as Quantization[] } };
+    const scores = {
+      'onnx(student)': 0.7,
+      'onnx(pruned(student))': 0.699,
+      'int8(onnx(pruned(student)))': 0.698,
+      'int4(onnx(pruned(student)))': 0.68,
+      'int4-qat(onnx(qat(pruned(student))))': 0.701,
+    };
+    const { result, calls } = await compress(decoder as PipelineConfigInput, scores);
+    expect(calls.slice(-6)).toEqual([
+      'quantize int4 onnx(pruned(student))',
+      'score onnx int4(onnx(pruned(student)))',
+      'qat pruned(student) sft {"epochs":1,"seed":1234}',
+      'exportOnnx qat(pruned(student))',
+      'quantize int4-qat onnx(qat(pruned(student)))',
+      'score onnx int4-qat(onnx(qat(pruned(student))))',
+    ]);
+    expect(result.gates.map((g) => [g.step, g.kept])).toEqual([['prune-vocab', true], ['int8', true], ['int4', false], ['int4-qat', true]]);
+    expect(label(result.chosen)).toBe('int4-qat(onnx(qat(pruned(student))))');
+    expect(label(result['int4-qat']!)).toBe('int4-qat(onnx(qat(pruned(student))))');
+    expect(result.gates[3]).toMatchObject({ bytesBefore: result.gates[1].bytesAfter, exactMatchUncompressed: 0.7 });
+
+    // Rolled back, it leaves the model chosen before it; a prune-vocab rolled back leaves it the unpruned folder.
+    const rolledBack = await compress({ ...decoder, compress: { steps: ['prune-vocab', 'int4-qat'], qatEpochs: 2 } } as PipelineConfigInput, {
+      'onnx(student)': 0.7,
+      'onnx(pruned(student))': 0.68,
+      'int4-qat(onnx(qat(student)))': 0.68,
+    });
+    expect(rolledBack.calls.slice(-4)).toEqual(['qat student sft {"epochs":2,"seed":1234}', 'exportOnnx qat(student)', 'quantize int4-qat onnx(qat(student))', 'score onnx int4-qat(onnx(qat(student)))']);
+    expect(label(rolledBack.result.chosen)).toBe('onnx(student)');
   }, 120_000);
 
   test("the decoder's compress path schedules the activities it always did, in the same order", async () => {

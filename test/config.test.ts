@@ -36,6 +36,14 @@ describe('pipeline config', () => {
     });
     expect(() => parsePipelineConfig({ compress: { steps: ['int8', 'prune-vocab'] } })).toThrow(/compress\.steps\.1: "prune-vocab" must come before "int8"/);
     expect(() => parsePipelineConfig({ compress: { steps: ['int8', 'int8'] } })).toThrow(/compress\.steps\.1: "int8" is listed twice/);
+    // int4-qat trains the decoder into its 4-bit grid: the decoder's only, after the prune steps, its epochs a positive number.
+    expect(() => parsePipelineConfig({ transfer: { student: { family: 'encoder' } }, compress: { steps: ['int8', 'int4-qat'] } })).toThrow(
+      /compress\.steps\.1: "int4-qat" \(4-bit weights as int4, after training the model into their grid\) is for the decoder student; the encoder family quantizes with "int8", "int4"/,
+    );
+    expect(parsePipelineConfig({ compress: { steps: ['int8', 'int4-qat'] } }).transfer.student.family).toBe('decoder'); // provisionally, without a family
+    expect(() => parsePipelineConfig({ transfer: decoder, compress: { steps: ['int4-qat', 'prune-vocab'] } })).toThrow(/compress\.steps\.1: "prune-vocab" must come before "int4-qat"/);
+    expect(parsePipelineConfig({ transfer: decoder, compress: { steps: ['prune-vocab', 'int4-qat'] } }).compress).toMatchObject({ steps: ['prune-vocab', 'int4-qat'], qatEpochs: 1 });
+    expect(() => parsePipelineConfig({ transfer: decoder, compress: { steps: ['int4-qat'], qatEpochs: 0 } })).toThrow(/compress\.qatEpochs/);
     expect(() => parsePipelineConfig({ compress: { steps: ['layers'] } })).toThrow(/compress\.steps\.0/);
     expect(() => parsePipelineConfig({ compress: { pruneVocabMinCount: 0 } })).toThrow(/compress\.pruneVocabMinCount/);
     // The decoder's byte-level BPE keeps the base's first tokens too: a base's default, any decoder's choice, never the encoder's.

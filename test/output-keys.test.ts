@@ -5,12 +5,12 @@ import type { MemoisedActivity } from '../activities/output-keys';
 import { canonicalJson } from '../artifacts/store';
 import { isQuantization, parsePipelineConfig, type PipelineConfig } from '../config/pipeline';
 import { devScorePlan, pipelinePlan, type PipelinePlan, type ScoreModelPlan, type TrainPlan } from '../config/plan';
-import { compressStep, EXPORT_STEP, initStep, tokenizerStep, trainStep } from '../config/trainer-steps';
+import { compressStep, EXPORT_STEP, initStep, qatStep, tokenizerStep, trainStep } from '../config/trainer-steps';
 
 const withoutClient = <T extends { client: unknown }>({ client: _client, ...read }: T) => read;
 
 /** A memoised activity, or one kind of the trainer steps that trainerStep runs. */
-type KeyedOutput = Exclude<MemoisedActivity, 'trainerStep'> | 'trainTokenizer' | 'initStudent' | 'trainStudent' | 'pruneVocab' | 'pruneLayers' | 'exportOnnx' | 'quantize';
+type KeyedOutput = Exclude<MemoisedActivity, 'trainerStep'> | 'trainTokenizer' | 'initStudent' | 'trainStudent' | 'pruneVocab' | 'pruneLayers' | 'qat' | 'exportOnnx' | 'quantize';
 
 /** The plan parts each memoised activity is given by the workflows in one run (every call's), as its key sees them. */
 const GIVEN: Record<KeyedOutput, (plan: PipelinePlan) => unknown[]> = {
@@ -32,6 +32,7 @@ const GIVEN: Record<KeyedOutput, (plan: PipelinePlan) => unknown[]> = {
   calibrateConfidence: (p) => [p.score],
   pruneVocab: (p) => p.compress.steps.filter((s) => s.step === 'prune-vocab').map(compressStep),
   pruneLayers: (p) => p.compress.steps.filter((s) => s.step === 'prune-layers').map(compressStep),
+  qat: (p) => p.compress.steps.flatMap((s) => (isQuantization(s.step) && 'qat' in s && s.qat ? [qatStep({ ...s, qat: s.qat })] : [])),
   exportOnnx: () => [EXPORT_STEP],
   quantize: (p) => p.compress.steps.filter((s) => isQuantization(s.step)).map(compressStep),
   // The report shows the whole config.
@@ -106,6 +107,7 @@ const DECODER: Spec = {
   'compress.pruneVocabKeepFirst': [1000, []],
   'compress.pruneLayersKeep': [3, []],
   'compress.pruneLayersEpochs': [1, []],
+  'compress.qatEpochs': [2, []],
   'transfer.grpoEpochs': [2, ['trainStudent']],
   'transfer.grpoLearningRate': [1e-4, ['trainStudent']],
   'transfer.grpoGenerations': [4, ['trainStudent']],
@@ -140,11 +142,12 @@ const DECODER: Spec = {
 const DECODER_BASE: Spec = {
   ...COMMON,
   'transfer.steps': [['sft', 'dpo'], ['trainStudent']],
-  'compress.steps': [[], ['pruneVocab', 'quantize']],
+  'compress.steps': [[], ['pruneVocab', 'quantize', 'qat']],
   'compress.pruneVocabMinCount': [3, ['pruneVocab']],
   'compress.pruneVocabKeepFirst': [1000, ['pruneVocab']],
   'compress.pruneLayersKeep': [3, []],
   'compress.pruneLayersEpochs': [1, []],
+  'compress.qatEpochs': [2, ['qat']],
   'transfer.grpoEpochs': [2, ['trainStudent']],
   'transfer.grpoLearningRate': [1e-4, ['trainStudent']],
   'transfer.grpoGenerations': [4, ['trainStudent']],
@@ -157,7 +160,7 @@ const DECODER_BASE: Spec = {
   'transfer.dropout': [0.1, ['trainStudent']],
   'transfer.dpoEpochs': [2, ['trainStudent']],
   'transfer.dpoLearningRate': [1e-4, ['trainStudent']],
-  'transfer.seed': [7, ['initStudent', 'trainStudent']],
+  'transfer.seed': [7, ['initStudent', 'trainStudent', 'qat']],
   // kd is refused beside a base: the kd teacher's shape is read by nothing.
   ...KD_TEACHER_UNREAD,
 };
@@ -167,6 +170,8 @@ const { 'transfer.student.base': _registryBase, ...DECODER_PRETRAINED } = DECODE
 const DECODER_FOLDER: Spec = {
   ...DECODER_PRETRAINED,
   'compress.steps': [[], ['quantize']],
+  'compress.qatEpochs': [2, []], // the family's default steps have no int4-qat
+  'transfer.seed': [7, ['initStudent', 'trainStudent']],
   'compress.pruneVocabMinCount': [3, []], // the family's default steps have no vocabulary step
   'compress.pruneVocabKeepFirst': [1000, []],
   'transfer.student.baseModelPath': ['/models/other', ['initStudent']],
@@ -186,6 +191,7 @@ const ENCODER: Spec = {
   'compress.pruneVocabKeepFirst': [undefined, []], // refused for the encoder
   'compress.pruneLayersKeep': [3, ['pruneLayers']],
   'compress.pruneLayersEpochs': [1, ['pruneLayers']],
+  'compress.qatEpochs': [2, []],
   'transfer.student.family': [undefined, []],
   'transfer.student.baseModelPath': ['/models/bert', ['encoderBase']],
   'transfer.student.base': ['bge-small', ['encoderBase']],
@@ -228,7 +234,11 @@ const keysOf = (config: PipelineConfig) => {
 
 describe.each([
   ['decoder', parsePipelineConfig({ transfer: { student: { family: 'decoder' }, steps: ['sft', 'dpo', 'kd', 'grpo'] }, teacher: { judge: { enabled: true } } }), DECODER],
-  ['decoder with a registry base', parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m' }, steps: ['sft', 'dpo', 'grpo'] }, teacher: { judge: { enabled: true } } }), DECODER_BASE],
+  [
+    'decoder with a registry base',
+    parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m' }, steps: ['sft', 'dpo', 'grpo'] }, teacher: { judge: { enabled: true } }, compress: { steps: ['prune-vocab', 'int8', 'int4', 'int4-qat'] } }),
+    DECODER_BASE,
+  ],
   [
     'decoder from a baseModelPath folder',
     parsePipelineConfig({ transfer: { student: { family: 'decoder', baseModelPath: '/models/qwen' }, steps: ['sft', 'dpo', 'grpo'] }, teacher: { judge: { enabled: true } } }),

@@ -31,9 +31,9 @@ describe('distillation pipeline on a real Temporal server', () => {
   const taskQueue = bed.taskQueue;
   beforeAll(() => ({ server, env, store, simulator, workers } = bed));
 
-  // The decoder's layer pruning (2 layers -> 1, recovered by distillation from the 2-layer model) and both
-  // quantizations, each gated against the float graph.
-  const config = smallPipelineConfig('plugin-run', { compress: { steps: ['prune-layers', 'int8', 'int4'], pruneLayersKeep: 1, pruneLayersEpochs: 1 } });
+  // The decoder's layer pruning (2 layers -> 1, recovered by distillation from the 2-layer model), both
+  // quantizations and int4 after training into its grid (decoder-qat, export, int4), each gated against the float graph.
+  const config = smallPipelineConfig('plugin-run', { compress: { steps: ['prune-layers', 'int8', 'int4', 'int4-qat'], pruneLayersKeep: 1, pruneLayersEpochs: 1 } });
 
   test('runs to completion through SupertinyPlugin and reports every model', async () => {
     const handle = await startPipeline(server.client, config, { taskQueue });
@@ -46,8 +46,11 @@ describe('distillation pipeline on a real Temporal server', () => {
     });
     expect(firstResult.status).toBe('completed');
     const report = JSON.parse(await fs.readFile(firstResult.evaluate!.reportPath, 'utf8'));
-    expect(Object.keys(report.models).sort()).toEqual(['student', 'student_int4', 'student_int8', 'student_onnx', 'teacher']);
-    expect(firstResult.compress!.gates.map((g) => g.step)).toEqual(['prune-layers', 'int8', 'int4']);
+    expect(Object.keys(report.models).sort()).toEqual(['student', 'student_int4', 'student_int4-qat', 'student_int8', 'student_onnx', 'teacher']);
+    expect(firstResult.compress!.gates.map((g) => g.step)).toEqual(['prune-layers', 'int8', 'int4', 'int4-qat']);
+    // The trained int4 is a 4-bit graph of its own (made from the trained folder), not the plain int4's.
+    expect(firstResult.compress!['int4-qat']!.sha256).not.toBe(firstResult.compress!.int4!.sha256);
+    expect(firstResult.compress!.gates[3].bytesAfter!).toBeLessThan(firstResult.compress!.gates[0].bytesAfter! / 2);
     const pruneLayers = firstResult.compress!.gates[0];
     expect(pruneLayers.bytesAfter!).toBeLessThan(pruneLayers.bytesBefore! * 0.9); // one of two layers gone
     for (const m of Object.values(report.models) as Record<string, number>[]) {

@@ -10,7 +10,7 @@ import { passableTrainerField, TRAINER_COMMANDS, TRAINER_ERROR_KINDS, trainerCon
 import contract from '../trainer/contract.json';
 import { trainingStepConfig } from '../config/step-config';
 import { pipelinePlan } from '../config/plan';
-import { compressStep } from '../config/trainer-steps';
+import { compressStep, qatStep } from '../config/trainer-steps';
 import { NON_RETRYABLE_KINDS } from '../activities/trainer/trainer-process';
 import { DECODER_COMMANDS, ENCODER_COMMANDS } from '../config/trainer-contract';
 
@@ -63,6 +63,16 @@ test.each([
   expect([...Object.keys(step.config), ...Object.values(step.inputs).map((input) => input.field)].filter((field) => !trainerConfigFields(step.command).has(field))).toEqual([]);
   // A plan recorded before the decoder had this step names no family: it was the encoder's.
   expect(compressStep({ step: 'prune-layers', layers: 3, epochs: 1, seed: 1 }).command).toBe('encoder-prune-layers');
+});
+
+test("int4-qat trains with decoder-qat's fields, then quantizes as int4", () => {
+  const config = parsePipelineConfig({ transfer: { student: { family: 'decoder' }, seed: 7 }, compress: { steps: ['int8', 'int4-qat'], qatEpochs: 2 } });
+  const plan = pipelinePlan(config).compress.steps[1];
+  expect(plan).toEqual({ step: 'int4-qat', qat: { epochs: 2, seed: 7 } });
+  const training = qatStep({ step: 'int4-qat', qat: { epochs: 2, seed: 7 } });
+  expect(training).toMatchObject({ name: 'qat-int4-qat', command: 'decoder-qat', config: { epochs: 2, seed: 7 } });
+  expect([...Object.keys(training.config), ...Object.values(training.inputs).map((input) => input.field)].filter((field) => !trainerConfigFields(training.command).has(field))).toEqual([]);
+  expect(compressStep(plan)).toMatchObject({ name: 'quantize-int4-qat', command: 'quantize', config: { scheme: 'int4' } });
 });
 
 test('the pass-through is checked against every step of the run before anything starts, naming the command', () => {

@@ -2,8 +2,8 @@
 // against the uncompressed ONNX model (not the previous step), so small losses cannot add up unseen.
 import { z } from 'zod';
 import { isQuantization, PipelineConfigSchema, type Quantization } from '../config/pipeline';
-import { pipelinePlan, type CompressStepPlan } from '../config/plan';
-import { compressStep, EXPORT_STEP } from '../config/trainer-steps';
+import { pipelinePlan, type CompressStepPlan, type QuantizePlan } from '../config/plan';
+import { compressStep, EXPORT_STEP, qatStep } from '../config/trainer-steps';
 import type { ArtifactRef } from '../artifacts/ref';
 import type { CompressResult, GateDecision } from '../activities/types';
 import { patched } from '@temporalio/workflow';
@@ -27,13 +27,18 @@ interface CompressTrainerSteps {
   exportOnnx(model: ArtifactRef): Promise<ArtifactRef>;
   /** A compression step of the plan on `model` (the PyTorch folder for a prune step, the float graph for a quantization); the prune steps read `sft`. */
   compress(plan: CompressStepPlan, model: ArtifactRef, sft: ArtifactRef): Promise<ArtifactRef>;
+  /** A trained quantization's training of the PyTorch folder into its grid (decoder-qat), from `sft`. */
+  qat(plan: QatPlan, model: ArtifactRef, sft: ArtifactRef): Promise<ArtifactRef>;
 }
+
+type QatPlan = QuantizePlan & { qat: NonNullable<QuantizePlan['qat']> };
 
 function trainerSteps(gpu: Gpu): CompressTrainerSteps {
   if (patched(TRAINER_STEP_PATCH)) {
     return {
       exportOnnx: async (model) => (await gpu.trainerStep({ plan: EXPORT_STEP, inputs: { model } })).model,
       compress: async (plan, model, sft) => (await gpu.trainerStep({ plan: compressStep(plan), inputs: { model, data: sft } })).model,
+      qat: async (plan, model, sft) => (await gpu.trainerStep({ plan: qatStep(plan), inputs: { model, data: sft } })).model,
     };
   }
   return {
@@ -43,6 +48,10 @@ function trainerSteps(gpu: Gpu): CompressTrainerSteps {
       if (plan.step === 'prune-layers') return gpu.pruneLayers({ plan, model, sft });
       if (patched(QUANTIZE_STEP_PATCH)) return gpu.quantize({ plan, model });
       return (plan.step === 'int4' ? gpu.quantizeInt4 : gpu.quantizeInt8)({ model });
+    },
+    qat: () => {
+      // Histories from before the one trainerStep activity predate the trained quantizations too.
+      throw new Error('a trained quantization (int4-qat) runs only as a trainerStep');
     },
   };
 }
@@ -73,7 +82,11 @@ export async function compressStage(input: CompressStageInput): Promise<Compress
     await reportStageProgress({ stage: 'compress', step, done: 1 + i, total });
     let candidateFolder = folder;
     let candidate: ArtifactRef;
-    if (isQuantization(step)) {
+    if (isQuantization(step) && 'qat' in stepPlan && stepPlan.qat) {
+      // Trained into the 4-bit grid from the chosen PyTorch folder, exported, then quantized as its scheme.
+      const trained = await trainer.qat({ ...stepPlan, qat: stepPlan.qat }, folder, prototype.sft);
+      candidate = await trainer.compress(stepPlan, await trainer.exportOnnx(trained), prototype.sft);
+    } else if (isQuantization(step)) {
       candidate = await trainer.compress(stepPlan, float, prototype.sft);
     } else {
       candidateFolder = await trainer.compress(stepPlan, folder, prototype.sft);

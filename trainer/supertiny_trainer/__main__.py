@@ -34,6 +34,7 @@ COMMANDS = {
         "DecoderPruneLayersConfig",
         "DecoderLayerPruner",
     ),
+    "decoder-qat": ("supertiny_trainer.commands.decoder_qat", "DecoderQatConfig", "DecoderQatRunner"),
     "encoder-convert": ("supertiny_trainer.commands.encoder_convert", "EncoderConvertConfig", "OnnxBertConverter"),
     "encoder-sft": ("supertiny_trainer.commands.encoder_sft", "EncoderSftConfig", "EncoderSftRunner"),
     "encoder-prune-vocab": (
