@@ -392,8 +392,17 @@ export function estimateRun(input: EstimateInput): RunEstimate {
   // encoder student and the SmolLM2 decoder base.
   const encoder = config.transfer.student.family === 'encoder';
   const sizeScale = modelBytes / DEMO_MODEL_BYTES;
-  const compressStep = (step: string, cpuSeconds: number, measured: boolean, basis: string) =>
-    steps.push({ ...none, stage: 'compress', step, cpuSeconds, wallSeconds: oneCoreWall(cpuSeconds), measured: measured && (encoder || decoderBase), basis: decoderBase ? `${basis}; the gate's dev answers at ${DECODER_BASE_SECONDS_PER_ANSWER} s each (the request router pipeline)` : basis });
+  // `trainingCpu`: the part of the step that trains, which uses every free core as sft does.
+  const compressStep = (step: string, cpuSeconds: number, measured: boolean, basis: string, trainingCpu = 0) =>
+    steps.push({
+      ...none,
+      stage: 'compress',
+      step,
+      cpuSeconds,
+      wallSeconds: wall(trainingCpu) + oneCoreWall(cpuSeconds - trainingCpu),
+      measured: measured && (encoder || decoderBase),
+      basis: decoderBase ? `${basis}; the gate's dev answers at ${DECODER_BASE_SECONDS_PER_ANSWER} s each (the request router pipeline)` : basis,
+    });
   const decoderBase = studentConfig.family === 'decoder' && studentConfig.base !== undefined;
   const perAnswer = decoderBase ? DECODER_BASE_SECONDS_PER_ANSWER : ONNX_DEV_SCORE_CPU_SECONDS.perExample;
   const gate = ONNX_DEV_SCORE_CPU_SECONDS.fixed + perAnswer * splits.dev;
@@ -405,8 +414,9 @@ export function estimateRun(input: EstimateInput): RunEstimate {
     } else if (step === 'int4-qat') {
       // Training into the 4-bit grid runs the model and its unrounded copy: about 1.5x the sft rate (SmolLM2 on the
       // router, session 20: 960 CPU-s for 2,000 example-epochs, 0.48 each, against sft's 0.315).
-      const cpu = TRAINER_START_CPU_SECONDS + 1.5 * student.sftCpuSecondsPerExampleEpoch * accepted * config.compress.qatEpochs + COMPRESS_CPU_SECONDS.export * sizeScale + COMPRESS_CPU_SECONDS.int4 * sizeScale + gate;
-      compressStep(step, cpu, false, `training into the 4-bit grid: ${config.compress.qatEpochs} epochs at 1.5x the sft rate (measured on the request router), then export, int4 and gate`);
+      const training = 1.5 * student.sftCpuSecondsPerExampleEpoch * accepted * config.compress.qatEpochs;
+      const cpu = TRAINER_START_CPU_SECONDS + training + COMPRESS_CPU_SECONDS.export * sizeScale + COMPRESS_CPU_SECONDS.int4 * sizeScale + gate;
+      compressStep(step, cpu, false, `training into the 4-bit grid: ${config.compress.qatEpochs} epochs at 1.5x the sft rate (measured on the request router), then export, int4 and gate`, training);
     } else {
       compressStep(step, COMPRESS_CPU_SECONDS[step] * sizeScale + gate, step !== 'prune-vocab', step === 'prune-vocab' ? 'not measured alone' : `${step} and its gate (demo9, router-g)`);
     }
