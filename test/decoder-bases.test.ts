@@ -42,7 +42,7 @@ describe('transfer.student.base for the decoder', () => {
   test("a base trains and compresses by its own defaults, not the from-scratch decoder's; a config's own values win", () => {
     const config = parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m' } } });
     expect(config.transfer).toMatchObject({ epochs: 3, learningRate: 3e-4 });
-    expect(config.compress.steps).toEqual(['prune-vocab', 'int8', 'int4']);
+    expect(config.compress.steps).toEqual(['prune-vocab', 'int8', 'int4-qat']);
     const scratch = parsePipelineConfig({ transfer: { student: { family: 'decoder' } } });
     expect([scratch.transfer.epochs, scratch.transfer.learningRate, scratch.compress.steps]).toEqual([12, 1e-3, ['int8']]);
     const own = parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m' }, epochs: 1, learningRate: 1e-4 }, compress: { steps: ['int8'] } });
@@ -112,7 +112,7 @@ describe('transfer.student.base for the decoder', () => {
     expect(int4.cpuSeconds).toBeGreaterThan(0.24 * 100);
     expect(estimate.steps.find((s) => s.step === 'base')).toMatchObject({ stage: 'transfer', measured: true, diskBytes: 134_515_008 * 4 });
     // The family's training defaults were measured for the from-scratch student: the plan says so.
-    expect(estimate.notes).toContainEqual(expect.stringMatching(/transfer\.student\.base "smollm2-135m": a decoder base.s defaults \(3 epochs at learning rate 0\.0003; compress prune-vocab, int8, int4\) .* this run trains \d+ epoch\(s\) at /));
+    expect(estimate.notes).toContainEqual(expect.stringMatching(/transfer\.student\.base "smollm2-135m": a decoder base.s defaults \(3 epochs at learning rate 0\.0003; compress prune-vocab, int8, int4-qat\) .* this run trains \d+ epoch\(s\) at /));
     // grpo on a base: the plan says what it did on the router, only when the run has the step.
     expect(estimate.notes.join('\n')).not.toMatch(/grpo/);
     const grpo = parsePipelineConfig({ transfer: { student: { base: 'smollm2-135m' }, steps: ['sft', 'grpo'], grpoMaxSteps: 50 } });

@@ -131,7 +131,7 @@ describe('the family from the task schema', () => {
     });
     expect(config).toEqual(parsePipelineConfig({ task: ROUTER_TASK, transfer: { student: { base: 'smollm2-135m' } } }));
     expect(config.transfer).toMatchObject({ epochs: 3, learningRate: 3e-4, student: { family: 'decoder', base: 'smollm2-135m' } });
-    expect(config.compress.steps).toEqual(['prune-vocab', 'int8', 'int4']);
+    expect(config.compress.steps).toEqual(['prune-vocab', 'int8', 'int4-qat']);
     // The plan fetches and converts the base, and trains no tokenizer.
     const plan = await resolvePlan({ task: ROUTER_TASK }, env, resources());
     expect(plan.transfer).toMatchObject({ family: 'decoder', tokenizer: null, base: { registry: 'smollm2-135m' } });
